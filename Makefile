@@ -1,0 +1,35 @@
+# p2pbuf front door: meson + ninja underneath.
+#   make          build the libraries, the CLI, tests and examples (build/)
+#   make run      the main job: p2pbuf run
+#   make check    every test, normally, under ASan+UBSan, threaded ones under TSan
+#   make bench    every benchmark
+#   make install  install libraries, headers, pkg-config file, man pages, CLI
+PREFIX ?= /usr/local
+BUILD ?= build
+MESON_OPTS ?=
+
+.PHONY: all deps run check bench install clean
+
+all: deps $(BUILD)/build.ninja
+	@ninja -C $(BUILD)
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	@meson setup $(BUILD) --prefix=$(PREFIX) $(MESON_OPTS) >/dev/null
+
+run: all
+	@./$(BUILD)/tools/p2pbuf run $(ARGS)
+
+check: deps
+	@./scripts/check.sh
+
+bench: all
+	@./$(BUILD)/tools/p2pbuf bench all $(ARGS)
+
+install: all
+	@meson install -C $(BUILD)
+
+clean:
+	rm -rf build build-*

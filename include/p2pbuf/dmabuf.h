@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * p2pbuf dma-buf core: buffer objects, exporters, dynamic attachments,
+ * fences, revocation and CPU mappings.
+ *
+ * The model is the kernel's drivers/dma-buf/dma-buf.c: an exporter publishes
+ * a buffer with an ops table (struct p2p_dmabuf_ops), importers attach with
+ * an importer ops table (struct p2p_dmabuf_importer_ops) and map the
+ * attachment to get the buffer's physical ranges.  A buffer is represented
+ * by a file descriptor (see p2p_dmabuf_fd_install()) for sharing.
+ *
+ * Every function here is thread-safe unless its comment says otherwise.
+ */
+#ifndef P2PBUF_DMABUF_H
+#define P2PBUF_DMABUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <p2pbuf/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct p2p_dmabuf;
+struct p2p_attachment;
+struct p2p_fence;
+
+/**
+ * struct p2p_mem - a piece of "physical" memory: device memory or system RAM
+ *
+ * Backed by a memfd.  Emulated devices reach it through p2p_mem_ptr(), which
+ * is a mapping private to the library that is never revoked: revocation is
+ * enforced at the importer (CPU mapping, IO address space, io_uring slot).
+ */
+struct p2p_mem;
+
+/** p2p_mem_create() flags */
+enum {
+	P2P_MEM_HUGE = 1u << 0, /* ask for transparent huge pages where the system allows */
+};
+
+/**
+ * p2p_mem_create() - allocate memfd-backed memory
+ * @name: name shown in /proc/self/fd and /proc/self/maps
+ * @size: bytes, page multiple, non-zero
+ * @flags: P2P_MEM_* flags
+ * @out: the new object, one reference owned by the caller
+ *
+ * Pages are allocated lazily on first touch.
+ *
+ * Return: 0 or -EINVAL, -ENOMEM, -EMFILE.
+ */
+P2P_API int p2p_mem_create(const char *name, uint64_t size, unsigned int flags,
+			   struct p2p_mem **out);
+/** p2p_mem_get() - take a reference. Paired with p2p_mem_put(). */
+P2P_API struct p2p_mem *p2p_mem_get(struct p2p_mem *mem);
+/** p2p_mem_put() - drop a reference; the last one unmaps and closes the memfd. */
+P2P_API void p2p_mem_put(struct p2p_mem *mem);
+/** p2p_mem_ptr() - the library's own mapping of @mem at @offset (device view). */
+P2P_API void *p2p_mem_ptr(const struct p2p_mem *mem, uint64_t offset);
+/** p2p_mem_size() - size in bytes. */
+P2P_API uint64_t p2p_mem_size(const struct p2p_mem *mem);
+/** p2p_mem_fd() - the backing memfd, owned by @mem (do not close). */
+P2P_API int p2p_mem_fd(const struct p2p_mem *mem);
+
+/**
+ * struct p2p_phys_range - one physically contiguous run of a buffer
+ * @mem: backing object (device BAR memory or system RAM)
+ * @offset: byte offset in @mem
+ * @length: bytes
+ */
+struct p2p_phys_range {
+	struct p2p_mem *mem;
+	uint64_t offset;
+	uint64_t length;
+};
+
+/**
+ * struct p2p_sgt - what mapping an attachment returns (the "SG table")
+ * @nents: number of entries
+ * @ents: the ranges, in dma-buf byte order
+ */
+struct p2p_sgt {
+	unsigned int nents;
+	struct p2p_phys_range ents[];
+};
+
+/** Direction for CPU access bracketing. */
+enum p2p_dma_dir {
+	P2P_DMA_BIDIRECTIONAL = 0,
+	P2P_DMA_TO_DEVICE = 1,
+	P2P_DMA_FROM_DEVICE = 2,
+};
+
+/**
+ * struct p2p_dmabuf_ops - exporter operations
+ *
+ * Required ops are checked at p2p_dmabuf_export() (-EINVAL if missing).
+ *
+ * @attach: optional.  Called by p2p_dmabuf_attach() without resv held; may
+ *	refuse the importer (e.g. -EOPNOTSUPP for a non-P2P importer, -ENODEV
+ *	while revoked).
+ * @detach: optional.  Called by p2p_dmabuf_detach().
+ * @map: required.  Called with resv held for dynamic importers.  Returns a
+ *	table allocated by the exporter, or -errno (-ENODEV while revoked).
+ * @unmap: required.  Frees what @map returned.  Called with resv held for
+ *	dynamic importers.
+ * @pin / @unpin: optional.  Pinning does not prevent revocation.
+ * @mmap: optional.  Validates a CPU mapping request (resv not held); the
+ *	core then maps the buffer's ranges.  Without it mmap fails -EINVAL.
+ * @begin_cpu_access / @end_cpu_access: optional cache bracketing.
+ * @release: required.  Called once, when the last reference is dropped.
+ */
+struct p2p_dmabuf_ops {
+	int (*attach)(struct p2p_dmabuf *buf, struct p2p_attachment *attach);
+	void (*detach)(struct p2p_dmabuf *buf, struct p2p_attachment *attach);
+	int (*map)(struct p2p_attachment *attach, struct p2p_sgt **out);
+	void (*unmap)(struct p2p_attachment *attach, struct p2p_sgt *sgt);
+	int (*pin)(struct p2p_attachment *attach);
+	void (*unpin)(struct p2p_attachment *attach);
+	int (*mmap)(struct p2p_dmabuf *buf, uint64_t offset, uint64_t length, int prot,
+		    int flags);
+	int (*begin_cpu_access)(struct p2p_dmabuf *buf, enum p2p_dma_dir dir);
+	int (*end_cpu_access)(struct p2p_dmabuf *buf, enum p2p_dma_dir dir);
+	void (*release)(struct p2p_dmabuf *buf);
+};
+
+/**
+ * struct p2p_dmabuf_export_info - arguments of p2p_dmabuf_export()
+ * @argsz: sizeof(struct p2p_dmabuf_export_info)
+ * @flags: P2P_EXPORT_* flags
+ * @name: shown as the fd's name ("dmabuf:<name>"), may be NULL
+ * @ops: exporter ops, must outlive the buffer
+ * @priv: exporter private data, see p2p_dmabuf_priv()
+ * @nr_ranges: number of entries in @ranges (>= 1)
+ * @ranges: the buffer's backing, concatenated in order; the buffer size is
+ *	the sum of the lengths (each a page multiple).  Copied; each range's
+ *	@mem gets a reference.
+ */
+struct p2p_dmabuf_export_info {
+	uint32_t argsz;
+	uint32_t flags;
+	const char *name;
+	const struct p2p_dmabuf_ops *ops;
+	void *priv;
+	uint32_t nr_ranges;
+	const struct p2p_phys_range *ranges;
+};
+
+enum {
+	P2P_EXPORT_REVOKED = 1u << 0, /* start in the temporarily revoked state */
+};
+
+/**
+ * p2p_dmabuf_export() - create a buffer
+ * @info: see struct p2p_dmabuf_export_info
+ * @out: the buffer, with one reference owned by the caller
+ *
+ * Return: 0 or -EINVAL (missing required op, bad range, bad argsz), -E2BIG
+ * (non-zero unknown tail), -ENOMEM, -EMFILE.
+ */
+P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info,
+			      struct p2p_dmabuf **out);
+
+/**
+ * p2p_dmabuf_get() - the buffer behind a file descriptor
+ * @fd: a dma-buf fd (installed by p2p_dmabuf_fd_install(), or a dup of one)
+ * @out: the buffer with a new reference
+ *
+ * Return: 0, -EBADF if @fd is not open, -EINVAL if it is not a dma-buf.
+ */
+P2P_API int p2p_dmabuf_get(int fd, struct p2p_dmabuf **out);
+/** p2p_dmabuf_ref() - take another reference. Paired with p2p_dmabuf_put(). */
+P2P_API struct p2p_dmabuf *p2p_dmabuf_ref(struct p2p_dmabuf *buf);
+/** p2p_dmabuf_put() - drop a reference; the last one releases the buffer. */
+P2P_API void p2p_dmabuf_put(struct p2p_dmabuf *buf);
+
+/**
+ * p2p_dmabuf_fd_install() - give out a new fd that holds a reference
+ * @buf: the buffer
+ * @flags: O_CLOEXEC and the access mode (O_RDONLY, O_WRONLY, O_RDWR)
+ *
+ * The fd is owned by the caller.  Close it with p2p_close(), which drops the
+ * reference it holds; a plain close(2) leaks that reference.  A dup(2) of
+ * the fd refers to the same buffer (p2p_dmabuf_get() works on it) but holds
+ * no reference of its own.
+ *
+ * Return: the new fd, or -EMFILE, -ENOMEM.
+ */
+P2P_API int p2p_dmabuf_fd_install(struct p2p_dmabuf *buf, int flags);
+
+/** p2p_dmabuf_size() - size in bytes */
+P2P_API uint64_t p2p_dmabuf_size(const struct p2p_dmabuf *buf);
+/** p2p_dmabuf_name() - the name given at export */
+P2P_API const char *p2p_dmabuf_name(const struct p2p_dmabuf *buf);
+/** p2p_dmabuf_priv() - exporter private data */
+P2P_API void *p2p_dmabuf_priv(const struct p2p_dmabuf *buf);
+/** p2p_dmabuf_ops() - the exporter's ops table (to recognise its own buffers) */
+P2P_API const struct p2p_dmabuf_ops *p2p_dmabuf_ops(const struct p2p_dmabuf *buf);
+/** p2p_dmabuf_ranges() - the backing ranges (immutable, owned by @buf) */
+P2P_API const struct p2p_phys_range *p2p_dmabuf_ranges(const struct p2p_dmabuf *buf,
+						       unsigned int *nr);
+
+/**
+ * p2p_dmabuf_resv_lock() - take the reservation lock
+ *
+ * Lock order: device memory lock, then resv, then importer locks.  Dynamic
+ * importers call p2p_attachment_map()/unmap() and p2p_dmabuf_resv_add_fence()
+ * with it held.
+ */
+P2P_API void p2p_dmabuf_resv_lock(struct p2p_dmabuf *buf);
+/** p2p_dmabuf_resv_unlock() - drop the reservation lock */
+P2P_API void p2p_dmabuf_resv_unlock(struct p2p_dmabuf *buf);
+
+/**
+ * p2p_dmabuf_resv_add_fence() - publish in-flight work on the buffer
+ * @buf: the buffer, resv held
+ * @fence: signalled when the work is done; the buffer takes a reference
+ *
+ * A revoke waits for every fence added before it invalidated importers.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+P2P_API int p2p_dmabuf_resv_add_fence(struct p2p_dmabuf *buf, struct p2p_fence *fence);
+
+/** Revocation state of a buffer (kernel-semantics 1.6). */
+enum p2p_dmabuf_status {
+	P2P_DMABUF_OK = 0,
+	P2P_DMABUF_TEMP_REVOKED = 1,
+	P2P_DMABUF_PERM_REVOKED = 2,
+};
+
+/** p2p_dmabuf_status() - current state; may change right after it returns */
+P2P_API enum p2p_dmabuf_status p2p_dmabuf_status(const struct p2p_dmabuf *buf);
+
+/**
+ * p2p_dmabuf_revoke() - revoke every importer's and CPU access (exporter side)
+ * @buf: the buffer, resv not held
+ * @status: P2P_DMABUF_TEMP_REVOKED or P2P_DMABUF_PERM_REVOKED
+ *
+ * Under resv: set the state, call every importer's invalidate_mappings and
+ * wait for all fences.  Then, without resv: wait until every map of an
+ * attachment has been unmapped, and make every CPU mapping of the buffer
+ * raise SIGBUS (contents kept).  A buffer already revoked is not revoked
+ * again; TEMP to PERM only changes the state.  PERM is sticky.
+ *
+ * Blocks until importers unmapped.  Called by exporters with their own
+ * (outer) locks held, never with resv held.
+ *
+ * Return: 0, -EINVAL for a bad @status, -EBADFD if already PERM_REVOKED.
+ */
+P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
+
+/**
+ * p2p_dmabuf_unrevoke() - allow access again after a temporary revoke
+ *
+ * Only flips the state (under resv) and re-enables the existing CPU mappings
+ * (they fault back in on use, with the old contents).  Importers are not
+ * told: they map again on their own.  No-op if not revoked.
+ *
+ * Return: 0, or -EBADFD if the buffer is permanently revoked.
+ */
+P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf);
+
+/* ---------------------------------------------------------------------- */
+/* Importers                                                              */
+
+/**
+ * struct p2p_dmabuf_importer_ops - importer callbacks
+ * @invalidate_mappings: optional; makes the attachment revocable.  Called
+ *	with resv held when the exporter revokes: stop starting new work,
+ *	publish fences for work in flight (or wait for it), and unmap within a
+ *	bounded time (from this callback or later, with resv held).  Must not
+ *	take the exporter's outer locks.
+ */
+struct p2p_dmabuf_importer_ops {
+	void (*invalidate_mappings)(struct p2p_attachment *attach);
+};
+
+enum {
+	P2P_ATTACH_PEER2PEER = 1u << 0, /* importer can take device (MMIO) memory */
+};
+
+/**
+ * struct p2p_attach_info - arguments of p2p_dmabuf_attach()
+ * @argsz: sizeof(struct p2p_attach_info)
+ * @flags: P2P_ATTACH_* flags
+ * @importer_ops: NULL for a static (non-dynamic) importer
+ * @importer_priv: see p2p_attachment_importer_priv()
+ * @name: importer name, for logs
+ */
+struct p2p_attach_info {
+	uint32_t argsz;
+	uint32_t flags;
+	const struct p2p_dmabuf_importer_ops *importer_ops;
+	void *importer_priv;
+	const char *name;
+};
+
+/**
+ * p2p_dmabuf_attach() - attach an importer
+ * @buf: the buffer (the attachment takes a reference)
+ * @info: importer description
+ * @out: the attachment
+ *
+ * Return: 0 or the exporter's refusal: -EOPNOTSUPP (importer not P2P or not
+ * revocable, for exporters that require it), -ENODEV (revoked), -ENOMEM.
+ */
+P2P_API int p2p_dmabuf_attach(struct p2p_dmabuf *buf, const struct p2p_attach_info *info,
+			      struct p2p_attachment **out);
+/** p2p_dmabuf_detach() - detach; every map must have been unmapped. */
+P2P_API void p2p_dmabuf_detach(struct p2p_attachment *attach);
+/** p2p_attachment_dmabuf() - the attached buffer (borrowed) */
+P2P_API struct p2p_dmabuf *p2p_attachment_dmabuf(const struct p2p_attachment *attach);
+/** p2p_attachment_importer_priv() - what the importer passed at attach */
+P2P_API void *p2p_attachment_importer_priv(const struct p2p_attachment *attach);
+/** p2p_attachment_is_revocable() - importer ops with an invalidate callback? */
+P2P_API bool p2p_attachment_is_revocable(const struct p2p_attachment *attach);
+/** p2p_attachment_is_peer2peer() - importer declared P2P support? */
+P2P_API bool p2p_attachment_is_peer2peer(const struct p2p_attachment *attach);
+
+/**
+ * p2p_attachment_map() - get the buffer's physical ranges
+ * @attach: the attachment; resv held if it is dynamic
+ * @out: the table, freed by p2p_attachment_unmap()
+ *
+ * Return: 0 or -ENODEV (revoked), -ENOMEM.
+ */
+P2P_API int p2p_attachment_map(struct p2p_attachment *attach, struct p2p_sgt **out);
+/** p2p_attachment_unmap() - release a map; resv held if dynamic. */
+P2P_API void p2p_attachment_unmap(struct p2p_attachment *attach, struct p2p_sgt *sgt);
+/** p2p_attachment_pin() - pin (does not block revoke). Return: 0 or -errno. */
+P2P_API int p2p_attachment_pin(struct p2p_attachment *attach);
+/** p2p_attachment_unpin() - paired with p2p_attachment_pin(). */
+P2P_API void p2p_attachment_unpin(struct p2p_attachment *attach);
+
+/** p2p_dmabuf_begin_cpu_access() - bracket CPU access. Return: 0 or -errno. */
+P2P_API int p2p_dmabuf_begin_cpu_access(struct p2p_dmabuf *buf, enum p2p_dma_dir dir);
+/** p2p_dmabuf_end_cpu_access() - end of the bracket. Return: 0 or -errno. */
+P2P_API int p2p_dmabuf_end_cpu_access(struct p2p_dmabuf *buf, enum p2p_dma_dir dir);
+
+/* ---------------------------------------------------------------------- */
+/* Fences                                                                 */
+
+/** p2p_fence_create() - a new unsignalled fence with one reference. */
+P2P_API int p2p_fence_create(struct p2p_fence **out);
+/** p2p_fence_ref() - take a reference. Paired with p2p_fence_put(). */
+P2P_API struct p2p_fence *p2p_fence_ref(struct p2p_fence *fence);
+/** p2p_fence_put() - drop a reference. */
+P2P_API void p2p_fence_put(struct p2p_fence *fence);
+/** p2p_fence_signal() - mark done and wake waiters; idempotent. */
+P2P_API void p2p_fence_signal(struct p2p_fence *fence);
+/** p2p_fence_is_signaled() - non-blocking test. */
+P2P_API bool p2p_fence_is_signaled(const struct p2p_fence *fence);
+/**
+ * p2p_fence_wait() - wait for the fence
+ * @timeout_ns: -1 waits forever
+ * Return: 0 when signalled, -ETIME on timeout.
+ */
+P2P_API int p2p_fence_wait(struct p2p_fence *fence, int64_t timeout_ns);
+
+/* ---------------------------------------------------------------------- */
+/* CPU mappings                                                           */
+
+/**
+ * p2p_dmabuf_mmap() - map a buffer into this process (MAP_SHARED only)
+ * @buf: the buffer; the mapping takes a reference
+ * @addr: hint, or the address with MAP_FIXED
+ * @length: bytes (rounded up to pages)
+ * @prot: PROT_READ / PROT_WRITE
+ * @flags: MAP_SHARED, optionally MAP_FIXED
+ * @offset: byte offset into the buffer, page aligned
+ * @out: the address
+ *
+ * Multi-range buffers map contiguously in VA.  The mapping is populated in
+ * whole runs (huge pages where the system allows) unless the buffer is
+ * revoked, in which case access raises SIGBUS until it is un-revoked.
+ * Release with p2p_munmap().
+ *
+ * Return: 0, -EINVAL (no exporter mmap op, MAP_PRIVATE, misaligned offset,
+ * zero length, offset + length beyond the buffer), the exporter's error
+ * (-ENODEV while revoked for VFIO buffers), -ENOMEM.
+ */
+P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, int prot,
+			    int flags, uint64_t offset, void **out);
+
+/**
+ * p2p_munmap() - remove a mapping made by p2p_dmabuf_mmap() or a device mmap
+ * @addr: start of the mapping
+ * @length: its length (a whole mapping: partial unmaps are -EINVAL)
+ *
+ * Return: 0, -EINVAL if no p2pbuf mapping starts at @addr with @length.
+ */
+P2P_API int p2p_munmap(void *addr, size_t length);
+
+/**
+ * p2p_va_lookup() - turn a user address back into (dma-buf, offset)
+ * @addr: any address inside a p2pbuf CPU mapping
+ * @out: the buffer, with a new reference
+ * @offset: byte offset of @addr in the buffer
+ * @avail: optional: bytes of the mapping from @addr to its end
+ *
+ * Return: 0 or -EFAULT if @addr is not inside a p2pbuf mapping.
+ */
+P2P_API int p2p_va_lookup(const void *addr, struct p2p_dmabuf **out, uint64_t *offset,
+			  size_t *avail);
+
+/**
+ * p2p_close() - close an fd given out by p2pbuf (dma-buf or device fd)
+ *
+ * Drops the reference the fd holds.  Other fds are closed with close(2).
+ * Return: 0 or -EBADF.
+ */
+P2P_API int p2p_close(int fd);
+
+/**
+ * p2p_dup() - duplicate a p2pbuf fd so that the copy holds its own reference
+ * Return: the new fd (O_CLOEXEC) or -errno.
+ */
+P2P_API int p2p_dup(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * p2pbuf: peer-to-peer device memory on Linux, in userspace.
+ *
+ * Umbrella header.  Naming: every exported symbol is p2p_<object>_<verb>;
+ * functions return 0 (or a count, or a new fd) on success and -errno on
+ * failure.
+ */
+#ifndef P2PBUF_P2PBUF_H
+#define P2PBUF_P2PBUF_H
+
+#include <p2pbuf/common.h>
+#include <p2pbuf/uapi.h>
+#include <p2pbuf/dmabuf.h>
+#include <p2pbuf/vfio.h>
+
+#endif

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Emulated PCI functions and the VFIO device layer over them.
+ *
+ * A struct p2p_pci_dev is the "hardware": a virtual config space, up to six
+ * BARs whose memory lives in memfds, a reset method and a device set for
+ * hot reset.  A struct p2p_vfio_device is one open file of such a function,
+ * driven as vfio-pci drives a device: region reads and writes at
+ * index << 40 offsets, ioctls with the kernel's structures, BAR mmap through
+ * dma-bufs, and VFIO_DEVICE_FEATURE DMA_BUF export.
+ *
+ * Lock order (see src/vfio/vfio.c): device set lock, then each function's
+ * memory lock (rw), then dma-buf resv, then importer locks.
+ */
+#ifndef P2PBUF_VFIO_H
+#define P2PBUF_VFIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <p2pbuf/common.h>
+#include <p2pbuf/dmabuf.h>
+#include <p2pbuf/uapi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct p2p_pci_dev;
+struct p2p_pci_devset;
+struct p2p_vfio_device;
+
+/** BAR description flags */
+enum {
+	P2P_BAR_MEM64 = 1u << 0,    /* 64-bit memory BAR (takes two BAR slots) */
+	P2P_BAR_PREFETCH = 1u << 1, /* prefetchable */
+	P2P_BAR_IO = 1u << 2,	    /* I/O-port BAR: no P2P provider, no mmap */
+	P2P_BAR_TRAP = 1u << 3,	    /* registers: accesses go to ops->bar_rw, no mmap/export */
+};
+
+/** struct p2p_pci_bar_desc - @size: power of two (0: no BAR); @flags: P2P_BAR_* */
+struct p2p_pci_bar_desc {
+	uint64_t size;
+	uint32_t flags;
+};
+
+/** Function flags */
+enum {
+	P2P_PCI_VF = 1u << 0,	      /* ignores COMMAND.MEM, as SR-IOV VFs do */
+	P2P_PCI_NO_FLR = 1u << 1,     /* no FLR capability: VFIO_DEVICE_RESET gives EINVAL */
+	P2P_PCI_NO_DMABUF = 1u << 2,  /* a variant driver without get_dmabuf_phys: EOPNOTSUPP */
+	P2P_PCI_HUGE = 1u << 3,	      /* back BAR memory with transparent huge pages */
+};
+
+/**
+ * struct p2p_pci_dev_ops - device model callbacks (all optional)
+ * @reset: device-specific state reset on FLR, VFIO_DEVICE_RESET and hot
+ *	reset; called with the function's memory lock held for write.
+ * @bar_rw: accesses to a P2P_BAR_TRAP BAR; return 0 or -errno.
+ * @release: the function is being destroyed.
+ */
+struct p2p_pci_dev_ops {
+	void (*reset)(struct p2p_pci_dev *dev);
+	int (*bar_rw)(struct p2p_pci_dev *dev, int bar, uint64_t offset, void *data, size_t len,
+		      bool write);
+	void (*release)(struct p2p_pci_dev *dev);
+};
+
+/**
+ * struct p2p_pci_dev_info - arguments of p2p_pci_dev_create()
+ * @argsz: sizeof(struct p2p_pci_dev_info)
+ * @flags: P2P_PCI_* flags
+ * @name: the BDF, e.g. "0000:01:00.0"
+ * @vendor_id, @device_id, @class_code: config space identity
+ * @group: IOMMU group number (hot reset ownership is checked per group)
+ * @devset: the device set (bus/slot reset domain), or NULL for a set of one
+ * @bars: BAR0..BAR5; a 64-bit BAR leaves the next slot empty
+ * @ops: device callbacks, may be NULL
+ * @priv: see p2p_pci_dev_priv()
+ */
+struct p2p_pci_dev_info {
+	uint32_t argsz;
+	uint32_t flags;
+	const char *name;
+	uint16_t vendor_id;
+	uint16_t device_id;
+	uint32_t class_code;
+	uint32_t group;
+	struct p2p_pci_devset *devset;
+	struct p2p_pci_bar_desc bars[6];
+	const struct p2p_pci_dev_ops *ops;
+	void *priv;
+};
+
+/**
+ * p2p_pci_devset_create() - a reset domain shared by several functions
+ * Return: 0 or -ENOMEM.  Free with p2p_pci_devset_put() once.
+ */
+P2P_API int p2p_pci_devset_create(struct p2p_pci_devset **out);
+/** p2p_pci_devset_put() - drop the creator's reference (members keep theirs) */
+P2P_API void p2p_pci_devset_put(struct p2p_pci_devset *set);
+
+/**
+ * p2p_pci_dev_create() - plug in an emulated PCI function
+ * @info: its description; BAR memory is allocated (lazily) in memfds
+ * @out: the function, one reference owned by the caller
+ *
+ * The new function has COMMAND.MEM clear and is in D0, like a function a
+ * driver has not enabled yet.
+ *
+ * Return: 0 or -EINVAL (BAR size not a power of two or below 4 KiB, bad
+ * slot for a 64-bit BAR), -ENOMEM.
+ */
+P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_pci_dev **out);
+/**
+ * p2p_pci_dev_put() - unplug: drop the creator's reference
+ *
+ * Open device files, dma-bufs and mappings keep the function alive until
+ * they are gone.
+ */
+P2P_API void p2p_pci_dev_put(struct p2p_pci_dev *dev);
+/** p2p_pci_dev_name() - the BDF */
+P2P_API const char *p2p_pci_dev_name(const struct p2p_pci_dev *dev);
+/** p2p_pci_dev_priv() - what the creator passed */
+P2P_API void *p2p_pci_dev_priv(const struct p2p_pci_dev *dev);
+/** p2p_pci_dev_bar_mem() - the memory behind a memory BAR (borrowed), or NULL */
+P2P_API struct p2p_mem *p2p_pci_dev_bar_mem(const struct p2p_pci_dev *dev, int bar);
+/** p2p_pci_dev_memory_enabled() - D0 (or lower), not in low power, and MEM decode on */
+P2P_API bool p2p_pci_dev_memory_enabled(struct p2p_pci_dev *dev);
+/** p2p_pci_dev_open_count() - how many times the function is open */
+P2P_API unsigned int p2p_pci_dev_open_count(struct p2p_pci_dev *dev);
+
+/**
+ * p2p_vfio_device_open() - open the function (the device fd of vfio-pci)
+ * @dev: the function
+ * @out: the open file; one reference, dropped by p2p_vfio_device_close()
+ *
+ * The first open creates the virtual config space state and the device fd.
+ *
+ * Return: 0 or -ENODEV (unplugged), -ENOMEM, -EMFILE.
+ */
+P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device **out);
+/**
+ * p2p_vfio_device_close() - close the file
+ *
+ * When the last file of the function goes (BAR mmaps hold theirs), every
+ * dma-buf of the function is revoked for good: their fds stay valid and
+ * closable, but attach, map and mmap fail with -ENODEV.
+ */
+P2P_API void p2p_vfio_device_close(struct p2p_vfio_device *vdev);
+/** p2p_vfio_device_fd() - the device fd (owned by @vdev) */
+P2P_API int p2p_vfio_device_fd(const struct p2p_vfio_device *vdev);
+/** p2p_vfio_device_pci() - the function behind the file (borrowed) */
+P2P_API struct p2p_pci_dev *p2p_vfio_device_pci(const struct p2p_vfio_device *vdev);
+/** p2p_vfio_device_from_fd() - the open file behind a device fd (borrowed), or NULL */
+P2P_API struct p2p_vfio_device *p2p_vfio_device_from_fd(int fd);
+
+/**
+ * p2p_vfio_device_ioctl() - the device fd's ioctls
+ * @req: VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_FEATURE,
+ *	VFIO_DEVICE_RESET, VFIO_DEVICE_PCI_HOT_RESET
+ * @arg: the kernel's structure for @req (group_fds of a hot reset carry
+ *	group numbers)
+ *
+ * Return: 0, a new fd (feature DMA_BUF), or -errno exactly as the kernel
+ * (kernel-semantics 1.2, 1.3, 1.7, 3.4); unknown requests -ENOTTY.
+ */
+P2P_API long p2p_vfio_device_ioctl(struct p2p_vfio_device *vdev, unsigned long req, void *arg);
+
+/**
+ * p2p_vfio_device_pread() - read a region at @offset (index << 40 | offset)
+ *
+ * The config region reads the virtual config space; a memory BAR reads
+ * device memory (-EIO while memory decoding is off or in low power).
+ *
+ * Return: bytes read or -errno (-EINVAL for a bad region or range).
+ */
+P2P_API ssize_t p2p_vfio_device_pread(struct p2p_vfio_device *vdev, void *buf, size_t len,
+				      uint64_t offset);
+/**
+ * p2p_vfio_device_pwrite() - write a region
+ *
+ * Config writes are emulated: COMMAND.MEM, PM power state and PCIe
+ * DEVCTL.BCR_FLR trigger the revoke and un-revoke rules of
+ * kernel-semantics 1.7.
+ *
+ * Return: bytes written or -errno.
+ */
+P2P_API ssize_t p2p_vfio_device_pwrite(struct p2p_vfio_device *vdev, const void *buf,
+				       size_t len, uint64_t offset);
+
+/** p2p_vfio_config_read() - read 1, 2 or 4 bytes of config space; Return: 0 or -errno */
+P2P_API int p2p_vfio_config_read(struct p2p_vfio_device *vdev, unsigned int off,
+				 unsigned int size, uint32_t *val);
+/** p2p_vfio_config_write() - write 1, 2 or 4 bytes of config space; Return: 0 or -errno */
+P2P_API int p2p_vfio_config_write(struct p2p_vfio_device *vdev, unsigned int off,
+				  unsigned int size, uint32_t val);
+
+/**
+ * p2p_vfio_device_mmap() - mmap a BAR region through a dma-buf
+ * @offset: region offset exactly as passed to mmap(2) (index << 40 | bar offset)
+ *
+ * Creates a single-range dma-buf covering exactly the mapped window; it
+ * holds a reference on this device file, so the mapping keeps the device
+ * open.  If memory decoding is off the mapping is made but raises SIGBUS
+ * until it is turned on.  Release with p2p_munmap().
+ *
+ * Return: 0 or -EINVAL (not a mmappable BAR, misaligned, beyond the BAR,
+ * MAP_PRIVATE), -ENOMEM.
+ */
+P2P_API int p2p_vfio_device_mmap(struct p2p_vfio_device *vdev, void *addr, size_t length,
+				 int prot, int flags, uint64_t offset, void **out);
+
+/**
+ * p2p_vfio_device_get_dmabuf() - VFIO_DEVICE_FEATURE_DMA_BUF, typed
+ * @bar: region index
+ * @ranges: @nr ranges (offset, length) in the BAR
+ * @open_flags: O_CLOEXEC and the access mode
+ *
+ * Return: a new dma-buf fd (close with p2p_close()) or -errno as the ioctl.
+ */
+P2P_API int p2p_vfio_device_get_dmabuf(struct p2p_vfio_device *vdev, uint32_t bar,
+				       const struct vfio_region_dma_range *ranges, uint32_t nr,
+				       uint32_t open_flags);
+
+/** p2p_vfio_device_reset() - VFIO_DEVICE_RESET; Return: 0 or -EINVAL (no reset) */
+P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev);
+
+/**
+ * p2p_vfio_device_hot_reset() - VFIO_DEVICE_PCI_HOT_RESET over the device set
+ * @groups: group numbers the caller owns; NULL/0 means "everything opened"
+ *
+ * Return: 0, -EINVAL (a member's group is not in @groups), -EBUSY (a member's
+ * memory lock is contended: nothing stays revoked).
+ */
+P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_t *groups,
+				      uint32_t count);
+
+/** p2p_vfio_dmabuf_memattr() - the memattr future mmaps of a VFIO dma-buf get, or -EINVAL */
+P2P_API int p2p_vfio_dmabuf_memattr(struct p2p_dmabuf *buf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

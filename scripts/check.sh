@@ -1,0 +1,59 @@
+#!/bin/bash
+# make check: build and run every test three ways and print one line per
+# test and a final "N passed, N failed, N skipped" line.
+#   1. gcc, normal build (also builds the examples)
+#   2. gcc, ASan + UBSan
+#   3. clang, TSan: the threaded tests
+# It also compiles everything with clang -Werror, so both compilers stay clean.
+set -u
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+setup() { # dir, extra meson args...
+	local dir=$1; shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >"$log" 2>&1 || { cat "$log"; exit 2; }
+	fi
+	ninja -C "$dir" -j "$jobs" >"$log" 2>&1 || { cat "$log"; echo "build in $dir failed"; exit 2; }
+}
+
+echo "== building (gcc), (gcc ASan+UBSan), (clang TSan), (clang -Werror)"
+setup build
+setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized
+CC=clang setup build-clang
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allow_user_segv_handler=1:handle_sigbus=0:handle_segv=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
+
+pass=0 fail=0 skip=0
+run_dir() { # build dir, label, filter regex
+	local dir=$1 label=$2 filter=$3
+	for t in "$dir"/tests/test-* "$dir"/examples/example-*; do
+		[ -x "$t" ] || continue
+		local name
+		name=$(basename "$t")
+		[[ $name =~ $filter ]] || continue
+		local start out rc
+		start=$EPOCHREALTIME
+		out=$(timeout 600 "$t" 2>&1)
+		rc=$?
+		local secs
+		secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+		case $rc in
+		0) pass=$((pass + 1)); echo "PASS $label $name (${secs}s)" ;;
+		77) skip=$((skip + 1)); echo "SKIP $label $name: $(echo "$out" | grep -m1 SKIP | sed 's/^SKIP: //')" ;;
+		*) fail=$((fail + 1)); echo "FAIL $label $name (exit $rc, ${secs}s)"; echo "$out" | tail -30 | sed 's/^/    /' ;;
+		esac
+	done
+}
+
+run_dir build gcc '.'
+run_dir build-asan asan+ubsan '.'
+run_dir build-tsan tsan '^test-(stress|thread)'
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install the Debian packages p2pbuf needs, when they are missing.
+# As root it runs apt-get; otherwise it names what to install and fails.
+set -e
+need=""
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+have_pc() { pkg-config --exists "$1" 2>/dev/null; }
+
+have_cmd meson || need="$need meson"
+have_cmd ninja || need="$need ninja-build"
+have_cmd pkg-config || need="$need pkg-config"
+have_cmd gcc || need="$need gcc"
+have_cmd clang || need="$need clang"
+have_pc liburing || need="$need liburing-dev"
+have_pc json-c || need="$need libjson-c-dev"
+# The sanitizer runtimes ship with gcc (libasan, libubsan, libtsan).
+[ -n "$(find /usr/lib/gcc -name 'libtsan.so*' 2>/dev/null | head -1)" ] || need="$need libtsan2"
+
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "p2pbuf: missing Debian packages:$need (run as root, or: apt-get install$need)" >&2
+	exit 1
+fi
+echo "p2pbuf: installing missing Debian packages:$need"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $need >/dev/null
+echo "p2pbuf: packages installed"

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dma-buf core internals.
+ *
+ * Lock order (outer to inner), shared by every subsystem:
+ *   1. device set lock (hot reset), then a function's memory lock (rw),
+ *      taken by exporters (src/vfio) around revoke/un-revoke;
+ *   2. buf->resv: attachment list, fences, status writes, dynamic map/unmap;
+ *   3. importer locks (IOAS, io_uring slot), taken in invalidate callbacks;
+ *   4. buf->map_lock (the count of live attachment maps), buf->cpu_lock
+ *      (CPU mappings of this buffer), then the global VA registry lock;
+ *   5. leaf locks: fd table, fence locks.
+ * Revoke waits for unmaps and zaps CPU mappings without holding resv.
+ */
+#ifndef P2PBUF_CORE_H
+#define P2PBUF_CORE_H
+
+#include <p2pbuf/dmabuf.h>
+
+#include "../util/private.h"
+
+struct fdtab_type {
+	const char *name;
+	bool (*tryget)(void *obj);
+	void (*put)(void *obj);
+};
+
+int fdtab_register(int token_fd, const struct fdtab_type *type, void *obj);
+void fdtab_unregister(void *obj);
+int fdtab_lookup(int fd, const struct fdtab_type *type, void **obj);
+const struct fdtab_type *fdtab_peek(int fd, void **obj);
+int fdtab_install(int token_fd, const struct fdtab_type *type, void *obj, int flags);
+
+extern const struct fdtab_type dmabuf_fdtab_type;
+
+struct p2p_mem {
+	struct kref ref;
+	int fd;
+	void *base;
+	uint64_t size;
+	bool huge;
+};
+
+struct p2p_fence {
+	struct kref ref;
+	atomic_bool signaled;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+struct p2p_attachment {
+	struct list_head node; /* buf->attachments, under resv */
+	struct p2p_dmabuf *buf;
+	uint32_t flags;
+	const struct p2p_dmabuf_importer_ops *importer_ops;
+	void *importer_priv;
+	char name[32];
+	void *exporter_priv;
+	unsigned int pins;
+};
+
+struct cpu_map;
+
+struct p2p_dmabuf {
+	struct kref ref;
+	uint64_t size;
+	const struct p2p_dmabuf_ops *ops;
+	void *priv;
+	char name[64];
+	int token_fd;
+
+	pthread_mutex_t resv;
+	struct list_head attachments;
+	struct p2p_fence **fences;
+	unsigned int nr_fences, max_fences;
+	atomic_int status;
+
+	pthread_mutex_t map_lock;
+	pthread_cond_t map_cond;
+	unsigned int nr_maps;
+
+	pthread_mutex_t cpu_lock;
+	struct list_head cpu_maps;
+	bool cpu_blocked; /* CPU mappings currently zapped, under cpu_lock */
+
+	unsigned int nr_ranges;
+	struct p2p_phys_range ranges[];
+};
+
+/* src/core/cpumap.c */
+int cpumap_block_all(struct p2p_dmabuf *buf);
+void cpumap_unblock_all(struct p2p_dmabuf *buf);
+int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t length, int prot, int flags,
+		  uint64_t offset, uint64_t pgoff_tag, void **out);
+int uffd_get(void);
+
+/* Find the range holding byte @off of @buf; *roff is the offset within it. */
+unsigned int dmabuf_find_range(const struct p2p_dmabuf *buf, uint64_t off, uint64_t *roff);
+
+#endif

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+/*
+ * CPU mappings of dma-bufs, their revocation, and the VA registry.
+ *
+ * A mapping is a reserved VA range into which each backing range of the
+ * buffer is mapped (MAP_SHARED | MAP_FIXED of its memfd), so multi-range
+ * buffers are contiguous in VA.  Mappings are populated in whole runs with
+ * MADV_POPULATE_WRITE/READ (2 MiB pages where shmem THP allows), never page
+ * by page.
+ *
+ * Revocation (platform-notes "userfaultfd"): the range is registered with
+ * the process's userfaultfd, created with UFFD_FEATURE_SIGBUS, in MISSING
+ * and MINOR mode, then MADV_DONTNEED drops the PTEs.  Every CPU access then
+ * raises SIGBUS at the exact address; kernel accesses (read(2) into the
+ * range, non-fixed io_uring) fail with EFAULT.  The memfd keeps the data.
+ * Un-revoke unregisters the range: the same VA works again, with the old
+ * contents, faulting back in on use.
+ *
+ * Locking: buf->cpu_lock protects buf->cpu_maps, each map's blocked flag
+ * and buf->cpu_blocked; reg_lock (rw) protects the VA registry and nests
+ * inside cpu_lock.  A mapping being created holds cpu_lock from the status
+ * check to its insertion, so a concurrent revoke either sees it or it sees
+ * the revoke.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core.h"
+
+struct cpu_map {
+	struct list_head node; /* buf->cpu_maps */
+	uint8_t *addr;
+	size_t len;
+	uint64_t offset;    /* dma-buf offset of addr */
+	uint64_t pgoff_tag; /* mmap offset as passed by the caller */
+	struct p2p_dmabuf *buf;
+	int prot;
+	bool blocked;
+};
+
+static pthread_rwlock_t reg_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct cpu_map **reg;
+static size_t reg_nr, reg_max;
+
+static pthread_once_t uffd_once = PTHREAD_ONCE_INIT;
+static int uffd_fd = -ENOSYS;
+
+static void uffd_setup(void)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MISSING_SHMEM |
+			    UFFD_FEATURE_MINOR_SHMEM,
+	};
+	int fd;
+
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	if (fd < 0) {
+		uffd_fd = -errno;
+		pr_err("userfaultfd unavailable (%s): CPU mappings cannot be revoked",
+		       strerror(errno));
+		return;
+	}
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		uffd_fd = -errno;
+		pr_err("UFFDIO_API failed: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	uffd_fd = fd;
+}
+
+int uffd_get(void)
+{
+	pthread_once(&uffd_once, uffd_setup);
+	return uffd_fd;
+}
+
+P2P_API int p2p_library_init(void)
+{
+	int fd = uffd_get();
+
+	p2p_hugepage_mode();
+	return fd < 0 ? fd : 0;
+}
+
+static int map_block(struct cpu_map *m)
+{
+	struct uffdio_register r = {
+		.range = { .start = (uintptr_t)m->addr, .len = m->len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+	};
+	int fd = uffd_get();
+
+	if (m->blocked)
+		return 0;
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_REGISTER, &r) < 0)
+		return -errno;
+	if (madvise(m->addr, m->len, MADV_DONTNEED) < 0)
+		return -errno;
+	m->blocked = true;
+	return 0;
+}
+
+static void map_unblock(struct cpu_map *m)
+{
+	struct uffdio_range r = { .start = (uintptr_t)m->addr, .len = m->len };
+
+	if (!m->blocked)
+		return;
+	if (ioctl(uffd_get(), UFFDIO_UNREGISTER, &r) < 0)
+		pr_err("UFFDIO_UNREGISTER %p+%zu: %s", m->addr, m->len, strerror(errno));
+	m->blocked = false;
+}
+
+int cpumap_block_all(struct p2p_dmabuf *buf)
+{
+	struct cpu_map *m;
+	int ret = 0, err;
+
+	pthread_mutex_lock(&buf->cpu_lock);
+	if (atomic_load(&buf->status) != P2P_DMABUF_OK) {
+		buf->cpu_blocked = true;
+		list_for_each_entry(m, &buf->cpu_maps, node) {
+			err = map_block(m);
+			if (err && !ret)
+				ret = err;
+		}
+	}
+	pthread_mutex_unlock(&buf->cpu_lock);
+	if (ret)
+		pr_err("revoke of %s: CPU mappings not zapped: %s", buf->name, strerror(-ret));
+	return ret;
+}
+
+void cpumap_unblock_all(struct p2p_dmabuf *buf)
+{
+	struct cpu_map *m;
+
+	pthread_mutex_lock(&buf->cpu_lock);
+	if (atomic_load(&buf->status) == P2P_DMABUF_OK) {
+		buf->cpu_blocked = false;
+		list_for_each_entry(m, &buf->cpu_maps, node)
+			map_unblock(m);
+	}
+	pthread_mutex_unlock(&buf->cpu_lock);
+}
+
+static size_t reg_find_locked(uintptr_t addr)
+{
+	size_t lo = 0, hi = reg_nr;
+
+	/* First entry whose start is above addr. */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if ((uintptr_t)reg[mid]->addr <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int reg_insert(struct cpu_map *m)
+{
+	size_t pos;
+
+	pthread_rwlock_wrlock(&reg_lock);
+	if (reg_nr == reg_max) {
+		size_t n = reg_max ? reg_max * 2 : 64;
+		struct cpu_map **r = realloc(reg, n * sizeof(*r));
+
+		if (!r) {
+			pthread_rwlock_unlock(&reg_lock);
+			return -ENOMEM;
+		}
+		reg = r;
+		reg_max = n;
+	}
+	pos = reg_find_locked((uintptr_t)m->addr);
+	memmove(&reg[pos + 1], &reg[pos], (reg_nr - pos) * sizeof(*reg));
+	reg[pos] = m;
+	reg_nr++;
+	pthread_rwlock_unlock(&reg_lock);
+	return 0;
+}
+
+/* Remove and return the mapping that is exactly [addr, addr + len). */
+static struct cpu_map *reg_remove(uintptr_t addr, size_t len)
+{
+	struct cpu_map *m = NULL;
+	size_t pos;
+
+	pthread_rwlock_wrlock(&reg_lock);
+	pos = reg_find_locked(addr);
+	if (pos && (uintptr_t)reg[pos - 1]->addr == addr && reg[pos - 1]->len == len) {
+		m = reg[pos - 1];
+		memmove(&reg[pos - 1], &reg[pos], (reg_nr - pos) * sizeof(*reg));
+		reg_nr--;
+	}
+	pthread_rwlock_unlock(&reg_lock);
+	return m;
+}
+
+/* Map the pieces of [offset, offset + len) of @buf at @va. */
+static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot, int flags,
+		      uint64_t offset, bool populate)
+{
+	uint64_t roff;
+	unsigned int i = dmabuf_find_range(buf, offset, &roff);
+	size_t done = 0;
+
+	for (; done < len && i < buf->nr_ranges; i++, roff = 0) {
+		const struct p2p_phys_range *r = &buf->ranges[i];
+		size_t n = MIN(len - done, r->length - roff);
+		void *p;
+
+		p = mmap(va + done, n, prot, (flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED,
+			 r->mem->fd, (off_t)(r->offset + roff));
+		if (p == MAP_FAILED)
+			return -errno;
+		if (r->mem->huge)
+			madvise(p, n, MADV_HUGEPAGE);
+		if (populate && (prot & (PROT_READ | PROT_WRITE)))
+			madvise(p, n, (prot & PROT_WRITE) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+		done += n;
+	}
+	return done == len ? 0 : -EINVAL;
+}
+
+int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t len, int prot, int flags,
+		  uint64_t offset, uint64_t pgoff_tag, void **out)
+{
+	bool fixed = flags & MAP_FIXED;
+	struct cpu_map *m;
+	uint64_t roff;
+	size_t align = P2P_PAGE_SIZE;
+	uint8_t *va;
+	int ret;
+
+	if (!(flags & (MAP_SHARED | MAP_PRIVATE)) || offset > buf->size || len > buf->size - offset)
+		return -EINVAL;
+	if (fixed && !IS_ALIGNED((uintptr_t)addr, P2P_PAGE_SIZE))
+		return -EINVAL;
+	if (prot & ~(PROT_READ | PROT_WRITE))
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+
+	/* Huge pages need VA and file offset congruent modulo 2 MiB. */
+	{
+		unsigned int i = dmabuf_find_range(buf, offset, &roff);
+
+		if (i < buf->nr_ranges && buf->ranges[i].mem->huge && len >= P2P_HUGE_SIZE)
+			align = P2P_HUGE_SIZE;
+		roff = (buf->ranges[i < buf->nr_ranges ? i : 0].offset + roff) & (align - 1);
+	}
+	va = p2p_reserve_va(fixed ? addr : NULL, len + (fixed ? 0 : roff), align, fixed);
+	if (va == MAP_FAILED) {
+		free(m);
+		return -ENOMEM;
+	}
+	if (!fixed && roff) {
+		munmap(va, roff);
+		va += roff;
+	}
+	m->addr = va;
+	m->len = len;
+	m->offset = offset;
+	m->pgoff_tag = pgoff_tag;
+	m->prot = prot;
+	m->buf = p2p_dmabuf_ref(buf);
+	list_init(&m->node);
+
+	pthread_mutex_lock(&buf->cpu_lock);
+	ret = map_pieces(buf, va, len, prot, flags, offset, atomic_load(&buf->status) == P2P_DMABUF_OK);
+	if (!ret && atomic_load(&buf->status) != P2P_DMABUF_OK)
+		ret = map_block(m);
+	if (!ret)
+		ret = reg_insert(m);
+	if (ret) {
+		pthread_mutex_unlock(&buf->cpu_lock);
+		munmap(va, len);
+		p2p_dmabuf_put(buf);
+		free(m);
+		return ret;
+	}
+	list_add_tail(&m->node, &buf->cpu_maps);
+	pthread_mutex_unlock(&buf->cpu_lock);
+	*out = va;
+	return 0;
+}
+
+P2P_API int p2p_munmap(void *addr, size_t length)
+{
+	struct cpu_map *m;
+	struct p2p_dmabuf *buf;
+
+	m = reg_remove((uintptr_t)addr, ALIGN_UP(length, P2P_PAGE_SIZE));
+	if (!m)
+		return -EINVAL;
+	buf = m->buf;
+	pthread_mutex_lock(&buf->cpu_lock);
+	list_del_init(&m->node);
+	munmap(m->addr, m->len);
+	pthread_mutex_unlock(&buf->cpu_lock);
+	free(m);
+	p2p_dmabuf_put(buf);
+	return 0;
+}
+
+P2P_API int p2p_va_lookup(const void *addr, struct p2p_dmabuf **out, uint64_t *offset,
+			  size_t *avail)
+{
+	uintptr_t a = (uintptr_t)addr;
+	int ret = -EFAULT;
+	size_t pos;
+
+	pthread_rwlock_rdlock(&reg_lock);
+	pos = reg_find_locked(a);
+	if (pos) {
+		struct cpu_map *m = reg[pos - 1];
+
+		if (a < (uintptr_t)m->addr + m->len) {
+			*out = p2p_dmabuf_ref(m->buf);
+			*offset = m->offset + (a - (uintptr_t)m->addr);
+			if (avail)
+				*avail = m->len - (a - (uintptr_t)m->addr);
+			ret = 0;
+		}
+	}
+	pthread_rwlock_unlock(&reg_lock);
+	return ret;
+}

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Emulated PCI functions: creation, device sets, the virtual config space
+ * (identity, BAR sizing, PM and PCIe capabilities) and BAR memory.
+ *
+ * Locking: see pci.h.  Config space contents change only under
+ * memory_lock held for write (src/vfio/vfio.c takes it).
+ */
+#define _GNU_SOURCE
+#include <unistd.h>
+
+#include "pci.h"
+
+#define CMD_IO 0x1
+#define CMD_MEM 0x2
+#define CMD_MASTER 0x4
+
+static void put16(uint8_t *p, unsigned int off, uint16_t v)
+{
+	p[off] = v & 0xff;
+	p[off + 1] = v >> 8;
+}
+
+static void put32(uint8_t *p, unsigned int off, uint32_t v)
+{
+	put16(p, off, v & 0xffff);
+	put16(p, off + 2, v >> 16);
+}
+
+P2P_API int p2p_pci_devset_create(struct p2p_pci_devset **out)
+{
+	struct p2p_pci_devset *set = calloc(1, sizeof(*set));
+
+	if (!set)
+		return -ENOMEM;
+	kref_init(&set->ref);
+	pthread_mutex_init(&set->lock, NULL);
+	list_init(&set->devs);
+	*out = set;
+	return 0;
+}
+
+P2P_API void p2p_pci_devset_put(struct p2p_pci_devset *set)
+{
+	if (!set || !kref_put(&set->ref))
+		return;
+	pthread_mutex_destroy(&set->lock);
+	free(set);
+}
+
+static uint32_t bar_flag_bits(const struct p2p_pci_bar_desc *b)
+{
+	if (b->flags & P2P_BAR_IO)
+		return 0x1;
+	return ((b->flags & P2P_BAR_MEM64) ? 0x4 : 0) | ((b->flags & P2P_BAR_PREFETCH) ? 0x8 : 0);
+}
+
+/* Address bits of BAR register @i that a write can change. */
+static uint32_t bar_addr_mask(const struct p2p_pci_dev *dev, int i)
+{
+	const struct p2p_pci_bar_desc *b = &dev->bars[i];
+
+	if (b->size)
+		return (b->flags & P2P_BAR_IO) ? ~(uint32_t)(b->size - 1) & ~0x3u
+					       : ~(uint32_t)(b->size - 1) & ~0xfu;
+	/* The upper half of a 64-bit BAR. */
+	if (i > 0 && (dev->bars[i - 1].flags & P2P_BAR_MEM64) && dev->bars[i - 1].size)
+		return ~(uint32_t)((dev->bars[i - 1].size - 1) >> 32);
+	return 0;
+}
+
+void pci_config_reset(struct p2p_pci_dev *dev)
+{
+	uint8_t *c = dev->config;
+	uint16_t cmd = CMD_MEM | CMD_MASTER;
+
+	memset(c, 0, sizeof(dev->config));
+	memset(dev->wmask, 0, sizeof(dev->wmask));
+	put16(c, 0x00, dev->vendor_id);
+	put16(c, 0x02, dev->device_id);
+	put16(c, 0x06, 0x0010); /* capability list */
+	put32(c, 0x08, dev->class_code << 8);
+	c[0x0e] = 0; /* type 0 header */
+	c[0x34] = P2P_PCI_CAP_PM;
+	c[0x3d] = 1; /* INTA */
+	for (int i = 0; i < 6; i++) {
+		if (dev->bars[i].flags & P2P_BAR_IO)
+			cmd |= CMD_IO;
+		if (dev->bars[i].size)
+			dev->bar_regs[i] = ((uint32_t)dev->bar_bus[i] & bar_addr_mask(dev, i)) |
+					   bar_flag_bits(&dev->bars[i]);
+		else if (bar_addr_mask(dev, i))
+			dev->bar_regs[i] = (uint32_t)(dev->bar_bus[i - 1] >> 32);
+		else
+			dev->bar_regs[i] = 0;
+	}
+	put16(c, 0x04, cmd);
+	put16(dev->wmask, 0x04, 0x0547);
+	dev->wmask[0x3c] = 0xff;
+
+	/* Power management capability, PMCSR: D0, No_Soft_Reset. */
+	c[P2P_PCI_CAP_PM] = 0x01;
+	c[P2P_PCI_CAP_PM + 1] = P2P_PCI_CAP_EXP;
+	put16(c, P2P_PCI_CAP_PM + 2, 0x0003);
+	put16(c, P2P_PCI_PM_CTRL, 0x0008);
+	put16(dev->wmask, P2P_PCI_PM_CTRL, 0x0003);
+
+	/* PCI Express capability, endpoint, FLR if the function has it. */
+	c[P2P_PCI_CAP_EXP] = 0x10;
+	c[P2P_PCI_CAP_EXP + 1] = 0;
+	put16(c, P2P_PCI_CAP_EXP + 2, 0x0002);
+	put32(c, P2P_PCI_EXP_DEVCAP, (dev->flags & P2P_PCI_NO_FLR) ? 0 : P2P_PCI_EXP_DEVCAP_FLR);
+	put16(c, P2P_PCI_EXP_DEVCTL, 0x2810);
+	put16(dev->wmask, P2P_PCI_EXP_DEVCTL, 0x7fff);
+	dev->low_power = false;
+}
+
+bool pci_memory_enabled_locked(const struct p2p_pci_dev *dev)
+{
+	/* Never-opened functions have no vconfig: not enabled (1.7 item 6). */
+	if (!dev->open_count)
+		return false;
+	if (dev->low_power || (dev->config[P2P_PCI_PM_CTRL] & 0x3) == 3)
+		return false;
+	return (dev->flags & P2P_PCI_VF) || (dev->config[0x04] & CMD_MEM);
+}
+
+uint32_t pci_config_get(const struct p2p_pci_dev *dev, unsigned int off, unsigned int size)
+{
+	uint32_t v = 0;
+
+	for (unsigned int i = 0; i < size; i++) {
+		unsigned int o = off + i;
+		uint8_t b;
+
+		if (o >= 0x10 && o < 0x28)
+			b = (uint8_t)(dev->bar_regs[(o - 0x10) / 4] >> (8 * (o & 3)));
+		else
+			b = dev->config[o];
+		v |= (uint32_t)b << (8 * i);
+	}
+	return v;
+}
+
+/* Apply a write to vconfig; side effects are the caller's (src/vfio). */
+void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size, uint32_t v)
+{
+	for (unsigned int i = 0; i < size; i++) {
+		unsigned int o = off + i;
+		uint8_t b = (uint8_t)(v >> (8 * i));
+
+		if (o >= 0x10 && o < 0x28) {
+			int bar = (int)(o - 0x10) / 4;
+			unsigned int sh = 8 * (o & 3);
+			uint32_t reg = dev->bar_regs[bar];
+			uint32_t mask = bar_addr_mask(dev, bar);
+
+			reg = (reg & ~(0xffu << sh)) | ((uint32_t)b << sh);
+			dev->bar_regs[bar] = (reg & mask) | (dev->bar_regs[bar] & ~mask);
+		} else {
+			dev->config[o] = (dev->config[o] & ~dev->wmask[o]) | (b & dev->wmask[o]);
+		}
+	}
+}
+
+void pci_dev_get(struct p2p_pci_dev *dev)
+{
+	kref_get(&dev->ref);
+}
+
+P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_pci_dev **out)
+{
+	struct p2p_pci_dev *dev;
+	static atomic_uint_fast64_t next_bus = 0x800000000000ull;
+	int ret;
+
+	if (!info || info->argsz < sizeof(*info))
+		return -EINVAL;
+	if (info->flags & ~(P2P_PCI_VF | P2P_PCI_NO_FLR | P2P_PCI_NO_DMABUF | P2P_PCI_HUGE))
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		const struct p2p_pci_bar_desc *b = &info->bars[i];
+
+		if (!b->size)
+			continue;
+		if (b->size & (b->size - 1))
+			return -EINVAL;
+		if ((b->flags & P2P_BAR_IO) ? b->size < 4 || b->size > 256
+					    : b->size < P2P_PAGE_SIZE)
+			return -EINVAL;
+		if ((b->flags & P2P_BAR_IO) && (b->flags & (P2P_BAR_MEM64 | P2P_BAR_PREFETCH)))
+			return -EINVAL;
+		if (!(b->flags & P2P_BAR_MEM64) && b->size > (1ull << 31))
+			return -EINVAL;
+		if ((b->flags & P2P_BAR_MEM64) && (i == 5 || info->bars[i + 1].size))
+			return -EINVAL;
+	}
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	kref_init(&dev->ref);
+	snprintf(dev->name, sizeof(dev->name), "%s", info->name ? info->name : "0000:00:00.0");
+	dev->flags = info->flags;
+	dev->vendor_id = info->vendor_id;
+	dev->device_id = info->device_id;
+	dev->class_code = info->class_code;
+	dev->group = info->group;
+	dev->ops = info->ops;
+	dev->priv = info->priv;
+	memcpy(dev->bars, info->bars, sizeof(dev->bars));
+	pthread_mutex_init(&dev->open_lock, NULL);
+	pthread_rwlock_init(&dev->memory_lock, NULL);
+	list_init(&dev->dmabufs);
+	list_init(&dev->set_node);
+
+	for (int i = 0; i < 6; i++) {
+		const struct p2p_pci_bar_desc *b = &dev->bars[i];
+		char name[64];
+		uint64_t sz = b->size, align = MAX(sz, P2P_PAGE_SIZE);
+
+		if (!sz)
+			continue;
+		snprintf(name, sizeof(name), "%s/bar%d", dev->name, i);
+		ret = p2p_mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
+				     (dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0,
+				     &dev->bar_mem[i]);
+		if (ret)
+			goto err;
+		/* Naturally aligned bus addresses, as a BIOS would assign. */
+		dev->bar_bus[i] = ALIGN_UP(atomic_fetch_add(&next_bus, align * 2), align);
+		if (b->flags & P2P_BAR_IO)
+			dev->bar_bus[i] = 0x1000 + (uint64_t)i * 0x100;
+	}
+
+	if (info->devset) {
+		dev->set = info->devset;
+		kref_get(&dev->set->ref);
+	} else {
+		ret = p2p_pci_devset_create(&dev->set);
+		if (ret)
+			goto err;
+	}
+	pthread_mutex_lock(&dev->set->lock);
+	list_add_tail(&dev->set_node, &dev->set->devs);
+	pthread_mutex_unlock(&dev->set->lock);
+	pci_config_reset(dev);
+	*out = dev;
+	return 0;
+
+err:
+	for (int i = 0; i < 6; i++)
+		p2p_mem_put(dev->bar_mem[i]);
+	free(dev);
+	return ret;
+}
+
+P2P_API void p2p_pci_dev_put(struct p2p_pci_dev *dev)
+{
+	struct p2p_pci_devset *set;
+
+	if (!dev || !kref_put(&dev->ref))
+		return;
+	set = dev->set;
+	pthread_mutex_lock(&set->lock);
+	list_del_init(&dev->set_node);
+	pthread_mutex_unlock(&set->lock);
+	p2p_pci_devset_put(set);
+	if (dev->ops && dev->ops->release)
+		dev->ops->release(dev);
+	for (int i = 0; i < 6; i++)
+		p2p_mem_put(dev->bar_mem[i]);
+	pthread_rwlock_destroy(&dev->memory_lock);
+	pthread_mutex_destroy(&dev->open_lock);
+	free(dev);
+}
+
+P2P_API const char *p2p_pci_dev_name(const struct p2p_pci_dev *dev)
+{
+	return dev->name;
+}
+
+P2P_API void *p2p_pci_dev_priv(const struct p2p_pci_dev *dev)
+{
+	return dev->priv;
+}
+
+P2P_API struct p2p_mem *p2p_pci_dev_bar_mem(const struct p2p_pci_dev *dev, int bar)
+{
+	if (bar < 0 || bar >= 6)
+		return NULL;
+	return dev->bar_mem[bar];
+}
+
+P2P_API bool p2p_pci_dev_memory_enabled(struct p2p_pci_dev *dev)
+{
+	bool en;
+
+	pthread_rwlock_rdlock(&dev->memory_lock);
+	en = pci_memory_enabled_locked(dev);
+	pthread_rwlock_unlock(&dev->memory_lock);
+	return en;
+}
+
+P2P_API unsigned int p2p_pci_dev_open_count(struct p2p_pci_dev *dev)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&dev->open_lock);
+	n = dev->open_count;
+	pthread_mutex_unlock(&dev->open_lock);
+	return n;
+}

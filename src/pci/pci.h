@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Emulated PCI functions: internals shared by src/pci and src/vfio.
+ *
+ * Lock order: set->lock (hot reset), then dev->memory_lock (rw, the
+ * vfio-pci memory_lock), then dma-buf resv and below (src/core/core.h).
+ * dev->open_lock protects open_count and vconfig setup; it is taken before
+ * memory_lock, never inside it.
+ */
+#ifndef P2PBUF_PCI_H
+#define P2PBUF_PCI_H
+
+#include <p2pbuf/vfio.h>
+
+#include "../core/core.h"
+
+struct p2p_pci_devset {
+	struct kref ref;
+	pthread_mutex_t lock;
+	struct list_head devs; /* under lock */
+};
+
+struct p2p_pci_dev {
+	struct kref ref;
+	char name[32];
+	uint32_t flags;
+	uint16_t vendor_id, device_id;
+	uint32_t class_code;
+	uint32_t group;
+	struct p2p_pci_devset *set;
+	struct list_head set_node;
+	struct p2p_pci_bar_desc bars[6];
+	struct p2p_mem *bar_mem[6];
+	uint64_t bar_bus[6]; /* emulated bus address of each BAR */
+	const struct p2p_pci_dev_ops *ops;
+	void *priv;
+
+	pthread_mutex_t open_lock;
+	unsigned int open_count;
+
+	/* The rest is under memory_lock (write to change). */
+	pthread_rwlock_t memory_lock;
+	uint8_t config[P2P_PCI_CFG_SIZE]; /* vconfig, valid while open */
+	uint8_t wmask[P2P_PCI_CFG_SIZE];
+	uint32_t bar_regs[6];
+	bool low_power;
+	struct list_head dmabufs; /* struct vfio_dmabuf */
+};
+
+struct p2p_vfio_device {
+	struct kref ref; /* the file: the caller's + one per BAR mmap */
+	struct p2p_pci_dev *pdev;
+	int token_fd;
+};
+
+/* src/pci/pci.c */
+void pci_config_reset(struct p2p_pci_dev *dev);
+bool pci_memory_enabled_locked(const struct p2p_pci_dev *dev);
+uint32_t pci_config_get(const struct p2p_pci_dev *dev, unsigned int off, unsigned int size);
+void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size, uint32_t v);
+void pci_dev_get(struct p2p_pci_dev *dev);
+
+/* src/vfio/dmabuf.c: the VFIO exporter */
+struct bufvec {
+	struct p2p_dmabuf **v;
+	size_t n, max;
+};
+void bufvec_put_all(struct bufvec *bv);
+void vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke, struct bufvec *deferred);
+void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev, struct bufvec *deferred);
+int vfio_feature_dma_buf(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
+			 void *data);
+int vfio_feature_dma_buf_revoke(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
+				void *data);
+int vfio_feature_dma_buf_memattr(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
+				 void *data);
+int vfio_check_feature(uint32_t flags, uint32_t argsz, uint32_t supported, uint32_t minsz);
+int vfio_bar_dmabuf_create(struct p2p_vfio_device *vdev, int bar, uint64_t off, uint64_t len,
+			   struct p2p_dmabuf **out);
+void vfio_device_file_put(struct p2p_vfio_device *vdev);
+
+#endif

@@ -1,0 +1,573 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The VFIO device layer: open/close, the device fd, region access at
+ * index << 40 offsets, config space emulation with the revoke triggers of
+ * kernel-semantics 1.7, VFIO_DEVICE_FEATURE (1.2), VFIO_DEVICE_RESET and
+ * VFIO_DEVICE_PCI_HOT_RESET, and BAR mmap through dma-bufs (3.1).
+ *
+ * Lock order: set->lock, then dev->open_lock, then dev->memory_lock (rw),
+ * then dma-buf resv and the core's locks.  Every revoke trigger holds
+ * memory_lock for write; BAR reads and writes hold it for read.  dma-buf
+ * references collected under memory_lock are dropped after it (bufvec).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../pci/pci.h"
+
+static bool vfio_file_tryget(void *obj)
+{
+	return kref_get_unless_zero(&((struct p2p_vfio_device *)obj)->ref);
+}
+
+static void vfio_file_put_obj(void *obj)
+{
+	vfio_device_file_put(obj);
+}
+
+static const struct fdtab_type vfio_fdtab_type = {
+	.name = "vfio-device",
+	.tryget = vfio_file_tryget,
+	.put = vfio_file_put_obj,
+};
+
+/* Re-evaluate memory_enabled and move the dma-bufs.  memory_lock held (write). */
+static void vfio_sync_dmabufs(struct p2p_pci_dev *dev, struct bufvec *deferred)
+{
+	vfio_dmabufs_move(dev, !pci_memory_enabled_locked(dev), deferred);
+}
+
+P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device **out)
+{
+	struct p2p_vfio_device *vdev;
+	char name[64];
+	int ret;
+
+	if (!kref_get_unless_zero(&dev->ref))
+		return -ENODEV;
+	vdev = calloc(1, sizeof(*vdev));
+	if (!vdev) {
+		ret = -ENOMEM;
+		goto err_put;
+	}
+	kref_init(&vdev->ref);
+	vdev->pdev = dev;
+	snprintf(name, sizeof(name), "vfio-device:%s", dev->name);
+	vdev->token_fd = token_fd_create(name);
+	if (vdev->token_fd < 0) {
+		ret = vdev->token_fd;
+		goto err_free;
+	}
+	ret = fdtab_register(vdev->token_fd, &vfio_fdtab_type, vdev);
+	if (ret)
+		goto err_close;
+
+	pthread_mutex_lock(&dev->open_lock);
+	pthread_rwlock_wrlock(&dev->memory_lock);
+	if (!dev->open_count++)
+		pci_config_reset(dev); /* open_device: fresh vconfig */
+	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_mutex_unlock(&dev->open_lock);
+	*out = vdev;
+	return 0;
+
+err_close:
+	close(vdev->token_fd);
+err_free:
+	free(vdev);
+err_put:
+	p2p_pci_dev_put(dev);
+	return ret;
+}
+
+void vfio_device_file_put(struct p2p_vfio_device *vdev)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+	struct bufvec deferred = { 0 };
+
+	if (!kref_put(&vdev->ref))
+		return;
+	fdtab_unregister(vdev);
+	pthread_mutex_lock(&dev->open_lock);
+	pthread_rwlock_wrlock(&dev->memory_lock);
+	if (!--dev->open_count) {
+		/* close_device: permanent revoke of every dma-buf (1.6). */
+		vfio_dmabufs_cleanup(dev, &deferred);
+		dev->low_power = false;
+	}
+	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_mutex_unlock(&dev->open_lock);
+	bufvec_put_all(&deferred);
+	close(vdev->token_fd);
+	free(vdev);
+	p2p_pci_dev_put(dev);
+}
+
+P2P_API void p2p_vfio_device_close(struct p2p_vfio_device *vdev)
+{
+	if (vdev)
+		vfio_device_file_put(vdev);
+}
+
+P2P_API int p2p_vfio_device_fd(const struct p2p_vfio_device *vdev)
+{
+	return vdev->token_fd;
+}
+
+P2P_API struct p2p_pci_dev *p2p_vfio_device_pci(const struct p2p_vfio_device *vdev)
+{
+	return vdev->pdev;
+}
+
+P2P_API struct p2p_vfio_device *p2p_vfio_device_from_fd(int fd)
+{
+	void *obj;
+
+	if (fdtab_peek(fd, &obj) != &vfio_fdtab_type)
+		return NULL;
+	return obj;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Config space                                                            */
+
+static bool range_hits(unsigned int off, unsigned int size, unsigned int reg,
+		       unsigned int reg_size)
+{
+	return off < reg + reg_size && reg < off + size;
+}
+
+/* One naturally aligned 1/2/4-byte config write, with its side effects. */
+static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsigned int size,
+			       uint32_t val, struct bufvec *deferred)
+{
+	bool flr = false;
+
+	if (range_hits(off, size, P2P_PCI_EXP_DEVCTL + 1, 1)) {
+		uint8_t hi = (uint8_t)(val >> (8 * (P2P_PCI_EXP_DEVCTL + 1 - off)));
+
+		flr = (hi & (P2P_PCI_EXP_DEVCTL_BCR_FLR >> 8)) && !(dev->flags & P2P_PCI_NO_FLR);
+	}
+
+	/*
+	 * COMMAND.MEM clear, D3hot: revoke *before* the new value reaches the
+	 * device.  Work out what the write would do on a copy first.
+	 */
+	if (range_hits(off, size, 0x04, 2) || range_hits(off, size, P2P_PCI_PM_CTRL, 2)) {
+		uint8_t cmd = dev->config[0x04], pm = dev->config[P2P_PCI_PM_CTRL];
+
+		pci_config_set(dev, off, size, val);
+		bool enabled_after = pci_memory_enabled_locked(dev);
+
+		dev->config[0x04] = cmd;
+		dev->config[P2P_PCI_PM_CTRL] = pm;
+		if (!enabled_after)
+			vfio_dmabufs_move(dev, true, deferred);
+	}
+	pci_config_set(dev, off, size, val);
+
+	if (flr) {
+		/* FLR from DEVCTL: revoke, reset, un-revoke if memory is enabled. */
+		vfio_dmabufs_move(dev, true, deferred);
+		if (dev->ops && dev->ops->reset)
+			dev->ops->reset(dev);
+	}
+	/* MEM set / D0 / reset done: un-revoke only if memory is now enabled. */
+	if (pci_memory_enabled_locked(dev))
+		vfio_dmabufs_move(dev, false, deferred);
+	return 0;
+}
+
+static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, uint64_t off,
+			 bool write)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+	struct bufvec deferred = { 0 };
+	size_t done = 0;
+
+	if (off >= P2P_PCI_CFG_SIZE || len > P2P_PCI_CFG_SIZE - off)
+		return -EINVAL;
+	if (write)
+		pthread_rwlock_wrlock(&dev->memory_lock);
+	else
+		pthread_rwlock_rdlock(&dev->memory_lock);
+	while (done < len) {
+		unsigned int o = (unsigned int)(off + done);
+		unsigned int sz = (o % 4 == 0 && len - done >= 4) ? 4
+				  : (o % 2 == 0 && len - done >= 2) ? 2 : 1;
+		uint32_t v = 0;
+
+		if (write) {
+			memcpy(&v, buf + done, sz);
+			config_write_locked(dev, o, sz, v, &deferred);
+		} else {
+			v = pci_config_get(dev, o, sz);
+			memcpy(buf + done, &v, sz);
+		}
+		done += sz;
+	}
+	pthread_rwlock_unlock(&dev->memory_lock);
+	bufvec_put_all(&deferred);
+	return (int)len;
+}
+
+P2P_API int p2p_vfio_config_read(struct p2p_vfio_device *vdev, unsigned int off,
+				 unsigned int size, uint32_t *val)
+{
+	int ret;
+
+	if ((size != 1 && size != 2 && size != 4) || off % size)
+		return -EINVAL;
+	*val = 0;
+	ret = config_access(vdev, (uint8_t *)val, size, off, false);
+	return ret < 0 ? ret : 0;
+}
+
+P2P_API int p2p_vfio_config_write(struct p2p_vfio_device *vdev, unsigned int off,
+				  unsigned int size, uint32_t val)
+{
+	int ret;
+
+	if ((size != 1 && size != 2 && size != 4) || off % size)
+		return -EINVAL;
+	ret = config_access(vdev, (uint8_t *)&val, size, off, true);
+	return ret < 0 ? ret : 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Regions                                                                 */
+
+static ssize_t region_rw(struct p2p_vfio_device *vdev, void *buf, size_t len, uint64_t offset,
+			 bool write)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+	uint64_t index = P2P_VFIO_OFFSET_TO_INDEX(offset), off = offset & P2P_VFIO_OFFSET_MASK;
+	const struct p2p_pci_bar_desc *b;
+	ssize_t ret;
+
+	if (index == VFIO_PCI_CONFIG_REGION_INDEX)
+		return config_access(vdev, buf, len, off, write);
+	if (index >= VFIO_PCI_ROM_REGION_INDEX)
+		return -EINVAL;
+	b = &dev->bars[index];
+	if (!b->size || off >= b->size || len > b->size - off)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&dev->memory_lock);
+	if (!(b->flags & P2P_BAR_IO) && !pci_memory_enabled_locked(dev)) {
+		ret = -EIO;
+	} else if (b->flags & P2P_BAR_TRAP) {
+		ret = dev->ops && dev->ops->bar_rw
+			      ? dev->ops->bar_rw(dev, (int)index, off, buf, len, write)
+			      : -EINVAL;
+		if (!ret)
+			ret = (ssize_t)len;
+	} else {
+		uint8_t *p = p2p_mem_ptr(dev->bar_mem[index], off);
+
+		if (write)
+			memcpy(p, buf, len);
+		else
+			memcpy(buf, p, len);
+		ret = (ssize_t)len;
+	}
+	pthread_rwlock_unlock(&dev->memory_lock);
+	return ret;
+}
+
+P2P_API ssize_t p2p_vfio_device_pread(struct p2p_vfio_device *vdev, void *buf, size_t len,
+				      uint64_t offset)
+{
+	return region_rw(vdev, buf, len, offset, false);
+}
+
+P2P_API ssize_t p2p_vfio_device_pwrite(struct p2p_vfio_device *vdev, const void *buf,
+				       size_t len, uint64_t offset)
+{
+	return region_rw(vdev, (void *)buf, len, offset, true);
+}
+
+P2P_API int p2p_vfio_device_mmap(struct p2p_vfio_device *vdev, void *addr, size_t length,
+				 int prot, int flags, uint64_t offset, void **out)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+	uint64_t index = P2P_VFIO_OFFSET_TO_INDEX(offset), off = offset & P2P_VFIO_OFFSET_MASK;
+	const struct p2p_pci_bar_desc *b;
+	struct p2p_dmabuf *buf;
+	uint64_t len;
+	int ret;
+
+	if (index >= VFIO_PCI_ROM_REGION_INDEX || !length)
+		return -EINVAL;
+	b = &dev->bars[index];
+	if (!b->size || (b->flags & (P2P_BAR_IO | P2P_BAR_TRAP)))
+		return -EINVAL;
+	if (!(flags & MAP_SHARED) || !IS_ALIGNED(off, P2P_PAGE_SIZE) || length > b->size)
+		return -EINVAL;
+	len = ALIGN_UP((uint64_t)length, P2P_PAGE_SIZE);
+	if (off >= b->size || len > b->size - off)
+		return -EINVAL;
+	ret = vfio_bar_dmabuf_create(vdev, (int)index, off, len, &buf);
+	if (ret)
+		return ret;
+	/* vm_pgoff stays exactly as passed: the tag keeps the region index bits. */
+	ret = cpumap_create(buf, addr, len, prot, flags, 0, offset, out);
+	p2p_dmabuf_put(buf);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reset                                                                   */
+
+P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+	struct bufvec deferred = { 0 };
+
+	if (dev->flags & P2P_PCI_NO_FLR)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&dev->memory_lock);
+	/* Series ordering: to D0 first, then revoke (and zap), reset. */
+	dev->config[P2P_PCI_PM_CTRL] &= ~0x3;
+	dev->low_power = false;
+	vfio_dmabufs_move(dev, true, &deferred);
+	if (dev->ops && dev->ops->reset)
+		dev->ops->reset(dev);
+	if (pci_memory_enabled_locked(dev))
+		vfio_dmabufs_move(dev, false, &deferred);
+	pthread_rwlock_unlock(&dev->memory_lock);
+	bufvec_put_all(&deferred);
+	return 0;
+}
+
+static bool group_listed(uint32_t group, const int32_t *groups, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++)
+		if ((uint32_t)groups[i] == group)
+			return true;
+	return false;
+}
+
+P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_t *groups,
+				      uint32_t count)
+{
+	struct p2p_pci_devset *set = vdev->pdev->set;
+	struct bufvec deferred = { 0 };
+	struct p2p_pci_dev *d, *locked_last = NULL;
+	int ret = 0;
+
+	pthread_mutex_lock(&set->lock);
+	/* Ownership: every member of the set must be in the caller's groups. */
+	if (count) {
+		list_for_each_entry(d, &set->devs, set_node) {
+			if (!group_listed(d->group, groups, count)) {
+				ret = -EINVAL;
+				goto out;
+			}
+		}
+	}
+	list_for_each_entry(d, &set->devs, set_node) {
+		if (pthread_rwlock_trywrlock(&d->memory_lock)) {
+			ret = -EBUSY;
+			break;
+		}
+		vfio_dmabufs_move(d, true, &deferred);
+		locked_last = d;
+	}
+	if (!ret) {
+		list_for_each_entry(d, &set->devs, set_node) {
+			if (d->ops && d->ops->reset)
+				d->ops->reset(d);
+		}
+	}
+	/* Reverse walk: un-revoke (success or unwind) and unlock. */
+	if (locked_last) {
+		for (struct list_head *n = &locked_last->set_node; n != &set->devs; n = n->prev) {
+			d = list_entry(n, struct p2p_pci_dev, set_node);
+			/* pci_memory_enabled_locked() checks open_count first. */
+			if (pci_memory_enabled_locked(d))
+				vfio_dmabufs_move(d, false, &deferred);
+			pthread_rwlock_unlock(&d->memory_lock);
+		}
+	}
+out:
+	pthread_mutex_unlock(&set->lock);
+	bufvec_put_all(&deferred);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* ioctl                                                                   */
+
+static int feature_low_power(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
+			     bool entry)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+	struct bufvec deferred = { 0 };
+	int ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
+
+	if (ret != 1)
+		return ret;
+	pthread_rwlock_wrlock(&dev->memory_lock);
+	dev->low_power = entry;
+	vfio_sync_dmabufs(dev, &deferred);
+	pthread_rwlock_unlock(&dev->memory_lock);
+	bufvec_put_all(&deferred);
+	return 0;
+}
+
+static long ioctl_feature(struct p2p_vfio_device *vdev, void *arg)
+{
+	const uint32_t known = VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_GET |
+			       VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE;
+	struct vfio_device_feature f;
+	void *data = (uint8_t *)arg + sizeof(f);
+
+	if (copy_from_user(&f, arg, sizeof(f)))
+		return -EFAULT;
+	if (f.argsz < sizeof(f))
+		return -EINVAL;
+	if (f.flags & ~known)
+		return -EINVAL;
+	if (!(f.flags & VFIO_DEVICE_FEATURE_PROBE) && (f.flags & VFIO_DEVICE_FEATURE_SET) &&
+	    (f.flags & VFIO_DEVICE_FEATURE_GET))
+		return -EINVAL;
+
+	switch (f.flags & VFIO_DEVICE_FEATURE_MASK) {
+	case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY:
+		return feature_low_power(vdev, f.flags, f.argsz, true);
+	case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
+		return feature_low_power(vdev, f.flags, f.argsz, false);
+	case VFIO_DEVICE_FEATURE_DMA_BUF:
+		return vfio_feature_dma_buf(vdev, f.flags, f.argsz, data);
+	case VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE:
+		return vfio_feature_dma_buf_revoke(vdev, f.flags, f.argsz, data);
+	case VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR:
+		return vfio_feature_dma_buf_memattr(vdev, f.flags, f.argsz, data);
+	default:
+		/* No migration, logging, VF token or wakeup support: ENOTTY. */
+		return -ENOTTY;
+	}
+}
+
+static long ioctl_get_info(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_device_info, num_irqs) + sizeof(uint32_t);
+	struct vfio_device_info info;
+
+	if (copy_from_user(&info, arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz)
+		return -EINVAL;
+	info.flags = VFIO_DEVICE_FLAGS_PCI;
+	if (!(vdev->pdev->flags & P2P_PCI_NO_FLR))
+		info.flags |= VFIO_DEVICE_FLAGS_RESET;
+	info.num_regions = VFIO_PCI_NUM_REGIONS;
+	info.num_irqs = VFIO_PCI_NUM_IRQS;
+	return copy_to_user(arg, &info, minsz);
+}
+
+static long ioctl_get_region_info(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_region_info, offset) + sizeof(uint64_t);
+	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_region_info info;
+
+	if (copy_from_user(&info, arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz)
+		return -EINVAL;
+	if (info.index >= VFIO_PCI_NUM_REGIONS)
+		return -EINVAL;
+	info.offset = P2P_VFIO_REGION_OFFSET(info.index);
+	info.flags = 0;
+	info.size = 0;
+	info.cap_offset = 0;
+	if (info.index <= VFIO_PCI_BAR5_REGION_INDEX) {
+		const struct p2p_pci_bar_desc *b = &dev->bars[info.index];
+
+		info.size = b->size;
+		if (b->size)
+			info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+		if (b->size && !(b->flags & (P2P_BAR_IO | P2P_BAR_TRAP)))
+			info.flags |= VFIO_REGION_INFO_FLAG_MMAP;
+	} else if (info.index == VFIO_PCI_CONFIG_REGION_INDEX) {
+		info.size = P2P_PCI_CFG_SIZE;
+		info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+	}
+	return copy_to_user(arg, &info, minsz);
+}
+
+static long ioctl_hot_reset(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_pci_hot_reset, count) + sizeof(uint32_t);
+	struct vfio_pci_hot_reset hdr;
+	int32_t *groups = NULL;
+	long ret;
+
+	if (copy_from_user(&hdr, arg, minsz))
+		return -EFAULT;
+	if (hdr.argsz < minsz || hdr.flags)
+		return -EINVAL;
+	if (hdr.count) {
+		if (hdr.count > 256 || hdr.argsz < minsz + hdr.count * sizeof(int32_t))
+			return -EINVAL;
+		groups = malloc(hdr.count * sizeof(*groups));
+		if (!groups)
+			return -ENOMEM;
+		if (copy_from_user(groups, (uint8_t *)arg + minsz, hdr.count * sizeof(*groups))) {
+			free(groups);
+			return -EFAULT;
+		}
+	}
+	ret = p2p_vfio_device_hot_reset(vdev, groups, hdr.count);
+	free(groups);
+	return ret;
+}
+
+P2P_API long p2p_vfio_device_ioctl(struct p2p_vfio_device *vdev, unsigned long req, void *arg)
+{
+	switch (req) {
+	case VFIO_DEVICE_GET_INFO:
+		return ioctl_get_info(vdev, arg);
+	case VFIO_DEVICE_GET_REGION_INFO:
+		return ioctl_get_region_info(vdev, arg);
+	case VFIO_DEVICE_FEATURE:
+		return ioctl_feature(vdev, arg);
+	case VFIO_DEVICE_RESET:
+		return p2p_vfio_device_reset(vdev);
+	case VFIO_DEVICE_PCI_HOT_RESET:
+		return ioctl_hot_reset(vdev, arg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+P2P_API int p2p_vfio_device_get_dmabuf(struct p2p_vfio_device *vdev, uint32_t bar,
+				       const struct vfio_region_dma_range *ranges, uint32_t nr,
+				       uint32_t open_flags)
+{
+	size_t sz = sizeof(struct vfio_device_feature) +
+		    sizeof(struct vfio_device_feature_dma_buf) + (size_t)nr * sizeof(*ranges);
+	struct vfio_device_feature *f;
+	struct vfio_device_feature_dma_buf *db;
+	long ret;
+
+	if (nr > (1u << 20))
+		return -EINVAL;
+	f = calloc(1, sz);
+	if (!f)
+		return -ENOMEM;
+	f->argsz = (uint32_t)sz;
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
+	db = (void *)f->data;
+	db->region_index = bar;
+	db->open_flags = open_flags;
+	db->nr_ranges = nr;
+	if (nr)
+		memcpy(db->dma_ranges, ranges, nr * sizeof(*ranges));
+	ret = p2p_vfio_device_ioctl(vdev, VFIO_DEVICE_FEATURE, f);
+	free(f);
+	return (int)ret;
+}
