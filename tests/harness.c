@@ -11,7 +11,8 @@ int t_failures;
 const char *t_current;
 static int fds_at_start;
 
-static __thread sigjmp_buf *probe_jmp;
+/* volatile: the store before a probed access must not be optimised away. */
+static __thread sigjmp_buf *volatile probe_jmp;
 
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
@@ -80,7 +81,7 @@ void t_skip(const char *reason)
 
 static bool probe(volatile uint8_t *p, size_t len, bool write, uint8_t v)
 {
-	sigjmp_buf jb, *old = probe_jmp;
+	sigjmp_buf jb, *volatile old = probe_jmp;
 	volatile bool faulted = false;
 
 	if (sigsetjmp(jb, 1)) {
@@ -112,7 +113,7 @@ bool t_write_faults(volatile void *p, uint8_t v)
 
 bool t_fill_faults(volatile void *p, uint8_t v, size_t len)
 {
-	sigjmp_buf jb, *old = probe_jmp;
+	sigjmp_buf jb, *volatile old = probe_jmp;
 	volatile bool faulted = false;
 
 	if (sigsetjmp(jb, 1)) {
@@ -257,4 +258,19 @@ void t_importer_detach(struct t_importer *imp)
 	p2p_dmabuf_resv_unlock(buf);
 	p2p_dmabuf_detach(imp->attach);
 	imp->attach = NULL;
+}
+
+bool t_load_faults(const volatile void *p, uint8_t *val)
+{
+	sigjmp_buf jb, *volatile old = probe_jmp;
+	volatile bool faulted = false;
+
+	if (sigsetjmp(jb, 1)) {
+		faulted = true;
+	} else {
+		probe_jmp = &jb;
+		*val = *(const volatile uint8_t *)p;
+	}
+	probe_jmp = old;
+	return faulted;
 }

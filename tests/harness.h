@@ -102,4 +102,10 @@ int t_importer_attach(struct t_importer *imp, struct p2p_dmabuf *buf, uint32_t f
 int t_importer_map(struct t_importer *imp);
 void t_importer_detach(struct t_importer *imp);
 
+/*
+ * Load one byte at @p into *@val; returns true (and leaves *@val alone) if
+ * the load raised SIGBUS.  Thread-safe, as t_read_faults().
+ */
+bool t_load_faults(const volatile void *p, uint8_t *val);
+
 #endif

@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: MIT
+/*
+ * p2pbuf bench: each benchmark measures p2pbuf and its raw baseline in the
+ * same run, interleaved, and reports medians and ratios.
+ *
+ *   mmap    map + touch a dma-buf (a) vs raw memfd MAP_POPULATE (b) vs raw
+ *           memfd touched page by page (c); target a/b <= 1.15
+ *   revoke  revoke + un-revoke of a dma-buf with 1 and 64 attachments and a
+ *           live CPU mapping vs raw MADV_DONTNEED; target <= 1.3x raw + 100 us
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define PAGE 4096ull
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "p2pbuf bench: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+static void touch_pages(uint8_t *p, uint64_t size)
+{
+	for (uint64_t off = 0; off < size; off += PAGE)
+		((volatile uint8_t *)p)[off] = (uint8_t)off;
+}
+
+static bool thp_on(void)
+{
+	return p2p_hugepage_mode() != P2P_HUGEPAGE_NONE;
+}
+
+/* A raw memfd mapping, with the same huge page policy p2pbuf uses. */
+static uint8_t *raw_map(uint64_t size, bool populate, int *fdp)
+{
+	int fd = memfd_create("bench-raw", MFD_CLOEXEC);
+	uint8_t *p;
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		die("memfd", errno);
+	/* MAP_POPULATE, or its madvise twin after MADV_HUGEPAGE when THP is on. */
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | (populate && !thp_on() ? MAP_POPULATE : 0), fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap", errno);
+	if (thp_on()) {
+		madvise(p, size, MADV_HUGEPAGE);
+		if (populate && madvise(p, size, MADV_POPULATE_READ))
+			die("MADV_POPULATE_READ", errno);
+	}
+	*fdp = fd;
+	return p;
+}
+
+static void raw_unmap(uint8_t *p, uint64_t size, int fd)
+{
+	munmap(p, size);
+	close(fd);
+}
+
+/* (a): export the whole BAR, map it through p2pbuf, touch it. */
+static uint64_t mmap_p2pbuf_once(uint64_t size)
+{
+	struct vfio_region_dma_range r = { .offset = 0, .length = size };
+	struct p2p_pci_dev *pci;
+	struct p2p_vfio_device *vdev;
+	struct p2p_dmabuf *buf;
+	uint64_t t0, t1;
+	void *va;
+	int fd, ret;
+
+	ret = cli_gpu_create("0000:b0:00.0", size, NULL, 1, &pci, &vdev);
+	if (ret)
+		die("device", ret);
+	fd = p2p_vfio_device_get_dmabuf(vdev, 2, &r, 1, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		die("DMA_BUF", fd);
+	ret = p2p_dmabuf_get(fd, &buf);
+	if (ret)
+		die("dmabuf_get", ret);
+	t0 = now_ns();
+	ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
+	if (ret)
+		die("dmabuf mmap", ret);
+	touch_pages(va, size);
+	t1 = now_ns();
+	p2p_munmap(va, size);
+	p2p_dmabuf_put(buf);
+	p2p_close(fd);
+	p2p_vfio_device_close(vdev);
+	p2p_pci_dev_put(pci);
+	return t1 - t0;
+}
+
+/* (b) MAP_POPULATE-style and (c) page by page, on a fresh memfd. */
+static uint64_t mmap_raw_once(uint64_t size, bool populate)
+{
+	uint64_t t0, t1;
+	uint8_t *p;
+	int fd;
+
+	t0 = now_ns();
+	p = raw_map(size, populate, &fd);
+	touch_pages(p, size);
+	t1 = now_ns();
+	raw_unmap(p, size, fd);
+	return t1 - t0;
+}
+
+/* Importer case: map + touch memory that is already populated. */
+static void mmap_populated(uint64_t size, unsigned int n, uint64_t *a, uint64_t *b, uint64_t *c)
+{
+	struct vfio_region_dma_range rg = { .offset = 0, .length = size };
+	struct p2p_pci_dev *pci;
+	struct p2p_vfio_device *vdev;
+	struct p2p_dmabuf *buf;
+	uint8_t *raw;
+	int fd, rawfd, ret;
+
+	ret = cli_gpu_create("0000:b2:00.0", size, NULL, 1, &pci, &vdev);
+	if (ret)
+		die("device", ret);
+	fd = p2p_vfio_device_get_dmabuf(vdev, 2, &rg, 1, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || (ret = p2p_dmabuf_get(fd, &buf)))
+		die("DMA_BUF", fd < 0 ? fd : ret);
+	memset(p2p_mem_ptr(p2p_pci_dev_bar_mem(pci, 2), 0), 1, size);
+	raw = raw_map(size, true, &rawfd);
+	munmap(raw, size);
+	for (unsigned int i = 0; i < n + 1; i++) {
+		uint64_t t0 = now_ns(), t1;
+		void *va;
+
+		ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
+		if (ret)
+			die("dmabuf mmap", ret);
+		touch_pages(va, size);
+		t1 = now_ns();
+		p2p_munmap(va, size);
+		if (i)
+			a[i - 1] = t1 - t0;
+
+		for (int populate = 1; populate >= 0; populate--) {
+			t0 = now_ns();
+			raw = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				   MAP_SHARED | (populate ? MAP_POPULATE : 0), rawfd, 0);
+			if (raw == MAP_FAILED)
+				die("mmap", errno);
+			touch_pages(raw, size);
+			t1 = now_ns();
+			munmap(raw, size);
+			if (i)
+				(populate ? b : c)[i - 1] = t1 - t0;
+		}
+	}
+	close(rawfd);
+	p2p_dmabuf_put(buf);
+	p2p_close(fd);
+	p2p_vfio_device_close(vdev);
+	p2p_pci_dev_put(pci);
+}
+
+static int bench_mmap(const struct bench_opts *o)
+{
+	uint64_t size = o->size ? o->size : 512ull << 20;
+	unsigned int n = o->iterations ? o->iterations : 7;
+	uint64_t *a = calloc(n, 8), *b = calloc(n, 8), *c = calloc(n, 8);
+	struct bench_report *r = report_new("mmap", o);
+	char txt[64];
+	double ma, mb, mc;
+
+	snprintf(txt, sizeof(txt), "%llu MiB", (unsigned long long)(size >> 20));
+	report_fact(r, "size", txt);
+	report_fact(r, "pages", hugepage_mode_name());
+	/* Warm up: the first allocation after memory went back to the host is slow. */
+	mmap_raw_once(size, true);
+	mmap_p2pbuf_once(size);
+	for (unsigned int i = 0; i < n; i++) {
+		a[i] = mmap_p2pbuf_once(size);
+		b[i] = mmap_raw_once(size, true);
+		c[i] = mmap_raw_once(size, false);
+	}
+	if (!o->json)
+		printf("   -- fresh memory (page allocation dominates every path)\n");
+	ma = report_median(r, "a_p2pbuf", "dma-buf mmap (populated in runs) + touch", a, n);
+	mb = report_median(r, "b_raw_populate", "raw memfd MAP_POPULATE + touch", b, n);
+	mc = report_median(r, "c_raw_page_by_page", "raw memfd, touched page by page", c, n);
+	report_ratio(r, "a/b", ma / mb);
+	report_ratio(r, "c/a", mc / ma);
+	report_target(r, "a/b", ma / mb, 1.15, false, "a/b <= 1.15");
+
+	/* The importer case: device memory already populated, only page tables to build. */
+	mmap_populated(size, n, a, b, c);
+	if (!o->json)
+		printf("   -- memory already populated (an importer mapping device memory)\n");
+	ma = report_median(r, "a_p2pbuf_populated", "dma-buf mmap + touch", a, n);
+	mb = report_median(r, "b_raw_populate_populated", "raw MAP_POPULATE + touch", b, n);
+	mc = report_median(r, "c_raw_page_by_page_populated", "raw, write-faulted page by page",
+			   c, n);
+	report_ratio(r, "a/b_populated", ma / mb);
+	report_ratio(r, "c/a_populated", mc / ma);
+	report_target(r, "a/b_populated", ma / mb, 1.15, false, "a/b <= 1.15");
+	free(a);
+	free(b);
+	free(c);
+	return report_finish(r);
+}
+
+/* A dynamic P2P importer that unmaps in its invalidate callback. */
+struct importer {
+	struct p2p_attachment *attach;
+	struct p2p_sgt *sgt;
+};
+
+static void imp_invalidate(struct p2p_attachment *a)
+{
+	struct importer *imp = p2p_attachment_importer_priv(a);
+
+	if (imp->sgt)
+		p2p_attachment_unmap(a, imp->sgt);
+	imp->sgt = NULL;
+}
+
+static const struct p2p_dmabuf_importer_ops imp_ops = { .invalidate_mappings = imp_invalidate };
+
+static double revoke_case(struct bench_report *r, uint64_t size, unsigned int nimp,
+			  unsigned int n, double raw_ms)
+{
+	struct vfio_region_dma_range rg = { .offset = 0, .length = size };
+	struct importer *imps = calloc(nimp, sizeof(*imps));
+	uint64_t *t = calloc(n, 8);
+	struct p2p_pci_dev *pci;
+	struct p2p_vfio_device *vdev;
+	struct p2p_dmabuf *buf;
+	char name[32], what[96], text[64];
+	double ms;
+	void *va;
+	int fd, ret;
+
+	ret = cli_gpu_create("0000:b1:00.0", size, NULL, 1, &pci, &vdev);
+	if (ret)
+		die("device", ret);
+	fd = p2p_vfio_device_get_dmabuf(vdev, 2, &rg, 1, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || (ret = p2p_dmabuf_get(fd, &buf)))
+		die("DMA_BUF", fd < 0 ? fd : ret);
+	ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
+	if (ret)
+		die("dmabuf mmap", ret);
+	for (unsigned int i = 0; i < nimp; i++) {
+		struct p2p_attach_info info = {
+			.argsz = sizeof(info),
+			.flags = P2P_ATTACH_PEER2PEER,
+			.importer_ops = &imp_ops,
+			.importer_priv = &imps[i],
+			.name = "bench",
+		};
+
+		ret = p2p_dmabuf_attach(buf, &info, &imps[i].attach);
+		if (ret)
+			die("attach", ret);
+	}
+	for (unsigned int it = 0; it < n + 1; it++) {
+		uint64_t t0;
+
+		/* Untimed: importers map again, the CPU mapping is fully populated. */
+		p2p_dmabuf_resv_lock(buf);
+		for (unsigned int i = 0; i < nimp; i++)
+			if ((ret = p2p_attachment_map(imps[i].attach, &imps[i].sgt)))
+				die("map", ret);
+		p2p_dmabuf_resv_unlock(buf);
+		madvise(va, size, MADV_POPULATE_WRITE);
+
+		t0 = now_ns();
+		if ((ret = cli_mem_enable(vdev, false)) || (ret = cli_mem_enable(vdev, true)))
+			die("COMMAND.MEM", ret);
+		if (it)
+			t[it - 1] = now_ns() - t0; /* the first round is a warm-up */
+	}
+	snprintf(name, sizeof(name), "p2pbuf_%u_attach", nimp);
+	snprintf(what, sizeof(what),
+		 "COMMAND.MEM off+on: revoke (%u importers, CPU map zapped) + un-revoke", nimp);
+	ms = report_median(r, name, what, t, n);
+	snprintf(name, sizeof(name), "%u_attach/raw", nimp);
+	report_ratio(r, name, ms / raw_ms);
+	snprintf(text, sizeof(text), "<= 1.3 x raw + 0.1 ms (%.3f ms)", 1.3 * raw_ms + 0.1);
+	snprintf(name, sizeof(name), "revoke_%u_attach_ms", nimp);
+	report_target(r, name, ms, 1.3 * raw_ms + 0.1, false, text);
+
+	for (unsigned int i = 0; i < nimp; i++) {
+		p2p_dmabuf_resv_lock(buf);
+		if (imps[i].sgt)
+			p2p_attachment_unmap(imps[i].attach, imps[i].sgt);
+		p2p_dmabuf_resv_unlock(buf);
+		p2p_dmabuf_detach(imps[i].attach);
+	}
+	p2p_munmap(va, size);
+	p2p_dmabuf_put(buf);
+	p2p_close(fd);
+	p2p_vfio_device_close(vdev);
+	p2p_pci_dev_put(pci);
+	free(imps);
+	free(t);
+	return ms;
+}
+
+static int bench_revoke(const struct bench_opts *o)
+{
+	uint64_t size = o->size ? o->size : 512ull << 20;
+	unsigned int n = o->iterations ? o->iterations : 9;
+	uint64_t *raw = calloc(n, 8);
+	struct bench_report *r = report_new("revoke", o);
+	char txt[64];
+	double raw_ms;
+	uint8_t *p;
+	int fd;
+
+	snprintf(txt, sizeof(txt), "%llu MiB", (unsigned long long)(size >> 20));
+	report_fact(r, "size", txt);
+	report_fact(r, "pages", hugepage_mode_name());
+	p = raw_map(size, true, &fd);
+	for (unsigned int it = 0; it < n + 1; it++) {
+		uint64_t t0;
+
+		madvise(p, size, MADV_POPULATE_WRITE);
+		t0 = now_ns();
+		madvise(p, size, MADV_DONTNEED);
+		if (it)
+			raw[it - 1] = now_ns() - t0;
+	}
+	raw_unmap(p, size, fd);
+	raw_ms = report_median(r, "raw_dontneed", "raw MADV_DONTNEED of the populated range", raw,
+			       n);
+	revoke_case(r, size, 1, n, raw_ms);
+	revoke_case(r, size, 64, n, raw_ms);
+	free(raw);
+	return report_finish(r);
+}
+
+static void bench_usage(FILE *f)
+{
+	fprintf(f, "usage: p2pbuf bench {mmap|revoke|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
+		   "  --json       print one JSON object per benchmark (medians, ratios, targets)\n"
+		   "  --strict     exit 1 if a target is missed\n"
+		   "  -n, --iterations N   samples per figure (median reported)\n"
+		   "  -s, --size SIZE      buffer size (default 512M)\n");
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },	 { "strict", no_argument, NULL, 'S' },
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "size", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct bench_opts o = { 0 };
+	const char *name;
+	int c, ret = 0;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		bench_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	name = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "jSn:s:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': o.json = true; break;
+		case 'S': o.strict = true; break;
+		case 'n':
+			o.iterations = (unsigned int)strtoul(optarg, NULL, 0);
+			if (!o.iterations) {
+				fprintf(stderr, "p2pbuf bench: bad --iterations '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 's':
+			o.size = cli_parse_size(optarg);
+			if (o.size < (2ull << 20) || (o.size & (o.size - 1))) {
+				fprintf(stderr,
+					"p2pbuf bench: --size must be a power of two >= 2M, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'h': bench_usage(stdout); return 0;
+		default: bench_usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "p2pbuf bench: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	p2p_library_init();
+	if (!strcmp(name, "mmap"))
+		return bench_mmap(&o);
+	if (!strcmp(name, "revoke"))
+		return bench_revoke(&o);
+	if (!strcmp(name, "all")) {
+		ret |= bench_mmap(&o);
+		ret |= bench_revoke(&o);
+		return ret;
+	}
+	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, all)\n", name);
+	return 2;
+}

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Benchmark reports: every figure is printed next to its raw baseline from
+ * the same run, as medians and ratios; --json prints one object instead.
+ */
+#define _GNU_SOURCE
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <p2pbuf/p2pbuf.h>
+
+#include "bench_util.h"
+
+struct bench_report {
+	const struct bench_opts *o;
+	json_object *root, *facts, *medians, *ratios, *targets;
+	bool all_met;
+};
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double median_ns(uint64_t *v, unsigned int n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return n % 2 ? (double)v[n / 2] : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2;
+}
+
+const char *hugepage_mode_name(void)
+{
+	switch (p2p_hugepage_mode()) {
+	case P2P_HUGEPAGE_ADVISE:
+		return "2 MiB shmem THP (advise)";
+	case P2P_HUGEPAGE_ALWAYS:
+		return "2 MiB shmem THP (always)";
+	default:
+		return "4 KiB pages (shmem THP off)";
+	}
+}
+
+struct bench_report *report_new(const char *bench, const struct bench_opts *o)
+{
+	struct bench_report *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		abort();
+	r->o = o;
+	r->all_met = true;
+	r->root = json_object_new_object();
+	r->facts = json_object_new_object();
+	r->medians = json_object_new_object();
+	r->ratios = json_object_new_object();
+	r->targets = json_object_new_array();
+	json_object_object_add(r->root, "bench", json_object_new_string(bench));
+	json_object_object_add(r->root, "facts", r->facts);
+	json_object_object_add(r->root, "medians_ms", r->medians);
+	json_object_object_add(r->root, "ratios", r->ratios);
+	json_object_object_add(r->root, "targets", r->targets);
+	if (!o->json)
+		printf("== p2pbuf bench %s\n", bench);
+	return r;
+}
+
+void report_fact(struct bench_report *r, const char *key, const char *value)
+{
+	json_object_object_add(r->facts, key, json_object_new_string(value));
+	if (!r->o->json)
+		printf("   %-28s %s\n", key, value);
+}
+
+double report_median(struct bench_report *r, const char *name, const char *what, uint64_t *ns,
+		     unsigned int n)
+{
+	double ms = median_ns(ns, n) / 1e6;
+
+	json_object_object_add(r->medians, name, json_object_new_double(ms));
+	if (!r->o->json)
+		printf("   %-28s median %10.3f ms  (min %.3f, max %.3f, n=%u)  %s\n", name, ms,
+		       (double)ns[0] / 1e6, (double)ns[n - 1] / 1e6, n, what);
+	return ms;
+}
+
+void report_ratio(struct bench_report *r, const char *name, double value)
+{
+	json_object_object_add(r->ratios, name, json_object_new_double(value));
+	if (!r->o->json)
+		printf("   ratio %-22s %8.3f\n", name, value);
+}
+
+bool report_target(struct bench_report *r, const char *name, double value, double limit,
+		   bool at_least, const char *text)
+{
+	bool met = at_least ? value >= limit : value <= limit;
+	json_object *t = json_object_new_object();
+
+	json_object_object_add(t, "name", json_object_new_string(name));
+	json_object_object_add(t, "target", json_object_new_string(text));
+	json_object_object_add(t, "value", json_object_new_double(value));
+	json_object_object_add(t, "limit", json_object_new_double(limit));
+	json_object_object_add(t, "met", json_object_new_boolean(met));
+	json_object_array_add(r->targets, t);
+	if (!met)
+		r->all_met = false;
+	if (!r->o->json)
+		printf("   target %-21s %s: %.3f -> %s\n", name, text, value, met ? "met" : "MISSED");
+	return met;
+}
+
+int report_finish(struct bench_report *r)
+{
+	int ret = (r->o->strict && !r->all_met) ? 1 : 0;
+
+	json_object_object_add(r->root, "all_targets_met", json_object_new_boolean(r->all_met));
+	if (r->o->json)
+		printf("%s\n", json_object_to_json_string_ext(r->root, JSON_C_TO_STRING_PLAIN));
+	json_object_put(r->root);
+	free(r);
+	return ret;
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared pieces of the p2pbuf CLI. */
+#ifndef P2PBUF_TOOLS_CLI_H
+#define P2PBUF_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <p2pbuf/p2pbuf.h>
+
+#include "bench_util.h"
+
+/* An emulated GPU-like function: BAR0 16 KiB registers, BAR2 64-bit VRAM. */
+int cli_gpu_create(const char *bdf, uint64_t vram, struct p2p_pci_devset *set, uint32_t group,
+		   struct p2p_pci_dev **pci, struct p2p_vfio_device **vdev);
+/* Flip COMMAND.MEM through the config region. */
+int cli_mem_enable(struct p2p_vfio_device *vdev, bool on);
+/* Parse "256M", "1G", "4096" ... ; 0 on error. */
+uint64_t cli_parse_size(const char *s);
+
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif
