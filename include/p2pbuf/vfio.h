@@ -22,6 +22,7 @@
 #include <p2pbuf/common.h>
 #include <p2pbuf/dmabuf.h>
 #include <p2pbuf/uapi.h>
+#include <p2pbuf/iommu.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -174,7 +175,8 @@ P2P_API long p2p_vfio_device_ioctl(struct p2p_vfio_device *vdev, unsigned long r
  * The config region reads the virtual config space; a memory BAR reads
  * device memory (-EIO while memory decoding is off or in low power).
  *
- * Return: bytes read or -errno (-EINVAL for a bad region or range).
+ * Return: bytes read or -errno (-EINVAL for a bad region, or a BAR access
+ * starting at or past its end; one running past the end is cut short there).
  */
 P2P_API ssize_t p2p_vfio_device_pread(struct p2p_vfio_device *vdev, void *buf, size_t len,
 				      uint64_t offset);
@@ -236,6 +238,57 @@ P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev);
  */
 P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_t *groups,
 				      uint32_t count);
+
+/**
+ * p2p_vfio_dmabuf_iommufd_map() - the private interconnect iommufd uses
+ * @attach: an attachment of a dma-buf, resv held
+ * @out: the single physical range
+ *
+ * vfio_pci_dma_buf_iommufd_map() of kernel-semantics 1.5.
+ * Return: 0, -EOPNOTSUPP (not a VFIO dma-buf, or more than one range),
+ * -ENODEV (revoked).
+ */
+P2P_API int p2p_vfio_dmabuf_iommufd_map(struct p2p_attachment *attach,
+					struct p2p_phys_range *out);
+
+/**
+ * p2p_vfio_device_attach_ioas() - attach the device's DMA to an IO address space
+ *
+ * What VFIO_DEVICE_ATTACH_IOMMUFD_PT does for a device cdev: from now on
+ * every DMA the device model does is translated through @ioas (which gets
+ * a reference and a device domain, see p2p_ioas_attach_device()).  A
+ * device has at most one IOAS: attaching again replaces it.
+ *
+ * Return: 0 or -EINVAL (existing areas not aligned for a 4 KiB domain).
+ */
+P2P_API int p2p_vfio_device_attach_ioas(struct p2p_vfio_device *vdev, struct p2p_ioas *ioas);
+/** p2p_vfio_device_detach_ioas() - DMA faults from now on */
+P2P_API void p2p_vfio_device_detach_ioas(struct p2p_vfio_device *vdev);
+
+/**
+ * p2p_pci_dev_dma_begin() - device model side: translate a DMA address
+ *
+ * p2p_ioas_dma_begin() through the function's IOAS.  Return: 0, -ENOENT
+ * (nothing mapped, or no IOAS attached), -EPERM, -ENODEV (revoked).
+ */
+P2P_API int p2p_pci_dev_dma_begin(struct p2p_pci_dev *dev, uint64_t iova, uint64_t len,
+				  unsigned int access, struct p2p_dma_seg *seg);
+
+/**
+ * p2p_pci_dev_dma_rw() - device model side: copy to or from DMA space
+ *
+ * Translates in runs.  Return: 0 or the first error of p2p_pci_dev_dma_begin().
+ */
+P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *data, uint64_t len,
+			       bool write);
+
+/**
+ * p2p_pci_dev_raise_irq() - device model side: signal MSI vector @vector
+ *
+ * Writes the eventfd installed with VFIO_DEVICE_SET_IRQS, if any.
+ * Return: true if an eventfd was signalled.
+ */
+P2P_API bool p2p_pci_dev_raise_irq(struct p2p_pci_dev *dev, unsigned int vector);
 
 /** p2p_vfio_dmabuf_memattr() - the memattr future mmaps of a VFIO dma-buf get, or -EINVAL */
 P2P_API int p2p_vfio_dmabuf_memattr(struct p2p_dmabuf *buf);

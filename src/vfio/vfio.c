@@ -86,18 +86,22 @@ void vfio_device_file_put(struct p2p_vfio_device *vdev)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
 	struct bufvec deferred = { 0 };
+	bool closing;
 
 	if (!kref_put(&vdev->ref))
 		return;
 	fdtab_unregister(vdev);
 	pthread_mutex_lock(&dev->open_lock);
 	pthread_rwlock_wrlock(&dev->memory_lock);
-	if (!--dev->open_count) {
+	closing = !--dev->open_count;
+	if (closing) {
 		/* close_device: permanent revoke of every dma-buf (1.6). */
 		vfio_dmabufs_cleanup(dev, &deferred);
 		dev->low_power = false;
 	}
 	pthread_rwlock_unlock(&dev->memory_lock);
+	if (closing)
+		pci_dma_irq_close(dev);
 	pthread_mutex_unlock(&dev->open_lock);
 	bufvec_put_all(&deferred);
 	close(vdev->token_fd);
@@ -187,8 +191,9 @@ static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len,
 	struct bufvec deferred = { 0 };
 	size_t done = 0;
 
+	/* vfio_config_do_rw(): outside the config space is -EFAULT. */
 	if (off >= P2P_PCI_CFG_SIZE || len > P2P_PCI_CFG_SIZE - off)
-		return -EINVAL;
+		return -EFAULT;
 	if (write)
 		pthread_rwlock_wrlock(&dev->memory_lock);
 	else
@@ -252,8 +257,10 @@ static ssize_t region_rw(struct p2p_vfio_device *vdev, void *buf, size_t len, ui
 	if (index >= VFIO_PCI_ROM_REGION_INDEX)
 		return -EINVAL;
 	b = &dev->bars[index];
-	if (!b->size || off >= b->size || len > b->size - off)
+	if (!b->size || off >= b->size)
 		return -EINVAL;
+	/* vfio_pci_bar_rw(): an access running past the end is cut short there. */
+	len = MIN(len, b->size - off);
 	pthread_rwlock_rdlock(&dev->memory_lock);
 	if (!(b->flags & P2P_BAR_IO) && !pci_memory_enabled_locked(dev)) {
 		ret = -EIO;
@@ -377,6 +384,8 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 	}
 	if (!ret) {
 		list_for_each_entry(d, &set->devs, set_node) {
+			/* vfio_pci_set_power_state(D0) on every member before pci_reset_bus(). */
+			d->config[P2P_PCI_PM_CTRL] &= ~0x3;
 			if (d->ops && d->ops->reset)
 				d->ops->reset(d);
 		}
@@ -410,11 +419,16 @@ static int feature_low_power(struct p2p_vfio_device *vdev, uint32_t flags, uint3
 	if (ret != 1)
 		return ret;
 	pthread_rwlock_wrlock(&dev->memory_lock);
+	/* vfio_pci_runtime_pm_entry(): already engaged -> EINVAL (after the revoke). */
+	if (entry && dev->low_power)
+		ret = -EINVAL;
+	else
+		ret = 0;
 	dev->low_power = entry;
 	vfio_sync_dmabufs(dev, &deferred);
 	pthread_rwlock_unlock(&dev->memory_lock);
 	bufvec_put_all(&deferred);
-	return 0;
+	return ret;
 }
 
 static long ioctl_feature(struct p2p_vfio_device *vdev, void *arg)
@@ -453,13 +467,19 @@ static long ioctl_feature(struct p2p_vfio_device *vdev, void *arg)
 
 static long ioctl_get_info(struct p2p_vfio_device *vdev, void *arg)
 {
-	const size_t minsz = offsetof(struct vfio_device_info, num_irqs) + sizeof(uint32_t);
+	const size_t capsz = offsetof(struct vfio_device_info, cap_offset) + sizeof(uint32_t);
+	size_t minsz = offsetof(struct vfio_device_info, num_irqs) + sizeof(uint32_t);
 	struct vfio_device_info info;
 
 	if (copy_from_user(&info, arg, minsz))
 		return -EFAULT;
 	if (info.argsz < minsz)
 		return -EINVAL;
+	/* As vfio_pci_ioctl_get_info(): cap_offset is written (0, no caps) if argsz has it. */
+	if (info.argsz >= capsz) {
+		minsz = capsz;
+		info.cap_offset = 0;
+	}
 	info.flags = VFIO_DEVICE_FLAGS_PCI;
 	if (!(vdev->pdev->flags & P2P_PCI_NO_FLR))
 		info.flags |= VFIO_DEVICE_FLAGS_RESET;
@@ -495,6 +515,8 @@ static long ioctl_get_region_info(struct p2p_vfio_device *vdev, void *arg)
 	} else if (info.index == VFIO_PCI_CONFIG_REGION_INDEX) {
 		info.size = P2P_PCI_CFG_SIZE;
 		info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+	} else if (info.index == VFIO_PCI_VGA_REGION_INDEX) {
+		return -EINVAL; /* no legacy VGA ranges: !vdev->has_vga */
 	}
 	return copy_to_user(arg, &info, minsz);
 }
@@ -539,6 +561,10 @@ P2P_API long p2p_vfio_device_ioctl(struct p2p_vfio_device *vdev, unsigned long r
 		return p2p_vfio_device_reset(vdev);
 	case VFIO_DEVICE_PCI_HOT_RESET:
 		return ioctl_hot_reset(vdev, arg);
+	case VFIO_DEVICE_GET_IRQ_INFO:
+		return vfio_ioctl_get_irq_info(vdev, arg);
+	case VFIO_DEVICE_SET_IRQS:
+		return vfio_ioctl_set_irqs(vdev, arg);
 	default:
 		return -ENOTTY;
 	}
