@@ -7,6 +7,11 @@
  *           memfd touched page by page (c); target a/b <= 1.15
  *   revoke  revoke + un-revoke of a dma-buf with 1 and 64 attachments and a
  *           live CPU mapping vs raw MADV_DONTNEED; target <= 1.3x raw + 100 us
+ *   p2p     BAR-to-BAR copies through the copy engine, 4 KiB to 64 MiB,
+ *           single- and 8-range dma-bufs, vs memcpy between the same two
+ *           mappings; target >= 0.9x memcpy at 2 MiB and above
+ *   iova    IOVA translations per second with 10, 10 000 and 100 000
+ *           mappings vs a bare binary search; target >= 20 M/s at 10 000
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,11 +23,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "ce_driver.h"
 #include "cli.h"
 
 #define PAGE 4096ull
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 
-static void die(const char *what, int err)
+__attribute__((noreturn)) static void die(const char *what, int err)
 {
 	fprintf(stderr, "p2pbuf bench: %s: %s\n", what, strerror(err < 0 ? -err : err));
 	exit(1);
@@ -122,7 +131,7 @@ static void mmap_populated(uint64_t size, unsigned int n, uint64_t *a, uint64_t 
 	struct vfio_region_dma_range rg = { .offset = 0, .length = size };
 	struct p2p_pci_dev *pci;
 	struct p2p_vfio_device *vdev;
-	struct p2p_dmabuf *buf;
+	struct p2p_dmabuf *buf = NULL;
 	uint8_t *raw;
 	int fd, rawfd, ret;
 
@@ -344,9 +353,264 @@ static int bench_revoke(const struct bench_opts *o)
 	return report_finish(r);
 }
 
+/* ---------------------------------------------------------------------- */
+/* p2p: the copy engine between two BARs                                    */
+
+struct p2p_side {
+	struct p2p_pci_dev *pci;
+	struct p2p_vfio_device *vdev;
+	int fd[2];	      /* single-range, 8-range dma-bufs */
+	struct p2p_dmabuf *buf[2];
+	uint64_t iova[2];
+	uint8_t *va[2];
+};
+
+#define P2P_SPAN (64ull << 20)
+
+static void p2p_side_init(struct p2p_side *s, const char *bdf, struct p2p_ioas *ioas)
+{
+	struct vfio_region_dma_range one = { 0, P2P_SPAN }, eight[8];
+	int ret;
+
+	ret = cli_gpu_create(bdf, 4 * P2P_SPAN, NULL, 1, &s->pci, &s->vdev);
+	if (ret)
+		die("device", ret);
+	/* Eight 8 MiB runs, scattered over the second half of the BAR, in reverse. */
+	for (int i = 0; i < 8; i++)
+		eight[i] = (struct vfio_region_dma_range){
+			2 * P2P_SPAN + (uint64_t)(7 - i) * (P2P_SPAN / 4), P2P_SPAN / 8 };
+	s->fd[0] = p2p_vfio_device_get_dmabuf(s->vdev, 2, &one, 1, O_RDWR | O_CLOEXEC);
+	s->fd[1] = p2p_vfio_device_get_dmabuf(s->vdev, 2, eight, 8, O_RDWR | O_CLOEXEC);
+	for (int k = 0; k < 2; k++) {
+		if (s->fd[k] < 0 || (ret = p2p_dmabuf_get(s->fd[k], &s->buf[k])))
+			die("DMA_BUF", s->fd[k] < 0 ? s->fd[k] : ret);
+		ret = p2p_ioas_map_file(ioas, s->fd[k], 0, P2P_SPAN, &s->iova[k],
+					P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE |
+						P2P_IOAS_MAP_EXTENDED);
+		if (ret)
+			die("IOAS map_file", ret);
+		ret = p2p_dmabuf_mmap(s->buf[k], NULL, P2P_SPAN, PROT_READ | PROT_WRITE, MAP_SHARED,
+				      0, (void **)&s->va[k]);
+		if (ret)
+			die("dma-buf mmap", ret);
+		memset(s->va[k], 0x11 * (k + 1), P2P_SPAN);
+	}
+}
+
+static void p2p_side_fini(struct p2p_side *s, struct p2p_ioas *ioas)
+{
+	for (int k = 0; k < 2; k++) {
+		p2p_ioas_unmap(ioas, s->iova[k], P2P_SPAN, NULL);
+		p2p_munmap(s->va[k], P2P_SPAN);
+		p2p_dmabuf_put(s->buf[k]);
+		p2p_close(s->fd[k]);
+	}
+	p2p_vfio_device_close(s->vdev);
+	p2p_pci_dev_put(s->pci);
+}
+
+static int bench_p2p(const struct bench_opts *o)
+{
+	static const uint64_t sizes[] = { 4096, 65536, 2ull << 20, 16ull << 20, 64ull << 20 };
+	static const char *const layout[] = { "1range", "8range" };
+	unsigned int n = o->iterations ? o->iterations : 5;
+	struct bench_report *r = report_new("p2p", o);
+	uint64_t *te = calloc(n, 8), *tm = calloc(n, 8);
+	struct p2p_pci_dev *cepci;
+	struct p2p_vfio_device *cev;
+	struct p2p_iommufd *ctx;
+	struct p2p_ioas *ioas;
+	struct p2p_side a, b;
+	struct ce_drv drv;
+	uint32_t id;
+	int ret;
+
+	report_fact(r, "copy", "BAR of device A -> BAR of device B, through dma-bufs in the engine's IOAS");
+	report_fact(r, "baseline", "memcpy between the CPU mappings of the same two dma-bufs");
+	if ((ret = p2p_copy_engine_create("0000:c0:00.0", NULL, 3, &cepci)) ||
+	    (ret = p2p_vfio_device_open(cepci, &cev)) || (ret = p2p_iommufd_open(&ctx)) ||
+	    (ret = p2p_ioas_alloc(ctx, &id, &ioas)) ||
+	    (ret = p2p_vfio_device_attach_ioas(cev, ioas)) ||
+	    (ret = ce_drv_init(&drv, cev, ioas, 1024)))
+		die("copy engine", ret);
+	p2p_side_init(&a, "0000:c1:00.0", ioas);
+	p2p_side_init(&b, "0000:c2:00.0", ioas);
+
+	for (int k = 0; k < 2; k++) {
+		for (size_t si = 0; si < ARRAY_SIZE(sizes); si++) {
+			uint64_t size = sizes[si];
+			/* Enough descriptors per sample to move >= 128 MiB (and <= 1024). */
+			unsigned int count = (unsigned int)MIN(1024, MAX(4, (128ull << 20) / size));
+			double ge, gm, bytes = (double)size * count;
+			char name[64], what[96];
+
+			for (unsigned int it = 0; it < n + 1; it++) {
+				uint64_t t0 = now_ns();
+				uint32_t last = 0;
+
+				for (unsigned int c = 0; c < count; c++) {
+					uint64_t off = (c * size) % P2P_SPAN;
+
+					last = ce_drv_queue(&drv, a.iova[k] + off, b.iova[k] + off, size,
+							    c == count - 1 ? P2P_CE_DESC_IRQ : 0, c);
+					if ((c & 63) == 63)
+						ce_drv_kick(&drv);
+				}
+				ce_drv_kick(&drv);
+				ce_drv_wait(&drv, last);
+				if (ce_drv_compl(&drv, last)->status != P2P_CE_OK)
+					die("engine copy", EIO);
+				if (it)
+					te[it - 1] = now_ns() - t0;
+
+				t0 = now_ns();
+				for (unsigned int c = 0; c < count; c++) {
+					uint64_t off = (c * size) % P2P_SPAN;
+
+					memcpy(b.va[k] + off, a.va[k] + off, size);
+				}
+				__asm__ volatile("" ::: "memory");
+				if (it)
+					tm[it - 1] = now_ns() - t0;
+			}
+			snprintf(name, sizeof(name), "engine_%s_%lluK", layout[k],
+				 (unsigned long long)(size >> 10));
+			snprintf(what, sizeof(what), "%u copies of %llu KiB", count,
+				 (unsigned long long)(size >> 10));
+			ge = bytes / (report_median(r, name, what, te, n) * 1e6);
+			snprintf(name, sizeof(name), "memcpy_%s_%lluK", layout[k],
+				 (unsigned long long)(size >> 10));
+			gm = bytes / (report_median(r, name, what, tm, n) * 1e6);
+			snprintf(name, sizeof(name), "%s_%lluK_engine/memcpy", layout[k],
+				 (unsigned long long)(size >> 10));
+			report_ratio(r, name, ge / gm);
+			if (!o->json)
+				printf("   %-28s engine %.2f GB/s, memcpy %.2f GB/s\n", "", ge, gm);
+			if (size >= (2ull << 20))
+				report_target(r, name, ge / gm, 0.9, true, ">= 0.9 x memcpy");
+		}
+	}
+	ce_drv_fini(&drv);
+	p2p_side_fini(&a, ioas);
+	p2p_side_fini(&b, ioas);
+	p2p_vfio_device_close(cev);
+	p2p_pci_dev_put(cepci);
+	p2p_ioas_put(ioas);
+	p2p_iommufd_close(ctx);
+	free(te);
+	free(tm);
+	return report_finish(r);
+}
+
+/* ---------------------------------------------------------------------- */
+/* iova: translations per second                                            */
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static int bench_iova(const struct bench_opts *o)
+{
+	static const unsigned int counts[] = { 10, 10000, 100000 };
+	const unsigned int lookups = 1u << 22;
+	unsigned int n = o->iterations ? o->iterations : 5;
+	struct bench_report *r = report_new("iova", o);
+	uint64_t *tr = calloc(n, 8), *tb = calloc(n, 8), *iovas = calloc(lookups, 8);
+	struct p2p_iommufd *ctx;
+	int ret;
+
+	report_fact(r, "translation", "p2p_ioas_dma_begin + p2p_ioas_dma_end of a random mapped IOVA");
+	report_fact(r, "baseline", "bare binary search of the same IOVAs in a sorted array");
+	if ((ret = p2p_iommufd_open(&ctx)))
+		die("iommufd", ret);
+	for (size_t ci = 0; ci < ARRAY_SIZE(counts); ci++) {
+		unsigned int cnt = counts[ci];
+		uint64_t *starts = calloc(cnt, 8), seed = 0x9e3779b97f4a7c15ull, sink = 0;
+		size_t len = (size_t)cnt * PAGE;
+		struct p2p_ioas *ioas = NULL;
+		uint8_t *mem;
+		uint32_t id;
+		char name[64], what[64];
+		double mt, mb;
+
+		mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (mem == MAP_FAILED || (ret = p2p_ioas_alloc(ctx, &id, &ioas)))
+			die("setup", mem == MAP_FAILED ? errno : ret);
+		for (unsigned int i = 0; i < cnt; i++) {
+			/* Every other page: distinct areas with holes between them. */
+			uint64_t iova = (1ull << 32) + (uint64_t)i * 2 * PAGE;
+
+			ret = p2p_ioas_map(ioas, mem + (size_t)i * PAGE, PAGE, &iova,
+					   P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE);
+			if (ret)
+				die("IOAS map", ret);
+			starts[i] = iova;
+		}
+		for (unsigned int i = 0; i < lookups; i++)
+			iovas[i] = starts[xorshift(&seed) % cnt] + xorshift(&seed) % PAGE;
+		for (unsigned int it = 0; it < n + 1; it++) {
+			uint64_t t0 = now_ns();
+
+			for (unsigned int i = 0; i < lookups; i++) {
+				struct p2p_dma_seg seg;
+
+				if (p2p_ioas_dma_begin(ioas, iovas[i], 64, P2P_DMA_READ, &seg))
+					die("translate", EFAULT);
+				sink += (uintptr_t)seg.host;
+				p2p_ioas_dma_end(&seg);
+			}
+			if (it)
+				tr[it - 1] = now_ns() - t0;
+			t0 = now_ns();
+			for (unsigned int i = 0; i < lookups; i++) {
+				size_t lo = 0, hi = cnt;
+
+				while (lo < hi) {
+					size_t mid = (lo + hi) / 2;
+
+					if (starts[mid] <= iovas[i])
+						lo = mid + 1;
+					else
+						hi = mid;
+				}
+				sink += lo;
+			}
+			if (it)
+				tb[it - 1] = now_ns() - t0;
+		}
+		__asm__ volatile("" : : "r"(sink));
+		snprintf(what, sizeof(what), "%u lookups, %u mappings", lookups, cnt);
+		snprintf(name, sizeof(name), "translate_%u", cnt);
+		mt = lookups / (report_median(r, name, what, tr, n) * 1e3);
+		snprintf(name, sizeof(name), "bsearch_%u", cnt);
+		mb = lookups / (report_median(r, name, what, tb, n) * 1e3);
+		if (!o->json)
+			printf("   %-28s translate %.1f M/s, bare search %.1f M/s\n", "", mt, mb);
+		snprintf(name, sizeof(name), "translate_%u_Mps", cnt);
+		report_ratio(r, name, mt);
+		snprintf(name, sizeof(name), "%u_translate/bsearch", cnt);
+		report_ratio(r, name, mt / mb);
+		if (cnt == 10000)
+			report_target(r, "translate_10000_Mps", mt, 20, true, ">= 20 M/s");
+		p2p_ioas_put(ioas);
+		munmap(mem, len);
+		free(starts);
+	}
+	p2p_iommufd_close(ctx);
+	free(tr);
+	free(tb);
+	free(iovas);
+	return report_finish(r);
+}
+
 static void bench_usage(FILE *f)
 {
-	fprintf(f, "usage: p2pbuf bench {mmap|revoke|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
+	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
 		   "  --json       print one JSON object per benchmark (medians, ratios, targets)\n"
 		   "  --strict     exit 1 if a target is missed\n"
 		   "  -n, --iterations N   samples per figure (median reported)\n"
@@ -404,11 +668,18 @@ int cmd_bench(int argc, char **argv)
 		return bench_mmap(&o);
 	if (!strcmp(name, "revoke"))
 		return bench_revoke(&o);
+	if (!strcmp(name, "p2p"))
+		return bench_p2p(&o);
+	if (!strcmp(name, "iova"))
+		return bench_iova(&o);
 	if (!strcmp(name, "all")) {
 		ret |= bench_mmap(&o);
 		ret |= bench_revoke(&o);
+		ret |= bench_p2p(&o);
+		ret |= bench_iova(&o);
 		return ret;
 	}
-	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, all)\n", name);
+	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, all)\n",
+		name);
 	return 2;
 }

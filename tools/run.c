@@ -4,13 +4,19 @@
  * foundation on embedded default devices: export a multi-range dma-buf of
  * a GPU-like BAR, map it, write and verify, revoke it by turning memory
  * decoding off (faults caught and reported, a new attach refused),
- * restore it with the data intact, FLR, and close the device for good.
+ * restore it with the data intact, FLR; then peer to peer: a copy engine
+ * DMAs between system memory and the BAR through the dma-buf mapped in its
+ * IO address space, a reset in the middle of a stream of copies revokes
+ * it (no byte lands afterwards), and unmap + remap carries on; finally
+ * close the device for good.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <setjmp.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +25,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include "ce_driver.h"
 #include "cli.h"
 
 static uint64_t t_step;
@@ -113,6 +122,155 @@ static void invalidate(struct p2p_attachment *a)
 
 static const struct p2p_dmabuf_importer_ops importer_ops = { .invalidate_mappings = invalidate };
 
+/* ---------------------------------------------------------------------- */
+/* Peer to peer through the copy engine                                    */
+
+#define P2P_WIN (32ull << 20)
+#define CHUNK (1ull << 20)
+
+struct stream {
+	struct ce_drv *drv;
+	uint64_t src, dst;
+	atomic_bool stop;
+	atomic_uint ok, revoked, other;
+};
+
+static void *stream_thread(void *arg)
+{
+	struct stream *st = arg;
+	uint32_t i = 0;
+
+	while (!atomic_load(&st->stop)) {
+		uint64_t off = (i++ * CHUNK) % P2P_WIN;
+		uint32_t status = ce_drv_copy(st->drv, st->src + off, st->dst + off, CHUNK);
+
+		if (status == P2P_CE_OK)
+			atomic_fetch_add(&st->ok, 1);
+		else if (status == P2P_CE_REVOKED)
+			atomic_fetch_add(&st->revoked, 1);
+		else
+			atomic_fetch_add(&st->other, 1);
+	}
+	return NULL;
+}
+
+static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint64_t vram)
+{
+	const uint32_t rw = P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE;
+	struct vfio_region_dma_range win = { vram - P2P_WIN, P2P_WIN };
+	struct p2p_pci_dev *cepci;
+	struct p2p_vfio_device *cev;
+	struct p2p_iommufd *ctx;
+	struct p2p_ioas *ioas;
+	struct ce_drv drv;
+	struct stream st = { 0 };
+	uint64_t src_iova = 0, back_iova = 0, vram_iova = 0, t0;
+	uint8_t *src, *back, *bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu, 2), win.offset), *canary;
+	uint32_t id, status;
+	pthread_t th;
+	int fd, ret;
+
+	step("Plug in a copy engine 0000:02:00.0 and give it an IO address space");
+	if ((ret = p2p_copy_engine_create("0000:02:00.0", NULL, 2, &cepci)) ||
+	    (ret = p2p_vfio_device_open(cepci, &cev)) || (ret = p2p_iommufd_open(&ctx)) ||
+	    (ret = p2p_ioas_alloc(ctx, &id, &ioas)) ||
+	    (ret = p2p_vfio_device_attach_ioas(cev, ioas)) ||
+	    (ret = ce_drv_init(&drv, cev, ioas, 256))) {
+		fprintf(stderr, "p2pbuf run: copy engine: %s\n", strerror(-ret));
+		return 1;
+	}
+	src = aligned_alloc(4096, P2P_WIN);
+	back = aligned_alloc(4096, P2P_WIN);
+	canary = malloc(P2P_WIN);
+	for (uint64_t i = 0; i < P2P_WIN; i++)
+		src[i] = (uint8_t)(i * 7 + (i >> 12));
+	ret = p2p_ioas_map(ioas, src, P2P_WIN, &src_iova, rw);
+	ret = ret ? ret : p2p_ioas_map(ioas, back, P2P_WIN, &back_iova, rw);
+	fd = p2p_vfio_device_get_dmabuf(gvdev, 2, &win, 1, O_RDWR | O_CLOEXEC);
+	ret = ret ? ret : (fd < 0 ? fd : p2p_ioas_map_file(ioas, fd, 0, P2P_WIN, &vram_iova, rw));
+	if (ret) {
+		fprintf(stderr, "p2pbuf run: IOAS setup: %s\n", strerror(-ret));
+		return 1;
+	}
+	say("IOAS %u: system memory at IOVA 0x%llx, readback at 0x%llx", id,
+	    (unsigned long long)src_iova, (unsigned long long)back_iova);
+	say("GPU VRAM window (BAR2 +0x%llx, %llu MiB) as a dma-buf at IOVA 0x%llx (IOMMU_IOAS_MAP_FILE)",
+	    (unsigned long long)win.offset, (unsigned long long)(P2P_WIN >> 20),
+	    (unsigned long long)vram_iova);
+	done();
+
+	step("DMA system memory -> GPU VRAM and back, peer to peer through the dma-buf");
+	t0 = now_ns();
+	status = ce_drv_copy(&drv, src_iova, vram_iova, P2P_WIN);
+	say("engine: %llu MiB into VRAM: %s (%.2f GB/s)", (unsigned long long)(P2P_WIN >> 20),
+	    p2p_ce_status_name(status), (double)P2P_WIN / (double)(now_ns() - t0));
+	status = ce_drv_copy(&drv, vram_iova, back_iova, P2P_WIN);
+	say("engine: VRAM back to system memory: %s", p2p_ce_status_name(status));
+	expect(!memcmp(bar, src, P2P_WIN), "VRAM holds the data, byte for byte");
+	expect(!memcmp(back, src, P2P_WIN), "the readback matches, byte for byte");
+	done();
+
+	step("Reset the GPU (FLR) in the middle of a stream of copies into its VRAM");
+	memset(src, 0x5a, P2P_WIN); /* the stream writes a new pattern */
+	st.drv = &drv;
+	st.src = src_iova;
+	st.dst = vram_iova;
+	pthread_create(&th, NULL, stream_thread, &st);
+	while (atomic_load(&st.ok) < 16u)
+		sched_yield();
+	{
+		uint32_t ctl;
+
+		p2p_vfio_config_read(gvdev, P2P_PCI_EXP_DEVCTL, 2, &ctl);
+		p2p_vfio_config_write(gvdev, P2P_PCI_EXP_DEVCTL, 2, ctl | P2P_PCI_EXP_DEVCTL_BCR_FLR);
+	}
+	/* The revoke has returned: from here on not one byte may land. */
+	memcpy(canary, bar, P2P_WIN);
+	{
+		unsigned int seen = atomic_load(&st.revoked);
+
+		while (atomic_load(&st.revoked) < seen + 32)
+			sched_yield();
+	}
+	atomic_store(&st.stop, true);
+	pthread_join(th, NULL);
+	say("stream: %u copies ok before the reset, %u failed with \"revoked\" after it, %u other",
+	    atomic_load(&st.ok), atomic_load(&st.revoked), atomic_load(&st.other));
+	expect(atomic_load(&st.revoked) >= 32 && !atomic_load(&st.other),
+	       "every descriptor after the revoke reports \"revoked\"");
+	expect(!memcmp(canary, bar, P2P_WIN), "no byte landed in VRAM after the revoke returned");
+	expect(ce_drv_copy(&drv, src_iova, vram_iova, 4096) == P2P_CE_REVOKED,
+	       "the IOAS never remaps on its own, even though the GPU is back");
+	done();
+
+	step("Unmap the stale IOVA range, map the dma-buf again at the same IOVA, carry on");
+	{
+		uint64_t again = vram_iova;
+
+		ret = p2p_ioas_unmap(ioas, vram_iova, P2P_WIN, NULL);
+		ret = ret ? ret : p2p_ioas_map_file(ioas, fd, 0, P2P_WIN, &again,
+						     rw | P2P_IOAS_MAP_FIXED_IOVA);
+		expect(!ret && again == vram_iova, "IOMMU_IOAS_UNMAP + MAP_FILE with FIXED_IOVA");
+	}
+	status = ce_drv_copy(&drv, src_iova, vram_iova, P2P_WIN);
+	say("engine: %s", p2p_ce_status_name(status));
+	expect(status == P2P_CE_OK && !memcmp(bar, src, P2P_WIN),
+	       "the stream carries on, data verified");
+	done();
+
+	ce_drv_fini(&drv);
+	p2p_ioas_unmap(ioas, 0, 0, NULL);
+	p2p_vfio_device_close(cev);
+	p2p_pci_dev_put(cepci);
+	p2p_ioas_put(ioas);
+	p2p_iommufd_close(ctx);
+	p2p_close(fd);
+	free(src);
+	free(back);
+	free(canary);
+	return 0;
+}
+
 static void run_usage(FILE *f)
 {
 	fprintf(f, "usage: p2pbuf run [--vram SIZE]\n"
@@ -166,7 +324,7 @@ int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	mib = vram >> 20;
-	printf("p2pbuf run: dma-buf export, mmap and revocation on an emulated GPU\n");
+	printf("p2pbuf run: dma-buf export, mmap, revocation and peer-to-peer DMA on emulated devices\n");
 	printf("pages: %s\n", hugepage_mode_name());
 
 	step("Plug in a GPU-like PCI function 0000:01:00.0 with a %llu MiB memory BAR and open it",
@@ -278,6 +436,9 @@ int cmd_run(int argc, char **argv)
 	expect(!probe_read(va, &byte) && checksum(va, len) == sum_before,
 	       "after the FLR the mapping works and the data is intact");
 	done();
+
+	if (run_p2p(pci, vdev, vram))
+		return 1;
 
 	step("Close the device: its dma-bufs are revoked for good");
 	p2p_vfio_device_close(vdev);

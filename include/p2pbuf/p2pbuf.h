@@ -13,5 +13,7 @@
 #include <p2pbuf/uapi.h>
 #include <p2pbuf/dmabuf.h>
 #include <p2pbuf/vfio.h>
+#include <p2pbuf/iommu.h>
+#include <p2pbuf/devices.h>
 
 #endif

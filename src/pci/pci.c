@@ -212,6 +212,7 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	pthread_rwlock_init(&dev->memory_lock, NULL);
 	list_init(&dev->dmabufs);
 	list_init(&dev->set_node);
+	pci_dma_irq_init(dev);
 
 	for (int i = 0; i < 6; i++) {
 		const struct p2p_pci_bar_desc *b = &dev->bars[i];
@@ -248,6 +249,7 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	return 0;
 
 err:
+	pci_dma_irq_release(dev);
 	for (int i = 0; i < 6; i++)
 		p2p_mem_put(dev->bar_mem[i]);
 	free(dev);
@@ -267,6 +269,7 @@ P2P_API void p2p_pci_dev_put(struct p2p_pci_dev *dev)
 	p2p_pci_devset_put(set);
 	if (dev->ops && dev->ops->release)
 		dev->ops->release(dev);
+	pci_dma_irq_release(dev);
 	for (int i = 0; i < 6; i++)
 		p2p_mem_put(dev->bar_mem[i]);
 	pthread_rwlock_destroy(&dev->memory_lock);

@@ -14,6 +14,8 @@
 
 #include "../core/core.h"
 
+#define P2P_PCI_MAX_VECTORS 8
+
 struct p2p_pci_devset {
 	struct kref ref;
 	pthread_mutex_t lock;
@@ -45,6 +47,11 @@ struct p2p_pci_dev {
 	uint32_t bar_regs[6];
 	bool low_power;
 	struct list_head dmabufs; /* struct vfio_dmabuf */
+
+	/* Device DMA and interrupts (src/vfio/dma_irq.c), under dma_lock. */
+	pthread_rwlock_t dma_lock;
+	struct p2p_ioas *ioas;
+	int irq_fds[P2P_PCI_MAX_VECTORS];
 };
 
 struct p2p_vfio_device {
@@ -59,6 +66,13 @@ bool pci_memory_enabled_locked(const struct p2p_pci_dev *dev);
 uint32_t pci_config_get(const struct p2p_pci_dev *dev, unsigned int off, unsigned int size);
 void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size, uint32_t v);
 void pci_dev_get(struct p2p_pci_dev *dev);
+
+/* src/vfio/dma_irq.c */
+void pci_dma_irq_init(struct p2p_pci_dev *dev);
+void pci_dma_irq_release(struct p2p_pci_dev *dev);
+void pci_dma_irq_close(struct p2p_pci_dev *dev);
+long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg);
+long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg);
 
 /* src/vfio/dmabuf.c: the VFIO exporter */
 struct bufvec {

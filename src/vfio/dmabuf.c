@@ -402,3 +402,21 @@ P2P_API int p2p_vfio_dmabuf_memattr(struct p2p_dmabuf *buf)
 		return -EINVAL;
 	return (int)atomic_load(&((struct vfio_dmabuf *)p2p_dmabuf_priv(buf))->memattr);
 }
+
+P2P_API int p2p_vfio_dmabuf_iommufd_map(struct p2p_attachment *attach,
+					struct p2p_phys_range *out)
+{
+	struct p2p_dmabuf *buf = p2p_attachment_dmabuf(attach);
+	const struct p2p_phys_range *r;
+	unsigned int nr;
+
+	if (p2p_dmabuf_ops(buf) != &vfio_dmabuf_ops)
+		return -EOPNOTSUPP;
+	if (p2p_dmabuf_status(buf) != P2P_DMABUF_OK)
+		return -ENODEV;
+	r = p2p_dmabuf_ranges(buf, &nr);
+	if (nr != 1)
+		return -EOPNOTSUPP;
+	*out = r[0];
+	return 0;
+}

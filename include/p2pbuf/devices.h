@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Emulated devices that DMA: the copy engine.
+ *
+ * The copy engine is a PCI function whose BAR0 holds registers (accesses
+ * go through the VFIO region, as a userspace driver's would).  The driver
+ * puts a descriptor ring and a completion array in IOVA space, rings the
+ * doorbell, and gets an MSI (eventfd) per descriptor that asks for one.
+ * The engine runs on its own thread and translates every IOVA through the
+ * IOAS its function is attached to, so copies reach system memory, its
+ * own BAR or another device's BAR exported as a dma-buf (peer to peer).
+ */
+#ifndef P2PBUF_DEVICES_H
+#define P2PBUF_DEVICES_H
+
+#include <stdint.h>
+
+#include <p2pbuf/vfio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* BAR0 registers, little endian, 4 KiB. */
+#define P2P_CE_REG_ID 0x00	  /* RO u32: P2P_CE_ID */
+#define P2P_CE_REG_RING 0x08	  /* u64: descriptor ring IOVA */
+#define P2P_CE_REG_RING_SIZE 0x10 /* u32: entries, a power of two <= 65536 */
+#define P2P_CE_REG_COMPL 0x18	  /* u64: completion array IOVA */
+#define P2P_CE_REG_DOORBELL 0x20  /* u32: write the new tail (free-running) */
+#define P2P_CE_REG_HEAD 0x24	  /* RO u32: descriptors completed (free-running) */
+#define P2P_CE_REG_CTRL 0x28	  /* u32: P2P_CE_CTRL_* */
+#define P2P_CE_REG_STATUS 0x2c	  /* RO u32: P2P_CE_STATUS_* */
+#define P2P_CE_BAR0_SIZE 4096
+#define P2P_CE_ID 0x45433250u /* "P2CE" */
+
+#define P2P_CE_CTRL_ENABLE 0x1
+#define P2P_CE_STATUS_BUSY 0x1
+#define P2P_CE_STATUS_RING_FAULT 0x2 /* a descriptor or completion was unreachable */
+
+/** struct p2p_ce_desc - one copy, 32 bytes in the ring */
+struct p2p_ce_desc {
+	uint64_t src; /* source IOVA */
+	uint64_t dst; /* destination IOVA */
+	uint64_t len; /* bytes */
+	uint32_t flags; /* P2P_CE_DESC_* */
+	uint32_t id;	/* echoed in the completion */
+};
+#define P2P_CE_DESC_IRQ 0x1 /* raise MSI vector 0 when done */
+
+/** struct p2p_ce_compl - one completion record, 16 bytes */
+struct p2p_ce_compl {
+	uint32_t id;
+	uint32_t status; /* enum p2p_ce_status */
+	uint64_t bytes;	 /* bytes copied before the status happened */
+};
+
+enum p2p_ce_status {
+	P2P_CE_PENDING = 0,
+	P2P_CE_OK = 1,
+	P2P_CE_FAULT = 2,   /* translation fault: nothing mapped */
+	P2P_CE_REVOKED = 3, /* the mapping's dma-buf was revoked */
+	P2P_CE_PERM = 4,    /* the mapping does not allow the access */
+};
+
+/** p2p_ce_status_name() - "ok", "translation fault", "revoked", ... */
+P2P_API const char *p2p_ce_status_name(uint32_t status);
+
+/**
+ * p2p_copy_engine_create() - plug in a copy engine
+ * @name: BDF; @set, @group: as struct p2p_pci_dev_info
+ * @out: the function (one reference; p2p_pci_dev_put() unplugs it and
+ *	stops its thread)
+ *
+ * Return: 0 or -errno.
+ */
+P2P_API int p2p_copy_engine_create(const char *name, struct p2p_pci_devset *set, uint32_t group,
+				   struct p2p_pci_dev **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iommufd-style IO address spaces.
+ *
+ * A struct p2p_iommufd is an iommufd context: it hands out object IDs.  A
+ * struct p2p_ioas is an IO address space: an IOVA allocator and an
+ * interval structure of areas, each backed by process memory (IOAS_MAP), a
+ * memfd or a dma-buf (IOAS_MAP_FILE).  Emulated devices attached to an
+ * IOAS translate every IOVA they touch through it (p2p_ioas_dma_begin()),
+ * so DMA reaches system memory or another device's BAR (peer to peer).
+ *
+ * dma-buf areas are dynamic, peer-to-peer, revocable importers: a revoke
+ * unmaps them at once, waits (through a fence) for DMA in flight, and they
+ * are never remapped automatically (kernel-semantics 2.5).
+ *
+ * Lock order: the ioas lock and dma-buf resv both come before the lock of
+ * an area's backing; translations take only the ioas lock (read) and
+ * atomics.
+ */
+#ifndef P2PBUF_IOMMU_H
+#define P2PBUF_IOMMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <p2pbuf/common.h>
+#include <p2pbuf/dmabuf.h>
+#include <p2pbuf/uapi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct p2p_iommufd;
+struct p2p_ioas;
+
+/**
+ * p2p_iommufd_open() - a new iommufd context (the fd of /dev/iommu)
+ * Return: 0 or -ENOMEM, -EMFILE.
+ */
+P2P_API int p2p_iommufd_open(struct p2p_iommufd **out);
+/** p2p_iommufd_close() - destroy the context and every object in it */
+P2P_API void p2p_iommufd_close(struct p2p_iommufd *ctx);
+/** p2p_iommufd_fd() - the context's fd (owned by @ctx) */
+P2P_API int p2p_iommufd_fd(const struct p2p_iommufd *ctx);
+
+/**
+ * p2p_iommufd_ioctl() - the iommufd ioctls, with the kernel's structures
+ * @cmd: IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES,
+ *	IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FILE,
+ *	IOMMU_IOAS_UNMAP, IOMMU_IOAS_COPY
+ *
+ * Framing as the kernel's: size below the command's minimum -EINVAL, a
+ * larger struct with non-zero trailing bytes -E2BIG, unknown command
+ * -ENOTTY, unreadable argument -EFAULT.
+ *
+ * Return: 0 or -errno (kernel-semantics 2.2-2.5).
+ */
+P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long cmd, void *arg);
+
+/**
+ * p2p_ioas_get() - look up an IOAS by ID, with a reference
+ * Return: 0 or -ENOENT.
+ */
+P2P_API int p2p_ioas_get(struct p2p_iommufd *ctx, uint32_t id, struct p2p_ioas **out);
+/** p2p_ioas_ref() - take another reference. Paired with p2p_ioas_put(). */
+P2P_API struct p2p_ioas *p2p_ioas_ref(struct p2p_ioas *ioas);
+/** p2p_ioas_put() - drop a reference from p2p_ioas_get() or p2p_ioas_alloc() */
+P2P_API void p2p_ioas_put(struct p2p_ioas *ioas);
+/** p2p_ioas_alloc() - IOMMU_IOAS_ALLOC; @out gets a reference, @id the object ID */
+P2P_API int p2p_ioas_alloc(struct p2p_iommufd *ctx, uint32_t *id, struct p2p_ioas **out);
+/** p2p_ioas_id() - the IOAS's object ID */
+P2P_API uint32_t p2p_ioas_id(const struct p2p_ioas *ioas);
+
+/** Map flags: the kernel's IOMMU_IOAS_MAP_* plus p2pbuf extensions. */
+enum {
+	P2P_IOAS_MAP_FIXED_IOVA = IOMMU_IOAS_MAP_FIXED_IOVA,
+	P2P_IOAS_MAP_WRITEABLE = IOMMU_IOAS_MAP_WRITEABLE,
+	P2P_IOAS_MAP_READABLE = IOMMU_IOAS_MAP_READABLE,
+	/*
+	 * Beyond the kernel: import multi-range dma-bufs (contiguous in IOVA,
+	 * what QEMU virtio-gpu blobs need) and dma-bufs of any exporter that
+	 * accepts a peer-to-peer revocable importer.  Native API only.
+	 */
+	P2P_IOAS_MAP_EXTENDED = 1u << 16,
+};
+
+/**
+ * p2p_ioas_map() - IOMMU_IOAS_MAP: map process memory
+ * @va: user address; @length: bytes; @iova: in with FIXED_IOVA, out otherwise
+ *
+ * In the kernel-exact default, an address inside a p2pbuf mapping of a VFIO
+ * dma-buf (a BAR mmap) fails with -EFAULT, as iommufd cannot pin PFNMAP
+ * memory (kernel-semantics 4.2); use p2p_ioas_map_file() with the dma-buf,
+ * or p2p_ioas_map_dma() for type1 semantics.
+ *
+ * Return: 0 or -EOPNOTSUPP (unknown flags), -EOVERFLOW, -EINVAL, -EFAULT
+ * (unmapped memory), -EEXIST, -ENOSPC.
+ */
+P2P_API int p2p_ioas_map(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *iova,
+			 uint32_t flags);
+
+/**
+ * p2p_ioas_map_file() - IOMMU_IOAS_MAP_FILE: map a memfd or a dma-buf
+ * @fd: a memfd, or a dma-buf fd (dma-buf path: dynamic P2P revocable attach)
+ * @start: byte offset in the file; need not be page aligned
+ *
+ * Kernel-exact: only single-range VFIO dma-bufs (-EOPNOTSUPP otherwise);
+ * with P2P_IOAS_MAP_EXTENDED multi-range dma-bufs map contiguously.
+ *
+ * Return: 0 or -errno in the order of kernel-semantics 2.2: -EOPNOTSUPP,
+ * -EOVERFLOW, -EINVAL, -ENOENT is for bad IDs (ioctl only), -EBADF,
+ * -ENODEV (revoked), -EEXIST, -ENOSPC.
+ */
+P2P_API int p2p_ioas_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
+			      uint64_t *iova, uint32_t flags);
+
+/**
+ * p2p_ioas_map_dma() - type1 VFIO_IOMMU_MAP_DMA semantics for a user address
+ *
+ * Like p2p_ioas_map(), but an address inside a p2pbuf dma-buf mapping is
+ * turned back into (dma-buf, offset) (p2p_va_lookup()) and mapped through
+ * the dma-buf path, so it is revoked with the dma-buf.
+ */
+P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t iova,
+			     uint32_t flags);
+
+/**
+ * p2p_ioas_unmap() - IOMMU_IOAS_UNMAP
+ * @iova, @length: the range; 0, 0 unmaps everything
+ * @unmapped: optional, bytes unmapped
+ *
+ * Areas must be covered entirely: a range cutting a dma-buf area is
+ * -EOPNOTSUPP, one cutting another area -ENOENT; nothing mapped -ENOENT.
+ */
+P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
+			   uint64_t *unmapped);
+
+/**
+ * p2p_ioas_copy() - IOMMU_IOAS_COPY: map what @src maps at @src_iova into @dst
+ * Return: 0 or -ENOENT (range not fully mapped), and map errors.
+ */
+P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t src_iova,
+			  uint64_t length, uint64_t *dst_iova, uint32_t flags);
+
+/**
+ * p2p_ioas_access_rw() - emulated (CPU) access through the IOAS
+ *
+ * What an mdev-style emulated device does with iommufd_access_rw().
+ * Return: 0, -ENOENT (not mapped), -EPERM (protection), -EINVAL for a
+ * dma-buf backed area (kernel-semantics 2.4).
+ */
+P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
+			       bool write);
+
+/** Access kinds for p2p_ioas_dma_begin() */
+enum p2p_dma_access {
+	P2P_DMA_READ = 1,  /* the device reads memory */
+	P2P_DMA_WRITE = 2, /* the device writes memory */
+};
+
+/**
+ * struct p2p_dma_seg - one translated, contiguous run
+ * @host: where the bytes are, in this process
+ * @len: bytes of the run (may be less than asked: call again for the rest)
+ * @priv: p2pbuf's; pass the segment to p2p_ioas_dma_end()
+ */
+struct p2p_dma_seg {
+	void *host;
+	uint64_t len;
+	void *priv;
+};
+
+/**
+ * p2p_ioas_dma_begin() - translate an IOVA for device DMA (the IOMMU walk)
+ * @iova: first byte; @len: bytes wanted; @access: P2P_DMA_READ/WRITE
+ * @seg: the longest contiguous run from @iova, at most @len
+ *
+ * Takes an in-flight reference on the area: a revoke of its dma-buf waits
+ * (through a fence) until p2p_ioas_dma_end().  Thread-safe, lock-light.
+ *
+ * Return: 0; -ENOENT if nothing is mapped at @iova (translation fault),
+ * -EPERM for an access the mapping does not allow, -ENODEV if the area's
+ * dma-buf was revoked.
+ */
+P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t len,
+			       unsigned int access, struct p2p_dma_seg *seg);
+/** p2p_ioas_dma_end() - the DMA through @seg is over */
+P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg);
+
+/**
+ * p2p_ioas_attach_device() - attach a device's domain to the IOAS
+ *
+ * A device domain has 4 KiB pages: IOAS alignment becomes 4 KiB (it is 1
+ * while nothing is attached).  Return: 0 or -EINVAL if existing areas
+ * are not aligned for it.
+ */
+P2P_API int p2p_ioas_attach_device(struct p2p_ioas *ioas);
+/** p2p_ioas_detach_device() - undo one p2p_ioas_attach_device() */
+P2P_API void p2p_ioas_detach_device(struct p2p_ioas *ioas);
+
+/** p2p_ioas_nr_areas() - how many areas are mapped (for tests and tools) */
+P2P_API unsigned int p2p_ioas_nr_areas(struct p2p_ioas *ioas);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

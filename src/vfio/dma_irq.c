@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Device DMA and interrupts: the IOAS a function's DMA goes through
+ * (VFIO_DEVICE_ATTACH_IOMMUFD_PT) and its MSI eventfds
+ * (VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS).
+ *
+ * Locking: dev->dma_lock (rw) protects dev->ioas and dev->irq_fds.  DMA and
+ * interrupts take it for read; attach/detach and SET_IRQS for write.  It
+ * is independent of memory_lock, and comes before the IOAS locks.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../pci/pci.h"
+
+void pci_dma_irq_init(struct p2p_pci_dev *dev)
+{
+	pthread_rwlock_init(&dev->dma_lock, NULL);
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
+		dev->irq_fds[i] = -1;
+}
+
+void pci_dma_irq_release(struct p2p_pci_dev *dev)
+{
+	if (dev->ioas) {
+		p2p_ioas_detach_device(dev->ioas);
+		p2p_ioas_put(dev->ioas);
+		dev->ioas = NULL;
+	}
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
+		if (dev->irq_fds[i] >= 0)
+			close(dev->irq_fds[i]);
+	pthread_rwlock_destroy(&dev->dma_lock);
+}
+
+static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
+
+/* close_device: the last file is gone, DMA and interrupts with it. */
+void pci_dma_irq_close(struct p2p_pci_dev *dev)
+{
+	set_ioas(dev, NULL);
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
+		if (dev->irq_fds[i] >= 0)
+			close(dev->irq_fds[i]);
+		dev->irq_fds[i] = -1;
+	}
+	pthread_rwlock_unlock(&dev->dma_lock);
+}
+
+static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
+{
+	struct p2p_ioas *old;
+
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	old = dev->ioas;
+	dev->ioas = ioas;
+	pthread_rwlock_unlock(&dev->dma_lock);
+	if (old) {
+		p2p_ioas_detach_device(old);
+		p2p_ioas_put(old);
+	}
+}
+
+P2P_API int p2p_vfio_device_attach_ioas(struct p2p_vfio_device *vdev, struct p2p_ioas *ioas)
+{
+	int ret = p2p_ioas_attach_device(ioas);
+
+	if (ret)
+		return ret;
+	set_ioas(vdev->pdev, p2p_ioas_ref(ioas));
+	return 0;
+}
+
+P2P_API void p2p_vfio_device_detach_ioas(struct p2p_vfio_device *vdev)
+{
+	set_ioas(vdev->pdev, NULL);
+}
+
+P2P_API int p2p_pci_dev_dma_begin(struct p2p_pci_dev *dev, uint64_t iova, uint64_t len,
+				  unsigned int access, struct p2p_dma_seg *seg)
+{
+	int ret = -ENOENT;
+
+	pthread_rwlock_rdlock(&dev->dma_lock);
+	if (dev->ioas)
+		ret = p2p_ioas_dma_begin(dev->ioas, iova, len, access, seg);
+	pthread_rwlock_unlock(&dev->dma_lock);
+	return ret;
+}
+
+P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *data, uint64_t len,
+			       bool write)
+{
+	uint8_t *d = data;
+
+	while (len) {
+		struct p2p_dma_seg seg;
+		int ret = p2p_pci_dev_dma_begin(dev, iova, len, write ? P2P_DMA_WRITE : P2P_DMA_READ,
+						&seg);
+
+		if (ret)
+			return ret;
+		if (write)
+			memcpy(seg.host, d, seg.len);
+		else
+			memcpy(d, seg.host, seg.len);
+		p2p_ioas_dma_end(&seg);
+		d += seg.len;
+		iova += seg.len;
+		len -= seg.len;
+	}
+	return 0;
+}
+
+P2P_API bool p2p_pci_dev_raise_irq(struct p2p_pci_dev *dev, unsigned int vector)
+{
+	bool sent = false;
+
+	if (vector >= P2P_PCI_MAX_VECTORS)
+		return false;
+	pthread_rwlock_rdlock(&dev->dma_lock);
+	if (dev->irq_fds[vector] >= 0)
+		sent = eventfd_write(dev->irq_fds[vector], 1) == 0;
+	pthread_rwlock_unlock(&dev->dma_lock);
+	return sent;
+}
+
+long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_irq_info, count) + sizeof(uint32_t);
+	struct vfio_irq_info info;
+
+	(void)vdev;
+	if (copy_from_user(&info, arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS)
+		return -EINVAL;
+	info.flags = VFIO_IRQ_INFO_EVENTFD;
+	info.count = info.index == VFIO_PCI_MSI_IRQ_INDEX ? P2P_PCI_MAX_VECTORS : 0;
+	if (info.count)
+		info.flags |= VFIO_IRQ_INFO_NORESIZE;
+	return copy_to_user(arg, &info, minsz);
+}
+
+/* VFIO_DEVICE_SET_IRQS for the MSI index: eventfd triggers (vfio_pci_set_irqs_ioctl). */
+long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_irq_set, count) + sizeof(uint32_t);
+	struct p2p_pci_dev *dev = vdev->pdev;
+	int32_t fds[P2P_PCI_MAX_VECTORS];
+	int newfds[P2P_PCI_MAX_VECTORS];
+	struct vfio_irq_set hdr;
+	uint32_t type, action;
+
+	if (copy_from_user(&hdr, arg, minsz))
+		return -EFAULT;
+	type = hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+	action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+	if (hdr.argsz < minsz || hdr.index >= VFIO_PCI_NUM_IRQS ||
+	    (hdr.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) ||
+	    __builtin_popcount(type) != 1 || __builtin_popcount(action) != 1)
+		return -EINVAL;
+	if (hdr.index != VFIO_PCI_MSI_IRQ_INDEX || action != VFIO_IRQ_SET_ACTION_TRIGGER)
+		return -EINVAL;
+	if (hdr.start >= P2P_PCI_MAX_VECTORS || hdr.count > P2P_PCI_MAX_VECTORS - hdr.start)
+		return -EINVAL;
+	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr.count) {
+		/* Disable every vector. */
+		pthread_rwlock_wrlock(&dev->dma_lock);
+		for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
+			if (dev->irq_fds[i] >= 0)
+				close(dev->irq_fds[i]);
+			dev->irq_fds[i] = -1;
+		}
+		pthread_rwlock_unlock(&dev->dma_lock);
+		return 0;
+	}
+	if (type != VFIO_IRQ_SET_DATA_EVENTFD)
+		return -EINVAL;
+	if (hdr.argsz < minsz + hdr.count * sizeof(int32_t))
+		return -EINVAL;
+	if (copy_from_user(fds, (uint8_t *)arg + minsz, hdr.count * sizeof(int32_t)))
+		return -EFAULT;
+	for (uint32_t i = 0; i < hdr.count; i++) {
+		newfds[i] = -1;
+		if (fds[i] >= 0 && (newfds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0)) < 0) {
+			int err = errno == EBADF ? -EBADF : -errno;
+
+			while (i--)
+				if (newfds[i] >= 0)
+					close(newfds[i]);
+			return err;
+		}
+	}
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	for (uint32_t i = 0; i < hdr.count; i++) {
+		int *slot = &dev->irq_fds[hdr.start + i];
+
+		if (*slot >= 0)
+			close(*slot);
+		*slot = newfds[i];
+	}
+	pthread_rwlock_unlock(&dev->dma_lock);
+	return 0;
+}

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ce_driver.h"
+
+static int reg_write(struct ce_drv *drv, uint64_t off, uint64_t v, size_t len)
+{
+	ssize_t n = p2p_vfio_device_pwrite(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off);
+
+	return n == (ssize_t)len ? 0 : (n < 0 ? (int)n : -EIO);
+}
+
+static uint64_t reg_read(struct ce_drv *drv, uint64_t off, size_t len)
+{
+	uint64_t v = 0;
+
+	if (p2p_vfio_device_pread(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off) != (ssize_t)len)
+		return ~0ull;
+	return v;
+}
+
+int ce_drv_init(struct ce_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioas *ioas,
+		uint32_t entries)
+{
+	size_t ring_sz = ((size_t)entries * sizeof(struct p2p_ce_desc) + 4095) & ~4095ul;
+	size_t compl_sz = ((size_t)entries * sizeof(struct p2p_ce_compl) + 4095) & ~4095ul;
+	uint8_t irqbuf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	struct vfio_irq_set *irq = (struct vfio_irq_set *)irqbuf;
+	int32_t efd;
+	int ret;
+
+	memset(drv, 0, sizeof(*drv));
+	drv->vdev = vdev;
+	drv->ioas = ioas;
+	drv->entries = entries;
+	drv->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (drv->efd < 0)
+		return -errno;
+	drv->ring = mmap(NULL, ring_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	drv->compl = mmap(NULL, compl_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (drv->ring == MAP_FAILED || drv->compl == MAP_FAILED)
+		return -ENOMEM;
+	ret = p2p_ioas_map(ioas, drv->ring, ring_sz, &drv->ring_iova, P2P_IOAS_MAP_READABLE);
+	if (ret)
+		return ret;
+	ret = p2p_ioas_map(ioas, drv->compl, compl_sz, &drv->compl_iova,
+			   P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE);
+	if (ret)
+		return ret;
+	*irq = (struct vfio_irq_set){
+		.argsz = sizeof(irqbuf),
+		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = VFIO_PCI_MSI_IRQ_INDEX,
+		.start = 0,
+		.count = 1,
+	};
+	efd = drv->efd;
+	memcpy(irq->data, &efd, sizeof(efd));
+	ret = (int)p2p_vfio_device_ioctl(vdev, VFIO_DEVICE_SET_IRQS, irq);
+	if (ret)
+		return ret;
+	if (reg_read(drv, P2P_CE_REG_ID, 4) != P2P_CE_ID)
+		return -ENODEV;
+	if ((ret = reg_write(drv, P2P_CE_REG_RING, drv->ring_iova, 8)) ||
+	    (ret = reg_write(drv, P2P_CE_REG_RING_SIZE, entries, 4)) ||
+	    (ret = reg_write(drv, P2P_CE_REG_COMPL, drv->compl_iova, 8)) ||
+	    (ret = reg_write(drv, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4)))
+		return ret;
+	drv->tail = (uint32_t)reg_read(drv, P2P_CE_REG_HEAD, 4);
+	return 0;
+}
+
+uint32_t ce_drv_head(struct ce_drv *drv)
+{
+	return (uint32_t)reg_read(drv, P2P_CE_REG_HEAD, 4);
+}
+
+struct p2p_ce_compl *ce_drv_compl(struct ce_drv *drv, uint32_t idx)
+{
+	return &drv->compl[idx & (drv->entries - 1)];
+}
+
+uint32_t ce_drv_queue(struct ce_drv *drv, uint64_t src, uint64_t dst, uint64_t len,
+		      uint32_t flags, uint32_t id)
+{
+	uint32_t idx = drv->tail;
+
+	if (idx - ce_drv_head(drv) >= drv->entries) {
+		ce_drv_kick(drv);
+		ce_drv_wait(drv, idx - drv->entries);
+	}
+	drv->ring[idx & (drv->entries - 1)] = (struct p2p_ce_desc){
+		.src = src, .dst = dst, .len = len, .flags = flags, .id = id,
+	};
+	memset(ce_drv_compl(drv, idx), 0, sizeof(struct p2p_ce_compl));
+	drv->tail = idx + 1;
+	return idx;
+}
+
+int ce_drv_kick(struct ce_drv *drv)
+{
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	return reg_write(drv, P2P_CE_REG_DOORBELL, drv->tail, 4);
+}
+
+int ce_drv_wait(struct ce_drv *drv, uint32_t idx)
+{
+	struct pollfd pfd = { .fd = drv->efd, .events = POLLIN };
+
+	while ((int32_t)(ce_drv_head(drv) - idx) <= 0) {
+		eventfd_t v;
+
+		if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+			return -errno;
+		(void)eventfd_read(drv->efd, &v);
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return 0;
+}
+
+uint32_t ce_drv_copy(struct ce_drv *drv, uint64_t src, uint64_t dst, uint64_t len)
+{
+	uint32_t idx = ce_drv_queue(drv, src, dst, len, P2P_CE_DESC_IRQ, drv->tail);
+
+	ce_drv_kick(drv);
+	ce_drv_wait(drv, idx);
+	return ce_drv_compl(drv, idx)->status;
+}
+
+void ce_drv_fini(struct ce_drv *drv)
+{
+	size_t ring_sz = ((size_t)drv->entries * sizeof(struct p2p_ce_desc) + 4095) & ~4095ul;
+	size_t compl_sz = ((size_t)drv->entries * sizeof(struct p2p_ce_compl) + 4095) & ~4095ul;
+
+	reg_write(drv, P2P_CE_REG_CTRL, 0, 4);
+	if (drv->ring_iova || drv->compl_iova) {
+		p2p_ioas_unmap(drv->ioas, drv->ring_iova, ring_sz, NULL);
+		p2p_ioas_unmap(drv->ioas, drv->compl_iova, compl_sz, NULL);
+	}
+	if (drv->ring && drv->ring != MAP_FAILED)
+		munmap(drv->ring, ring_sz);
+	if (drv->compl && drv->compl != MAP_FAILED)
+		munmap(drv->compl, compl_sz);
+	if (drv->efd >= 0)
+		close(drv->efd);
+	memset(drv, 0, sizeof(*drv));
+	drv->efd = -1;
+}
