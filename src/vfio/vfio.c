@@ -365,6 +365,26 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 	int ret = 0;
 
 	pthread_mutex_lock(&set->lock);
+	/* vfio_pci_ioctl_pci_hot_reset(): more groups than the reset affects is EINVAL. */
+	if (count) {
+		uint32_t ngroups = 0;
+
+		list_for_each_entry(d, &set->devs, set_node) {
+			struct p2p_pci_dev *e;
+			bool seen = false;
+
+			list_for_each_entry(e, &set->devs, set_node) {
+				if (e == d)
+					break;
+				seen |= e->group == d->group;
+			}
+			ngroups += !seen;
+		}
+		if (count > ngroups) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
 	/* Ownership: every member of the set must be in the caller's groups. */
 	if (count) {
 		list_for_each_entry(d, &set->devs, set_node) {
