@@ -610,7 +610,7 @@ static int bench_iova(const struct bench_opts *o)
 
 static void bench_usage(FILE *f)
 {
-	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
+	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
 		   "  --json       print one JSON object per benchmark (medians, ratios, targets)\n"
 		   "  --strict     exit 1 if a target is missed\n"
 		   "  -n, --iterations N   samples per figure (median reported)\n"
@@ -670,6 +670,8 @@ int cmd_bench(int argc, char **argv)
 		return bench_revoke(&o);
 	if (!strcmp(name, "p2p"))
 		return bench_p2p(&o);
+	if (!strcmp(name, "io"))
+		return bench_io(&o);
 	if (!strcmp(name, "iova"))
 		return bench_iova(&o);
 	if (!strcmp(name, "all")) {
@@ -677,9 +679,10 @@ int cmd_bench(int argc, char **argv)
 		ret |= bench_revoke(&o);
 		ret |= bench_p2p(&o);
 		ret |= bench_iova(&o);
+		ret |= bench_io(&o);
 		return ret;
 	}
-	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, all)\n",
+	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, io, all)\n",
 		name);
 	return 2;
 }

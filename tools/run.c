@@ -125,8 +125,10 @@ static const struct p2p_dmabuf_importer_ops importer_ops = { .invalidate_mapping
 /* ---------------------------------------------------------------------- */
 /* Peer to peer through the copy engine                                    */
 
-#define P2P_WIN (32ull << 20)
 #define CHUNK (1ull << 20)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+static uint64_t p2p_win; /* bytes of the peer-to-peer window */
 
 struct stream {
 	struct ce_drv *drv;
@@ -141,7 +143,7 @@ static void *stream_thread(void *arg)
 	uint32_t i = 0;
 
 	while (!atomic_load(&st->stop)) {
-		uint64_t off = (i++ * CHUNK) % P2P_WIN;
+		uint64_t off = (i++ * CHUNK) % p2p_win;
 		uint32_t status = ce_drv_copy(st->drv, st->src + off, st->dst + off, CHUNK);
 
 		if (status == P2P_CE_OK)
@@ -157,7 +159,9 @@ static void *stream_thread(void *arg)
 static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint64_t vram)
 {
 	const uint32_t rw = P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE;
-	struct vfio_region_dma_range win = { vram - P2P_WIN, P2P_WIN };
+	/* The last quarter of VRAM (at most 32 MiB): clear of the 3-range dma-buf. */
+	struct vfio_region_dma_range win = { vram - MIN(vram / 4, 32ull << 20),
+					     MIN(vram / 4, 32ull << 20) };
 	struct p2p_pci_dev *cepci;
 	struct p2p_vfio_device *cev;
 	struct p2p_iommufd *ctx;
@@ -170,6 +174,7 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 	pthread_t th;
 	int fd, ret;
 
+	p2p_win = win.length;
 	step("Plug in a copy engine 0000:02:00.0 and give it an IO address space");
 	if ((ret = p2p_copy_engine_create("0000:02:00.0", NULL, 2, &cepci)) ||
 	    (ret = p2p_vfio_device_open(cepci, &cev)) || (ret = p2p_iommufd_open(&ctx)) ||
@@ -179,15 +184,15 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 		fprintf(stderr, "p2pbuf run: copy engine: %s\n", strerror(-ret));
 		return 1;
 	}
-	src = aligned_alloc(4096, P2P_WIN);
-	back = aligned_alloc(4096, P2P_WIN);
-	canary = malloc(P2P_WIN);
-	for (uint64_t i = 0; i < P2P_WIN; i++)
+	src = aligned_alloc(4096, p2p_win);
+	back = aligned_alloc(4096, p2p_win);
+	canary = malloc(p2p_win);
+	for (uint64_t i = 0; i < p2p_win; i++)
 		src[i] = (uint8_t)(i * 7 + (i >> 12));
-	ret = p2p_ioas_map(ioas, src, P2P_WIN, &src_iova, rw);
-	ret = ret ? ret : p2p_ioas_map(ioas, back, P2P_WIN, &back_iova, rw);
+	ret = p2p_ioas_map(ioas, src, p2p_win, &src_iova, rw);
+	ret = ret ? ret : p2p_ioas_map(ioas, back, p2p_win, &back_iova, rw);
 	fd = p2p_vfio_device_get_dmabuf(gvdev, 2, &win, 1, O_RDWR | O_CLOEXEC);
-	ret = ret ? ret : (fd < 0 ? fd : p2p_ioas_map_file(ioas, fd, 0, P2P_WIN, &vram_iova, rw));
+	ret = ret ? ret : (fd < 0 ? fd : p2p_ioas_map_file(ioas, fd, 0, p2p_win, &vram_iova, rw));
 	if (ret) {
 		fprintf(stderr, "p2pbuf run: IOAS setup: %s\n", strerror(-ret));
 		return 1;
@@ -195,23 +200,23 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 	say("IOAS %u: system memory at IOVA 0x%llx, readback at 0x%llx", id,
 	    (unsigned long long)src_iova, (unsigned long long)back_iova);
 	say("GPU VRAM window (BAR2 +0x%llx, %llu MiB) as a dma-buf at IOVA 0x%llx (IOMMU_IOAS_MAP_FILE)",
-	    (unsigned long long)win.offset, (unsigned long long)(P2P_WIN >> 20),
+	    (unsigned long long)win.offset, (unsigned long long)(p2p_win >> 20),
 	    (unsigned long long)vram_iova);
 	done();
 
 	step("DMA system memory -> GPU VRAM and back, peer to peer through the dma-buf");
 	t0 = now_ns();
-	status = ce_drv_copy(&drv, src_iova, vram_iova, P2P_WIN);
-	say("engine: %llu MiB into VRAM: %s (%.2f GB/s)", (unsigned long long)(P2P_WIN >> 20),
-	    p2p_ce_status_name(status), (double)P2P_WIN / (double)(now_ns() - t0));
-	status = ce_drv_copy(&drv, vram_iova, back_iova, P2P_WIN);
+	status = ce_drv_copy(&drv, src_iova, vram_iova, p2p_win);
+	say("engine: %llu MiB into VRAM: %s (%.2f GB/s)", (unsigned long long)(p2p_win >> 20),
+	    p2p_ce_status_name(status), (double)p2p_win / (double)(now_ns() - t0));
+	status = ce_drv_copy(&drv, vram_iova, back_iova, p2p_win);
 	say("engine: VRAM back to system memory: %s", p2p_ce_status_name(status));
-	expect(!memcmp(bar, src, P2P_WIN), "VRAM holds the data, byte for byte");
-	expect(!memcmp(back, src, P2P_WIN), "the readback matches, byte for byte");
+	expect(!memcmp(bar, src, p2p_win), "VRAM holds the data, byte for byte");
+	expect(!memcmp(back, src, p2p_win), "the readback matches, byte for byte");
 	done();
 
 	step("Reset the GPU (FLR) in the middle of a stream of copies into its VRAM");
-	memset(src, 0x5a, P2P_WIN); /* the stream writes a new pattern */
+	memset(src, 0x5a, p2p_win); /* the stream writes a new pattern */
 	st.drv = &drv;
 	st.src = src_iova;
 	st.dst = vram_iova;
@@ -225,7 +230,7 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 		p2p_vfio_config_write(gvdev, P2P_PCI_EXP_DEVCTL, 2, ctl | P2P_PCI_EXP_DEVCTL_BCR_FLR);
 	}
 	/* The revoke has returned: from here on not one byte may land. */
-	memcpy(canary, bar, P2P_WIN);
+	memcpy(canary, bar, p2p_win);
 	{
 		unsigned int seen = atomic_load(&st.revoked);
 
@@ -238,7 +243,7 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 	    atomic_load(&st.ok), atomic_load(&st.revoked), atomic_load(&st.other));
 	expect(atomic_load(&st.revoked) >= 32 && !atomic_load(&st.other),
 	       "every descriptor after the revoke reports \"revoked\"");
-	expect(!memcmp(canary, bar, P2P_WIN), "no byte landed in VRAM after the revoke returned");
+	expect(!memcmp(canary, bar, p2p_win), "no byte landed in VRAM after the revoke returned");
 	expect(ce_drv_copy(&drv, src_iova, vram_iova, 4096) == P2P_CE_REVOKED,
 	       "the IOAS never remaps on its own, even though the GPU is back");
 	done();
@@ -247,14 +252,14 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 	{
 		uint64_t again = vram_iova;
 
-		ret = p2p_ioas_unmap(ioas, vram_iova, P2P_WIN, NULL);
-		ret = ret ? ret : p2p_ioas_map_file(ioas, fd, 0, P2P_WIN, &again,
+		ret = p2p_ioas_unmap(ioas, vram_iova, p2p_win, NULL);
+		ret = ret ? ret : p2p_ioas_map_file(ioas, fd, 0, p2p_win, &again,
 						     rw | P2P_IOAS_MAP_FIXED_IOVA);
 		expect(!ret && again == vram_iova, "IOMMU_IOAS_UNMAP + MAP_FILE with FIXED_IOVA");
 	}
-	status = ce_drv_copy(&drv, src_iova, vram_iova, P2P_WIN);
+	status = ce_drv_copy(&drv, src_iova, vram_iova, p2p_win);
 	say("engine: %s", p2p_ce_status_name(status));
-	expect(status == P2P_CE_OK && !memcmp(bar, src, P2P_WIN),
+	expect(status == P2P_CE_OK && !memcmp(bar, src, p2p_win),
 	       "the stream carries on, data verified");
 	done();
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Emulated devices that DMA: the copy engine.
+ * Emulated devices that DMA: the copy engine and the storage device.
  *
  * The copy engine is a PCI function whose BAR0 holds registers (accesses
  * go through the VFIO region, as a userspace driver's would).  The driver
@@ -75,6 +75,90 @@ P2P_API const char *p2p_ce_status_name(uint32_t status);
  */
 P2P_API int p2p_copy_engine_create(const char *name, struct p2p_pci_devset *set, uint32_t group,
 				   struct p2p_pci_dev **out);
+
+/* ---------------------------------------------------------------------- */
+/* The storage device                                                      */
+
+/*
+ * A PCI function backed by a file (an image the user names, or a temporary
+ * one created for them).  BAR0 holds registers; the submission queue and
+ * the completion queue live in IOVA space; the doorbell is a register; an
+ * MSI (eventfd, vector 0) signals completions that ask for it.  The device
+ * performs the media I/O with io_uring directly into the memory the data
+ * IOVA translates to: system memory or another device's BAR exported as a
+ * dma-buf (storage to device memory, peer to peer).
+ */
+#define P2P_SD_REG_ID 0x00	   /* RO u32: P2P_SD_ID */
+#define P2P_SD_REG_BLOCK_SIZE 0x04 /* RO u32: bytes per block (4096) */
+#define P2P_SD_REG_CAPACITY 0x08   /* RO u64: blocks */
+#define P2P_SD_REG_SQ 0x10	   /* u64: submission queue IOVA */
+#define P2P_SD_REG_CQ 0x18	   /* u64: completion queue IOVA */
+#define P2P_SD_REG_QUEUE_SIZE 0x20 /* u32: entries of each queue, power of two <= 4096 */
+#define P2P_SD_REG_SQ_TAIL 0x24	   /* u32 doorbell: commands submitted (free-running) */
+#define P2P_SD_REG_SQ_HEAD 0x28	   /* RO u32: commands fetched by the device */
+#define P2P_SD_REG_CQ_TAIL 0x2c	   /* RO u32: completions written (free-running) */
+#define P2P_SD_REG_CTRL 0x30	   /* u32: P2P_SD_CTRL_* */
+#define P2P_SD_REG_STATUS 0x34	   /* RO u32: P2P_SD_STATUS_* */
+#define P2P_SD_BAR0_SIZE 4096
+#define P2P_SD_ID 0x44533250u /* "P2SD" */
+#define P2P_SD_BLOCK 4096
+
+#define P2P_SD_CTRL_ENABLE 0x1
+#define P2P_SD_STATUS_BUSY 0x1
+#define P2P_SD_STATUS_QUEUE_FAULT 0x2 /* a command or completion slot was unreachable */
+
+enum p2p_sd_opcode {
+	P2P_SD_OP_READ = 1,  /* media -> memory at data IOVA */
+	P2P_SD_OP_WRITE = 2, /* memory at data IOVA -> media */
+	P2P_SD_OP_FLUSH = 3, /* fdatasync the backing file */
+};
+
+/** struct p2p_sd_cmd - one command, 32 bytes in the submission queue */
+struct p2p_sd_cmd {
+	uint8_t opcode;
+	uint8_t flags; /* P2P_SD_CMD_IRQ */
+	uint16_t rsvd;
+	uint32_t id;	  /* echoed in the completion */
+	uint64_t lba;	  /* first block */
+	uint32_t nblocks; /* blocks to transfer */
+	uint32_t rsvd2;
+	uint64_t data; /* IOVA of the data buffer (contiguous in IOVA space) */
+};
+#define P2P_SD_CMD_IRQ 0x1
+
+/** struct p2p_sd_cqe - one completion, 16 bytes, written in completion order */
+struct p2p_sd_cqe {
+	uint32_t id;
+	uint32_t status; /* enum p2p_sd_status */
+	uint64_t bytes;	 /* bytes transferred */
+};
+
+enum p2p_sd_status {
+	P2P_SD_PENDING = 0,
+	P2P_SD_OK = 1,
+	P2P_SD_FAULT = 2,   /* translation fault in the data buffer */
+	P2P_SD_REVOKED = 3, /* the data buffer's dma-buf was revoked */
+	P2P_SD_PERM = 4,    /* the mapping does not allow the access */
+	P2P_SD_BAD_LBA = 5, /* beyond the capacity */
+	P2P_SD_IO_ERROR = 6,
+	P2P_SD_BAD_OPCODE = 7,
+};
+
+/** p2p_sd_status_name() - "ok", "bad block address", "revoked", ... */
+P2P_API const char *p2p_sd_status_name(uint32_t status);
+
+/**
+ * p2p_storage_create() - plug in a storage device
+ * @name: BDF; @set, @group: as struct p2p_pci_dev_info
+ * @path: the image file (opened read-write, must exist), or NULL for a new
+ *	temporary image of @size bytes (a multiple of the block size)
+ * @size: capacity for a new image; ignored when @path is given
+ * @out: the function (p2p_pci_dev_put() unplugs it, finishing its I/O)
+ *
+ * Return: 0 or -errno (-EINVAL for a bad size, errors of open(2)).
+ */
+P2P_API int p2p_storage_create(const char *name, struct p2p_pci_devset *set, uint32_t group,
+			       const char *path, uint64_t size, struct p2p_pci_dev **out);
 
 #ifdef __cplusplus
 }

@@ -101,17 +101,19 @@ enum p2p_dma_dir {
  *
  * Required ops are checked at p2p_dmabuf_export() (-EINVAL if missing).
  *
- * @attach: optional.  Called by p2p_dmabuf_attach() without resv held; may
+ * @attach: optional.  Called by p2p_dmabuf_attach() with resv held; may
  *	refuse the importer (e.g. -EOPNOTSUPP for a non-P2P importer, -ENODEV
  *	while revoked).
- * @detach: optional.  Called by p2p_dmabuf_detach().
+ * @detach: optional.  Called by p2p_dmabuf_detach() with resv held.
  * @map: required.  Called with resv held for dynamic importers.  Returns a
  *	table allocated by the exporter, or -errno (-ENODEV while revoked).
  * @unmap: required.  Frees what @map returned.  Called with resv held for
  *	dynamic importers.
- * @pin / @unpin: optional.  Pinning does not prevent revocation.
- * @mmap: optional.  Validates a CPU mapping request (resv not held); the
- *	core then maps the buffer's ranges.  Without it mmap fails -EINVAL.
+ * @pin / @unpin: optional, called with resv held.  Pinning does not
+ *	prevent revocation.
+ * @mmap: optional.  Validates a CPU mapping request (resv not held): may
+ *	refuse MAP_PRIVATE or a revoked buffer; the core then maps the
+ *	buffer's ranges.  Without it mmap fails -EINVAL.
  * @begin_cpu_access / @end_cpu_access: optional cache bracketing.
  * @release: required.  Called once, when the last reference is dropped.
  */
@@ -182,7 +184,8 @@ P2P_API void p2p_dmabuf_put(struct p2p_dmabuf *buf);
 /**
  * p2p_dmabuf_fd_install() - give out a new fd that holds a reference
  * @buf: the buffer
- * @flags: O_CLOEXEC and the access mode (O_RDONLY, O_WRONLY, O_RDWR)
+ * @flags: O_CLOEXEC (other bits, the access mode included, are accepted
+ *	and ignored: the fd is a token, its access mode is not enforced)
  *
  * The fd is owned by the caller.  Close it with p2p_close(), which drops the
  * reference it holds; a plain close(2) leaks that reference.  A dup(2) of
@@ -213,6 +216,8 @@ P2P_API const struct p2p_phys_range *p2p_dmabuf_ranges(const struct p2p_dmabuf *
  * with it held.
  */
 P2P_API void p2p_dmabuf_resv_lock(struct p2p_dmabuf *buf);
+/** p2p_dmabuf_resv_trylock() - take the reservation lock if it is free; Return: true if taken */
+P2P_API bool p2p_dmabuf_resv_trylock(struct p2p_dmabuf *buf);
 /** p2p_dmabuf_resv_unlock() - drop the reservation lock */
 P2P_API void p2p_dmabuf_resv_unlock(struct p2p_dmabuf *buf);
 
@@ -246,12 +251,15 @@ P2P_API enum p2p_dmabuf_status p2p_dmabuf_status(const struct p2p_dmabuf *buf);
  * wait for all fences.  Then, without resv: wait until every map of an
  * attachment has been unmapped, and make every CPU mapping of the buffer
  * raise SIGBUS (contents kept).  A buffer already revoked is not revoked
- * again; TEMP to PERM only changes the state.  PERM is sticky.
+ * again; TEMP to PERM only changes the state.  PERM is sticky.  Fences
+ * added by the invalidate callbacks themselves are waited for too.
  *
  * Blocks until importers unmapped.  Called by exporters with their own
  * (outer) locks held, never with resv held.
  *
- * Return: 0, -EINVAL for a bad @status, -EBADFD if already PERM_REVOKED.
+ * Return: 0, -EINVAL for a bad @status, -EBADFD if already PERM_REVOKED, or
+ * the error of zapping CPU mappings (no userfaultfd, UFFDIO_REGISTER): the
+ * state has changed and importers were invalidated even then.
  */
 P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
 
@@ -307,8 +315,9 @@ struct p2p_attach_info {
  * @info: importer description
  * @out: the attachment
  *
- * Return: 0 or the exporter's refusal: -EOPNOTSUPP (importer not P2P or not
- * revocable, for exporters that require it), -ENODEV (revoked), -ENOMEM.
+ * Return: 0, -EINVAL (bad @info), or the exporter's refusal: -EOPNOTSUPP
+ * (importer not P2P or not revocable, for exporters that require it),
+ * -ENODEV (revoked), -ENOMEM.
  */
 P2P_API int p2p_dmabuf_attach(struct p2p_dmabuf *buf, const struct p2p_attach_info *info,
 			      struct p2p_attachment **out);
@@ -328,14 +337,20 @@ P2P_API bool p2p_attachment_is_peer2peer(const struct p2p_attachment *attach);
  * @attach: the attachment; resv held if it is dynamic
  * @out: the table, freed by p2p_attachment_unmap()
  *
- * Return: 0 or -ENODEV (revoked), -ENOMEM.
+ * Return: 0 or the exporter's error (-ENODEV while revoked for exporters
+ * that revoke, such as VFIO), -ENOMEM.
  */
 P2P_API int p2p_attachment_map(struct p2p_attachment *attach, struct p2p_sgt **out);
 /** p2p_attachment_unmap() - release a map; resv held if dynamic. */
 P2P_API void p2p_attachment_unmap(struct p2p_attachment *attach, struct p2p_sgt *sgt);
-/** p2p_attachment_pin() - pin (does not block revoke). Return: 0 or -errno. */
+/**
+ * p2p_attachment_pin() - pin (does not block revoke)
+ *
+ * Takes resv itself: unlike the kernel's dma_buf_pin(), call it without
+ * resv held.  Return: 0 or the exporter's -errno.
+ */
 P2P_API int p2p_attachment_pin(struct p2p_attachment *attach);
-/** p2p_attachment_unpin() - paired with p2p_attachment_pin(). */
+/** p2p_attachment_unpin() - paired with p2p_attachment_pin(); takes resv itself. */
 P2P_API void p2p_attachment_unpin(struct p2p_attachment *attach);
 
 /** p2p_dmabuf_begin_cpu_access() - bracket CPU access. Return: 0 or -errno. */
@@ -358,7 +373,7 @@ P2P_API void p2p_fence_signal(struct p2p_fence *fence);
 P2P_API bool p2p_fence_is_signaled(const struct p2p_fence *fence);
 /**
  * p2p_fence_wait() - wait for the fence
- * @timeout_ns: -1 waits forever
+ * @timeout_ns: negative waits forever
  * Return: 0 when signalled, -ETIME on timeout.
  */
 P2P_API int p2p_fence_wait(struct p2p_fence *fence, int64_t timeout_ns);
@@ -367,12 +382,13 @@ P2P_API int p2p_fence_wait(struct p2p_fence *fence, int64_t timeout_ns);
 /* CPU mappings                                                           */
 
 /**
- * p2p_dmabuf_mmap() - map a buffer into this process (MAP_SHARED only)
+ * p2p_dmabuf_mmap() - map a buffer into this process
  * @buf: the buffer; the mapping takes a reference
  * @addr: hint, or the address with MAP_FIXED
  * @length: bytes (rounded up to pages)
  * @prot: PROT_READ / PROT_WRITE
- * @flags: MAP_SHARED, optionally MAP_FIXED
+ * @flags: MAP_SHARED (or MAP_PRIVATE where the exporter allows it: a
+ *	copy-on-write mapping), optionally MAP_FIXED
  * @offset: byte offset into the buffer, page aligned
  * @out: the address
  *
@@ -381,9 +397,10 @@ P2P_API int p2p_fence_wait(struct p2p_fence *fence, int64_t timeout_ns);
  * revoked, in which case access raises SIGBUS until it is un-revoked.
  * Release with p2p_munmap().
  *
- * Return: 0, -EINVAL (no exporter mmap op, MAP_PRIVATE, misaligned offset,
- * zero length, offset + length beyond the buffer), the exporter's error
- * (-ENODEV while revoked for VFIO buffers), -ENOMEM.
+ * Return: 0, -EINVAL (no exporter mmap op, misaligned offset or MAP_FIXED
+ * address, zero length, PROT_EXEC, offset + length beyond the buffer), the
+ * exporter's error (-EINVAL for MAP_PRIVATE and -ENODEV while revoked for
+ * VFIO buffers), -ENOMEM, or a userfaultfd error for a revoked buffer.
  */
 P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, int prot,
 			    int flags, uint64_t offset, void **out);
@@ -410,9 +427,11 @@ P2P_API int p2p_va_lookup(const void *addr, struct p2p_dmabuf **out, uint64_t *o
 			  size_t *avail);
 
 /**
- * p2p_close() - close an fd given out by p2pbuf (dma-buf or device fd)
+ * p2p_close() - close an fd given out by p2pbuf (a dma-buf fd, or a p2p_dup())
  *
  * Drops the reference the fd holds.  Other fds are closed with close(2).
+ * An fd the library keeps for itself (p2p_vfio_device_fd(), a buffer's
+ * own token) is refused with -EBADF and stays open.
  * Return: 0 or -EBADF.
  */
 P2P_API int p2p_close(int fd);

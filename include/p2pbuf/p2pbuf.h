@@ -15,5 +15,7 @@
 #include <p2pbuf/vfio.h>
 #include <p2pbuf/iommu.h>
 #include <p2pbuf/devices.h>
+#include <p2pbuf/heap.h>
+#include <p2pbuf/uring.h>
 
 #endif

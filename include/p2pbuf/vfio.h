@@ -107,11 +107,14 @@ P2P_API void p2p_pci_devset_put(struct p2p_pci_devset *set);
  * @info: its description; BAR memory is allocated (lazily) in memfds
  * @out: the function, one reference owned by the caller
  *
- * The new function has COMMAND.MEM clear and is in D0, like a function a
- * driver has not enabled yet.
+ * The function's virtual config space is reset on its first open with
+ * COMMAND.MEM and bus mastering on and in D0, as pci_enable_device()
+ * leaves a device vfio-pci opens.
  *
- * Return: 0 or -EINVAL (BAR size not a power of two or below 4 KiB, bad
- * slot for a 64-bit BAR), -ENOMEM.
+ * Return: 0 or -EINVAL (NULL @info, small argsz, unknown flags, a BAR size
+ * not a power of two, a memory BAR below 4 KiB or a 32-bit one above
+ * 2 GiB, an I/O BAR outside 4..256 bytes or marked 64-bit/prefetchable,
+ * a 64-bit BAR in slot 5 or with its next slot used), -ENOMEM, -EMFILE.
  */
 P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_pci_dev **out);
 /**
@@ -125,7 +128,7 @@ P2P_API void p2p_pci_dev_put(struct p2p_pci_dev *dev);
 P2P_API const char *p2p_pci_dev_name(const struct p2p_pci_dev *dev);
 /** p2p_pci_dev_priv() - what the creator passed */
 P2P_API void *p2p_pci_dev_priv(const struct p2p_pci_dev *dev);
-/** p2p_pci_dev_bar_mem() - the memory behind a memory BAR (borrowed), or NULL */
+/** p2p_pci_dev_bar_mem() - the memory behind a BAR (borrowed), or NULL if none */
 P2P_API struct p2p_mem *p2p_pci_dev_bar_mem(const struct p2p_pci_dev *dev, int bar);
 /** p2p_pci_dev_memory_enabled() - D0 (or lower), not in low power, and MEM decode on */
 P2P_API bool p2p_pci_dev_memory_enabled(struct p2p_pci_dev *dev);
@@ -160,12 +163,16 @@ P2P_API struct p2p_vfio_device *p2p_vfio_device_from_fd(int fd);
 /**
  * p2p_vfio_device_ioctl() - the device fd's ioctls
  * @req: VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_FEATURE,
- *	VFIO_DEVICE_RESET, VFIO_DEVICE_PCI_HOT_RESET
+ *	VFIO_DEVICE_RESET, VFIO_DEVICE_PCI_HOT_RESET, VFIO_DEVICE_GET_IRQ_INFO,
+ *	VFIO_DEVICE_SET_IRQS (MSI eventfds)
  * @arg: the kernel's structure for @req (group_fds of a hot reset carry
  *	group numbers)
  *
  * Return: 0, a new fd (feature DMA_BUF), or -errno exactly as the kernel
  * (kernel-semantics 1.2, 1.3, 1.7, 3.4); unknown requests -ENOTTY.
+ * Features implemented: 3 and 5 (low power), 11, 13, 14; every other
+ * feature number (migration, logging, VF token, wakeup entry 4) is
+ * -ENOTTY.
  */
 P2P_API long p2p_vfio_device_ioctl(struct p2p_vfio_device *vdev, unsigned long req, void *arg);
 
@@ -231,10 +238,15 @@ P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev);
 
 /**
  * p2p_vfio_device_hot_reset() - VFIO_DEVICE_PCI_HOT_RESET over the device set
- * @groups: group numbers the caller owns; NULL/0 means "everything opened"
+ * @groups: group numbers the caller owns; with @count 0 no ownership check
+ *	is made (the cdev/iommufd form, where one process owns everything)
  *
- * Return: 0, -EINVAL (a member's group is not in @groups), -EBUSY (a member's
- * memory lock is contended: nothing stays revoked).
+ * Every member goes to D0, is revoked, reset, and un-revoked if it is open
+ * and its memory is enabled; never-opened members are reset only.
+ *
+ * Return: 0, -EINVAL (a member's group is not in @groups, or more groups
+ * than the set has), -EBUSY (a member's memory lock is contended: nothing
+ * stays revoked).
  */
 P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_t *groups,
 				      uint32_t count);

@@ -202,6 +202,11 @@ P2P_API void p2p_dmabuf_resv_lock(struct p2p_dmabuf *buf)
 	pthread_mutex_lock(&buf->resv);
 }
 
+P2P_API bool p2p_dmabuf_resv_trylock(struct p2p_dmabuf *buf)
+{
+	return pthread_mutex_trylock(&buf->resv) == 0;
+}
+
 P2P_API void p2p_dmabuf_resv_unlock(struct p2p_dmabuf *buf)
 {
 	pthread_mutex_unlock(&buf->resv);

@@ -24,6 +24,7 @@ struct tab_ent {
 	struct tab_ent *next;
 	dev_t dev;
 	ino_t ino;
+	int token_fd; /* the object's own fd: never closed by p2p_close() */
 	const struct fdtab_type *type;
 	void *obj;
 };
@@ -61,6 +62,7 @@ int fdtab_register(int token_fd, const struct fdtab_type *type, void *obj)
 	}
 	e->dev = st.st_dev;
 	e->ino = st.st_ino;
+	e->token_fd = token_fd;
 	e->type = type;
 	e->obj = obj;
 	h = hash(e->dev, e->ino);
@@ -173,6 +175,15 @@ P2P_API int p2p_close(int fd)
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return -EBADF;
 	pthread_rwlock_wrlock(&tab_lock);
+	{
+		struct tab_ent *e = find_locked(st.st_dev, st.st_ino);
+
+		if (e && e->token_fd == fd) {
+			/* The library's own fd for the object: not the caller's to close. */
+			pthread_rwlock_unlock(&tab_lock);
+			return -EBADF;
+		}
+	}
 	if ((size_t)fd < nr_fds && fds[fd].obj && fds[fd].dev == st.st_dev &&
 	    fds[fd].ino == st.st_ino) {
 		ent = fds[fd];
