@@ -279,3 +279,29 @@ bool t_load_faults(const volatile void *p, uint8_t *val)
 	probe_jmp = old;
 	return faulted;
 }
+
+int t_access(volatile void *p, bool write, uint8_t wval, uint8_t *rval)
+{
+	sigjmp_buf jb, *volatile old = probe_jmp;
+	volatile int sig = 0;
+
+	switch (sigsetjmp(jb, 1)) { /* setjmp may not be assigned from (C11 7.13.1.1) */
+	case 0:
+		probe_jmp = &jb;
+		if (write)
+			*(volatile uint8_t *)p = wval;
+		else if (rval)
+			*rval = *(volatile uint8_t *)p;
+		else
+			(void)*(volatile uint8_t *)p;
+		break;
+	case SIGBUS:
+		sig = SIGBUS;
+		break;
+	default:
+		sig = SIGSEGV;
+		break;
+	}
+	probe_jmp = old;
+	return sig;
+}

@@ -108,4 +108,11 @@ void t_importer_detach(struct t_importer *imp);
  */
 bool t_load_faults(const volatile void *p, uint8_t *val);
 
+/*
+ * One access of one byte at @p: a store of @wval if @write, else a load
+ * (into *@rval if not NULL).  Returns 0, or the signal it raised (SIGBUS,
+ * SIGSEGV): revocation must give SIGBUS, not just any fault.  Thread-safe.
+ */
+int t_access(volatile void *p, bool write, uint8_t wval, uint8_t *rval);
+
 #endif

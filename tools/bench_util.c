@@ -123,6 +123,11 @@ bool report_target(struct bench_report *r, const char *name, double value, doubl
 	return met;
 }
 
+bool r_json(const struct bench_report *r)
+{
+	return r->o->json;
+}
+
 int report_finish(struct bench_report *r)
 {
 	int ret = (r->o->strict && !r->all_met) ? 1 : 0;

@@ -28,6 +28,8 @@ bool report_target(struct bench_report *r, const char *name, double value, doubl
 		   bool at_least, const char *text);
 /* Prints (text or JSON) and frees; returns the exit status. */
 int report_finish(struct bench_report *r);
+/* Is this report printing JSON? */
+bool r_json(const struct bench_report *r);
 
 uint64_t now_ns(void);
 double median_ns(uint64_t *v, unsigned int n);

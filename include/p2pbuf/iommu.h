@@ -127,7 +127,8 @@ P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, u
 
 /**
  * p2p_ioas_unmap() - IOMMU_IOAS_UNMAP
- * @iova, @length: the range; 0, 0 unmaps everything
+ * @iova, @length: the range; 0, 0 unmaps everything (0 even when empty,
+ *	as the ioctl's iova 0, length U64_MAX)
  * @unmapped: optional, bytes unmapped
  *
  * Areas must be covered entirely: a range cutting a dma-buf area is

@@ -92,6 +92,7 @@ int cpumap_block_all(struct p2p_dmabuf *buf);
 void cpumap_unblock_all(struct p2p_dmabuf *buf);
 int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t length, int prot, int flags,
 		  uint64_t offset, uint64_t pgoff_tag, void **out);
+bool cpumap_range_mapped(uintptr_t addr, size_t len);
 int uffd_get(void);
 
 /* Find the range holding byte @off of @buf; *roff is the offset within it. */

@@ -47,8 +47,9 @@ static pthread_rwlock_t reg_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct cpu_map **reg;
 static size_t reg_nr, reg_max;
 
-static pthread_once_t uffd_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t uffd_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf */
 static int uffd_fd = -ENOSYS;
+static pid_t uffd_pid; /* the process uffd_fd was made in */
 
 static void uffd_setup(void)
 {
@@ -83,10 +84,26 @@ static void uffd_setup(void)
 	uffd_fd = fd;
 }
 
+/*
+ * A userfaultfd acts on the mm of the process that created it, even when
+ * used from a fork child (platform-notes: a receiver registers ranges in
+ * the sender).  A child inheriting ours would register its ranges in the
+ * parent and never revoke its own mappings, so each process makes its own.
+ * The inherited fd is left alone: the child may have closed or reused it.
+ */
 int uffd_get(void)
 {
-	pthread_once(&uffd_once, uffd_setup);
-	return uffd_fd;
+	pid_t pid = getpid();
+	int fd;
+
+	pthread_mutex_lock(&uffd_lock);
+	if (uffd_pid != pid) {
+		uffd_setup();
+		uffd_pid = pid;
+	}
+	fd = uffd_fd;
+	pthread_mutex_unlock(&uffd_lock);
+	return fd;
 }
 
 P2P_API int p2p_library_init(void)
@@ -352,6 +369,21 @@ P2P_API int p2p_va_lookup(const void *addr, struct p2p_dmabuf **out, uint64_t *o
 			ret = 0;
 		}
 	}
+	pthread_rwlock_unlock(&reg_lock);
+	return ret;
+}
+
+/* Does any p2pbuf CPU mapping overlap [addr, addr + len)?  @len > 0. */
+bool cpumap_range_mapped(uintptr_t addr, size_t len)
+{
+	bool ret = false;
+	size_t pos;
+
+	pthread_rwlock_rdlock(&reg_lock);
+	/* Mappings don't overlap: only the last one starting in range can reach it. */
+	pos = reg_find_locked(addr + (len - 1));
+	if (pos)
+		ret = (uintptr_t)reg[pos - 1]->addr + reg[pos - 1]->len > addr;
 	pthread_rwlock_unlock(&reg_lock);
 	return ret;
 }

@@ -57,6 +57,7 @@ struct pages_seg {
 
 struct ioas_pages {
 	atomic_uint_fast64_t count;
+	atomic_bool revoked; /* next to count: one cache line per translation */
 	enum pages_kind kind;
 	uint64_t len; /* bytes covered, page multiple */
 	uint8_t *host; /* USER, MEMFD: contiguous */
@@ -69,7 +70,6 @@ struct ioas_pages {
 	unsigned int nsegs;
 	struct pages_seg *segs;
 	pthread_mutex_t mutex;
-	atomic_bool revoked;
 	struct p2p_fence *drain; /* under mutex */
 };
 
@@ -79,6 +79,14 @@ struct ioas_area {
 	uint64_t pages_off;
 	uint32_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
 	struct ioas_pages *pages;
+	/*
+	 * Where iova lands when the backing is contiguous (process memory, a
+	 * memfd, a single-range dma-buf), so a translation reads no more
+	 * than the area (and the pages' count line).  NULL: walk the segments.
+	 */
+	uint8_t *direct;
+	/* Process memory is the caller's: DMA takes no reference on it. */
+	bool user;
 };
 
 struct p2p_ioas {
@@ -126,6 +134,21 @@ static void pages_get(struct ioas_pages *p)
 
 static void pages_free(struct ioas_pages *p)
 {
+	struct p2p_fence *drain;
+
+	/*
+	 * The last DMA may end here (the area was unmapped meanwhile) while a
+	 * revoke waits for it on the drain fence holding resv: signal before
+	 * taking resv, or the two wait for each other.
+	 */
+	pthread_mutex_lock(&p->mutex);
+	drain = p->drain;
+	p->drain = NULL;
+	pthread_mutex_unlock(&p->mutex);
+	if (drain) {
+		p2p_fence_signal(drain);
+		p2p_fence_put(drain);
+	}
 	if (p->attach) {
 		struct p2p_dmabuf *buf = p2p_attachment_dmabuf(p->attach);
 
@@ -138,18 +161,31 @@ static void pages_free(struct ioas_pages *p)
 	}
 	if (p->map_base)
 		munmap(p->map_base, p->map_len);
-	if (p->drain) {
-		p2p_fence_signal(p->drain);
-		p2p_fence_put(p->drain);
-	}
 	free(p->segs);
 	pthread_mutex_destroy(&p->mutex);
 	free(p);
 }
 
+/*
+ * The last reference goes only once no DMA is in flight (none can start:
+ * no area is left), so pages_free(), which takes resv, never runs on a DMA
+ * completion: a revoke holding resv may be waiting for that very DMA, or
+ * for another run the same device thread holds (a copy's source).
+ */
 static void pages_put(struct ioas_pages *p)
 {
-	if (p && atomic_fetch_sub(&p->count, PAGES_REF) == PAGES_REF)
+	uint_fast64_t c;
+
+	if (!p)
+		return;
+	c = atomic_load(&p->count);
+	do {
+		while (c - PAGES_REF < PAGES_REF && (c & PAGES_DMA_MASK)) {
+			sched_yield();
+			c = atomic_load(&p->count);
+		}
+	} while (!atomic_compare_exchange_weak(&p->count, &c, c - PAGES_REF));
+	if (c == PAGES_REF)
 		pages_free(p);
 }
 
@@ -662,6 +698,11 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		a->pages_off = pages_off;
 		a->prot = flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
 		a->pages = pages;
+		a->user = pages->kind == PAGES_USER;
+		if (pages->kind != PAGES_DMABUF)
+			a->direct = pages->host + pages_off;
+		else if (pages->nsegs == 1)
+			a->direct = pages->segs[0].host + (pages_off - pages->segs[0].off);
 		ret = insert_area(ioas, a);
 	}
 	pthread_rwlock_unlock(&ioas->lock);
@@ -700,21 +741,19 @@ static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *
 		    uint32_t flags)
 {
 	uintptr_t base = (uintptr_t)va & ~(uintptr_t)P2P_PAGE_MASK, end;
-	struct p2p_dmabuf *buf;
 	struct ioas_pages *p;
-	uint64_t off;
 	int ret;
 
 	if (!length)
 		return -EINVAL;
 	if (__builtin_add_overflow((uintptr_t)va, length, &end))
 		return -EOVERFLOW;
-	if (!p2p_va_lookup(va, &buf, &off, NULL)) {
+	if (cpumap_range_mapped((uintptr_t)va, length)) {
 		/*
 		 * A dma-buf mapping is VM_PFNMAP memory in the kernel: iommufd
-		 * cannot pin it (kernel-semantics 4.2, vfio_dma_mapping_mmio_test).
+		 * cannot pin it, not even part of a range (kernel-semantics 4.2,
+		 * vfio_dma_mapping_mmio_test).
 		 */
-		p2p_dmabuf_put(buf);
 		return -EFAULT;
 	}
 	if (!user_range_mapped(va, length))
@@ -883,14 +922,14 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 		}
 		n++;
 	}
-	if (!ret && !n)
-		ret = -ENOENT;
-	if (!ret) {
+	if (!ret && !n && (iova || length))
+		ret = -ENOENT; /* unmapping all of an empty IOAS succeeds (iopt_unmap_all) */
+	if (!ret && n) {
 		gone = malloc(n * sizeof(*gone));
 		if (!gone)
 			ret = -ENOMEM;
 	}
-	if (!ret) {
+	if (!ret && n) {
 		memcpy(gone, &ioas->areas[first], n * sizeof(*gone));
 		memmove(&ioas->areas[first], &ioas->areas[first + n],
 			(ioas->nr - first - n) * sizeof(void *));
@@ -1001,6 +1040,10 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 	} else if (((access & P2P_DMA_WRITE) && !(a->prot & IOMMU_IOAS_MAP_WRITEABLE)) ||
 		   ((access & P2P_DMA_READ) && !(a->prot & IOMMU_IOAS_MAP_READABLE))) {
 		ret = -EPERM;
+	} else if (a->user) {
+		seg->host = a->direct + (iova - a->iova);
+		seg->len = MIN(a->iova + a->length - iova, len);
+		seg->priv = NULL;
 	} else {
 		p = a->pages;
 		/* The area's reference keeps p alive while we hold the lock. */
@@ -1009,9 +1052,14 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 			pages_dma_done(p);
 			ret = -ENODEV;
 		} else {
-			off = a->pages_off + (iova - a->iova);
-			host = pages_host(p, off, &avail);
-			avail = MIN(avail, a->iova + a->length - iova);
+			if (a->direct) {
+				host = a->direct + (iova - a->iova);
+				avail = a->iova + a->length - iova;
+			} else {
+				off = a->pages_off + (iova - a->iova);
+				host = pages_host(p, off, &avail);
+				avail = MIN(avail, a->iova + a->length - iova);
+			}
 			seg->host = host;
 			seg->len = MIN(avail, len);
 			seg->priv = p;
@@ -1068,7 +1116,8 @@ P2P_API int p2p_ioas_attach_device(struct p2p_ioas *ioas)
 	for (size_t i = 0; i < ioas->nr; i++) {
 		struct ioas_area *a = ioas->areas[i];
 
-		if ((a->iova | a->length) & P2P_PAGE_MASK)
+		/* page_offset too, as iopt_check_iova_alignment() (2.3) */
+		if ((a->iova | a->length | a->pages_off) & P2P_PAGE_MASK)
 			ret = -EINVAL;
 	}
 	if (!ret)
@@ -1430,7 +1479,15 @@ P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long req, void 
 			return ret;
 		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
 			return ret;
-		ret = p2p_ioas_unmap(ioas, cmd.iova, cmd.length, &done);
+		/* iommufd_ioas_unmap(): 0, U64_MAX is "all"; 0, 0 is a bad length */
+		if (!cmd.iova && cmd.length == UINT64_MAX)
+			ret = p2p_ioas_unmap(ioas, 0, 0, &done);
+		else if (cmd.iova >= IOVA_MAX || cmd.length >= IOVA_MAX)
+			ret = -EOVERFLOW;
+		else if (!cmd.length)
+			ret = -EINVAL;
+		else
+			ret = p2p_ioas_unmap(ioas, cmd.iova, cmd.length, &done);
 		p2p_ioas_put(ioas);
 		cmd.length = done;
 		return ret ? ret : CMD_OUT(arg, cmd);
