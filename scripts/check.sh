@@ -33,7 +33,7 @@ pass=0 fail=0 skip=0
 run_dir() { # build dir, label, filter regex
 	local dir=$1 label=$2 filter=$3
 	for t in "$dir"/tests/test-* "$dir"/examples/example-*; do
-		[ -x "$t" ] || continue
+		[ -f "$t" ] && [ -x "$t" ] || continue
 		local name
 		name=$(basename "$t")
 		[[ $name =~ $filter ]] || continue
