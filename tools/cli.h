@@ -24,5 +24,6 @@ int cmd_bench(int argc, char **argv);
 /* Benchmarks living in their own files (tools/bench_*.c). */
 int bench_io(const struct bench_opts *o);
 int bench_heap(const struct bench_opts *o);
+int bench_storage(const struct bench_opts *o);
 
 #endif
