@@ -49,11 +49,15 @@ struct pages_seg {
 
 /*
  * pages->count: references (areas, builders) in the high 32 bits, DMA in
- * flight in the low 32 bits; the pages object is freed when both are zero,
- * so a DMA that outlives its area still has its memory.
+ * flight in the low 16 bits, DMA ending (done with the memory, still
+ * touching the pages object) in bits 16-31.  The last reference waits for
+ * the low 32 bits to drain (pages_put()), so a DMA that outlives its area
+ * still has its memory and its pages object.
  */
 #define PAGES_REF (1ull << 32)
-#define PAGES_DMA_MASK (PAGES_REF - 1)
+#define PAGES_EXIT (1ull << 16)
+#define PAGES_DMA_MASK (PAGES_EXIT - 1)
+#define PAGES_BUSY_MASK (PAGES_REF - 1)
 
 struct ioas_pages {
 	atomic_uint_fast64_t count;
@@ -180,7 +184,7 @@ static void pages_put(struct ioas_pages *p)
 		return;
 	c = atomic_load(&p->count);
 	do {
-		while (c - PAGES_REF < PAGES_REF && (c & PAGES_DMA_MASK)) {
+		while (c - PAGES_REF < PAGES_REF && (c & PAGES_BUSY_MASK)) {
 			sched_yield();
 			c = atomic_load(&p->count);
 		}
@@ -223,11 +227,10 @@ static const struct p2p_dmabuf_importer_ops pages_importer_ops = {
 
 static void pages_dma_done(struct ioas_pages *p)
 {
-	uint64_t left = atomic_fetch_sub(&p->count, 1) - 1;
+	/* In flight -> ending, in one step: p stays ours until the last line. */
+	uint64_t left = atomic_fetch_add(&p->count, PAGES_EXIT - 1) + PAGES_EXIT - 1;
 
-	if (!left) {
-		pages_free(p); /* the last area went while this DMA ran */
-	} else if (!(left & PAGES_DMA_MASK) && atomic_load(&p->revoked)) {
+	if (!(left & PAGES_DMA_MASK) && atomic_load(&p->revoked)) {
 		pthread_mutex_lock(&p->mutex);
 		if (p->drain && !(atomic_load(&p->count) & PAGES_DMA_MASK)) {
 			p2p_fence_signal(p->drain);
@@ -236,6 +239,8 @@ static void pages_dma_done(struct ioas_pages *p)
 		}
 		pthread_mutex_unlock(&p->mutex);
 	}
+	if (atomic_fetch_sub(&p->count, PAGES_EXIT) == PAGES_EXIT)
+		pages_free(p); /* not reached: the last reference waits for us */
 }
 
 /* Host address and contiguous bytes at @off of @p. */
