@@ -20,8 +20,8 @@
  * Errors of a request come back in its completion (cqe->res = -errno), as
  * with the kernel.  Every function is thread-safe.
  *
- * Lock order: dma-buf resv, then the CQ lock, then a slot's lock; the SQ
- * lock is taken alone.
+ * Lock order: dma-buf resv, then the CQ lock, then the SQ lock, then a
+ * slot's lock.
  */
 #ifndef P2PBUF_URING_H
 #define P2PBUF_URING_H
@@ -103,8 +103,10 @@ P2P_API void p2p_uring_destroy(struct p2p_uring *ring);
  * Slots beyond the table -> -EINVAL.  A slot being replaced is drained and
  * unregistered first.
  *
- * Return: the number of slots updated, or -errno (nothing after the first
- * failing descriptor is applied).
+ * Return: the number of slots updated; -errno only if the first descriptor
+ * failed.  Nothing after the first failing descriptor is applied, and a
+ * failing descriptor leaves its slot as it was.  Re-registering a slot while
+ * another thread submits to that same slot is not supported.
  */
 P2P_API int p2p_uring_register_buffers_update(struct p2p_uring *ring,
 					      const struct io_uring_rsrc_update2 *up);
@@ -119,12 +121,14 @@ P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *ring, unsigned int slot,
  *	DMABUF slot, @sqe->addr is the offset in the dma-buf and @sqe->fd must
  *	be the slot's target file (the same open file: -EBADF otherwise).
  *
- * Per-request errors are delivered as completions: len 0 or beyond the
- * dma-buf -> -EFAULT; vectored fixed ops -> -EOPNOTSUPP; other opcodes
- * using a DMABUF slot -> -EFAULT; -EAGAIN while the slot is being
- * invalidated (resubmit); -ENODEV once its dma-buf is revoked.
+ * Per-request errors are delivered as completions once submitted (like the
+ * kernel's, they need p2p_uring_submit()): len 0 or beyond the dma-buf
+ * -> -EFAULT; vectored fixed ops -> -EOPNOTSUPP; other opcodes using a
+ * DMABUF slot -> -EFAULT; -EAGAIN while the slot is being invalidated
+ * (resubmit); -ENODEV once its dma-buf is revoked.
  *
- * Return: 0, or -EBUSY if the submission queue is full (submit first).
+ * Return: 0, or -EBUSY if the submission queue is full (submit first),
+ * -ENOMEM.
  */
 P2P_API int p2p_uring_submit_sqe(struct p2p_uring *ring, const struct io_uring_sqe *sqe);
 

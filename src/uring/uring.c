@@ -15,11 +15,16 @@
  *
  * Locking, outer to inner: dma-buf resv (held by the invalidate callback;
  * taken with trylock on submission), ring->cq_lock (reaping the real CQ,
- * the stash), slot->lock (state, inflight), ring->sq_lock (the real SQ),
- * ring->idx_lock (the real-buffer index allocator).  A submission never
- * waits for resv, so a revoke in progress gives -EAGAIN; the invalidate
- * callback flushes the SQ before it reaps, so it cannot wait on requests
- * nobody submitted.
+ * the stash), ring->sq_lock (the real SQ), slot->lock (state, inflight),
+ * ring->idx_lock (the real-buffer index allocator).
+ * - A submission never waits for resv, so a revoke in progress gives
+ *   -EAGAIN.
+ * - A submission takes sq_lock, never cq_lock, so a thread blocked in a CQ
+ *   wait with cq_lock held never stops it (even errors are completed
+ *   through the real ring, see complete_now()).
+ * - A DMABUF request is counted in flight and queued in one sq_lock
+ *   section, and the invalidate callback marks the slot, then flushes the
+ *   SQ before it reaps, so it cannot wait on requests nobody submitted.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -192,7 +197,7 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 static int reap(struct p2p_uring *r, bool wait)
 {
 	struct io_uring_cqe *cqe;
-	unsigned int head, n = 0;
+	unsigned int head, ready, n = 0;
 	int ret;
 
 	if (wait) {
@@ -200,9 +205,22 @@ static int reap(struct p2p_uring *r, bool wait)
 		if (ret)
 			return ret;
 	}
+	ready = io_uring_cq_ready(&r->ring);
+	if (!ready)
+		return 0;
+	/*
+	 * Each request reaped here was queued and submitted in sq_lock
+	 * sections, maybe by another thread.  The kernel orders those before
+	 * its completions (SQ tail release, CQ tail acquire), but
+	 * ThreadSanitizer cannot see that: taking the lock once makes the
+	 * submitter's writes to the track visibly happen before ours.
+	 */
+	pthread_mutex_lock(&r->sq_lock);
+	pthread_mutex_unlock(&r->sq_lock);
 	io_uring_for_each_cqe(&r->ring, head, cqe) {
 		process_cqe(r, cqe);
-		n++;
+		if (++n == ready)
+			break;
 	}
 	io_uring_cq_advance(&r->ring, n);
 	return (int)n;
@@ -326,6 +344,11 @@ static void slot_invalidate(struct p2p_attachment *attach)
 	struct uslot *s = p2p_attachment_importer_priv(attach);
 
 	pthread_mutex_lock(&s->lock);
+	if (s->attach != attach) {
+		/* Not installed yet (a registration in progress): nothing is mapped. */
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	s->state = SLOT_INVALIDATING;
 	pthread_mutex_unlock(&s->lock);
 	slot_drain(s);
@@ -382,7 +405,20 @@ static int check_desc(const struct io_uring_regbuf_desc *d)
 	return 0;
 }
 
-static int slot_set_uaddr(struct uslot *s, uint64_t uaddr, uint64_t size)
+/*
+ * What a slot is going to hold.  It is set up completely before the slot's
+ * old contents go, so a failed update leaves the slot as it was (as the
+ * kernel's buffer update replaces a node only once the new one exists).
+ */
+struct slot_new {
+	uint32_t type;
+	int real;
+	struct p2p_dmabuf *buf;
+	struct p2p_attachment *attach;
+	int target_fd;
+};
+
+static int prep_uaddr(struct p2p_uring *r, uint64_t uaddr, uint64_t size, struct slot_new *n)
 {
 	struct iovec iov = { (void *)(uintptr_t)uaddr, size };
 	unsigned int idx;
@@ -390,20 +426,24 @@ static int slot_set_uaddr(struct uslot *s, uint64_t uaddr, uint64_t size)
 
 	if (!uaddr || !size || size > REAL_MAX_LEN)
 		return -EFAULT;
-	ret = idx_alloc(s->ring, 1, &idx);
+	ret = idx_alloc(r, 1, &idx);
 	if (ret)
 		return ret;
-	ret = real_update(s->ring, idx, &iov, 1);
+	ret = real_update(r, idx, &iov, 1);
 	if (ret) {
-		idx_free(s->ring, idx, 1);
+		idx_free(r, idx, 1);
 		return ret;
 	}
-	s->type = IORING_REGBUF_UADDR;
-	s->real = (int)idx;
+	n->type = IORING_REGBUF_UADDR;
+	n->real = (int)idx;
 	return 0;
 }
 
-static int slot_set_dmabuf(struct uslot *s, const struct io_uring_regbuf_desc *d)
+/*
+ * The attachment's importer_priv is @s already; slot_invalidate() ignores
+ * it until slot_install() makes it the slot's attachment.
+ */
+static int prep_dmabuf(struct uslot *s, const struct io_uring_regbuf_desc *d, struct slot_new *n)
 {
 	struct p2p_attach_info info = {
 		.argsz = sizeof(info),
@@ -433,19 +473,31 @@ static int slot_set_dmabuf(struct uslot *s, const struct io_uring_regbuf_desc *d
 		ret = -errno;
 		goto err_put;
 	}
-	ret = p2p_dmabuf_attach(buf, &info, &s->attach);
+	ret = p2p_dmabuf_attach(buf, &info, &n->attach);
 	if (ret) {
 		close(tfd);
 		goto err_put;
 	}
-	s->type = IORING_REGBUF_DMABUF;
-	s->buf = buf;
-	s->target_fd = tfd;
-	s->state = SLOT_UNMAPPED;
+	n->type = IORING_REGBUF_DMABUF;
+	n->buf = buf;
+	n->target_fd = tfd;
 	return 0;
 err_put:
 	p2p_dmabuf_put(buf);
 	return ret;
+}
+
+/* Put @n into the emptied slot @s. */
+static void slot_install(struct uslot *s, const struct slot_new *n)
+{
+	pthread_mutex_lock(&s->lock);
+	s->type = n->type;
+	s->real = n->real;
+	s->buf = n->buf;
+	s->attach = n->attach;
+	s->target_fd = n->target_fd;
+	s->state = SLOT_UNMAPPED;
+	pthread_mutex_unlock(&s->lock);
 }
 
 P2P_API int p2p_uring_register_buffers_update(struct p2p_uring *r,
@@ -457,13 +509,15 @@ P2P_API int p2p_uring_register_buffers_update(struct p2p_uring *r,
 	unsigned int done;
 	int ret = 0;
 
-	if ((flags & ~IORING_RSRC_UPDATE_EXTENDED) || up->resv2)
+	/* io_register_rsrc_update(): nr 0, unknown flags or resv2 -> EINVAL. */
+	if (!up->nr || (flags & ~IORING_RSRC_UPDATE_EXTENDED) || up->resv2)
 		return -EINVAL;
 	if (up->offset >= r->nr_slots || up->nr > r->nr_slots - up->offset)
 		return -EINVAL;
 	for (done = 0; done < up->nr; done++) {
 		struct uslot *s = &r->slots[up->offset + done];
 		struct io_uring_regbuf_desc d = { 0 };
+		struct slot_new n;
 
 		if (ext) {
 			if (copy_from_user(&d, (const uint8_t *)(uintptr_t)up->data + done * sizeof(d),
@@ -489,15 +543,18 @@ P2P_API int p2p_uring_register_buffers_update(struct p2p_uring *r,
 		}
 		if (ret)
 			break;
-		slot_clear(s);
+		n = (struct slot_new){ .type = IORING_REGBUF_EMPTY, .real = -1, .target_fd = -1 };
 		if (d.type == IORING_REGBUF_UADDR)
-			ret = slot_set_uaddr(s, d.uaddr, d.size);
+			ret = prep_uaddr(r, d.uaddr, d.size, &n);
 		else if (d.type == IORING_REGBUF_DMABUF)
-			ret = slot_set_dmabuf(s, &d);
+			ret = prep_dmabuf(s, &d, &n);
 		if (ret)
 			break;
+		slot_clear(s);
+		slot_install(s, &n);
 	}
-	return ret ? ret : (int)done;
+	/* __io_sqe_buffers_update(): the count done so far wins over a later error. */
+	return done ? (int)done : ret;
 }
 
 P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *r, unsigned int slot, int dmabuf_fd,
@@ -522,15 +579,34 @@ P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *r, unsigned int slot, in
 /* ---------------------------------------------------------------------- */
 /* Submission                                                              */
 
-/* A completion for a request that never reached the kernel. */
+/*
+ * A completion for a request that never reaches the file: a NOP through the
+ * real ring that carries the error.  It is posted to the real CQ like any
+ * other completion (once the SQ is submitted, as the kernel's), so a thread
+ * blocked in p2p_uring_wait_cqe() with cq_lock held wakes up for it; taking
+ * cq_lock here instead would wait for that thread forever.
+ */
 static int complete_now(struct p2p_uring *r, uint64_t user_data, int32_t res)
 {
-	int ret;
+	struct track *t = calloc(1, sizeof(*t));
+	struct io_uring_sqe *sqe;
 
-	pthread_mutex_lock(&r->cq_lock);
-	ret = stash_push(r, user_data, res, 0);
-	pthread_mutex_unlock(&r->cq_lock);
-	return ret;
+	if (!t)
+		return -ENOMEM;
+	t->user_data = user_data;
+	t->pending = 1;
+	t->res = res; /* the NOP's own result (0) adds nothing to it */
+	pthread_mutex_lock(&r->sq_lock);
+	sqe = io_uring_get_sqe(&r->ring);
+	if (!sqe) {
+		pthread_mutex_unlock(&r->sq_lock);
+		free(t);
+		return -EBUSY;
+	}
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, t);
+	pthread_mutex_unlock(&r->sq_lock);
+	return 0;
 }
 
 static bool same_file(int a, int b)
@@ -567,20 +643,19 @@ static int submit_passthrough(struct p2p_uring *r, const struct io_uring_sqe *in
 	return 0;
 }
 
-/* Make sure @s is mapped; returns 0, -EAGAIN (being invalidated) or -ENODEV... */
-static int slot_get_mapped(struct uslot *s)
+/*
+ * Make sure @s is mapped: 0, -EAGAIN (being invalidated, or resv busy) or
+ * the exporter's map error (-ENODEV while revoked).
+ */
+static int slot_ensure_mapped(struct uslot *s)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->state == SLOT_MAPPED) {
-		s->inflight++;
+	if (s->state != SLOT_UNMAPPED) {
+		ret = s->state == SLOT_MAPPED ? 0 : -EAGAIN;
 		pthread_mutex_unlock(&s->lock);
-		return 0;
-	}
-	if (s->state == SLOT_INVALIDATING) {
-		pthread_mutex_unlock(&s->lock);
-		return -EAGAIN;
+		return ret;
 	}
 	pthread_mutex_unlock(&s->lock);
 
@@ -595,10 +670,6 @@ static int slot_get_mapped(struct uslot *s)
 		if (!ret)
 			s->state = SLOT_MAPPED;
 	}
-	if (!ret && s->state == SLOT_MAPPED)
-		s->inflight++;
-	else if (!ret)
-		ret = -EAGAIN;
 	pthread_mutex_unlock(&s->lock);
 	p2p_dmabuf_resv_unlock(s->buf);
 	return ret;
@@ -607,37 +678,51 @@ static int slot_get_mapped(struct uslot *s)
 static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_uring_sqe *in)
 {
 	uint64_t off = in->addr, len = in->len, end, done = 0;
-	struct track *t;
 	unsigned int first, last;
+	struct track *t;
 	int ret;
 
 	if ((in->flags & IOSQE_FIXED_FILE) || !same_file(in->fd, s->target_fd))
 		return -EBADF;
 	if (!len || __builtin_add_overflow(off, len, &end) || end > p2p_dmabuf_size(s->buf))
 		return -EFAULT;
-	ret = slot_get_mapped(s);
+	ret = slot_ensure_mapped(s);
 	if (ret)
 		return ret;
-	/* Which real buffers the range touches (the slot stays mapped: inflight > 0). */
-	for (first = 0; first + 1 < s->real_n && s->real_off[first + 1] <= off; first++)
-		;
-	for (last = first; last + 1 < s->real_n && s->real_off[last + 1] < end; last++)
-		;
 	t = calloc(1, sizeof(*t));
-	if (!t) {
-		ret = -ENOMEM;
-		goto err;
+	if (!t)
+		return -ENOMEM;
+	/*
+	 * Count the request in flight and queue its SQEs in one SQ-lock
+	 * section.  slot_invalidate() marks the slot before slot_drain()
+	 * flushes the SQ under that lock, so every request it then waits for
+	 * is in the kernel: none can sit counted but unqueued while its
+	 * submitter blocks on the CQ lock the drain holds.
+	 */
+	pthread_mutex_lock(&r->sq_lock);
+	pthread_mutex_lock(&s->lock);
+	if (s->state != SLOT_MAPPED) {
+		ret = -EAGAIN; /* invalidated since it was mapped: a spurious EAGAIN (5.2) */
+	} else {
+		/* Which real buffers the range touches. */
+		for (first = 0; first + 1 < s->real_n && s->real_off[first + 1] <= off; first++)
+			;
+		for (last = first; last + 1 < s->real_n && s->real_off[last + 1] < end; last++)
+			;
+		if (io_uring_sq_space_left(&r->ring) < last - first + 1)
+			ret = -EBUSY;
+		else
+			s->inflight++; /* the slot stays mapped until it completes */
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ret) {
+		pthread_mutex_unlock(&r->sq_lock);
+		free(t);
+		return ret;
 	}
 	t->user_data = in->user_data;
 	t->slot = s;
 	t->pending = last - first + 1;
-	pthread_mutex_lock(&r->sq_lock);
-	if (io_uring_sq_space_left(&r->ring) < t->pending) {
-		pthread_mutex_unlock(&r->sq_lock);
-		free(t);
-		ret = -EBUSY;
-		goto err;
-	}
 	for (unsigned int i = first; i <= last; i++) {
 		uint64_t from = MAX(off, s->real_off[i]);
 		uint64_t to = MIN(end, s->real_off[i] + s->real_len[i]);
@@ -654,11 +739,6 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	}
 	pthread_mutex_unlock(&r->sq_lock);
 	return 0;
-err:
-	pthread_mutex_lock(&s->lock);
-	s->inflight--;
-	pthread_mutex_unlock(&s->lock);
-	return ret;
 }
 
 P2P_API int p2p_uring_submit_sqe(struct p2p_uring *r, const struct io_uring_sqe *sqe)
