@@ -16,6 +16,8 @@
  *           and a bounce buffer; targets >= 0.95x raw, >= 1.3x bounce
  *   heap    (bench_heap.c) heap alloc + mmap + touch vs raw memfd
  *           MAP_POPULATE; target <= 1.1x raw
+ *   storage (bench_storage.c) storage-device reads into a peer BAR vs into
+ *           system memory; target >= 0.9x
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -649,7 +651,7 @@ static int bench_iova(const struct bench_opts *o)
 
 static void bench_usage(FILE *f)
 {
-	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|heap|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
+	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|heap|storage|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
 		   "  --json       print one JSON object per benchmark (medians, ratios, targets)\n"
 		   "  --strict     exit 1 if a target is missed\n"
 		   "  -n, --iterations N   samples per figure (median reported)\n"
@@ -713,6 +715,8 @@ int cmd_bench(int argc, char **argv)
 		return bench_io(&o);
 	if (!strcmp(name, "heap"))
 		return bench_heap(&o);
+	if (!strcmp(name, "storage"))
+		return bench_storage(&o);
 	if (!strcmp(name, "iova"))
 		return bench_iova(&o);
 	if (!strcmp(name, "all")) {
@@ -722,9 +726,10 @@ int cmd_bench(int argc, char **argv)
 		ret |= bench_iova(&o);
 		ret |= bench_io(&o);
 		ret |= bench_heap(&o);
+		ret |= bench_storage(&o);
 		return ret;
 	}
-	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, io, heap, all)\n",
+	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, io, heap, storage, all)\n",
 		name);
 	return 2;
 }

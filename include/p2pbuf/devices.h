@@ -87,6 +87,26 @@ P2P_API int p2p_copy_engine_create(const char *name, struct p2p_pci_devset *set,
  * performs the media I/O with io_uring directly into the memory the data
  * IOVA translates to: system memory or another device's BAR exported as a
  * dma-buf (storage to device memory, peer to peer).
+ *
+ * Protocol.  Registers take 4- and 8-byte naturally aligned accesses (the
+ * high word of a u64 register is its own 4-byte register).  The driver
+ * programs SQ, CQ and QUEUE_SIZE, sets CTRL.ENABLE, writes commands at
+ * SQ[i % size] and writes the new tail to SQ_TAIL (a tail more than a
+ * queue ahead of SQ_HEAD is ignored).  The device fetches in order (a slot
+ * is free again once SQ_HEAD passed it), keeps up to 64 commands in
+ * flight, and writes each completion at CQ[CQ_TAIL % size] in completion
+ * order before advancing CQ_TAIL, then raises the MSI if asked (one MSI
+ * may cover several completions: read CQ_TAIL and reap them all).  There is
+ * no CQ head register: a driver keeps at most QUEUE_SIZE commands
+ * submitted and not yet reaped.  A command the device cannot fetch
+ * completes with id 0xffffffff and P2P_SD_FAULT; a completion slot it
+ * cannot write is lost (CQ_TAIL still moves); both set
+ * P2P_SD_STATUS_QUEUE_FAULT.  Clearing CTRL.ENABLE stops fetching;
+ * commands in flight complete.  Reset (FLR, VFIO_DEVICE_RESET, hot reset)
+ * waits for the commands in flight to complete (their completions are
+ * written), drops the ones not fetched and clears every register.
+ * Data buffers are held (a revoke of a dma-buf behind them waits) exactly
+ * while their I/O is in flight.
  */
 #define P2P_SD_REG_ID 0x00	   /* RO u32: P2P_SD_ID */
 #define P2P_SD_REG_BLOCK_SIZE 0x04 /* RO u32: bytes per block (4096) */
@@ -110,7 +130,7 @@ P2P_API int p2p_copy_engine_create(const char *name, struct p2p_pci_devset *set,
 enum p2p_sd_opcode {
 	P2P_SD_OP_READ = 1,  /* media -> memory at data IOVA */
 	P2P_SD_OP_WRITE = 2, /* memory at data IOVA -> media */
-	P2P_SD_OP_FLUSH = 3, /* fdatasync the backing file */
+	P2P_SD_OP_FLUSH = 3, /* fdatasync the image: covers writes completed before it */
 };
 
 /** struct p2p_sd_cmd - one command, 32 bytes in the submission queue */
@@ -130,7 +150,7 @@ struct p2p_sd_cmd {
 struct p2p_sd_cqe {
 	uint32_t id;
 	uint32_t status; /* enum p2p_sd_status */
-	uint64_t bytes;	 /* bytes transferred */
+	uint64_t bytes;	 /* bytes transferred (before the status happened, if not OK) */
 };
 
 enum p2p_sd_status {
@@ -139,8 +159,8 @@ enum p2p_sd_status {
 	P2P_SD_FAULT = 2,   /* translation fault in the data buffer */
 	P2P_SD_REVOKED = 3, /* the data buffer's dma-buf was revoked */
 	P2P_SD_PERM = 4,    /* the mapping does not allow the access */
-	P2P_SD_BAD_LBA = 5, /* beyond the capacity */
-	P2P_SD_IO_ERROR = 6,
+	P2P_SD_BAD_LBA = 5, /* beyond the capacity (checked before any translation) */
+	P2P_SD_IO_ERROR = 6, /* the media I/O failed or was short */
 	P2P_SD_BAD_OPCODE = 7,
 };
 
@@ -155,7 +175,14 @@ P2P_API const char *p2p_sd_status_name(uint32_t status);
  * @size: capacity for a new image; ignored when @path is given
  * @out: the function (p2p_pci_dev_put() unplugs it, finishing its I/O)
  *
- * Return: 0 or -errno (-EINVAL for a bad size, errors of open(2)).
+ * The device owns a worker thread and an io_uring; the image fd (O_CLOEXEC)
+ * is the device's, closed when it is released.  A temporary image is an
+ * unnamed file (O_TMPFILE) in $TMPDIR or /tmp.  The capacity is the image
+ * size in whole blocks.  Thread-safe; does not block beyond the file
+ * operations.
+ *
+ * Return: 0 or -errno (-EINVAL for a bad size or an image smaller than a
+ * block, errors of open(2) and io_uring_setup(2), -ENOMEM).
  */
 P2P_API int p2p_storage_create(const char *name, struct p2p_pci_devset *set, uint32_t group,
 			       const char *path, uint64_t size, struct p2p_pci_dev **out);

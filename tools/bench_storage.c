@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: MIT
+/*
+ * p2pbuf bench storage: the emulated storage device reads a page-cached
+ * image (default 256 MiB) in 128 KiB and 1 MiB commands at queue depth 32
+ *   (a) into a peer's BAR: a GPU-like function's BAR2 exported as a dma-buf
+ *       and mapped in the storage device's IOAS (storage -> device memory);
+ *   (b) into system memory mapped with p2p_ioas_map (same size, same page
+ *       policy as the BAR: a memfd mapping);
+ *   (c) raw: io_uring reads of the same blocks at the same depth straight
+ *       into (b)'s memory, no device in between.
+ * Interleaved (a and b alternate which goes first), medians of whole-image
+ * passes after a checked warm-up pass.  Target: a/b throughput >= 0.9.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "sd_driver.h"
+
+#define QD 32
+#define ENTRIES 64
+
+static void die(const char *what, int err) __attribute__((noreturn));
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "p2pbuf bench storage: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+/* A page-cached image of @size bytes, filled; the path is unlinked by the caller. */
+static int make_image(char *path, size_t pathlen, uint64_t size)
+{
+	const char *dir = getenv("TMPDIR");
+	size_t chunk = 1u << 20;
+	uint64_t *buf = malloc(chunk);
+	int fd;
+
+	snprintf(path, pathlen, "%s/p2pbuf-bench-sd-XXXXXX", dir && *dir ? dir : "/tmp");
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0 || !buf)
+		die("image", fd < 0 ? errno : ENOMEM);
+	for (uint64_t off = 0; off < size; off += chunk) {
+		for (size_t i = 0; i < chunk / 8; i++)
+			buf[i] = (off + i * 8) * 0x9e3779b97f4a7c15ull;
+		if (pwrite(fd, buf, chunk, (off_t)off) != (ssize_t)chunk)
+			die("image write", errno);
+	}
+	/* Written back once, so writeback does not run during the passes. */
+	if (fdatasync(fd))
+		die("fdatasync", errno);
+	free(buf);
+	return fd;
+}
+
+/* System memory like the BAR's: a memfd mapping, THP if p2pbuf uses it. */
+static uint8_t *sys_map(uint64_t size, int *fdp)
+{
+	int fd = memfd_create("bench-sd-sys", MFD_CLOEXEC);
+	uint8_t *p;
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		die("memfd", errno);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap", errno);
+	if (p2p_hugepage_mode() != P2P_HUGEPAGE_NONE)
+		madvise(p, size, MADV_HUGEPAGE);
+	if (madvise(p, size, MADV_POPULATE_WRITE))
+		die("MADV_POPULATE_WRITE", errno);
+	*fdp = fd;
+	return p;
+}
+
+/* One pass over the image through the device into [iova, +size), QD commands in flight. */
+static uint64_t pass_device(struct sd_drv *drv, uint64_t iova, uint64_t size, uint64_t bs)
+{
+	uint32_t nb = (uint32_t)(bs / P2P_SD_BLOCK), total = (uint32_t)(size / bs);
+	uint32_t sub = 0, done = 0;
+	struct p2p_sd_cqe cqe[ENTRIES];
+	uint64_t t0 = now_ns();
+	int ret;
+
+	while (done < total) {
+		uint32_t n, start = sub;
+
+		while (sub < total && sub - done < QD) {
+			ret = sd_drv_read(drv, (uint64_t)sub * nb, nb, iova + (uint64_t)sub * bs,
+					  P2P_SD_CMD_IRQ, sub);
+			if (ret < 0)
+				die("submit", ret);
+			sub++;
+		}
+		if (sub != start && (ret = sd_drv_kick(drv)))
+			die("doorbell", ret);
+		if ((ret = sd_drv_wait(drv, 1, 60000)) < 0)
+			die("wait", ret);
+		n = sd_drv_reap(drv, cqe, ENTRIES);
+		for (uint32_t i = 0; i < n; i++)
+			if (cqe[i].status != P2P_SD_OK || cqe[i].bytes != bs) {
+				fprintf(stderr, "p2pbuf bench storage: command %u: %s\n", cqe[i].id,
+					p2p_sd_status_name(cqe[i].status));
+				exit(1);
+			}
+		done += n;
+	}
+	return now_ns() - t0;
+}
+
+/* The raw baseline: the same reads with io_uring, no device. */
+static uint64_t pass_raw(struct io_uring *ring, int fd, uint8_t *mem, uint64_t size, uint64_t bs)
+{
+	uint64_t next = 0, done = 0, t0 = now_ns();
+	unsigned int inflight = 0;
+
+	while (done < size) {
+		struct io_uring_cqe *cqe;
+
+		while (inflight < QD && next < size) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+			io_uring_prep_read(sqe, fd, mem + next, (unsigned int)bs, next);
+			next += bs;
+			inflight++;
+		}
+		io_uring_submit_and_wait(ring, 1);
+		while (io_uring_peek_cqe(ring, &cqe) == 0) {
+			if (cqe->res != (int)bs)
+				die("raw read", cqe->res < 0 ? cqe->res : EIO);
+			io_uring_cqe_seen(ring, cqe);
+			inflight--;
+			done += bs;
+		}
+	}
+	return now_ns() - t0;
+}
+
+static bool same_as_file(int fd, const uint8_t *mem, uint64_t size)
+{
+	size_t chunk = 1u << 20;
+	uint8_t *buf = malloc(chunk);
+	bool ok = buf != NULL;
+
+	for (uint64_t off = 0; ok && off < size; off += chunk)
+		ok = pread(fd, buf, chunk, (off_t)off) == (ssize_t)chunk &&
+		     !memcmp(buf, mem + off, chunk);
+	free(buf);
+	return ok;
+}
+
+int bench_storage(const struct bench_opts *o)
+{
+	static const uint64_t sizes[] = { 128 << 10, 1 << 20 };
+	uint64_t size = o->size ? o->size : 256ull << 20;
+	unsigned int n = o->iterations ? o->iterations : 7;
+	uint64_t *ta = calloc(n, 8), *tb = calloc(n, 8), *tc = calloc(n, 8);
+	struct bench_report *r = report_new("storage", o);
+	struct vfio_region_dma_range whole = { 0, size };
+	struct p2p_pci_dev *sdpci, *gpupci;
+	struct p2p_vfio_device *sdv, *gpuv;
+	struct p2p_iommufd *ctx;
+	struct p2p_ioas *ioas;
+	uint64_t bar_iova = 0, sys_iova = 0;
+	struct io_uring ring;
+	struct sd_drv drv;
+	uint8_t *sys, *bar;
+	char path[4096], txt[96];
+	int img, sysfd, dbuf, ret;
+	uint32_t id;
+
+	if (!ta || !tb || !tc)
+		die("alloc", ENOMEM);
+	snprintf(txt, sizeof(txt), "%llu MiB, page-cached, QD %d, one interrupt per command",
+		 (unsigned long long)(size >> 20), QD);
+	report_fact(r, "image", txt);
+	report_fact(r, "a", "storage device -> GPU BAR2 (dma-buf in the device's IOAS)");
+	report_fact(r, "b", "storage device -> system memory (memfd, p2p_ioas_map)");
+	report_fact(r, "c", "raw io_uring reads, same depth, into b's memory (no device)");
+	report_fact(r, "pages", hugepage_mode_name());
+
+	img = make_image(path, sizeof(path), size);
+	if ((ret = p2p_iommufd_open(&ctx)) || (ret = p2p_ioas_alloc(ctx, &id, &ioas)))
+		die("iommufd", ret);
+	if ((ret = p2p_storage_create("0000:d0:00.0", NULL, 4, path, 0, &sdpci)))
+		die("storage device", ret);
+	unlink(path);
+	if ((ret = p2p_vfio_device_open(sdpci, &sdv)) ||
+	    (ret = p2p_vfio_device_attach_ioas(sdv, ioas)) ||
+	    (ret = sd_drv_init(&drv, sdv, ioas, ENTRIES)))
+		die("storage driver", ret);
+
+	if ((ret = cli_gpu_create("0000:d1:00.0", size, NULL, 5, &gpupci, &gpuv)) ||
+	    (ret = cli_mem_enable(gpuv, true)))
+		die("GPU", ret);
+	dbuf = p2p_vfio_device_get_dmabuf(gpuv, 2, &whole, 1, O_RDWR | O_CLOEXEC);
+	if (dbuf < 0)
+		die("DMA_BUF", dbuf);
+	if ((ret = p2p_ioas_map_file(ioas, dbuf, 0, size, &bar_iova,
+				     P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE)))
+		die("IOAS map_file", ret);
+	bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(gpupci, 2), 0);
+	memset(bar, 0, size); /* VRAM populated, as system memory is */
+
+	sys = sys_map(size, &sysfd);
+	if ((ret = p2p_ioas_map(ioas, sys, size, &sys_iova,
+				P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE)))
+		die("IOAS map", ret);
+	if ((ret = io_uring_queue_init(ENTRIES, &ring, 0)))
+		die("io_uring", ret);
+
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		uint64_t bs = sizes[si];
+		double ma, mb, mc, gb = (double)size / 1e9;
+		char name[64], what[96];
+
+		/* Warm-up, and the data is checked once. */
+		pass_device(&drv, bar_iova, size, bs);
+		pass_device(&drv, sys_iova, size, bs);
+		pass_raw(&ring, img, sys, size, bs);
+		if (!same_as_file(img, bar, size) || !same_as_file(img, sys, size))
+			die("data check", EIO);
+		memset(bar, 0, size);
+		memset(sys, 0, size);
+		for (unsigned int it = 0; it < n; it++) {
+			/* Interleaved, alternating which of a and b goes first. */
+			if (it & 1)
+				tb[it] = pass_device(&drv, sys_iova, size, bs);
+			ta[it] = pass_device(&drv, bar_iova, size, bs);
+			if (!(it & 1))
+				tb[it] = pass_device(&drv, sys_iova, size, bs);
+			tc[it] = pass_raw(&ring, img, sys, size, bs);
+		}
+		if (!same_as_file(img, bar, size) || !same_as_file(img, sys, size))
+			die("data check", EIO);
+		snprintf(what, sizeof(what), "%llu commands of %llu KiB",
+			 (unsigned long long)(size / bs), (unsigned long long)(bs >> 10));
+		snprintf(name, sizeof(name), "a_peer_bar_%lluK", (unsigned long long)(bs >> 10));
+		ma = report_median(r, name, what, ta, n);
+		snprintf(name, sizeof(name), "b_system_%lluK", (unsigned long long)(bs >> 10));
+		mb = report_median(r, name, what, tb, n);
+		snprintf(name, sizeof(name), "c_raw_uring_%lluK", (unsigned long long)(bs >> 10));
+		mc = report_median(r, name, "io_uring reads, no device", tc, n);
+		if (!o->json)
+			printf("   %-28s peer %.2f GB/s, system %.2f GB/s, raw %.2f GB/s\n", "",
+			       gb / (ma / 1e3), gb / (mb / 1e3), gb / (mc / 1e3));
+		snprintf(name, sizeof(name), "%lluK_peer_GBps", (unsigned long long)(bs >> 10));
+		report_ratio(r, name, gb / (ma / 1e3));
+		snprintf(name, sizeof(name), "%lluK_system_GBps", (unsigned long long)(bs >> 10));
+		report_ratio(r, name, gb / (mb / 1e3));
+		snprintf(name, sizeof(name), "%lluK_raw_GBps", (unsigned long long)(bs >> 10));
+		report_ratio(r, name, gb / (mc / 1e3));
+		/* Throughput ratios: time of b over time of a. */
+		snprintf(name, sizeof(name), "%lluK_system/raw", (unsigned long long)(bs >> 10));
+		report_ratio(r, name, mc / mb);
+		snprintf(name, sizeof(name), "%lluK_peer/system", (unsigned long long)(bs >> 10));
+		report_ratio(r, name, mb / ma);
+		report_target(r, name, mb / ma, 0.9, true, "peer >= 0.9 x system memory");
+	}
+
+	io_uring_queue_exit(&ring);
+	sd_drv_fini(&drv);
+	p2p_ioas_unmap(ioas, sys_iova, size, NULL);
+	p2p_ioas_unmap(ioas, bar_iova, size, NULL);
+	munmap(sys, size);
+	close(sysfd);
+	p2p_close(dbuf);
+	p2p_vfio_device_close(gpuv);
+	p2p_pci_dev_put(gpupci);
+	p2p_vfio_device_close(sdv);
+	p2p_pci_dev_put(sdpci);
+	p2p_ioas_put(ioas);
+	p2p_iommufd_close(ctx);
+	close(img);
+	free(ta);
+	free(tb);
+	free(tc);
+	return report_finish(r);
+}

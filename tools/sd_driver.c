@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sd_driver.h"
+
+static size_t queue_bytes(uint32_t entries, size_t each)
+{
+	return ((size_t)entries * each + 4095) & ~(size_t)4095;
+}
+
+int sd_drv_reg_write(struct sd_drv *drv, uint64_t off, uint64_t v, size_t len)
+{
+	ssize_t n = p2p_vfio_device_pwrite(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off);
+
+	return n == (ssize_t)len ? 0 : (n < 0 ? (int)n : -EIO);
+}
+
+uint64_t sd_drv_reg_read(struct sd_drv *drv, uint64_t off, size_t len)
+{
+	uint64_t v = 0;
+
+	if (p2p_vfio_device_pread(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off) !=
+	    (ssize_t)len)
+		return ~0ull;
+	return v;
+}
+
+static int set_irq(struct sd_drv *drv, int fd)
+{
+	uint8_t buf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	struct vfio_irq_set *irq = (struct vfio_irq_set *)buf;
+	int32_t efd = fd;
+
+	*irq = (struct vfio_irq_set){
+		.argsz = sizeof(buf),
+		.flags = (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
+			 VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = VFIO_PCI_MSI_IRQ_INDEX,
+		.start = 0,
+		.count = fd >= 0 ? 1 : 0,
+	};
+	memcpy(irq->data, &efd, sizeof(efd));
+	return (int)p2p_vfio_device_ioctl(drv->vdev, VFIO_DEVICE_SET_IRQS, irq);
+}
+
+int sd_drv_init(struct sd_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioas *ioas,
+		uint32_t entries)
+{
+	size_t sq_sz = queue_bytes(entries, sizeof(struct p2p_sd_cmd));
+	size_t cq_sz = queue_bytes(entries, sizeof(struct p2p_sd_cqe));
+	int ret;
+
+	memset(drv, 0, sizeof(*drv));
+	drv->efd = -1;
+	if (!entries || entries > 4096 || (entries & (entries - 1)))
+		return -EINVAL;
+	drv->vdev = vdev;
+	drv->ioas = ioas;
+	drv->entries = entries;
+	drv->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (drv->efd < 0)
+		return -errno;
+	drv->sq = mmap(NULL, sq_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	drv->cq = mmap(NULL, cq_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (drv->sq == MAP_FAILED || drv->cq == MAP_FAILED)
+		return -ENOMEM;
+	/* The device reads commands and writes completions. */
+	ret = p2p_ioas_map(ioas, drv->sq, sq_sz, &drv->sq_iova, P2P_IOAS_MAP_READABLE);
+	if (ret)
+		return ret;
+	drv->sq_mapped = true;
+	ret = p2p_ioas_map(ioas, drv->cq, cq_sz, &drv->cq_iova,
+			   P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE);
+	if (ret)
+		return ret;
+	drv->cq_mapped = true;
+	ret = set_irq(drv, drv->efd);
+	if (ret)
+		return ret;
+	if (sd_drv_reg_read(drv, P2P_SD_REG_ID, 4) != P2P_SD_ID)
+		return -ENODEV;
+	drv->capacity = sd_drv_reg_read(drv, P2P_SD_REG_CAPACITY, 8);
+	if ((ret = sd_drv_reg_write(drv, P2P_SD_REG_CTRL, 0, 4)) ||
+	    (ret = sd_drv_reg_write(drv, P2P_SD_REG_SQ, drv->sq_iova, 8)) ||
+	    (ret = sd_drv_reg_write(drv, P2P_SD_REG_CQ, drv->cq_iova, 8)) ||
+	    (ret = sd_drv_reg_write(drv, P2P_SD_REG_QUEUE_SIZE, entries, 4)))
+		return ret;
+	if (sd_drv_reg_read(drv, P2P_SD_REG_QUEUE_SIZE, 4) != entries)
+		return -EINVAL;
+	/* Continue where the device is (0 after a reset). */
+	drv->sq_tail = (uint32_t)sd_drv_reg_read(drv, P2P_SD_REG_SQ_TAIL, 4);
+	drv->cq_head = (uint32_t)sd_drv_reg_read(drv, P2P_SD_REG_CQ_TAIL, 4);
+	if (drv->sq_tail != (uint32_t)sd_drv_reg_read(drv, P2P_SD_REG_SQ_HEAD, 4) ||
+	    drv->sq_tail != drv->cq_head)
+		return -EBUSY; /* commands of someone else in flight: reset first */
+	return sd_drv_reg_write(drv, P2P_SD_REG_CTRL, P2P_SD_CTRL_ENABLE, 4);
+}
+
+uint32_t sd_drv_room(const struct sd_drv *drv)
+{
+	return drv->entries - (drv->sq_tail - drv->cq_head);
+}
+
+int sd_drv_submit(struct sd_drv *drv, const struct p2p_sd_cmd *cmd)
+{
+	uint32_t slot = drv->sq_tail & (drv->entries - 1);
+
+	if (!sd_drv_room(drv))
+		return -EBUSY;
+	drv->sq[slot] = *cmd;
+	drv->sq_tail++;
+	return (int)slot;
+}
+
+static int rw(struct sd_drv *drv, uint8_t op, uint64_t lba, uint32_t nblocks, uint64_t data,
+	      uint8_t flags, uint32_t id)
+{
+	struct p2p_sd_cmd c = {
+		.opcode = op, .flags = flags, .id = id, .lba = lba, .nblocks = nblocks, .data = data,
+	};
+
+	return sd_drv_submit(drv, &c);
+}
+
+int sd_drv_read(struct sd_drv *drv, uint64_t lba, uint32_t nblocks, uint64_t data,
+		uint8_t flags, uint32_t id)
+{
+	return rw(drv, P2P_SD_OP_READ, lba, nblocks, data, flags, id);
+}
+
+int sd_drv_write(struct sd_drv *drv, uint64_t lba, uint32_t nblocks, uint64_t data,
+		 uint8_t flags, uint32_t id)
+{
+	return rw(drv, P2P_SD_OP_WRITE, lba, nblocks, data, flags, id);
+}
+
+int sd_drv_flush(struct sd_drv *drv, uint8_t flags, uint32_t id)
+{
+	return rw(drv, P2P_SD_OP_FLUSH, 0, 0, 0, flags, id);
+}
+
+int sd_drv_kick(struct sd_drv *drv)
+{
+	/*
+	 * The register write goes through the device's locks: it orders the
+	 * commands written above before the device's fetch, no fence needed.
+	 */
+	return sd_drv_reg_write(drv, P2P_SD_REG_SQ_TAIL, drv->sq_tail, 4);
+}
+
+uint32_t sd_drv_ready(struct sd_drv *drv)
+{
+	/* As in sd_drv_kick(): the completions are visible once CQ_TAIL covers them. */
+	return (uint32_t)sd_drv_reg_read(drv, P2P_SD_REG_CQ_TAIL, 4) - drv->cq_head;
+}
+
+static int64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sd_drv_wait(struct sd_drv *drv, uint32_t n, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = drv->efd, .events = POLLIN };
+	int64_t deadline = timeout_ms < 0 ? INT64_MAX : ms_now() + timeout_ms;
+	uint32_t ready;
+
+	while ((ready = sd_drv_ready(drv)) < n) {
+		eventfd_t v;
+
+		if (ms_now() >= deadline)
+			return -ETIMEDOUT;
+		/* Commands without P2P_SD_CMD_IRQ are seen by polling CQ_TAIL. */
+		if (poll(&pfd, 1, 10) < 0 && errno != EINTR)
+			return -errno;
+		(void)eventfd_read(drv->efd, &v);
+	}
+	return (int)ready;
+}
+
+uint32_t sd_drv_reap(struct sd_drv *drv, struct p2p_sd_cqe *out, uint32_t max)
+{
+	uint32_t n = sd_drv_ready(drv);
+
+	n = n < max ? n : max;
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = drv->cq[(drv->cq_head + i) & (drv->entries - 1)];
+	drv->cq_head += n;
+	return n;
+}
+
+uint32_t sd_drv_run(struct sd_drv *drv, const struct p2p_sd_cmd *cmd, uint64_t *bytes)
+{
+	struct p2p_sd_cmd c = *cmd;
+	struct p2p_sd_cqe cqe = { 0 };
+
+	c.flags |= P2P_SD_CMD_IRQ;
+	if (sd_drv_ready(drv) || sd_drv_submit(drv, &c) < 0 || sd_drv_kick(drv) ||
+	    sd_drv_wait(drv, 1, -1) < 0 || sd_drv_reap(drv, &cqe, 1) != 1)
+		return P2P_SD_PENDING;
+	if (bytes)
+		*bytes = cqe.bytes;
+	return cqe.status;
+}
+
+void sd_drv_fini(struct sd_drv *drv)
+{
+	size_t sq_sz = queue_bytes(drv->entries, sizeof(struct p2p_sd_cmd));
+	size_t cq_sz = queue_bytes(drv->entries, sizeof(struct p2p_sd_cqe));
+
+	if (drv->vdev) {
+		sd_drv_reg_write(drv, P2P_SD_REG_CTRL, 0, 4);
+		set_irq(drv, -1);
+	}
+	if (drv->sq_mapped)
+		p2p_ioas_unmap(drv->ioas, drv->sq_iova, sq_sz, NULL);
+	if (drv->cq_mapped)
+		p2p_ioas_unmap(drv->ioas, drv->cq_iova, cq_sz, NULL);
+	if (drv->sq && drv->sq != MAP_FAILED)
+		munmap(drv->sq, sq_sz);
+	if (drv->cq && drv->cq != MAP_FAILED)
+		munmap(drv->cq, cq_sz);
+	if (drv->efd >= 0)
+		close(drv->efd);
+	memset(drv, 0, sizeof(*drv));
+	drv->efd = -1;
+}
