@@ -23,11 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pthread.h>
 
 #include "ce_driver.h"
+#include "sd_driver.h"
 #include "cli.h"
 
 static uint64_t t_step;
@@ -130,6 +132,39 @@ static const struct p2p_dmabuf_importer_ops importer_ops = { .invalidate_mapping
 
 static uint64_t p2p_win; /* bytes of the peer-to-peer window */
 
+/* What the acts share: one IO address space, the copy engine, the figures. */
+static struct world {
+	struct p2p_iommufd *ctx;
+	struct p2p_ioas *ioas;
+	uint32_t ioas_id;
+	struct p2p_pci_dev *cepci;
+	struct p2p_vfio_device *cev;
+	struct ce_drv ce;
+	struct p2p_pci_dev *gpus[8];
+	struct p2p_vfio_device *gvdevs[8];
+	unsigned int ngpus;
+	uint64_t vram;
+} W;
+
+/* The summary table: one row per figure the story measured. */
+static struct figure {
+	const char *what;
+	double value;
+	const char *unit;
+} figures[16];
+static unsigned int nfigures;
+
+static void figure(const char *what, double value, const char *unit)
+{
+	if (nfigures < sizeof(figures) / sizeof(figures[0]))
+		figures[nfigures++] = (struct figure){ what, value, unit };
+}
+
+static double gbps(uint64_t bytes, uint64_t ns)
+{
+	return ns ? (double)bytes / (double)ns : 0;
+}
+
 struct stream {
 	struct ce_drv *drv;
 	uint64_t src, dst;
@@ -162,11 +197,8 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 	/* The last quarter of VRAM (at most 32 MiB): clear of the 3-range dma-buf. */
 	struct vfio_region_dma_range win = { vram - MIN(vram / 4, 32ull << 20),
 					     MIN(vram / 4, 32ull << 20) };
-	struct p2p_pci_dev *cepci;
-	struct p2p_vfio_device *cev;
-	struct p2p_iommufd *ctx;
 	struct p2p_ioas *ioas;
-	struct ce_drv drv;
+	struct ce_drv *drv = &W.ce;
 	struct stream st = { 0 };
 	uint64_t src_iova = 0, back_iova = 0, vram_iova = 0, t0;
 	uint8_t *src, *back, *bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu, 2), win.offset), *canary;
@@ -176,14 +208,16 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 
 	p2p_win = win.length;
 	step("Plug in a copy engine 0000:02:00.0 and give it an IO address space");
-	if ((ret = p2p_copy_engine_create("0000:02:00.0", NULL, 2, &cepci)) ||
-	    (ret = p2p_vfio_device_open(cepci, &cev)) || (ret = p2p_iommufd_open(&ctx)) ||
-	    (ret = p2p_ioas_alloc(ctx, &id, &ioas)) ||
-	    (ret = p2p_vfio_device_attach_ioas(cev, ioas)) ||
-	    (ret = ce_drv_init(&drv, cev, ioas, 256))) {
+	if ((ret = p2p_copy_engine_create("0000:02:00.0", NULL, 2, &W.cepci)) ||
+	    (ret = p2p_vfio_device_open(W.cepci, &W.cev)) || (ret = p2p_iommufd_open(&W.ctx)) ||
+	    (ret = p2p_ioas_alloc(W.ctx, &W.ioas_id, &W.ioas)) ||
+	    (ret = p2p_vfio_device_attach_ioas(W.cev, W.ioas)) ||
+	    (ret = ce_drv_init(&W.ce, W.cev, W.ioas, 256))) {
 		fprintf(stderr, "p2pbuf run: copy engine: %s\n", strerror(-ret));
 		return 1;
 	}
+	ioas = W.ioas;
+	id = W.ioas_id;
 	src = aligned_alloc(4096, p2p_win);
 	back = aligned_alloc(4096, p2p_win);
 	canary = malloc(p2p_win);
@@ -206,10 +240,13 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 
 	step("DMA system memory -> GPU VRAM and back, peer to peer through the dma-buf");
 	t0 = now_ns();
-	status = ce_drv_copy(&drv, src_iova, vram_iova, p2p_win);
+	status = ce_drv_copy(drv, src_iova, vram_iova, p2p_win);
+	t0 = now_ns() - t0;
 	say("engine: %llu MiB into VRAM: %s (%.2f GB/s)", (unsigned long long)(p2p_win >> 20),
-	    p2p_ce_status_name(status), (double)p2p_win / (double)(now_ns() - t0));
-	status = ce_drv_copy(&drv, vram_iova, back_iova, p2p_win);
+	    p2p_ce_status_name(status), gbps(p2p_win, t0));
+	figure("copy engine: system memory -> VRAM, first touch of the window", gbps(p2p_win, t0),
+	       "GB/s");
+	status = ce_drv_copy(drv, vram_iova, back_iova, p2p_win);
 	say("engine: VRAM back to system memory: %s", p2p_ce_status_name(status));
 	expect(!memcmp(bar, src, p2p_win), "VRAM holds the data, byte for byte");
 	expect(!memcmp(back, src, p2p_win), "the readback matches, byte for byte");
@@ -217,7 +254,7 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 
 	step("Reset the GPU (FLR) in the middle of a stream of copies into its VRAM");
 	memset(src, 0x5a, p2p_win); /* the stream writes a new pattern */
-	st.drv = &drv;
+	st.drv = drv;
 	st.src = src_iova;
 	st.dst = vram_iova;
 	pthread_create(&th, NULL, stream_thread, &st);
@@ -244,7 +281,7 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 	expect(atomic_load(&st.revoked) >= 32 && !atomic_load(&st.other),
 	       "every descriptor after the revoke reports \"revoked\"");
 	expect(!memcmp(canary, bar, p2p_win), "no byte landed in VRAM after the revoke returned");
-	expect(ce_drv_copy(&drv, src_iova, vram_iova, 4096) == P2P_CE_REVOKED,
+	expect(ce_drv_copy(drv, src_iova, vram_iova, 4096) == P2P_CE_REVOKED,
 	       "the IOAS never remaps on its own, even though the GPU is back");
 	done();
 
@@ -257,18 +294,53 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 						     rw | P2P_IOAS_MAP_FIXED_IOVA);
 		expect(!ret && again == vram_iova, "IOMMU_IOAS_UNMAP + MAP_FILE with FIXED_IOVA");
 	}
-	status = ce_drv_copy(&drv, src_iova, vram_iova, p2p_win);
+	status = ce_drv_copy(drv, src_iova, vram_iova, p2p_win);
 	say("engine: %s", p2p_ce_status_name(status));
 	expect(status == P2P_CE_OK && !memcmp(bar, src, p2p_win),
 	       "the stream carries on, data verified");
 	done();
 
-	ce_drv_fini(&drv);
-	p2p_ioas_unmap(ioas, 0, 0, NULL);
-	p2p_vfio_device_close(cev);
-	p2p_pci_dev_put(cepci);
-	p2p_ioas_put(ioas);
-	p2p_iommufd_close(ctx);
+	/* Peer to peer between GPUs: BAR to BAR through two dma-bufs. */
+	for (unsigned int g = 1; g < W.ngpus; g++) {
+		uint64_t other = 0;
+		int ofd;
+
+		step("GPU 0 -> GPU %u: BAR to BAR through both dma-bufs", g);
+		ofd = p2p_vfio_device_get_dmabuf(W.gvdevs[g], 2, &win, 1, O_RDWR | O_CLOEXEC);
+		ret = ofd < 0 ? ofd : p2p_ioas_map_file(ioas, ofd, 0, p2p_win, &other, rw);
+		t0 = now_ns();
+		status = ret ? P2P_CE_FAULT : ce_drv_copy(drv, vram_iova, other, p2p_win);
+		t0 = now_ns() - t0;
+		say("engine: %s, %.2f GB/s", p2p_ce_status_name(status), gbps(p2p_win, t0));
+		expect(status == P2P_CE_OK &&
+			       !memcmp(p2p_mem_ptr(p2p_pci_dev_bar_mem(W.gpus[g], 2), win.offset),
+				       bar, p2p_win),
+		       "the other GPU's VRAM holds the data, byte for byte");
+		if (g == 1)
+			figure("copy engine: VRAM -> VRAM of another GPU", gbps(p2p_win, t0), "GB/s");
+		if (!ret)
+			p2p_ioas_unmap(ioas, other, p2p_win, NULL);
+		if (ofd >= 0)
+			p2p_close(ofd);
+		done();
+	}
+
+	/* Small copies: the engine's latency for one 4 KiB descriptor. */
+	{
+		uint64_t lat[16];
+
+		for (int i = 0; i < 16; i++) {
+			uint64_t t = now_ns();
+
+			ce_drv_copy(drv, src_iova, vram_iova, 4096);
+			lat[i] = now_ns() - t;
+		}
+		figure("copy engine: one 4 KiB descriptor, doorbell to MSI", median_ns(lat, 16) / 1e3,
+		       "us");
+	}
+	p2p_ioas_unmap(ioas, src_iova, p2p_win, NULL);
+	p2p_ioas_unmap(ioas, back_iova, p2p_win, NULL);
+	p2p_ioas_unmap(ioas, vram_iova, p2p_win, NULL);
 	p2p_close(fd);
 	free(src);
 	free(back);
@@ -276,20 +348,407 @@ static int run_p2p(struct p2p_pci_dev *gpu, struct p2p_vfio_device *gvdev, uint6
 	return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Storage to device memory, io_uring, the heap, and a reset mid-transfer  */
+
+#define SD_CMD (1u << 20) /* bytes per storage command */
+
+struct run_opts {
+	const char *file;
+	uint64_t file_size;
+};
+
+/* Generate the data file: a xorshift pattern, 1 MiB at a time. */
+static void make_file(int fd, uint64_t size)
+{
+	uint64_t s = 0x2545f4914f6cdd1dull;
+	uint64_t *chunk = malloc(SD_CMD);
+
+	for (uint64_t off = 0; off < size; off += SD_CMD) {
+		for (size_t i = 0; i < SD_CMD / 8; i++) {
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			chunk[i] = s;
+		}
+		if (pwrite(fd, chunk, SD_CMD, (off_t)off) != (ssize_t)SD_CMD)
+			break;
+	}
+	free(chunk);
+}
+
+static uint64_t file_checksum(int fd, uint64_t size)
+{
+	uint8_t *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	uint64_t h;
+
+	if (m == MAP_FAILED)
+		return 0;
+	h = checksum(m, size);
+	munmap(m, size);
+	return h;
+}
+
+/* Read [0, len) of the image into IOVA @dst with up to @qd commands in flight. */
+static int sd_stream(struct sd_drv *sd, uint64_t dst, uint64_t len, uint32_t qd,
+		     unsigned int *ok, unsigned int *revoked, unsigned int *other)
+{
+	uint64_t next = 0, done_bytes = 0;
+	uint32_t inflight = 0;
+
+	while (done_bytes < len) {
+		struct p2p_sd_cqe cqe[64];
+		uint32_t n;
+		int ret;
+
+		while (inflight < qd && next < len && sd_drv_room(sd)) {
+			ret = sd_drv_read(sd, next / P2P_SD_BLOCK, SD_CMD / P2P_SD_BLOCK, dst + next,
+					  P2P_SD_CMD_IRQ, (uint32_t)(next / SD_CMD));
+			if (ret < 0)
+				return ret;
+			next += SD_CMD;
+			inflight++;
+		}
+		sd_drv_kick(sd);
+		ret = sd_drv_wait(sd, 1, 10000);
+		if (ret < 0)
+			return ret;
+		n = sd_drv_reap(sd, cqe, 64);
+		for (uint32_t i = 0; i < n; i++) {
+			if (cqe[i].status == P2P_SD_OK)
+				(*ok)++;
+			else if (cqe[i].status == P2P_SD_REVOKED)
+				(*revoked)++;
+			else
+				(*other)++;
+		}
+		inflight -= n;
+		done_bytes += (uint64_t)n * SD_CMD;
+	}
+	return 0;
+}
+
+struct sd_stream_arg {
+	struct sd_drv *sd;
+	uint64_t dst, len;
+	atomic_bool stop;
+	atomic_uint ok, revoked, other, passes;
+};
+
+static void *sd_stream_thread(void *arg)
+{
+	struct sd_stream_arg *a = arg;
+
+	while (!atomic_load(&a->stop)) {
+		unsigned int ok = 0, rv = 0, ot = 0;
+
+		if (sd_stream(a->sd, a->dst, MIN(a->len, 32ull << 20), 8, &ok, &rv, &ot))
+			break;
+		atomic_fetch_add(&a->ok, ok);
+		atomic_fetch_add(&a->revoked, rv);
+		atomic_fetch_add(&a->other, ot);
+		atomic_fetch_add(&a->passes, 1);
+	}
+	return NULL;
+}
+
+/* One io_uring request, synchronously: the completion's result. */
+static int uring_rw(struct p2p_uring *ur, int op, int fd, uint64_t off, uint32_t len)
+{
+	struct io_uring_sqe sqe = {
+		.opcode = (uint8_t)op, .fd = fd, .addr = off, .len = len, .off = off,
+		.buf_index = 0, .user_data = off,
+	};
+	struct io_uring_cqe cqe;
+	int ret = p2p_uring_submit_sqe(ur, &sqe);
+
+	if (ret)
+		return ret;
+	p2p_uring_submit(ur);
+	ret = p2p_uring_wait_cqe(ur, &cqe, true);
+	return ret ? ret : cqe.res;
+}
+
+static int run_storage(const struct run_opts *o)
+{
+	const uint32_t rw = P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE;
+	struct p2p_pci_dev *gpu = W.gpus[0], *sdpci;
+	struct p2p_vfio_device *gvdev = W.gvdevs[0], *sdv;
+	uint64_t size = o->file_size, q = size / 4, t0, sum_file, sum, vram_iova = 0, heap_iova = 0;
+	uint64_t heap_len = MIN(size, 64ull << 20);
+	struct vfio_region_dma_range ranges[4] = {
+		{ 2 * q, q }, { 0, q }, { 3 * q, q }, { q, q }, /* VRAM quarters, shuffled */
+	};
+	char path[] = "/tmp/p2pbuf-run-XXXXXX";
+	struct sd_stream_arg sa = { 0 };
+	struct p2p_dma_heap *heap;
+	struct p2p_dmabuf *buf, *hbuf;
+	struct p2p_uring *ur;
+	struct sd_drv sd;
+	uint8_t *va, *hva, *vram = p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu, 2), 0), *canary, byte;
+	unsigned int ok = 0, rv = 0, other = 0;
+	pthread_t th;
+	int fd, dfd, hfd, sfd, ret, res;
+
+	/* ---- the data file and the storage device ---- */
+	if (o->file) {
+		fd = open(o->file, O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "p2pbuf run: %s: %s\n", o->file, strerror(errno));
+			return 1;
+		}
+		step("Plug in a storage device 0000:03:00.0 backed by %s (%llu MiB used)", o->file,
+		     (unsigned long long)(size >> 20));
+	} else {
+		fd = mkstemp(path);
+		if (fd < 0 || ftruncate(fd, (off_t)size)) {
+			fprintf(stderr, "p2pbuf run: data file: %s\n", strerror(errno));
+			return 1;
+		}
+		step("Generate a %llu MiB data file and plug in a storage device 0000:03:00.0 backed by it",
+		     (unsigned long long)(size >> 20));
+		make_file(fd, size);
+	}
+	sum_file = file_checksum(fd, size);
+	ret = p2p_storage_create("0000:03:00.0", NULL, 3, o->file ? o->file : path, 0, &sdpci);
+	if (!o->file)
+		unlink(path);
+	if (ret || (ret = p2p_vfio_device_open(sdpci, &sdv)) ||
+	    (ret = p2p_vfio_device_attach_ioas(sdv, W.ioas)) ||
+	    (ret = sd_drv_init(&sd, sdv, W.ioas, 256))) {
+		fprintf(stderr, "p2pbuf run: storage device: %s\n", strerror(-ret));
+		return 1;
+	}
+	say("file checksum %016llx; the storage device shares IOAS %u with the copy engine",
+	    (unsigned long long)sum_file, W.ioas_id);
+	done();
+
+	/* ---- export, map into the IOAS and the CPU ---- */
+	step("Export 4 scattered quarters of VRAM as one dma-buf, map it into the IOAS and the CPU");
+	dfd = p2p_vfio_device_get_dmabuf(gvdev, 2, ranges, 4, O_RDWR | O_CLOEXEC);
+	if (dfd < 0 || (ret = p2p_dmabuf_get(dfd, &buf))) {
+		fprintf(stderr, "p2pbuf run: DMA_BUF: %s\n", strerror(dfd < 0 ? -dfd : -ret));
+		return 1;
+	}
+	/* Multi-range: beyond the kernel's iommufd, contiguous in IOVA. */
+	ret = p2p_ioas_map_file(W.ioas, dfd, 0, size, &vram_iova, rw | P2P_IOAS_MAP_EXTENDED);
+	expect(!ret, "IOMMU_IOAS_MAP_FILE of a 4-range dma-buf (P2P_IOAS_MAP_EXTENDED)");
+	t0 = now_ns();
+	ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, (void **)&va);
+	t0 = now_ns() - t0;
+	expect(!ret, "p2p_dmabuf_mmap: one contiguous VA range");
+	if (ret)
+		return 1;
+	say("IOVA 0x%llx, CPU %p, %llu MiB", (unsigned long long)vram_iova, (void *)va,
+	    (unsigned long long)(size >> 20));
+	figure("mmap of the 4-range dma-buf, populated in runs", (double)t0 / 1e6, "ms");
+	done();
+
+	/* ---- storage -> VRAM ---- */
+	step("Read the file into VRAM, peer to peer: storage device -> dma-buf, 1 MiB commands, depth 32");
+	t0 = now_ns();
+	ret = sd_stream(&sd, vram_iova, size, 32, &ok, &rv, &other);
+	t0 = now_ns() - t0;
+	say("%u commands ok, %u failed; %.2f GB/s", ok, rv + other, gbps(size, t0));
+	figure("storage device: file -> VRAM, first pass (VRAM first touch)",
+	       gbps(size, t0), "GB/s");
+	expect(!ret && ok == size / SD_CMD, "every command completed ok");
+	done();
+
+	step("Verify the data through the CPU mapping and through io_uring");
+	sum = checksum(va, size);
+	say("CPU mapping checksum %016llx", (unsigned long long)sum);
+	expect(sum == sum_file, "the CPU mapping matches the file");
+	/* The scratch file is a memfd: measure the dma-buf path, not ext4's block allocation. */
+	sfd = memfd_create("p2pbuf-run-verify", MFD_CLOEXEC);
+	if (sfd >= 0 && ftruncate(sfd, (off_t)size))
+		sfd = -1;
+	ret = sfd < 0 ? -errno : p2p_uring_create(64, 1, &ur);
+	ret = ret ? ret : p2p_uring_register_dmabuf(ur, 0, dfd, sfd);
+	if (ret) {
+		fprintf(stderr, "p2pbuf run: io_uring: %s\n", strerror(-ret));
+		return 1;
+	}
+	t0 = now_ns();
+	for (uint64_t off = 0; off < size && !ret; off += SD_CMD) {
+		res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, off, SD_CMD);
+		ret = res == (int)SD_CMD ? 0 : (res < 0 ? res : -EIO);
+	}
+	t0 = now_ns() - t0;
+	sum = ret ? 0 : file_checksum(sfd, size);
+	say("io_uring WRITE_FIXED from the dma-buf slot to a scratch memfd: %.2f GB/s, checksum %016llx",
+	    gbps(size, t0), (unsigned long long)sum);
+	figure("io_uring: VRAM dma-buf -> memfd (WRITE_FIXED, depth 1, memfd first touch)", gbps(size, t0), "GB/s");
+	expect(!ret && sum == sum_file, "what io_uring read out of VRAM matches the file");
+	done();
+
+	/* ---- VRAM -> heap with the engine ---- */
+	step("Copy %llu MiB of VRAM to a system-heap buffer with the copy engine",
+	     (unsigned long long)(heap_len >> 20));
+	ret = p2p_dma_heap_open("system", &heap);
+	hfd = ret ? ret : p2p_dma_heap_alloc(heap, heap_len, O_RDWR | O_CLOEXEC, 0);
+	if (hfd < 0 || (ret = p2p_dmabuf_get(hfd, &hbuf)) ||
+	    (ret = p2p_ioas_map_file(W.ioas, hfd, 0, heap_len, &heap_iova,
+				     rw | P2P_IOAS_MAP_EXTENDED)) ||
+	    (ret = p2p_dmabuf_mmap(hbuf, NULL, heap_len, PROT_READ, MAP_SHARED, 0, (void **)&hva))) {
+		fprintf(stderr, "p2pbuf run: heap: %s\n", strerror(hfd < 0 ? -hfd : -ret));
+		return 1;
+	}
+	t0 = now_ns();
+	res = (int)ce_drv_copy(&W.ce, vram_iova, heap_iova, heap_len);
+	t0 = now_ns() - t0;
+	say("engine: %s, %.2f GB/s", p2p_ce_status_name((uint32_t)res), gbps(heap_len, t0));
+	figure("copy engine: VRAM -> system heap buffer", gbps(heap_len, t0), "GB/s");
+	p2p_dmabuf_sync(hbuf, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ);
+	expect(res == P2P_CE_OK && !memcmp(hva, va, heap_len),
+	       "the heap buffer holds the first bytes of the dma-buf");
+	p2p_dmabuf_sync(hbuf, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ);
+	done();
+
+	/* ---- a reset in the middle of a second transfer ---- */
+	step("Reset the GPU in the middle of a second transfer: memory decoding off, then FLR");
+	sa.sd = &sd;
+	sa.dst = vram_iova;
+	sa.len = size;
+	pthread_create(&th, NULL, sd_stream_thread, &sa);
+	while (atomic_load(&sa.ok) < 8u)
+		sched_yield();
+	res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
+	t0 = now_ns();
+	cli_mem_enable(gvdev, false); /* the reset sequence starts: every importer revoked */
+	t0 = now_ns() - t0;
+	canary = malloc(W.vram);
+	memcpy(canary, vram, W.vram);
+	say("revoke returned after %.3f ms (storage reads in flight were waited for)",
+	    (double)t0 / 1e6);
+	figure("revoke with CPU map, IOAS and io_uring importers, I/O in flight", (double)t0 / 1e6,
+	       "ms");
+	{
+		unsigned int seen = atomic_load(&sa.revoked);
+
+		while (atomic_load(&sa.revoked) < seen + 16)
+			sched_yield();
+	}
+	expect(probe_read(va + size / 3, &byte) == SIGBUS, "CPU mapping: access raises SIGBUS");
+	say("IOAS: %u storage commands since the revoke reported \"revoked\"",
+	    atomic_load(&sa.revoked));
+	expect(atomic_load(&sa.revoked) >= 16, "IOAS: the storage device's DMA fails with \"revoked\"");
+	res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
+	say("io_uring WRITE_FIXED on the dma-buf slot: %s", res < 0 ? strerror(-res) : "ok");
+	expect(res == -ENODEV && !p2p_uring_slot_mapped(ur, 0),
+	       "io_uring: the slot was drained and unpinned, new I/O gets ENODEV");
+	expect(!memcmp(canary, vram, W.vram), "nothing was written to VRAM after the revoke returned");
+	{
+		uint32_t ctl;
+
+		p2p_vfio_config_read(gvdev, P2P_PCI_EXP_DEVCTL, 2, &ctl);
+		p2p_vfio_config_write(gvdev, P2P_PCI_EXP_DEVCTL, 2, ctl | P2P_PCI_EXP_DEVCTL_BCR_FLR);
+	}
+	say("FLR done; memory decoding still off");
+	done();
+
+	step("Recover: memory decoding on, remap the IOAS, and finish the transfer");
+	cli_mem_enable(gvdev, true);
+	atomic_store(&sa.stop, true);
+	pthread_join(th, NULL);
+	expect(!probe_read(va + size / 3, &byte), "CPU mapping: the same mapping works again");
+	res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
+	expect(res == (int)SD_CMD && p2p_uring_slot_mapped(ur, 0),
+	       "io_uring: the slot maps again on its next I/O");
+	ok = rv = other = 0;
+	sd_stream(&sd, vram_iova, SD_CMD, 1, &ok, &rv, &other);
+	expect(rv == 1, "IOAS: the stale area stays revoked (never remapped on its own)");
+	{
+		uint64_t again = vram_iova;
+
+		ret = p2p_ioas_unmap(W.ioas, vram_iova, size, NULL);
+		ret = ret ? ret : p2p_ioas_map_file(W.ioas, dfd, 0, size, &again,
+						     rw | P2P_IOAS_MAP_EXTENDED |
+							     P2P_IOAS_MAP_FIXED_IOVA);
+		expect(!ret && again == vram_iova, "IOAS: unmap + MAP_FILE at the same IOVA");
+	}
+	ok = rv = other = 0;
+	t0 = now_ns();
+	ret = sd_stream(&sd, vram_iova, size, 32, &ok, &rv, &other);
+	t0 = now_ns() - t0;
+	sum = checksum(va, size);
+	say("transfer finished: %u commands ok, %.2f GB/s, checksum %016llx", ok, gbps(size, t0),
+	    (unsigned long long)sum);
+	figure("storage device: file -> VRAM (peer to peer), after recovery", gbps(size, t0),
+	       "GB/s");
+	expect(!ret && ok == size / SD_CMD && sum == sum_file, "VRAM holds the file again");
+	done();
+
+	/* Small reads: the storage device's latency for one 4 KiB command. */
+	{
+		uint64_t lat[16];
+
+		for (int i = 0; i < 16; i++) {
+			struct p2p_sd_cmd cmd = { .opcode = P2P_SD_OP_READ, .flags = P2P_SD_CMD_IRQ,
+						  .lba = (uint64_t)i, .nblocks = 1, .data = vram_iova };
+			uint64_t t = now_ns();
+
+			sd_drv_run(&sd, &cmd, NULL);
+			lat[i] = now_ns() - t;
+		}
+		figure("storage device: one 4 KiB read into VRAM, doorbell to MSI",
+		       median_ns(lat, 16) / 1e3, "us");
+	}
+
+	free(canary);
+	p2p_uring_destroy(ur);
+	close(sfd);
+	p2p_munmap(hva, heap_len);
+	p2p_ioas_unmap(W.ioas, heap_iova, heap_len, NULL);
+	p2p_dmabuf_put(hbuf);
+	p2p_close(hfd);
+	p2p_dma_heap_close(heap);
+	p2p_munmap(va, size);
+	p2p_ioas_unmap(W.ioas, vram_iova, size, NULL);
+	p2p_dmabuf_put(buf);
+	p2p_close(dfd);
+	sd_drv_fini(&sd);
+	p2p_vfio_device_close(sdv);
+	p2p_pci_dev_put(sdpci);
+	close(fd);
+	return 0;
+}
+
+static void summary(void)
+{
+	printf("\nSummary\n");
+	printf("  %-70s %10s\n", "figure", "value");
+	for (unsigned int i = 0; i < nfigures; i++)
+		printf("  %-70s %10.3f %s\n", figures[i].what, figures[i].value, figures[i].unit);
+}
+
 static void run_usage(FILE *f)
 {
-	fprintf(f, "usage: p2pbuf run [--vram SIZE]\n"
-		   "  The main job: a walkthrough on an emulated GPU-like PCI function.\n"
-		   "  --vram SIZE   size of the memory BAR (power of two, >= 16M; default 256M)\n");
+	fprintf(f, "usage: p2pbuf run [--vram SIZE] [--file PATH] [--file-size SIZE] [--gpus N]\n"
+		   "  The main job, on emulated devices: a GPU-like function exports its VRAM as\n"
+		   "  dma-bufs; CPU mappings, a copy engine, a storage device and io_uring use them\n"
+		   "  peer to peer; resets revoke every importer and the story shows the recovery.\n"
+		   "  --vram SIZE       memory BAR of each GPU (power of two, >= 16M; default 256M)\n"
+		   "  --file PATH       back the storage device with this file (read-write; its\n"
+		   "                    first --file-size bytes are used) instead of a generated one\n"
+		   "  --file-size SIZE  bytes read into VRAM (multiple of 4M, <= VRAM; default: VRAM)\n"
+		   "  --gpus N          GPU-like devices (1-8, default 1); with 2 or more the copy\n"
+		   "                    engine also copies VRAM to VRAM between GPUs\n");
 }
 
 int cmd_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "vram", required_argument, NULL, 'v' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "file-size", required_argument, NULL, 's' },
+		{ "gpus", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	struct run_opts ro = { 0 };
+	unsigned long ngpus = 1;
+	struct stat st;
 	uint64_t vram = 256ull << 20, mib, len, sum_before, sum_after;
 	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
 	struct p2p_attach_info ai = {
@@ -307,7 +766,7 @@ int cmd_run(int argc, char **argv)
 	uint8_t *va, *bar, byte;
 	int c, fd, ret, sig;
 
-	while ((c = getopt_long(argc, argv, "v:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:f:s:g:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'v':
 			vram = cli_parse_size(optarg);
@@ -316,8 +775,46 @@ int cmd_run(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'f':
+			ro.file = optarg;
+			break;
+		case 's':
+			ro.file_size = cli_parse_size(optarg);
+			if (!ro.file_size || ro.file_size % (4u << 20)) {
+				fprintf(stderr, "p2pbuf run: --file-size must be a multiple of 4M\n");
+				return 2;
+			}
+			break;
+		case 'g':
+			ngpus = strtoul(optarg, NULL, 10);
+			if (ngpus < 1 || ngpus > 8) {
+				fprintf(stderr, "p2pbuf run: --gpus must be 1 to 8\n");
+				return 2;
+			}
+			break;
 		case 'h': run_usage(stdout); return 0;
 		default: run_usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "p2pbuf run: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!ro.file_size)
+		ro.file_size = vram;
+	if (ro.file_size > vram) {
+		fprintf(stderr, "p2pbuf run: --file-size must not exceed --vram\n");
+		return 2;
+	}
+	if (ro.file) {
+		if (stat(ro.file, &st) < 0) {
+			fprintf(stderr, "p2pbuf run: %s: %s\n", ro.file, strerror(errno));
+			return 2;
+		}
+		if ((uint64_t)st.st_size < ro.file_size) {
+			fprintf(stderr, "p2pbuf run: %s holds %lld bytes, fewer than --file-size\n",
+				ro.file, (long long)st.st_size);
+			return 2;
 		}
 	}
 	sigaction(SIGBUS, &sa, NULL);
@@ -338,6 +835,21 @@ int cmd_run(int argc, char **argv)
 	if (ret) {
 		fprintf(stderr, "p2pbuf run: device: %s\n", strerror(-ret));
 		return 1;
+	}
+	W.vram = vram;
+	W.gpus[0] = pci;
+	W.gvdevs[0] = vdev;
+	W.ngpus = 1;
+	for (unsigned int g = 1; g < ngpus; g++, W.ngpus++) {
+		char bdf[16];
+
+		snprintf(bdf, sizeof(bdf), "0000:%02x:00.0", 0x10 + g);
+		ret = cli_gpu_create(bdf, vram, NULL, 10 + g, &W.gpus[g], &W.gvdevs[g]);
+		if (ret) {
+			fprintf(stderr, "p2pbuf run: device %s: %s\n", bdf, strerror(-ret));
+			return 1;
+		}
+		say("also GPU %u at %s", g, bdf);
 	}
 	bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(pci, 2), 0);
 	say("device fd %d, BAR2 at region offset 0x%llx, memory decoding %s",
@@ -442,7 +954,7 @@ int cmd_run(int argc, char **argv)
 	       "after the FLR the mapping works and the data is intact");
 	done();
 
-	if (run_p2p(pci, vdev, vram))
+	if (run_p2p(pci, vdev, vram) || run_storage(&ro))
 		return 1;
 
 	step("Close the device: its dma-bufs are revoked for good");
@@ -464,6 +976,16 @@ int cmd_run(int argc, char **argv)
 	p2p_pci_dev_put(pci);
 	done();
 
+	ce_drv_fini(&W.ce);
+	p2p_vfio_device_close(W.cev);
+	p2p_pci_dev_put(W.cepci);
+	p2p_ioas_put(W.ioas);
+	p2p_iommufd_close(W.ctx);
+	for (unsigned int g = 1; g < W.ngpus; g++) {
+		p2p_vfio_device_close(W.gvdevs[g]);
+		p2p_pci_dev_put(W.gpus[g]);
+	}
+	summary();
 	printf("\n%s\n", failed ? "p2pbuf run: FAILED" : "p2pbuf run: all steps behaved as the kernel does");
 	return failed ? 1 : 0;
 }
