@@ -3,7 +3,8 @@
 # test and a final "N passed, N failed, N skipped" line.
 #   1. gcc, normal build (also builds the examples)
 #   2. gcc, ASan + UBSan
-#   3. clang, TSan: the threaded tests
+#   3. clang, TSan: the threaded tests (stress tests, the devices' worker
+#      threads, revoke across threads)
 # It also compiles everything with clang -Werror, so both compilers stay clean.
 set -u
 cd "$(dirname "$0")/.."
@@ -53,7 +54,7 @@ run_dir() { # build dir, label, filter regex
 
 run_dir build gcc '.'
 run_dir build-asan asan+ubsan '.'
-run_dir build-tsan tsan '^test-(stress|thread)'
+run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring)'
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]
