@@ -13,8 +13,11 @@ have_cmd gcc || need="$need gcc"
 have_cmd clang || need="$need clang"
 have_pc liburing || need="$need liburing-dev"
 have_pc json-c || need="$need libjson-c-dev"
-# The sanitizer runtimes ship with gcc (libasan, libubsan, libtsan).
-[ -n "$(find /usr/lib/gcc -name 'libtsan.so*' 2>/dev/null | head -1)" ] || need="$need libtsan2"
+# ASan/UBSan come with gcc; the TSan build uses clang, whose runtimes are only
+# recommended by the clang package: ask for them explicitly.
+if [ -z "$(find /usr/lib/llvm-* -name 'libclang_rt.tsan-x86_64.a' 2>/dev/null | head -1)" ]; then
+	need="$need libclang-rt-dev"
+fi
 
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
