@@ -2,8 +2,8 @@
 /*
  * p2pbuf: the command-line tool.
  *
- *   p2pbuf run [options]          the main job: a walkthrough on emulated devices
- *   p2pbuf bench NAME [options]   benchmarks (mmap, revoke, all), --json for scripts
+ *   p2pbuf run [options]          the main job: the whole story on emulated devices
+ *   p2pbuf bench NAME [options]   benchmarks against their raw baselines, --json for scripts
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -17,10 +17,12 @@ static void usage(FILE *f)
 	fprintf(f, "usage: p2pbuf <command> [options]\n"
 		   "\n"
 		   "commands:\n"
-		   "  run              walk through dma-buf export, mmap and revocation on\n"
-		   "                   emulated devices (p2pbuf run --help)\n"
-		   "  bench NAME       benchmark NAME (mmap, revoke, all) against its raw\n"
-		   "                   baseline in the same run (p2pbuf bench --help)\n"
+		   "  run              the main job: dma-bufs of emulated GPU memory used by CPU\n"
+		   "                   mappings, a copy engine, a storage device and io_uring,\n"
+		   "                   peer to peer, through resets (p2pbuf run --help)\n"
+		   "  bench NAME       benchmark NAME (mmap, revoke, p2p, iova, io, heap, storage,\n"
+		   "                   all) against its raw baseline in the same run\n"
+		   "                   (p2pbuf bench --help)\n"
 		   "  help             this text\n");
 }
 

@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
- * p2pbuf run: the main job.  A short, readable walkthrough of the
- * foundation on embedded default devices: export a multi-range dma-buf of
- * a GPU-like BAR, map it, write and verify, revoke it by turning memory
- * decoding off (faults caught and reported, a new attach refused),
- * restore it with the data intact, FLR; then peer to peer: a copy engine
- * DMAs between system memory and the BAR through the dma-buf mapped in its
- * IO address space, a reset in the middle of a stream of copies revokes
- * it (no byte lands afterwards), and unmap + remap carries on; finally
- * close the device for good.
+ * p2pbuf run: the main job, the whole story on embedded default devices.
+ *
+ * Act 1, the foundation: a GPU-like function exports a 3-range dma-buf of
+ * its BAR; it is mapped, written and verified; memory decoding off revokes
+ * it (the access faults, a new attach is refused), on restores it with the
+ * data intact; an FLR.  Act 2, device DMA: a copy engine moves data between
+ * system memory and VRAM through the dma-buf in its IO address space, a
+ * reset in the middle of a stream revokes it (no byte lands afterwards),
+ * unmap and remap carry on.  Act 3, storage: a storage device reads a
+ * generated file into a 4-range VRAM dma-buf peer to peer, verified through
+ * the CPU mapping and through io_uring; the engine copies part of it to a
+ * heap buffer; a reset in the middle of a second transfer revokes every
+ * importer, then the recovery.  The device closes for good, and a summary
+ * table of the figures measured ends the story.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -734,12 +734,20 @@ static int check_map_args(uint32_t flags, uint64_t iova, uint64_t length, bool n
 }
 
 /* Is [va, va + len) mapped memory?  msync() says ENOMEM for holes. */
-static bool user_range_mapped(const void *va, uint64_t len)
+/*
+ * "Pin" [va, va + len): fault it in for the access the map allows, as
+ * pin_user_pages() does.  Unmapped memory, or read-only memory mapped
+ * WRITEABLE, fails (-EFAULT), so a device write can never hit it.
+ */
+static int user_range_pin(const void *va, uint64_t len, uint32_t flags)
 {
 	uintptr_t s = (uintptr_t)va & ~(uintptr_t)P2P_PAGE_MASK;
 	uintptr_t e = ALIGN_UP((uintptr_t)va + len, P2P_PAGE_SIZE);
+	int advice = (flags & IOMMU_IOAS_MAP_WRITEABLE) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
 
-	return msync((void *)s, e - s, MS_ASYNC) == 0;
+	if (madvise((void *)s, e - s, advice) == 0)
+		return 0;
+	return errno == ENOMEM && !msync((void *)s, e - s, MS_ASYNC) ? -ENOMEM : -EFAULT;
 }
 
 static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *iova,
@@ -761,8 +769,9 @@ static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *
 		 */
 		return -EFAULT;
 	}
-	if (!user_range_mapped(va, length))
-		return -EFAULT;
+	ret = user_range_pin(va, length, flags);
+	if (ret)
+		return ret;
 	p = pages_new(PAGES_USER);
 	if (!p)
 		return -ENOMEM;

@@ -86,7 +86,23 @@ struct p2p_uring {
 	uint8_t *real_used; /* allocator bitmap (bytes) */
 	struct io_uring_cqe *stash;
 	size_t stash_head, stash_n, stash_max;
+	atomic_uint tracks; /* requests handed to the real ring, not yet completed */
 };
+
+static struct track *track_new(struct p2p_uring *r)
+{
+	struct track *t = calloc(1, sizeof(*t));
+
+	if (t)
+		atomic_fetch_add(&r->tracks, 1);
+	return t;
+}
+
+static void track_free(struct p2p_uring *r, struct track *t)
+{
+	atomic_fetch_sub(&r->tracks, 1);
+	free(t);
+}
 
 /* ---------------------------------------------------------------------- */
 /* Real buffer indices                                                     */
@@ -190,7 +206,7 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 		t->slot->inflight--;
 		pthread_mutex_unlock(&t->slot->lock);
 	}
-	free(t);
+	track_free(r, t);
 }
 
 /* Reap what is ready; with @wait, block for at least one.  cq_lock held. */
@@ -588,7 +604,7 @@ P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *r, unsigned int slot, in
  */
 static int complete_now(struct p2p_uring *r, uint64_t user_data, int32_t res)
 {
-	struct track *t = calloc(1, sizeof(*t));
+	struct track *t = track_new(r);
 	struct io_uring_sqe *sqe;
 
 	if (!t)
@@ -600,7 +616,7 @@ static int complete_now(struct p2p_uring *r, uint64_t user_data, int32_t res)
 	sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe) {
 		pthread_mutex_unlock(&r->sq_lock);
-		free(t);
+		track_free(r, t);
 		return -EBUSY;
 	}
 	io_uring_prep_nop(sqe);
@@ -621,7 +637,7 @@ static bool same_file(int a, int b)
 
 static int submit_passthrough(struct p2p_uring *r, const struct io_uring_sqe *in, int real_idx)
 {
-	struct track *t = calloc(1, sizeof(*t));
+	struct track *t = track_new(r);
 	struct io_uring_sqe *sqe;
 
 	if (!t)
@@ -632,7 +648,7 @@ static int submit_passthrough(struct p2p_uring *r, const struct io_uring_sqe *in
 	sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe) {
 		pthread_mutex_unlock(&r->sq_lock);
-		free(t);
+		track_free(r, t);
 		return -EBUSY;
 	}
 	*sqe = *in;
@@ -689,7 +705,7 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	ret = slot_ensure_mapped(s);
 	if (ret)
 		return ret;
-	t = calloc(1, sizeof(*t));
+	t = track_new(r);
 	if (!t)
 		return -ENOMEM;
 	/*
@@ -717,7 +733,7 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	pthread_mutex_unlock(&s->lock);
 	if (ret) {
 		pthread_mutex_unlock(&r->sq_lock);
-		free(t);
+		track_free(r, t);
 		return ret;
 	}
 	t->user_data = in->user_data;
@@ -749,11 +765,12 @@ P2P_API int p2p_uring_submit_sqe(struct p2p_uring *r, const struct io_uring_sqe 
 	bool uses_buf = fixed_rw || vec_fixed ||
 			((sqe->opcode == IORING_OP_SEND_ZC || sqe->opcode == IORING_OP_SENDMSG_ZC) &&
 			 (sqe->ioprio & IORING_RECVSEND_FIXED_BUF)) ||
-			sqe->opcode == IORING_OP_URING_CMD;
+			(sqe->opcode == IORING_OP_URING_CMD &&
+			 (sqe->uring_cmd_flags & IORING_URING_CMD_FIXED));
 	struct uslot *s;
 	int ret;
 
-	if (!uses_buf || sqe->opcode == IORING_OP_URING_CMD)
+	if (!uses_buf)
 		return submit_passthrough(r, sqe, -1);
 	if (sqe->buf_index >= r->nr_slots)
 		return complete_now(r, sqe->user_data, -EFAULT);
@@ -873,10 +890,10 @@ P2P_API void p2p_uring_destroy(struct p2p_uring *r)
 		return;
 	for (unsigned int i = 0; i < r->nr_slots; i++)
 		slot_clear(&r->slots[i]);
-	/* Pass-through requests still in flight: let them finish. */
+	/* Every request still in flight (pass-through ones too): let it finish. */
 	flush_sq(r);
 	pthread_mutex_lock(&r->cq_lock);
-	while (reap(r, false) > 0)
+	while (atomic_load(&r->tracks) && reap(r, true) >= 0)
 		;
 	pthread_mutex_unlock(&r->cq_lock);
 	io_uring_queue_exit(&r->ring);
