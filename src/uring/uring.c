@@ -58,7 +58,8 @@ struct uslot {
 	/* DMABUF */
 	struct p2p_dmabuf *buf;
 	struct p2p_attachment *attach;
-	int target_fd; /* our dup of the target file */
+	int target_fd; /* our dup of the target file: the real SQEs use it */
+	int user_fd;   /* the fd number the target was registered with */
 	struct p2p_sgt *sgt;
 	unsigned int real_base, real_n;
 	uint64_t *real_off;  /* dma-buf offset where each real buffer starts */
@@ -432,6 +433,7 @@ struct slot_new {
 	struct p2p_dmabuf *buf;
 	struct p2p_attachment *attach;
 	int target_fd;
+	int user_fd;
 };
 
 static int prep_uaddr(struct p2p_uring *r, uint64_t uaddr, uint64_t size, struct slot_new *n)
@@ -497,6 +499,7 @@ static int prep_dmabuf(struct uslot *s, const struct io_uring_regbuf_desc *d, st
 	n->type = IORING_REGBUF_DMABUF;
 	n->buf = buf;
 	n->target_fd = tfd;
+	n->user_fd = d->target_fd;
 	return 0;
 err_put:
 	p2p_dmabuf_put(buf);
@@ -512,6 +515,7 @@ static void slot_install(struct uslot *s, const struct slot_new *n)
 	s->buf = n->buf;
 	s->attach = n->attach;
 	s->target_fd = n->target_fd;
+	s->user_fd = n->user_fd;
 	s->state = SLOT_UNMAPPED;
 	pthread_mutex_unlock(&s->lock);
 }
@@ -631,7 +635,9 @@ static bool same_file(int a, int b)
 
 	if (a == b)
 		return true;
-	ret = syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b);
+	pid_t pid = getpid();
+
+	ret = syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
 	return ret == 0;
 }
 
@@ -698,7 +704,14 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	struct track *t;
 	int ret;
 
-	if ((in->flags & IOSQE_FIXED_FILE) || !same_file(in->fd, s->target_fd))
+	/*
+	 * The target check (5.1: another file is EBADF) costs a kcmp() only
+	 * for an fd number other than the one registered; the real SQEs use
+	 * our own dup of the target, so the I/O reaches the registered file
+	 * even if the caller has since reused that fd number.
+	 */
+	if ((in->flags & IOSQE_FIXED_FILE) ||
+	    (in->fd != s->user_fd && !same_file(in->fd, s->target_fd)))
 		return -EBADF;
 	if (!len || __builtin_add_overflow(off, len, &end) || end > p2p_dmabuf_size(s->buf))
 		return -EFAULT;
@@ -745,6 +758,7 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 
 		*sqe = *in;
+		sqe->fd = s->target_fd;
 		sqe->addr = (uintptr_t)(s->real_host[i] + (from - s->real_off[i]));
 		sqe->len = (uint32_t)(to - from);
 		sqe->off = in->off + done;
