@@ -32,48 +32,18 @@
 #include "ce_driver.h"
 #include "cli.h"
 
-#define PAGE 4096ull
+#define PAGE BENCH_PAGE
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
-__attribute__((noreturn)) static void die(const char *what, int err)
-{
-	fprintf(stderr, "p2pbuf bench: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static void touch_pages(uint8_t *p, uint64_t size)
-{
-	for (uint64_t off = 0; off < size; off += PAGE)
-		((volatile uint8_t *)p)[off] = (uint8_t)off;
-}
-
-static bool thp_on(void)
-{
-	return p2p_hugepage_mode() != P2P_HUGEPAGE_NONE;
-}
+#define die bench_die
 
 /* A raw memfd mapping, with the same huge page policy p2pbuf uses. */
 static uint8_t *raw_map(uint64_t size, bool populate, int *fdp)
 {
-	int fd = memfd_create("bench-raw", MFD_CLOEXEC);
-	uint8_t *p;
-
-	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
-		die("memfd", errno);
-	/* MAP_POPULATE, or its madvise twin after MADV_HUGEPAGE when THP is on. */
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | (populate && !thp_on() ? MAP_POPULATE : 0), fd, 0);
-	if (p == MAP_FAILED)
-		die("mmap", errno);
-	if (thp_on()) {
-		madvise(p, size, MADV_HUGEPAGE);
-		if (populate && madvise(p, size, MADV_POPULATE_READ))
-			die("MADV_POPULATE_READ", errno);
-	}
-	*fdp = fd;
-	return p;
+	*fdp = raw_memfd(size);
+	return raw_mmap(*fdp, size, populate);
 }
 
 static void raw_unmap(uint8_t *p, uint64_t size, int fd)

@@ -25,49 +25,9 @@
 
 #include "cli.h"
 
-#define PAGE 4096ull
+#define PAGE BENCH_PAGE
 
-__attribute__((noreturn)) static void die(const char *what, int err)
-{
-	fprintf(stderr, "p2pbuf bench heap: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static void touch_pages(uint8_t *p, uint64_t size)
-{
-	for (uint64_t off = 0; off < size; off += PAGE)
-		((volatile uint8_t *)p)[off] = (uint8_t)(off >> 12);
-}
-
-static bool thp_on(void)
-{
-	return p2p_hugepage_mode() != P2P_HUGEPAGE_NONE;
-}
-
-/* Map @fd as p2pbuf would: MAP_POPULATE, or MADV_HUGEPAGE + POPULATE_READ with THP. */
-static uint8_t *raw_mmap(int fd, uint64_t size, bool populate)
-{
-	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			  MAP_SHARED | (populate && !thp_on() ? MAP_POPULATE : 0), fd, 0);
-
-	if (p == MAP_FAILED)
-		die("mmap", errno);
-	if (thp_on()) {
-		madvise(p, size, MADV_HUGEPAGE);
-		if (populate && madvise(p, size, MADV_POPULATE_READ))
-			die("MADV_POPULATE_READ", errno);
-	}
-	return p;
-}
-
-static int raw_memfd(uint64_t size)
-{
-	int fd = memfd_create("bench-heap-raw", MFD_CLOEXEC);
-
-	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
-		die("memfd", errno);
-	return fd;
-}
+#define die bench_die
 
 /* (b) and (c) on fresh memory: memfd + mmap + touch; teardown untimed. */
 static uint64_t raw_once(uint64_t size, bool populate)

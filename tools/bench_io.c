@@ -18,12 +18,7 @@
 
 #include "cli.h"
 
-static void die(const char *what, int err) __attribute__((noreturn));
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "p2pbuf bench io: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
+#define die bench_die
 
 /* Read the whole file through @slot of @r at depth @qd in @bs blocks. */
 static uint64_t read_p2p(struct p2p_uring *r, int fd, uint64_t size, uint32_t bs, unsigned int qd)
@@ -56,34 +51,6 @@ static uint64_t read_p2p(struct p2p_uring *r, int fd, uint64_t size, uint32_t bs
 			die("wait", ret);
 		if (cqe.res != (int)bs)
 			die("read", cqe.res < 0 ? cqe.res : EIO);
-		inflight--;
-		done += bs;
-	}
-	return now_ns() - t0;
-}
-
-static uint64_t read_raw(struct io_uring *ring, int fd, uint8_t *mem, uint64_t size, uint32_t bs,
-			 unsigned int qd)
-{
-	uint64_t next = 0, done = 0, t0 = now_ns();
-	unsigned int inflight = 0;
-
-	while (done < size) {
-		struct io_uring_cqe *cqe;
-
-		while (inflight < qd && next < size) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-			io_uring_prep_read_fixed(sqe, fd, mem + next, bs, next, 0);
-			next += bs;
-			inflight++;
-		}
-		io_uring_submit(ring);
-		if (io_uring_wait_cqe(ring, &cqe))
-			die("wait", errno);
-		if (cqe->res != (int)bs)
-			die("raw read", cqe->res < 0 ? cqe->res : EIO);
-		io_uring_cqe_seen(ring, cqe);
 		inflight--;
 		done += bs;
 	}
@@ -125,8 +92,7 @@ int bench_io(const struct bench_opts *o)
 	struct p2p_uring *ur;
 	struct io_uring ring;
 	struct iovec iov;
-	char path[] = "/tmp/p2pbuf-bench-io-XXXXXX";
-	uint8_t *mem, *bounce, *chunk;
+	uint8_t *mem, *bounce;
 	int fd, dfd, mfd, ret;
 
 	report_fact(r, "file", "page-cached temporary file, read whole per sample");
@@ -134,21 +100,8 @@ int bench_io(const struct bench_opts *o)
 	report_fact(r, "raw", "io_uring READ_FIXED into a registered plain memfd mapping");
 	report_fact(r, "bounce", "pread into a malloc bounce pool (depth x block) + memcpy into the memfd");
 
-	/* The file, written and read once so that it is in the page cache. */
-	fd = mkstemp(path);
-	if (fd < 0)
-		die("mkstemp", errno);
-	unlink(path);
-	chunk = malloc(1 << 20);
-	for (uint64_t off = 0; off < size; off += 1 << 20) {
-		memset(chunk, (int)(off >> 20), 1 << 20);
-		if (pwrite(fd, chunk, 1 << 20, (off_t)off) != 1 << 20)
-			die("pwrite", errno);
-	}
-	for (uint64_t off = 0; off < size; off += 1 << 20)
-		if (pread(fd, chunk, 1 << 20, (off_t)off) != 1 << 20)
-			die("pread", errno);
-	free(chunk);
+	/* The file, written back and in the page cache. */
+	fd = bench_data_file(size, NULL, 0);
 
 	if ((ret = cli_gpu_create("0000:d0:00.0", size, NULL, 1, &pci, &vdev)))
 		die("device", ret);
@@ -184,7 +137,7 @@ int bench_io(const struct bench_opts *o)
 
 			for (unsigned int it = 0; it < n + 1; it++) {
 				uint64_t a = read_p2p(ur, fd, size, bs, qd);
-				uint64_t b = read_raw(&ring, fd, mem, size, bs, qd);
+				uint64_t b = raw_uring_read(&ring, fd, mem, size, bs, qd, true);
 				uint64_t c = read_bounce(fd, mem, bounce, size, bs, qd);
 
 				if (it) { /* the first round warms up */

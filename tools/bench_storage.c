@@ -27,55 +27,13 @@
 #define QD 32
 #define ENTRIES 64
 
-static void die(const char *what, int err) __attribute__((noreturn));
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "p2pbuf bench storage: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
+#define die bench_die
 
-/* A page-cached image of @size bytes, filled; the path is unlinked by the caller. */
-static int make_image(char *path, size_t pathlen, uint64_t size)
-{
-	const char *dir = getenv("TMPDIR");
-	size_t chunk = 1u << 20;
-	uint64_t *buf = malloc(chunk);
-	int fd;
-
-	snprintf(path, pathlen, "%s/p2pbuf-bench-sd-XXXXXX", dir && *dir ? dir : "/tmp");
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0 || !buf)
-		die("image", fd < 0 ? errno : ENOMEM);
-	for (uint64_t off = 0; off < size; off += chunk) {
-		for (size_t i = 0; i < chunk / 8; i++)
-			buf[i] = (off + i * 8) * 0x9e3779b97f4a7c15ull;
-		if (pwrite(fd, buf, chunk, (off_t)off) != (ssize_t)chunk)
-			die("image write", errno);
-	}
-	/* Written back once, so writeback does not run during the passes. */
-	if (fdatasync(fd))
-		die("fdatasync", errno);
-	free(buf);
-	return fd;
-}
-
-/* System memory like the BAR's: a memfd mapping, THP if p2pbuf uses it. */
+/* System memory like the BAR's: a populated memfd mapping, THP if p2pbuf uses it. */
 static uint8_t *sys_map(uint64_t size, int *fdp)
 {
-	int fd = memfd_create("bench-sd-sys", MFD_CLOEXEC);
-	uint8_t *p;
-
-	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
-		die("memfd", errno);
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		die("mmap", errno);
-	if (p2p_hugepage_mode() != P2P_HUGEPAGE_NONE)
-		madvise(p, size, MADV_HUGEPAGE);
-	if (madvise(p, size, MADV_POPULATE_WRITE))
-		die("MADV_POPULATE_WRITE", errno);
-	*fdp = fd;
-	return p;
+	*fdp = raw_memfd(size);
+	return raw_mmap(*fdp, size, true);
 }
 
 /* One pass over the image through the device into [iova, +size), QD commands in flight. */
@@ -109,34 +67,6 @@ static uint64_t pass_device(struct sd_drv *drv, uint64_t iova, uint64_t size, ui
 				exit(1);
 			}
 		done += n;
-	}
-	return now_ns() - t0;
-}
-
-/* The raw baseline: the same reads with io_uring, no device. */
-static uint64_t pass_raw(struct io_uring *ring, int fd, uint8_t *mem, uint64_t size, uint64_t bs)
-{
-	uint64_t next = 0, done = 0, t0 = now_ns();
-	unsigned int inflight = 0;
-
-	while (done < size) {
-		struct io_uring_cqe *cqe;
-
-		while (inflight < QD && next < size) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-			io_uring_prep_read(sqe, fd, mem + next, (unsigned int)bs, next);
-			next += bs;
-			inflight++;
-		}
-		io_uring_submit_and_wait(ring, 1);
-		while (io_uring_peek_cqe(ring, &cqe) == 0) {
-			if (cqe->res != (int)bs)
-				die("raw read", cqe->res < 0 ? cqe->res : EIO);
-			io_uring_cqe_seen(ring, cqe);
-			inflight--;
-			done += bs;
-		}
 	}
 	return now_ns() - t0;
 }
@@ -184,7 +114,7 @@ int bench_storage(const struct bench_opts *o)
 	report_fact(r, "c", "raw io_uring reads, same depth, into b's memory (no device)");
 	report_fact(r, "pages", hugepage_mode_name());
 
-	img = make_image(path, sizeof(path), size);
+	img = bench_data_file(size, path, sizeof(path));
 	if ((ret = p2p_iommufd_open(&ctx)) || (ret = p2p_ioas_alloc(ctx, &id, &ioas)))
 		die("iommufd", ret);
 	if ((ret = p2p_storage_create("0000:d0:00.0", NULL, 4, path, 0, &sdpci)))
@@ -222,7 +152,7 @@ int bench_storage(const struct bench_opts *o)
 		/* Warm-up, and the data is checked once. */
 		pass_device(&drv, bar_iova, size, bs);
 		pass_device(&drv, sys_iova, size, bs);
-		pass_raw(&ring, img, sys, size, bs);
+		raw_uring_read(&ring, img, sys, size, (uint32_t)bs, QD, false);
 		if (!same_as_file(img, bar, size) || !same_as_file(img, sys, size))
 			die("data check", EIO);
 		memset(bar, 0, size);
@@ -234,7 +164,7 @@ int bench_storage(const struct bench_opts *o)
 			ta[it] = pass_device(&drv, bar_iova, size, bs);
 			if (!(it & 1))
 				tb[it] = pass_device(&drv, sys_iova, size, bs);
-			tc[it] = pass_raw(&ring, img, sys, size, bs);
+			tc[it] = raw_uring_read(&ring, img, sys, size, (uint32_t)bs, QD, false);
 		}
 		if (!same_as_file(img, bar, size) || !same_as_file(img, sys, size))
 			die("data check", EIO);

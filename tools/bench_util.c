@@ -4,15 +4,22 @@
  * the same run, as medians and ratios; --json prints one object instead.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <p2pbuf/p2pbuf.h>
 
 #include "bench_util.h"
+
+#define MIN_CHUNK(a, b) ((a) < (b) ? (a) : (b))
 
 struct bench_report {
 	const struct bench_opts *o;
@@ -138,4 +145,108 @@ int report_finish(struct bench_report *r)
 	json_object_put(r->root);
 	free(r);
 	return ret;
+}
+
+void bench_die(const char *what, int err)
+{
+	fprintf(stderr, "p2pbuf bench: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+void touch_pages(uint8_t *p, uint64_t size)
+{
+	for (uint64_t off = 0; off < size; off += BENCH_PAGE)
+		((volatile uint8_t *)p)[off] = (uint8_t)(off >> 12);
+}
+
+bool bench_thp_on(void)
+{
+	return p2p_hugepage_mode() != P2P_HUGEPAGE_NONE;
+}
+
+int raw_memfd(uint64_t size)
+{
+	int fd = memfd_create("bench-raw", MFD_CLOEXEC);
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		bench_die("memfd", errno);
+	return fd;
+}
+
+uint8_t *raw_mmap(int fd, uint64_t size, bool populate)
+{
+	bool thp = bench_thp_on();
+	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | (populate && !thp ? MAP_POPULATE : 0), fd, 0);
+
+	if (p == MAP_FAILED)
+		bench_die("mmap", errno);
+	if (thp) {
+		madvise(p, size, MADV_HUGEPAGE);
+		if (populate && madvise(p, size, MADV_POPULATE_READ))
+			bench_die("MADV_POPULATE_READ", errno);
+	}
+	return p;
+}
+
+int bench_data_file(uint64_t size, char *path, size_t pathlen)
+{
+	const char *dir = getenv("TMPDIR");
+	const size_t chunk = 1u << 20;
+	uint64_t *buf = malloc(chunk);
+	char local[256];
+	int fd;
+
+	if (!path) {
+		path = local;
+		pathlen = sizeof(local);
+	}
+	snprintf(path, pathlen, "%s/p2pbuf-bench-XXXXXX", dir && *dir ? dir : "/tmp");
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0 || !buf)
+		bench_die("data file", fd < 0 ? errno : ENOMEM);
+	if (path == local)
+		unlink(path);
+	for (uint64_t off = 0; off < size; off += chunk) {
+		for (size_t i = 0; i < chunk / 8; i++)
+			buf[i] = (off + i * 8) * 0x9e3779b97f4a7c15ull;
+		if (pwrite(fd, buf, MIN_CHUNK(chunk, size - off), (off_t)off) < 0)
+			bench_die("data file write", errno);
+	}
+	/* Written back once, so writeback does not run during the timed passes. */
+	if (fdatasync(fd))
+		bench_die("fdatasync", errno);
+	free(buf);
+	return fd;
+}
+
+uint64_t raw_uring_read(struct io_uring *ring, int fd, uint8_t *mem, uint64_t size, uint32_t bs,
+			unsigned int qd, bool fixed)
+{
+	uint64_t next = 0, done = 0, t0 = now_ns();
+	unsigned int inflight = 0;
+
+	while (done < size) {
+		struct io_uring_cqe *cqe;
+
+		while (inflight < qd && next < size) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+			if (fixed)
+				io_uring_prep_read_fixed(sqe, fd, mem + next, bs, next, 0);
+			else
+				io_uring_prep_read(sqe, fd, mem + next, bs, next);
+			next += bs;
+			inflight++;
+		}
+		io_uring_submit_and_wait(ring, 1);
+		while (io_uring_peek_cqe(ring, &cqe) == 0) {
+			if (cqe->res != (int)bs)
+				bench_die("raw read", cqe->res < 0 ? cqe->res : EIO);
+			io_uring_cqe_seen(ring, cqe);
+			inflight--;
+			done += bs;
+		}
+	}
+	return now_ns() - t0;
 }
