@@ -9,31 +9,13 @@
 #include <unistd.h>
 
 #include "ce_driver.h"
-
-static int reg_write(struct ce_drv *drv, uint64_t off, uint64_t v, size_t len)
-{
-	ssize_t n = p2p_vfio_device_pwrite(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off);
-
-	return n == (ssize_t)len ? 0 : (n < 0 ? (int)n : -EIO);
-}
-
-static uint64_t reg_read(struct ce_drv *drv, uint64_t off, size_t len)
-{
-	uint64_t v = 0;
-
-	if (p2p_vfio_device_pread(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off) != (ssize_t)len)
-		return ~0ull;
-	return v;
-}
+#include "drv_util.h"
 
 int ce_drv_init(struct ce_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioas *ioas,
 		uint32_t entries)
 {
-	size_t ring_sz = ((size_t)entries * sizeof(struct p2p_ce_desc) + 4095) & ~4095ul;
-	size_t compl_sz = ((size_t)entries * sizeof(struct p2p_ce_compl) + 4095) & ~4095ul;
-	uint8_t irqbuf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
-	struct vfio_irq_set *irq = (struct vfio_irq_set *)irqbuf;
-	int32_t efd;
+	size_t ring_sz = drv_queue_bytes(entries, sizeof(struct p2p_ce_desc));
+	size_t compl_sz = drv_queue_bytes(entries, sizeof(struct p2p_ce_compl));
 	int ret;
 
 	memset(drv, 0, sizeof(*drv));
@@ -54,32 +36,23 @@ int ce_drv_init(struct ce_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioa
 			   P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE);
 	if (ret)
 		return ret;
-	*irq = (struct vfio_irq_set){
-		.argsz = sizeof(irqbuf),
-		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-		.index = VFIO_PCI_MSI_IRQ_INDEX,
-		.start = 0,
-		.count = 1,
-	};
-	efd = drv->efd;
-	memcpy(irq->data, &efd, sizeof(efd));
-	ret = (int)p2p_vfio_device_ioctl(vdev, VFIO_DEVICE_SET_IRQS, irq);
+	ret = drv_set_msi(vdev, drv->efd);
 	if (ret)
 		return ret;
-	if (reg_read(drv, P2P_CE_REG_ID, 4) != P2P_CE_ID)
+	if (drv_reg_read(drv->vdev, P2P_CE_REG_ID, 4) != P2P_CE_ID)
 		return -ENODEV;
-	if ((ret = reg_write(drv, P2P_CE_REG_RING, drv->ring_iova, 8)) ||
-	    (ret = reg_write(drv, P2P_CE_REG_RING_SIZE, entries, 4)) ||
-	    (ret = reg_write(drv, P2P_CE_REG_COMPL, drv->compl_iova, 8)) ||
-	    (ret = reg_write(drv, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4)))
+	if ((ret = drv_reg_write(drv->vdev, P2P_CE_REG_RING, drv->ring_iova, 8)) ||
+	    (ret = drv_reg_write(drv->vdev, P2P_CE_REG_RING_SIZE, entries, 4)) ||
+	    (ret = drv_reg_write(drv->vdev, P2P_CE_REG_COMPL, drv->compl_iova, 8)) ||
+	    (ret = drv_reg_write(drv->vdev, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4)))
 		return ret;
-	drv->tail = (uint32_t)reg_read(drv, P2P_CE_REG_HEAD, 4);
+	drv->tail = (uint32_t)drv_reg_read(drv->vdev, P2P_CE_REG_HEAD, 4);
 	return 0;
 }
 
 uint32_t ce_drv_head(struct ce_drv *drv)
 {
-	return (uint32_t)reg_read(drv, P2P_CE_REG_HEAD, 4);
+	return (uint32_t)drv_reg_read(drv->vdev, P2P_CE_REG_HEAD, 4);
 }
 
 struct p2p_ce_compl *ce_drv_compl(struct ce_drv *drv, uint32_t idx)
@@ -107,7 +80,7 @@ uint32_t ce_drv_queue(struct ce_drv *drv, uint64_t src, uint64_t dst, uint64_t l
 int ce_drv_kick(struct ce_drv *drv)
 {
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	return reg_write(drv, P2P_CE_REG_DOORBELL, drv->tail, 4);
+	return drv_reg_write(drv->vdev, P2P_CE_REG_DOORBELL, drv->tail, 4);
 }
 
 int ce_drv_wait(struct ce_drv *drv, uint32_t idx)
@@ -136,10 +109,10 @@ uint32_t ce_drv_copy(struct ce_drv *drv, uint64_t src, uint64_t dst, uint64_t le
 
 void ce_drv_fini(struct ce_drv *drv)
 {
-	size_t ring_sz = ((size_t)drv->entries * sizeof(struct p2p_ce_desc) + 4095) & ~4095ul;
-	size_t compl_sz = ((size_t)drv->entries * sizeof(struct p2p_ce_compl) + 4095) & ~4095ul;
+	size_t ring_sz = drv_queue_bytes(drv->entries, sizeof(struct p2p_ce_desc));
+	size_t compl_sz = drv_queue_bytes(drv->entries, sizeof(struct p2p_ce_compl));
 
-	reg_write(drv, P2P_CE_REG_CTRL, 0, 4);
+	drv_reg_write(drv->vdev, P2P_CE_REG_CTRL, 0, 4);
 	if (drv->ring_iova || drv->compl_iova) {
 		p2p_ioas_unmap(drv->ioas, drv->ring_iova, ring_sz, NULL);
 		p2p_ioas_unmap(drv->ioas, drv->compl_iova, compl_sz, NULL);

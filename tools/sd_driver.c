@@ -9,53 +9,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "drv_util.h"
 #include "sd_driver.h"
-
-static size_t queue_bytes(uint32_t entries, size_t each)
-{
-	return ((size_t)entries * each + 4095) & ~(size_t)4095;
-}
 
 int sd_drv_reg_write(struct sd_drv *drv, uint64_t off, uint64_t v, size_t len)
 {
-	ssize_t n = p2p_vfio_device_pwrite(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off);
-
-	return n == (ssize_t)len ? 0 : (n < 0 ? (int)n : -EIO);
+	return drv_reg_write(drv->vdev, off, v, len);
 }
 
 uint64_t sd_drv_reg_read(struct sd_drv *drv, uint64_t off, size_t len)
 {
-	uint64_t v = 0;
-
-	if (p2p_vfio_device_pread(drv->vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off) !=
-	    (ssize_t)len)
-		return ~0ull;
-	return v;
-}
-
-static int set_irq(struct sd_drv *drv, int fd)
-{
-	uint8_t buf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
-	struct vfio_irq_set *irq = (struct vfio_irq_set *)buf;
-	int32_t efd = fd;
-
-	*irq = (struct vfio_irq_set){
-		.argsz = sizeof(buf),
-		.flags = (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
-			 VFIO_IRQ_SET_ACTION_TRIGGER,
-		.index = VFIO_PCI_MSI_IRQ_INDEX,
-		.start = 0,
-		.count = fd >= 0 ? 1 : 0,
-	};
-	memcpy(irq->data, &efd, sizeof(efd));
-	return (int)p2p_vfio_device_ioctl(drv->vdev, VFIO_DEVICE_SET_IRQS, irq);
+	return drv_reg_read(drv->vdev, off, len);
 }
 
 int sd_drv_init(struct sd_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioas *ioas,
 		uint32_t entries)
 {
-	size_t sq_sz = queue_bytes(entries, sizeof(struct p2p_sd_cmd));
-	size_t cq_sz = queue_bytes(entries, sizeof(struct p2p_sd_cqe));
+	size_t sq_sz = drv_queue_bytes(entries, sizeof(struct p2p_sd_cmd));
+	size_t cq_sz = drv_queue_bytes(entries, sizeof(struct p2p_sd_cqe));
 	int ret;
 
 	memset(drv, 0, sizeof(*drv));
@@ -82,7 +53,7 @@ int sd_drv_init(struct sd_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioa
 	if (ret)
 		return ret;
 	drv->cq_mapped = true;
-	ret = set_irq(drv, drv->efd);
+	ret = drv_set_msi(drv->vdev, drv->efd);
 	if (ret)
 		return ret;
 	if (sd_drv_reg_read(drv, P2P_SD_REG_ID, 4) != P2P_SD_ID)
@@ -216,12 +187,12 @@ uint32_t sd_drv_run(struct sd_drv *drv, const struct p2p_sd_cmd *cmd, uint64_t *
 
 void sd_drv_fini(struct sd_drv *drv)
 {
-	size_t sq_sz = queue_bytes(drv->entries, sizeof(struct p2p_sd_cmd));
-	size_t cq_sz = queue_bytes(drv->entries, sizeof(struct p2p_sd_cqe));
+	size_t sq_sz = drv_queue_bytes(drv->entries, sizeof(struct p2p_sd_cmd));
+	size_t cq_sz = drv_queue_bytes(drv->entries, sizeof(struct p2p_sd_cqe));
 
 	if (drv->vdev) {
 		sd_drv_reg_write(drv, P2P_SD_REG_CTRL, 0, 4);
-		set_irq(drv, -1);
+		drv_set_msi(drv->vdev, -1);
 	}
 	if (drv->sq_mapped)
 		p2p_ioas_unmap(drv->ioas, drv->sq_iova, sq_sz, NULL);

@@ -600,13 +600,15 @@ P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *r, unsigned int slot, in
 /* Submission                                                              */
 
 /*
- * A completion for a request that never reaches the file: a NOP through the
- * real ring that carries the error.  It is posted to the real CQ like any
- * other completion (once the SQ is submitted, as the kernel's), so a thread
- * blocked in p2p_uring_wait_cqe() with cq_lock held wakes up for it; taking
- * cq_lock here instead would wait for that thread forever.
+ * Queue one tracked SQE: a copy of @in (with the real buffer index
+ * @real_idx when >= 0), or, with @in NULL, a NOP that carries the error
+ * @res.  Errors found at submission complete that way, through the real
+ * ring like any other completion (once the SQ is submitted, as the
+ * kernel's), so a thread blocked in p2p_uring_wait_cqe() with cq_lock held
+ * wakes up for them; taking cq_lock here instead would wait for it forever.
  */
-static int complete_now(struct p2p_uring *r, uint64_t user_data, int32_t res)
+static int queue_one(struct p2p_uring *r, uint64_t user_data, int32_t res,
+		     const struct io_uring_sqe *in, int real_idx)
 {
 	struct track *t = track_new(r);
 	struct io_uring_sqe *sqe;
@@ -615,7 +617,7 @@ static int complete_now(struct p2p_uring *r, uint64_t user_data, int32_t res)
 		return -ENOMEM;
 	t->user_data = user_data;
 	t->pending = 1;
-	t->res = res; /* the NOP's own result (0) adds nothing to it */
+	t->res = res; /* a NOP's own result (0) adds nothing to it */
 	pthread_mutex_lock(&r->sq_lock);
 	sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe) {
@@ -623,10 +625,21 @@ static int complete_now(struct p2p_uring *r, uint64_t user_data, int32_t res)
 		track_free(r, t);
 		return -EBUSY;
 	}
-	io_uring_prep_nop(sqe);
+	if (in) {
+		*sqe = *in;
+		if (real_idx >= 0)
+			sqe->buf_index = (uint16_t)real_idx;
+	} else {
+		io_uring_prep_nop(sqe);
+	}
 	io_uring_sqe_set_data(sqe, t);
 	pthread_mutex_unlock(&r->sq_lock);
 	return 0;
+}
+
+static int complete_now(struct p2p_uring *r, uint64_t user_data, int32_t res)
+{
+	return queue_one(r, user_data, res, NULL, -1);
 }
 
 static bool same_file(int a, int b)
@@ -643,26 +656,7 @@ static bool same_file(int a, int b)
 
 static int submit_passthrough(struct p2p_uring *r, const struct io_uring_sqe *in, int real_idx)
 {
-	struct track *t = track_new(r);
-	struct io_uring_sqe *sqe;
-
-	if (!t)
-		return -ENOMEM;
-	t->user_data = in->user_data;
-	t->pending = 1;
-	pthread_mutex_lock(&r->sq_lock);
-	sqe = io_uring_get_sqe(&r->ring);
-	if (!sqe) {
-		pthread_mutex_unlock(&r->sq_lock);
-		track_free(r, t);
-		return -EBUSY;
-	}
-	*sqe = *in;
-	if (real_idx >= 0)
-		sqe->buf_index = (uint16_t)real_idx;
-	io_uring_sqe_set_data(sqe, t);
-	pthread_mutex_unlock(&r->sq_lock);
-	return 0;
+	return queue_one(r, in->user_data, 0, in, real_idx);
 }
 
 /*

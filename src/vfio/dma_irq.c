@@ -37,10 +37,9 @@ void pci_dma_irq_release(struct p2p_pci_dev *dev)
 
 static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
 
-/* close_device: the last file is gone, DMA and interrupts with it. */
-void pci_dma_irq_close(struct p2p_pci_dev *dev)
+/* Disable every MSI vector. */
+static void irqs_clear(struct p2p_pci_dev *dev)
 {
-	set_ioas(dev, NULL);
 	pthread_rwlock_wrlock(&dev->dma_lock);
 	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
 		if (dev->irq_fds[i] >= 0)
@@ -48,6 +47,13 @@ void pci_dma_irq_close(struct p2p_pci_dev *dev)
 		dev->irq_fds[i] = -1;
 	}
 	pthread_rwlock_unlock(&dev->dma_lock);
+}
+
+/* close_device: the last file is gone, DMA and interrupts with it. */
+void pci_dma_irq_close(struct p2p_pci_dev *dev)
+{
+	set_ioas(dev, NULL);
+	irqs_clear(dev);
 }
 
 static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
@@ -168,14 +174,7 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
 	if (hdr.start >= P2P_PCI_MAX_VECTORS || hdr.count > P2P_PCI_MAX_VECTORS - hdr.start)
 		return -EINVAL;
 	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr.count) {
-		/* Disable every vector. */
-		pthread_rwlock_wrlock(&dev->dma_lock);
-		for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
-			if (dev->irq_fds[i] >= 0)
-				close(dev->irq_fds[i]);
-			dev->irq_fds[i] = -1;
-		}
-		pthread_rwlock_unlock(&dev->dma_lock);
+		irqs_clear(dev);
 		return 0;
 	}
 	if (type != VFIO_IRQ_SET_DATA_EVENTFD)

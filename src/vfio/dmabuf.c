@@ -349,6 +349,23 @@ static int vfio_feature_lookup(struct p2p_vfio_device *vdev, int fd, struct p2p_
 	return 0;
 }
 
+/*
+ * Features 13 and 14 (SET, a payload starting with a dma-buf fd): the
+ * feature check, the copy and the fd checks.  On success memory_lock is
+ * held for write and *@out has a reference.
+ */
+static int vfio_feature_fd_payload(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
+				   void *data, void *arg, size_t size, struct p2p_dmabuf **out)
+{
+	int ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, (uint32_t)size);
+
+	if (ret != 1)
+		return ret ? ret : 1; /* PROBE: nothing to do */
+	if (copy_from_user(arg, data, size))
+		return -EFAULT;
+	return vfio_feature_lookup(vdev, *(int32_t *)arg, out);
+}
+
 int vfio_feature_dma_buf_revoke(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
 				void *data)
 {
@@ -356,14 +373,9 @@ int vfio_feature_dma_buf_revoke(struct p2p_vfio_device *vdev, uint32_t flags, ui
 	struct p2p_dmabuf *buf;
 	int ret;
 
-	ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, sizeof(arg));
-	if (ret != 1)
-		return ret;
-	if (copy_from_user(&arg, data, sizeof(arg)))
-		return -EFAULT;
-	ret = vfio_feature_lookup(vdev, arg.dmabuf_fd, &buf);
+	ret = vfio_feature_fd_payload(vdev, flags, argsz, data, &arg, sizeof(arg), &buf);
 	if (ret)
-		return ret;
+		return ret > 0 ? 0 : ret;
 	ret = p2p_dmabuf_revoke(buf, P2P_DMABUF_PERM_REVOKED);
 	pthread_rwlock_unlock(&vdev->pdev->memory_lock);
 	p2p_dmabuf_put(buf);
@@ -378,14 +390,9 @@ int vfio_feature_dma_buf_memattr(struct p2p_vfio_device *vdev, uint32_t flags, u
 	struct vfio_dmabuf *p;
 	int ret;
 
-	ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, sizeof(arg));
-	if (ret != 1)
-		return ret;
-	if (copy_from_user(&arg, data, sizeof(arg)))
-		return -EFAULT;
-	ret = vfio_feature_lookup(vdev, arg.dmabuf_fd, &buf);
+	ret = vfio_feature_fd_payload(vdev, flags, argsz, data, &arg, sizeof(arg), &buf);
 	if (ret)
-		return ret;
+		return ret > 0 ? 0 : ret;
 	p = p2p_dmabuf_priv(buf);
 	if (arg.memattr > VFIO_DEVICE_FEATURE_DMA_BUF_ATTR_WC)
 		ret = -ENOENT;

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "drv_util.h"
+
+int drv_reg_write(struct p2p_vfio_device *vdev, uint64_t off, uint64_t v, size_t len)
+{
+	ssize_t n = p2p_vfio_device_pwrite(vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off);
+
+	return n == (ssize_t)len ? 0 : (n < 0 ? (int)n : -EIO);
+}
+
+uint64_t drv_reg_read(struct p2p_vfio_device *vdev, uint64_t off, size_t len)
+{
+	uint64_t v = 0;
+
+	if (p2p_vfio_device_pread(vdev, &v, len, P2P_VFIO_REGION_OFFSET(0) + off) != (ssize_t)len)
+		return ~0ull;
+	return v;
+}
+
+int drv_set_msi(struct p2p_vfio_device *vdev, int fd)
+{
+	uint8_t buf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	struct vfio_irq_set *irq = (struct vfio_irq_set *)buf;
+	int32_t efd = fd;
+
+	*irq = (struct vfio_irq_set){
+		.argsz = sizeof(buf),
+		.flags = (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
+			 VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = VFIO_PCI_MSI_IRQ_INDEX,
+		.start = 0,
+		.count = fd >= 0 ? 1 : 0,
+	};
+	memcpy(irq->data, &efd, sizeof(efd));
+	return (int)p2p_vfio_device_ioctl(vdev, VFIO_DEVICE_SET_IRQS, irq);
+}
+
+size_t drv_queue_bytes(uint32_t entries, size_t each)
+{
+	return ((size_t)entries * each + 4095) & ~(size_t)4095;
+}
