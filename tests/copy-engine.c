@@ -268,6 +268,13 @@ static uint64_t reg(uint64_t off, size_t len)
 	return v;
 }
 
+/* Write @v to the register (the write CHECKed), then read it back (CHECKed, as reg()). */
+static uint64_t reg_wr_rd(uint64_t off, size_t len, uint64_t v)
+{
+	CHECK_ERR(reg_wr(off, len, v), (long)len);
+	return reg(off, len);
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -415,11 +422,9 @@ static void setup(void)
 	adj_buf = aligned_alloc(PAGE, AUX_SZ);
 	CHECK(sys && ro_buf && wo_buf && adj_buf);
 	bk[B_SYS] = (struct backing){ "sys", sys, malloc(SYS_SZ), SYS_SZ };
-	bk[B_G0] = (struct backing){ "gpu0.bar2",
-				     p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu0.pci, BAR), 0),
+	bk[B_G0] = (struct backing){ "gpu0.bar2", t_bar_ptr(gpu0.pci, BAR, 0),
 				     malloc(BAR_SZ), BAR_SZ };
-	bk[B_G1] = (struct backing){ "gpu1.bar2",
-				     p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu1.pci, BAR), 0),
+	bk[B_G1] = (struct backing){ "gpu1.bar2", t_bar_ptr(gpu1.pci, BAR, 0),
 				     malloc(BAR_SZ), BAR_SZ };
 	bk[B_RO] = (struct backing){ "ro", ro_buf, malloc(AUX_SZ), AUX_SZ };
 	bk[B_WO] = (struct backing){ "wo", wo_buf, malloc(AUX_SZ), AUX_SZ };
@@ -497,50 +502,36 @@ static void test_registers(void)
 	t_section("registers");
 	/* ID is read-only. */
 	CHECK(reg(P2P_CE_REG_ID, 4) == P2P_CE_ID);
-	CHECK_ERR(reg_wr(P2P_CE_REG_ID, 4, 0), 4);
-	CHECK(reg(P2P_CE_REG_ID, 4) == P2P_CE_ID);
+	CHECK(reg_wr_rd(P2P_CE_REG_ID, 4, 0) == P2P_CE_ID);
 
 	/* RING and COMPL: 64-bit IOVAs, read back as written; the low half reads alone. */
-	CHECK_ERR(reg_wr(P2P_CE_REG_RING, 8, 0x123456789000ull), 8);
-	CHECK(reg(P2P_CE_REG_RING, 8) == 0x123456789000ull);
+	CHECK(reg_wr_rd(P2P_CE_REG_RING, 8, 0x123456789000ull) == 0x123456789000ull);
 	CHECK(reg(P2P_CE_REG_RING, 4) == 0x56789000ull);
-	CHECK_ERR(reg_wr(P2P_CE_REG_COMPL, 8, 0xfedcba987000ull), 8);
-	CHECK(reg(P2P_CE_REG_COMPL, 8) == 0xfedcba987000ull);
+	CHECK(reg_wr_rd(P2P_CE_REG_COMPL, 8, 0xfedcba987000ull) == 0xfedcba987000ull);
 	CHECK(reg(P2P_CE_REG_RING, 8) == 0x123456789000ull); /* independent */
 
 	/* RING_SIZE: a power of two up to 65536; other values are ignored. */
 	CHECK(reg(P2P_CE_REG_RING_SIZE, 4) == 0);
-	CHECK_ERR(reg_wr(P2P_CE_REG_RING_SIZE, 4, 64), 4);
-	CHECK(reg(P2P_CE_REG_RING_SIZE, 4) == 64);
-	CHECK_ERR(reg_wr(P2P_CE_REG_RING_SIZE, 4, 3), 4);
-	CHECK(reg(P2P_CE_REG_RING_SIZE, 4) == 64);
-	CHECK_ERR(reg_wr(P2P_CE_REG_RING_SIZE, 4, 131072), 4);
-	CHECK(reg(P2P_CE_REG_RING_SIZE, 4) == 64);
-	CHECK_ERR(reg_wr(P2P_CE_REG_RING_SIZE, 4, 65536), 4);
-	CHECK(reg(P2P_CE_REG_RING_SIZE, 4) == 65536);
-	CHECK_ERR(reg_wr(P2P_CE_REG_RING_SIZE, 4, 1), 4);
-	CHECK(reg(P2P_CE_REG_RING_SIZE, 4) == 1);
+	CHECK(reg_wr_rd(P2P_CE_REG_RING_SIZE, 4, 64) == 64);
+	CHECK(reg_wr_rd(P2P_CE_REG_RING_SIZE, 4, 3) == 64);
+	CHECK(reg_wr_rd(P2P_CE_REG_RING_SIZE, 4, 131072) == 64);
+	CHECK(reg_wr_rd(P2P_CE_REG_RING_SIZE, 4, 65536) == 65536);
+	CHECK(reg_wr_rd(P2P_CE_REG_RING_SIZE, 4, 1) == 1);
 
 	/* DOORBELL reads back the tail; a disabled engine runs nothing (HEAD stays 0). */
-	CHECK_ERR(reg_wr(P2P_CE_REG_DOORBELL, 4, 5), 4);
-	CHECK(reg(P2P_CE_REG_DOORBELL, 4) == 5);
+	CHECK(reg_wr_rd(P2P_CE_REG_DOORBELL, 4, 5) == 5);
 	CHECK(reg(P2P_CE_REG_HEAD, 4) == 0);
 
 	/* HEAD and STATUS are read-only; CTRL keeps only ENABLE. */
-	CHECK_ERR(reg_wr(P2P_CE_REG_HEAD, 4, 7), 4);
-	CHECK(reg(P2P_CE_REG_HEAD, 4) == 0);
+	CHECK(reg_wr_rd(P2P_CE_REG_HEAD, 4, 7) == 0);
 	CHECK(reg(P2P_CE_REG_STATUS, 4) == 0);
-	CHECK_ERR(reg_wr(P2P_CE_REG_STATUS, 4, 0xffffffff), 4);
-	CHECK(reg(P2P_CE_REG_STATUS, 4) == 0);
+	CHECK(reg_wr_rd(P2P_CE_REG_STATUS, 4, 0xffffffff) == 0);
 	CHECK(reg(P2P_CE_REG_CTRL, 4) == 0);
-	CHECK_ERR(reg_wr(P2P_CE_REG_CTRL, 4, 0xfffffffe), 4);
-	CHECK(reg(P2P_CE_REG_CTRL, 4) == 0);
+	CHECK(reg_wr_rd(P2P_CE_REG_CTRL, 4, 0xfffffffe) == 0);
 
 	/* Reserved offsets read 0 and ignore writes. */
-	CHECK_ERR(reg_wr(0x30, 4, 0xdeadbeef), 4);
-	CHECK(reg(0x30, 4) == 0);
-	CHECK_ERR(reg_wr(0x100, 8, ~0ull), 8);
-	CHECK(reg(0x100, 8) == 0);
+	CHECK(reg_wr_rd(0x30, 4, 0xdeadbeef) == 0);
+	CHECK(reg_wr_rd(0x100, 8, ~0ull) == 0);
 	CHECK(reg(P2P_CE_BAR0_SIZE - 8, 8) == 0);
 
 	/* Bad access sizes and misaligned accesses fail the region access. */
@@ -587,8 +578,7 @@ static void test_registers(void)
 
 	/* So does an FLR through config DEVCTL. */
 	CHECK_ERR(reg_wr(P2P_CE_REG_RING, 8, 0x5000), 8);
-	CHECK_ERR(reg_wr(P2P_CE_REG_CTRL, 4, 1), 4);
-	CHECK(reg(P2P_CE_REG_CTRL, 4) == 1);
+	CHECK(reg_wr_rd(P2P_CE_REG_CTRL, 4, 1) == 1);
 	CHECK_OK(t_flr(cev));
 	CHECK(reg(P2P_CE_REG_RING, 8) == 0);
 	CHECK(reg(P2P_CE_REG_CTRL, 4) == 0);

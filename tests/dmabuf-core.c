@@ -57,18 +57,13 @@ static int texp_map(struct p2p_attachment *a, struct p2p_sgt **out)
 {
 	struct p2p_dmabuf *buf = p2p_attachment_dmabuf(a);
 	struct texp *e = p2p_dmabuf_priv(buf);
-	const struct p2p_phys_range *r;
 	struct p2p_sgt *sgt;
-	unsigned int nr;
 
 	if (p2p_dmabuf_status(buf) != P2P_DMABUF_OK)
 		return -ENODEV;
-	r = p2p_dmabuf_ranges(buf, &nr);
-	sgt = malloc(sizeof(*sgt) + nr * sizeof(sgt->ents[0]));
+	sgt = t_sgt_of_ranges(buf);
 	if (!sgt)
 		return -ENOMEM;
-	sgt->nents = nr;
-	memcpy(sgt->ents, r, nr * sizeof(*r));
 	atomic_fetch_add(&e->maps, 1);
 	*out = sgt;
 	return 0;
@@ -1051,22 +1046,6 @@ static void test_cpu_access(void)
 	CHECK(e.releases == 1);
 }
 
-static bool faults_anywhere(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		if (t_read_faults(p + i))
-			return true;
-	return false;
-}
-
-static bool faults_everywhere(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		if (!t_read_faults(p + i))
-			return false;
-	return true;
-}
-
 static void test_mmap(void)
 {
 	const size_t len = 64 * 1024;
@@ -1109,29 +1088,29 @@ static void test_mmap(void)
 		CHECK(dev[0] == 0x5a && dev[len - 1] == 0x5a); /* same memory */
 		/* Revoke makes every CPU mapping raise SIGBUS, contents kept (7.2). */
 		CHECK_OK(p2p_dmabuf_revoke(buf, P2P_DMABUF_TEMP_REVOKED));
-		CHECK(faults_everywhere(p, len));
+		CHECK(t_faults_everywhere(p, len));
 		CHECK(t_write_faults(p + 10, 0x5a));
 		/* The exporter allows a new mapping while revoked: it faults too. */
 		CHECK_OK(p2p_dmabuf_mmap(buf, NULL, 2 * PAGE, PROT_READ, MAP_SHARED, 2 * PAGE,
 					 &out));
 		q = out;
 		if (q)
-			CHECK(faults_everywhere(q, 2 * PAGE));
+			CHECK(t_faults_everywhere(q, 2 * PAGE));
 		dev[3 * PAGE] = 0xa5; /* the device changes memory meanwhile */
 		/* Un-revoke: the same VA works again with the memory's contents. */
 		CHECK_OK(p2p_dmabuf_unrevoke(buf));
-		CHECK(!faults_anywhere(p, len));
+		CHECK(!t_faults_anywhere(p, len));
 		CHECK(p[0] == 0x5a && p[len - 1] == 0x5a && p[3 * PAGE] == 0xa5);
 		if (q) {
-			CHECK(!faults_anywhere(q, 2 * PAGE));
+			CHECK(!t_faults_anywhere(q, 2 * PAGE));
 			CHECK(q[0] == 0x5a && q[PAGE] == 0xa5);
 			CHECK_OK(p2p_munmap(q, 2 * PAGE));
 		}
 		/* PERM keeps them faulting. */
 		CHECK_OK(p2p_dmabuf_revoke(buf, P2P_DMABUF_PERM_REVOKED));
-		CHECK(faults_everywhere(p, len));
+		CHECK(t_faults_everywhere(p, len));
 		CHECK_ERR(p2p_dmabuf_unrevoke(buf), -EBADFD);
-		CHECK(faults_everywhere(p, len));
+		CHECK(t_faults_everywhere(p, len));
 		CHECK(dev[0] == 0x5a && dev[3 * PAGE] == 0xa5);
 		/* The mapping holds a reference: release happens at munmap. */
 		p2p_dmabuf_put(buf);

@@ -51,35 +51,10 @@ static struct fd_census census(void)
 	return c;
 }
 
-static long feat_revoke(struct p2p_vfio_device *vdev, int fd)
-{
-	uint64_t buf[(sizeof(struct vfio_device_feature) +
-		      sizeof(struct vfio_device_feature_dma_buf_revoke) + 7) / 8] = { 0 };
-	struct vfio_device_feature *f = (void *)buf;
-	struct vfio_device_feature_dma_buf_revoke *arg = (void *)f->data;
-
-	f->argsz = sizeof(*f) + sizeof(*arg);
-	f->flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE;
-	arg->dmabuf_fd = fd;
-	return p2p_vfio_device_ioctl(vdev, VFIO_DEVICE_FEATURE, f);
-}
-
 /* Revoked mappings raise SIGBUS (3.2), nothing else. */
 static bool sigbus(void *p)
 {
 	return t_access(p, false, 0, NULL) == SIGBUS;
-}
-
-static int mmap_fd(int fd, uint64_t off, size_t len, void **va)
-{
-	struct p2p_dmabuf *buf;
-	int ret = p2p_dmabuf_get(fd, &buf);
-
-	if (ret)
-		return ret;
-	ret = p2p_dmabuf_mmap(buf, NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, off, va);
-	p2p_dmabuf_put(buf);
-	return ret;
 }
 
 static const struct vfio_region_dma_range two[2] = {
@@ -109,8 +84,8 @@ static void full_cycle(bool device_first)
 	fd1_dup = p2p_dup(fd1);	  /* holds its own reference */
 	fd2_plain_dup = dup(fd2); /* holds none: close(2) is right */
 	CHECK(fd1_dup >= 0 && fd2_plain_dup >= 0);
-	CHECK_OK(mmap_fd(fd1_dup, 0, 4 * PAGE, &va1));
-	CHECK_OK(mmap_fd(fd2_plain_dup, PAGE, 5 * PAGE, &va2));
+	CHECK_OK(t_mmap_fd(fd1_dup, 4 * PAGE, MAP_SHARED, 0, &va1));
+	CHECK_OK(t_mmap_fd(fd2_plain_dup, 5 * PAGE, MAP_SHARED, PAGE, &va2));
 	CHECK_OK(p2p_vfio_device_mmap(d.vdev, NULL, BAR2_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 				      P2P_VFIO_REGION_OFFSET(2), &bar));
 	CHECK(!t_write_faults(va1, 1) && !t_read_faults(va2) && !t_read_faults(bar));
@@ -125,7 +100,7 @@ static void full_cycle(bool device_first)
 	CHECK_OK(t_mem_enable(d.vdev, true));
 	CHECK_OK(t_flr(d.vdev));
 	CHECK(!t_read_faults(va1) && !t_read_faults(bar));
-	CHECK_ERR(feat_revoke(d.vdev, fd1), 0);
+	CHECK_ERR(t_feat_revoke(d.vdev, fd1), 0);
 	CHECK(sigbus(va1) && !t_read_faults(va2));
 	CHECK(imp.invalidations == 2); /* MEM off, FLR */
 
@@ -152,15 +127,23 @@ static void full_cycle(bool device_first)
 
 /* Child scenarios: each runs between its own t_begin() and t_end(). */
 
+/* A child's device and a dma-buf of its first range (CHECKed) in *@fd; false: no device. */
+static bool child_dev(struct t_dev *d, int *fd)
+{
+	if (t_dev_create(d, "0000:05:00.0", BAR2_SIZE, 0, NULL, 5))
+		return false;
+	*fd = t_dmabuf(d->vdev, 2, &two[0], 1);
+	CHECK(*fd >= 0);
+	return true;
+}
+
 static void leak_dmabuf_fd(void)
 {
 	struct t_dev d;
 	int fd;
 
-	if (t_dev_create(&d, "0000:05:00.0", BAR2_SIZE, 0, NULL, 5))
+	if (!child_dev(&d, &fd))
 		return;
-	fd = t_dmabuf(d.vdev, 2, &two[0], 1);
-	CHECK(fd >= 0);
 	t_dev_destroy(&d); /* the fd stays open, dead but valid (1.6) */
 }
 
@@ -169,10 +152,8 @@ static void leak_by_plain_close(void)
 	struct t_dev d;
 	int fd;
 
-	if (t_dev_create(&d, "0000:05:00.0", BAR2_SIZE, 0, NULL, 5))
+	if (!child_dev(&d, &fd))
 		return;
-	fd = t_dmabuf(d.vdev, 2, &two[0], 1);
-	CHECK(fd >= 0);
 	close(fd); /* should have been p2p_close(): the buffer's reference leaks */
 	t_dev_destroy(&d);
 }
@@ -183,11 +164,9 @@ static void leak_mapping(void)
 	void *va;
 	int fd;
 
-	if (t_dev_create(&d, "0000:05:00.0", BAR2_SIZE, 0, NULL, 5))
+	if (!child_dev(&d, &fd))
 		return;
-	fd = t_dmabuf(d.vdev, 2, &two[0], 1);
-	CHECK(fd >= 0);
-	CHECK_OK(mmap_fd(fd, 0, PAGE, &va)); /* never unmapped: it holds the buffer */
+	CHECK_OK(t_mmap_fd(fd, PAGE, MAP_SHARED, 0, &va)); /* never unmapped: it holds the buffer */
 	CHECK_OK(p2p_close(fd));
 	t_dev_destroy(&d);
 }
@@ -245,8 +224,7 @@ int main(void)
 	struct fd_census start, now;
 
 	t_begin();
-	if (p2p_library_init())
-		t_skip("userfaultfd unavailable: CPU revocation not possible");
+	t_require_uffd();
 	start = census();
 	CHECK(start.all > 0);
 

@@ -24,7 +24,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	raise(sig);
 }
 
-static int count_fds(void)
+int t_count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -55,12 +55,12 @@ void t_begin(void)
 	ret = p2p_library_init();
 	if (ret)
 		fprintf(stderr, "note: p2p_library_init: %s\n", strerror(-ret));
-	fds_at_start = count_fds();
+	fds_at_start = t_count_fds();
 }
 
 int t_end(void)
 {
-	int now = count_fds();
+	int now = t_count_fds();
 
 	if (now != fds_at_start) {
 		fprintf(stderr, "fd leak: %d open at start, %d at end\n", fds_at_start, now);
@@ -79,31 +79,70 @@ void t_skip(const char *reason)
 	exit(T_EXIT_SKIP);
 }
 
-static bool probe(volatile uint8_t *p, size_t len, bool write, uint8_t v)
+void t_require_uffd(void)
+{
+	if (p2p_library_init())
+		t_skip("userfaultfd unavailable: CPU revocation not possible");
+}
+
+/*
+ * Run @fn(@arg) with SIGBUS and SIGSEGV caught: returns 0, or the signal
+ * that cut it short (SIGBUS, else SIGSEGV).  Thread-safe, and nests: the
+ * previous jump buffer is restored.
+ */
+static int catch_faults(void (*fn)(void *), void *arg)
 {
 	sigjmp_buf jb, *volatile old = probe_jmp;
-	volatile bool faulted = false;
+	volatile int sig = 0;
 
-	if (sigsetjmp(jb, 1)) {
-		faulted = true;
-	} else {
+	switch (sigsetjmp(jb, 1)) { /* setjmp may not be assigned from (C11 7.13.1.1) */
+	case 0:
 		probe_jmp = &jb;
-		for (size_t i = 0; i < len; i += 4096) {
-			if (write)
-				p[i] = v;
-			else
-				(void)p[i];
-		}
-		/*
-		 * The last byte too, but never store twice to one byte: a
-		 * revoke between the two stores would report a write that
-		 * landed as faulted.
-		 */
-		if (write && (len - 1) % 4096)
-			p[len - 1] = v;
+		fn(arg);
+		break;
+	case SIGBUS:
+		sig = SIGBUS;
+		break;
+	default:
+		sig = SIGSEGV;
+		break;
 	}
 	probe_jmp = old;
-	return faulted;
+	return sig;
+}
+
+/* One probed access, or a run of them: what catch_faults() runs. */
+struct probe_op {
+	volatile uint8_t *p;
+	size_t len;
+	bool write;
+	uint8_t v;
+	uint8_t *val; /* probe_byte(): where a load goes (may be NULL) */
+};
+
+static void probe_pages(void *arg)
+{
+	const struct probe_op *op = arg;
+
+	for (size_t i = 0; i < op->len; i += 4096) {
+		if (op->write)
+			op->p[i] = op->v;
+		else
+			(void)op->p[i];
+	}
+	/*
+	 * The last byte too, but never store twice to one byte: a revoke
+	 * between the two stores would report a write that landed as faulted.
+	 */
+	if (op->write && (op->len - 1) % 4096)
+		op->p[op->len - 1] = op->v;
+}
+
+static bool probe(volatile uint8_t *p, size_t len, bool write, uint8_t v)
+{
+	struct probe_op op = { .p = p, .len = len, .write = write, .v = v };
+
+	return catch_faults(probe_pages, &op) != 0;
 }
 
 bool t_read_faults(const volatile void *p)
@@ -116,26 +155,41 @@ bool t_write_faults(volatile void *p, uint8_t v)
 	return probe(p, 1, true, v);
 }
 
-bool t_fill_faults(volatile void *p, uint8_t v, size_t len)
+static void probe_fill(void *arg)
 {
-	sigjmp_buf jb, *volatile old = probe_jmp;
-	volatile bool faulted = false;
+	const struct probe_op *op = arg;
 
-	if (sigsetjmp(jb, 1)) {
-		faulted = true;
-	} else {
-		probe_jmp = &jb;
-		memset((void *)p, v, len);
-	}
-	probe_jmp = old;
-	return faulted;
+	memset((void *)op->p, op->v, op->len);
 }
 
-int t_dev_create(struct t_dev *d, const char *name, uint64_t bar2, uint32_t flags,
-		 struct p2p_pci_devset *set, uint32_t group)
+bool t_fill_faults(volatile void *p, uint8_t v, size_t len)
 {
-	struct p2p_pci_dev_info info = {
-		.argsz = sizeof(info),
+	struct probe_op op = { .p = p, .len = len, .v = v };
+
+	return catch_faults(probe_fill, &op) != 0;
+}
+
+bool t_faults_everywhere(const volatile void *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += 4096)
+		if (!t_read_faults((const volatile uint8_t *)p + i))
+			return false;
+	return true;
+}
+
+bool t_faults_anywhere(const volatile void *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += 4096)
+		if (t_read_faults((const volatile uint8_t *)p + i))
+			return true;
+	return false;
+}
+
+void t_dev_info(struct p2p_pci_dev_info *info, const char *name, uint64_t bar2, uint32_t flags,
+		struct p2p_pci_devset *set, uint32_t group)
+{
+	*info = (struct p2p_pci_dev_info){
+		.argsz = sizeof(*info),
 		.flags = flags,
 		.name = name,
 		.vendor_id = 0x1b36,
@@ -149,16 +203,46 @@ int t_dev_create(struct t_dev *d, const char *name, uint64_t bar2, uint32_t flag
 			[4] = { .size = 256, .flags = P2P_BAR_IO },
 		},
 	};
-	int ret = p2p_pci_dev_create(&info, &d->pci);
+}
 
-	if (ret)
+int t_dev_open_info(const struct p2p_pci_dev_info *info, struct p2p_pci_dev **pci,
+		    struct p2p_vfio_device **vdev)
+{
+	int ret = p2p_pci_dev_create(info, pci);
+
+	if (ret || !vdev)
 		return ret;
-	ret = p2p_vfio_device_open(d->pci, &d->vdev);
+	ret = p2p_vfio_device_open(*pci, vdev);
 	if (ret) {
-		p2p_pci_dev_put(d->pci);
-		return ret;
+		p2p_pci_dev_put(*pci);
+		*pci = NULL;
 	}
-	return 0;
+	return ret;
+}
+
+int t_dev_create(struct t_dev *d, const char *name, uint64_t bar2, uint32_t flags,
+		 struct p2p_pci_devset *set, uint32_t group)
+{
+	struct p2p_pci_dev_info info;
+
+	t_dev_info(&info, name, bar2, flags, set, group);
+	return t_dev_open_info(&info, &d->pci, &d->vdev);
+}
+
+void t_dev_create_or_skip(struct t_dev *d, const char *name, uint64_t bar2, uint32_t group)
+{
+	if (t_dev_create(d, name, bar2, 0, NULL, group))
+		t_skip("cannot create the emulated device");
+}
+
+void t_dev_create_or_fail(struct t_dev *d, const char *name, uint64_t bar2, uint32_t group)
+{
+	int ret = t_dev_create(d, name, bar2, 0, NULL, group);
+
+	if (ret) {
+		fprintf(stderr, "t_dev_create: %s\n", strerror(-ret));
+		exit(T_EXIT_FAIL);
+	}
 }
 
 void t_dev_destroy(struct t_dev *d)
@@ -167,6 +251,22 @@ void t_dev_destroy(struct t_dev *d)
 	p2p_pci_dev_put(d->pci);
 	d->vdev = NULL;
 	d->pci = NULL;
+}
+
+uint8_t *t_bar_ptr(const struct p2p_pci_dev *pci, int bar, uint64_t off)
+{
+	return p2p_mem_ptr(p2p_pci_dev_bar_mem(pci, bar), off);
+}
+
+uint8_t t_pattern(uint64_t off)
+{
+	return (uint8_t)(off * 131 + (off >> 12) * 7 + 1);
+}
+
+void t_bar_fill(const struct p2p_pci_dev *pci, int bar, uint64_t size)
+{
+	for (uint64_t o = 0; o < size; o++)
+		*t_bar_ptr(pci, bar, o) = t_pattern(o);
 }
 
 int t_mem_enable(struct p2p_vfio_device *vdev, bool on)
@@ -204,6 +304,38 @@ int t_dmabuf(struct p2p_vfio_device *vdev, uint32_t bar, const struct vfio_regio
 	     uint32_t nr)
 {
 	return p2p_vfio_device_get_dmabuf(vdev, bar, r, nr, O_RDWR | O_CLOEXEC);
+}
+
+int t_dmabuf_range(struct p2p_vfio_device *vdev, uint32_t bar, uint64_t off, uint64_t len)
+{
+	struct vfio_region_dma_range r = { .offset = off, .length = len };
+
+	return t_dmabuf(vdev, bar, &r, 1);
+}
+
+int t_mmap_fd(int fd, size_t len, int flags, uint64_t off, void **va)
+{
+	struct p2p_dmabuf *buf;
+	int ret = p2p_dmabuf_get(fd, &buf);
+
+	if (ret)
+		return ret;
+	ret = p2p_dmabuf_mmap(buf, NULL, len, PROT_READ | PROT_WRITE, flags, off, va);
+	p2p_dmabuf_put(buf);
+	return ret;
+}
+
+long t_feat_revoke(struct p2p_vfio_device *vdev, int fd)
+{
+	uint64_t buf[(sizeof(struct vfio_device_feature) +
+		      sizeof(struct vfio_device_feature_dma_buf_revoke) + 7) / 8] = { 0 };
+	struct vfio_device_feature *f = (void *)buf;
+	struct vfio_device_feature_dma_buf_revoke *arg = (void *)f->data;
+
+	f->argsz = sizeof(*f) + sizeof(*arg);
+	f->flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE;
+	arg->dmabuf_fd = fd;
+	return p2p_vfio_device_ioctl(vdev, VFIO_DEVICE_FEATURE, f);
 }
 
 static void t_invalidate(struct p2p_attachment *a)
@@ -265,43 +397,128 @@ void t_importer_detach(struct t_importer *imp)
 	imp->attach = NULL;
 }
 
+int t_try_attach(struct p2p_dmabuf *buf)
+{
+	struct t_importer imp;
+	int ret = t_importer_attach(&imp, buf, P2P_ATTACH_PEER2PEER, true);
+
+	if (!ret) {
+		ret = t_importer_map(&imp);
+		t_importer_detach(&imp);
+	}
+	return ret;
+}
+
+struct p2p_sgt *t_sgt_of_ranges(struct p2p_dmabuf *buf)
+{
+	const struct p2p_phys_range *r;
+	struct p2p_sgt *sgt;
+	unsigned int nr;
+
+	r = p2p_dmabuf_ranges(buf, &nr);
+	sgt = malloc(sizeof(*sgt) + nr * sizeof(sgt->ents[0]));
+	if (!sgt)
+		return NULL;
+	sgt->nents = nr;
+	memcpy(sgt->ents, r, nr * sizeof(*r));
+	return sgt;
+}
+
+uint32_t t_ioas_new(struct p2p_iommufd *ictx, struct p2p_ioas **out)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+
+	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_ALLOC, &cmd));
+	CHECK_OK(p2p_ioas_get(ictx, cmd.out_ioas_id, out));
+	return cmd.out_ioas_id;
+}
+
+long t_destroy_ioctl(struct p2p_iommufd *ictx, uint32_t id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return p2p_iommufd_ioctl(ictx, IOMMU_DESTROY, &cmd);
+}
+
+void t_ioas_del(struct p2p_iommufd *ictx, uint32_t id, struct p2p_ioas *ioas)
+{
+	p2p_ioas_put(ioas);
+	CHECK_OK(t_destroy_ioctl(ictx, id));
+}
+
+long t_map_file_ioctl(struct p2p_iommufd *ictx, uint32_t id, int fd, uint64_t start,
+		      uint64_t len, uint64_t *iova, uint32_t flags)
+{
+	struct iommu_ioas_map_file cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.ioas_id = id,
+		.fd = fd,
+		.start = start,
+		.length = len,
+		.iova = *iova,
+	};
+	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_MAP_FILE, &cmd);
+
+	if (!ret)
+		*iova = cmd.iova;
+	return ret;
+}
+
+long t_map_ioctl(struct p2p_iommufd *ictx, uint32_t id, void *va, uint64_t len, uint64_t *iova,
+		 uint32_t flags)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.ioas_id = id,
+		.user_va = (uintptr_t)va,
+		.length = len,
+		.iova = *iova,
+	};
+	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_MAP, &cmd);
+
+	if (!ret)
+		*iova = cmd.iova;
+	return ret;
+}
+
+long t_unmap_ioctl(struct p2p_iommufd *ictx, uint32_t id, uint64_t iova, uint64_t len,
+		   uint64_t *done)
+{
+	struct iommu_ioas_unmap cmd = {
+		.size = sizeof(cmd), .ioas_id = id, .iova = iova, .length = len
+	};
+	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_UNMAP, &cmd);
+
+	if (done)
+		*done = ret ? 0 : cmd.length;
+	return ret;
+}
+
+/* One byte: a store of op->v if op->write, else a load (into *op->val if not NULL). */
+static void probe_byte(void *arg)
+{
+	const struct probe_op *op = arg;
+
+	if (op->write)
+		*op->p = op->v;
+	else if (op->val)
+		*op->val = *op->p;
+	else
+		(void)*op->p;
+}
+
 bool t_load_faults(const volatile void *p, uint8_t *val)
 {
-	sigjmp_buf jb, *volatile old = probe_jmp;
-	volatile bool faulted = false;
+	struct probe_op op = { .p = (volatile uint8_t *)p, .val = val };
 
-	if (sigsetjmp(jb, 1)) {
-		faulted = true;
-	} else {
-		probe_jmp = &jb;
-		*val = *(const volatile uint8_t *)p;
-	}
-	probe_jmp = old;
-	return faulted;
+	return catch_faults(probe_byte, &op) != 0;
 }
 
 int t_access(volatile void *p, bool write, uint8_t wval, uint8_t *rval)
 {
-	sigjmp_buf jb, *volatile old = probe_jmp;
-	volatile int sig = 0;
+	struct probe_op op = { .p = p, .write = write, .v = wval, .val = rval };
 
-	switch (sigsetjmp(jb, 1)) { /* setjmp may not be assigned from (C11 7.13.1.1) */
-	case 0:
-		probe_jmp = &jb;
-		if (write)
-			*(volatile uint8_t *)p = wval;
-		else if (rval)
-			*rval = *(volatile uint8_t *)p;
-		else
-			(void)*(volatile uint8_t *)p;
-		break;
-	case SIGBUS:
-		sig = SIGBUS;
-		break;
-	default:
-		sig = SIGSEGV;
-		break;
-	}
-	probe_jmp = old;
-	return sig;
+	return catch_faults(probe_byte, &op);
 }

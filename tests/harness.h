@@ -61,8 +61,12 @@ void t_section(const char *name);
 void t_begin(void);
 /* Call last: fails the test on leaked fds; returns the exit code. */
 int t_end(void);
+/* The fds the process has open now (what t_begin() and t_end() compare), or -1. */
+int t_count_fds(void);
 /* Print a reason and exit 77. */
 void t_skip(const char *reason) __attribute__((noreturn));
+/* Skip (77) unless CPU mappings can be revoked (p2p_library_init() got a userfaultfd). */
+void t_require_uffd(void);
 
 /*
  * Access one byte at @p; returns true if it raised SIGBUS (or SIGSEGV when
@@ -72,6 +76,9 @@ bool t_read_faults(const volatile void *p);
 bool t_write_faults(volatile void *p, uint8_t v);
 /* Fault-catching memcmp/memset for larger regions. */
 bool t_fill_faults(volatile void *p, uint8_t v, size_t len);
+/* t_read_faults() of every 4 KiB page of [@p, @p + @len): all of them fault / any one does. */
+bool t_faults_everywhere(const volatile void *p, size_t len);
+bool t_faults_anywhere(const volatile void *p, size_t len);
 
 /* A device: BAR0 16 KiB registers-like memory, BAR2 (64-bit) of @bar2 bytes. */
 struct t_dev {
@@ -81,6 +88,28 @@ struct t_dev {
 int t_dev_create(struct t_dev *d, const char *name, uint64_t bar2, uint32_t flags,
 		 struct p2p_pci_devset *set, uint32_t group);
 void t_dev_destroy(struct t_dev *d);
+/*
+ * t_dev_create() with no flags and no device set, for the test's main
+ * device: if it fails, skip the test (77) / fail it (1), with the reason.
+ */
+void t_dev_create_or_skip(struct t_dev *d, const char *name, uint64_t bar2, uint32_t group);
+void t_dev_create_or_fail(struct t_dev *d, const char *name, uint64_t bar2, uint32_t group);
+/* The description t_dev_create() uses, for a test to add to (.ops, .priv) before creating. */
+void t_dev_info(struct p2p_pci_dev_info *info, const char *name, uint64_t bar2, uint32_t flags,
+		struct p2p_pci_devset *set, uint32_t group);
+/*
+ * Create the function @info describes and, if @vdev, open it.  On failure
+ * nothing is left (*@pci is NULL if the open failed); returns 0 or -errno.
+ */
+int t_dev_open_info(const struct p2p_pci_dev_info *info, struct p2p_pci_dev **pci,
+		    struct p2p_vfio_device **vdev);
+
+/* The device's own view of BAR @bar of @pci (its memory, not a mapping), from byte @off. */
+uint8_t *t_bar_ptr(const struct p2p_pci_dev *pci, int bar, uint64_t off);
+/* A byte pattern by offset: what t_bar_fill() puts at BAR offset @off. */
+uint8_t t_pattern(uint64_t off);
+/* Fill bytes [0, @size) of BAR @bar of @pci with t_pattern(). */
+void t_bar_fill(const struct p2p_pci_dev *pci, int bar, uint64_t size);
 
 /* Shorthands over the config region. */
 int t_mem_enable(struct p2p_vfio_device *vdev, bool on);
@@ -90,6 +119,12 @@ int t_flr(struct p2p_vfio_device *vdev);
 /* Export @nr ranges of @bar; returns the fd or -errno. */
 int t_dmabuf(struct p2p_vfio_device *vdev, uint32_t bar, const struct vfio_region_dma_range *r,
 	     uint32_t nr);
+/* Export the one range [@off, @off + @len) of @bar; returns the fd or -errno. */
+int t_dmabuf_range(struct p2p_vfio_device *vdev, uint32_t bar, uint64_t off, uint64_t len);
+/* mmap(2) of dma-buf @fd, read-write: 0 (*@va set) or -errno. */
+int t_mmap_fd(int fd, size_t len, int flags, uint64_t off, void **va);
+/* VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE (3.4) of dma-buf @fd through the device ioctl. */
+long t_feat_revoke(struct p2p_vfio_device *vdev, int fd);
 
 /* A dynamic, P2P, revocable importer that unmaps in its invalidate callback. */
 struct t_importer {
@@ -101,6 +136,32 @@ int t_importer_attach(struct t_importer *imp, struct p2p_dmabuf *buf, uint32_t f
 		      bool revocable);
 int t_importer_map(struct t_importer *imp);
 void t_importer_detach(struct t_importer *imp);
+/* A new P2P importer attaches to @buf, maps and detaches: 0 or the first -errno. */
+int t_try_attach(struct p2p_dmabuf *buf);
+
+/* For test exporters' map op: a copy of @buf's ranges in a malloc()ed sgt, or NULL. */
+struct p2p_sgt *t_sgt_of_ranges(struct p2p_dmabuf *buf);
+
+/*
+ * iommufd through p2p_iommufd_ioctl() with the kernel's structures.
+ * t_ioas_new(): IOMMU_IOAS_ALLOC and the native handle (both CHECKed), returns the id;
+ * t_ioas_del(): drop the handle, then IOMMU_DESTROY (CHECKed).
+ */
+uint32_t t_ioas_new(struct p2p_iommufd *ictx, struct p2p_ioas **out);
+void t_ioas_del(struct p2p_iommufd *ictx, uint32_t id, struct p2p_ioas *ioas);
+/* IOMMU_DESTROY of object @id: 0 or -errno. */
+long t_destroy_ioctl(struct p2p_iommufd *ictx, uint32_t id);
+/*
+ * IOMMU_IOAS_MAP_FILE (test_ioctl_ioas_map_file() of iommufd_utils.h) and
+ * IOMMU_IOAS_MAP: 0 (*@iova set to the IOVA used) or -errno.
+ */
+long t_map_file_ioctl(struct p2p_iommufd *ictx, uint32_t id, int fd, uint64_t start,
+		      uint64_t len, uint64_t *iova, uint32_t flags);
+long t_map_ioctl(struct p2p_iommufd *ictx, uint32_t id, void *va, uint64_t len, uint64_t *iova,
+		 uint32_t flags);
+/* IOMMU_IOAS_UNMAP: 0 or -errno; *@done (if not NULL) the bytes unmapped, 0 on failure. */
+long t_unmap_ioctl(struct p2p_iommufd *ictx, uint32_t id, uint64_t iova, uint64_t len,
+		   uint64_t *done);
 
 /*
  * Load one byte at @p into *@val; returns true (and leaves *@val alone) if

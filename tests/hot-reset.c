@@ -50,34 +50,6 @@ static struct member mem[NMEM];
 static bool observe;		/* check the opened members inside reset callbacks */
 static int seen_revoked;	/* reset callbacks that found every opened member revoked */
 
-static bool faults_everywhere(const volatile uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		if (!t_read_faults(p + i))
-			return false;
-	return true;
-}
-
-static bool faults_anywhere(const volatile uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		if (t_read_faults(p + i))
-			return true;
-	return false;
-}
-
-static int try_attach(struct p2p_dmabuf *buf)
-{
-	struct t_importer imp;
-	int ret = t_importer_attach(&imp, buf, P2P_ATTACH_PEER2PEER, true);
-
-	if (!ret) {
-		ret = t_importer_map(&imp);
-		t_importer_detach(&imp);
-	}
-	return ret;
-}
-
 /* Revoked: invalidated and unmapped, attach/map -> ENODEV, CPU mapping faults (1.5, 1.6). */
 static bool rig_revoked(struct rig *r)
 {
@@ -86,9 +58,9 @@ static bool rig_revoked(struct rig *r)
 	CHECK(r->imp.invalidations > 0);
 	CHECK(!r->imp.sgt);
 	CHECK(p2p_dmabuf_status(r->buf) != P2P_DMABUF_OK);
-	CHECK_ERR(try_attach(r->buf), -ENODEV);
+	CHECK_ERR(t_try_attach(r->buf), -ENODEV);
 	CHECK_ERR(t_importer_map(&r->imp), -ENODEV);
-	CHECK(faults_everywhere(r->cpu, BUF_LEN));
+	CHECK(t_faults_everywhere(r->cpu, BUF_LEN));
 	return t_failures == before;
 }
 
@@ -96,9 +68,9 @@ static bool rig_revoked(struct rig *r)
 static void rig_live(struct rig *r)
 {
 	CHECK(p2p_dmabuf_status(r->buf) == P2P_DMABUF_OK);
-	CHECK_OK(try_attach(r->buf));
-	CHECK(!faults_anywhere(r->cpu, BUF_LEN));
-	if (!faults_anywhere(r->cpu, BUF_LEN))
+	CHECK_OK(t_try_attach(r->buf));
+	CHECK(!t_faults_anywhere(r->cpu, BUF_LEN));
+	if (!t_faults_anywhere(r->cpu, BUF_LEN))
 		CHECK(memcmp(r->cpu, r->want, BUF_LEN) == 0);
 	if (!r->imp.sgt)
 		CHECK_OK(t_importer_map(&r->imp));
@@ -107,12 +79,12 @@ static void rig_live(struct rig *r)
 /* The BAR mmap works and sees the device's memory. */
 static void bar_map_live(struct member *m)
 {
-	uint8_t *dev = p2p_mem_ptr(p2p_pci_dev_bar_mem(m->pci, 2), BAR_MAP_OFF);
+	uint8_t *dev = t_bar_ptr(m->pci, 2, BAR_MAP_OFF);
 
 	if (!m->bar_map)
 		return;
-	CHECK(!faults_anywhere(m->bar_map, BAR_MAP_LEN));
-	if (!faults_anywhere(m->bar_map, BAR_MAP_LEN))
+	CHECK(!t_faults_anywhere(m->bar_map, BAR_MAP_LEN));
+	if (!t_faults_anywhere(m->bar_map, BAR_MAP_LEN))
 		CHECK(memcmp(m->bar_map, dev, BAR_MAP_LEN) == 0 && m->bar_map[7] == 0x6b);
 }
 
@@ -132,7 +104,7 @@ static void member_reset(struct p2p_pci_dev *pci)
 				rig_revoked(&mem[i].rig);
 			/* BAR mmaps are zapped with the revoke (1.7). */
 			if (mem[i].bar_map)
-				CHECK(faults_everywhere(mem[i].bar_map, BAR_MAP_LEN));
+				CHECK(t_faults_everywhere(mem[i].bar_map, BAR_MAP_LEN));
 		}
 		if (t_failures == before)
 			seen_revoked++;
@@ -144,44 +116,24 @@ static const struct p2p_pci_dev_ops member_ops = { .reset = member_reset };
 static int member_create(struct member *m, struct p2p_pci_devset *set, const char *name,
 			 uint32_t group, bool open)
 {
-	struct p2p_pci_dev_info info = {
-		.argsz = sizeof(info),
-		.name = name,
-		.vendor_id = 0x1b36,
-		.device_id = 0x0011,
-		.class_code = 0x030000,
-		.group = group,
-		.devset = set,
-		.bars = {
-			[0] = { .size = 16384 },
-			[2] = { .size = BAR2_SIZE, .flags = P2P_BAR_MEM64 | P2P_BAR_PREFETCH },
-		},
-		.ops = &member_ops,
-		.priv = m,
-	};
-	int ret;
+	struct p2p_pci_dev_info info;
 
+	t_dev_info(&info, name, BAR2_SIZE, 0, set, group);
+	info.bars[4] = (struct p2p_pci_bar_desc){ 0 }; /* no I/O BAR */
+	info.ops = &member_ops;
+	info.priv = m;
 	memset(m, 0, sizeof(*m));
 	m->rig.fd = -1;
 	m->group = group;
-	ret = p2p_pci_dev_create(&info, &m->pci);
-	if (ret || !open)
-		return ret;
-	ret = p2p_vfio_device_open(m->pci, &m->vdev);
-	if (ret) {
-		p2p_pci_dev_put(m->pci);
-		m->pci = NULL;
-	}
-	return ret;
+	return t_dev_open_info(&info, &m->pci, open ? &m->vdev : NULL);
 }
 
 static int rig_setup(struct rig *r, struct member *m, uint8_t seed)
 {
-	struct vfio_region_dma_range range = { .offset = 0, .length = BUF_LEN };
 	void *p = NULL;
 	int ret;
 
-	r->fd = t_dmabuf(m->vdev, 2, &range, 1);
+	r->fd = t_dmabuf_range(m->vdev, 2, 0, BUF_LEN);
 	CHECK(r->fd >= 0);
 	if (r->fd < 0)
 		return r->fd;
@@ -367,8 +319,8 @@ static void test_ebusy(void)
 	/* Nothing was reset, and nothing is left revoked. */
 	CHECK(total_resets() == resets);
 	CHECK(p2p_dmabuf_status(a->buf) == P2P_DMABUF_OK);
-	CHECK_OK(try_attach(a->buf));
-	CHECK(!faults_anywhere(a->cpu, BUF_LEN));
+	CHECK_OK(t_try_attach(a->buf));
+	CHECK(!t_faults_anywhere(a->cpu, BUF_LEN));
 	CHECK(memcmp(a->cpu, a->want, BUF_LEN) == 0);
 	if (!a->imp.sgt)
 		CHECK_OK(t_importer_map(&a->imp));
@@ -443,8 +395,8 @@ static void test_closed_member(void)
 	CHECK(p2p_dmabuf_status(b->buf) == P2P_DMABUF_PERM_REVOKED);
 	CHECK_OK(p2p_vfio_device_hot_reset(mem[0].vdev, groups, 3));
 	CHECK(p2p_dmabuf_status(b->buf) == P2P_DMABUF_PERM_REVOKED);
-	CHECK(faults_everywhere(b->cpu, BUF_LEN));
-	CHECK_ERR(try_attach(b->buf), -ENODEV);
+	CHECK(t_faults_everywhere(b->cpu, BUF_LEN));
+	CHECK_ERR(t_try_attach(b->buf), -ENODEV);
 	CHECK(p2p_pci_dev_open_count(mem[1].pci) == 0);
 	rig_live(&mem[0].rig);
 }

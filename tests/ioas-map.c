@@ -40,22 +40,6 @@
 static struct t_dev dev;
 static struct p2p_iommufd *ictx;
 
-static uint8_t *bar_ptr(uint64_t off)
-{
-	return p2p_mem_ptr(p2p_pci_dev_bar_mem(dev.pci, BAR), off);
-}
-
-static uint8_t pat(uint64_t off)
-{
-	return (uint8_t)(off * 131 + (off >> 12) * 7 + 1);
-}
-
-static void fill_bar(void)
-{
-	for (uint64_t o = 0; o < BAR_SIZE; o++)
-		*bar_ptr(o) = pat(o);
-}
-
 /* A check with a name: @got must be @want (an -errno, or >= 0 for success). */
 static void expect(long got, long want, const char *what)
 {
@@ -76,77 +60,6 @@ static long ioas_alloc_ioctl(uint32_t *id)
 	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_ALLOC, &cmd);
 
 	*id = cmd.out_ioas_id;
-	return ret;
-}
-
-/* A new IOAS through IOMMU_IOAS_ALLOC, and its native handle. */
-static uint32_t ioas_new(struct p2p_ioas **out)
-{
-	uint32_t id = 0;
-
-	CHECK_OK(ioas_alloc_ioctl(&id));
-	CHECK_OK(p2p_ioas_get(ictx, id, out));
-	return id;
-}
-
-static long destroy_ioctl(uint32_t id)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	return p2p_iommufd_ioctl(ictx, IOMMU_DESTROY, &cmd);
-}
-
-static void ioas_del(uint32_t id, struct p2p_ioas *ioas)
-{
-	p2p_ioas_put(ioas);
-	CHECK_OK(destroy_ioctl(id));
-}
-
-static long map_file_ioctl(uint32_t id, int fd, uint64_t start, uint64_t len, uint64_t *iova,
-			   uint32_t flags)
-{
-	struct iommu_ioas_map_file cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.ioas_id = id,
-		.fd = fd,
-		.start = start,
-		.length = len,
-		.iova = *iova,
-	};
-	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_MAP_FILE, &cmd);
-
-	if (!ret)
-		*iova = cmd.iova;
-	return ret;
-}
-
-static long map_ioctl(uint32_t id, void *va, uint64_t len, uint64_t *iova, uint32_t flags)
-{
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.ioas_id = id,
-		.user_va = (uintptr_t)va,
-		.length = len,
-		.iova = *iova,
-	};
-	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_MAP, &cmd);
-
-	if (!ret)
-		*iova = cmd.iova;
-	return ret;
-}
-
-static long unmap_ioctl(uint32_t id, uint64_t iova, uint64_t len, uint64_t *done)
-{
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd), .ioas_id = id, .iova = iova, .length = len
-	};
-	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_UNMAP, &cmd);
-
-	if (done)
-		*done = ret ? 0 : cmd.length;
 	return ret;
 }
 
@@ -210,7 +123,7 @@ static unsigned int xlate_runs(struct p2p_ioas *ioas, uint64_t iova, const struc
 /* [iova, iova + len) maps BAR bytes from @bar_off on, in one run. */
 static bool maps_bar(struct p2p_ioas *ioas, uint64_t iova, uint64_t len, uint64_t bar_off)
 {
-	struct run r = { bar_ptr(bar_off), len };
+	struct run r = { t_bar_ptr(dev.pci, BAR, bar_off), len };
 
 	return xlate_runs(ioas, iova, &r, 1) == 0;
 }
@@ -224,13 +137,6 @@ static int xlate_err(struct p2p_ioas *ioas, uint64_t iova)
 	if (!ret)
 		p2p_ioas_dma_end(&seg);
 	return ret;
-}
-
-static int one_range(uint64_t off, uint64_t len)
-{
-	struct vfio_region_dma_range r = { .offset = off, .length = len };
-
-	return t_dmabuf(dev.vdev, BAR, &r, 1);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -256,7 +162,7 @@ static void test_framing(void)
 	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_ALLOC, alloc));
 	id = alloc->out_ioas_id;
 	CHECK(id != 0);
-	CHECK_OK(destroy_ioctl(id));
+	CHECK_OK(t_destroy_ioctl(ictx, id));
 	/* larger with a non-zero trailing byte: E2BIG */
 	memset(big, 0, sizeof(big));
 	alloc->size = sizeof(*alloc) + 20;
@@ -277,8 +183,8 @@ static void test_framing(void)
 	CHECK_ERR(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_ALLOC, NULL), -EFAULT);
 
 	/* MAP_FILE framing: 40 bytes, iova is the last field */
-	id = ioas_new(&ioas);
-	fd = one_range(DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	memset(big, 0, sizeof(big));
 	*mf = (struct iommu_ioas_map_file){ .size = sizeof(*mf) - 1, .flags = RW, .ioas_id = id,
@@ -310,24 +216,24 @@ static void test_framing(void)
 		cp.src_ioas_id = id;
 		cp.dst_ioas_id = BAD_ID;
 		CHECK_ERR(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_COPY, &cp), -ENOENT);
-		CHECK_ERR(map_ioctl(BAD_ID, big, PAGE, &iova, RW), -ENOENT);
-		CHECK_ERR(map_file_ioctl(BAD_ID, fd, 0, PAGE, &iova, RW), -ENOENT);
-		CHECK_ERR(map_file_ioctl(0, fd, 0, PAGE, &iova, RW), -ENOENT);
-		CHECK_ERR(unmap_ioctl(BAD_ID, 0, UINT64_MAX, NULL), -ENOENT);
-		CHECK_ERR(destroy_ioctl(BAD_ID), -ENOENT);
-		CHECK_ERR(destroy_ioctl(0), -ENOENT);
+		CHECK_ERR(t_map_ioctl(ictx, BAD_ID, big, PAGE, &iova, RW), -ENOENT);
+		CHECK_ERR(t_map_file_ioctl(ictx, BAD_ID, fd, 0, PAGE, &iova, RW), -ENOENT);
+		CHECK_ERR(t_map_file_ioctl(ictx, 0, fd, 0, PAGE, &iova, RW), -ENOENT);
+		CHECK_ERR(t_unmap_ioctl(ictx, BAD_ID, 0, UINT64_MAX, NULL), -ENOENT);
+		CHECK_ERR(t_destroy_ioctl(ictx, BAD_ID), -ENOENT);
+		CHECK_ERR(t_destroy_ioctl(ictx, 0), -ENOENT);
 	}
 	/* A destroyed IOAS's ID is gone. */
 	CHECK_OK(ioas_alloc_ioctl(&id2));
-	CHECK_OK(destroy_ioctl(id2));
-	CHECK_ERR(destroy_ioctl(id2), -ENOENT);
+	CHECK_OK(t_destroy_ioctl(ictx, id2));
+	CHECK_ERR(t_destroy_ioctl(ictx, id2), -ENOENT);
 	{
 		uint64_t iova = 0;
 
-		CHECK_ERR(map_file_ioctl(id2, fd, 0, PAGE, &iova, RW), -ENOENT);
+		CHECK_ERR(t_map_file_ioctl(ictx, id2, fd, 0, PAGE, &iova, RW), -ENOENT);
 	}
 	CHECK(p2p_ioas_nr_areas(ioas) == 1);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 }
 
@@ -340,7 +246,7 @@ static void test_iova_ranges(void)
 	uint32_t id;
 
 	t_section("2.3 IOVA_RANGES");
-	id = ioas_new(&ioas);
+	id = t_ioas_new(ictx, &ioas);
 	cmd.ioas_id = id;
 	CHECK_ERR(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_IOVA_RANGES, &cmd), -EMSGSIZE);
 	CHECK(cmd.num_iovas == 1);
@@ -355,7 +261,7 @@ static void test_iova_ranges(void)
 	p2p_ioas_detach_device(ioas);
 	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_IOVA_RANGES, &cmd));
 	CHECK(cmd.out_iova_alignment == 1);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -374,7 +280,7 @@ static void map_file_both(const char *what, uint32_t id, struct p2p_ioas *ioas, 
 	uint64_t iova = 0, done = 0;
 	long ret;
 
-	ret = map_file_ioctl(id, fd, start, len, &iova, flags);
+	ret = t_map_file_ioctl(ictx, id, fd, start, len, &iova, flags);
 	expect(ret, want, what);
 	if (!ret) {
 		if (bar_off != ~0ull && !maps_bar(ioas, iova, len, bar_off + start))
@@ -402,8 +308,8 @@ static void test_map_file_order(void)
 	uint32_t id;
 
 	t_section("2.2 MAP_FILE order");
-	id = ioas_new(&ioas);
-	fd = one_range(DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	for (closed = 1000; fcntl(closed, F_GETFD) >= 0; closed++)
 		;
@@ -475,7 +381,7 @@ static void test_map_file_order(void)
 	close(pfd[0]);
 	close(pfd[1]);
 	p2p_close(fd);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -497,12 +403,12 @@ static void test_multi_range(void)
 	int fd;
 
 	t_section("2.2 multi-range");
-	id = ioas_new(&ioas);
+	id = t_ioas_new(ictx, &ioas);
 	fd = t_dmabuf(dev.vdev, BAR, r, ARRAY_SIZE(r));
 	CHECK(fd >= 0);
 	/* Kernel-exact: the private interconnect takes one range only. */
-	CHECK_ERR(map_file_ioctl(id, fd, 0, size, &iova, RW), -EOPNOTSUPP);
-	CHECK_ERR(map_file_ioctl(id, fd, 0, PAGE, &iova, RW), -EOPNOTSUPP);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, size, &iova, RW), -EOPNOTSUPP);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, PAGE, &iova, RW), -EOPNOTSUPP);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, size, &iova, RW), -EOPNOTSUPP);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 9 * PAGE, PAGE, &iova, RW), -EINVAL);
 	CHECK(p2p_ioas_nr_areas(ioas) == 0);
@@ -511,10 +417,10 @@ static void test_multi_range(void)
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, size, &iova, RW | P2P_IOAS_MAP_EXTENDED));
 	CHECK(p2p_ioas_nr_areas(ioas) == 1);
 	for (unsigned int i = 0; i < ARRAY_SIZE(r); i++)
-		runs[i] = (struct run){ bar_ptr(r[i].offset), r[i].length };
+		runs[i] = (struct run){ t_bar_ptr(dev.pci, BAR, r[i].offset), r[i].length };
 	CHECK(xlate_runs(ioas, iova, runs, ARRAY_SIZE(r)) == 0);
 	/* A translation in the middle of a range runs to that range's end. */
-	runs[0] = (struct run){ bar_ptr(20 * PAGE + 5), 3 * PAGE - 5 };
+	runs[0] = (struct run){ t_bar_ptr(dev.pci, BAR, 20 * PAGE + 5), 3 * PAGE - 5 };
 	CHECK(xlate_runs(ioas, iova + 3 * PAGE + 5, runs, 1) == 0);
 	/* Partial unmap of a dma-buf area (2.4). */
 	CHECK_ERR(p2p_ioas_unmap(ioas, iova, PAGE, NULL), -EOPNOTSUPP);
@@ -525,16 +431,16 @@ static void test_multi_range(void)
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 2 * PAGE - 100, 100 + PAGE + 50, &iova,
 				   RD | P2P_IOAS_MAP_EXTENDED));
 	CHECK(iova % PAGE == PAGE - 100);
-	runs[0] = (struct run){ bar_ptr(10 * PAGE - 100), 100 };
-	runs[1] = (struct run){ bar_ptr(0), PAGE };
-	runs[2] = (struct run){ bar_ptr(20 * PAGE), 50 };
+	runs[0] = (struct run){ t_bar_ptr(dev.pci, BAR, 10 * PAGE - 100), 100 };
+	runs[1] = (struct run){ t_bar_ptr(dev.pci, BAR, 0), PAGE };
+	runs[2] = (struct run){ t_bar_ptr(dev.pci, BAR, 20 * PAGE), 50 };
 	CHECK(xlate_runs(ioas, iova, runs, 3) == 0);
 	CHECK_ERR(xlate_err(ioas, iova + 100 + PAGE + 50), -ENOENT);
 	CHECK_ERR(xlate_err(ioas, iova - 1), -ENOENT);
 	CHECK_OK(p2p_ioas_unmap(ioas, 0, 0, NULL));
 
 	p2p_close(fd);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 }
 
 /* A tiny exporter that is not VFIO: P2P importers welcome, SGT maps. */
@@ -558,16 +464,10 @@ static void f_detach(struct p2p_dmabuf *buf, struct p2p_attachment *a)
 
 static int f_map(struct p2p_attachment *a, struct p2p_sgt **out)
 {
-	const struct p2p_phys_range *r;
-	struct p2p_sgt *sgt;
-	unsigned int nr;
+	struct p2p_sgt *sgt = t_sgt_of_ranges(p2p_attachment_dmabuf(a));
 
-	r = p2p_dmabuf_ranges(p2p_attachment_dmabuf(a), &nr);
-	sgt = malloc(sizeof(*sgt) + nr * sizeof(sgt->ents[0]));
 	if (!sgt)
 		return -ENOMEM;
-	sgt->nents = nr;
-	memcpy(sgt->ents, r, nr * sizeof(*r));
 	f_mapped++;
 	*out = sgt;
 	return 0;
@@ -608,7 +508,7 @@ static void test_foreign(void)
 	t_section("2.2 non-VFIO dma-buf");
 	CHECK_OK(p2p_mem_create("ioas-foreign", 4 * PAGE, 0, &mem));
 	for (uint64_t o = 0; o < 4 * PAGE; o++)
-		*(uint8_t *)p2p_mem_ptr(mem, o) = pat(o + 7);
+		*(uint8_t *)p2p_mem_ptr(mem, o) = t_pattern(o + 7);
 	pr[0] = (struct p2p_phys_range){ .mem = mem, .offset = 2 * PAGE, .length = 2 * PAGE };
 	pr[1] = (struct p2p_phys_range){ .mem = mem, .offset = 0, .length = PAGE };
 	info.name = "foreign";
@@ -620,9 +520,9 @@ static void test_foreign(void)
 	CHECK(fd >= 0);
 	p2p_dmabuf_put(buf);
 
-	id = ioas_new(&ioas);
+	id = t_ioas_new(ictx, &ioas);
 	/* Only VFIO dma-bufs are importable (2.2 step 11): the attach is undone. */
-	CHECK_ERR(map_file_ioctl(id, fd, 0, 2 * PAGE, &iova, RW), -EOPNOTSUPP);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, 2 * PAGE, &iova, RW), -EOPNOTSUPP);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, 2 * PAGE, &iova, RW), -EOPNOTSUPP);
 	CHECK(f_attached == 0 && f_mapped == 0);
 	CHECK(p2p_ioas_nr_areas(ioas) == 0);
@@ -648,7 +548,7 @@ static void test_foreign(void)
 	runs[0] = (struct run){ p2p_mem_ptr(mem, 2 * PAGE), 2 * PAGE };
 	runs[1] = (struct run){ p2p_mem_ptr(mem, 0), PAGE };
 	CHECK(xlate_runs(ioas, iova, runs, 2) == 0);
-	ioas_del(id, ioas); /* the destroy unmaps: the attachment goes */
+	t_ioas_del(ictx, id, ioas); /* the destroy unmaps: the attachment goes */
 	CHECK(f_attached == 0 && f_mapped == 0);
 	p2p_close(fd);
 	p2p_mem_put(mem);
@@ -666,16 +566,17 @@ static void test_fixed(void)
 	int fd;
 
 	t_section("2.2 FIXED_IOVA");
-	id = ioas_new(&ioas);
-	fd = one_range(DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	iova = base;
-	CHECK_OK(map_file_ioctl(id, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	CHECK(iova == base);
 	CHECK(maps_bar(ioas, base, DB_SIZE, DB_OFF));
 	/* busy: EEXIST, whichever way the overlap goes */
 	iova = base + PAGE;
-	CHECK_ERR(map_file_ioctl(id, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA), -EEXIST);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
+		  -EEXIST);
 	iova = base - PAGE;
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, 2 * PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EEXIST);
@@ -683,24 +584,26 @@ static void test_fixed(void)
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EEXIST);
 	iova = base - DB_SIZE;
-	CHECK_ERR(map_file_ioctl(id, fd, 0, 3 * DB_SIZE / 2, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, 3 * DB_SIZE / 2, &iova,
+				   RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EINVAL); /* beyond the buffer: step 8 comes first */
 	iova = base - PAGE;
-	CHECK_ERR(map_file_ioctl(id, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EEXIST);
 	CHECK(p2p_ioas_nr_areas(ioas) == 1);
 	/* adjacent on both sides: fine */
 	iova = base + DB_SIZE;
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	iova = base - PAGE;
-	CHECK_OK(map_file_ioctl(id, fd, 3 * PAGE, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 3 * PAGE, PAGE, &iova,
+				  RW | P2P_IOAS_MAP_FIXED_IOVA));
 	CHECK(maps_bar(ioas, base - PAGE, PAGE, DB_OFF + 3 * PAGE));
 	CHECK(maps_bar(ioas, base + DB_SIZE, PAGE, DB_OFF));
 	CHECK(p2p_ioas_nr_areas(ioas) == 3);
 
 	/* Without FIXED_IOVA the input is ignored and the chosen IOVA written back. */
 	iova = base; /* busy: must not be taken */
-	CHECK_OK(map_file_ioctl(id, fd, 0, DB_SIZE, &iova, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW));
 	CHECK(iova + DB_SIZE <= base - PAGE || iova >= base + DB_SIZE + PAGE);
 	CHECK(maps_bar(ioas, iova, DB_SIZE, DB_OFF));
 	CHECK(maps_bar(ioas, base, DB_SIZE, DB_OFF)); /* the old one untouched */
@@ -711,7 +614,8 @@ static void test_fixed(void)
 	CHECK_OK(ranges_ioctl(id, &align));
 	CHECK(align == PAGE);
 	iova = 0x300000 + 512;
-	CHECK_ERR(map_file_ioctl(id, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA), -EINVAL);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
+		  -EINVAL);
 	iova = 0x300000 + 512;
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EINVAL);
@@ -726,13 +630,13 @@ static void test_fixed(void)
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	CHECK(maps_bar(ioas, 0x300000, PAGE, DB_OFF));
 	/* An object in use is not destroyed: EBUSY (the kernel's iommufd_object_remove()). */
-	CHECK_ERR(destroy_ioctl(id), -EBUSY);
+	CHECK_ERR(t_destroy_ioctl(ictx, id), -EBUSY);
 	CHECK(maps_bar(ioas, 0x300000, PAGE, DB_OFF));
 	p2p_ioas_detach_device(ioas);
 	CHECK_OK(ranges_ioctl(id, &align));
 	CHECK(align == 1);
 	CHECK(p2p_ioas_nr_areas(ioas) == 4);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 }
 
@@ -749,19 +653,20 @@ static void test_subpage(void)
 	int fd;
 
 	t_section("2.3 sub-page start");
-	id = ioas_new(&ioas);
-	fd = one_range(DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	CHECK_OK(ranges_ioctl(id, &align));
 	CHECK(align == 1);
 
 	/* start = 100: the IOVA shows dma-buf byte 100 */
 	iova = 0;
-	CHECK_OK(map_file_ioctl(id, fd, 100, PAGE, &iova, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 100, PAGE, &iova, RW));
 	CHECK(iova % PAGE == 100); /* auto IOVA keeps start % PAGE */
 	CHECK(maps_bar(ioas, iova, PAGE, DB_OFF + 100));
-	CHECK(*bar_ptr(DB_OFF + 100) == pat(DB_OFF + 100));
-	r[0] = (struct run){ bar_ptr(DB_OFF + PAGE), 100 }; /* crosses into the next page */
+	CHECK(*t_bar_ptr(dev.pci, BAR, DB_OFF + 100) == t_pattern(DB_OFF + 100));
+	/* crosses into the next page */
+	r[0] = (struct run){ t_bar_ptr(dev.pci, BAR, DB_OFF + PAGE), 100 };
 	CHECK(xlate_runs(ioas, iova + PAGE - 100, r, 1) == 0);
 	CHECK_ERR(xlate_err(ioas, iova + PAGE), -ENOENT);
 	CHECK_ERR(xlate_err(ioas, iova - 1), -ENOENT);
@@ -774,7 +679,7 @@ static void test_subpage(void)
 		CHECK(iova % PAGE == starts[i] % PAGE);
 		CHECK(maps_bar(ioas, iova, len, DB_OFF + starts[i]));
 		iova = 0;
-		CHECK_OK(map_file_ioctl(id, fd, starts[i], 1, &iova, RD));
+		CHECK_OK(t_map_file_ioctl(ictx, id, fd, starts[i], 1, &iova, RD));
 		CHECK(iova % PAGE == starts[i] % PAGE);
 		CHECK(maps_bar(ioas, iova, 1, DB_OFF + starts[i]));
 	}
@@ -782,7 +687,7 @@ static void test_subpage(void)
 
 	/* Domainless: any FIXED IOVA works, even one unrelated to start. */
 	iova = 0x500005;
-	CHECK_OK(map_file_ioctl(id, fd, 100, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 100, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	CHECK(maps_bar(ioas, 0x500005, PAGE, DB_OFF + 100));
 	/* A 4 KiB domain can't take it: the attach fails, nothing changes. */
 	CHECK_ERR(p2p_ioas_attach_device(ioas), -EINVAL);
@@ -805,21 +710,21 @@ static void test_subpage(void)
 	CHECK_OK(ranges_ioctl(id, &align));
 	CHECK(align == PAGE);
 	iova = 0;
-	CHECK_ERR(map_file_ioctl(id, fd, 100, PAGE, &iova, RW), -EINVAL);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 100, PAGE, &iova, RW), -EINVAL);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 100, PAGE, &iova, RW), -EINVAL);
 	iova = 0x800000;
-	CHECK_ERR(map_file_ioctl(id, fd, 100, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 100, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EINVAL);
 	iova = 0x800000 + 100;
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 100, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EINVAL);
 	iova = 0;
-	CHECK_OK(map_file_ioctl(id, fd, PAGE, 2 * PAGE, &iova, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, PAGE, 2 * PAGE, &iova, RW));
 	CHECK(iova % PAGE == 0);
 	CHECK(maps_bar(ioas, iova, 2 * PAGE, DB_OFF + PAGE));
 	CHECK(p2p_ioas_nr_areas(ioas) == 2);
 	p2p_ioas_detach_device(ioas);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 }
 
@@ -837,16 +742,16 @@ static void test_memfd(void)
 	int mfd;
 
 	t_section("2.1/2.3 memfd MAP_FILE");
-	id = ioas_new(&ioas);
+	id = t_ioas_new(ictx, &ioas);
 	mfd = memfd_create("ioas-map", MFD_CLOEXEC);
 	CHECK(mfd >= 0);
 	CHECK(ftruncate(mfd, (off_t)size) == 0);
 	for (uint64_t o = 0; o < size; o++)
-		data[o] = pat(o + 3);
+		data[o] = t_pattern(o + 3);
 	CHECK(pwrite(mfd, data, size, 0) == (ssize_t)size);
 
 	iova = 0;
-	CHECK_OK(map_file_ioctl(id, mfd, PAGE + 7, 2 * PAGE, &iova, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, mfd, PAGE + 7, 2 * PAGE, &iova, RW));
 	CHECK(iova % PAGE == 7);
 	CHECK(p2p_ioas_nr_areas(ioas) == 1);
 	{
@@ -864,7 +769,7 @@ static void test_memfd(void)
 	CHECK(pread(mfd, data, sizeof(probe), PAGE + 17) == (ssize_t)sizeof(probe));
 	CHECK(!memcmp(data, probe, sizeof(probe)));
 	/* beyond the file */
-	CHECK_ERR(map_file_ioctl(id, mfd, 3 * PAGE, 2 * PAGE, &iova, RW), -EINVAL);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, mfd, 3 * PAGE, 2 * PAGE, &iova, RW), -EINVAL);
 	CHECK_ERR(p2p_ioas_map_file(ioas, mfd, size, 1, &iova, RW), -EINVAL);
 	/* natively, at a fixed IOVA */
 	iova = 0x40000000;
@@ -879,7 +784,7 @@ static void test_memfd(void)
 		CHECK_ERR(p2p_ioas_dma_begin(ioas, 0x40000000, 16, P2P_DMA_WRITE, &seg), -EPERM);
 	}
 	CHECK(p2p_ioas_nr_areas(ioas) == 2);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	close(mfd);
 }
 
@@ -892,14 +797,14 @@ static void test_user_map(void)
 	uint32_t id;
 
 	t_section("4.2 IOAS_MAP of process memory");
-	id = ioas_new(&ioas);
+	id = t_ioas_new(ictx, &ioas);
 	buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(buf != MAP_FAILED);
 	for (uint64_t o = 0; o < 4 * PAGE; o++)
-		buf[o] = pat(o + 11);
+		buf[o] = t_pattern(o + 11);
 
 	iova = 0;
-	CHECK_OK(map_ioctl(id, buf + 10, 2 * PAGE, &iova, RW));
+	CHECK_OK(t_map_ioctl(ictx, id, buf + 10, 2 * PAGE, &iova, RW));
 	CHECK(iova % PAGE == 10);
 	r = (struct run){ buf + 10, 2 * PAGE };
 	CHECK(xlate_runs(ioas, iova, &r, 1) == 0);
@@ -943,7 +848,7 @@ static void test_user_map(void)
 	CHECK(hole != MAP_FAILED);
 	CHECK(munmap(hole + PAGE, PAGE) == 0);
 	iova = 0;
-	CHECK_ERR(map_ioctl(id, hole, 2 * PAGE, &iova, RW), -EFAULT);
+	CHECK_ERR(t_map_ioctl(ictx, id, hole, 2 * PAGE, &iova, RW), -EFAULT);
 	CHECK_ERR(p2p_ioas_map(ioas, hole + PAGE - 1, 2, &iova, RW), -EFAULT);
 	CHECK_ERR(p2p_ioas_map(ioas, hole + PAGE, 1, &iova, RW), -EFAULT);
 	CHECK_ERR(p2p_ioas_map(ioas, NULL, PAGE, &iova, RW), -EFAULT);
@@ -955,7 +860,7 @@ static void test_user_map(void)
 	CHECK(done == PAGE);
 	munmap(hole, PAGE);
 
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	munmap(buf, 4 * PAGE);
 }
 
@@ -972,39 +877,39 @@ static void test_unmap(void)
 	int fd;
 
 	t_section("2.4 UNMAP");
-	id = ioas_new(&ioas);
-	fd = one_range(DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	buf = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(buf != MAP_FAILED);
 	iova = A;
 	CHECK_OK(p2p_ioas_map(ioas, buf, 3 * PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	iova = D;
-	CHECK_OK(map_file_ioctl(id, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	iova = B;
-	CHECK_OK(map_file_ioctl(id, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 
 	/* Cutting a dma-buf area: EOPNOTSUPP, a memory area: ENOENT (2.4). */
 	CHECK_ERR(p2p_ioas_unmap(ioas, D, PAGE, &done), -EOPNOTSUPP);
 	CHECK(done == 0);
-	CHECK_ERR(unmap_ioctl(id, D, PAGE, &done), -EOPNOTSUPP);
-	CHECK_ERR(unmap_ioctl(id, D + PAGE, DB_SIZE, NULL), -EOPNOTSUPP);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, D, PAGE, &done), -EOPNOTSUPP);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, D + PAGE, DB_SIZE, NULL), -EOPNOTSUPP);
 	CHECK_ERR(p2p_ioas_unmap(ioas, D + DB_SIZE - 1, PAGE, NULL), -EOPNOTSUPP);
 	CHECK_ERR(p2p_ioas_unmap(ioas, A, PAGE, &done), -ENOENT);
 	CHECK(done == 0);
-	CHECK_ERR(unmap_ioctl(id, A + PAGE, PAGE, NULL), -ENOENT);
-	CHECK_ERR(unmap_ioctl(id, A + PAGE, 0x10000000, NULL), -ENOENT);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, A + PAGE, PAGE, NULL), -ENOENT);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, A + PAGE, 0x10000000, NULL), -ENOENT);
 	/* Nothing there: ENOENT */
 	CHECK_ERR(p2p_ioas_unmap(ioas, 0x5000000, PAGE, NULL), -ENOENT);
-	CHECK_ERR(unmap_ioctl(id, A + 3 * PAGE, D - A - 3 * PAGE, NULL), -ENOENT);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, A + 3 * PAGE, D - A - 3 * PAGE, NULL), -ENOENT);
 	/* Malformed */
 	CHECK_ERR(p2p_ioas_unmap(ioas, A, 0, NULL), -EINVAL);
-	CHECK_ERR(unmap_ioctl(id, A, 0, NULL), -EINVAL);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, A, 0, NULL), -EINVAL);
 	CHECK_ERR(p2p_ioas_unmap(ioas, UINT64_MAX - PAGE + 2, PAGE, NULL), -EOVERFLOW);
-	CHECK_ERR(unmap_ioctl(id, UINT64_MAX, 1, NULL), -EOVERFLOW);
-	CHECK_ERR(unmap_ioctl(id, 1, UINT64_MAX, NULL), -EOVERFLOW);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, UINT64_MAX, 1, NULL), -EOVERFLOW);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, 1, UINT64_MAX, NULL), -EOVERFLOW);
 	/* The kernel's "unmap all" is iova 0, length U64_MAX; 0, 0 is a length-0 unmap. */
-	CHECK_ERR(unmap_ioctl(id, 0, 0, NULL), -EINVAL);
+	CHECK_ERR(t_unmap_ioctl(ictx, id, 0, 0, NULL), -EINVAL);
 	/* Everything still there */
 	CHECK(p2p_ioas_nr_areas(ioas) == 3);
 	CHECK(maps_bar(ioas, D, DB_SIZE, DB_OFF));
@@ -1015,7 +920,7 @@ static void test_unmap(void)
 	}
 
 	/* Ranges covering areas entirely: the bytes unmapped are reported. */
-	CHECK_OK(unmap_ioctl(id, D - PAGE, DB_SIZE + 2 * PAGE, &done));
+	CHECK_OK(t_unmap_ioctl(ictx, id, D - PAGE, DB_SIZE + 2 * PAGE, &done));
 	CHECK(done == DB_SIZE);
 	CHECK_ERR(xlate_err(ioas, D), -ENOENT);
 	CHECK_OK(p2p_ioas_unmap(ioas, A, B - A + PAGE, &done));
@@ -1036,13 +941,13 @@ static void test_unmap(void)
 	CHECK_OK(p2p_ioas_map(ioas, buf, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	iova = 0;
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
-	CHECK_OK(unmap_ioctl(id, 0, UINT64_MAX, &done));
+	CHECK_OK(t_unmap_ioctl(ictx, id, 0, UINT64_MAX, &done));
 	CHECK(done == PAGE + DB_SIZE);
 	CHECK(p2p_ioas_nr_areas(ioas) == 0);
-	CHECK_OK(unmap_ioctl(id, 0, UINT64_MAX, &done));
+	CHECK_OK(t_unmap_ioctl(ictx, id, 0, UINT64_MAX, &done));
 	CHECK(done == 0);
 
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 	munmap(buf, 3 * PAGE);
 }
@@ -1058,9 +963,9 @@ static void test_copy(void)
 	int fd;
 
 	t_section("2.4 COPY");
-	sid = ioas_new(&src);
-	did = ioas_new(&dst);
-	fd = one_range(DB_OFF, DB_SIZE);
+	sid = t_ioas_new(ictx, &src);
+	did = t_ioas_new(ictx, &dst);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(buf != MAP_FAILED);
@@ -1069,7 +974,7 @@ static void test_copy(void)
 	iova = S;
 	CHECK_OK(p2p_ioas_map(src, buf, 2 * PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 	iova = S + 2 * PAGE;
-	CHECK_OK(map_file_ioctl(sid, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	CHECK_OK(t_map_file_ioctl(ictx, sid, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
 
 	/* Copy a span across both areas: same bytes in dst, one area per part. */
 	{
@@ -1085,7 +990,7 @@ static void test_copy(void)
 	CHECK(p2p_ioas_nr_areas(dst) == 2 && p2p_ioas_nr_areas(src) == 2);
 	CHECK(iova % PAGE == 0);
 	runs[0] = (struct run){ buf + PAGE, PAGE };
-	runs[1] = (struct run){ bar_ptr(DB_OFF), DB_SIZE };
+	runs[1] = (struct run){ t_bar_ptr(dev.pci, BAR, DB_OFF), DB_SIZE };
 	CHECK(xlate_runs(dst, iova, runs, 2) == 0);
 	/* The copy carries the flags asked for: read-only here. */
 	{
@@ -1117,8 +1022,8 @@ static void test_copy(void)
 	CHECK_OK(p2p_ioas_unmap(src, 0, 0, &done));
 	CHECK(done == 2 * PAGE + DB_SIZE);
 	CHECK(maps_bar(dst, 0x900000, PAGE, DB_OFF + PAGE));
-	ioas_del(sid, src);
-	ioas_del(did, dst);
+	t_ioas_del(ictx, sid, src);
+	t_ioas_del(ictx, did, dst);
 	p2p_close(fd);
 	munmap(buf, 2 * PAGE);
 }
@@ -1132,8 +1037,8 @@ static void test_access(void)
 	int fd;
 
 	t_section("2.4 emulated access");
-	id = ioas_new(&ioas);
-	fd = one_range(DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	buf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(buf != MAP_FAILED);
@@ -1142,11 +1047,11 @@ static void test_access(void)
 	ib = 0;
 	CHECK_OK(p2p_ioas_map(ioas, buf, PAGE, &ib, RW));
 
-	before = *bar_ptr(DB_OFF + 8);
+	before = *t_bar_ptr(dev.pci, BAR, DB_OFF + 8);
 	memset(d, 0x77, sizeof(d));
 	CHECK_ERR(p2p_ioas_access_rw(ioas, iova + 8, d, sizeof(d), true), -EINVAL);
 	CHECK_ERR(p2p_ioas_access_rw(ioas, iova, d, sizeof(d), false), -EINVAL);
-	CHECK(*bar_ptr(DB_OFF + 8) == before);
+	CHECK(*t_bar_ptr(dev.pci, BAR, DB_OFF + 8) == before);
 	CHECK(d[0] == 0x77);
 	/* ... while device DMA through the same IOVA is fine */
 	CHECK(maps_bar(ioas, iova, DB_SIZE, DB_OFF));
@@ -1157,7 +1062,7 @@ static void test_access(void)
 	CHECK_OK(p2p_ioas_access_rw(ioas, ib + 100, d, sizeof(d), false));
 	CHECK(d[1] == 0x12);
 	CHECK_ERR(p2p_ioas_access_rw(ioas, ib + PAGE - 4, d, sizeof(d), false), -ENOENT);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 	munmap(buf, PAGE);
 }
@@ -1180,7 +1085,7 @@ static void do_mmio_map_test(void *va, uint64_t size, uint64_t bar_off)
 	CHECK_ERR(p2p_ioas_map(mmio_ioas, va, size, &out, RW | P2P_IOAS_MAP_FIXED_IOVA),
 		  -EFAULT);
 	out = 0;
-	CHECK_ERR(map_ioctl(mmio_id, va, size, &out, RW), -EFAULT);
+	CHECK_ERR(t_map_ioctl(ictx, mmio_id, va, size, &out, RW), -EFAULT);
 	CHECK_ERR(p2p_ioas_unmap(mmio_ioas, iova, size, NULL), -ENOENT);
 	CHECK(p2p_ioas_nr_areas(mmio_ioas) == 0);
 
@@ -1236,11 +1141,11 @@ static void test_mmio(void)
 	uint8_t *va, *res, *at;
 	uint64_t iova;
 
-	mmio_id = ioas_new(&mmio_ioas);
+	mmio_id = t_ioas_new(ictx, &mmio_ioas);
 
 	t_section("8.2 map_full_bar");
 	CHECK_OK(mmap_bar(NULL, 0, BAR_SIZE, 0, (void **)&va));
-	CHECK(va[5] == pat(5));
+	CHECK(va[5] == t_pattern(5));
 	do_mmio_map_test(va, BAR_SIZE, 0);
 	check_lookup(va, BAR_SIZE, 0);
 
@@ -1278,23 +1183,22 @@ static void test_mmio(void)
 	iova = 0;
 	CHECK_ERR(p2p_ioas_map(mmio_ioas, at - PAGE, 3 * PAGE, &iova, RW), -EFAULT);
 	CHECK_ERR(p2p_ioas_map(mmio_ioas, at - 1, 2, &iova, RW), -EFAULT);
-	CHECK_ERR(map_ioctl(mmio_id, at - PAGE, 2 * PAGE, &iova, RW), -EFAULT);
+	CHECK_ERR(t_map_ioctl(ictx, mmio_id, at - PAGE, 2 * PAGE, &iova, RW), -EFAULT);
 	CHECK(p2p_ioas_nr_areas(mmio_ioas) == 0);
 	CHECK_OK(p2p_ioas_map(mmio_ioas, at - PAGE, PAGE, &iova, RW));
 	CHECK_OK(p2p_ioas_unmap(mmio_ioas, 0, 0, NULL));
 	CHECK_OK(p2p_munmap(va, 2 * PAGE));
 	munmap(res, BAR_SIZE + 4 * (2ull << 20));
 
-	ioas_del(mmio_id, mmio_ioas);
+	t_ioas_del(ictx, mmio_id, mmio_ioas);
 }
 
 int main(void)
 {
 	t_begin();
-	if (t_dev_create(&dev, "0000:03:00.0", BAR_SIZE, 0, NULL, 1))
-		t_skip("cannot create the emulated device");
+	t_dev_create_or_skip(&dev, "0000:03:00.0", BAR_SIZE, 1);
 	CHECK_OK(t_mem_enable(dev.vdev, true));
-	fill_bar();
+	t_bar_fill(dev.pci, BAR, BAR_SIZE);
 	CHECK_OK(p2p_iommufd_open(&ictx));
 
 	test_framing();

@@ -240,36 +240,16 @@ static void fail(const char *fmt, ...)
 
 static long do_map(void *va, uint64_t len, uint64_t *iova, uint32_t flags)
 {
-	struct iommu_ioas_map cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.ioas_id = ioas_id,
-		.user_va = (uintptr_t)va,
-		.length = len,
-		.iova = *iova,
-	};
-	long ret;
-
 	if (rnd_below(2))
 		return p2p_ioas_map(ioas, va, len, iova, flags);
-	ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_MAP, &cmd);
-	if (!ret)
-		*iova = cmd.iova;
-	return ret;
+	return t_map_ioctl(ictx, ioas_id, va, len, iova, flags);
 }
 
 static long do_unmap(uint64_t iova, uint64_t len, uint64_t *done)
 {
-	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd), .ioas_id = ioas_id, .iova = iova, .length = len
-	};
-	long ret;
-
 	if (rnd_below(2))
 		return p2p_ioas_unmap(ioas, iova, len, done);
-	ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_UNMAP, &cmd);
-	*done = ret ? 0 : cmd.length;
-	return ret;
+	return t_unmap_ioctl(ictx, ioas_id, iova, len, done);
 }
 
 /* A random hole [*gs, *ge] right after an area, inside its window. */
@@ -625,7 +605,6 @@ static void check_all(void)
 
 static void test_random(void)
 {
-	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
 	struct iommu_ioas_allow_iovas allow = {
 		.size = sizeof(allow), .num_iovas = ARRAY_SIZE(windows),
 		.allowed_iovas = (uintptr_t)windows,
@@ -633,9 +612,7 @@ static void test_random(void)
 	unsigned int counts[7] = { 0 };
 
 	t_section("2.2-2.4 random ops against the model");
-	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_ALLOC, &alloc));
-	ioas_id = alloc.out_ioas_id;
-	CHECK_OK(p2p_ioas_get(ictx, ioas_id, &ioas));
+	ioas_id = t_ioas_new(ictx, &ioas);
 	allow.ioas_id = ioas_id;
 	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_ALLOW_IOVAS, &allow));
 
@@ -690,12 +667,7 @@ static void test_random(void)
 	if (dom)
 		p2p_ioas_detach_device(ioas);
 	dom = false;
-	p2p_ioas_put(ioas);
-	{
-		struct iommu_destroy d = { .size = sizeof(d), .id = ioas_id };
-
-		CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_DESTROY, &d));
-	}
+	t_ioas_del(ictx, ioas_id, ioas);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -773,12 +745,7 @@ static void test_sequential(unsigned int n, bool subpage)
 	CHECK_OK(p2p_ioas_unmap(s, 0, 0, &done));
 	CHECK(done == total);
 	CHECK(p2p_ioas_nr_areas(s) == 0);
-	p2p_ioas_put(s);
-	{
-		struct iommu_destroy d = { .size = sizeof(d), .id = id };
-
-		CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_DESTROY, &d));
-	}
+	t_ioas_del(ictx, id, s);
 out:
 	free(sp);
 	free(sorted);

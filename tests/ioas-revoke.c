@@ -38,83 +38,9 @@
 static struct t_dev dev;
 static struct p2p_iommufd *ictx;
 
-static uint8_t *bar_ptr(uint64_t off)
-{
-	return p2p_mem_ptr(p2p_pci_dev_bar_mem(dev.pci, BAR), off);
-}
-
-static uint8_t pat(uint64_t off)
-{
-	return (uint8_t)(off * 131 + (off >> 12) * 7 + 1);
-}
-
-static void fill_bar(void)
-{
-	for (uint64_t o = 0; o < BAR_SIZE; o++)
-		*bar_ptr(o) = pat(o);
-}
-
 static void sleep_ms(unsigned int ms)
 {
 	usleep(ms * 1000);
-}
-
-static uint32_t ioas_new(struct p2p_ioas **out)
-{
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
-
-	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_ALLOC, &cmd));
-	CHECK_OK(p2p_ioas_get(ictx, cmd.out_ioas_id, out));
-	return cmd.out_ioas_id;
-}
-
-static void ioas_del(uint32_t id, struct p2p_ioas *ioas)
-{
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
-
-	p2p_ioas_put(ioas);
-	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_DESTROY, &cmd));
-}
-
-/* test_ioctl_ioas_map_file() / test_ioctl_ioas_map_fixed_file() of iommufd_utils.h */
-static long map_file(uint32_t id, int fd, uint64_t start, uint64_t len, uint64_t *iova,
-		     uint32_t flags)
-{
-	struct iommu_ioas_map_file cmd = {
-		.size = sizeof(cmd),
-		.flags = flags,
-		.ioas_id = id,
-		.fd = fd,
-		.start = start,
-		.length = len,
-		.iova = *iova,
-	};
-	long ret = p2p_iommufd_ioctl(ictx, IOMMU_IOAS_MAP_FILE, &cmd);
-
-	if (!ret)
-		*iova = cmd.iova;
-	return ret;
-}
-
-/* VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE (3.4): a permanent revoke. */
-static long feat_revoke(struct p2p_vfio_device *vdev, int fd)
-{
-	uint64_t buf[(sizeof(struct vfio_device_feature) +
-		      sizeof(struct vfio_device_feature_dma_buf_revoke) + 7) / 8] = { 0 };
-	struct vfio_device_feature *f = (void *)buf;
-	struct vfio_device_feature_dma_buf_revoke *arg = (void *)f->data;
-
-	f->argsz = sizeof(*f) + sizeof(*arg);
-	f->flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE;
-	arg->dmabuf_fd = fd;
-	return p2p_vfio_device_ioctl(vdev, VFIO_DEVICE_FEATURE, f);
-}
-
-static int one_range(struct p2p_vfio_device *vdev, uint64_t off, uint64_t len)
-{
-	struct vfio_region_dma_range r = { .offset = off, .length = len };
-
-	return t_dmabuf(vdev, BAR, &r, 1);
 }
 
 /* Translate one byte: 0 (and the host address) or -errno. */
@@ -139,8 +65,8 @@ static bool maps_bar(struct p2p_ioas *ioas, uint64_t iova, uint64_t len, uint64_
 
 	if (p2p_ioas_dma_begin(ioas, iova, len, P2P_DMA_READ | P2P_DMA_WRITE, &seg))
 		return false;
-	ok = seg.host == bar_ptr(bar_off) && seg.len == len &&
-	     ((uint8_t *)seg.host)[len - 1] == *bar_ptr(bar_off + len - 1);
+	ok = seg.host == t_bar_ptr(dev.pci, BAR, bar_off) && seg.len == len &&
+	     ((uint8_t *)seg.host)[len - 1] == *t_bar_ptr(dev.pci, BAR, bar_off + len - 1);
 	p2p_ioas_dma_end(&seg);
 	return ok;
 }
@@ -151,7 +77,7 @@ static bool maps_bar(struct p2p_ioas *ioas, uint64_t iova, uint64_t len, uint64_
 static void test_dmabuf_simple(void)
 {
 	const uint64_t size = 8 * PAGE;
-	int fd = one_range(dev.vdev, 0, size);
+	int fd = t_dmabuf_range(dev.vdev, BAR, 0, size);
 
 	CHECK(fd >= 0);
 	/* the fixture variants: no domain, one and two (4 KiB) domains */
@@ -163,20 +89,20 @@ static void test_dmabuf_simple(void)
 		t_section(ndom == 0 ? "8.1 dmabuf_simple, no domain" :
 			  ndom == 1 ? "8.1 dmabuf_simple, one domain" :
 				      "8.1 dmabuf_simple, two domains");
-		id = ioas_new(&ioas);
+		id = t_ioas_new(ictx, &ioas);
 		for (unsigned int i = 0; i < ndom; i++)
 			CHECK_OK(p2p_ioas_attach_device(ioas));
-		CHECK_ERR(map_file(id, fd, 0, 0, &iova, RW), -EINVAL);
-		CHECK_ERR(map_file(id, fd, size, size, &iova, RW), -EINVAL);
-		CHECK_ERR(map_file(id, fd, 0, size + 1, &iova, RW), -EINVAL);
+		CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, 0, &iova, RW), -EINVAL);
+		CHECK_ERR(t_map_file_ioctl(ictx, id, fd, size, size, &iova, RW), -EINVAL);
+		CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, size + 1, &iova, RW), -EINVAL);
 		CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, 0, &iova, RW), -EINVAL);
 		CHECK_ERR(p2p_ioas_map_file(ioas, fd, size, size, &iova, RW), -EINVAL);
 		CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, size + 1, &iova, RW), -EINVAL);
 		CHECK(p2p_ioas_nr_areas(ioas) == 0);
-		CHECK_OK(map_file(id, fd, 0, size, &iova, RW));
+		CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, size, &iova, RW));
 		CHECK(maps_bar(ioas, iova, size, 0));
 		iova = 0x4000000;
-		CHECK_OK(map_file(id, fd, 0, size, &iova, RW | FIXED));
+		CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, size, &iova, RW | FIXED));
 		CHECK(maps_bar(ioas, 0x4000000, size, 0));
 		iova = 0;
 		CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, size, &iova, RW));
@@ -184,7 +110,7 @@ static void test_dmabuf_simple(void)
 		CHECK(p2p_ioas_nr_areas(ioas) == 3);
 		for (unsigned int i = 0; i < ndom; i++)
 			p2p_ioas_detach_device(ioas);
-		ioas_del(id, ioas);
+		t_ioas_del(ictx, id, ioas);
 	}
 	p2p_close(fd);
 }
@@ -205,13 +131,13 @@ static void test_dmabuf_revoke(void)
 	int fd;
 
 	t_section("8.1 dmabuf_revoke: map");
-	id = ioas_new(&ioas);
-	oid = ioas_new(&other);
-	fd = one_range(dev.vdev, DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	oid = t_ioas_new(ictx, &other);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	CHECK_OK(p2p_dmabuf_get(fd, &buf));
 	/* kernel-exact, EXTENDED, an IOAS_COPY of the first, and type1 maps */
-	CHECK_OK(map_file(id, fd, 0, DB_SIZE, &iova1, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova1, RW));
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, DB_SIZE, &iova2, RW | EXT));
 	CHECK_OK(p2p_ioas_copy(other, ioas, iova1 + PAGE, 2 * PAGE, &iovab, RW));
 	CHECK_OK(p2p_dmabuf_mmap(buf, NULL, DB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, 0,
@@ -249,13 +175,13 @@ static void test_dmabuf_revoke(void)
 	CHECK(p2p_ioas_nr_areas(other) == 1);
 	/* A new MAP_FILE of the revoked dma-buf: ENODEV, every way. */
 	iova3 = 0;
-	CHECK_ERR(map_file(id, fd, 0, DB_SIZE, &iova3, RW), -ENODEV);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova3, RW), -ENODEV);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, DB_SIZE, &iova3, RW), -ENODEV);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, DB_SIZE, &iova3, RW | EXT), -ENODEV);
 	CHECK_ERR(p2p_ioas_map_dma(ioas, va, PAGE, 0xa000000, RW), -ENODEV);
 	CHECK_ERR(p2p_ioas_map(ioas, va, PAGE, &iova3, RW), -EFAULT);
 	/* Validation still comes first (2.2 order). */
-	CHECK_ERR(map_file(id, fd, 0, DB_SIZE + 1, &iova3, RW), -EINVAL);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE + 1, &iova3, RW), -EINVAL);
 	CHECK(p2p_ioas_nr_areas(ioas) == nr);
 	/* HWPT alloc/attach after a revoke works: filling a revoked area is skipped. */
 	CHECK_OK(p2p_ioas_attach_device(ioas));
@@ -269,7 +195,7 @@ static void test_dmabuf_revoke(void)
 	CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_OK);
 	/* MAP_FILE works again ... */
 	iova4 = 0;
-	CHECK_OK(map_file(id, fd, 0, DB_SIZE, &iova4, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova4, RW));
 	CHECK(maps_bar(ioas, iova4, DB_SIZE, DB_OFF));
 	/* ... but nothing was remapped behind userspace's back (2.5). */
 	for (int i = 0; i < 3; i++) {
@@ -285,11 +211,11 @@ static void test_dmabuf_revoke(void)
 	CHECK_ERR(xlate(ioas, iova1, NULL), -ENODEV);
 	/* The protocol: unmap the old IOVA, map it again (FIXED_IOVA). */
 	iova3 = iova1;
-	CHECK_ERR(map_file(id, fd, 0, DB_SIZE, &iova3, RW | FIXED), -EEXIST);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova3, RW | FIXED), -EEXIST);
 	CHECK_OK(p2p_ioas_unmap(ioas, iova1, DB_SIZE, &done));
 	CHECK(done == DB_SIZE);
 	CHECK_ERR(xlate(ioas, iova1, NULL), -ENOENT);
-	CHECK_OK(map_file(id, fd, 0, DB_SIZE, &iova3, RW | FIXED));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova3, RW | FIXED));
 	CHECK(iova3 == iova1);
 	CHECK(maps_bar(ioas, iova1, DB_SIZE, DB_OFF));
 	CHECK_OK(p2p_ioas_unmap(ioas, iova2, DB_SIZE, NULL));
@@ -323,8 +249,8 @@ static void test_dmabuf_revoke(void)
 	CHECK_OK(p2p_munmap(barva, 2 * PAGE));
 	CHECK_OK(p2p_munmap(va, DB_SIZE));
 	p2p_dmabuf_put(buf);
-	ioas_del(oid, other);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, oid, other);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 	munmap(mem, PAGE);
 }
@@ -339,22 +265,22 @@ static void test_perm_revoke(void)
 	int fd, fd2;
 
 	t_section("2.5 permanent revoke (feature)");
-	id = ioas_new(&ioas);
-	fd = one_range(dev.vdev, DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
-	CHECK_OK(map_file(id, fd, 0, DB_SIZE, &iova, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW));
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, PAGE, PAGE, &iova2, RW | EXT));
-	CHECK_OK(feat_revoke(dev.vdev, fd));
+	CHECK_OK(t_feat_revoke(dev.vdev, fd));
 	CHECK_ERR(xlate(ioas, iova, NULL), -ENODEV);
 	CHECK_ERR(xlate(ioas, iova2, NULL), -ENODEV);
-	CHECK_ERR(map_file(id, fd, 0, DB_SIZE, &iova, RW), -ENODEV);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW), -ENODEV);
 	/* memory toggles don't bring a permanently revoked buffer back */
 	CHECK_OK(t_mem_enable(dev.vdev, false));
 	CHECK_OK(t_mem_enable(dev.vdev, true));
-	CHECK_ERR(map_file(id, fd, 0, DB_SIZE, &iova, RW), -ENODEV);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW), -ENODEV);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, DB_SIZE, &iova, RW | EXT), -ENODEV);
 	CHECK_ERR(xlate(ioas, iova, NULL), -ENODEV);
-	CHECK_ERR(feat_revoke(dev.vdev, fd), -EBADFD);
+	CHECK_ERR(t_feat_revoke(dev.vdev, fd), -EBADFD);
 	CHECK_OK(p2p_ioas_attach_device(ioas));
 	p2p_ioas_detach_device(ioas);
 	CHECK_OK(p2p_ioas_unmap(ioas, 0, 0, NULL));
@@ -362,13 +288,13 @@ static void test_perm_revoke(void)
 
 	t_section("2.5 dma-buf created while memory is off");
 	CHECK_OK(t_mem_enable(dev.vdev, false));
-	fd = one_range(dev.vdev, DB_OFF, DB_SIZE);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	iova = 0;
-	CHECK_ERR(map_file(id, fd, 0, DB_SIZE, &iova, RW), -ENODEV);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW), -ENODEV);
 	CHECK_ERR(p2p_ioas_map_file(ioas, fd, 0, DB_SIZE, &iova, RW | EXT), -ENODEV);
 	CHECK_OK(t_mem_enable(dev.vdev, true));
-	CHECK_OK(map_file(id, fd, 0, DB_SIZE, &iova, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW));
 	CHECK(maps_bar(ioas, iova, DB_SIZE, DB_OFF));
 	CHECK_OK(p2p_ioas_unmap(ioas, 0, 0, NULL));
 	p2p_close(fd);
@@ -376,17 +302,17 @@ static void test_perm_revoke(void)
 	t_section("2.5 device close (7.4)");
 	CHECK_OK(t_dev_create(&dev2, "0000:04:00.0", BAR_SIZE, 0, NULL, 2));
 	CHECK_OK(t_mem_enable(dev2.vdev, true));
-	fd2 = one_range(dev2.vdev, 0, 2 * PAGE);
+	fd2 = t_dmabuf_range(dev2.vdev, BAR, 0, 2 * PAGE);
 	CHECK(fd2 >= 0);
 	iova = 0;
-	CHECK_OK(map_file(id, fd2, 0, 2 * PAGE, &iova, RW));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd2, 0, 2 * PAGE, &iova, RW));
 	CHECK_OK(xlate(ioas, iova, NULL));
 	t_dev_destroy(&dev2);
 	CHECK_ERR(xlate(ioas, iova, NULL), -ENODEV);
-	CHECK_ERR(map_file(id, fd2, 0, 2 * PAGE, &iova2, RW), -ENODEV);
+	CHECK_ERR(t_map_file_ioctl(ictx, id, fd2, 0, 2 * PAGE, &iova2, RW), -ENODEV);
 	CHECK_OK(p2p_ioas_unmap(ioas, iova, 2 * PAGE, NULL));
 	p2p_close(fd2);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -412,7 +338,7 @@ static void test_copy_engine(void)
 	}
 	CHECK_OK(p2p_vfio_device_open(ce, &cev));
 	CHECK_OK(t_mem_enable(cev, true));
-	id = ioas_new(&ioas);
+	id = t_ioas_new(ictx, &ioas);
 	CHECK_OK(p2p_vfio_device_attach_ioas(cev, ioas));
 	CHECK_OK(ce_drv_init(&drv, cev, ioas, 16));
 	src = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -420,41 +346,43 @@ static void test_copy_engine(void)
 	memset(src, 0xc3, 2 * PAGE);
 	iova = S;
 	CHECK_OK(p2p_ioas_map(ioas, src, 2 * PAGE, &iova, RW | FIXED));
-	fd = one_range(dev.vdev, DB_OFF, DB_SIZE);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	iova = D;
-	CHECK_OK(map_file(id, fd, 0, DB_SIZE, &iova, RW | FIXED));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW | FIXED));
 
 	/* system memory -> the other device's BAR, peer to peer */
 	CHECK(ce_drv_copy(&drv, S, D + PAGE, 2 * PAGE) == P2P_CE_OK);
-	CHECK(*bar_ptr(DB_OFF + PAGE) == 0xc3 && *bar_ptr(DB_OFF + 3 * PAGE - 1) == 0xc3);
-	CHECK(*bar_ptr(DB_OFF + PAGE - 1) == pat(DB_OFF + PAGE - 1));
+	CHECK(*t_bar_ptr(dev.pci, BAR, DB_OFF + PAGE) == 0xc3 &&
+	      *t_bar_ptr(dev.pci, BAR, DB_OFF + 3 * PAGE - 1) == 0xc3);
+	CHECK(*t_bar_ptr(dev.pci, BAR, DB_OFF + PAGE - 1) == t_pattern(DB_OFF + PAGE - 1));
 
 	memset(src, 0x5e, 2 * PAGE);
 	CHECK_OK(t_mem_enable(dev.vdev, false));
 	CHECK(ce_drv_copy(&drv, S, D + PAGE, 2 * PAGE) == P2P_CE_REVOKED);
 	CHECK(ce_drv_copy(&drv, D, S, PAGE) == P2P_CE_REVOKED);
-	CHECK(*bar_ptr(DB_OFF + PAGE) == 0xc3);
+	CHECK(*t_bar_ptr(dev.pci, BAR, DB_OFF + PAGE) == 0xc3);
 	CHECK(src[0] == 0x5e);
 	CHECK_OK(t_mem_enable(dev.vdev, true));
 	/* still revoked: the stale IOVA is never remapped */
 	CHECK(ce_drv_copy(&drv, S, D + PAGE, 2 * PAGE) == P2P_CE_REVOKED);
-	CHECK(*bar_ptr(DB_OFF + PAGE) == 0xc3);
+	CHECK(*t_bar_ptr(dev.pci, BAR, DB_OFF + PAGE) == 0xc3);
 	CHECK_OK(p2p_ioas_unmap(ioas, D, DB_SIZE, NULL));
 	CHECK(ce_drv_copy(&drv, S, D + PAGE, 2 * PAGE) == P2P_CE_FAULT);
 	iova = D;
-	CHECK_OK(map_file(id, fd, 0, DB_SIZE, &iova, RW | FIXED));
+	CHECK_OK(t_map_file_ioctl(ictx, id, fd, 0, DB_SIZE, &iova, RW | FIXED));
 	CHECK(ce_drv_copy(&drv, S, D + PAGE, 2 * PAGE) == P2P_CE_OK);
-	CHECK(*bar_ptr(DB_OFF + PAGE) == 0x5e && *bar_ptr(DB_OFF + 3 * PAGE - 1) == 0x5e);
+	CHECK(*t_bar_ptr(dev.pci, BAR, DB_OFF + PAGE) == 0x5e &&
+	      *t_bar_ptr(dev.pci, BAR, DB_OFF + 3 * PAGE - 1) == 0x5e);
 
 	ce_drv_fini(&drv);
 	p2p_vfio_device_detach_ioas(cev);
 	p2p_vfio_device_close(cev);
 	p2p_pci_dev_put(ce);
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 	munmap(src, 2 * PAGE);
-	fill_bar();
+	t_bar_fill(dev.pci, BAR, BAR_SIZE);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -519,7 +447,7 @@ static void *revoker_main(void *arg)
 {
 	struct revoker *r = arg;
 
-	r->ret = r->fd < 0 ? t_mem_enable(dev.vdev, false) : (int)feat_revoke(dev.vdev, r->fd);
+	r->ret = r->fd < 0 ? t_mem_enable(dev.vdev, false) : (int)t_feat_revoke(dev.vdev, r->fd);
 	atomic_store(&r->done, 1);
 	return NULL;
 }
@@ -548,8 +476,8 @@ static void fence_round(const char *name, bool extended, bool perm)
 	int fd;
 
 	t_section(name);
-	id = ioas_new(&ioas);
-	fd = one_range(dev.vdev, DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	if (perm)
 		r.fd = fd;
@@ -560,7 +488,7 @@ static void fence_round(const char *name, bool extended, bool perm)
 		CHECK_OK(p2p_ioas_map_file(ioas, fd, i * PAGE, 2 * PAGE, &iova,
 					   RW | (extended ? EXT : 0)));
 		h.iova[i] = iova;
-		h.want[i] = *bar_ptr(DB_OFF + i * PAGE);
+		h.want[i] = *t_bar_ptr(dev.pci, BAR, DB_OFF + i * PAGE);
 	}
 	atomic_init(&h.held, 0);
 	atomic_init(&h.release, 0);
@@ -605,7 +533,7 @@ static void fence_round(const char *name, bool extended, bool perm)
 
 	if (!perm)
 		CHECK_OK(t_mem_enable(dev.vdev, true));
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 }
 
@@ -621,8 +549,8 @@ static void fence_idle(void)
 	int fd;
 
 	t_section("2.5 fence: ended DMA does not hold a revoke");
-	id = ioas_new(&ioas);
-	fd = one_range(dev.vdev, DB_OFF, DB_SIZE);
+	id = t_ioas_new(ictx, &ioas);
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
 	CHECK(fd >= 0);
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, DB_SIZE, &iova, RW));
 	CHECK_OK(p2p_ioas_dma_begin(ioas, iova, PAGE, P2P_DMA_READ, &seg));
@@ -637,17 +565,16 @@ static void fence_idle(void)
 	CHECK_OK(r.ret);
 	CHECK_ERR(xlate(ioas, iova, NULL), -ENODEV);
 	CHECK_OK(t_mem_enable(dev.vdev, true));
-	ioas_del(id, ioas);
+	t_ioas_del(ictx, id, ioas);
 	p2p_close(fd);
 }
 
 int main(void)
 {
 	t_begin();
-	if (t_dev_create(&dev, "0000:03:00.0", BAR_SIZE, 0, NULL, 1))
-		t_skip("cannot create the emulated device");
+	t_dev_create_or_skip(&dev, "0000:03:00.0", BAR_SIZE, 1);
 	CHECK_OK(t_mem_enable(dev.vdev, true));
-	fill_bar();
+	t_bar_fill(dev.pci, BAR, BAR_SIZE);
 	CHECK_OK(p2p_iommufd_open(&ictx));
 
 	test_dmabuf_simple();

@@ -24,11 +24,6 @@
 
 static struct t_dev dev;
 
-static uint8_t *bar_ptr(uint64_t off)
-{
-	return p2p_mem_ptr(p2p_pci_dev_bar_mem(dev.pci, BAR), off);
-}
-
 static uint64_t pattern(uint64_t bar_off)
 {
 	return 0x5a5a000000000000ull | (bar_off * 0x10001ull);
@@ -38,7 +33,7 @@ static uint64_t pattern(uint64_t bar_off)
 static void fill_bar(void)
 {
 	for (uint64_t o = 0; o < BAR_SIZE; o += 8)
-		*(uint64_t *)bar_ptr(o) = pattern(o);
+		*(uint64_t *)t_bar_ptr(dev.pci, BAR, o) = pattern(o);
 }
 
 struct layout {
@@ -82,7 +77,7 @@ static unsigned int verify(const struct layout *l, const uint8_t *va, uint64_t o
 			bad++;
 			continue;
 		}
-		if (memcmp(q, bar_ptr(b), PAGE) ||
+		if (memcmp(q, t_bar_ptr(dev.pci, BAR, b), PAGE) ||
 		    (pat && (*(const uint64_t *)q != pattern(b) ||
 			     *(const uint64_t *)(q + PAGE - 8) != pattern(b + PAGE - 8))))
 			bad++;
@@ -159,7 +154,7 @@ static void check_layout(const struct layout *l, const char *name)
 				continue;
 			}
 			bad += got != buf || off != o || avail != l->start[l->nr] - o ||
-			       va[o] != *bar_ptr(model_bar_off(l, o));
+			       va[o] != *t_bar_ptr(dev.pci, BAR, model_bar_off(l, o));
 			p2p_dmabuf_put(got);
 		}
 	}
@@ -236,8 +231,9 @@ static void test_alias(void)
 	CHECK(va[2 * PAGE + 9] == 0xa2 && va[4 * PAGE + 9] == 0xa2);
 	/* BAR page 21 is only in r1 (dma-buf page 7). */
 	va[7 * PAGE] = 0xa3;
-	CHECK(*bar_ptr(21 * PAGE) == 0xa3);
-	CHECK(*bar_ptr(18 * PAGE + 8) == 0xa1 && *bar_ptr(18 * PAGE + 9) == 0xa2);
+	CHECK(*t_bar_ptr(dev.pci, BAR, 21 * PAGE) == 0xa3);
+	CHECK(*t_bar_ptr(dev.pci, BAR, 18 * PAGE + 8) == 0xa1 &&
+	      *t_bar_ptr(dev.pci, BAR, 18 * PAGE + 9) == 0xa2);
 	/* A second mapping at a pgoff inside r2 sees the same bytes. */
 	CHECK_OK(map(buf, 10 * PAGE, 2 * PAGE, (void **)&va2));
 	CHECK(va2[8] == 0xa1 && va2[9] == 0xa2);
@@ -364,7 +360,7 @@ static void test_lookup_roundtrip(const struct layout *l)
 		p2p_dmabuf_put(got);
 		*(volatile uint8_t *)&va2[o - pg] = (uint8_t)(i + 1);
 		bad += *(volatile uint8_t *)&va[o] != (uint8_t)(i + 1) ||
-		       *bar_ptr(model_bar_off(l, o)) != (uint8_t)(i + 1);
+		       *t_bar_ptr(dev.pci, BAR, model_bar_off(l, o)) != (uint8_t)(i + 1);
 		bad += p2p_munmap(va2, PAGE) != 0;
 	}
 	CHECK(bad == 0);
@@ -410,14 +406,10 @@ static void test_bad_range(void)
 int main(void)
 {
 	struct layout l;
-	int ret;
 
 	t_begin();
-	ret = t_dev_create(&dev, "0000:02:00.0", BAR_SIZE, 0, NULL, 2);
-	if (ret)
-		t_skip("cannot create the emulated device");
-	if (p2p_library_init())
-		t_skip("userfaultfd unavailable: CPU revocation not possible");
+	t_dev_create_or_skip(&dev, "0000:02:00.0", BAR_SIZE, 2);
+	t_require_uffd();
 
 	test_unsorted();
 	test_alias();

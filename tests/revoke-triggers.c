@@ -63,34 +63,13 @@ static const struct p2p_pci_dev_ops obs_ops = { .reset = obs_reset };
 
 static int tdev_create(struct tdev *d, const char *name, uint32_t flags)
 {
-	struct p2p_pci_dev_info info = {
-		.argsz = sizeof(info),
-		.flags = flags,
-		.name = name,
-		.vendor_id = 0x1b36,
-		.device_id = 0x0011,
-		.class_code = 0x030000,
-		.group = 7,
-		.bars = {
-			[0] = { .size = 16384 },
-			[2] = { .size = BAR2_SIZE, .flags = P2P_BAR_MEM64 | P2P_BAR_PREFETCH },
-			[4] = { .size = 256, .flags = P2P_BAR_IO },
-		},
-		.ops = &obs_ops,
-		.priv = &d->obs,
-	};
-	int ret;
+	struct p2p_pci_dev_info info;
 
+	t_dev_info(&info, name, BAR2_SIZE, flags, NULL, 7);
+	info.ops = &obs_ops;
+	info.priv = &d->obs;
 	memset(d, 0, sizeof(*d));
-	ret = p2p_pci_dev_create(&info, &d->pci);
-	if (ret)
-		return ret;
-	ret = p2p_vfio_device_open(d->pci, &d->vdev);
-	if (ret) {
-		p2p_pci_dev_put(d->pci);
-		d->pci = NULL;
-	}
-	return ret;
+	return t_dev_open_info(&info, &d->pci, &d->vdev);
 }
 
 static void tdev_destroy(struct tdev *d)
@@ -103,46 +82,11 @@ static void tdev_destroy(struct tdev *d)
 
 static uint8_t *bar2_dev_view(struct tdev *d)
 {
-	return p2p_mem_ptr(p2p_pci_dev_bar_mem(d->pci, 2), 0);
+	return t_bar_ptr(d->pci, 2, 0);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Probes                                                                  */
-
-static bool faults_everywhere(const volatile uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		if (!t_read_faults(p + i))
-			return false;
-	return true;
-}
-
-static bool faults_anywhere(const volatile uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		if (t_read_faults(p + i))
-			return true;
-	return false;
-}
-
-static int export_bar2(struct tdev *d, uint64_t off, uint64_t len)
-{
-	struct vfio_region_dma_range r = { .offset = off, .length = len };
-
-	return t_dmabuf(d->vdev, 2, &r, 1);
-}
-
-static int try_attach(struct p2p_dmabuf *buf)
-{
-	struct t_importer imp;
-	int ret = t_importer_attach(&imp, buf, P2P_ATTACH_PEER2PEER, true);
-
-	if (!ret) {
-		ret = t_importer_map(&imp);
-		t_importer_detach(&imp);
-	}
-	return ret;
-}
 
 static int try_mmap(struct p2p_dmabuf *buf)
 {
@@ -161,7 +105,7 @@ static int rig_setup(struct rig *r, struct tdev *d, uint8_t seed)
 
 	memset(r, 0, sizeof(*r));
 	r->dev = d;
-	r->fd = export_bar2(d, 0, BUF_LEN);
+	r->fd = t_dmabuf_range(d->vdev, 2, 0, BUF_LEN);
 	CHECK(r->fd >= 0);
 	if (r->fd < 0)
 		return r->fd;
@@ -219,10 +163,10 @@ static bool rig_revoked(struct rig *r, int inval)
 	CHECK(r->imp.invalidations == inval);
 	CHECK(!r->imp.sgt);
 	CHECK(p2p_dmabuf_status(r->buf) != P2P_DMABUF_OK);
-	CHECK_ERR(try_attach(r->buf), -ENODEV);
+	CHECK_ERR(t_try_attach(r->buf), -ENODEV);
 	CHECK_ERR(t_importer_map(&r->imp), -ENODEV);
 	CHECK_ERR(try_mmap(r->buf), -ENODEV);
-	CHECK(faults_everywhere(r->cpu, BUF_LEN));
+	CHECK(t_faults_everywhere(r->cpu, BUF_LEN));
 	CHECK(t_write_faults(r->cpu + 5, r->want[5]));
 	return t_failures == before;
 }
@@ -234,11 +178,11 @@ static void rig_live(struct rig *r, int inval)
 
 	CHECK(p2p_dmabuf_status(r->buf) == P2P_DMABUF_OK);
 	CHECK(r->imp.invalidations == inval);
-	CHECK(!faults_anywhere(r->cpu, BUF_LEN));
-	if (!faults_anywhere(r->cpu, BUF_LEN))
+	CHECK(!t_faults_anywhere(r->cpu, BUF_LEN));
+	if (!t_faults_anywhere(r->cpu, BUF_LEN))
 		CHECK(memcmp(r->cpu, r->want, BUF_LEN) == 0);
 	CHECK(memcmp(bar2_dev_view(r->dev), r->want, BUF_LEN) == 0);
-	CHECK_OK(try_attach(r->buf));
+	CHECK_OK(t_try_attach(r->buf));
 	CHECK_OK(try_mmap(r->buf));
 	if (!r->imp.sgt) {
 		CHECK_OK(t_importer_map(&r->imp));
@@ -306,7 +250,7 @@ static void test_command_mem(void)
 	/* Config writes elsewhere do not revoke. */
 	CHECK_OK(p2p_vfio_config_write(d.vdev, 0x3c, 1, 0x0b));
 	CHECK(r.imp.invalidations == 3 && r.imp.sgt);
-	CHECK(!faults_anywhere(r.cpu, BUF_LEN));
+	CHECK(!t_faults_anywhere(r.cpu, BUF_LEN));
 
 	rig_teardown(&r);
 out:
@@ -409,7 +353,7 @@ out:
 		CHECK_OK(t_flr(d.vdev));
 		CHECK(d.obs.resets == 0);
 		CHECK(r.imp.invalidations == 0 && r.imp.sgt);
-		CHECK(!faults_anywhere(r.cpu, BUF_LEN));
+		CHECK(!t_faults_anywhere(r.cpu, BUF_LEN));
 		rig_teardown(&r);
 	}
 	tdev_destroy(&d);
@@ -480,7 +424,7 @@ out:
 		CHECK(d.obs.resets == 0);
 		CHECK(r.imp.invalidations == 0 && r.imp.sgt);
 		CHECK(p2p_dmabuf_status(r.buf) == P2P_DMABUF_OK);
-		CHECK(!faults_anywhere(r.cpu, BUF_LEN));
+		CHECK(!t_faults_anywhere(r.cpu, BUF_LEN));
 		rig_teardown(&r);
 	}
 	tdev_destroy(&d);
@@ -603,7 +547,7 @@ static void test_created_disabled(void)
 	if (tdev_create(&d, "0000:16:00.0", 0))
 		return;
 	CHECK_OK(t_mem_enable(d.vdev, false));
-	fd = export_bar2(&d, 0, BUF_LEN);
+	fd = t_dmabuf_range(d.vdev, 2, 0, BUF_LEN);
 	CHECK(fd >= 0);	/* it can be created... */
 	if (fd < 0)
 		goto out;
@@ -627,17 +571,17 @@ static void test_created_disabled(void)
 	/* The same from D3hot and from low power. */
 	CHECK_OK(t_set_power(d.vdev, 3));
 	{
-		int fd2 = export_bar2(&d, PAGE, PAGE);
+		int fd2 = t_dmabuf_range(d.vdev, 2, PAGE, PAGE);
 		struct p2p_dmabuf *b2 = NULL;
 
 		CHECK(fd2 >= 0);
 		if (fd2 >= 0) {
 			CHECK_OK(p2p_dmabuf_get(fd2, &b2));
 			CHECK(p2p_dmabuf_status(b2) == P2P_DMABUF_TEMP_REVOKED);
-			CHECK_ERR(try_attach(b2), -ENODEV);
+			CHECK_ERR(t_try_attach(b2), -ENODEV);
 			CHECK_OK(t_set_power(d.vdev, 0));
 			CHECK(p2p_dmabuf_status(b2) == P2P_DMABUF_OK);
-			CHECK_OK(try_attach(b2));
+			CHECK_OK(t_try_attach(b2));
 			p2p_dmabuf_put(b2);
 			CHECK_OK(p2p_close(fd2));
 		}
@@ -670,8 +614,8 @@ static void test_vf(void)
 	CHECK_OK(t_mem_enable(d.vdev, false));
 	CHECK(r.imp.invalidations == 0 && r.imp.sgt);
 	CHECK(p2p_dmabuf_status(r.buf) == P2P_DMABUF_OK);
-	CHECK(!faults_anywhere(r.cpu, BUF_LEN));
-	CHECK_OK(try_attach(r.buf));
+	CHECK(!t_faults_anywhere(r.cpu, BUF_LEN));
+	CHECK_OK(t_try_attach(r.buf));
 	CHECK_ERR(p2p_vfio_device_pread(d.vdev, &b, 1, P2P_VFIO_REGION_OFFSET(2)), 1);
 	CHECK(b == r.want[0]);
 
@@ -714,7 +658,7 @@ static void test_idempotency(void)
 	CHECK(r.imp.sgt);
 	CHECK_OK(t_mem_enable(d.vdev, true));
 	CHECK(r.imp.invalidations == 1 && r.imp.sgt);
-	CHECK(!faults_anywhere(r.cpu, BUF_LEN));
+	CHECK(!t_faults_anywhere(r.cpu, BUF_LEN));
 
 	/*
 	 * The kref underflow reproducer (1.6): memory off (revoke), then close
@@ -774,17 +718,17 @@ static void test_bar_mmap_disabled(void)
 		p2p_dmabuf_put(vb);
 	}
 	/* ...which faults until memory is enabled. */
-	CHECK(faults_everywhere(p, 2 * PAGE));
+	CHECK(t_faults_everywhere(p, 2 * PAGE));
 	CHECK_OK(t_mem_enable(d.vdev, true));
-	CHECK(!faults_anywhere(p, 2 * PAGE));
+	CHECK(!t_faults_anywhere(p, 2 * PAGE));
 	CHECK(p[0] == 0x3c && p[2 * PAGE - 1] == 0x3c);
 	p[1] = 0x4d;
 	CHECK(bar[4 * PAGE + 1] == 0x4d);
 	/* BAR mmaps follow the other triggers too (zap with revoke, 1.7). */
 	CHECK_OK(t_set_power(d.vdev, 3));
-	CHECK(faults_everywhere(p, 2 * PAGE));
+	CHECK(t_faults_everywhere(p, 2 * PAGE));
 	CHECK_OK(t_set_power(d.vdev, 0));
-	CHECK(!faults_anywhere(p, 2 * PAGE) && p[1] == 0x4d);
+	CHECK(!t_faults_anywhere(p, 2 * PAGE) && p[1] == 0x4d);
 	CHECK_OK(p2p_munmap(p, 2 * PAGE));
 out:
 	tdev_destroy(&d);
@@ -819,12 +763,12 @@ static void test_bar_mmap_keeps_open(void)
 	CHECK(p2p_pci_dev_open_count(d.pci) == 1);
 	CHECK(r.imp.invalidations == 0 && r.imp.sgt);
 	CHECK(p2p_dmabuf_status(r.buf) == P2P_DMABUF_OK);
-	CHECK(!faults_anywhere(r.cpu, BUF_LEN));
-	CHECK(!faults_anywhere(p, BUF_LEN));
+	CHECK(!t_faults_anywhere(r.cpu, BUF_LEN));
+	CHECK(!t_faults_anywhere(p, BUF_LEN));
 	p[10] = 0x99;
 	CHECK(r.cpu[10] == 0x99);
 	r.want[10] = 0x99;
-	CHECK_OK(try_attach(r.buf));
+	CHECK_OK(t_try_attach(r.buf));
 
 	/* The final munmap really closes it: permanent revoke of the exported dma-buf. */
 	CHECK_OK(p2p_munmap(p, BUF_LEN));

@@ -148,6 +148,21 @@ static void rig_fini(struct rig *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* Map @wbuf (what WRITE commands read) and @rbuf (where READs land), @len bytes each. */
+static void map_wr(struct rig *r, uint8_t *wbuf, uint8_t *rbuf, uint64_t len, uint64_t *wiova,
+		   uint64_t *riova)
+{
+	CHECK_OK(p2p_ioas_map(r->ioas, wbuf, len, wiova, P2P_IOAS_MAP_READABLE));
+	CHECK_OK(p2p_ioas_map(r->ioas, rbuf, len, riova,
+			      P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE));
+}
+
+static void unmap_wr(struct rig *r, uint64_t wiova, uint64_t riova, uint64_t len)
+{
+	p2p_ioas_unmap(r->ioas, wiova, len, NULL);
+	p2p_ioas_unmap(r->ioas, riova, len, NULL);
+}
+
 static uint64_t reg(struct rig *r, uint64_t off, size_t len)
 {
 	uint64_t v = 0;
@@ -309,9 +324,7 @@ static void test_commands(void)
 	if (!r.drv.sq || !wbuf || !rbuf || !ro || !wo || !edgebuf)
 		goto out;
 	cap = r.drv.capacity;
-	CHECK_OK(p2p_ioas_map(r.ioas, wbuf, len, &wiova, P2P_IOAS_MAP_READABLE));
-	CHECK_OK(p2p_ioas_map(r.ioas, rbuf, len, &riova,
-			      P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE));
+	map_wr(&r, wbuf, rbuf, len, &wiova, &riova);
 
 	/* WRITE, READ back, FLUSH. */
 	fill(wbuf, len, 42, 0);
@@ -447,8 +460,7 @@ static void test_commands(void)
 	p2p_ioas_unmap(r.ioas, edge, 64 * 1024, NULL);
 	p2p_ioas_unmap(r.ioas, roiova, 64 * 1024, NULL);
 	p2p_ioas_unmap(r.ioas, woiova, 64 * 1024, NULL);
-	p2p_ioas_unmap(r.ioas, wiova, len, NULL);
-	p2p_ioas_unmap(r.ioas, riova, len, NULL);
+	unmap_wr(&r, wiova, riova, len);
 out:
 	rig_fini(&r);
 	munmap(wbuf, len);
@@ -477,9 +489,7 @@ static void test_many(void)
 	CHECK_OK(rig_init(&r, "0000:30:00.0", NULL, 128 * MiB, ENTRIES));
 	if (!r.drv.sq || !wbuf || !rbuf)
 		goto out;
-	CHECK_OK(p2p_ioas_map(r.ioas, wbuf, len, &wiova, P2P_IOAS_MAP_READABLE));
-	CHECK_OK(p2p_ioas_map(r.ioas, rbuf, len, &riova,
-			      P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE));
+	map_wr(&r, wbuf, rbuf, len, &wiova, &riova);
 	fill(wbuf, len, 99, 0);
 	memset(rbuf, POISON, len);
 	/* Disjoint extents of 1..64 blocks, buffer offset == byte offset in the image. */
@@ -532,8 +542,7 @@ static void test_many(void)
 			CHECK(all_byte(rbuf + off + nb[i] * BLK, (uint64_t)lba[i + 1] * BLK - off -
 								      nb[i] * BLK, POISON));
 	}
-	p2p_ioas_unmap(r.ioas, wiova, len, NULL);
-	p2p_ioas_unmap(r.ioas, riova, len, NULL);
+	unmap_wr(&r, wiova, riova, len);
 out:
 	rig_fini(&r);
 	munmap(wbuf, len);
@@ -779,7 +788,7 @@ static int p2p_rig_init(struct p2p_rig *p)
 		return ret;
 	if ((ret = t_mem_enable(p->gpu.vdev, true)))
 		return ret;
-	p->bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(p->gpu.pci, 2), 0);
+	p->bar = t_bar_ptr(p->gpu.pci, 2, 0);
 	p->fd1 = t_dmabuf(p->gpu.vdev, 2, &one, 1);
 	p->fd4 = t_dmabuf(p->gpu.vdev, 2, p->r4, 4);
 	if (p->fd1 < 0 || p->fd4 < 0)
@@ -836,7 +845,7 @@ static void test_p2p_data(struct p2p_rig *p)
 		CHECK(cqes[i].bytes == MiB);
 	}
 	CHECK(image_check(p, 0, p->bar + WIN_OFF, WIN));
-	CHECK(!memcmp(p2p_mem_ptr(p2p_pci_dev_bar_mem(p->gpu.pci, 2), WIN_OFF), p->image, WIN));
+	CHECK(!memcmp(t_bar_ptr(p->gpu.pci, 2, WIN_OFF), p->image, WIN));
 	CHECK(all_byte(p->bar, WIN_OFF, POISON));
 	CHECK(all_byte(p->bar + WIN_OFF + WIN, GPU_BAR - WIN_OFF - WIN, POISON));
 	/* Odd sizes and offsets inside the dma-buf. */

@@ -429,7 +429,7 @@ int main(void)
 	CHECK(sys != NULL);
 	if (t_failures)
 		return t_end();
-	bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu.pci, BAR), 0);
+	bar = t_bar_ptr(gpu.pci, BAR, 0);
 	pattern(bar, BAR_SZ, 0xba5eba11);
 	memset(sys, 0, SYS_SZ);
 	dbuf_fd = t_dmabuf(gpu.vdev, BAR, &r, 1);

@@ -113,11 +113,6 @@ static unsigned int bar_page_of(unsigned int dp)
 	return UINT32_MAX;
 }
 
-static uint8_t *bar_ptr(uint64_t off)
-{
-	return p2p_mem_ptr(p2p_pci_dev_bar_mem(dev.pci, BAR), off);
-}
-
 static unsigned int phase_load(void)
 {
 	return atomic_load(&phase);
@@ -133,6 +128,23 @@ static void access_fence(void)
 static bool revoked_throughout(unsigned int p1, unsigned int p2)
 {
 	return p1 == p2 && (p1 & 1);
+}
+
+/*
+ * Count in @c one attempt at something refused (-ENODEV) while revoked,
+ * made between phases @p1 and @p2, that returned @ret; returns @ret.
+ */
+static int count_attempt(struct counters *c, unsigned int p1, unsigned int p2, int ret)
+{
+	if (revoked_throughout(p1, p2)) {
+		c->checked++;
+		c->violations += !ret;
+	}
+	if (ret) {
+		c->refused++;
+		c->errors += ret != -ENODEV;
+	}
+	return ret;
 }
 
 static void *toucher_fn(void *arg)
@@ -221,15 +233,8 @@ static int importer_map(struct t_importer *imp)
 	}
 	p2p_dmabuf_resv_unlock(dbuf);
 	p2 = phase_load();
-	if (revoked_throughout(p1, p2)) {
-		importer.checked++;
-		importer.violations += !ret;
-	}
-	if (ret) {
-		importer.refused++;
-		importer.errors += ret != -ENODEV;
+	if (count_attempt(&importer, p1, p2, ret))
 		return ret;
-	}
 	importer.ok++;
 
 	/*
@@ -267,13 +272,7 @@ static void *importer_fn(void *arg)
 		p1 = phase_load();
 		ret = t_importer_attach(&imp, dbuf, P2P_ATTACH_PEER2PEER, true);
 		p2 = phase_load();
-		if (revoked_throughout(p1, p2)) {
-			importer.checked++;
-			importer.violations += !ret;
-		}
-		if (ret) {
-			importer.refused++;
-			importer.errors += ret != -ENODEV;
+		if (count_attempt(&importer, p1, p2, ret)) {
 			sched_yield();
 			continue;
 		}
@@ -323,13 +322,7 @@ static void *churn_fn(void *arg)
 		ret = p2p_dmabuf_mmap(dbuf, NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
 				      pg * 8 * PAGE, &va);
 		p2 = phase_load();
-		if (revoked_throughout(p1, p2)) {
-			churn.checked++;
-			churn.violations += !ret;
-		}
-		if (ret) {
-			churn.refused++;
-			churn.errors += ret != -ENODEV;
+		if (count_attempt(&churn, p1, p2, ret)) {
 			sched_yield();
 		} else {
 			churn.ok++;
@@ -518,14 +511,11 @@ int main(void)
 	unsigned long checked = 0, faults = 0;
 	pthread_t imp_thr, churn_thr;
 	void *va;
-	int fd, ret;
+	int fd;
 
 	t_begin();
-	ret = t_dev_create(&dev, "0000:03:00.0", BAR_SIZE, 0, NULL, 3);
-	if (ret)
-		t_skip("cannot create the emulated device");
-	if (p2p_library_init())
-		t_skip("userfaultfd unavailable: CPU revocation not possible");
+	t_dev_create_or_skip(&dev, "0000:03:00.0", BAR_SIZE, 3);
+	t_require_uffd();
 
 	fd = t_dmabuf(dev.vdev, BAR, ranges, NR_RANGES);
 	CHECK(fd >= 0);
@@ -573,7 +563,8 @@ int main(void)
 		faults += t->faults;
 		/* The device's own view: the last value each toucher wrote. */
 		for (unsigned int bp = 0; bp < BAR_PAGES; bp++)
-			t->final_bad += *bar_ptr((uint64_t)bp * PAGE + i) != t->last[bp];
+			t->final_bad +=
+				*t_bar_ptr(dev.pci, BAR, (uint64_t)bp * PAGE + i) != t->last[bp];
 		CHECK(t->final_bad == 0);
 	}
 	printf("importer: %lu mapped, %lu refused, %lu checked, %lu violations, %lu errors\n",

@@ -335,7 +335,7 @@ int main(void)
 	t_begin();
 	file_fd = make_file();
 	CHECK_OK(t_dev_create(&gpu, "0000:01:00.0", BAR_SIZE, 0, NULL, 1));
-	bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu.pci, BAR), 0);
+	bar = t_bar_ptr(gpu.pci, BAR, 0);
 	CHECK_OK(p2p_uring_create(4 * QD, 8, &ring));
 	dfd = t_dmabuf(gpu.vdev, BAR, ranges, ARRAY_SIZE(ranges));
 	CHECK(dfd >= 0);

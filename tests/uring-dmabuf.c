@@ -24,7 +24,6 @@
  * p2p_uring_destroy() with registered (and busy) slots leaks no fd.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -98,21 +97,6 @@ static uint8_t *file_bytes(int fd, uint64_t off, uint64_t len)
 		exit(T_EXIT_FAIL);
 	}
 	return p;
-}
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1;
 }
 
 /* Queue, submit and wait for one request on @r; returns cqe->res. */
@@ -651,7 +635,7 @@ static void test_multi_range(void)
 
 	t_section("multi-range");
 	CHECK_OK(t_dev_create(&mr, "0000:03:00.0", BAR_SIZE, 0, NULL, 3));
-	bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(mr.pci, BAR), 0);
+	bar = t_bar_ptr(mr.pci, BAR, 0);
 	memset(bar, GUARD, BAR_SIZE);
 	dfd = t_dmabuf(mr.vdev, BAR, mr_ranges, ARRAY_SIZE(mr_ranges));
 	CHECK(dfd >= 0);
@@ -1061,7 +1045,7 @@ static void test_destroy(void)
 	int before, f1, f2;
 
 	t_section("destroy");
-	before = count_fds();
+	before = t_count_fds();
 	CHECK_OK(p2p_uring_create(32, 8, &r));
 	f1 = t_dmabuf(gpu.vdev, BAR, r1, 2);
 	f2 = t_dmabuf(gpu.vdev, BAR, &r2, 1);
@@ -1099,7 +1083,7 @@ static void test_destroy(void)
 	}
 	CHECK(p2p_uring_submit(r) >= 0);
 	p2p_uring_destroy(r);
-	CHECK(count_fds() == before);
+	CHECK(t_count_fds() == before);
 
 	/* And a ring that is destroyed with queued, never submitted requests. */
 	CHECK_OK(p2p_uring_create(8, 2, &r));
@@ -1120,7 +1104,7 @@ static void test_destroy(void)
 		CHECK_OK(p2p_uring_submit_sqe(r, &sqe));
 	}
 	p2p_uring_destroy(r);
-	CHECK(count_fds() == before);
+	CHECK(t_count_fds() == before);
 }
 
 int main(void)
@@ -1128,7 +1112,7 @@ int main(void)
 	t_begin();
 	file_fd = make_file(FILE_SIZE, 1);
 	CHECK_OK(t_dev_create(&gpu, "0000:01:00.0", BAR_SIZE, 0, NULL, 1));
-	gpu_bar = p2p_mem_ptr(p2p_pci_dev_bar_mem(gpu.pci, BAR), 0);
+	gpu_bar = t_bar_ptr(gpu.pci, BAR, 0);
 	CHECK_OK(p2p_uring_create(64, NR_SLOTS, &ring));
 	if (t_failures)
 		return t_end();

@@ -89,6 +89,14 @@ static long db_get(struct db_req *q)
 	return feature(dev.vdev, q);
 }
 
+/* db_get() of a request for the one range [@offset, @offset + @length) of @region. */
+static long db_get1(struct db_req *q, uint32_t region, uint64_t offset, uint64_t length)
+{
+	db_init(q, region, 1);
+	db_range(q, 0, offset, length);
+	return db_get(q);
+}
+
 /*
  * Check that @fd is a dma-buf of @size bytes whose FD_CLOEXEC is @cloexec,
  * then close it.  Any failure is reported by the caller's line too.
@@ -308,7 +316,7 @@ static void test_check_feature(void)
 	CHECK(p2p_pci_dev_memory_enabled(dev.pci));
 
 	/* DMA_BUF_REVOKE (SET only, minsz 4) and MEMATTR (SET only, minsz 8). */
-	fd = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
+	fd = t_dmabuf_range(dev.vdev, 2, 0, PAGE);
 	CHECK(fd >= 0);
 	{
 		static const uint32_t feats[] = { VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE,
@@ -393,11 +401,21 @@ static void test_no_dmabuf_device(void)
 	t_dev_destroy(&nd);
 }
 
+/*
+ * VFIO_DEVICE_FEATURE with the first @len bytes of @d placed just below the
+ * guard page @g: any read beyond them faults.
+ */
+static long feature_below(uint8_t *g, const struct db_req *d, uint32_t len)
+{
+	memcpy(g - len, d, len);
+	return feature(dev.vdev, g - len);
+}
+
 /* kernel-semantics 1.3.4 and 1.3.7: copies from user memory that fault -> EFAULT. */
 static void test_copy_faults(void)
 {
 	struct db_req d;
-	uint8_t *g, *p;
+	uint8_t *g;
 
 	t_section("1.3.4/1.3.7 EFAULT");
 	if (!copy_faults_work())
@@ -409,65 +427,48 @@ static void test_copy_faults(void)
 
 	/* 1.3.4: the 16-byte DMA_BUF header lies entirely in the PROT_NONE page. */
 	db_init(&d, 2, 1);
-	p = g - HDR_SZ;
-	memcpy(p, &d, HDR_SZ);
-	CHECK_ERR(feature(dev.vdev, p), -EFAULT);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ), -EFAULT);
 	/* 1.3.4: the header straddles the boundary (region_index/open_flags readable). */
-	p = g - HDR_SZ - 8;
-	memcpy(p, &d, HDR_SZ + 8);
-	CHECK_ERR(feature(dev.vdev, p), -EFAULT);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + 8), -EFAULT);
 	/* 1.3.3 before 1.3.4: argsz 8 + 15 is EINVAL before anything is copied. */
 	d.argsz = HDR_SZ + DB_MINSZ - 1;
-	p = g - HDR_SZ;
-	memcpy(p, &d, HDR_SZ);
-	CHECK_ERR(feature(dev.vdev, p), -EINVAL);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ), -EINVAL);
 	/* 1.3.3 before 1.3.4: SET is EINVAL before anything is copied. */
 	db_init(&d, 2, 1);
 	d.flags = F_SET | VFIO_DEVICE_FEATURE_DMA_BUF;
-	memcpy(p, &d, HDR_SZ);
-	CHECK_ERR(feature(dev.vdev, p), -EINVAL);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ), -EINVAL);
 	/* 1.2.5 before 1.3.4: PROBE returns 0 without reading the payload. */
 	d.flags = F_PROBE | F_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
-	memcpy(p, &d, HDR_SZ);
-	CHECK_ERR(feature(dev.vdev, p), 0);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ), 0);
 
 	/* 1.3.7: header readable, the ranges array in the PROT_NONE page -> EFAULT. */
-	p = g - HDR_SZ - DB_MINSZ;
 	db_init(&d, 2, 1);
-	memcpy(p, &d, HDR_SZ + DB_MINSZ);
-	CHECK_ERR(feature(dev.vdev, p), -EFAULT);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + DB_MINSZ), -EFAULT);
 	/* 1.3.7 on the I/O BAR: the copy comes before the P2P-provider check (1.3.10). */
 	db_init(&d, 4, 1);
-	memcpy(p, &d, HDR_SZ + DB_MINSZ);
-	CHECK_ERR(feature(dev.vdev, p), -EFAULT);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + DB_MINSZ), -EFAULT);
 	/* 1.3.5 before 1.3.7: nr_ranges 0 -> EINVAL, nothing copied. */
 	db_init(&d, 2, 0);
 	d.argsz = HDR_SZ + DB_MINSZ;
-	memcpy(p, &d, HDR_SZ + DB_MINSZ);
-	CHECK_ERR(feature(dev.vdev, p), -EINVAL);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + DB_MINSZ), -EINVAL);
 	/* 1.3.5 before 1.3.7: flags != 0 -> EINVAL. */
 	db_init(&d, 2, 1);
 	d.dflags = 1u << 28;
-	memcpy(p, &d, HDR_SZ + DB_MINSZ);
-	CHECK_ERR(feature(dev.vdev, p), -EINVAL);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + DB_MINSZ), -EINVAL);
 	/* 1.3.6 before 1.3.7: region_index 7 -> ENODEV, nothing copied. */
 	db_init(&d, 7, 1);
-	memcpy(p, &d, HDR_SZ + DB_MINSZ);
-	CHECK_ERR(feature(dev.vdev, p), -ENODEV);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + DB_MINSZ), -ENODEV);
 	/* 1.3.6 before 1.3.7: an unimplemented BAR (BAR1) -> ENODEV. */
 	db_init(&d, 1, 1);
-	memcpy(p, &d, HDR_SZ + DB_MINSZ);
-	CHECK_ERR(feature(dev.vdev, p), -ENODEV);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + DB_MINSZ), -ENODEV);
 
 	/*
 	 * 1.3.7 before 1.3.8: the first range is readable (and invalid: zero
 	 * length), the second faults.  The whole array is copied first: EFAULT.
 	 */
-	p = g - HDR_SZ - DB_MINSZ - 16;
 	db_init(&d, 2, 2);
 	db_range(&d, 0, 0, 0);
-	memcpy(p, &d, HDR_SZ + DB_MINSZ + 16);
-	CHECK_ERR(feature(dev.vdev, p), -EFAULT);
+	CHECK_ERR(feature_below(g, &d, HDR_SZ + DB_MINSZ + 16), -EFAULT);
 
 	guard_page_free(g);
 }
@@ -502,45 +503,27 @@ static void test_dma_buf_args(void)
 	{
 		static const uint32_t bad[] = { 6, 7, 8, 9, 100, 0xffffffffu };
 
-		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-			db_init(&d, bad[i], 1);
-			db_range(&d, 0, 0, PAGE);
-			CHECK_ERR(db_get(&d), -ENODEV);
-		}
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			CHECK_ERR(db_get1(&d, bad[i], 0, PAGE), -ENODEV);
 	}
 	/*
 	 * 1.3.6 (part 3): an unimplemented BAR -> ENODEV: BAR1, BAR3 (the upper
 	 * half of 64-bit BAR2), BAR5.
 	 */
-	for (uint32_t bar = 1; bar <= 5; bar += 2) {
-		db_init(&d, bar, 1);
-		db_range(&d, 0, 0, PAGE);
-		CHECK_ERR(db_get(&d), -ENODEV);
-	}
+	for (uint32_t bar = 1; bar <= 5; bar += 2)
+		CHECK_ERR(db_get1(&d, bar, 0, PAGE), -ENODEV);
 	/* 1.3.6 before 1.3.8: region_index 7 with a zero-length range -> ENODEV, not EINVAL. */
-	db_init(&d, 7, 1);
-	db_range(&d, 0, 0, 0);
-	CHECK_ERR(db_get(&d), -ENODEV);
+	CHECK_ERR(db_get1(&d, 7, 0, 0), -ENODEV);
 	/* 1.3.6 before 1.3.8: an unimplemented BAR with an unaligned range -> ENODEV. */
-	db_init(&d, 1, 1);
-	db_range(&d, 0, 1, PAGE);
-	CHECK_ERR(db_get(&d), -ENODEV);
+	CHECK_ERR(db_get1(&d, 1, 1, PAGE), -ENODEV);
 
 	/* 1.3.8: zero length -> EINVAL. */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, 0, 0);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, 0, 0), -EINVAL);
 	/* 1.3.8: offset not page aligned -> EINVAL. */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, 512, PAGE);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, 512, PAGE), -EINVAL);
 	/* 1.3.8: length not page aligned -> EINVAL. */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, 0, PAGE + 1);
-	CHECK_ERR(db_get(&d), -EINVAL);
-	db_init(&d, 2, 1);
-	db_range(&d, 0, 0, PAGE - 1);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, 0, PAGE + 1), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, 0, PAGE - 1), -EINVAL);
 	/* 1.3.8 applies to every range, not only the first: a bad third range -> EINVAL. */
 	db_init(&d, 2, 3);
 	db_range(&d, 0, 0, PAGE);
@@ -568,80 +551,44 @@ static void test_dma_buf_args(void)
 	CHECK_ERR(db_get(&d), -EINVAL);
 
 	/* 1.3.9: total with bit 63 set (no u64 overflow) -> EINVAL. */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, 0, BIT63);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, 0, BIT63), -EINVAL);
 	db_init(&d, 2, 2);
 	db_range(&d, 0, 0, BIT63 - PAGE);
 	db_range(&d, 1, 0, PAGE);
 	CHECK_ERR(db_get(&d), -EINVAL);
 	/* 1.3.9 before 1.3.11: bit 63 with an offset that would overflow -> EINVAL. */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, ~(PAGE - 1), BIT63);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, ~(PAGE - 1), BIT63), -EINVAL);
 	/* 1.3.9 is exactly bit 63: a total of 2^63 - 4096 passes it (and overflows in 1.3.11). */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, ~(PAGE - 1), BIT63 - PAGE);
-	CHECK_ERR(db_get(&d), -EOVERFLOW);
+	CHECK_ERR(db_get1(&d, 2, ~(PAGE - 1), BIT63 - PAGE), -EOVERFLOW);
 
 	/* 1.3.10: the I/O-port BAR (BAR4) has no P2P provider -> EINVAL. */
-	db_init(&d, 4, 1);
-	db_range(&d, 0, 0, PAGE);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 4, 0, PAGE), -EINVAL);
 	/* 1.3.10 before 1.3.11: an overflowing offset on the I/O BAR -> EINVAL, not EOVERFLOW. */
-	db_init(&d, 4, 1);
-	db_range(&d, 0, ~(PAGE - 1), PAGE);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 4, ~(PAGE - 1), PAGE), -EINVAL);
 	/* 1.3.8 on the I/O BAR: an unaligned range is EINVAL from the range check. */
-	db_init(&d, 4, 1);
-	db_range(&d, 0, 16, 16);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 4, 16, 16), -EINVAL);
 	/* 1.3.6 before 1.3.10: the I/O BAR is a BAR (index < 6), so not ENODEV. */
-	db_init(&d, 4, 1);
-	db_range(&d, 0, 0, 0);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 4, 0, 0), -EINVAL);
 
 	/* 1.3.11: bar_start + offset overflows -> EOVERFLOW. */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, ~(PAGE - 1), PAGE);
-	CHECK_ERR(db_get(&d), -EOVERFLOW);
-	db_init(&d, 0, 1);
-	db_range(&d, 0, ~(PAGE - 1), PAGE);
-	CHECK_ERR(db_get(&d), -EOVERFLOW);
+	CHECK_ERR(db_get1(&d, 2, ~(PAGE - 1), PAGE), -EOVERFLOW);
+	CHECK_ERR(db_get1(&d, 0, ~(PAGE - 1), PAGE), -EOVERFLOW);
 	if (bar2_bus) {
 		/* bar_start + offset == 2^64 exactly: overflows. */
-		db_init(&d, 2, 1);
-		db_range(&d, 0, 0 - bar2_bus, PAGE);
-		CHECK_ERR(db_get(&d), -EOVERFLOW);
+		CHECK_ERR(db_get1(&d, 2, 0 - bar2_bus, PAGE), -EOVERFLOW);
 		/* bar_start + offset fits (2^64 - 4096), + length overflows -> EOVERFLOW. */
-		db_init(&d, 2, 1);
-		db_range(&d, 0, 0 - bar2_bus - PAGE, 2 * PAGE);
-		CHECK_ERR(db_get(&d), -EOVERFLOW);
+		CHECK_ERR(db_get1(&d, 2, 0 - bar2_bus - PAGE, 2 * PAGE), -EOVERFLOW);
 		/* bar_start + offset == 2^64 - 4096, the end exactly 2^64: overflows. */
-		db_init(&d, 2, 1);
-		db_range(&d, 0, 0 - bar2_bus - PAGE, PAGE);
-		CHECK_ERR(db_get(&d), -EOVERFLOW);
+		CHECK_ERR(db_get1(&d, 2, 0 - bar2_bus - PAGE, PAGE), -EOVERFLOW);
 		/* No overflow, far beyond the BAR -> EINVAL. */
-		db_init(&d, 2, 1);
-		db_range(&d, 0, 0 - bar2_bus - 2 * PAGE, PAGE);
-		CHECK_ERR(db_get(&d), -EINVAL);
+		CHECK_ERR(db_get1(&d, 2, 0 - bar2_bus - 2 * PAGE, PAGE), -EINVAL);
 	}
 	/* 1.3.11: offset + length > bar_len -> EINVAL. */
-	db_init(&d, 2, 1);
-	db_range(&d, 0, BAR2_SIZE - PAGE, 2 * PAGE);
-	CHECK_ERR(db_get(&d), -EINVAL);
-	db_init(&d, 2, 1);
-	db_range(&d, 0, BAR2_SIZE, PAGE);
-	CHECK_ERR(db_get(&d), -EINVAL);
-	db_init(&d, 2, 1);
-	db_range(&d, 0, 0, 2 * BAR2_SIZE);
-	CHECK_ERR(db_get(&d), -EINVAL);
-	db_init(&d, 0, 1);
-	db_range(&d, 0, PAGE, BAR0_SIZE);
-	CHECK_ERR(db_get(&d), -EINVAL);
-	db_init(&d, 2, 1);
-	db_range(&d, 0, BIT63, PAGE);
-	CHECK_ERR(db_get(&d), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, BAR2_SIZE - PAGE, 2 * PAGE), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, BAR2_SIZE, PAGE), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, 0, 2 * BAR2_SIZE), -EINVAL);
+	CHECK_ERR(db_get1(&d, 0, PAGE, BAR0_SIZE), -EINVAL);
+	CHECK_ERR(db_get1(&d, 2, BIT63, PAGE), -EINVAL);
 	/* 1.3.11 is per range, in order: range 0 beyond (EINVAL), range 1 overflowing. */
 	db_init(&d, 2, 2);
 	db_range(&d, 0, BAR2_SIZE, PAGE);
@@ -789,16 +736,6 @@ static const struct p2p_dmabuf_ops foreign_ops = {
 	.release = foreign_release,
 };
 
-/* Issue feature 13 (REVOKE) on @vdev for @fd. */
-static long revoke_fd(struct p2p_vfio_device *vdev, int fd)
-{
-	struct feat_req q = { .argsz = HDR_SZ + sizeof(struct vfio_device_feature_dma_buf_revoke),
-			      .flags = F_SET | VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE };
-
-	q.data[0] = (uint32_t)fd;
-	return feature(vdev, &q);
-}
-
 /* Issue feature 14 (MEMATTR) on @vdev for @fd. */
 static long memattr_fd(struct p2p_vfio_device *vdev, int fd, uint32_t attr)
 {
@@ -821,19 +758,19 @@ static void test_fd_checks(void)
 	t_section("3.4 REVOKE/MEMATTR fd checks");
 
 	/* 3.4 / 0.1: not an open fd -> EBADF. */
-	CHECK_ERR(revoke_fd(dev.vdev, -1), -EBADF);
+	CHECK_ERR(t_feat_revoke(dev.vdev, -1), -EBADF);
 	CHECK_ERR(memattr_fd(dev.vdev, -1, 0), -EBADF);
-	CHECK_ERR(revoke_fd(dev.vdev, INT_MAX), -EBADF);
+	CHECK_ERR(t_feat_revoke(dev.vdev, INT_MAX), -EBADF);
 	CHECK_ERR(memattr_fd(dev.vdev, INT_MAX, 0), -EBADF);
 
 	/* 3.4 / 0.1: an open fd that is not a dma-buf (a pipe) -> EINVAL. */
 	CHECK_OK(pipe(pipefd));
-	CHECK_ERR(revoke_fd(dev.vdev, pipefd[0]), -EINVAL);
+	CHECK_ERR(t_feat_revoke(dev.vdev, pipefd[0]), -EINVAL);
 	CHECK_ERR(memattr_fd(dev.vdev, pipefd[1], 0), -EINVAL);
 	close(pipefd[0]);
 	close(pipefd[1]);
 	/* A p2pbuf object that is not a dma-buf (the device fd itself) -> EINVAL. */
-	CHECK_ERR(revoke_fd(dev.vdev, p2p_vfio_device_fd(dev.vdev)), -EINVAL);
+	CHECK_ERR(t_feat_revoke(dev.vdev, p2p_vfio_device_fd(dev.vdev)), -EINVAL);
 	CHECK_ERR(memattr_fd(dev.vdev, p2p_vfio_device_fd(dev.vdev), 0), -EINVAL);
 
 	/* 3.4: a dma-buf exported by another VFIO device -> ENODEV. */
@@ -842,9 +779,9 @@ static void test_fd_checks(void)
 	if (!ret) {
 		struct p2p_dmabuf *buf;
 
-		ofd = t_dmabuf(other.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
+		ofd = t_dmabuf_range(other.vdev, 2, 0, PAGE);
 		CHECK(ofd >= 0);
-		CHECK_ERR(revoke_fd(dev.vdev, ofd), -ENODEV);
+		CHECK_ERR(t_feat_revoke(dev.vdev, ofd), -ENODEV);
 		CHECK_ERR(memattr_fd(dev.vdev, ofd, VFIO_DEVICE_FEATURE_DMA_BUF_ATTR_WC), -ENODEV);
 		if (ofd >= 0 && !p2p_dmabuf_get(ofd, &buf)) {
 			/* ... and nothing happened to it. */
@@ -854,7 +791,7 @@ static void test_fd_checks(void)
 		}
 		/* Its own device does accept it. */
 		CHECK_OK(memattr_fd(other.vdev, ofd, VFIO_DEVICE_FEATURE_DMA_BUF_ATTR_WC));
-		CHECK_OK(revoke_fd(other.vdev, ofd));
+		CHECK_OK(t_feat_revoke(other.vdev, ofd));
 		if (ofd >= 0)
 			p2p_close(ofd);
 		t_dev_destroy(&other);
@@ -876,7 +813,7 @@ static void test_fd_checks(void)
 		if (fbuf) {
 			ffd = p2p_dmabuf_fd_install(fbuf, O_RDWR | O_CLOEXEC);
 			CHECK(ffd >= 0);
-			CHECK_ERR(revoke_fd(dev.vdev, ffd), -ENODEV);
+			CHECK_ERR(t_feat_revoke(dev.vdev, ffd), -ENODEV);
 			CHECK_ERR(memattr_fd(dev.vdev, ffd, 0), -ENODEV);
 			CHECK(p2p_dmabuf_status(fbuf) == P2P_DMABUF_OK);
 			/* p2p_vfio_dmabuf_memattr() refuses a non-VFIO buffer. */
@@ -915,6 +852,17 @@ static void attach_refused(struct p2p_dmabuf *buf, int want)
 		t_importer_detach(&imp);
 }
 
+/*
+ * Export BAR2 [0, @len) into *@fd (CHECKed) and take a reference to the
+ * dma-buf in *@buf; false if either failed.
+ */
+static bool export_get(uint64_t len, int *fd, struct p2p_dmabuf **buf)
+{
+	*fd = t_dmabuf_range(dev.vdev, 2, 0, len);
+	CHECK(*fd >= 0);
+	return *fd >= 0 && !p2p_dmabuf_get(*fd, buf);
+}
+
 /* kernel-semantics 3.4: feature 13, DMA_BUF_REVOKE. */
 static void test_revoke(void)
 {
@@ -924,16 +872,14 @@ static void test_revoke(void)
 
 	t_section("3.4 DMA_BUF_REVOKE");
 
-	fd = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, 4 * PAGE }, 1);
-	CHECK(fd >= 0);
-	if (fd < 0 || p2p_dmabuf_get(fd, &buf))
+	if (!export_get(4 * PAGE, &fd, &buf))
 		return;
 
 	/* Live: an importer attaches and maps. */
 	attach_and_map(&imp, buf);
 
 	/* 3.4: REVOKE moves to PERM_REVOKED with the full revoke (importer invalidated). */
-	CHECK_ERR(revoke_fd(dev.vdev, fd), 0);
+	CHECK_ERR(t_feat_revoke(dev.vdev, fd), 0);
 	CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_PERM_REVOKED);
 	CHECK(imp.invalidations == 1);
 	CHECK(imp.sgt == NULL);
@@ -941,39 +887,35 @@ static void test_revoke(void)
 	/* 1.5: attach to a revoked buffer -> ENODEV. */
 	attach_refused(buf, -ENODEV);
 	/* 3.4: a second REVOKE -> EBADFD. */
-	CHECK_ERR(revoke_fd(dev.vdev, fd), -EBADFD);
+	CHECK_ERR(t_feat_revoke(dev.vdev, fd), -EBADFD);
 	/* 1.6: PERM is sticky: memory toggles do not un-revoke it. */
 	CHECK_OK(t_mem_enable(dev.vdev, false));
 	CHECK_OK(t_mem_enable(dev.vdev, true));
 	CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_PERM_REVOKED);
-	CHECK_ERR(revoke_fd(dev.vdev, fd), -EBADFD);
+	CHECK_ERR(t_feat_revoke(dev.vdev, fd), -EBADFD);
 	p2p_dmabuf_put(buf);
 	p2p_close(fd);
 
 	/* 3.4: TEMP -> PERM: a buffer revoked by MEM off can be revoked for good. */
-	fd = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
-	CHECK(fd >= 0);
-	if (fd >= 0 && !p2p_dmabuf_get(fd, &buf)) {
+	if (export_get(PAGE, &fd, &buf)) {
 		CHECK_OK(t_mem_enable(dev.vdev, false));
 		CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_TEMP_REVOKED);
-		CHECK_ERR(revoke_fd(dev.vdev, fd), 0);
+		CHECK_ERR(t_feat_revoke(dev.vdev, fd), 0);
 		CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_PERM_REVOKED);
 		CHECK_OK(t_mem_enable(dev.vdev, true));
 		CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_PERM_REVOKED);
-		CHECK_ERR(revoke_fd(dev.vdev, fd), -EBADFD);
+		CHECK_ERR(t_feat_revoke(dev.vdev, fd), -EBADFD);
 		p2p_dmabuf_put(buf);
 		p2p_close(fd);
 	}
 
 	/* 8.3 item 9: REVOKE through a plain dup of the fd revokes the same buffer. */
-	fd = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
-	CHECK(fd >= 0);
-	if (fd >= 0 && !p2p_dmabuf_get(fd, &buf)) {
+	if (export_get(PAGE, &fd, &buf)) {
 		dupfd = dup(fd);
 		CHECK(dupfd >= 0);
-		CHECK_ERR(revoke_fd(dev.vdev, dupfd), 0);
+		CHECK_ERR(t_feat_revoke(dev.vdev, dupfd), 0);
 		CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_PERM_REVOKED);
-		CHECK_ERR(revoke_fd(dev.vdev, fd), -EBADFD);
+		CHECK_ERR(t_feat_revoke(dev.vdev, fd), -EBADFD);
 		close(dupfd);
 		p2p_dmabuf_put(buf);
 		p2p_close(fd);
@@ -984,9 +926,7 @@ static void test_revoke(void)
 	 * (unlinked from the device): REVOKE (and MEMATTR) through the
 	 * reopened device -> ENODEV.  The fd stays valid and closable.
 	 */
-	fd = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
-	CHECK(fd >= 0);
-	if (fd < 0 || p2p_dmabuf_get(fd, &buf))
+	if (!export_get(PAGE, &fd, &buf))
 		return;
 	p2p_vfio_device_close(dev.vdev);
 	dev.vdev = NULL;
@@ -994,7 +934,7 @@ static void test_revoke(void)
 	ret = p2p_vfio_device_open(dev.pci, &dev.vdev);
 	CHECK_OK(ret);
 	if (!ret) {
-		CHECK_ERR(revoke_fd(dev.vdev, fd), -ENODEV);
+		CHECK_ERR(t_feat_revoke(dev.vdev, fd), -ENODEV);
 		CHECK_ERR(memattr_fd(dev.vdev, fd, VFIO_DEVICE_FEATURE_DMA_BUF_ATTR_WC), -ENODEV);
 		attach_refused(buf, -ENODEV);
 		/* A new dma-buf on the reopened device works. */
@@ -1016,8 +956,8 @@ static void test_memattr(void)
 
 	t_section("3.4 DMA_BUF_MEMATTR");
 
-	fd = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
-	fd2 = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
+	fd = t_dmabuf_range(dev.vdev, 2, 0, PAGE);
+	fd2 = t_dmabuf_range(dev.vdev, 2, 0, PAGE);
 	CHECK(fd >= 0 && fd2 >= 0);
 	if (fd < 0 || fd2 < 0 || p2p_dmabuf_get(fd, &buf) || p2p_dmabuf_get(fd2, &buf2))
 		goto out;
@@ -1070,9 +1010,7 @@ static void test_low_power(void)
 
 	t_section("1.7.3 LOW_POWER_ENTRY/EXIT");
 
-	fd = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, 2 * PAGE }, 1);
-	CHECK(fd >= 0);
-	if (fd < 0 || p2p_dmabuf_get(fd, &buf))
+	if (!export_get(2 * PAGE, &fd, &buf))
 		return;
 
 	attach_and_map(&imp, buf);
@@ -1090,7 +1028,7 @@ static void test_low_power(void)
 	attach_refused(buf, -ENODEV);
 	/* A dma-buf created in low power starts revoked (1.6). */
 	{
-		int fd2 = t_dmabuf(dev.vdev, 2, &(struct vfio_region_dma_range){ 0, PAGE }, 1);
+		int fd2 = t_dmabuf_range(dev.vdev, 2, 0, PAGE);
 		struct p2p_dmabuf *b2;
 
 		CHECK(fd2 >= 0);
@@ -1133,7 +1071,7 @@ static void test_low_power(void)
 
 	/* A permanently revoked buffer stays revoked across low-power exit. */
 	CHECK_ERR(low_power(true), 0);
-	CHECK_ERR(revoke_fd(dev.vdev, fd), 0);
+	CHECK_ERR(t_feat_revoke(dev.vdev, fd), 0);
 	CHECK_ERR(low_power(false), 0);
 	CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_PERM_REVOKED);
 
@@ -1144,14 +1082,9 @@ static void test_low_power(void)
 int main(void)
 {
 	uint32_t lo = 0, hi = 0;
-	int ret;
 
 	t_begin();
-	ret = t_dev_create(&dev, "0000:01:00.0", BAR2_SIZE, 0, NULL, 1);
-	if (ret) {
-		fprintf(stderr, "t_dev_create: %s\n", strerror(-ret));
-		return T_EXIT_FAIL;
-	}
+	t_dev_create_or_fail(&dev, "0000:01:00.0", BAR2_SIZE, 1);
 	/* BAR2 is 64-bit: the bus address is BAR2 (low, flag bits masked) | BAR3 << 32. */
 	if (!p2p_vfio_config_read(dev.vdev, 0x18, 4, &lo) &&
 	    !p2p_vfio_config_read(dev.vdev, 0x1c, 4, &hi))

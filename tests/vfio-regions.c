@@ -82,11 +82,6 @@ static void cfg_write(struct p2p_vfio_device *vdev, unsigned int off, unsigned i
 	}
 }
 
-static uint8_t *bar_mem(int bar, uint64_t off)
-{
-	return p2p_mem_ptr(p2p_pci_dev_bar_mem(dev.pci, bar), off);
-}
-
 /* A byte pattern in which every page of BAR2 differs from every other. */
 static uint8_t pat(uint64_t o, uint8_t seed)
 {
@@ -95,7 +90,7 @@ static uint8_t pat(uint64_t o, uint8_t seed)
 
 static void fill_bar(int bar, uint64_t size, uint8_t seed)
 {
-	uint8_t *p = bar_mem(bar, 0);
+	uint8_t *p = t_bar_ptr(dev.pci, bar, 0);
 
 	for (uint64_t o = 0; o < size; o++)
 		p[o] = pat(o, seed);
@@ -347,20 +342,20 @@ static void test_bar_rw(void)
 
 	/* Reads return device memory. */
 	CHECK(p2p_vfio_device_pread(dev.vdev, buf, 256, REGION(2, 5 * PAGE + 3)) == 256);
-	CHECK(memcmp(buf, bar_mem(2, 5 * PAGE + 3), 256) == 0);
+	CHECK(memcmp(buf, t_bar_ptr(dev.pci, 2, 5 * PAGE + 3), 256) == 0);
 	CHECK(p2p_vfio_device_pread(dev.vdev, buf, 1, REGION(0, BAR0_SIZE - 1)) == 1);
 	CHECK(buf[0] == pat(BAR0_SIZE - 1, 1));
 	CHECK(p2p_vfio_device_pread(dev.vdev, big, BAR0_SIZE, REGION(0, 0)) == (ssize_t)BAR0_SIZE);
-	CHECK(memcmp(big, bar_mem(0, 0), BAR0_SIZE) == 0);
+	CHECK(memcmp(big, t_bar_ptr(dev.pci, 0, 0), BAR0_SIZE) == 0);
 	/* Writes reach device memory, and only the bytes written. */
 	for (int i = 0; i < 256; i++)
 		buf[i] = (uint8_t)(0xff - i);
 	CHECK(p2p_vfio_device_pwrite(dev.vdev, buf, 100, REGION(2, 7 * PAGE + 1)) == 100);
-	CHECK(memcmp(bar_mem(2, 7 * PAGE + 1), buf, 100) == 0);
-	CHECK(*bar_mem(2, 7 * PAGE) == pat(7 * PAGE, 2));
-	CHECK(*bar_mem(2, 7 * PAGE + 101) == pat(7 * PAGE + 101, 2));
+	CHECK(memcmp(t_bar_ptr(dev.pci, 2, 7 * PAGE + 1), buf, 100) == 0);
+	CHECK(*t_bar_ptr(dev.pci, 2, 7 * PAGE) == pat(7 * PAGE, 2));
+	CHECK(*t_bar_ptr(dev.pci, 2, 7 * PAGE + 101) == pat(7 * PAGE + 101, 2));
 	CHECK(p2p_vfio_device_pwrite(dev.vdev, buf, 3, REGION(0, 4097)) == 3);
-	CHECK(memcmp(bar_mem(0, 4097), buf, 3) == 0);
+	CHECK(memcmp(t_bar_ptr(dev.pci, 0, 4097), buf, 3) == 0);
 	/* The I/O BAR is read and written the same way. */
 	CHECK(p2p_vfio_device_pwrite(dev.vdev, buf, 4, REGION(4, 0x10)) == 4);
 	memset(chk, 0, sizeof(chk));
@@ -374,9 +369,9 @@ static void test_bar_rw(void)
 	memset(chk, 0, sizeof(chk));
 	CHECK_ERR(p2p_vfio_device_pread(dev.vdev, chk, 8, REGION(0, BAR0_SIZE - 4)), 4);
 	CHECK(p2p_vfio_device_pread(dev.vdev, chk, 8, REGION(0, BAR0_SIZE - 4)) == 4);
-	CHECK(memcmp(chk, bar_mem(0, BAR0_SIZE - 4), 4) == 0);
+	CHECK(memcmp(chk, t_bar_ptr(dev.pci, 0, BAR0_SIZE - 4), 4) == 0);
 	CHECK(p2p_vfio_device_pwrite(dev.vdev, buf, 16, REGION(2, BAR2_SIZE - 2)) == 2);
-	CHECK(memcmp(bar_mem(2, BAR2_SIZE - 2), buf, 2) == 0);
+	CHECK(memcmp(t_bar_ptr(dev.pci, 2, BAR2_SIZE - 2), buf, 2) == 0);
 	CHECK(p2p_vfio_device_pread(dev.vdev, chk, 8, REGION(4, BAR4_SIZE - 1)) == 1);
 
 	/* Starting at or beyond the end of a BAR -> EINVAL. */
@@ -403,7 +398,7 @@ static void test_bar_rw(void)
 	CHECK_ERR(p2p_vfio_device_pread(dev.vdev, buf, 4, REGION(0, 0)), -EIO);
 	CHECK_ERR(p2p_vfio_device_pread(dev.vdev, buf, 4, REGION(2, PAGE)), -EIO);
 	CHECK_ERR(p2p_vfio_device_pwrite(dev.vdev, sev, 4, REGION(2, 9 * PAGE)), -EIO);
-	CHECK(*bar_mem(2, 9 * PAGE) == pat(9 * PAGE, 2));
+	CHECK(*t_bar_ptr(dev.pci, 2, 9 * PAGE) == pat(9 * PAGE, 2));
 	/* The range check comes first: beyond the BAR is still EINVAL. */
 	CHECK_ERR(p2p_vfio_device_pread(dev.vdev, buf, 4, REGION(2, BAR2_SIZE)), -EINVAL);
 	/* The I/O BAR does not depend on memory decoding (test_mem only for MEM BARs). */
@@ -413,7 +408,7 @@ static void test_bar_rw(void)
 	CHECK(cfg_read(dev.vdev, 0x00, 2) == 0x1b36);
 	CHECK_OK(t_mem_enable(dev.vdev, true));
 	CHECK(p2p_vfio_device_pread(dev.vdev, buf, 4, REGION(2, PAGE)) == 4);
-	CHECK(memcmp(buf, bar_mem(2, PAGE), 4) == 0);
+	CHECK(memcmp(buf, t_bar_ptr(dev.pci, 2, PAGE), 4) == 0);
 
 	/* 1.7 item 2: D3hot -> -EIO; back to D0 -> accessible again. */
 	CHECK_OK(t_set_power(dev.vdev, 3));
@@ -421,12 +416,12 @@ static void test_bar_rw(void)
 	CHECK(!p2p_pci_dev_memory_enabled(dev.pci));
 	CHECK_ERR(p2p_vfio_device_pread(dev.vdev, buf, 4, REGION(0, 0)), -EIO);
 	CHECK_ERR(p2p_vfio_device_pwrite(dev.vdev, sev, 4, REGION(2, 9 * PAGE)), -EIO);
-	CHECK(*bar_mem(2, 9 * PAGE) == pat(9 * PAGE, 2));
+	CHECK(*t_bar_ptr(dev.pci, 2, 9 * PAGE) == pat(9 * PAGE, 2));
 	CHECK_OK(t_set_power(dev.vdev, 0));
 	CHECK(p2p_pci_dev_memory_enabled(dev.pci));
 	CHECK(p2p_vfio_device_pwrite(dev.vdev, sev, 4, REGION(2, 9 * PAGE)) == 4);
-	CHECK(*bar_mem(2, 9 * PAGE) == 0x77);
-	*bar_mem(2, 9 * PAGE) = pat(9 * PAGE, 2);
+	CHECK(*t_bar_ptr(dev.pci, 2, 9 * PAGE) == 0x77);
+	*t_bar_ptr(dev.pci, 2, 9 * PAGE) = pat(9 * PAGE, 2);
 }
 
 /* Map a BAR region of @vdev; -errno or 0. */
@@ -477,10 +472,10 @@ static void test_device_mmap(void)
 	CHECK_OK(bar_mmap(dev.vdev, BAR2_SIZE, MAP_SHARED, REGION(2, 0), &p));
 	m = p;
 	if (m) {
-		CHECK(memcmp(m, bar_mem(2, 0), BAR2_SIZE) == 0);
+		CHECK(memcmp(m, t_bar_ptr(dev.pci, 2, 0), BAR2_SIZE) == 0);
 		m[3 * PAGE + 17] = 0xab;
-		CHECK(*bar_mem(2, 3 * PAGE + 17) == 0xab);
-		*bar_mem(2, 100) = 0xcd;
+		CHECK(*t_bar_ptr(dev.pci, 2, 3 * PAGE + 17) == 0xab);
+		*t_bar_ptr(dev.pci, 2, 100) = 0xcd;
 		CHECK(m[100] == 0xcd);
 		/* The same bytes through pread. */
 		{
@@ -510,9 +505,9 @@ static void test_device_mmap(void)
 	CHECK_OK(bar_mmap(dev.vdev, 2 * PAGE, MAP_SHARED, REGION(2, 6 * PAGE), &p));
 	w = p;
 	if (w) {
-		CHECK(memcmp(w, bar_mem(2, 6 * PAGE), 2 * PAGE) == 0);
+		CHECK(memcmp(w, t_bar_ptr(dev.pci, 2, 6 * PAGE), 2 * PAGE) == 0);
 		w[PAGE] = 0x3c;
-		CHECK(*bar_mem(2, 7 * PAGE) == 0x3c);
+		CHECK(*t_bar_ptr(dev.pci, 2, 7 * PAGE) == 0x3c);
 		if (!p2p_va_lookup(w + PAGE + 1, &buf, &off, &avail)) {
 			CHECK(off == PAGE + 1);
 			CHECK(avail == PAGE - 1);
@@ -529,7 +524,7 @@ static void test_device_mmap(void)
 	/* A length that is not a page multiple is rounded up. */
 	CHECK_OK(bar_mmap(dev.vdev, 100, MAP_SHARED, REGION(0, PAGE), &p));
 	if (p) {
-		CHECK(memcmp(p, bar_mem(0, PAGE), PAGE) == 0);
+		CHECK(memcmp(p, t_bar_ptr(dev.pci, 0, PAGE), PAGE) == 0);
 		CHECK_OK(p2p_munmap(p, 100));
 	}
 
@@ -543,31 +538,16 @@ static void test_device_mmap(void)
 		CHECK(t_read_faults(p));
 		CHECK_OK(t_mem_enable(dev.vdev, true));
 		CHECK(!t_read_faults(p));
-		CHECK(memcmp(p, bar_mem(0, 0), PAGE) == 0);
+		CHECK(memcmp(p, t_bar_ptr(dev.pci, 0, 0), PAGE) == 0);
 		/* ... and MEM off again zaps it (1.7 item 1). */
 		CHECK_OK(t_mem_enable(dev.vdev, false));
 		CHECK(t_read_faults(p));
 		CHECK(t_write_faults(p, 1));
 		CHECK_OK(t_mem_enable(dev.vdev, true));
-		CHECK(memcmp(p, bar_mem(0, 0), PAGE) == 0);
+		CHECK(memcmp(p, t_bar_ptr(dev.pci, 0, 0), PAGE) == 0);
 		CHECK_OK(p2p_munmap(p, PAGE));
 	}
 	CHECK_OK(t_mem_enable(dev.vdev, true));
-}
-
-/* Feature 13 on @fd. */
-static long revoke_fd(int fd)
-{
-	/* struct vfio_device_feature (argsz, flags) then the payload { s32 dmabuf_fd; } */
-	struct {
-		uint32_t argsz, flags;
-		int32_t dmabuf_fd;
-	} q = { .argsz = sizeof(struct vfio_device_feature) +
-			 sizeof(struct vfio_device_feature_dma_buf_revoke),
-		.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE,
-		.dmabuf_fd = fd };
-
-	return ioctl_(dev.vdev, VFIO_DEVICE_FEATURE, &q);
 }
 
 /* kernel-semantics 0.4 and 3.3: mmap of a VFIO dma-buf fd. */
@@ -603,12 +583,12 @@ static void test_dmabuf_mmap(void)
 	/* Exactly up to the end works and shows the BAR bytes behind the range. */
 	DMABUF_MAP(buf, PAGE, RW, 3 * PAGE, &p);
 	if (p) {
-		CHECK(memcmp(p, bar_mem(2, 19 * PAGE), PAGE) == 0);
+		CHECK(memcmp(p, t_bar_ptr(dev.pci, 2, 19 * PAGE), PAGE) == 0);
 		CHECK_OK(p2p_munmap(p, PAGE));
 	}
 	DMABUF_MAP(buf, PAGE + 1, RW, 2 * PAGE, &p);
 	if (p) {
-		CHECK(memcmp(p, bar_mem(2, 18 * PAGE), 2 * PAGE) == 0);
+		CHECK(memcmp(p, t_bar_ptr(dev.pci, 2, 18 * PAGE), 2 * PAGE) == 0);
 		CHECK_OK(p2p_munmap(p, PAGE + 1));
 	}
 
@@ -626,12 +606,12 @@ static void test_dmabuf_mmap(void)
 	/* Un-revoked: mmap works again. */
 	DMABUF_MAP(buf, 4 * PAGE, RW, 0, &p);
 	if (p) {
-		CHECK(memcmp(p, bar_mem(2, 16 * PAGE), 4 * PAGE) == 0);
+		CHECK(memcmp(p, t_bar_ptr(dev.pci, 2, 16 * PAGE), 4 * PAGE) == 0);
 		CHECK_OK(p2p_munmap(p, 4 * PAGE));
 	}
 
 	/* 3.3: PERM revoked (feature 13) -> ENODEV, for good. */
-	CHECK_ERR(revoke_fd(fd), 0);
+	CHECK_ERR(t_feat_revoke(dev.vdev, fd), 0);
 	CHECK(p2p_dmabuf_status(buf) == P2P_DMABUF_PERM_REVOKED);
 	DMABUF_MMAP_ERR(buf, PAGE, MAP_SHARED, 0, -ENODEV);
 	CHECK_OK(t_mem_enable(dev.vdev, false));
@@ -677,7 +657,7 @@ static void test_va_lookup(void)
 		goto out;
 	for (unsigned int k = 0; k < 4; k++) {
 		/* 3.3: ranges are concatenated in order and contiguous in VA. */
-		CHECK(memcmp(m + k * PAGE, bar_mem(2, bar_page[k]), PAGE) == 0);
+		CHECK(memcmp(m + k * PAGE, t_bar_ptr(dev.pci, 2, bar_page[k]), PAGE) == 0);
 		for (size_t j = 0; j < sizeof(in_page) / sizeof(in_page[0]); j++) {
 			uint64_t va_off = k * PAGE + in_page[j];
 			int ret = p2p_va_lookup(m + va_off, &lb, &off, &avail);
@@ -701,15 +681,15 @@ static void test_va_lookup(void)
 	}
 	/* Writes through the mapping land in the right BAR page. */
 	m[2 * PAGE + 5] = 0x5a;
-	CHECK(*bar_mem(2, 8 * PAGE + 5) == 0x5a);
+	CHECK(*t_bar_ptr(dev.pci, 2, 8 * PAGE + 5) == 0x5a);
 	m[PAGE + 6] = 0xa5;
-	CHECK(*bar_mem(2, 6) == 0xa5);
+	CHECK(*t_bar_ptr(dev.pci, 2, 6) == 0xa5);
 
 	/* -EFAULT outside any p2pbuf mapping (this is the only one alive). */
 	CHECK_ERR(p2p_va_lookup(m + 4 * PAGE, &lb, &off, &avail), -EFAULT);
 	CHECK_ERR(p2p_va_lookup(m - 1, &lb, &off, &avail), -EFAULT);
 	CHECK_ERR(p2p_va_lookup(&stack_var, &lb, &off, &avail), -EFAULT);
-	CHECK_ERR(p2p_va_lookup(bar_mem(2, 0), &lb, &off, &avail), -EFAULT);
+	CHECK_ERR(p2p_va_lookup(t_bar_ptr(dev.pci, 2, 0), &lb, &off, &avail), -EFAULT);
 	CHECK_ERR(p2p_va_lookup(NULL, &lb, &off, &avail), -EFAULT);
 
 	/* A mapping of the same buffer at offset 0 resolves independently. */
@@ -718,7 +698,8 @@ static void test_va_lookup(void)
 
 		DMABUF_MAP(buf, 6 * PAGE, PROT_READ, 0, &q);
 		if (q) {
-			CHECK(memcmp((uint8_t *)q + 3 * PAGE, bar_mem(2, 8 * PAGE), PAGE) == 0);
+			CHECK(memcmp((uint8_t *)q + 3 * PAGE, t_bar_ptr(dev.pci, 2, 8 * PAGE),
+				     PAGE) == 0);
 			CHECK(((uint8_t *)q)[3 * PAGE + 5] == 0x5a);
 			if (!p2p_va_lookup((uint8_t *)q + 5 * PAGE + 7, &lb, &off, &avail)) {
 				CHECK(lb == buf && off == 5 * PAGE + 7 && avail == PAGE - 7);
@@ -816,14 +797,8 @@ static void test_large_bar(void)
 
 int main(void)
 {
-	int ret;
-
 	t_begin();
-	ret = t_dev_create(&dev, "0000:01:00.0", BAR2_SIZE, 0, NULL, 1);
-	if (ret) {
-		fprintf(stderr, "t_dev_create: %s\n", strerror(-ret));
-		return T_EXIT_FAIL;
-	}
+	t_dev_create_or_fail(&dev, "0000:01:00.0", BAR2_SIZE, 1);
 
 	test_device_info();
 	test_region_info();
