@@ -47,12 +47,15 @@ static uint64_t read_p2p(struct p2p_uring *r, int fd, uint64_t size, uint32_t bs
 			inflight++;
 		}
 		p2p_uring_submit(r);
-		if ((ret = p2p_uring_wait_cqe(r, &cqe, true)))
+		/* Wait for one, then take every completion ready, as the raw loop does. */
+		for (bool wait = true; !(ret = p2p_uring_wait_cqe(r, &cqe, wait)); wait = false) {
+			if (cqe.res != (int)bs)
+				die("read", cqe.res < 0 ? cqe.res : EIO);
+			inflight--;
+			done += bs;
+		}
+		if (ret != -EAGAIN)
 			die("wait", ret);
-		if (cqe.res != (int)bs)
-			die("read", cqe.res < 0 ? cqe.res : EIO);
-		inflight--;
-		done += bs;
 	}
 	return now_ns() - t0;
 }
