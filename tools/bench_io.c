@@ -139,9 +139,16 @@ int bench_io(const struct bench_opts *o)
 			char name[64], what[64];
 
 			for (unsigned int it = 0; it < n + 1; it++) {
-				uint64_t a = read_p2p(ur, fd, size, bs, qd);
-				uint64_t b = raw_uring_read(&ring, fd, mem, size, bs, qd, true);
-				uint64_t c = read_bounce(fd, mem, bounce, size, bs, qd);
+				uint64_t a = 0, b = 0, c = 0;
+
+				/* Rotate which path goes first: drift favours none. */
+				for (unsigned int j = 0; j < 3; j++) {
+					switch ((it + j) % 3) {
+					case 0: a = read_p2p(ur, fd, size, bs, qd); break;
+					case 1: b = raw_uring_read(&ring, fd, mem, size, bs, qd, true); break;
+					default: c = read_bounce(fd, mem, bounce, size, bs, qd); break;
+					}
+				}
 
 				if (it) { /* the first round warms up */
 					tp[it - 1] = a;
