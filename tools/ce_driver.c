@@ -25,15 +25,13 @@ int ce_drv_init(struct ce_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioa
 	drv->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (drv->efd < 0)
 		return -errno;
-	drv->ring = mmap(NULL, ring_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	drv->compl = mmap(NULL, compl_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (drv->ring == MAP_FAILED || drv->compl == MAP_FAILED)
-		return -ENOMEM;
-	ret = p2p_ioas_map(ioas, drv->ring, ring_sz, &drv->ring_iova, P2P_IOAS_MAP_READABLE);
+	/* The engine reads descriptors and writes completions. */
+	ret = drv_queue_map(ioas, ring_sz, P2P_IOAS_MAP_READABLE, (void **)&drv->ring,
+			    &drv->ring_iova, &drv->ring_mapped);
 	if (ret)
 		return ret;
-	ret = p2p_ioas_map(ioas, drv->compl, compl_sz, &drv->compl_iova,
-			   P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE);
+	ret = drv_queue_map(ioas, compl_sz, P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE,
+			    (void **)&drv->compl, &drv->compl_iova, &drv->compl_mapped);
 	if (ret)
 		return ret;
 	ret = drv_set_msi(vdev, drv->efd);
@@ -112,15 +110,10 @@ void ce_drv_fini(struct ce_drv *drv)
 	size_t ring_sz = drv_queue_bytes(drv->entries, sizeof(struct p2p_ce_desc));
 	size_t compl_sz = drv_queue_bytes(drv->entries, sizeof(struct p2p_ce_compl));
 
-	drv_reg_write(drv->vdev, P2P_CE_REG_CTRL, 0, 4);
-	if (drv->ring_iova || drv->compl_iova) {
-		p2p_ioas_unmap(drv->ioas, drv->ring_iova, ring_sz, NULL);
-		p2p_ioas_unmap(drv->ioas, drv->compl_iova, compl_sz, NULL);
-	}
-	if (drv->ring && drv->ring != MAP_FAILED)
-		munmap(drv->ring, ring_sz);
-	if (drv->compl && drv->compl != MAP_FAILED)
-		munmap(drv->compl, compl_sz);
+	if (drv->vdev)
+		drv_reg_write(drv->vdev, P2P_CE_REG_CTRL, 0, 4);
+	drv_queue_unmap(drv->ioas, ring_sz, drv->ring, drv->ring_iova, drv->ring_mapped);
+	drv_queue_unmap(drv->ioas, compl_sz, drv->compl, drv->compl_iova, drv->compl_mapped);
 	if (drv->efd >= 0)
 		close(drv->efd);
 	memset(drv, 0, sizeof(*drv));

@@ -16,6 +16,7 @@ struct ce_drv {
 	struct p2p_ce_desc *ring;
 	struct p2p_ce_compl *compl;
 	uint64_t ring_iova, compl_iova;
+	bool ring_mapped, compl_mapped;
 	uint32_t entries, tail;
 	int efd;
 };

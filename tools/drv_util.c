@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "drv_util.h"
 
@@ -42,4 +43,28 @@ int drv_set_msi(struct p2p_vfio_device *vdev, int fd)
 size_t drv_queue_bytes(uint32_t entries, size_t each)
 {
 	return ((size_t)entries * each + 4095) & ~(size_t)4095;
+}
+
+int drv_queue_map(struct p2p_ioas *ioas, size_t bytes, uint32_t prot, void **host, uint64_t *iova,
+		  bool *mapped)
+{
+	int ret;
+
+	*mapped = false;
+	*host = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*host == MAP_FAILED) {
+		*host = NULL;
+		return -ENOMEM;
+	}
+	ret = p2p_ioas_map(ioas, *host, bytes, iova, prot);
+	*mapped = !ret;
+	return ret;
+}
+
+void drv_queue_unmap(struct p2p_ioas *ioas, size_t bytes, void *host, uint64_t iova, bool mapped)
+{
+	if (mapped)
+		p2p_ioas_unmap(ioas, iova, bytes, NULL);
+	if (host)
+		munmap(host, bytes);
 }

@@ -39,20 +39,15 @@ int sd_drv_init(struct sd_drv *drv, struct p2p_vfio_device *vdev, struct p2p_ioa
 	drv->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (drv->efd < 0)
 		return -errno;
-	drv->sq = mmap(NULL, sq_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	drv->cq = mmap(NULL, cq_sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (drv->sq == MAP_FAILED || drv->cq == MAP_FAILED)
-		return -ENOMEM;
 	/* The device reads commands and writes completions. */
-	ret = p2p_ioas_map(ioas, drv->sq, sq_sz, &drv->sq_iova, P2P_IOAS_MAP_READABLE);
+	ret = drv_queue_map(ioas, sq_sz, P2P_IOAS_MAP_READABLE, (void **)&drv->sq, &drv->sq_iova,
+			    &drv->sq_mapped);
 	if (ret)
 		return ret;
-	drv->sq_mapped = true;
-	ret = p2p_ioas_map(ioas, drv->cq, cq_sz, &drv->cq_iova,
-			   P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE);
+	ret = drv_queue_map(ioas, cq_sz, P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE,
+			    (void **)&drv->cq, &drv->cq_iova, &drv->cq_mapped);
 	if (ret)
 		return ret;
-	drv->cq_mapped = true;
 	ret = drv_set_msi(drv->vdev, drv->efd);
 	if (ret)
 		return ret;
@@ -194,14 +189,8 @@ void sd_drv_fini(struct sd_drv *drv)
 		sd_drv_reg_write(drv, P2P_SD_REG_CTRL, 0, 4);
 		drv_set_msi(drv->vdev, -1);
 	}
-	if (drv->sq_mapped)
-		p2p_ioas_unmap(drv->ioas, drv->sq_iova, sq_sz, NULL);
-	if (drv->cq_mapped)
-		p2p_ioas_unmap(drv->ioas, drv->cq_iova, cq_sz, NULL);
-	if (drv->sq && drv->sq != MAP_FAILED)
-		munmap(drv->sq, sq_sz);
-	if (drv->cq && drv->cq != MAP_FAILED)
-		munmap(drv->cq, cq_sz);
+	drv_queue_unmap(drv->ioas, sq_sz, drv->sq, drv->sq_iova, drv->sq_mapped);
+	drv_queue_unmap(drv->ioas, cq_sz, drv->cq, drv->cq_iova, drv->cq_mapped);
 	if (drv->efd >= 0)
 		close(drv->efd);
 	memset(drv, 0, sizeof(*drv));
