@@ -7,9 +7,9 @@
  *
  * Locking: dev->memory_lock (write) protects dev->dmabufs and each
  * priv->pdev back-pointer; status changes happen under memory_lock write
- * and resv (p2p_dmabuf_revoke takes resv).  Release takes memory_lock, so
- * references taken while walking the list under memory_lock are dropped
- * only after it is released (struct bufvec).
+ * and resv (p2p_dmabuf_revoke takes resv).  The release of a listed buffer
+ * takes memory_lock to unlink it, so a walk under memory_lock needs no
+ * references to keep the buffers alive.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -28,52 +28,35 @@ struct vfio_dmabuf {
 
 static const struct p2p_dmabuf_ops vfio_dmabuf_ops;
 
-static int bufvec_add(struct bufvec *bv, struct p2p_dmabuf *buf)
-{
-	if (bv->n == bv->max) {
-		size_t n = bv->max ? bv->max * 2 : 16;
-		struct p2p_dmabuf **v = realloc(bv->v, n * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		bv->v = v;
-		bv->max = n;
-	}
-	bv->v[bv->n++] = buf;
-	return 0;
-}
-
-void bufvec_put_all(struct bufvec *bv)
-{
-	for (size_t i = 0; i < bv->n; i++)
-		p2p_dmabuf_put(bv->v[i]);
-	free(bv->v);
-	memset(bv, 0, sizeof(*bv));
-}
-
 /*
  * vfio_pci_dma_buf_move(): revoke (TEMP) or un-revoke every live dma-buf of
- * @dev.  memory_lock held for write.  Buffers whose last reference is gone
- * (being released) are skipped.
+ * @dev.  memory_lock held for write.  No reference is needed: a buffer on
+ * the list can't be freed meanwhile, because its release must take
+ * memory_lock to unlink itself.  Buffers whose last reference is gone
+ * (their release is waiting for us) are skipped, as the kernel does.
  */
-void vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke, struct bufvec *deferred)
+void vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 {
 	struct vfio_dmabuf *p;
 
 	list_for_each_entry(p, &dev->dmabufs, node) {
-		if (!kref_get_unless_zero(&p->buf->ref))
+		if (!atomic_load(&p->buf->ref.count))
 			continue;
 		if (revoke)
 			p2p_dmabuf_revoke(p->buf, P2P_DMABUF_TEMP_REVOKED);
 		else
 			p2p_dmabuf_unrevoke(p->buf);
-		if (bufvec_add(deferred, p->buf))
-			p2p_dmabuf_put(p->buf); /* cannot be the last: the list holds none */
 	}
 }
 
-/* close_device: revoke for good and unlink.  memory_lock held for write. */
-void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev, struct bufvec *deferred)
+/*
+ * close_device: revoke for good and unlink.  memory_lock held for write.
+ * The reference taken here may be the last when it is dropped: that is
+ * safe under memory_lock, because the buffer is unlinked (its release
+ * then takes no lock) and it holds no device file (a BAR mmap buffer's
+ * file reference would have kept the device open, so none is listed).
+ */
+void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 {
 	struct vfio_dmabuf *p, *n;
 
@@ -84,8 +67,7 @@ void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev, struct bufvec *deferred)
 		list_del_init(&p->node);
 		p->pdev = NULL;
 		p2p_pci_dev_put(dev); /* the registration reference */
-		if (bufvec_add(deferred, p->buf))
-			p2p_dmabuf_put(p->buf);
+		p2p_dmabuf_put(p->buf);
 	}
 }
 

@@ -7,8 +7,9 @@
  *
  * Lock order: set->lock, then dev->open_lock, then dev->memory_lock (rw),
  * then dma-buf resv and the core's locks.  Every revoke trigger holds
- * memory_lock for write; BAR reads and writes hold it for read.  dma-buf
- * references collected under memory_lock are dropped after it (bufvec).
+ * memory_lock for write; BAR reads and writes hold it for read.  The
+ * exporter's walks over a function's dma-bufs need no references
+ * (src/vfio/dmabuf.c).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -34,9 +35,9 @@ static const struct fdtab_type vfio_fdtab_type = {
 };
 
 /* Re-evaluate memory_enabled and move the dma-bufs.  memory_lock held (write). */
-static void vfio_sync_dmabufs(struct p2p_pci_dev *dev, struct bufvec *deferred)
+static void vfio_sync_dmabufs(struct p2p_pci_dev *dev)
 {
-	vfio_dmabufs_move(dev, !pci_memory_enabled_locked(dev), deferred);
+	vfio_dmabufs_move(dev, !pci_memory_enabled_locked(dev));
 }
 
 P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device **out)
@@ -85,7 +86,6 @@ err_put:
 void vfio_device_file_put(struct p2p_vfio_device *vdev)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
-	struct bufvec deferred = { 0 };
 	bool closing;
 
 	if (!kref_put(&vdev->ref))
@@ -96,14 +96,13 @@ void vfio_device_file_put(struct p2p_vfio_device *vdev)
 	closing = !--dev->open_count;
 	if (closing) {
 		/* close_device: permanent revoke of every dma-buf (1.6). */
-		vfio_dmabufs_cleanup(dev, &deferred);
+		vfio_dmabufs_cleanup(dev);
 		dev->low_power = false;
 	}
 	pthread_rwlock_unlock(&dev->memory_lock);
 	if (closing)
 		pci_dma_irq_close(dev);
 	pthread_mutex_unlock(&dev->open_lock);
-	bufvec_put_all(&deferred);
 	close(vdev->token_fd);
 	free(vdev);
 	p2p_pci_dev_put(dev);
@@ -145,7 +144,7 @@ static bool range_hits(unsigned int off, unsigned int size, unsigned int reg,
 
 /* One naturally aligned 1/2/4-byte config write, with its side effects. */
 static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsigned int size,
-			       uint32_t val, struct bufvec *deferred)
+			       uint32_t val)
 {
 	bool flr = false;
 
@@ -168,19 +167,19 @@ static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsign
 		dev->config[0x04] = cmd;
 		dev->config[P2P_PCI_PM_CTRL] = pm;
 		if (!enabled_after)
-			vfio_dmabufs_move(dev, true, deferred);
+			vfio_dmabufs_move(dev, true);
 	}
 	pci_config_set(dev, off, size, val);
 
 	if (flr) {
 		/* FLR from DEVCTL: revoke, reset, un-revoke if memory is enabled. */
-		vfio_dmabufs_move(dev, true, deferred);
+		vfio_dmabufs_move(dev, true);
 		if (dev->ops && dev->ops->reset)
 			dev->ops->reset(dev);
 	}
 	/* MEM set / D0 / reset done: un-revoke only if memory is now enabled. */
 	if (pci_memory_enabled_locked(dev))
-		vfio_dmabufs_move(dev, false, deferred);
+		vfio_dmabufs_move(dev, false);
 	return 0;
 }
 
@@ -188,7 +187,6 @@ static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len,
 			 bool write)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
-	struct bufvec deferred = { 0 };
 	size_t done = 0;
 
 	/* vfio_config_do_rw(): outside the config space is -EFAULT. */
@@ -206,7 +204,7 @@ static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len,
 
 		if (write) {
 			memcpy(&v, buf + done, sz);
-			config_write_locked(dev, o, sz, v, &deferred);
+			config_write_locked(dev, o, sz, v);
 		} else {
 			v = pci_config_get(dev, o, sz);
 			memcpy(buf + done, &v, sz);
@@ -214,7 +212,6 @@ static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len,
 		done += sz;
 	}
 	pthread_rwlock_unlock(&dev->memory_lock);
-	bufvec_put_all(&deferred);
 	return (int)len;
 }
 
@@ -330,7 +327,6 @@ P2P_API int p2p_vfio_device_mmap(struct p2p_vfio_device *vdev, void *addr, size_
 P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
-	struct bufvec deferred = { 0 };
 
 	if (dev->flags & P2P_PCI_NO_FLR)
 		return -EINVAL;
@@ -338,13 +334,12 @@ P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev)
 	/* Series ordering: to D0 first, then revoke (and zap), reset. */
 	dev->config[P2P_PCI_PM_CTRL] &= ~0x3;
 	dev->low_power = false;
-	vfio_dmabufs_move(dev, true, &deferred);
+	vfio_dmabufs_move(dev, true);
 	if (dev->ops && dev->ops->reset)
 		dev->ops->reset(dev);
 	if (pci_memory_enabled_locked(dev))
-		vfio_dmabufs_move(dev, false, &deferred);
+		vfio_dmabufs_move(dev, false);
 	pthread_rwlock_unlock(&dev->memory_lock);
-	bufvec_put_all(&deferred);
 	return 0;
 }
 
@@ -360,7 +355,6 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 				      uint32_t count)
 {
 	struct p2p_pci_devset *set = vdev->pdev->set;
-	struct bufvec deferred = { 0 };
 	struct p2p_pci_dev *d, *locked_last = NULL;
 	int ret = 0;
 
@@ -399,7 +393,7 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 			ret = -EBUSY;
 			break;
 		}
-		vfio_dmabufs_move(d, true, &deferred);
+		vfio_dmabufs_move(d, true);
 		locked_last = d;
 	}
 	if (!ret) {
@@ -416,13 +410,12 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 			d = list_entry(n, struct p2p_pci_dev, set_node);
 			/* pci_memory_enabled_locked() checks open_count first. */
 			if (pci_memory_enabled_locked(d))
-				vfio_dmabufs_move(d, false, &deferred);
+				vfio_dmabufs_move(d, false);
 			pthread_rwlock_unlock(&d->memory_lock);
 		}
 	}
 out:
 	pthread_mutex_unlock(&set->lock);
-	bufvec_put_all(&deferred);
 	return ret;
 }
 
@@ -433,7 +426,6 @@ static int feature_low_power(struct p2p_vfio_device *vdev, uint32_t flags, uint3
 			     bool entry)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
-	struct bufvec deferred = { 0 };
 	int ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
 
 	if (ret != 1)
@@ -445,9 +437,8 @@ static int feature_low_power(struct p2p_vfio_device *vdev, uint32_t flags, uint3
 	else
 		ret = 0;
 	dev->low_power = entry;
-	vfio_sync_dmabufs(dev, &deferred);
+	vfio_sync_dmabufs(dev);
 	pthread_rwlock_unlock(&dev->memory_lock);
-	bufvec_put_all(&deferred);
 	return ret;
 }
 
