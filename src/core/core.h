@@ -26,7 +26,7 @@ struct fdtab_type {
 };
 
 int fdtab_register(int token_fd, const struct fdtab_type *type, void *obj);
-void fdtab_unregister(void *obj);
+void fdtab_unregister(int token_fd, void *obj);
 int fdtab_lookup(int fd, const struct fdtab_type *type, void **obj);
 const struct fdtab_type *fdtab_peek(int fd, void **obj);
 int fdtab_install(int token_fd, const struct fdtab_type *type, void *obj, int flags);

@@ -129,7 +129,7 @@ P2P_API void p2p_dmabuf_put(struct p2p_dmabuf *buf)
 {
 	if (!buf || !kref_put(&buf->ref))
 		return;
-	fdtab_unregister(buf);
+	fdtab_unregister(buf->token_fd, buf);
 	buf->ops->release(buf);
 	for (unsigned int i = 0; i < buf->nr_fences; i++)
 		p2p_fence_put(buf->fences[i]);
@@ -148,8 +148,7 @@ P2P_API int p2p_dmabuf_fd_install(struct p2p_dmabuf *buf, int flags)
 {
 	int fd;
 
-	if (flags & ~(O_CLOEXEC | O_ACCMODE))
-		flags &= O_CLOEXEC | O_ACCMODE; /* open_flags are not validated (1.1) */
+	flags &= O_CLOEXEC | O_ACCMODE; /* open_flags are not validated (1.1) */
 	p2p_dmabuf_ref(buf);
 	fd = fdtab_install(buf->token_fd, &dmabuf_fdtab_type, buf, flags);
 	if (fd < 0)

@@ -73,19 +73,21 @@ int fdtab_register(int token_fd, const struct fdtab_type *type, void *obj)
 	return 0;
 }
 
-void fdtab_unregister(void *obj)
+/* Forget @obj, registered with @token_fd (still open). */
+void fdtab_unregister(int token_fd, void *obj)
 {
-	pthread_rwlock_wrlock(&tab_lock);
-	for (unsigned int h = 0; h < NBUCKETS; h++) {
-		for (struct tab_ent **pp = &buckets[h]; *pp; pp = &(*pp)->next) {
-			if ((*pp)->obj == obj) {
-				struct tab_ent *e = *pp;
+	struct stat st;
 
-				*pp = e->next;
-				free(e);
-				pthread_rwlock_unlock(&tab_lock);
-				return;
-			}
+	if (fstat(token_fd, &st) < 0)
+		return;
+	pthread_rwlock_wrlock(&tab_lock);
+	for (struct tab_ent **pp = &buckets[hash(st.st_dev, st.st_ino)]; *pp; pp = &(*pp)->next) {
+		if ((*pp)->obj == obj) {
+			struct tab_ent *e = *pp;
+
+			*pp = e->next;
+			free(e);
+			break;
 		}
 	}
 	pthread_rwlock_unlock(&tab_lock);

@@ -90,7 +90,7 @@ void vfio_device_file_put(struct p2p_vfio_device *vdev)
 
 	if (!kref_put(&vdev->ref))
 		return;
-	fdtab_unregister(vdev);
+	fdtab_unregister(vdev->token_fd, vdev);
 	pthread_mutex_lock(&dev->open_lock);
 	pthread_rwlock_wrlock(&dev->memory_lock);
 	closing = !--dev->open_count;
