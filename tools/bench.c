@@ -134,16 +134,10 @@ static void mmap_populated(uint64_t size, unsigned int n, uint64_t *a, uint64_t 
 			a[i - 1] = t1 - t0;
 
 		for (int populate = 1; populate >= 0; populate--) {
-			t0 = now_ns();
-			raw = mmap(NULL, size, PROT_READ | PROT_WRITE,
-				   MAP_SHARED | (populate ? MAP_POPULATE : 0), rawfd, 0);
-			if (raw == MAP_FAILED)
-				die("mmap", errno);
-			touch_pages(raw, size);
-			t1 = now_ns();
-			munmap(raw, size);
+			uint64_t t = raw_map_touch_ns(rawfd, size, populate);
+
 			if (i)
-				(populate ? b : c)[i - 1] = t1 - t0;
+				(populate ? b : c)[i - 1] = t;
 		}
 	}
 	close(rawfd);
@@ -643,6 +637,16 @@ static int bench_iova(const struct bench_opts *o)
 	return report_finish(r);
 }
 
+/* Every benchmark, in the order `all` runs them. */
+static const struct {
+	const char *name;
+	int (*run)(const struct bench_opts *o);
+} benches[] = {
+	{ "mmap", bench_mmap }, { "revoke", bench_revoke }, { "p2p", bench_p2p },
+	{ "iova", bench_iova }, { "io", bench_io },	    { "heap", bench_heap },
+	{ "storage", bench_storage },
+};
+
 static void bench_usage(FILE *f)
 {
 	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|heap|storage|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
@@ -699,30 +703,14 @@ int cmd_bench(int argc, char **argv)
 		return 2;
 	}
 	p2p_library_init();
-	if (!strcmp(name, "mmap"))
-		return bench_mmap(&o);
-	if (!strcmp(name, "revoke"))
-		return bench_revoke(&o);
-	if (!strcmp(name, "p2p"))
-		return bench_p2p(&o);
-	if (!strcmp(name, "io"))
-		return bench_io(&o);
-	if (!strcmp(name, "heap"))
-		return bench_heap(&o);
-	if (!strcmp(name, "storage"))
-		return bench_storage(&o);
-	if (!strcmp(name, "iova"))
-		return bench_iova(&o);
-	if (!strcmp(name, "all")) {
-		ret |= bench_mmap(&o);
-		ret |= bench_revoke(&o);
-		ret |= bench_p2p(&o);
-		ret |= bench_iova(&o);
-		ret |= bench_io(&o);
-		ret |= bench_heap(&o);
-		ret |= bench_storage(&o);
-		return ret;
+	for (size_t i = 0; i < ARRAY_SIZE(benches); i++) {
+		if (!strcmp(name, "all"))
+			ret |= benches[i].run(&o);
+		else if (!strcmp(name, benches[i].name))
+			return benches[i].run(&o);
 	}
+	if (!strcmp(name, "all"))
+		return ret;
 	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, io, heap, storage, all)\n",
 		name);
 	return 2;

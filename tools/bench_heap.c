@@ -111,13 +111,10 @@ static void populated(struct p2p_dma_heap *heap, uint64_t size, unsigned int n, 
 		if (i)
 			a[i - 1] = t1 - t0;
 		for (int populate = 1; populate >= 0; populate--) {
-			t0 = now_ns();
-			p = raw_mmap(rawfd, size, populate);
-			touch_pages(p, size);
-			t1 = now_ns();
-			munmap(p, size);
+			uint64_t t = raw_map_touch_ns(rawfd, size, populate);
+
 			if (i)
-				(populate ? b : c)[i - 1] = t1 - t0;
+				(populate ? b : c)[i - 1] = t;
 		}
 	}
 	close(rawfd);

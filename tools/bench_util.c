@@ -189,6 +189,17 @@ uint8_t *raw_mmap(int fd, uint64_t size, bool populate)
 	return p;
 }
 
+uint64_t raw_map_touch_ns(int fd, uint64_t size, bool populate)
+{
+	uint64_t t0 = now_ns(), t;
+	uint8_t *p = raw_mmap(fd, size, populate);
+
+	touch_pages(p, size);
+	t = now_ns() - t0;
+	munmap(p, size);
+	return t;
+}
+
 int bench_data_file(uint64_t size, char *path, size_t pathlen)
 {
 	const char *dir = getenv("TMPDIR");

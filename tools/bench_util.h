@@ -58,6 +58,11 @@ uint8_t *raw_mmap(int fd, uint64_t size, bool populate);
  * caller unlinks; otherwise it is unlinked already.
  */
 int bench_data_file(uint64_t size, char *path, size_t pathlen);
+/*
+ * The raw mapping baselines, timed: map @fd (raw_mmap()), touch every page,
+ * unmap (untimed); returns the nanoseconds of map + touch.
+ */
+uint64_t raw_map_touch_ns(int fd, uint64_t size, bool populate);
 
 struct io_uring;
 /*
