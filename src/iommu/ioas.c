@@ -246,16 +246,23 @@ static void pages_dma_done(struct ioas_pages *p)
 /* Host address and contiguous bytes at @off of @p. */
 static uint8_t *pages_host(const struct ioas_pages *p, uint64_t off, uint64_t *avail)
 {
+	unsigned int lo = 0, hi = p->nsegs;
+
 	if (p->kind != PAGES_DMABUF) {
 		*avail = p->len - off;
 		return p->host + off;
 	}
-	for (unsigned int i = 0; i < p->nsegs; i++) {
-		const struct pages_seg *s = &p->segs[i];
+	/* Segments are sorted and contiguous: binary search, on the DMA path. */
+	while (lo < hi) {
+		const struct pages_seg *m = &p->segs[(lo + hi) / 2];
 
-		if (off < s->off + s->len) {
-			*avail = s->off + s->len - off;
-			return s->host + (off - s->off);
+		if (off < m->off) {
+			hi = (lo + hi) / 2;
+		} else if (off >= m->off + m->len) {
+			lo = (lo + hi) / 2 + 1;
+		} else {
+			*avail = m->off + m->len - off;
+			return m->host + (off - m->off);
 		}
 	}
 	*avail = 0;
