@@ -53,6 +53,8 @@ run_dir() { # build dir, label, filter regex
 }
 
 run_dir build gcc '.'
+# CPU revocation without userfaultfd (remapping to an empty memfd), forced.
+P2PBUF_CPU_REVOKE=remap run_dir build gcc,remap '^test-(dmabuf-mmap|revoke-triggers|multi-range|vfio-regions|hot-reset|stress-revoke)$'
 run_dir build-asan asan+ubsan '.'
 run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring)'
 

@@ -522,3 +522,28 @@ int t_access(volatile void *p, bool write, uint8_t wval, uint8_t *rval)
 
 	return catch_faults(probe_byte, &op);
 }
+
+bool t_maps_find(const void *va, uint64_t *off, const char *name, bool *named)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		unsigned long long o;
+
+		if (sscanf(line, "%lx-%lx %*s %llx", &lo, &hi, &o) != 3)
+			continue;
+		if ((uintptr_t)va < lo || (uintptr_t)va >= hi)
+			continue;
+		found = true;
+		*off = o;
+		if (named)
+			*named = name && strstr(line, name);
+	}
+	fclose(f);
+	return found;
+}

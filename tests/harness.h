@@ -65,7 +65,7 @@ int t_end(void);
 int t_count_fds(void);
 /* Print a reason and exit 77. */
 void t_skip(const char *reason) __attribute__((noreturn));
-/* Skip (77) unless CPU mappings can be revoked (p2p_library_init() got a userfaultfd). */
+/* Skip (77) unless CPU mappings can be revoked (p2p_library_init() succeeded). */
 void t_require_uffd(void);
 
 /*
@@ -110,6 +110,12 @@ uint8_t *t_bar_ptr(const struct p2p_pci_dev *pci, int bar, uint64_t off);
 uint8_t t_pattern(uint64_t off);
 /* Fill bytes [0, @size) of BAR @bar of @pci with t_pattern(). */
 void t_bar_fill(const struct p2p_pci_dev *pci, int bar, uint64_t size);
+
+/*
+ * The /proc/self/maps line holding @va: true if found, with its file offset
+ * in *@off and whether its path contains @name (if not NULL) in *@named.
+ */
+bool t_maps_find(const void *va, uint64_t *off, const char *name, bool *named);
 
 /* Shorthands over the config region. */
 int t_mem_enable(struct p2p_vfio_device *vdev, bool on);

@@ -505,7 +505,14 @@ static void test_device_mmap(void)
 	CHECK_OK(bar_mmap(dev.vdev, 2 * PAGE, MAP_SHARED, REGION(2, 6 * PAGE), &p));
 	w = p;
 	if (w) {
+		uint64_t moff = 0;
+
 		CHECK(memcmp(w, t_bar_ptr(dev.pci, 2, 6 * PAGE), 2 * PAGE) == 0);
+		/* 3.1: vm_pgoff stays as passed: /proc/self/maps shows the region offset. */
+		CHECK(t_maps_find(w + PAGE, &moff, NULL, NULL) && moff == REGION(2, 6 * PAGE));
+		CHECK_OK(t_mem_enable(dev.vdev, false));
+		CHECK(t_maps_find(w + PAGE, &moff, NULL, NULL) && moff == REGION(2, 6 * PAGE));
+		CHECK_OK(t_mem_enable(dev.vdev, true));
 		w[PAGE] = 0x3c;
 		CHECK(*t_bar_ptr(dev.pci, 2, 7 * PAGE) == 0x3c);
 		if (!p2p_va_lookup(w + PAGE + 1, &buf, &off, &avail)) {

@@ -852,7 +852,8 @@ int cmd_run(int argc, char **argv)
 		 */
 		uint64_t t = now_ns();
 
-		ret = fallocate(p2p_mem_fd(p2p_pci_dev_bar_mem(pci, 2)), 0, 0, (off_t)vram);
+		ret = fallocate(p2p_mem_fd(p2p_pci_dev_bar_mem(pci, 2)), 0,
+				(off_t)p2p_mem_fd_offset(p2p_pci_dev_bar_mem(pci, 2)), (off_t)vram);
 		say("VRAM backing allocated in %.1f ms%s", (double)(now_ns() - t) / 1e6,
 		    ret ? " (fallocate failed: allocated on first touch instead)" : "");
 	}

@@ -37,14 +37,38 @@ P2P_API void p2p_set_log(p2p_log_fn fn, enum p2p_log_level max_level);
 /**
  * p2p_library_init() - set up process-wide state early (optional)
  *
- * Creates the userfaultfd used for CPU revocation.  Everything calls it
- * lazily; calling it first makes the fd set stable (useful for leak checks).
- * Idempotent and thread-safe.
+ * Creates the userfaultfd used for CPU revocation or, where the process may
+ * not have one (an unprivileged user with vm.unprivileged_userfaultfd=0),
+ * the empty memfd that revoked mappings are remapped to instead (see
+ * p2p_cpu_revoke_method()).  Everything calls it lazily; calling it first
+ * makes the fd set stable (useful for leak checks).  Idempotent and
+ * thread-safe.
  *
- * Return: 0, or -errno if userfaultfd is unavailable (CPU revocation of
- * mappings then fails with that error).
+ * Return: 0, or -errno if neither can be created (out of fds or memory).
  */
 P2P_API int p2p_library_init(void);
+
+/** How revoked CPU mappings are made inaccessible in this process. */
+enum p2p_cpu_revoke {
+	/* userfaultfd SIGBUS: SIGBUS at the faulting address, VMA unchanged */
+	P2P_CPU_REVOKE_UFFD = 1,
+	/*
+	 * No userfaultfd (or P2PBUF_CPU_REVOKE=remap in the environment): the
+	 * range is remapped to an empty memfd: SIGBUS at the faulting address
+	 * as well, but /proc/self/maps names "p2pbuf-revoked" while revoked.
+	 */
+	P2P_CPU_REVOKE_REMAP = 2,
+};
+
+/**
+ * p2p_cpu_revoke_method() - the means this process revokes CPU mappings with
+ *
+ * Both give SIGBUS at the exact address on CPU access and keep the data; see
+ * p2pbuf(7) "CPU revocation".  Thread-safe.
+ *
+ * Return: P2P_CPU_REVOKE_UFFD or P2P_CPU_REVOKE_REMAP.
+ */
+P2P_API enum p2p_cpu_revoke p2p_cpu_revoke_method(void);
 
 /** How p2pbuf populates mappings on this system. */
 enum p2p_hugepage_mode {

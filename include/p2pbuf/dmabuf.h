@@ -64,8 +64,16 @@ P2P_API void p2p_mem_put(struct p2p_mem *mem);
 P2P_API void *p2p_mem_ptr(const struct p2p_mem *mem, uint64_t offset);
 /** p2p_mem_size() - size in bytes. */
 P2P_API uint64_t p2p_mem_size(const struct p2p_mem *mem);
-/** p2p_mem_fd() - the backing memfd, owned by @mem (do not close). */
+/**
+ * p2p_mem_fd() - the backing memfd, owned by @mem (do not close)
+ *
+ * Byte 0 of @mem is at p2p_mem_fd_offset() in this file: a BAR's memory sits
+ * at its VFIO region offset (index << 40), so that a BAR mmap shows the
+ * offset the program passed in /proc/self/maps (kernel-semantics 3.1).
+ */
 P2P_API int p2p_mem_fd(const struct p2p_mem *mem);
+/** p2p_mem_fd_offset() - where byte 0 of @mem is in p2p_mem_fd() (0 for p2p_mem_create()). */
+P2P_API uint64_t p2p_mem_fd_offset(const struct p2p_mem *mem);
 
 /**
  * struct p2p_phys_range - one physically contiguous run of a buffer

@@ -36,10 +36,15 @@ extern const struct fdtab_type dmabuf_fdtab_type;
 struct p2p_mem {
 	struct kref ref;
 	int fd;
+	uint64_t fd_off; /* where byte 0 of the memory is in fd */
 	void *base;
 	uint64_t size;
 	bool huge;
 };
+
+/* p2p_mem_create() with the memory at @fd_off in its memfd (src/core/mem.c). */
+int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_off,
+	       struct p2p_mem **out);
 
 struct p2p_fence {
 	struct kref ref;

@@ -8,13 +8,28 @@
  * MADV_POPULATE_READ (2 MiB pages where shmem THP allows), never page
  * by page.
  *
- * Revocation (platform-notes "userfaultfd"): the range is registered with
- * the process's userfaultfd, created with UFFD_FEATURE_SIGBUS, in MISSING
- * and MINOR mode, then MADV_DONTNEED drops the PTEs.  Every CPU access then
- * raises SIGBUS at the exact address; kernel accesses (read(2) into the
- * range, non-fixed io_uring) fail with EFAULT.  The memfd keeps the data.
- * Un-revoke unregisters the range: the same VA works again, with the old
- * contents, faulting back in on use.
+ * Revocation takes the first of three means that works for a mapping; each
+ * keeps the memfd's data and the VA range, and a revoke never reports
+ * success for a mapping that is still accessible:
+ *
+ *  1. userfaultfd (platform-notes "userfaultfd"): the range is registered
+ *     with the process's userfaultfd, created with UFFD_FEATURE_SIGBUS, in
+ *     MISSING and MINOR mode, then MADV_DONTNEED drops the PTEs.  Every CPU
+ *     access raises SIGBUS at the exact address; the VMA and
+ *     /proc/self/maps are unchanged.  Un-revoke unregisters the range.
+ *  2. remap (no userfaultfd: an unprivileged process with
+ *     vm.unprivileged_userfaultfd=0, or P2PBUF_CPU_REVOKE=remap): each piece
+ *     is replaced, MAP_FIXED at the same file offset, by a mapping of an
+ *     empty sealed memfd ("p2pbuf-revoked").  Every CPU access is past the
+ *     end of that file: SIGBUS at the exact address, as with (1).  While
+ *     revoked, /proc/self/maps names that file.  Un-revoke maps the backing
+ *     memfds back over it (MAP_FIXED, same offsets).
+ *  3. mprotect(PROT_NONE), should both fail (ENOMEM): SIGSEGV instead of
+ *     SIGBUS.  Un-revoke restores the protection.
+ *
+ * Kernel accesses to a revoked range (read(2) into it, non-fixed io_uring)
+ * fail with EFAULT under all three.  A mapping whose un-revoke fails stays
+ * revoked (logged) rather than half mapped.
  *
  * Locking: buf->cpu_lock protects buf->cpu_maps, each map's blocked flag
  * and buf->cpu_blocked; reg_lock (rw) protects the VA registry and nests
@@ -32,6 +47,13 @@
 
 #include "core.h"
 
+enum cpu_block {
+	CPU_BLOCK_NONE = 0,
+	CPU_BLOCK_UFFD,
+	CPU_BLOCK_REMAP,
+	CPU_BLOCK_PROT,
+};
+
 struct cpu_map {
 	struct list_head node; /* buf->cpu_maps */
 	uint8_t *addr;
@@ -40,7 +62,8 @@ struct cpu_map {
 	uint64_t pgoff_tag; /* mmap offset as passed by the caller */
 	struct p2p_dmabuf *buf;
 	int prot;
-	bool blocked;
+	int flags;	   /* MAP_SHARED or MAP_PRIVATE */
+	enum cpu_block blocked;
 };
 
 static pthread_rwlock_t reg_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -50,6 +73,8 @@ static size_t reg_nr, reg_max;
 static pthread_mutex_t uffd_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf */
 static int uffd_fd = -ENOSYS;
 static pid_t uffd_pid; /* the process uffd_fd was made in */
+static int revoked_fd = -1; /* the empty sealed memfd of means 2, under uffd_lock */
+static int revoke_forced; /* P2PBUF_CPU_REVOKE=remap: 1, read once under uffd_lock */
 
 static void uffd_setup(void)
 {
@@ -71,8 +96,8 @@ static void uffd_setup(void)
 	}
 	if (fd < 0) {
 		uffd_fd = -errno;
-		pr_err("userfaultfd unavailable (%s): CPU mappings cannot be revoked",
-		       strerror(errno));
+		pr_info("userfaultfd unavailable (%s): CPU mappings are revoked by remapping",
+			strerror(errno));
 		return;
 	}
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
@@ -97,11 +122,39 @@ int uffd_get(void)
 	int fd;
 
 	pthread_mutex_lock(&uffd_lock);
+	if (!revoke_forced) {
+		const char *e = getenv("P2PBUF_CPU_REVOKE");
+
+		revoke_forced = e && !strcmp(e, "remap") ? 1 : -1;
+	}
 	if (uffd_pid != pid) {
-		uffd_setup();
+		if (revoke_forced > 0)
+			uffd_fd = -EPERM;
+		else
+			uffd_setup();
 		uffd_pid = pid;
 	}
 	fd = uffd_fd;
+	pthread_mutex_unlock(&uffd_lock);
+	return fd;
+}
+
+/* The empty, sealed memfd that revoked pieces are remapped to (means 2). */
+static int revoked_fd_get(void)
+{
+	int fd;
+
+	pthread_mutex_lock(&uffd_lock);
+	if (revoked_fd < 0) {
+		fd = memfd_create("p2pbuf-revoked", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (fd >= 0 &&
+		    fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+			close(fd);
+			fd = -1;
+		}
+		revoked_fd = fd < 0 ? -errno : fd;
+	}
+	fd = revoked_fd;
 	pthread_mutex_unlock(&uffd_lock);
 	return fd;
 }
@@ -111,38 +164,110 @@ P2P_API int p2p_library_init(void)
 	int fd = uffd_get();
 
 	p2p_hugepage_mode();
+	if (fd >= 0)
+		return 0;
+	fd = revoked_fd_get();
 	return fd < 0 ? fd : 0;
 }
 
-static int map_block(struct cpu_map *m)
+P2P_API enum p2p_cpu_revoke p2p_cpu_revoke_method(void)
+{
+	return uffd_get() >= 0 ? P2P_CPU_REVOKE_UFFD : P2P_CPU_REVOKE_REMAP;
+}
+
+static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot, int flags,
+		      uint64_t offset, bool populate, int fd);
+
+/* Means 1: userfaultfd SIGBUS in MISSING + MINOR mode, then drop the PTEs. */
+static int block_uffd(struct cpu_map *m)
 {
 	struct uffdio_register r = {
 		.range = { .start = (uintptr_t)m->addr, .len = m->len },
 		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
 	};
-	int fd = uffd_get();
+	struct uffdio_range u = r.range;
+	int fd = uffd_get(), ret;
 
-	if (m->blocked)
-		return 0;
 	if (fd < 0)
 		return fd;
 	if (ioctl(fd, UFFDIO_REGISTER, &r) < 0)
 		return -errno;
-	if (madvise(m->addr, m->len, MADV_DONTNEED) < 0)
-		return -errno;
-	m->blocked = true;
+	if (madvise(m->addr, m->len, MADV_DONTNEED) < 0) {
+		ret = -errno;
+		ioctl(fd, UFFDIO_UNREGISTER, &u);
+		return ret;
+	}
 	return 0;
 }
 
-static void map_unblock(struct cpu_map *m)
+static int map_block(struct cpu_map *m)
+{
+	int ret, fd;
+
+	if (m->blocked)
+		return 0;
+	ret = block_uffd(m);
+	if (!ret) {
+		m->blocked = CPU_BLOCK_UFFD;
+		return 0;
+	}
+	/* Means 2: every piece onto the empty memfd, same offsets. */
+	fd = revoked_fd_get();
+	if (fd >= 0) {
+		ret = map_pieces(m->buf, m->addr, m->len, m->prot, m->flags, m->offset, false, fd);
+		if (!ret) {
+			m->blocked = CPU_BLOCK_REMAP;
+			return 0;
+		}
+	} else {
+		ret = fd;
+	}
+	/* Means 3: no access at all (SIGSEGV). */
+	if (!mprotect(m->addr, m->len, PROT_NONE)) {
+		pr_warn("revoke of %s: %p+%zu revoked with PROT_NONE (%s): SIGSEGV, not SIGBUS",
+			m->buf->name, m->addr, m->len, strerror(-ret));
+		m->blocked = CPU_BLOCK_PROT;
+		return 0;
+	}
+	return -errno;
+}
+
+/* Make @m accessible again; on failure it stays revoked (never half mapped). */
+static int map_unblock(struct cpu_map *m)
 {
 	struct uffdio_range r = { .start = (uintptr_t)m->addr, .len = m->len };
+	int ret = 0;
 
-	if (!m->blocked)
-		return;
-	if (ioctl(uffd_get(), UFFDIO_UNREGISTER, &r) < 0)
-		pr_err("UFFDIO_UNREGISTER %p+%zu: %s", m->addr, m->len, strerror(errno));
-	m->blocked = false;
+	switch (m->blocked) {
+	case CPU_BLOCK_NONE:
+		return 0;
+	case CPU_BLOCK_UFFD:
+		if (ioctl(uffd_get(), UFFDIO_UNREGISTER, &r) < 0)
+			ret = -errno;
+		break;
+	case CPU_BLOCK_REMAP:
+		ret = map_pieces(m->buf, m->addr, m->len, m->prot, m->flags, m->offset, false, -1);
+		if (ret) {
+			/* Some pieces may be back: revoke them all again. */
+			int fd = revoked_fd_get();
+
+			if (fd < 0 || map_pieces(m->buf, m->addr, m->len, m->prot, m->flags,
+						 m->offset, false, fd))
+				mprotect(m->addr, m->len, PROT_NONE);
+		}
+		break;
+	case CPU_BLOCK_PROT:
+		if (mprotect(m->addr, m->len, m->prot) < 0)
+			ret = -errno;
+		break;
+	}
+	if (ret) {
+		pr_err("un-revoke of %s: %p+%zu stays revoked: %s", m->buf->name, m->addr, m->len,
+		       strerror(-ret));
+		return ret;
+	}
+	m->blocked = CPU_BLOCK_NONE;
+	return 0;
 }
 
 int cpumap_block_all(struct p2p_dmabuf *buf)
@@ -161,7 +286,8 @@ int cpumap_block_all(struct p2p_dmabuf *buf)
 	}
 	pthread_mutex_unlock(&buf->cpu_lock);
 	if (ret)
-		pr_err("revoke of %s: CPU mappings not zapped: %s", buf->name, strerror(-ret));
+		pr_err("revoke of %s: CPU mappings still accessible: %s", buf->name,
+		       strerror(-ret));
 	return ret;
 }
 
@@ -235,9 +361,12 @@ static struct cpu_map *reg_remove(uintptr_t addr, size_t len)
 	return m;
 }
 
-/* Map the pieces of [offset, offset + len) of @buf at @va. */
+/*
+ * Map the pieces of [offset, offset + len) of @buf at @va, each from its
+ * backing memfd, or all from @fd (>= 0) at the same file offsets.
+ */
 static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot, int flags,
-		      uint64_t offset, bool populate)
+		      uint64_t offset, bool populate, int fd)
 {
 	uint64_t roff;
 	unsigned int i = dmabuf_find_range(buf, offset, &roff);
@@ -249,9 +378,11 @@ static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot,
 		void *p;
 
 		p = mmap(va + done, n, prot, (flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED,
-			 r->mem->fd, (off_t)(r->offset + roff));
+			 fd >= 0 ? fd : r->mem->fd, (off_t)(r->mem->fd_off + r->offset + roff));
 		if (p == MAP_FAILED)
 			return -errno;
+		if (fd >= 0)
+			goto next;
 		if (r->mem->huge)
 			madvise(p, n, MADV_HUGEPAGE);
 		/*
@@ -262,6 +393,7 @@ static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot,
 		 */
 		if (populate && (prot & (PROT_READ | PROT_WRITE)))
 			madvise(p, n, MADV_POPULATE_READ);
+next:
 		done += n;
 	}
 	return done == len ? 0 : -EINVAL;
@@ -309,11 +441,13 @@ int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t len, int prot, int 
 	m->offset = offset;
 	m->pgoff_tag = pgoff_tag;
 	m->prot = prot;
+	m->flags = flags & (MAP_SHARED | MAP_PRIVATE);
 	m->buf = p2p_dmabuf_ref(buf);
 	list_init(&m->node);
 
 	pthread_mutex_lock(&buf->cpu_lock);
-	ret = map_pieces(buf, va, len, prot, flags, offset, atomic_load(&buf->status) == P2P_DMABUF_OK);
+	ret = map_pieces(buf, va, len, prot, flags, offset, atomic_load(&buf->status) == P2P_DMABUF_OK,
+			 -1);
 	if (!ret && atomic_load(&buf->status) != P2P_DMABUF_OK)
 		ret = map_block(m);
 	if (!ret)

@@ -71,25 +71,32 @@ void *p2p_reserve_va(void *hint, size_t len, size_t align, bool fixed)
 P2P_API int p2p_mem_create(const char *name, uint64_t size, unsigned int flags,
 			   struct p2p_mem **out)
 {
+	return mem_create(name, size, flags, 0, out);
+}
+
+int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_off,
+	       struct p2p_mem **out)
+{
 	struct p2p_mem *mem;
 	void *p;
 	int ret;
 
 	if (!size || !IS_ALIGNED(size, P2P_PAGE_SIZE) || size > (1ull << 46) ||
-	    (flags & ~P2P_MEM_HUGE))
+	    (flags & ~P2P_MEM_HUGE) || !IS_ALIGNED(fd_off, P2P_HUGE_SIZE) || fd_off > (1ull << 50))
 		return -EINVAL;
 	mem = calloc(1, sizeof(*mem));
 	if (!mem)
 		return -ENOMEM;
 	kref_init(&mem->ref);
 	mem->size = size;
+	mem->fd_off = fd_off;
 	mem->huge = (flags & P2P_MEM_HUGE) && p2p_hugepage_mode() != P2P_HUGEPAGE_NONE;
 	mem->fd = memfd_create(name ? name : "p2pbuf-mem", MFD_CLOEXEC);
 	if (mem->fd < 0) {
 		ret = -errno;
 		goto err_free;
 	}
-	if (ftruncate(mem->fd, (off_t)size) < 0) {
+	if (ftruncate(mem->fd, (off_t)(fd_off + size)) < 0) {
 		ret = -errno;
 		goto err_close;
 	}
@@ -98,7 +105,8 @@ P2P_API int p2p_mem_create(const char *name, uint64_t size, unsigned int flags,
 		ret = -ENOMEM;
 		goto err_close;
 	}
-	mem->base = mmap(p, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem->fd, 0);
+	mem->base = mmap(p, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem->fd,
+			 (off_t)fd_off);
 	if (mem->base == MAP_FAILED) {
 		ret = -errno;
 		munmap(p, size);
@@ -144,4 +152,9 @@ P2P_API uint64_t p2p_mem_size(const struct p2p_mem *mem)
 P2P_API int p2p_mem_fd(const struct p2p_mem *mem)
 {
 	return mem->fd;
+}
+
+P2P_API uint64_t p2p_mem_fd_offset(const struct p2p_mem *mem)
+{
+	return mem->fd_off;
 }

@@ -7,6 +7,7 @@
  * memory_lock held for write (src/vfio/vfio.c takes it).
  */
 #define _GNU_SOURCE
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "pci.h"
@@ -168,6 +169,24 @@ void pci_dev_get(struct p2p_pci_dev *dev)
 	kref_get(&dev->ref);
 }
 
+/*
+ * Where BAR @i's memory sits in its memfd: at its VFIO region offset, so a
+ * BAR mmap maps the file at exactly the offset the program passed and
+ * /proc/self/maps shows it (kernel-semantics 3.1).  The file is sparse; a
+ * RLIMIT_FSIZE too small for that offset puts the memory at 0 instead
+ * (maps then shows the offset within the BAR), rather than failing.
+ */
+static uint64_t bar_fd_offset(int i, uint64_t size)
+{
+	uint64_t off = P2P_VFIO_REGION_OFFSET(i);
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < off + size)
+		return 0;
+	return off;
+}
+
 P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_pci_dev **out)
 {
 	struct p2p_pci_dev *dev;
@@ -222,9 +241,9 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 		if (!sz)
 			continue;
 		snprintf(name, sizeof(name), "%s/bar%d", dev->name, i);
-		ret = p2p_mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
-				     (dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0,
-				     &dev->bar_mem[i]);
+		ret = mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
+				 (dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0,
+				 bar_fd_offset(i, ALIGN_UP(sz, P2P_PAGE_SIZE)), &dev->bar_mem[i]);
 		if (ret)
 			goto err;
 		/* Naturally aligned bus addresses, as a BIOS would assign. */

@@ -75,7 +75,7 @@ long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg);
 long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg);
 
 /* src/vfio/dmabuf.c: the VFIO exporter */
-void vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke);
+int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke);
 void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev);
 int vfio_feature_dma_buf(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
 			 void *data);

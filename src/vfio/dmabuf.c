@@ -35,18 +35,22 @@ static const struct p2p_dmabuf_ops vfio_dmabuf_ops;
  * memory_lock to unlink itself.  Buffers whose last reference is gone
  * (their release is waiting for us) are skipped, as the kernel does.
  */
-void vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
+int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 {
 	struct vfio_dmabuf *p;
+	int ret = 0, err;
 
 	list_for_each_entry(p, &dev->dmabufs, node) {
 		if (!atomic_load(&p->buf->ref.count))
 			continue;
 		if (revoke)
-			p2p_dmabuf_revoke(p->buf, P2P_DMABUF_TEMP_REVOKED);
+			err = p2p_dmabuf_revoke(p->buf, P2P_DMABUF_TEMP_REVOKED);
 		else
-			p2p_dmabuf_unrevoke(p->buf);
+			err = p2p_dmabuf_unrevoke(p->buf);
+		if (err && err != -EBADFD && !ret) /* EBADFD: revoked for good, stays so */
+			ret = err;
 	}
+	return ret;
 }
 
 /*
@@ -59,11 +63,16 @@ void vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 {
 	struct vfio_dmabuf *p, *n;
+	int err;
 
 	list_for_each_entry_safe(p, n, &dev->dmabufs, node) {
 		if (!kref_get_unless_zero(&p->buf->ref))
 			continue; /* its release unlinks it */
-		p2p_dmabuf_revoke(p->buf, P2P_DMABUF_PERM_REVOKED);
+		err = p2p_dmabuf_revoke(p->buf, P2P_DMABUF_PERM_REVOKED);
+
+		if (err && err != -EBADFD)
+			pr_err("close of %s: a CPU mapping of %s could not be revoked", dev->name,
+			       p2p_dmabuf_name(p->buf));
 		list_del_init(&p->node);
 		p->pdev = NULL;
 		p2p_pci_dev_put(dev); /* the registration reference */

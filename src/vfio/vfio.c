@@ -35,9 +35,9 @@ static const struct fdtab_type vfio_fdtab_type = {
 };
 
 /* Re-evaluate memory_enabled and move the dma-bufs.  memory_lock held (write). */
-static void vfio_sync_dmabufs(struct p2p_pci_dev *dev)
+static int vfio_sync_dmabufs(struct p2p_pci_dev *dev)
 {
-	vfio_dmabufs_move(dev, !pci_memory_enabled_locked(dev));
+	return vfio_dmabufs_move(dev, !pci_memory_enabled_locked(dev));
 }
 
 P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device **out)
@@ -147,6 +147,7 @@ static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsign
 			       uint32_t val)
 {
 	bool flr = false;
+	int ret = 0, err;
 
 	if (range_hits(off, size, P2P_PCI_EXP_DEVCTL + 1, 1)) {
 		uint8_t hi = (uint8_t)(val >> (8 * (P2P_PCI_EXP_DEVCTL + 1 - off)));
@@ -167,20 +168,27 @@ static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsign
 		dev->config[0x04] = cmd;
 		dev->config[P2P_PCI_PM_CTRL] = pm;
 		if (!enabled_after)
-			vfio_dmabufs_move(dev, true);
+			ret = vfio_dmabufs_move(dev, true);
 	}
 	pci_config_set(dev, off, size, val);
 
 	if (flr) {
 		/* FLR from DEVCTL: revoke, reset, un-revoke if memory is enabled. */
-		vfio_dmabufs_move(dev, true);
+		err = vfio_dmabufs_move(dev, true);
+		ret = ret ? ret : err;
 		if (dev->ops && dev->ops->reset)
 			dev->ops->reset(dev);
 	}
 	/* MEM set / D0 / reset done: un-revoke only if memory is now enabled. */
-	if (pci_memory_enabled_locked(dev))
-		vfio_dmabufs_move(dev, false);
-	return 0;
+	if (pci_memory_enabled_locked(dev)) {
+		err = vfio_dmabufs_move(dev, false);
+		ret = ret ? ret : err;
+	}
+	/*
+	 * The write reached the device either way; an error says a CPU
+	 * mapping could not be revoked (or restored) and is retried later.
+	 */
+	return ret;
 }
 
 static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, uint64_t off,
@@ -188,6 +196,7 @@ static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len,
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
 	size_t done = 0;
+	int err = 0;
 
 	/* vfio_config_do_rw(): outside the config space is -EFAULT. */
 	if (off >= P2P_PCI_CFG_SIZE || len > P2P_PCI_CFG_SIZE - off)
@@ -204,7 +213,9 @@ static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len,
 
 		if (write) {
 			memcpy(&v, buf + done, sz);
-			config_write_locked(dev, o, sz, v);
+			int e = config_write_locked(dev, o, sz, v);
+
+			err = err ? err : e;
 		} else {
 			v = pci_config_get(dev, o, sz);
 			memcpy(buf + done, &v, sz);
@@ -212,7 +223,8 @@ static int config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len,
 		done += sz;
 	}
 	pthread_rwlock_unlock(&dev->memory_lock);
-	return (int)len;
+	/* Written, but a CPU mapping could not be revoked: say so. */
+	return err ? err : (int)len;
 }
 
 P2P_API int p2p_vfio_config_read(struct p2p_vfio_device *vdev, unsigned int off,
@@ -327,6 +339,7 @@ P2P_API int p2p_vfio_device_mmap(struct p2p_vfio_device *vdev, void *addr, size_
 P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	int ret, err;
 
 	if (dev->flags & P2P_PCI_NO_FLR)
 		return -EINVAL;
@@ -334,13 +347,15 @@ P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev)
 	/* Series ordering: to D0 first, then revoke (and zap), reset. */
 	dev->config[P2P_PCI_PM_CTRL] &= ~0x3;
 	dev->low_power = false;
-	vfio_dmabufs_move(dev, true);
+	ret = vfio_dmabufs_move(dev, true);
 	if (dev->ops && dev->ops->reset)
 		dev->ops->reset(dev);
-	if (pci_memory_enabled_locked(dev))
-		vfio_dmabufs_move(dev, false);
+	if (pci_memory_enabled_locked(dev)) {
+		err = vfio_dmabufs_move(dev, false);
+		ret = ret ? ret : err;
+	}
 	pthread_rwlock_unlock(&dev->memory_lock);
-	return 0;
+	return ret;
 }
 
 static bool group_listed(uint32_t group, const int32_t *groups, uint32_t count)
@@ -356,7 +371,7 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 {
 	struct p2p_pci_devset *set = vdev->pdev->set;
 	struct p2p_pci_dev *d, *locked_last = NULL;
-	int ret = 0;
+	int ret = 0, zap_err = 0, err;
 
 	pthread_mutex_lock(&set->lock);
 	/* vfio_pci_ioctl_pci_hot_reset(): more groups than the reset affects is EINVAL. */
@@ -393,7 +408,8 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 			ret = -EBUSY;
 			break;
 		}
-		vfio_dmabufs_move(d, true);
+		err = vfio_dmabufs_move(d, true);
+		zap_err = zap_err ? zap_err : err;
 		locked_last = d;
 	}
 	if (!ret) {
@@ -409,14 +425,16 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 		for (struct list_head *n = &locked_last->set_node; n != &set->devs; n = n->prev) {
 			d = list_entry(n, struct p2p_pci_dev, set_node);
 			/* pci_memory_enabled_locked() checks open_count first. */
-			if (pci_memory_enabled_locked(d))
-				vfio_dmabufs_move(d, false);
+			if (pci_memory_enabled_locked(d)) {
+				err = vfio_dmabufs_move(d, false);
+				zap_err = zap_err ? zap_err : err;
+			}
 			pthread_rwlock_unlock(&d->memory_lock);
 		}
 	}
 out:
 	pthread_mutex_unlock(&set->lock);
-	return ret;
+	return ret ? ret : zap_err;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -426,7 +444,7 @@ static int feature_low_power(struct p2p_vfio_device *vdev, uint32_t flags, uint3
 			     bool entry)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
-	int ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
+	int ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0), err;
 
 	if (ret != 1)
 		return ret;
@@ -437,7 +455,8 @@ static int feature_low_power(struct p2p_vfio_device *vdev, uint32_t flags, uint3
 	else
 		ret = 0;
 	dev->low_power = entry;
-	vfio_sync_dmabufs(dev);
+	err = vfio_sync_dmabufs(dev);
+	ret = ret ? ret : err;
 	pthread_rwlock_unlock(&dev->memory_lock);
 	return ret;
 }
