@@ -28,8 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 #include <pthread.h>
 
@@ -149,6 +152,8 @@ static struct world {
 	struct p2p_vfio_device *gvdevs[8];
 	unsigned int ngpus;
 	uint64_t vram;
+	bool no_uring;	     /* io_uring cannot be set up: the storage act is skipped */
+	bool no_uring_fixed; /* registered buffers would exceed RLIMIT_MEMLOCK: io_uring checks skipped */
 } W;
 
 /* The summary table: one row per figure the story measured. */
@@ -456,6 +461,84 @@ static void *sd_stream_thread(void *arg)
 	return NULL;
 }
 
+/* Does this process have capability @cap in its effective set? */
+static bool have_cap(unsigned int cap)
+{
+	char line[256];
+	unsigned long long eff = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &eff) == 1)
+			break;
+	fclose(f);
+	return eff & (1ull << cap);
+}
+
+static int read_sysctl(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	int v = -1;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/*
+ * Say at the start what this process cannot do, why, and what to change,
+ * rather than failing midway: typically an unprivileged user.  @pinned is
+ * the bytes the io_uring act registers.  Sets W.no_uring / W.no_uring_fixed;
+ * returns the number of limitations found.
+ */
+static int preflight(uint64_t pinned)
+{
+	struct io_uring ring;
+	struct rlimit rl;
+	int n = 0, ret;
+
+	if (p2p_cpu_revoke_method() == P2P_CPU_REVOKE_REMAP) {
+		int v = read_sysctl("/proc/sys/vm/unprivileged_userfaultfd");
+
+		printf("note: no userfaultfd for this process%s:\n"
+		       "      revoked CPU mappings are remapped to an empty memfd instead (SIGBUS, as\n"
+		       "      with the kernel; /proc/self/maps shows \"p2pbuf-revoked\" while revoked).\n"
+		       "      For userfaultfd: run as root, or sysctl vm.unprivileged_userfaultfd=1.\n",
+		       v == 0 ? " (not root, vm.unprivileged_userfaultfd=0)" : "");
+		n++;
+	}
+	ret = io_uring_queue_init(2, &ring, 0);
+	if (ret < 0) {
+		int v = read_sysctl("/proc/sys/kernel/io_uring_disabled");
+
+		printf("note: io_uring is unavailable (%s%s): the storage device and io_uring acts\n"
+		       "      are skipped. To run them: sysctl kernel.io_uring_disabled=0, or allow\n"
+		       "      io_uring_setup(2) in this sandbox.\n",
+		       strerror(-ret), v > 0 ? ", kernel.io_uring_disabled is set" : "");
+		W.no_uring = true;
+		return n + 1;
+	}
+	io_uring_queue_exit(&ring);
+	/* io_uring accounts registered buffers to RLIMIT_MEMLOCK without CAP_IPC_LOCK. */
+	if (!have_cap(14 /* CAP_IPC_LOCK */) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < pinned) {
+		printf("note: RLIMIT_MEMLOCK is %llu KiB and io_uring pins registered buffers against it:\n"
+		       "      registering the %llu MiB dma-buf would fail (ENOMEM), so the io_uring\n"
+		       "      checks are skipped. To run them: ulimit -l %llu (or unlimited; memlock\n"
+		       "      in /etc/security/limits.conf), or run as root (CAP_IPC_LOCK).\n",
+		       (unsigned long long)(rl.rlim_cur >> 10), (unsigned long long)(pinned >> 20),
+		       (unsigned long long)((pinned >> 10) + 1024));
+		W.no_uring_fixed = true;
+		n++;
+	}
+	return n;
+}
+
 /* One io_uring request, synchronously: the completion's result. */
 static int uring_rw(struct p2p_uring *ur, int op, int fd, uint64_t off, uint32_t len)
 {
@@ -568,24 +651,33 @@ static int run_storage(const struct run_opts *o)
 	/* Allocated up front: the figure is the I/O path, not page allocation. */
 	if (sfd >= 0 && (ftruncate(sfd, (off_t)size) || fallocate(sfd, 0, 0, (off_t)size)))
 		sfd = -1;
-	ret = sfd < 0 ? -errno : p2p_uring_create(64, 1, &ur);
-	ret = ret ? ret : p2p_uring_register_dmabuf(ur, 0, dfd, sfd);
-	if (ret) {
-		fprintf(stderr, "p2pbuf run: io_uring: %s\n", strerror(-ret));
-		return 1;
+	ur = NULL;
+	if (W.no_uring_fixed) {
+		say("io_uring: skipped (RLIMIT_MEMLOCK, see the note at the start)");
+		done();
+	} else {
+		ret = sfd < 0 ? -errno : p2p_uring_create(64, 1, &ur);
+		ret = ret ? ret : p2p_uring_register_dmabuf(ur, 0, dfd, sfd);
+		if (ret) {
+			fprintf(stderr, "p2pbuf run: io_uring: %s\n", strerror(-ret));
+			return 1;
+		}
+		t0 = now_ns();
+		for (uint64_t off = 0; off < size && !ret; off += SD_CMD) {
+			res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, off, SD_CMD);
+			ret = res == (int)SD_CMD ? 0 : (res < 0 ? res : -EIO);
+		}
+		t0 = now_ns() - t0;
+		if (ret)
+			say("io_uring WRITE_FIXED from the dma-buf slot: %s", strerror(-ret));
+		sum = ret ? 0 : file_checksum(sfd, size);
+		say("io_uring WRITE_FIXED from the dma-buf slot to a scratch memfd: %.2f GB/s, checksum %016llx",
+		    gbps(size, t0), (unsigned long long)sum);
+		figure("io_uring: VRAM dma-buf -> memfd (WRITE_FIXED, depth 1)", gbps(size, t0),
+		       "GB/s");
+		expect(!ret && sum == sum_file, "what io_uring read out of VRAM matches the file");
+		done();
 	}
-	t0 = now_ns();
-	for (uint64_t off = 0; off < size && !ret; off += SD_CMD) {
-		res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, off, SD_CMD);
-		ret = res == (int)SD_CMD ? 0 : (res < 0 ? res : -EIO);
-	}
-	t0 = now_ns() - t0;
-	sum = ret ? 0 : file_checksum(sfd, size);
-	say("io_uring WRITE_FIXED from the dma-buf slot to a scratch memfd: %.2f GB/s, checksum %016llx",
-	    gbps(size, t0), (unsigned long long)sum);
-	figure("io_uring: VRAM dma-buf -> memfd (WRITE_FIXED, depth 1)", gbps(size, t0), "GB/s");
-	expect(!ret && sum == sum_file, "what io_uring read out of VRAM matches the file");
-	done();
 
 	/* ---- VRAM -> heap with the engine ---- */
 	step("Copy %llu MiB of VRAM to a system-heap buffer with the copy engine",
@@ -618,7 +710,8 @@ static int run_storage(const struct run_opts *o)
 	pthread_create(&th, NULL, sd_stream_thread, &sa);
 	while (atomic_load(&sa.ok) < 8u)
 		sched_yield();
-	res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
+	if (ur)
+		uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
 	t0 = now_ns();
 	cli_mem_enable(gvdev, false); /* the reset sequence starts: every importer revoked */
 	t0 = now_ns() - t0;
@@ -638,10 +731,12 @@ static int run_storage(const struct run_opts *o)
 	say("IOAS: %u storage commands since the revoke reported \"revoked\"",
 	    atomic_load(&sa.revoked));
 	expect(atomic_load(&sa.revoked) >= 16, "IOAS: the storage device's DMA fails with \"revoked\"");
-	res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
-	say("io_uring WRITE_FIXED on the dma-buf slot: %s", res < 0 ? strerror(-res) : "ok");
-	expect(res == -ENODEV && !p2p_uring_slot_mapped(ur, 0),
-	       "io_uring: the slot was drained and unpinned, new I/O gets ENODEV");
+	if (ur) {
+		res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
+		say("io_uring WRITE_FIXED on the dma-buf slot: %s", res < 0 ? strerror(-res) : "ok");
+		expect(res == -ENODEV && !p2p_uring_slot_mapped(ur, 0),
+		       "io_uring: the slot was drained and unpinned, new I/O gets ENODEV");
+	}
 	expect(!memcmp(canary, vram, W.vram), "nothing was written to VRAM after the revoke returned");
 	{
 		uint32_t ctl;
@@ -657,9 +752,11 @@ static int run_storage(const struct run_opts *o)
 	atomic_store(&sa.stop, true);
 	pthread_join(th, NULL);
 	expect(!probe_read(va + size / 3, &byte), "CPU mapping: the same mapping works again");
-	res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
-	expect(res == (int)SD_CMD && p2p_uring_slot_mapped(ur, 0),
-	       "io_uring: the slot maps again on its next I/O");
+	if (ur) {
+		res = uring_rw(ur, IORING_OP_WRITE_FIXED, sfd, 0, SD_CMD);
+		expect(res == (int)SD_CMD && p2p_uring_slot_mapped(ur, 0),
+		       "io_uring: the slot maps again on its next I/O");
+	}
 	ok = rv = other = 0;
 	sd_stream(&sd, vram_iova, SD_CMD, 1, &ok, &rv, &other);
 	expect(rv == 1, "IOAS: the stale area stays revoked (never remapped on its own)");
@@ -701,7 +798,8 @@ static int run_storage(const struct run_opts *o)
 	}
 
 	free(canary);
-	p2p_uring_destroy(ur);
+	if (ur)
+		p2p_uring_destroy(ur);
 	close(sfd);
 	p2p_munmap(hva, heap_len);
 	p2p_ioas_unmap(W.ioas, heap_iova, heap_len, NULL);
@@ -826,13 +924,15 @@ int cmd_run(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ret = p2p_library_init();
 	if (ret) {
-		fprintf(stderr, "p2pbuf run: userfaultfd unavailable (%s): cannot revoke CPU mappings\n",
-			strerror(-ret));
+		fprintf(stderr, "p2pbuf run: cannot set up CPU revocation: %s\n", strerror(-ret));
 		return 1;
 	}
 	mib = vram >> 20;
 	printf("p2pbuf run: dma-buf export, mmap, revocation and peer-to-peer DMA on emulated devices\n");
 	printf("pages: %s\n", hugepage_mode_name());
+	printf("CPU revocation: %s\n", p2p_cpu_revoke_method() == P2P_CPU_REVOKE_UFFD
+						? "userfaultfd" : "remapping to an empty memfd");
+	preflight(ro.file_size);
 
 	step("Plug in a GPU-like PCI function 0000:01:00.0 with a %llu MiB memory BAR and open it",
 	     (unsigned long long)mib);
@@ -972,8 +1072,14 @@ int cmd_run(int argc, char **argv)
 	       "after the FLR the mapping works and the data is intact");
 	done();
 
-	if (run_p2p(pci, vdev, vram) || run_storage(&ro))
+	if (run_p2p(pci, vdev, vram))
 		return 1;
+	if (W.no_uring) {
+		step("Storage device and io_uring: skipped (io_uring unavailable, see the note at the start)");
+		done();
+	} else if (run_storage(&ro)) {
+		return 1;
+	}
 
 	step("Close the device: its dma-bufs are revoked for good");
 	p2p_vfio_device_close(vdev);
