@@ -55,6 +55,19 @@ run_dir() { # build dir, label, filter regex
 run_dir build gcc '.'
 # CPU revocation without userfaultfd (remapping to an empty memfd), forced.
 P2PBUF_CPU_REVOKE=remap run_dir build gcc,remap '^test-(dmabuf-mmap|revoke-triggers|multi-range|vfio-regions|hot-reset|stress-revoke)$'
+# Whole-program tests of the CLI, as a user runs it.
+for t in tests/*.sh; do
+	name=$(basename "$t" .sh)
+	start=$EPOCHREALTIME
+	out=$(timeout 600 bash "$t" build/tools/p2pbuf 2>&1)
+	rc=$?
+	secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+	case $rc in
+	0) pass=$((pass + 1)); echo "PASS cli $name (${secs}s)" ;;
+	77) skip=$((skip + 1)); echo "SKIP cli $name: $(echo "$out" | grep -m1 SKIP | sed 's/^SKIP: //')" ;;
+	*) fail=$((fail + 1)); echo "FAIL cli $name (exit $rc, ${secs}s)"; echo "$out" | tail -30 | sed 's/^/    /' ;;
+	esac
+done
 run_dir build-asan asan+ubsan '.'
 run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring)'
 
