@@ -31,24 +31,28 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
 
 pass=0 fail=0 skip=0
+# run_one LABEL NAME COMMAND...: run it with a timeout, print one result line, count it.
+run_one() {
+	local label=$1 name=$2 start out rc secs
+	shift 2
+	start=$EPOCHREALTIME
+	out=$(timeout 600 "$@" 2>&1)
+	rc=$?
+	secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+	case $rc in
+	0) pass=$((pass + 1)); echo "PASS $label $name (${secs}s)" ;;
+	77) skip=$((skip + 1)); echo "SKIP $label $name: $(echo "$out" | grep -m1 SKIP | sed 's/^SKIP: //')" ;;
+	*) fail=$((fail + 1)); echo "FAIL $label $name (exit $rc, ${secs}s)"; echo "$out" | tail -30 | sed 's/^/    /' ;;
+	esac
+}
+
 run_dir() { # build dir, label, filter regex
-	local dir=$1 label=$2 filter=$3
+	local dir=$1 label=$2 filter=$3 t name
 	for t in "$dir"/tests/test-* "$dir"/examples/example-*; do
 		[ -f "$t" ] && [ -x "$t" ] || continue
-		local name
 		name=$(basename "$t")
 		[[ $name =~ $filter ]] || continue
-		local start out rc
-		start=$EPOCHREALTIME
-		out=$(timeout 600 "$t" 2>&1)
-		rc=$?
-		local secs
-		secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-		case $rc in
-		0) pass=$((pass + 1)); echo "PASS $label $name (${secs}s)" ;;
-		77) skip=$((skip + 1)); echo "SKIP $label $name: $(echo "$out" | grep -m1 SKIP | sed 's/^SKIP: //')" ;;
-		*) fail=$((fail + 1)); echo "FAIL $label $name (exit $rc, ${secs}s)"; echo "$out" | tail -30 | sed 's/^/    /' ;;
-		esac
+		run_one "$label" "$name" "$t"
 	done
 }
 
@@ -57,16 +61,7 @@ run_dir build gcc '.'
 P2PBUF_CPU_REVOKE=remap run_dir build gcc,remap '^test-(dmabuf-mmap|revoke-triggers|multi-range|vfio-regions|hot-reset|stress-revoke)$'
 # Whole-program tests of the CLI, as a user runs it.
 for t in tests/*.sh; do
-	name=$(basename "$t" .sh)
-	start=$EPOCHREALTIME
-	out=$(timeout 600 bash "$t" build/tools/p2pbuf 2>&1)
-	rc=$?
-	secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-	case $rc in
-	0) pass=$((pass + 1)); echo "PASS cli $name (${secs}s)" ;;
-	77) skip=$((skip + 1)); echo "SKIP cli $name: $(echo "$out" | grep -m1 SKIP | sed 's/^SKIP: //')" ;;
-	*) fail=$((fail + 1)); echo "FAIL cli $name (exit $rc, ${secs}s)"; echo "$out" | tail -30 | sed 's/^/    /' ;;
-	esac
+	run_one cli "$(basename "$t" .sh)" bash "$t" build/tools/p2pbuf
 done
 run_dir build-asan asan+ubsan '.'
 run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring)'
