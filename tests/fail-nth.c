@@ -588,6 +588,17 @@ static void fail_nth(const struct op *op)
 /* ---------------------------------------------------------------------- */
 /* Revocation                                                              */
 
+/*
+ * An un-revoked mapping works in full: also where it has no page tables
+ * yet (dropped here), so a range left registered with the userfaultfd
+ * shows.
+ */
+static void unrevoked_works(void *map)
+{
+	CHECK(!madvise(map, LEN, MADV_DONTNEED));
+	CHECK(!t_faults_anywhere(map, LEN));
+}
+
 /* p2p_dmabuf_revoke / p2p_dmabuf_unrevoke of @buf with mapping @map. */
 static void revoke_core(void *map)
 {
@@ -611,7 +622,7 @@ static void revoke_core(void *map)
 			CHECK(t_read_faults(map));
 		}
 		CHECK_OK(p2p_dmabuf_unrevoke(buf));
-		CHECK(!t_read_faults(map));
+		unrevoked_works(map);
 	}
 	t_section("un-revoke (p2p_dmabuf_unrevoke)");
 	hit = true;
@@ -627,7 +638,7 @@ static void revoke_core(void *map)
 		}
 		if (r)
 			CHECK_OK(p2p_dmabuf_unrevoke(buf));
-		CHECK(!t_read_faults(map));
+		unrevoked_works(map);
 	}
 }
 
@@ -661,7 +672,7 @@ static void revoke_device(void *map)
 		}
 		if (r)
 			CHECK_OK(t_mem_enable(dev.vdev, true));
-		CHECK(!t_read_faults(map));
+		unrevoked_works(map);
 	}
 	t_section("reset");
 	hit = true;
@@ -676,7 +687,7 @@ static void revoke_device(void *map)
 		}
 		if (r)
 			CHECK_OK(p2p_vfio_device_reset(dev.vdev));
-		CHECK(!t_read_faults(map));
+		unrevoked_works(map);
 	}
 }
 
