@@ -128,8 +128,13 @@ static int map_block(struct cpu_map *m)
 		return fd;
 	if (ioctl(fd, UFFDIO_REGISTER, &r) < 0)
 		return -errno;
-	if (madvise(m->addr, m->len, MADV_DONTNEED) < 0)
-		return -errno;
+	if (madvise(m->addr, m->len, MADV_DONTNEED) < 0) {
+		int err = -errno;
+
+		/* Unwind: a registered range that is not marked blocked would never be unregistered. */
+		ioctl(fd, UFFDIO_UNREGISTER, &r.range);
+		return err;
+	}
 	m->blocked = true;
 	return 0;
 }
