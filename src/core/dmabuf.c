@@ -257,9 +257,13 @@ P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status sta
 	}
 	atomic_store(&buf->status, (int)status);
 	if (cur != P2P_DMABUF_OK) {
-		/* Already revoked: idempotent (TEMP -> PERM does not wait again). */
+		/*
+		 * Already revoked: idempotent (TEMP -> PERM does not wait again),
+		 * but a CPU zap that failed the first time is retried, so 0 always
+		 * means every CPU mapping faults.
+		 */
 		pthread_mutex_unlock(&buf->resv);
-		return 0;
+		return cpumap_block_all(buf);
 	}
 	list_for_each_entry(a, &buf->attachments, node)
 		if (a->importer_ops && a->importer_ops->invalidate_mappings)
