@@ -40,6 +40,7 @@ struct cpu_map {
 	uint64_t pgoff_tag; /* mmap offset as passed by the caller */
 	struct p2p_dmabuf *buf;
 	int prot;
+	int flags; /* MAP_SHARED or MAP_PRIVATE */
 	bool blocked;
 };
 
@@ -139,15 +140,26 @@ static int map_block(struct cpu_map *m)
 	return 0;
 }
 
-static void map_unblock(struct cpu_map *m)
+static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot, int flags,
+		      uint64_t offset, bool populate);
+
+static int map_unblock(struct cpu_map *m)
 {
 	struct uffdio_range r = { .start = (uintptr_t)m->addr, .len = m->len };
+	int ret;
 
 	if (!m->blocked)
-		return;
-	if (ioctl(uffd_get(), UFFDIO_UNREGISTER, &r) < 0)
-		pr_err("UFFDIO_UNREGISTER %p+%zu: %s", m->addr, m->len, strerror(errno));
+		return 0;
+	if (ioctl(uffd_get(), UFFDIO_UNREGISTER, &r) < 0) {
+		ret = -errno;
+		/* Mapping the pieces again replaces the registered VMAs. */
+		if (map_pieces(m->buf, m->addr, m->len, m->prot, m->flags, m->offset, false)) {
+			pr_err("UFFDIO_UNREGISTER %p+%zu: %s", m->addr, m->len, strerror(-ret));
+			return ret;
+		}
+	}
 	m->blocked = false;
+	return 0;
 }
 
 int cpumap_block_all(struct p2p_dmabuf *buf)
@@ -170,17 +182,22 @@ int cpumap_block_all(struct p2p_dmabuf *buf)
 	return ret;
 }
 
-void cpumap_unblock_all(struct p2p_dmabuf *buf)
+int cpumap_unblock_all(struct p2p_dmabuf *buf)
 {
 	struct cpu_map *m;
+	int ret = 0, err;
 
 	pthread_mutex_lock(&buf->cpu_lock);
 	if (atomic_load(&buf->status) == P2P_DMABUF_OK) {
 		buf->cpu_blocked = false;
-		list_for_each_entry(m, &buf->cpu_maps, node)
-			map_unblock(m);
+		list_for_each_entry(m, &buf->cpu_maps, node) {
+			err = map_unblock(m);
+			if (err && !ret)
+				ret = err;
+		}
 	}
 	pthread_mutex_unlock(&buf->cpu_lock);
+	return ret;
 }
 
 static size_t reg_find_locked(uintptr_t addr)
@@ -314,6 +331,7 @@ int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t len, int prot, int 
 	m->offset = offset;
 	m->pgoff_tag = pgoff_tag;
 	m->prot = prot;
+	m->flags = flags & (MAP_SHARED | MAP_PRIVATE);
 	m->buf = p2p_dmabuf_ref(buf);
 	list_init(&m->node);
 

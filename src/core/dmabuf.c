@@ -296,9 +296,8 @@ P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf)
 	}
 	atomic_store(&buf->status, P2P_DMABUF_OK);
 	pthread_mutex_unlock(&buf->resv);
-	if (cur != P2P_DMABUF_OK)
-		cpumap_unblock_all(buf);
-	return 0;
+	/* Also when already OK: finishes an un-zap that failed before. */
+	return cpumap_unblock_all(buf);
 }
 
 P2P_API int p2p_dmabuf_attach(struct p2p_dmabuf *buf, const struct p2p_attach_info *info,
