@@ -98,7 +98,8 @@ int uffd_get(void)
 	int fd;
 
 	pthread_mutex_lock(&uffd_lock);
-	if (uffd_pid != pid) {
+	/* Out of fds or memory is transient: try again next time. */
+	if (uffd_pid != pid || uffd_fd == -EMFILE || uffd_fd == -ENFILE || uffd_fd == -ENOMEM) {
 		uffd_setup();
 		uffd_pid = pid;
 	}
