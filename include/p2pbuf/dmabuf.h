@@ -267,7 +267,8 @@ P2P_API enum p2p_dmabuf_status p2p_dmabuf_status(const struct p2p_dmabuf *buf);
  *
  * Return: 0, -EINVAL for a bad @status, -EBADFD if already PERM_REVOKED, or
  * the error of zapping CPU mappings (no userfaultfd, UFFDIO_REGISTER): the
- * state has changed and importers were invalidated even then.
+ * state has changed and importers were invalidated even then.  Revoking
+ * again retries that zap, so 0 always means the CPU mappings fault.
  */
 P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
 
@@ -276,9 +277,12 @@ P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status sta
  *
  * Only flips the state (under resv) and re-enables the existing CPU mappings
  * (they fault back in on use, with the old contents).  Importers are not
- * told: they map again on their own.  No-op if not revoked.
+ * told: they map again on their own.  If UFFDIO_UNREGISTER fails, the
+ * pieces are mapped again over the range instead.  Calling it when not
+ * revoked only retries CPU mappings left blocked by an earlier failure.
  *
- * Return: 0, or -EBADFD if the buffer is permanently revoked.
+ * Return: 0, -EBADFD if the buffer is permanently revoked, or the error of
+ * re-enabling a CPU mapping (the state is OK even then; call again).
  */
 P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf);
 

@@ -94,7 +94,7 @@ struct p2p_dmabuf {
 
 /* src/core/cpumap.c */
 int cpumap_block_all(struct p2p_dmabuf *buf);
-void cpumap_unblock_all(struct p2p_dmabuf *buf);
+int cpumap_unblock_all(struct p2p_dmabuf *buf);
 int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t length, int prot, int flags,
 		  uint64_t offset, uint64_t pgoff_tag, void **out);
 bool cpumap_range_mapped(uintptr_t addr, size_t len);

@@ -127,7 +127,8 @@ int uffd_get(void)
 
 		revoke_forced = e && !strcmp(e, "remap") ? 1 : -1;
 	}
-	if (uffd_pid != pid) {
+	/* Out of fds or memory is transient: try again next time. */
+	if (uffd_pid != pid || uffd_fd == -EMFILE || uffd_fd == -ENFILE || uffd_fd == -ENOMEM) {
 		if (revoke_forced > 0)
 			uffd_fd = -EPERM;
 		else
@@ -161,13 +162,12 @@ static int revoked_fd_get(void)
 
 P2P_API int p2p_library_init(void)
 {
-	int fd = uffd_get();
+	int fd = uffd_get(), ret;
 
 	p2p_hugepage_mode();
-	if (fd >= 0)
-		return 0;
-	fd = revoked_fd_get();
-	return fd < 0 ? fd : 0;
+	/* The fallback is made up front too, so that the set of fds stays stable. */
+	ret = revoked_fd_get();
+	return fd >= 0 || ret >= 0 ? 0 : ret;
 }
 
 P2P_API enum p2p_cpu_revoke p2p_cpu_revoke_method(void)
@@ -242,8 +242,10 @@ static int map_unblock(struct cpu_map *m)
 	case CPU_BLOCK_NONE:
 		return 0;
 	case CPU_BLOCK_UFFD:
+		/* If unregistering fails, mapping the pieces again replaces the registered VMAs. */
 		if (ioctl(uffd_get(), UFFDIO_UNREGISTER, &r) < 0)
-			ret = -errno;
+			ret = map_pieces(m->buf, m->addr, m->len, m->prot, m->flags, m->offset,
+					 false, -1);
 		break;
 	case CPU_BLOCK_REMAP:
 		ret = map_pieces(m->buf, m->addr, m->len, m->prot, m->flags, m->offset, false, -1);
@@ -291,17 +293,22 @@ int cpumap_block_all(struct p2p_dmabuf *buf)
 	return ret;
 }
 
-void cpumap_unblock_all(struct p2p_dmabuf *buf)
+int cpumap_unblock_all(struct p2p_dmabuf *buf)
 {
 	struct cpu_map *m;
+	int ret = 0, err;
 
 	pthread_mutex_lock(&buf->cpu_lock);
 	if (atomic_load(&buf->status) == P2P_DMABUF_OK) {
 		buf->cpu_blocked = false;
-		list_for_each_entry(m, &buf->cpu_maps, node)
-			map_unblock(m);
+		list_for_each_entry(m, &buf->cpu_maps, node) {
+			err = map_unblock(m);
+			if (err && !ret)
+				ret = err;
+		}
 	}
 	pthread_mutex_unlock(&buf->cpu_lock);
+	return ret;
 }
 
 static size_t reg_find_locked(uintptr_t addr)

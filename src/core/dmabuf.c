@@ -296,9 +296,8 @@ P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf)
 	}
 	atomic_store(&buf->status, P2P_DMABUF_OK);
 	pthread_mutex_unlock(&buf->resv);
-	if (cur != P2P_DMABUF_OK)
-		cpumap_unblock_all(buf);
-	return 0;
+	/* Also when already OK: finishes an un-zap that failed before. */
+	return cpumap_unblock_all(buf);
 }
 
 P2P_API int p2p_dmabuf_attach(struct p2p_dmabuf *buf, const struct p2p_attach_info *info,
@@ -465,7 +464,8 @@ P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, i
 	if (pgoff > buf->size >> 12 || pages > (buf->size >> 12) - pgoff)
 		return -EINVAL;
 	ret = buf->ops->mmap(buf, offset, pages << 12, prot, flags);
-	if (ret)
-		return ret;
-	return cpumap_create(buf, addr, pages << 12, prot, flags, offset, offset, out);
+	if (!ret)
+		ret = cpumap_create(buf, addr, pages << 12, prot, flags, offset, offset, out);
+	/* An fd the library needed (the userfaultfd): mmap(2) has no EMFILE. */
+	return ret == -EMFILE || ret == -ENFILE ? -ENOMEM : ret;
 }

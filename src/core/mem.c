@@ -96,10 +96,9 @@ int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_
 		ret = -errno;
 		goto err_free;
 	}
-	if (ftruncate(mem->fd, (off_t)(fd_off + size)) < 0) {
-		ret = -errno;
+	ret = fd_set_size(mem->fd, fd_off + size);
+	if (ret)
 		goto err_close;
-	}
 	p = p2p_reserve_va(NULL, size, mem->huge ? P2P_HUGE_SIZE : P2P_PAGE_SIZE, false);
 	if (p == MAP_FAILED) {
 		ret = -ENOMEM;

@@ -618,8 +618,8 @@ static int sd_tmp_image(uint64_t size)
 	}
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		err = -errno;
+	err = fd_set_size(fd, size);
+	if (err) {
 		close(fd);
 		return err;
 	}

@@ -121,6 +121,12 @@ int copy_to_user(void *dst, const void *src, size_t len);
 /* A name-only memfd standing for an object (dma-buf, device file). */
 int token_fd_create(const char *name);
 
+/*
+ * ftruncate(@fd, @size), but -EFBIG instead of SIGXFSZ when @size is past
+ * RLIMIT_FSIZE.  0 or -errno.
+ */
+int fd_set_size(int fd, uint64_t size);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t p2p_now_ns(void);
 

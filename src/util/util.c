@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +83,24 @@ int token_fd_create(const char *name)
 	/* The token carries no data: seal it at size 0. */
 	(void)fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_WRITE | F_SEAL_SEAL);
 	return fd;
+}
+
+int fd_set_size(int fd, uint64_t size)
+{
+	struct rlimit rl;
+
+	/*
+	 * Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills the
+	 * process by default, and a library must not change signal
+	 * dispositions: check the limit first and fail as the call would.
+	 * Residual race: another thread lowering the limit between the check
+	 * and ftruncate() still gets the signal.
+	 */
+	if (!getrlimit(RLIMIT_FSIZE, &rl) && rl.rlim_cur != RLIM_INFINITY && size > rl.rlim_cur)
+		return -EFBIG;
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
 }
 
 uint64_t p2p_now_ns(void)

@@ -325,6 +325,12 @@ P2P_API int p2p_vfio_device_mmap(struct p2p_vfio_device *vdev, void *addr, size_
 	if (off >= b->size || len > b->size - off)
 		return -EINVAL;
 	ret = vfio_bar_dmabuf_create(vdev, (int)index, off, len, &buf);
+	/*
+	 * The internal dma-buf needs an fd (its token), mmap(2) needs none:
+	 * at the fd limit say ENOMEM, as mmap does when it cannot allocate.
+	 */
+	if (ret == -EMFILE || ret == -ENFILE)
+		ret = -ENOMEM;
 	if (ret)
 		return ret;
 	/* vm_pgoff stays exactly as passed: the tag keeps the region index bits. */
