@@ -384,7 +384,7 @@ static long do_op(struct gpu *gp, enum op op)
 /* One timed controller operation: failures and the bound are checked here. */
 static void timed_op(struct gpu *gp, enum op op)
 {
-	int64_t t0, dt, old;
+	long long t0, dt, old;
 	long ret;
 
 	set_op(&gp->ts, op_name[op]);
@@ -431,14 +431,29 @@ static void revoked_window(struct gpu *gp, enum op off, enum op on)
 	}
 }
 
-/* FLR or reset: revoked and restored in one call; IOAS lanes stay dead (2.5). */
+/*
+ * FLR or reset: revoked and restored in one call.  The lanes imported into
+ * an IOAS (ce, sd) stay dead (2.5) unless their owner maps them again,
+ * which it may do at once: each lane is snapshotted and compared under its
+ * lock, only while its last map is older than this revoke.
+ */
 static void reset_window(struct gpu *gp, enum op op)
 {
 	static const enum worker ioas_lanes[] = { W_CE, W_SD };
 	unsigned int s = atomic_fetch_add(&gp->started, 1) + 1;
+	bool snapped[ARRAY_SIZE(ioas_lanes)];
 
 	timed_op(gp, op);
-	memcpy(gp->snap, gp->bar, BAR_SZ);
+	for (unsigned int i = 0; i < ARRAY_SIZE(ioas_lanes); i++) {
+		struct lane *l = &lanes[gp->idx][ioas_lanes[i]];
+		uint64_t off = ioas_lanes[i] * LANE_SZ;
+
+		pthread_mutex_lock(&l->lock);
+		snapped[i] = l->map_epoch < s;
+		if (snapped[i])
+			memcpy(gp->snap + off, gp->bar + off, LANE_SZ);
+		pthread_mutex_unlock(&l->lock);
+	}
 	window(gp);
 	set_op(&gp->ts, "lane canary check");
 	for (unsigned int i = 0; i < ARRAY_SIZE(ioas_lanes); i++) {
@@ -446,7 +461,7 @@ static void reset_window(struct gpu *gp, enum op op)
 		uint64_t off = ioas_lanes[i] * LANE_SZ;
 
 		pthread_mutex_lock(&l->lock);
-		if (l->map_epoch < s) {
+		if (snapped[i] && l->map_epoch < s) {
 			report_diff(gp->ts.name, op_name[op], gp->bar + off, gp->snap + off,
 				    LANE_SZ, off);
 			count(OP_LANE_CHECK);
