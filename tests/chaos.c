@@ -134,20 +134,24 @@ static void count(enum op op)
 }
 
 static atomic_int failures;
+static char first_failure[512]; /* repeated after the summary */
 
 static void fail(const char *who, const char *fmt, ...)
 {
 	va_list ap;
+	int n = atomic_fetch_add(&failures, 1);
+	char msg[480];
 
-	if (atomic_fetch_add(&failures, 1) >= 40)
+	if (n >= 40)
 		return;
 	va_start(ap, fmt);
-	flockfile(stderr);
-	fprintf(stderr, "FAIL [%s] ", who);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	funlockfile(stderr);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	flockfile(stderr);
+	fprintf(stderr, "FAIL [%s] %s\n", who, msg);
+	if (!n)
+		snprintf(first_failure, sizeof(first_failure), "[%s] %s", who, msg);
+	funlockfile(stderr);
 }
 
 static int64_t now_ns(void)
@@ -1764,6 +1768,12 @@ int main(int argc, char **argv)
 			maps0, maps1);
 		t_failures++;
 	}
-	t_failures += atomic_load(&failures);
+	if (atomic_load(&failures)) {
+		flockfile(stderr);
+		fprintf(stderr, "%d chaos failure(s); the first: %s\n", atomic_load(&failures),
+			first_failure);
+		funlockfile(stderr);
+		t_failures += atomic_load(&failures);
+	}
 	return t_end();
 }
