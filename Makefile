@@ -3,12 +3,15 @@
 #   make run      the main job: p2pbuf run
 #   make check    every test, normally, under ASan+UBSan, threaded ones under TSan
 #   make bench    every benchmark
+#   make chaos    the chaos test, long (CHAOS_SECONDS=300; docs/chaos.md)
 #   make install  install libraries, headers, pkg-config file, man pages, CLI
 PREFIX ?= /usr/local
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps run check bench install clean
+.PHONY: all deps run check bench chaos install clean
+
+CHAOS_SECONDS ?= 300
 
 all: deps $(BUILD)/build.ninja
 	@ninja -C $(BUILD)
@@ -27,6 +30,9 @@ check: deps
 
 bench: all
 	@./$(BUILD)/tools/p2pbuf bench all $(ARGS)
+
+chaos: all
+	@CHAOS_SECONDS=$(CHAOS_SECONDS) ./$(BUILD)/tests/test-chaos
 
 install: all
 	@meson install -C $(BUILD)

@@ -4,8 +4,9 @@
 #   1. gcc, normal build (also builds the examples)
 #   2. gcc, ASan + UBSan
 #   3. clang, TSan: the threaded tests (stress tests, the devices' worker
-#      threads, revoke across threads)
+#      threads, revoke across threads, the chaos test)
 # It also compiles everything with clang -Werror, so both compilers stay clean.
+# test-chaos runs for CHAOS_SECONDS (5 s by default) in each build.
 set -u
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -64,7 +65,7 @@ for t in tests/*.sh; do
 	run_one cli "$(basename "$t" .sh)" bash "$t" build/tools/p2pbuf
 done
 run_dir build-asan asan+ubsan '.'
-run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring)'
+run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring|chaos)'
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]
