@@ -16,6 +16,11 @@
  * (-EAGAIN while it is being invalidated, -ENODEV once the exporter says
  * revoked), drains the I/O in flight and unregisters the fixed buffers
  * before the revoke returns; after an un-revoke the next I/O maps again.
+ * So that a revoke ends in bounded time, the drain cancels what a DMABUF
+ * request waits behind (the requests ahead of it in its link chain; for a
+ * drained one, every request queued before it): those complete with
+ * -ECANCELED, and so does the DMABUF request behind an IOSQE_IO_LINK
+ * (see p2p_uring_create(3), "Revocation").
  *
  * Errors of a request come back in its completion (cqe->res = -errno), as
  * with the kernel.  Every function is thread-safe.
@@ -85,7 +90,13 @@ struct p2p_uring;
  */
 P2P_API int p2p_uring_create(unsigned int entries, unsigned int nr_slots,
 			     struct p2p_uring **out);
-/** p2p_uring_destroy() - wait for all I/O, unregister every slot, close the ring */
+/**
+ * p2p_uring_destroy() - end all I/O, unregister every slot, close the ring
+ *
+ * Submits what is queued, cancels every request in flight
+ * (IORING_ASYNC_CANCEL_ANY), waits for the last completion (discarded),
+ * then unregisters the slots.  Bounded: a pending POLL_ADD does not hold it.
+ */
 P2P_API void p2p_uring_destroy(struct p2p_uring *ring);
 
 /**

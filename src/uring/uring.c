@@ -11,7 +11,10 @@
  * and unregistered when the exporter invalidates the attachment.
  *
  * Every real SQE carries a struct track as user_data, so completions of
- * split requests are gathered into one user completion (stash).
+ * split requests are gathered into one user completion (stash).  The
+ * tracks not yet completed are also on the ring's live list, in SQ order,
+ * with the link and drain flags of their SQE: what a DMABUF request waits
+ * behind, if anything, is found there (see slot_drain()).
  *
  * Locking, outer to inner: dma-buf resv (held by the invalidate callback;
  * taken with trylock on submission), ring->cq_lock (reaping the real CQ,
@@ -24,13 +27,20 @@
  *   through the real ring, see complete_now()).
  * - A DMABUF request is counted in flight and queued in one sq_lock
  *   section, and the invalidate callback marks the slot, then flushes the
- *   SQ before it reaps, so it cannot wait on requests nobody submitted.
+ *   SQ (until it is empty) before it reaps, so it cannot wait on requests
+ *   nobody submitted.
+ * - A drain never blocks on cq_lock (another thread may hold it in a CQ
+ *   wait that only the drain's cancellations end) and cancels without it:
+ *   the tracks it names to the kernel are pinned under sq_lock, so none is
+ *   freed and reused meanwhile.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p2pbuf/uring.h>
@@ -41,6 +51,12 @@
 #define REAL_PER_SLOT 16
 #define MAX_REAL 16384
 #define REAL_MAX_LEN (1ull << 30)
+/* How long a drain waits for completions before it looks again. */
+#define DRAIN_TICK_NS 10000000L
+/* How long a drain trusts a ring that used IOSQE_IO_DRAIN (see cancel_blockers()). */
+#define DRAIN_GRACE_NS 50000000L
+/* How long one synchronous cancel may wait for requests already running. */
+#define CANCEL_TIMEOUT_NS 100000000L
 
 enum slot_state {
 	SLOT_UNMAPPED,
@@ -67,6 +83,7 @@ struct uslot {
 	uint64_t *real_len;
 	enum slot_state state;
 	unsigned int inflight;
+	pthread_cond_t idle; /* inflight went to 0 (slot->lock) */
 };
 
 struct track {
@@ -75,6 +92,14 @@ struct track {
 	unsigned int pending;
 	int32_t res;
 	uint32_t flags;
+	/* Below: sq_lock. */
+	struct track *prev, *next; /* the ring's live list, in SQ order */
+	uint64_t seq;		   /* queue order: consecutive tracks differ by 1 */
+	bool linked_in;		   /* its (first) SQE follows one with IOSQE_IO_(HARD)LINK */
+	bool drain;		   /* IOSQE_IO_DRAIN, or the kernel's drain_next */
+	bool mark;		   /* chosen for cancellation in this round */
+	bool dead;		   /* completed while pinned: the last unpin frees it */
+	unsigned int pins;	   /* a cancellation names it to the kernel */
 };
 
 struct p2p_uring {
@@ -88,6 +113,12 @@ struct p2p_uring {
 	struct io_uring_cqe *stash;
 	size_t stash_head, stash_n, stash_max;
 	atomic_uint tracks; /* requests handed to the real ring, not yet completed */
+	/* sq_lock: */
+	struct track live;    /* list head of the tracks queued, not yet completed */
+	uint64_t seq;
+	bool prev_links_out;  /* the last SQE queued carries IOSQE_IO_(HARD)LINK */
+	bool drain_next;      /* a drain inside a link: the next chain is drained too */
+	bool drain_used;      /* an IOSQE_IO_DRAIN was ever queued */
 };
 
 static struct track *track_new(struct p2p_uring *r)
@@ -99,10 +130,49 @@ static struct track *track_new(struct p2p_uring *r)
 	return t;
 }
 
+/* A track that never got onto the live list. */
 static void track_free(struct p2p_uring *r, struct track *t)
 {
 	atomic_fetch_sub(&r->tracks, 1);
 	free(t);
+}
+
+/*
+ * Put @t, whose SQEs are being queued, on the live list.  @sqe_flags are
+ * those of its (first) real SQE, @links_out whether its last real SQE
+ * links to the next one.  The kernel links an SQE to the one before it in
+ * the same submission if that one carries a link flag; a drain inside a
+ * link drains the next chain too (io_init_req_drain()).  sq_lock held.
+ */
+static void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sqe_flags, bool links_out)
+{
+	t->seq = ++r->seq;
+	t->linked_in = r->prev_links_out;
+	t->drain = sqe_flags & IOSQE_IO_DRAIN;
+	if (!t->linked_in && r->drain_next) {
+		t->drain = true;
+		r->drain_next = false;
+	}
+	if ((sqe_flags & IOSQE_IO_DRAIN) && t->linked_in)
+		r->drain_next = true;
+	r->drain_used |= t->drain;
+	r->prev_links_out = links_out;
+	t->prev = r->live.prev;
+	t->next = &r->live;
+	r->live.prev->next = t;
+	r->live.prev = t;
+}
+
+/* @t completed: off the live list, freed unless pinned.  sq_lock held. */
+static void track_done(struct p2p_uring *r, struct track *t)
+{
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	atomic_fetch_sub(&r->tracks, 1);
+	if (t->pins)
+		t->dead = true;
+	else
+		free(t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -178,7 +248,7 @@ static int stash_push(struct p2p_uring *r, uint64_t user_data, int32_t res, uint
 	return 0;
 }
 
-/* A real completion: gather pieces of split requests.  cq_lock held. */
+/* A real completion: gather pieces of split requests.  cq_lock and sq_lock held. */
 static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 {
 	struct track *t = io_uring_cqe_get_data(cqe);
@@ -204,10 +274,11 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 		       (unsigned long long)t->user_data);
 	if (t->slot) {
 		pthread_mutex_lock(&t->slot->lock);
-		t->slot->inflight--;
+		if (!--t->slot->inflight)
+			pthread_cond_broadcast(&t->slot->idle);
 		pthread_mutex_unlock(&t->slot->lock);
 	}
-	track_free(r, t);
+	track_done(r, t);
 }
 
 /* Reap what is ready; with @wait, block for at least one.  cq_lock held. */
@@ -226,21 +297,42 @@ static int reap(struct p2p_uring *r, bool wait)
 	if (!ready)
 		return 0;
 	/*
-	 * Each request reaped here was queued and submitted in sq_lock
-	 * sections, maybe by another thread.  The kernel orders those before
-	 * its completions (SQ tail release, CQ tail acquire), but
-	 * ThreadSanitizer cannot see that: taking the lock once makes the
-	 * submitter's writes to the track visibly happen before ours.
+	 * sq_lock guards the live list.  It also orders, for ThreadSanitizer,
+	 * the submitter's writes to each track before ours (the kernel does,
+	 * through the SQ and CQ tails, but TSan cannot see that).
 	 */
 	pthread_mutex_lock(&r->sq_lock);
-	pthread_mutex_unlock(&r->sq_lock);
 	io_uring_for_each_cqe(&r->ring, head, cqe) {
 		process_cqe(r, cqe);
 		if (++n == ready)
 			break;
 	}
+	pthread_mutex_unlock(&r->sq_lock);
 	io_uring_cq_advance(&r->ring, n);
 	return (int)n;
+}
+
+/* Reap what is ready, waiting up to @ns for one.  cq_lock held. */
+static int reap_timeout(struct p2p_uring *r, long ns)
+{
+	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = ns };
+	struct io_uring_cqe *cqe;
+	int ret = io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
+
+	if (ret && ret != -ETIME && ret != -EINTR)
+		return ret;
+	return reap(r, false);
+}
+
+/* One io_uring_enter() for what the SQ holds.  sq_lock held. */
+static int submit_locked(struct p2p_uring *r)
+{
+	int ret = io_uring_submit(&r->ring);
+
+	/* A link chain ends with its submission. */
+	if (!io_uring_sq_ready(&r->ring))
+		r->prev_links_out = false;
+	return ret;
 }
 
 static int flush_sq(struct p2p_uring *r)
@@ -248,33 +340,180 @@ static int flush_sq(struct p2p_uring *r)
 	int ret;
 
 	pthread_mutex_lock(&r->sq_lock);
-	ret = io_uring_submit(&r->ring);
+	ret = submit_locked(r);
 	pthread_mutex_unlock(&r->sq_lock);
 	return ret;
 }
 
-/* Wait until every request on @slot completed.  Callers may hold resv. */
+/*
+ * Submit until the SQ is empty.  The kernel stops a submission at the
+ * first SQE it cannot even set up (io_submit_sqes() without
+ * IORING_SETUP_SUBMIT_ALL): that one completes with its error, the SQEs
+ * after it stay in the SQ for the next submission.
+ */
+static void flush_sq_all(struct p2p_uring *r)
+{
+	unsigned int fails = 0;
+
+	pthread_mutex_lock(&r->sq_lock);
+	while (io_uring_sq_ready(&r->ring)) {
+		int ret = submit_locked(r);
+
+		if (ret > 0) {
+			fails = 0;
+			continue;
+		}
+		/* Nothing taken: transient (EAGAIN, EINTR, EBUSY) or lasting. */
+		if (++fails == 1000) {
+			pr_err("io_uring: %u SQEs cannot be submitted (%d)",
+			       io_uring_sq_ready(&r->ring), ret);
+			break;
+		}
+		sched_yield();
+	}
+	pthread_mutex_unlock(&r->sq_lock);
+}
+
+/* IORING_REGISTER_SYNC_CANCEL: @flags, matching @user_data unless ANY. */
+static void cancel_sync(struct p2p_uring *r, uint64_t user_data, uint32_t flags)
+{
+	struct io_uring_sync_cancel_reg reg = {
+		.addr = user_data,
+		.fd = -1,
+		.flags = flags,
+		.timeout = { .tv_sec = 0, .tv_nsec = CANCEL_TIMEOUT_NS },
+	};
+
+	/* -ENOENT (gone already) and -ETIME (still running) are fine: we look again. */
+	io_uring_register_sync_cancel(&r->ring, &reg);
+}
+
+static void track_unpin(struct track *t)
+{
+	if (!--t->pins && t->dead)
+		free(t);
+}
+
+/*
+ * Cancel the requests @s's requests wait behind, which may never complete
+ * by themselves (a POLL_ADD, a read from an empty pipe):
+ * - the members ahead of it in its link chain (IOSQE_IO_LINK /
+ *   IOSQE_IO_HARDLINK): the kernel issues a linked request only when the
+ *   one before it completed, and an ASYNC_CANCEL finds only the issued one;
+ * - if it is drained (IOSQE_IO_DRAIN), or queued after a drained request
+ *   still pending (the kernel defers everything behind a deferred drain),
+ *   every pending request queued before it;
+ * - with @late, the same for every request of the slot if the ring ever
+ *   used IOSQE_IO_DRAIN: since Linux 6.16 a drain leaves the ring in a
+ *   mode where a new request may wait for every request in flight (it
+ *   ends only when a request finds nothing pending), which the library
+ *   cannot see.  The drain gives such requests DRAIN_GRACE_NS first.
+ * Only pass-through requests are cancelled: a DMABUF request (of any slot)
+ * is a read or write of a regular file or block device, which completes
+ * once issued.  A request that is not issued yet (itself linked or
+ * deferred) is not found; the drain calls again, and finds it once what
+ * was ahead of it completed.
+ */
+static void cancel_blockers(struct p2p_uring *r, struct uslot *s, bool late)
+{
+	struct track **v = NULL;
+	size_t n = 0, max = 0;
+	struct track *t, *upto = NULL;
+	bool drain_seen;
+
+	pthread_mutex_lock(&r->sq_lock);
+	drain_seen = late && r->drain_used;
+	for (t = r->live.next; t != &r->live; t = t->next) {
+		drain_seen |= t->drain;
+		if (t->slot != s)
+			continue;
+		if (drain_seen)
+			upto = t;
+		for (struct track *c = t; c->linked_in && c->prev != &r->live &&
+					  c->prev->seq + 1 == c->seq;) {
+			c = c->prev;
+			if (!c->slot)
+				c->mark = true;
+		}
+	}
+	for (t = r->live.next; t != &r->live; t = t->next) {
+		if (t == upto)
+			upto = NULL;
+		if (upto && !t->slot)
+			t->mark = true;
+		if (!t->mark)
+			continue;
+		t->mark = false;
+		if (n == max) {
+			size_t m = max ? 2 * max : 16;
+			struct track **w = realloc(v, m * sizeof(*w));
+
+			if (!w)
+				continue; /* try again at the next round */
+			v = w;
+			max = m;
+		}
+		t->pins++;
+		v[n++] = t;
+	}
+	pthread_mutex_unlock(&r->sq_lock);
+	if (!n)
+		return;
+	for (size_t i = 0; i < n; i++)
+		cancel_sync(r, (uintptr_t)v[i], IORING_ASYNC_CANCEL_ALL);
+	pthread_mutex_lock(&r->sq_lock);
+	for (size_t i = 0; i < n; i++)
+		track_unpin(v[i]);
+	pthread_mutex_unlock(&r->sq_lock);
+	free(v);
+}
+
+static unsigned int slot_inflight(struct uslot *s)
+{
+	unsigned int inflight;
+
+	pthread_mutex_lock(&s->lock);
+	inflight = s->inflight;
+	pthread_mutex_unlock(&s->lock);
+	return inflight;
+}
+
+/*
+ * Wait until every request on @s completed.  Callers may hold resv.
+ *
+ * Submit what the SQ holds, then, until nothing is in flight on the slot:
+ * cancel what its requests wait behind, and reap, or, if another thread
+ * holds cq_lock (it reaps for us, maybe blocked in a CQ wait until our
+ * cancellations complete something), wait for the slot to go idle.  Each
+ * round is bounded, so a request issued only after the previous round's
+ * cancellations (behind a hard link, or a drain) is cancelled in the next.
+ */
 static void slot_drain(struct uslot *s)
 {
 	struct p2p_uring *r = s->ring;
+	struct timespec start, until;
 
-	flush_sq(r);
-	for (;;) {
-		unsigned int inflight;
-
-		pthread_mutex_lock(&s->lock);
-		inflight = s->inflight;
-		pthread_mutex_unlock(&s->lock);
-		if (!inflight)
-			return;
-		pthread_mutex_lock(&r->cq_lock);
-		/* Someone else may have reaped ours meanwhile: only block if still needed. */
-		pthread_mutex_lock(&s->lock);
-		inflight = s->inflight;
-		pthread_mutex_unlock(&s->lock);
-		if (inflight)
-			reap(r, true);
-		pthread_mutex_unlock(&r->cq_lock);
+	flush_sq_all(r);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (slot_inflight(s)) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		cancel_blockers(r, s, (until.tv_sec - start.tv_sec) * 1000000000L +
+				       until.tv_nsec - start.tv_nsec >= DRAIN_GRACE_NS);
+		if (!pthread_mutex_trylock(&r->cq_lock)) {
+			if (slot_inflight(s))
+				reap_timeout(r, DRAIN_TICK_NS);
+			pthread_mutex_unlock(&r->cq_lock);
+		} else {
+			until.tv_nsec += DRAIN_TICK_NS;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_mutex_lock(&s->lock);
+			if (s->inflight)
+				pthread_cond_timedwait(&s->idle, &s->lock, &until);
+			pthread_mutex_unlock(&s->lock);
+		}
 	}
 }
 
@@ -633,6 +872,7 @@ static int queue_one(struct p2p_uring *r, uint64_t user_data, int32_t res,
 		io_uring_prep_nop(sqe);
 	}
 	io_uring_sqe_set_data(sqe, t);
+	track_enlist(r, t, sqe->flags, sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
 	pthread_mutex_unlock(&r->sq_lock);
 	return 0;
 }
@@ -761,6 +1001,7 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 		io_uring_sqe_set_data(sqe, t);
 		done += to - from;
 	}
+	track_enlist(r, t, in->flags, false);
 	pthread_mutex_unlock(&r->sq_lock);
 	return 0;
 }
@@ -846,6 +1087,7 @@ P2P_API bool p2p_uring_slot_mapped(struct p2p_uring *r, unsigned int slot)
 
 P2P_API int p2p_uring_create(unsigned int entries, unsigned int nr_slots, struct p2p_uring **out)
 {
+	pthread_condattr_t ca;
 	struct p2p_uring *r;
 	int ret;
 
@@ -871,15 +1113,20 @@ P2P_API int p2p_uring_create(unsigned int entries, unsigned int nr_slots, struct
 	pthread_mutex_init(&r->sq_lock, NULL);
 	pthread_mutex_init(&r->cq_lock, NULL);
 	pthread_mutex_init(&r->idx_lock, NULL);
+	r->live.next = r->live.prev = &r->live;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < nr_slots; i++) {
 		struct uslot *s = &r->slots[i];
 
 		pthread_mutex_init(&s->lock, NULL);
+		pthread_cond_init(&s->idle, &ca);
 		s->ring = r;
 		s->index = i;
 		s->real = -1;
 		s->target_fd = -1;
 	}
+	pthread_condattr_destroy(&ca);
 	*out = r;
 	return 0;
 
@@ -896,17 +1143,27 @@ P2P_API void p2p_uring_destroy(struct p2p_uring *r)
 {
 	if (!r)
 		return;
+	/*
+	 * Every request still in flight (pass-through ones too): submit what
+	 * is queued, cancel everything, and reap until the last completion.
+	 * A request issued only once what was ahead of it completed (linked,
+	 * drained) is cancelled at a later round.
+	 */
+	flush_sq_all(r);
+	pthread_mutex_lock(&r->cq_lock);
+	while (atomic_load(&r->tracks)) {
+		cancel_sync(r, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+		if (reap_timeout(r, DRAIN_TICK_NS) < 0)
+			break;
+	}
+	pthread_mutex_unlock(&r->cq_lock);
 	for (unsigned int i = 0; i < r->nr_slots; i++)
 		slot_clear(&r->slots[i]);
-	/* Every request still in flight (pass-through ones too): let it finish. */
-	flush_sq(r);
-	pthread_mutex_lock(&r->cq_lock);
-	while (atomic_load(&r->tracks) && reap(r, true) >= 0)
-		;
-	pthread_mutex_unlock(&r->cq_lock);
 	io_uring_queue_exit(&r->ring);
-	for (unsigned int i = 0; i < r->nr_slots; i++)
+	for (unsigned int i = 0; i < r->nr_slots; i++) {
 		pthread_mutex_destroy(&r->slots[i].lock);
+		pthread_cond_destroy(&r->slots[i].idle);
+	}
 	pthread_mutex_destroy(&r->sq_lock);
 	pthread_mutex_destroy(&r->cq_lock);
 	pthread_mutex_destroy(&r->idx_lock);
