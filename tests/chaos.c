@@ -1106,8 +1106,19 @@ static void uring_blocked(struct uring_worker *uw, unsigned int g, bool link)
 			return;
 		}
 		got++;
-		if (cqe.user_data == 100 && cqe.res != 1)
+		/*
+		 * A revoke cancels what a slot read waits behind (p2p_uring_create(3)):
+		 * then the byte stays in the pipe; take it out.
+		 */
+		if (cqe.user_data == 100 && cqe.res == -ECANCELED) {
+			char b;
+
+			count(OP_URING_CANCELED);
+			if (read(uw->pipe[0], &b, 1) != 1)
+				fail(uw->ts.name, "pipe drain: %s", strerror(errno));
+		} else if (cqe.user_data == 100 && cqe.res != 1) {
 			fail(uw->ts.name, "pipe read: %d", cqe.res);
+		}
 		if (cqe.user_data != 101)
 			continue;
 		/* Ran (whole), or stopped by the revoke: never partial. */
