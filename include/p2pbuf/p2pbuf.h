@@ -10,6 +10,7 @@
 #define P2PBUF_P2PBUF_H
 
 #include <p2pbuf/common.h>
+#include <p2pbuf/file.h>
 #include <p2pbuf/uapi.h>
 #include <p2pbuf/dmabuf.h>
 #include <p2pbuf/vfio.h>

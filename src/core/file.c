@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The file layer (include/p2pbuf/file.h): struct p2p_file, its fds, and one
+ * dispatch entry per file operation.
+ *
+ * A file owns a token: a sealed, empty memfd named "<kind>:<name>", whose
+ * inode identifies the file.  Fds handed out are dups of the token, so any
+ * fd on that inode resolves to the file (the inode table), and the fds the
+ * library hands out, duplicates or adopts are also known by number (the fd
+ * table), each holding one reference.
+ *
+ * The fd table is two-level (FD_CHUNK entries per chunk, allocated on first
+ * use and never freed), so p2p_fd_is_file() is lock-free: two loads.  An
+ * entry records the inode too, so an fd the program closed behind the
+ * library's back and that now names another file is not taken for ours.
+ *
+ * Locking: tab_lock (rw) protects the inode table and writes to the fd
+ * table; it is a leaf lock (docs/locking.md).  file->pos_lock serialises
+ * read(2)/write(2) at the file position.  ops->release is called with no
+ * library lock held.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <p2pbuf/file.h>
+
+#include "core.h"
+
+#define NBUCKETS 1024
+#define FD_CHUNK 1024u
+#define FD_CHUNKS 1024u /* fds up to FD_CHUNK * FD_CHUNKS */
+
+struct p2p_file {
+	struct kref ref;
+	const struct p2p_file_ops *ops;
+	void *priv;
+	int flags;
+	int token_fd;
+	dev_t dev;
+	ino_t ino;
+	struct p2p_file *hnext; /* inode table, under tab_lock */
+	pthread_mutex_t pos_lock;
+	uint64_t pos;
+};
+
+struct fd_slot {
+	_Atomic(struct p2p_file *) file;
+	ino_t ino;
+};
+
+static pthread_rwlock_t tab_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct p2p_file *buckets[NBUCKETS];
+static _Atomic(struct fd_slot *) fd_chunks[FD_CHUNKS];
+
+static unsigned int hash(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev;
+
+	return (unsigned int)(h >> 54) % NBUCKETS;
+}
+
+/* The slot for @fd, allocating its chunk if @create; NULL if out of range or memory. */
+static struct fd_slot *fd_slot(int fd, bool create)
+{
+	unsigned int c = (unsigned int)fd / FD_CHUNK;
+	struct fd_slot *chunk, *fresh = NULL;
+
+	if (fd < 0 || c >= FD_CHUNKS)
+		return NULL;
+	chunk = atomic_load_explicit(&fd_chunks[c], memory_order_acquire);
+	if (chunk || !create)
+		return chunk ? &chunk[(unsigned int)fd % FD_CHUNK] : NULL;
+	fresh = calloc(FD_CHUNK, sizeof(*fresh));
+	if (!fresh)
+		return NULL;
+	if (!atomic_compare_exchange_strong(&fd_chunks[c], &chunk, fresh))
+		free(fresh); /* another thread won; chunk holds its pointer */
+	else
+		chunk = fresh;
+	return &chunk[(unsigned int)fd % FD_CHUNK];
+}
+
+P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const char *name,
+			    int flags, struct p2p_file **out)
+{
+	struct p2p_file *f;
+	char tname[96];
+	struct stat st;
+	unsigned int h;
+	int ret;
+
+	if (!ops || !ops->release || !ops->name)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	kref_init(&f->ref);
+	f->ops = ops;
+	f->priv = priv;
+	f->flags = flags & ~O_CLOEXEC;
+	pthread_mutex_init(&f->pos_lock, NULL);
+	snprintf(tname, sizeof(tname), "%s:%s", ops->name, name ? name : "");
+	f->token_fd = token_fd_create(tname);
+	if (f->token_fd < 0) {
+		ret = f->token_fd;
+		goto err_free;
+	}
+	if (fstat(f->token_fd, &st) < 0) {
+		ret = -errno;
+		goto err_close;
+	}
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	h = hash(f->dev, f->ino);
+	pthread_rwlock_wrlock(&tab_lock);
+	f->hnext = buckets[h];
+	buckets[h] = f;
+	pthread_rwlock_unlock(&tab_lock);
+	*out = f;
+	return 0;
+
+err_close:
+	close(f->token_fd);
+err_free:
+	pthread_mutex_destroy(&f->pos_lock);
+	free(f);
+	return ret;
+}
+
+P2P_API struct p2p_file *p2p_file_get(struct p2p_file *file)
+{
+	kref_get(&file->ref);
+	return file;
+}
+
+/* Take a reference unless the file is on its way out (its release runs). */
+static bool file_tryget(struct p2p_file *f)
+{
+	return kref_get_unless_zero(&f->ref);
+}
+
+P2P_API void p2p_file_put(struct p2p_file *file)
+{
+	if (!file || !kref_put(&file->ref))
+		return;
+	pthread_rwlock_wrlock(&tab_lock);
+	for (struct p2p_file **pp = &buckets[hash(file->dev, file->ino)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == file) {
+			*pp = file->hnext;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&tab_lock);
+	file->ops->release(file);
+	close(file->token_fd);
+	pthread_mutex_destroy(&file->pos_lock);
+	free(file);
+}
+
+P2P_API void *p2p_file_priv(const struct p2p_file *file)
+{
+	return file->priv;
+}
+
+P2P_API const struct p2p_file_ops *p2p_file_ops(const struct p2p_file *file)
+{
+	return file->ops;
+}
+
+P2P_API int p2p_file_flags(const struct p2p_file *file)
+{
+	return file->flags;
+}
+
+/* Record @fd as holding the caller's reference on @f; false if the table can't hold it. */
+static bool fd_table_set(int fd, struct p2p_file *f)
+{
+	struct fd_slot *s = fd_slot(fd, true);
+
+	if (!s)
+		return false;
+	pthread_rwlock_wrlock(&tab_lock);
+	s->ino = f->ino;
+	atomic_store_explicit(&s->file, f, memory_order_release);
+	pthread_rwlock_unlock(&tab_lock);
+	return true;
+}
+
+/* Forget @fd; returns the file whose reference it held, or NULL. */
+static struct p2p_file *fd_table_take(int fd)
+{
+	struct fd_slot *s = fd_slot(fd, false);
+	struct p2p_file *f;
+
+	if (!s)
+		return NULL;
+	pthread_rwlock_wrlock(&tab_lock);
+	f = atomic_exchange(&s->file, NULL);
+	pthread_rwlock_unlock(&tab_lock);
+	return f;
+}
+
+/* dup @f's token (or @src) to a new fd >= @minfd holding a new reference. */
+static int install_from(struct p2p_file *f, int src, int minfd, int flags)
+{
+	int fd = fcntl(src, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
+
+	if (fd < 0)
+		return -errno;
+	p2p_file_get(f);
+	if (!fd_table_set(fd, f)) {
+		close(fd);
+		p2p_file_put(f);
+		return -ENOMEM;
+	}
+	return fd;
+}
+
+P2P_API int p2p_file_install(struct p2p_file *file, int flags)
+{
+	return install_from(file, file->token_fd, 0, flags);
+}
+
+static struct p2p_file *find_locked(dev_t dev, ino_t ino)
+{
+	for (struct p2p_file *f = buckets[hash(dev, ino)]; f; f = f->hnext)
+		if (f->dev == dev && f->ino == ino)
+			return f;
+	return NULL;
+}
+
+/* The file of an open fd by inode, with a reference; NULL if it is none of ours. */
+static struct p2p_file *file_by_inode(int fd, int *err)
+{
+	struct p2p_file *f;
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		*err = -EBADF;
+		return NULL;
+	}
+	pthread_rwlock_rdlock(&tab_lock);
+	f = find_locked(st.st_dev, st.st_ino);
+	if (f && !file_tryget(f))
+		f = NULL;
+	pthread_rwlock_unlock(&tab_lock);
+	*err = f ? 0 : -EINVAL;
+	return f;
+}
+
+P2P_API int p2p_file_from_fd(int fd, const struct p2p_file_ops *ops, struct p2p_file **out)
+{
+	int err;
+	struct p2p_file *f = file_by_inode(fd, &err);
+
+	if (!f)
+		return err;
+	if (ops && f->ops != ops) {
+		p2p_file_put(f);
+		return -EINVAL;
+	}
+	*out = f;
+	return 0;
+}
+
+P2P_API bool p2p_fd_is_file(int fd)
+{
+	struct fd_slot *s = fd_slot(fd, false);
+
+	return s && atomic_load_explicit(&s->file, memory_order_acquire);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Dispatch                                                                */
+
+P2P_API long p2p_fd_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	struct p2p_file *f;
+	long ret = p2p_file_from_fd(fd, NULL, &f);
+
+	if (ret)
+		return ret;
+	ret = f->ops->ioctl ? f->ops->ioctl(f, cmd, arg) : -ENOTTY;
+	p2p_file_put(f);
+	return ret;
+}
+
+P2P_API int p2p_fd_mmap(int fd, void *addr, size_t length, int prot, int flags, uint64_t offset,
+			void **out)
+{
+	struct p2p_file *f;
+	int ret = p2p_file_from_fd(fd, NULL, &f), acc;
+
+	if (ret)
+		return ret;
+	acc = f->flags & O_ACCMODE;
+	/* do_mmap(): every mapping needs read access; a shared writable one write access. */
+	if (acc == O_WRONLY || ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) &&
+				acc != O_RDWR))
+		ret = -EACCES;
+	else
+		ret = f->ops->mmap ? f->ops->mmap(f, addr, length, prot, flags, offset, out)
+				   : -ENODEV;
+	p2p_file_put(f);
+	return ret;
+}
+
+static ssize_t do_rw(int fd, void *buf, size_t count, uint64_t off, bool write, bool at_pos)
+{
+	struct p2p_file *f;
+	ssize_t ret = p2p_file_from_fd(fd, NULL, &f);
+	int acc;
+
+	if (ret)
+		return ret;
+	acc = f->flags & O_ACCMODE;
+	if (write ? acc == O_RDONLY : acc == O_WRONLY) {
+		ret = -EBADF;
+		goto out;
+	}
+	if (write ? !f->ops->write : !f->ops->read) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (at_pos) {
+		pthread_mutex_lock(&f->pos_lock);
+		off = f->pos;
+	}
+	ret = write ? f->ops->write(f, buf, count, off) : f->ops->read(f, buf, count, off);
+	if (at_pos) {
+		if (ret > 0)
+			f->pos += (uint64_t)ret;
+		pthread_mutex_unlock(&f->pos_lock);
+	}
+out:
+	p2p_file_put(f);
+	return ret;
+}
+
+P2P_API ssize_t p2p_fd_pread(int fd, void *buf, size_t count, uint64_t off)
+{
+	return do_rw(fd, buf, count, off, false, false);
+}
+
+P2P_API ssize_t p2p_fd_pwrite(int fd, const void *buf, size_t count, uint64_t off)
+{
+	return do_rw(fd, (void *)buf, count, off, true, false);
+}
+
+P2P_API ssize_t p2p_fd_read(int fd, void *buf, size_t count)
+{
+	return do_rw(fd, buf, count, 0, false, true);
+}
+
+P2P_API ssize_t p2p_fd_write(int fd, const void *buf, size_t count)
+{
+	return do_rw(fd, (void *)buf, count, 0, true, true);
+}
+
+P2P_API unsigned int p2p_fd_poll(int fd, unsigned int events)
+{
+	struct p2p_file *f;
+	unsigned int ret;
+
+	if (p2p_file_from_fd(fd, NULL, &f))
+		return POLLNVAL;
+	ret = f->ops->poll ? f->ops->poll(f, events) : (events & (POLLIN | POLLOUT));
+	p2p_file_put(f);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Fd lifetimes                                                            */
+
+/*
+ * p2p_close() and p2p_dup() move here from fdtable.c when the objects with
+ * fds become files (the fd table of fdtable.c goes then).
+ */
+#if 0
+P2P_API int p2p_close(int fd)
+{
+	struct p2p_file *f;
+	struct stat st;
+	bool token = false;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -EBADF;
+	pthread_rwlock_rdlock(&tab_lock);
+	f = find_locked(st.st_dev, st.st_ino);
+	token = f && f->token_fd == fd;
+	pthread_rwlock_unlock(&tab_lock);
+	if (token)
+		return -EBADF; /* the library's own fd for the file: not the caller's to close */
+	f = fd_table_take(fd);
+	close(fd);
+	if (f)
+		p2p_file_put(f);
+	return 0;
+}
+
+#endif
+
+/* The file @fd stands for, with a reference, or NULL for a plain fd (or -EBADF in *@err). */
+static struct p2p_file *file_of(int fd, int *err)
+{
+	struct p2p_file *f = file_by_inode(fd, err);
+
+	if (*err == -EINVAL)
+		*err = 0; /* open, not ours */
+	return f;
+}
+
+P2P_API int p2p_fd_dupfd(int fd, int minfd, int flags)
+{
+	int err, ret;
+	struct p2p_file *f = file_of(fd, &err);
+
+	if (err)
+		return err;
+	if (!f) {
+		ret = fcntl(fd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
+		return ret < 0 ? -errno : ret;
+	}
+	ret = install_from(f, fd, minfd, flags);
+	p2p_file_put(f);
+	return ret;
+}
+
+P2P_API int p2p_fd_dup(int fd)
+{
+	return p2p_fd_dupfd(fd, 0, 0);
+}
+
+#if 0
+P2P_API int p2p_dup(int fd)
+{
+	return p2p_fd_dupfd(fd, 0, O_CLOEXEC);
+}
+
+#endif
+
+P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
+{
+	int err, ret;
+	struct p2p_file *f, *old;
+
+	if (flags & ~O_CLOEXEC)
+		return -EINVAL;
+	f = file_of(oldfd, &err);
+	if (err)
+		return err;
+	if (oldfd == newfd) {
+		if (f)
+			p2p_file_put(f);
+		return -EINVAL; /* dup3(2); dup2(2) callers check equality themselves */
+	}
+	if (f)
+		p2p_file_get(f); /* the new fd's reference */
+	ret = dup3(oldfd, newfd, flags);
+	if (ret < 0) {
+		ret = -errno;
+		if (f) {
+			p2p_file_put(f);
+			p2p_file_put(f);
+		}
+		return ret;
+	}
+	old = fd_table_take(newfd); /* what newfd was before dup3 closed it */
+	if (f && !fd_table_set(newfd, f)) {
+		close(newfd);
+		p2p_file_put(f);
+		ret = -ENOMEM;
+	}
+	if (f)
+		p2p_file_put(f);
+	if (old)
+		p2p_file_put(old);
+	return ret;
+}
+
+P2P_API int p2p_fd_adopt(int fd)
+{
+	int err;
+	struct p2p_file *f = file_by_inode(fd, &err);
+	struct p2p_file *old;
+
+	if (!f)
+		return err;
+	old = fd_table_take(fd);
+	if (!fd_table_set(fd, f)) { /* f's reference moves to the fd */
+		p2p_file_put(f);
+		err = -ENOMEM;
+	}
+	if (old)
+		p2p_file_put(old); /* a stale entry for a number the kernel reused */
+	return err;
+}
