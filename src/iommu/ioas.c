@@ -375,7 +375,7 @@ static bool range_busy(const struct p2p_ioas *ioas, uint64_t iova, uint64_t last
 
 	if (!i)
 		return false;
-	return ioas->areas[i - 1]->iova + ioas->areas[i - 1]->length - 1 >= iova;
+	return ioas->areas[i - 1]->iova + (ioas->areas[i - 1]->length - 1) >= iova;
 }
 
 /*
@@ -832,7 +832,8 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 	/* Only shmem files (memfds) can be mapped, as the kernel's checks. */
 	if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) < 0)
 		return -EINVAL;
-	if (start + length > (uint64_t)st.st_size)
+	/* start + length - 1 does not wrap (checked); start + length may. */
+	if (start + (length - 1) >= (uint64_t)st.st_size)
 		return -EINVAL;
 	m = mmap(NULL, plen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)pstart);
 	if (m == MAP_FAILED) {
@@ -931,12 +932,13 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 	}
 	pthread_rwlock_wrlock(&ioas->lock);
 	first = find_upper(ioas, iova);
-	if (first && ioas->areas[first - 1]->iova + ioas->areas[first - 1]->length > iova)
+	/* An area's last byte, never its end: an area may end at IOVA 2^64 - 1. */
+	if (first && ioas->areas[first - 1]->iova + (ioas->areas[first - 1]->length - 1) >= iova)
 		first--;
 	for (size_t i = first; i < ioas->nr && ioas->areas[i]->iova <= last; i++) {
 		struct ioas_area *a = ioas->areas[i];
 
-		if (a->iova < iova || a->iova + a->length - 1 > last) {
+		if (a->iova < iova || a->iova + (a->length - 1) > last) {
 			/* Splitting an area: never for a dma-buf one (2.4). */
 			ret = a->pages->kind == PAGES_DMABUF ? -EOPNOTSUPP : -ENOENT;
 			break;
@@ -976,27 +978,31 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 			  uint64_t length, uint64_t *dst_iova, uint32_t flags)
 {
 	struct { struct ioas_pages *p; uint64_t off, len; } *parts = NULL;
-	uint64_t pos = src_iova, end, iova;
+	uint64_t pos = src_iova, last, iova;
 	size_t n = 0, max = 0;
+	bool more = true;
 	int ret = check_map_args(flags, *dst_iova, length, false);
 
 	if (ret)
 		return ret;
 	if (!length)
 		return -EINVAL;
-	if (__builtin_add_overflow(src_iova, length, &end))
+	/* Last bytes, not ends: the source may end at IOVA 2^64 - 1 (iopt_get_pages). */
+	if (__builtin_add_overflow(src_iova, length - 1, &last))
 		return -EOVERFLOW;
 	/* Collect the pages behind the source range; holes are -ENOENT. */
 	pthread_rwlock_rdlock(&src->lock);
-	while (!ret && pos < end) {
+	while (!ret && more) {
 		struct ioas_area *a = find_area(src, pos);
-		uint64_t take;
+		uint64_t take, take_last;
 
 		if (!a) {
 			ret = -ENOENT;
 			break;
 		}
-		take = MIN(end, a->iova + a->length) - pos;
+		take_last = MIN(last, a->iova + (a->length - 1));
+		take = take_last - pos + 1;
+		more = take_last != last;
 		if (n == max) {
 			void *np = realloc(parts, (max = max ? max * 2 : 8) * sizeof(*parts));
 
@@ -1011,7 +1017,7 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 		parts[n].off = a->pages_off + (pos - a->iova);
 		parts[n].len = take;
 		n++;
-		pos += take;
+		pos = take_last + 1; /* wraps to 0 only when !more */
 	}
 	pthread_rwlock_unlock(&src->lock);
 
@@ -1063,7 +1069,7 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 		ret = -EPERM;
 	} else if (a->user) {
 		seg->host = a->direct + (iova - a->iova);
-		seg->len = MIN(a->iova + a->length - iova, len);
+		seg->len = MIN(a->length - (iova - a->iova), len);
 		seg->priv = NULL;
 	} else {
 		p = a->pages;
@@ -1075,11 +1081,11 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 		} else {
 			if (a->direct) {
 				host = a->direct + (iova - a->iova);
-				avail = a->iova + a->length - iova;
+				avail = a->length - (iova - a->iova);
 			} else {
 				off = a->pages_off + (iova - a->iova);
 				host = pages_host(p, off, &avail);
-				avail = MIN(avail, a->iova + a->length - iova);
+				avail = MIN(avail, a->length - (iova - a->iova));
 			}
 			seg->host = host;
 			seg->len = MIN(avail, len);
@@ -1101,7 +1107,13 @@ P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data,
 			       bool write)
 {
 	uint8_t *d = data;
+	uint64_t last;
 
+	/* iommufd_access_rw(): an empty or wrapping range is refused. */
+	if (!len)
+		return -EINVAL;
+	if (__builtin_add_overflow(iova, len - 1, &last))
+		return -EOVERFLOW;
 	while (len) {
 		struct p2p_dma_seg seg;
 		struct ioas_area *a;
@@ -1355,7 +1367,7 @@ static int ioas_allow(struct p2p_ioas *ioas, const struct iommu_ioas_allow_iovas
 		ioas->nr_allowed = cmd->num_iovas;
 		for (size_t i = 0; r && i < ioas->nr; i++)
 			if (!range_allowed(ioas, ioas->areas[i]->iova,
-					   ioas->areas[i]->iova + ioas->areas[i]->length - 1))
+					   ioas->areas[i]->iova + (ioas->areas[i]->length - 1)))
 				ret = -EADDRINUSE;
 		if (ret) {
 			ioas->allowed = old;
@@ -1429,6 +1441,8 @@ P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long req, void 
 		ret = CMD_IN(arg, cmd, out_iova_alignment);
 		if (ret)
 			return ret;
+		if (cmd.__reserved)
+			return -EOPNOTSUPP; /* iommufd_ioas_iova_ranges(), before the ID */
 		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
 			return ret;
 		ret = ioas_ranges(ioas, &cmd);
