@@ -21,6 +21,11 @@
  * `revoked` then reads the count, and if DMA is in flight publishes a fence on the
  * dma-buf that the last p2p_ioas_dma_end() signals.  So once a revoke
  * returns, no DMA into the revoked memory is running or can start.
+ * Unmap meets translation on the area: every DMA also counts on its area
+ * (taken under ioas->lock read), and an unmap, once it has taken its areas
+ * out under ioas->lock write, waits for their counts to drain with no lock
+ * held (area_drain()), so once it returns no DMA through them is running
+ * and none can start.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -89,15 +94,28 @@ struct ioas_area {
 	 * than the area (and the pages' count line).  NULL: walk the segments.
 	 */
 	uint8_t *direct;
-	/* Process memory is the caller's: DMA takes no reference on it. */
-	bool user;
+	/* A dma-buf area: DMA also counts on the pages (revoke fence). */
+	bool revocable;
+	/*
+	 * DMA in flight through this area (p2p_ioas_dma_begin() to
+	 * p2p_ioas_dma_end()), plus AREA_DYING once an unmap has taken the
+	 * area out of the IOAS: the unmap waits for the count to drain
+	 * before it returns (area_drain()).
+	 */
+	atomic_uint inflight;
+	struct p2p_ioas *ioas;
 };
+
+#define AREA_DYING (1u << 31)
 
 struct p2p_ioas {
 	struct kref ref;
 	struct p2p_iommufd *ctx;
 	uint32_t id;
 	pthread_rwlock_t lock;
+	/* An unmap waiting for DMA through the areas it removed (area_drain()). */
+	pthread_mutex_t drain_lock;
+	pthread_cond_t drain_cond;
 	struct ioas_area **areas; /* sorted by iova */
 	uint64_t *starts;	  /* areas[i]->iova, dense for the search */
 	size_t nr, max;
@@ -710,7 +728,9 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		a->pages_off = pages_off;
 		a->prot = flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
 		a->pages = pages;
-		a->user = pages->kind == PAGES_USER;
+		a->revocable = pages->kind == PAGES_DMABUF;
+		a->ioas = ioas;
+		atomic_init(&a->inflight, 0);
 		if (pages->kind != PAGES_DMABUF)
 			a->direct = pages->host + pages_off;
 		else if (pages->nsegs == 1)
@@ -915,6 +935,46 @@ P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, u
 	return ret;
 }
 
+/*
+ * DMA through @a is over.  While no unmap waits, a plain decrement; once
+ * the area is dying, the decrement happens under the IOAS's drain lock,
+ * which the unmapper holds while it checks the count, so its wakeup is
+ * never lost and it cannot free the area (or the IOAS) before we are done.
+ */
+static void area_dma_done(struct ioas_area *a)
+{
+	unsigned int c = atomic_load(&a->inflight);
+	struct p2p_ioas *ioas;
+
+	while (!(c & AREA_DYING))
+		if (atomic_compare_exchange_weak(&a->inflight, &c, c - 1))
+			return;
+	ioas = a->ioas; /* our count keeps a (and the waiting unmapper) alive */
+	pthread_mutex_lock(&ioas->drain_lock);
+	if (atomic_fetch_sub(&a->inflight, 1) == (AREA_DYING | 1))
+		pthread_cond_broadcast(&ioas->drain_cond);
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
+/*
+ * Wait until no DMA runs through the @n areas an unmap took out of @ioas.
+ * None can start (they are no longer in the IO page table, so a new
+ * translation faults with -ENOENT); those already translated end on their
+ * own: a device never waits for a lock while holding a segment, and no
+ * lock is held here.  So once IOAS_UNMAP returns, nothing the device was
+ * doing lands in the memory the program took back.
+ */
+static void area_drain(struct p2p_ioas *ioas, struct ioas_area **gone, size_t n)
+{
+	pthread_mutex_lock(&ioas->drain_lock);
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_or(&gone[i]->inflight, AREA_DYING);
+	for (size_t i = 0; i < n; i++)
+		while (atomic_load(&gone[i]->inflight) != AREA_DYING)
+			pthread_cond_wait(&ioas->drain_cond, &ioas->drain_lock);
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
 P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
 			   uint64_t *unmapped)
 {
@@ -963,6 +1023,8 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 			pt_remove_area(ioas, gone[i]);
 	}
 	pthread_rwlock_unlock(&ioas->lock);
+	if (gone)
+		area_drain(ioas, gone, n);
 	for (size_t i = 0; i < n && gone; i++) {
 		total += gone[i]->length;
 		pages_put(gone[i]->pages);
@@ -1067,16 +1129,24 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 	} else if (((access & P2P_DMA_WRITE) && !(a->prot & IOMMU_IOAS_MAP_WRITEABLE)) ||
 		   ((access & P2P_DMA_READ) && !(a->prot & IOMMU_IOAS_MAP_READABLE))) {
 		ret = -EPERM;
-	} else if (a->user) {
+	} else if (!a->revocable) {
+		/* Counted on the area only: an unmap waits for it (area_drain()). */
+		atomic_fetch_add(&a->inflight, 1);
 		seg->host = a->direct + (iova - a->iova);
 		seg->len = MIN(a->length - (iova - a->iova), len);
-		seg->priv = NULL;
+		seg->priv = a;
 	} else {
 		p = a->pages;
-		/* The area's reference keeps p alive while we hold the lock. */
+		/*
+		 * On the area (unmap waits) and on the pages (revoke waits).  The
+		 * area's reference keeps p alive while we hold the lock, and the
+		 * area is not dying: it is still in the table.
+		 */
+		atomic_fetch_add(&a->inflight, 1);
 		atomic_fetch_add(&p->count, 1);
 		if (atomic_load(&p->revoked)) {
 			pages_dma_done(p);
+			atomic_fetch_sub(&a->inflight, 1);
 			ret = -ENODEV;
 		} else {
 			if (a->direct) {
@@ -1089,7 +1159,7 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 			}
 			seg->host = host;
 			seg->len = MIN(avail, len);
-			seg->priv = p;
+			seg->priv = a;
 		}
 	}
 	pthread_rwlock_unlock(&ioas->lock);
@@ -1098,9 +1168,15 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 
 P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg)
 {
-	if (seg->priv)
-		pages_dma_done(seg->priv);
+	struct ioas_area *a = seg->priv;
+
+	if (!a)
+		return;
 	seg->priv = NULL;
+	/* Pages first: the area (and its pages reference) lives until the last line. */
+	if (a->revocable)
+		pages_dma_done(a->pages);
+	area_dma_done(a);
 }
 
 P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
@@ -1190,6 +1266,8 @@ P2P_API void p2p_ioas_put(struct p2p_ioas *ioas)
 	free(ioas->allowed);
 	pt_free(ioas->pt_root, PT_LEVELS - 1);
 	pthread_rwlock_destroy(&ioas->lock);
+	pthread_mutex_destroy(&ioas->drain_lock);
+	pthread_cond_destroy(&ioas->drain_cond);
 	free(ioas);
 }
 
@@ -1253,6 +1331,8 @@ P2P_API int p2p_ioas_alloc(struct p2p_iommufd *ctx, uint32_t *id, struct p2p_ioa
 	}
 	kref_init(&ioas->ref);
 	pthread_rwlock_init(&ioas->lock, NULL);
+	pthread_mutex_init(&ioas->drain_lock, NULL);
+	pthread_cond_init(&ioas->drain_cond, NULL);
 	ioas->ctx = ctx;
 	pthread_mutex_lock(&ctx->lock);
 	for (slot = 0; slot < ctx->nr_objs && ctx->objs[slot]; slot++)
@@ -1394,13 +1474,23 @@ static int cmd_in(void *arg, void *cmd, size_t kernel_size, size_t min_size)
 	memset(cmd, 0, kernel_size);
 	if (copy_from_user(cmd, arg, MIN(size, kernel_size)))
 		return -EFAULT;
-	for (size_t i = kernel_size; i < size; i++) {
-		uint8_t b;
+	/*
+	 * The tail must be zero (copy_struct_from_user()).  size is the
+	 * caller's u32: read it a page at a time (a page is readable whole or
+	 * not at all, so the errno is the same as byte by byte), not a byte
+	 * per copy.
+	 */
+	for (size_t i = kernel_size; i < size;) {
+		uint8_t chunk[256];
+		uintptr_t at = (uintptr_t)arg + i;
+		size_t n = MIN(MIN(size - i, sizeof(chunk)), P2P_PAGE_SIZE - (at & P2P_PAGE_MASK));
 
-		if (copy_from_user(&b, (uint8_t *)arg + i, 1))
+		if (copy_from_user(chunk, (void *)at, n))
 			return -EFAULT;
-		if (b)
-			return -E2BIG;
+		for (size_t k = 0; k < n; k++)
+			if (chunk[k])
+				return -E2BIG;
+		i += n;
 	}
 	return 0;
 }
