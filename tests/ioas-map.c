@@ -1138,6 +1138,59 @@ static void test_top(void)
 	munmap(buf, 4 * PAGE);
 }
 
+/*
+ * A memfd mapped with IOAS_MAP_FILE (or process memory over one) and then
+ * shrunk with ftruncate(): the kernel keeps the pages pinned; p2pbuf cannot,
+ * but an emulated access to the vanished part is -EFAULT, never a SIGBUS
+ * that kills the program.  The program's own SIGBUS handler (the
+ * harness's) still gets the faults that are its own.
+ */
+static void test_truncated(void)
+{
+	struct p2p_ioas *ioas;
+	uint64_t fiova = 0, uiova = 0;
+	uint8_t d[64], *va;
+	uint32_t id;
+	int fd;
+
+	t_section("MAP_FILE memfd, then ftruncate");
+	id = t_ioas_new(ictx, &ioas);
+	fd = memfd_create("shrink", MFD_CLOEXEC);
+	CHECK(fd >= 0 && ftruncate(fd, 4 * PAGE) == 0);
+	va = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(va != MAP_FAILED);
+	memset(va, 0x6b, 4 * PAGE);
+	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, 4 * PAGE, &fiova, RW));
+	CHECK_OK(p2p_ioas_map(ioas, va, 4 * PAGE, &uiova, RW));
+	CHECK_OK(p2p_ioas_access_rw(ioas, fiova + 3 * PAGE, d, sizeof(d), false));
+	CHECK(d[0] == 0x6b);
+
+	CHECK(ftruncate(fd, PAGE) == 0);
+	/* The program's own access faults, and its handler gets it. */
+	CHECK(t_read_faults(va + 2 * PAGE));
+	/* Through the IOAS: -EFAULT for the vanished part, both ways, both areas. */
+	CHECK_ERR(p2p_ioas_access_rw(ioas, fiova + 2 * PAGE, d, sizeof(d), false), -EFAULT);
+	CHECK_ERR(p2p_ioas_access_rw(ioas, fiova + 3 * PAGE + 8, d, sizeof(d), true), -EFAULT);
+	CHECK_ERR(p2p_ioas_access_rw(ioas, uiova + 2 * PAGE, d, sizeof(d), false), -EFAULT);
+	CHECK_ERR(p2p_ioas_access_rw(ioas, uiova + PAGE, d, sizeof(d), true), -EFAULT);
+	/* Straddling: the first page is copied, then the fault. */
+	CHECK_ERR(p2p_ioas_access_rw(ioas, fiova + PAGE - 8, d, 16, false), -EFAULT);
+	/* What is left still works. */
+	memset(d, 0x3e, sizeof(d));
+	CHECK_OK(p2p_ioas_access_rw(ioas, fiova + 100, d, sizeof(d), true));
+	CHECK(va[100] == 0x3e && va[163] == 0x3e);
+	CHECK_OK(p2p_ioas_access_rw(ioas, uiova + 100, d, sizeof(d), false));
+	CHECK(d[0] == 0x3e);
+	/* Grown back: the pages are new (zero), and reachable again. */
+	CHECK(ftruncate(fd, 4 * PAGE) == 0);
+	CHECK_OK(p2p_ioas_access_rw(ioas, fiova + 3 * PAGE, d, sizeof(d), false));
+	CHECK(d[0] == 0);
+
+	t_ioas_del(ictx, id, ioas);
+	munmap(va, 4 * PAGE);
+	close(fd);
+}
+
 static void test_access(void)
 {
 	struct p2p_ioas *ioas;
@@ -1324,6 +1377,7 @@ int main(void)
 	test_copy();
 	test_top();
 	test_access();
+	test_truncated();
 	test_mmio();
 
 	p2p_iommufd_close(ictx);

@@ -96,6 +96,8 @@ struct ioas_area {
 	uint8_t *direct;
 	/* A dma-buf area: DMA also counts on the pages (revoke fence). */
 	bool revocable;
+	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
+	bool fragile;
 	/*
 	 * DMA in flight through this area (p2p_ioas_dma_begin() to
 	 * p2p_ioas_dma_end()), plus AREA_DYING once an unmap has taken the
@@ -729,6 +731,7 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		a->prot = flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
 		a->pages = pages;
 		a->revocable = pages->kind == PAGES_DMABUF;
+		a->fragile = !a->revocable;
 		a->ioas = ioas;
 		atomic_init(&a->inflight, 0);
 		if (pages->kind != PAGES_DMABUF)
@@ -799,6 +802,8 @@ static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *
 	ret = user_range_pin(va, length, flags);
 	if (ret)
 		return ret;
+	/* The program may truncate what backs this memory: devices copy guarded. */
+	dma_guard_init();
 	p = pages_new(PAGES_USER);
 	if (!p)
 		return -ENOMEM;
@@ -870,6 +875,8 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 		munmap(m, plen);
 		return -ENOMEM;
 	}
+	/* The program may ftruncate() the memfd: devices copy guarded (fault.c). */
+	dma_guard_init();
 	p->host = m;
 	p->map_base = m;
 	p->map_len = plen;
@@ -1166,6 +1173,13 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 	return ret;
 }
 
+bool ioas_seg_fragile(const struct p2p_dma_seg *seg)
+{
+	const struct ioas_area *a = seg->priv;
+
+	return a && a->fragile;
+}
+
 P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg)
 {
 	struct ioas_area *a = seg->priv;
@@ -1205,14 +1219,15 @@ P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data,
 					 &seg);
 		if (ret)
 			return ret;
-		if (write)
-			memcpy(seg.host, d, seg.len);
-		else
-			memcpy(d, seg.host, seg.len);
+		/* A truncated memfd: -EFAULT, as iommufd_access_rw() on an unpinnable page. */
+		ret = write ? dma_copy(seg.host, d, seg.len, ioas_seg_fragile(&seg)) :
+			      dma_copy(d, seg.host, seg.len, ioas_seg_fragile(&seg));
 		d += seg.len;
 		iova += seg.len;
 		len -= seg.len;
 		p2p_ioas_dma_end(&seg);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
