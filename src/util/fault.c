@@ -14,13 +14,15 @@
  * nanoseconds) is armed in a thread-local pointer for exactly the duration
  * of the copy, together with the two address ranges the copy touches.  The
  * SIGBUS handler, installed once when the first IOAS area over process
- * memory or a memfd is created, jumps back only for a fault (si_code > 0)
+ * memory or a memfd is created, jumps back (restoring the signal mask of
+ * the interrupted context) only for a fault (si_code > 0)
  * inside those ranges on the thread that armed them; every other SIGBUS -
  * the program's own, a sent one, a revoked p2pbuf CPU mapping - goes to
  * the handler that was installed before ours, with that handler's signal
  * mask and flags, or gets the default action.  The handler runs with
- * SA_NODEFER and an empty mask, so jumping out of it leaves the thread's
- * mask as it was at the fault.  Nothing here takes a lock or allocates.
+ * SA_NODEFER and an empty mask and restores the interrupted context's
+ * mask before it jumps, so the thread's mask is as it was at the fault.
+ * Nothing here takes a lock or allocates.
  *
  * Limits: a program that installs its own SIGBUS handler later must chain
  * to the previous one (what it got back from sigaction()) for faults that
@@ -31,6 +33,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <ucontext.h>
 
 #include "private.h"
 
@@ -91,6 +94,14 @@ static void guard_handler(int sig, siginfo_t *si, void *uc)
 
 	if (g && si->si_code > 0 && guard_hit(g, (uintptr_t)si->si_addr)) {
 		cur_guard = g->prev;
+		/*
+		 * Leave with the mask the thread had at the fault, as a return
+		 * from the handler would (sigreturn restores uc_sigmask): with
+		 * SA_NODEFER that is already the case, but a runtime that wraps
+		 * handlers (TSan) may run us with more blocked, and a SIGBUS
+		 * left blocked would make the next fault fatal.
+		 */
+		pthread_sigmask(SIG_SETMASK, &((ucontext_t *)uc)->uc_sigmask, NULL);
 		siglongjmp(g->env, 1);
 	}
 	chain(sig, si, uc);
