@@ -118,6 +118,7 @@ static void *ce_worker(void *arg)
 {
 	struct copy_engine *ce = arg;
 
+	dma_guard_thread();
 	pthread_mutex_lock(&ce->lock);
 	while (!ce->stop) {
 		uint32_t head = atomic_load(&ce->head);

@@ -392,6 +392,7 @@ static void *sd_worker(void *arg)
 {
 	struct storage *sd = arg;
 
+	dma_guard_thread();
 	for (;;) {
 		uint32_t head;
 		bool enabled;

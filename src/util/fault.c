@@ -27,7 +27,10 @@
  * Limits: a program that installs its own SIGBUS handler later must chain
  * to the previous one (what it got back from sigaction()) for faults that
  * are not its own, as every library-level handler expects; SIGSEGV (process
- * memory unmapped while still mapped in an IOAS) is not caught.
+ * memory unmapped while still mapped in an IOAS) is not caught; a SIGBUS
+ * raised while it is blocked is fatal, so the devices' worker threads
+ * unblock it (dma_guard_thread()), but a program thread that calls
+ * p2p_ioas_access_rw() with SIGBUS blocked is not protected.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -121,6 +124,20 @@ static void guard_install(void)
 		guard_err = -errno;
 		pr_err("fault guard: cannot install a SIGBUS handler: %s\n", strerror(errno));
 	}
+}
+
+/*
+ * A SIGBUS raised while it is blocked is fatal whatever the handler, so a
+ * device's worker thread, which inherits the mask of whoever created the
+ * device, unblocks it for itself.
+ */
+void dma_guard_thread(void)
+{
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
 }
 
 int dma_guard_init(void)

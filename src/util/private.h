@@ -131,6 +131,7 @@ uint64_t p2p_now_ns(void);
  * [dst, +n) or [src, +n) raises SIGBUS (a truncated memfd).
  */
 int dma_guard_init(void);
+void dma_guard_thread(void); /* a device worker: SIGBUS unblocked */
 int dma_copy(void *dst, const void *src, size_t n, bool guard);
 
 /*
