@@ -360,7 +360,7 @@ static void test_exec(void)
 	struct exporter e = { 0 };
 	struct p2p_dmabuf *buf = fx_export(&e);
 	char a1[16], a2[16];
-	int fd, cfd, status;
+	int fd, cfd, status = 0;
 	pid_t pid;
 
 	t_section("exec");
