@@ -222,10 +222,19 @@ static void test_export_validation(void)
 	CHECK_ERR(texp_export(&e, &no_release, &one, 1, &buf), -EINVAL);
 	CHECK_ERR(texp_export(&e, NULL, &one, 1, &buf), -EINVAL);
 
-	/* argsz: smaller than the known struct -> EINVAL (style rule 5). */
-	info = (struct p2p_dmabuf_export_info){ .argsz = sizeof(info) - 1, .ops = &texp_ops,
-						.priv = &e, .nr_ranges = 1, .ranges = &one };
+	/*
+	 * argsz: smaller than the struct before open_flags -> EINVAL (style
+	 * rule 5); open_flags used (P2P_EXPORT_OPEN_FLAGS) but not covered ->
+	 * EINVAL.
+	 */
+	info = (struct p2p_dmabuf_export_info){
+		.argsz = offsetof(struct p2p_dmabuf_export_info, open_flags) - 1, .ops = &texp_ops,
+		.priv = &e, .nr_ranges = 1, .ranges = &one };
 	CHECK_ERR(p2p_dmabuf_export(&info, &buf), -EINVAL);
+	info.argsz = sizeof(info) - 1;
+	info.flags = P2P_EXPORT_OPEN_FLAGS;
+	CHECK_ERR(p2p_dmabuf_export(&info, &buf), -EINVAL);
+	info.flags = 0;
 	info.argsz = 0;
 	CHECK_ERR(p2p_dmabuf_export(&info, &buf), -EINVAL);
 	CHECK_ERR(p2p_dmabuf_export(NULL, &buf), -EINVAL);
@@ -464,8 +473,10 @@ static void test_fd(void)
 	close(pfd[1]);
 
 	/*
-	 * A plain close(2) of an installed fd leaks its reference (documented);
-	 * p2p_close() of another file that reuses the number must not drop it.
+	 * A plain close(2) of an installed fd leaks its reference (documented)
+	 * until the library sees the number reused by another file: then the
+	 * fd it stood for is provably gone, and p2p_close() of the new file
+	 * drops the orphaned reference too (as the close(2) should have).
 	 */
 	buf = texp_simple(&e, &texp_ops);
 	if (!buf)
@@ -482,10 +493,10 @@ static void test_fd(void)
 		close(pfd[0]);
 		pfd[0] = fd;
 	}
-	CHECK_OK(p2p_close(dfd));
-	p2p_dmabuf_put(buf);
 	CHECK(e.releases == 0);		/* the leaked fd reference is still there */
-	p2p_dmabuf_put(buf);		/* drop it by hand */
+	CHECK_OK(p2p_close(dfd));
+	CHECK(e.releases == 0);		/* the creator's reference is left */
+	p2p_dmabuf_put(buf);
 	CHECK(e.releases == 1);
 	close(pfd[0] == dfd ? pfd[1] : pfd[0]);
 

@@ -6,8 +6,10 @@
  * The model is the kernel's drivers/dma-buf/dma-buf.c: an exporter publishes
  * a buffer with an ops table (struct p2p_dmabuf_ops), importers attach with
  * an importer ops table (struct p2p_dmabuf_importer_ops) and map the
- * attachment to get the buffer's physical ranges.  A buffer is represented
- * by a file descriptor (see p2p_dmabuf_fd_install()) for sharing.
+ * attachment to get the buffer's physical ranges.  A buffer is a file
+ * (struct p2p_file, include/p2pbuf/file.h), as in the kernel: its references
+ * are the file's, each fd (p2p_dmabuf_fd_install()) and each CPU mapping
+ * holds one, and the last one released runs the exporter's release.
  *
  * Every function here is thread-safe unless its comment says otherwise.
  */
@@ -150,6 +152,17 @@ struct p2p_dmabuf_ops {
  * @ranges: the buffer's backing, concatenated in order; the buffer size is
  *	the sum of the lengths (each a page multiple).  Copied; each range's
  *	@mem gets a reference.
+ * @open_flags: with P2P_EXPORT_OPEN_FLAGS in @flags: the file's open flags,
+ *	as the kernel's exp_info.flags: the access mode (O_RDONLY, O_WRONLY,
+ *	O_RDWR) and O_NONBLOCK are kept, other bits ignored.  Without the
+ *	flag the file is O_RDWR (and @argsz may end before this field).
+ *
+ * The access mode is enforced as the kernel does for the file: a shared
+ * writable mapping of a buffer not opened O_RDWR is -EACCES.  p2pbuf goes
+ * further so that nothing writes a read-only buffer: IOMMU_IOAS_MAP_FILE
+ * with IOMMU_IOAS_MAP_WRITEABLE is -EPERM, a type1 MAP_DMA with WRITE of
+ * its mapping -EFAULT, an io_uring READ_FIXED into it -EFAULT, and
+ * DMA_BUF_IOCTL_SYNC with DMA_BUF_SYNC_WRITE -EPERM (see p2p_dmabuf_writable()).
  */
 struct p2p_dmabuf_export_info {
 	uint32_t argsz;
@@ -159,16 +172,21 @@ struct p2p_dmabuf_export_info {
 	void *priv;
 	uint32_t nr_ranges;
 	const struct p2p_phys_range *ranges;
+	uint32_t open_flags;
 };
 
 enum {
-	P2P_EXPORT_REVOKED = 1u << 0, /* start in the temporarily revoked state */
+	P2P_EXPORT_REVOKED = 1u << 0,	 /* start in the temporarily revoked state */
+	P2P_EXPORT_OPEN_FLAGS = 1u << 1, /* @open_flags is set (else the file is O_RDWR) */
 };
 
 /**
  * p2p_dmabuf_export() - create a buffer
  * @info: see struct p2p_dmabuf_export_info
  * @out: the buffer, with one reference owned by the caller
+ *
+ * The buffer is put on the list of live dma-bufs (p2p_dmabuf_bufinfo())
+ * until its release.
  *
  * Return: 0 or -EINVAL (missing required op, bad range, bad argsz), -E2BIG
  * (non-zero unknown tail), -ENOMEM, -EMFILE.
@@ -177,30 +195,45 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info,
 			      struct p2p_dmabuf **out);
 
 /**
- * p2p_dmabuf_get() - the buffer behind a file descriptor
- * @fd: a dma-buf fd (installed by p2p_dmabuf_fd_install(), or a dup of one)
- * @out: the buffer with a new reference
+ * p2p_dmabuf_get() - the buffer behind a file descriptor (dma_buf_get())
+ * @fd: any fd on the buffer's file: installed by p2p_dmabuf_fd_install(),
+ *	p2p_dup(), p2p_fd_dup*(), a plain dup(2) or an fd received with
+ *	SCM_RIGHTS
+ * @out: the buffer with a new reference (on its file)
  *
  * Return: 0, -EBADF if @fd is not open, -EINVAL if it is not a dma-buf.
  */
 P2P_API int p2p_dmabuf_get(int fd, struct p2p_dmabuf **out);
-/** p2p_dmabuf_ref() - take another reference. Paired with p2p_dmabuf_put(). */
+/** p2p_dmabuf_ref() - take another reference (get_file()). Paired with p2p_dmabuf_put(). */
 P2P_API struct p2p_dmabuf *p2p_dmabuf_ref(struct p2p_dmabuf *buf);
-/** p2p_dmabuf_put() - drop a reference; the last one releases the buffer. */
+/**
+ * p2p_dmabuf_put() - drop a reference (dma_buf_put(), i.e. fput())
+ *
+ * The references are the buffer's file's: fds, CPU mappings and in-library
+ * users share one count.  The last one releases the buffer (the exporter's
+ * release op), without library locks held.
+ */
 P2P_API void p2p_dmabuf_put(struct p2p_dmabuf *buf);
+/** p2p_dmabuf_file() - the buffer's file (dmabuf->file), borrowed */
+P2P_API struct p2p_file *p2p_dmabuf_file(const struct p2p_dmabuf *buf);
+/** p2p_dmabuf_writable() - was the buffer exported O_RDWR (may anything write it)? */
+P2P_API bool p2p_dmabuf_writable(const struct p2p_dmabuf *buf);
 
 /**
- * p2p_dmabuf_fd_install() - give out a new fd that holds a reference
+ * p2p_dmabuf_fd_install() - give out a new fd that holds a reference (dma_buf_fd())
  * @buf: the buffer
- * @flags: O_CLOEXEC (other bits, the access mode included, are accepted
- *	and ignored: the fd is a token, its access mode is not enforced)
+ * @flags: O_CLOEXEC; other bits are accepted and ignored (open_flags are not
+ *	validated, kernel-semantics 1.1): the access mode is the buffer's
+ *	file's, set at export (struct p2p_dmabuf_export_info @open_flags)
  *
  * The fd is owned by the caller.  Close it with p2p_close(), which drops the
- * reference it holds; a plain close(2) leaks that reference.  A dup(2) of
- * the fd refers to the same buffer (p2p_dmabuf_get() works on it) but holds
- * no reference of its own.
+ * reference it holds; the last reference releases the buffer.  p2p_dup(),
+ * p2p_fd_dup(), p2p_fd_dup3(), p2p_fd_dupfd() and p2p_fd_adopt() give new
+ * fds references of their own.  A plain close(2) leaks the fd's reference
+ * (the LD_PRELOAD door wraps it); a plain dup(2) refers to the same buffer
+ * (p2p_dmabuf_get() works on it) but holds no reference.
  *
- * Return: the new fd, or -EMFILE, -ENOMEM.
+ * Return: the new fd, or -EMFILE, -ENFILE, -ENOMEM.
  */
 P2P_API int p2p_dmabuf_fd_install(struct p2p_dmabuf *buf, int flags);
 
@@ -409,7 +442,9 @@ P2P_API int p2p_fence_wait(struct p2p_fence *fence, int64_t timeout_ns);
  * revoked, in which case access raises SIGBUS until it is un-revoked.
  * Release with p2p_munmap().
  *
- * Return: 0, -EINVAL (no exporter mmap op, misaligned offset or MAP_FIXED
+ * Return: 0, -EACCES (MAP_SHARED with PROT_WRITE of a buffer not exported
+ * O_RDWR, or any mapping of one exported O_WRONLY, as do_mmap() checks the
+ * file's mode), -EINVAL (no exporter mmap op, misaligned offset or MAP_FIXED
  * address, zero length, PROT_EXEC, offset + length beyond the buffer), the
  * exporter's error (-EINVAL for MAP_PRIVATE and -ENODEV while revoked for
  * VFIO buffers), -ENOMEM, or a userfaultfd error for a revoked buffer.
@@ -439,20 +474,52 @@ P2P_API int p2p_va_lookup(const void *addr, struct p2p_dmabuf **out, uint64_t *o
 			  size_t *avail);
 
 /**
- * p2p_close() - close an fd given out by p2pbuf (a dma-buf fd, or a p2p_dup())
+ * p2p_close() - close(2) for fds of p2pbuf files (include/p2pbuf/file.h)
  *
- * Drops the reference the fd holds.  Other fds are closed with close(2).
- * An fd the library keeps for itself (p2p_vfio_device_fd(), a buffer's
- * own token) is refused with -EBADF and stays open.
+ * Closes @fd and drops the reference it holds, if it holds one (an fd given
+ * out by the library, p2p_dup() or p2p_fd_dup*(), or adopted with
+ * p2p_fd_adopt()); the last reference releases the file (a dma-buf: its
+ * memory and the exporter's state; CPU mappings hold references of their
+ * own, so a buffer lives until p2p_munmap() too).  Other fds are just
+ * closed.  An fd the library keeps for itself (p2p_file_fd(),
+ * p2p_vfio_device_fd(), p2p_iommufd_fd()) is refused with -EBADF and stays
+ * open.  Thread-safe.
+ *
  * Return: 0 or -EBADF.
  */
 P2P_API int p2p_close(int fd);
 
 /**
- * p2p_dup() - duplicate a p2pbuf fd so that the copy holds its own reference
- * Return: the new fd (O_CLOEXEC) or -errno.
+ * p2p_dup() - dup(2) of a p2pbuf fd, the copy with FD_CLOEXEC and its own reference
+ *
+ * p2p_fd_dup(@fd) with O_CLOEXEC; for any other fd a plain F_DUPFD_CLOEXEC.
+ * Return: the new fd or -errno (-EBADF, -EMFILE, -ENOMEM).
  */
 P2P_API int p2p_dup(int fd);
+
+/**
+ * p2p_dmabuf_bufinfo() - what /sys/kernel/debug/dma_buf/bufinfo shows
+ * @buf: where to write the text (NUL-terminated, truncated to @len), or NULL
+ * @len: bytes at @buf
+ *
+ * The kernel's format (dma_buf_debug_show(), v6.19): a header, then for each
+ * live dma-buf, newest first, the line "size flags mode count exp_name ino
+ * name" (size in bytes; flags: the file's open flags, access mode and
+ * O_NONBLOCK; mode: its f_mode, FMODE_READ 0x1 / FMODE_WRITE 0x2 with
+ * FMODE_LSEEK 0x4 and FMODE_OPENED 0x80000; count: the file's references;
+ * exp_name: the name given at export; ino: the inode fstat(2) shows for its
+ * fds; name: the DMA_BUF_SET_NAME name or "<none>"), its attached importers
+ * by name and their count, and at the end "Total N objects, M bytes".
+ * Fences are not listed: p2pbuf's are BOOKKEEP-usage (in-flight importer
+ * DMA), which the kernel's dma_resv_describe() does not show.
+ *
+ * Takes the list lock, then each buffer's resv in turn: do not call with a
+ * resv held.
+ *
+ * Return: the length of the whole text (without the NUL), as snprintf():
+ * more than @len - 1 means it was truncated; or -ENOMEM.
+ */
+P2P_API ssize_t p2p_dmabuf_bufinfo(char *buf, size_t len);
 
 #ifdef __cplusplus
 }

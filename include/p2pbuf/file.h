@@ -18,7 +18,10 @@
  * reference goes.  An fd the library did not hand out or adopt (a plain
  * dup(2) under the native API) still resolves to its file by inode but
  * holds no reference.  The door wraps close(2), dup(2) and friends so a
- * program's plain calls keep the counts exact.
+ * program's plain calls keep the counts exact.  Under the native API a
+ * plain close(2) of an fd holding a reference leaks it until the library
+ * next sees that fd number (a new fd, p2p_close(), a dup onto it) naming
+ * another file: the reference is then dropped, since its fd is gone.
  *
  * Thread-safe.  Locking: the fd table lock is a leaf (see docs/locking.md).
  */
@@ -84,6 +87,30 @@ P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const ch
 			    int flags, struct p2p_file **out);
 /** p2p_file_get() - take a reference. Paired with p2p_file_put(). */
 P2P_API struct p2p_file *p2p_file_get(struct p2p_file *file);
+/**
+ * p2p_file_tryget() - take a reference unless the last one is already gone
+ *
+ * For objects that find a file through their own lists (get_file_rcu() in
+ * the kernel): false once the file's release has started or is about to.
+ * Paired with p2p_file_put() when it returns true.
+ */
+P2P_API bool p2p_file_tryget(struct p2p_file *file);
+/**
+ * p2p_file_count() - the number of references (file_count() in the kernel)
+ *
+ * One per fd that holds one, one per CPU mapping and one per in-library
+ * user (importer, IOAS area, io_uring slot...).  A snapshot: it may change
+ * as soon as it is read.  0 while the file is being released.
+ */
+P2P_API long p2p_file_count(const struct p2p_file *file);
+/**
+ * p2p_file_fd() - the file's own fd (its token), owned by the file
+ *
+ * Never closed by p2p_close() (-EBADF) and not to be closed by the caller;
+ * the fd p2p_vfio_device_fd() or p2p_iommufd_fd() return for objects that
+ * are files.  It holds no reference: it lives exactly as long as the file.
+ */
+P2P_API int p2p_file_fd(const struct p2p_file *file);
 /** p2p_file_put() - drop a reference; the last one calls ops->release. */
 P2P_API void p2p_file_put(struct p2p_file *file);
 /** p2p_file_priv() - the object given at creation */
@@ -141,6 +168,16 @@ P2P_API unsigned int p2p_fd_poll(int fd, unsigned int events);
  * p2p_fd_adopt(): @fd was made by the kernel (recvmsg SCM_RIGHTS, pidfd_getfd)
  * on a p2pbuf file's inode: give it a reference of its own; 0 or -errno
  * (-EINVAL if not a p2pbuf file).
+ *
+ * p2p_close() (include/p2pbuf/dmabuf.h) is close(2) for these fds: it drops
+ * the reference the fd holds; the last one releases the file.
+ *
+ * Across execve(2), an fd without FD_CLOEXEC stays open in the new program
+ * as what it is underneath: the file's token memfd (empty, sealed against
+ * growing and writing, /proc/self/fd shows "/memfd:<kind>:<name>").  The
+ * objects, their memory and the library's tables are gone with the old
+ * address space, so in the new program the fd resolves to nothing
+ * (p2p_dmabuf_get() and p2p_fd_ioctl() say -EINVAL): a plain memfd.
  */
 P2P_API int p2p_fd_dup(int fd);
 P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags);

@@ -61,6 +61,17 @@ struct p2p_dma_heap;
  * Return: 0 or -ENOENT (no such heap), -ENOMEM.
  */
 P2P_API int p2p_dma_heap_open(const char *name, struct p2p_dma_heap **out);
+/**
+ * p2p_dma_heap_open_fd() - open(2) of /dev/dma_heap/<name>: a heap file
+ * @name: "system"
+ * @flags: open(2) flags (access mode, O_CLOEXEC, ...)
+ *
+ * The fd's file answers DMA_HEAP_IOCTL_ALLOC through p2p_fd_ioctl(); its
+ * last close (p2p_close()) frees the heap, buffers live on.
+ *
+ * Return: the fd, or -ENOENT (no such heap), -ENOMEM, -EMFILE.
+ */
+P2P_API int p2p_dma_heap_open_fd(const char *name, int flags);
 /** p2p_dma_heap_close() - close the heap; buffers live on */
 P2P_API void p2p_dma_heap_close(struct p2p_dma_heap *heap);
 

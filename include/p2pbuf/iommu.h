@@ -35,13 +35,43 @@ struct p2p_iommufd;
 struct p2p_ioas;
 
 /**
- * p2p_iommufd_open() - a new iommufd context (the fd of /dev/iommu)
+ * p2p_iommufd_open() - a new iommufd context (what an open of /dev/iommu makes)
+ * @out: the context, with one reference owned by the caller
+ *
+ * The context is a file (include/p2pbuf/file.h, kind "iommufd", O_RDWR)
+ * whose ioctl is p2p_iommufd_ioctl(); it lives as long as its file.
+ *
  * Return: 0 or -ENOMEM, -EMFILE.
  */
 P2P_API int p2p_iommufd_open(struct p2p_iommufd **out);
-/** p2p_iommufd_close() - destroy the context and every object in it */
+/**
+ * p2p_iommufd_open_fd() - open(2) of /dev/iommu
+ * @flags: open(2) flags (access mode, O_CLOEXEC, ...)
+ *
+ * A new context whose only reference is the returned fd: p2p_fd_ioctl() on
+ * it is p2p_iommufd_ioctl(); its last close (p2p_close()) destroys the
+ * context and every object in it, as iommufd_fops_release().
+ *
+ * Return: the fd, or -ENOMEM, -EMFILE, -ENFILE.
+ */
+P2P_API int p2p_iommufd_open_fd(int flags);
+/**
+ * p2p_iommufd_get() - the context behind an iommufd fd, with a reference
+ *
+ * Paired with p2p_iommufd_put().  Return: 0, -EBADF (not open), -EINVAL
+ * (not an iommufd).
+ */
+P2P_API int p2p_iommufd_get(int fd, struct p2p_iommufd **out);
+/** p2p_iommufd_put() - drop a reference; the last one destroys the context */
+P2P_API void p2p_iommufd_put(struct p2p_iommufd *ctx);
+/**
+ * p2p_iommufd_close() - drop the reference p2p_iommufd_open() gave
+ *
+ * With no fd or other reference left (the usual case), it destroys the
+ * context and every object in it.
+ */
 P2P_API void p2p_iommufd_close(struct p2p_iommufd *ctx);
-/** p2p_iommufd_fd() - the context's fd (owned by @ctx) */
+/** p2p_iommufd_fd() - the context's own fd (p2p_file_fd(): owned by @ctx, holds no reference) */
 P2P_API int p2p_iommufd_fd(const struct p2p_iommufd *ctx);
 
 /**

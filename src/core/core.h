@@ -10,6 +10,7 @@
  *   4. buf->map_lock (the count of live attachment maps), buf->cpu_lock
  *      (CPU mappings of this buffer), then the global VA registry lock;
  *   5. leaf locks: fd table, fence locks.
+ * The list of live dma-bufs (db_lock, dmabuf.c) is taken before resv (bufinfo).
  * Revoke waits for unmaps and zaps CPU mappings without holding resv.
  */
 #ifndef P2PBUF_CORE_H
@@ -25,13 +26,21 @@ struct fdtab_type {
 	void (*put)(void *obj);
 };
 
+/*
+ * TEMPORARY (src/core/fdtable.c): the old fd table, only for VFIO device
+ * fds until src/vfio uses the file layer; see p2p_close() in file.c.
+ */
+struct stat;
 int fdtab_register(int token_fd, const struct fdtab_type *type, void *obj);
 void fdtab_unregister(int token_fd, void *obj);
 int fdtab_lookup(int fd, const struct fdtab_type *type, void **obj);
 const struct fdtab_type *fdtab_peek(int fd, void **obj);
-int fdtab_install(int token_fd, const struct fdtab_type *type, void *obj, int flags);
-
-extern const struct fdtab_type dmabuf_fdtab_type;
+/* Is @fd (whose fstat is @st) a registered object's own token fd? */
+bool fdtab_is_token(int fd, const struct stat *st);
+/* Forget @fd's p2p_dup() reference, if it has one: the object (put it with (*@type)->put). */
+void *fdtab_take(int fd, const struct stat *st, const struct fdtab_type **type);
+/* p2p_dup() of a registered object's fd, or -ENOENT if @fd is none. */
+int fdtab_dup(int fd);
 
 struct p2p_mem {
 	struct kref ref;
@@ -66,13 +75,16 @@ struct p2p_attachment {
 
 struct cpu_map;
 
+struct p2p_file;
+
 struct p2p_dmabuf {
-	struct kref ref;
+	struct p2p_file *file; /* its lifetime is the file's: ref/put are the file's */
 	uint64_t size;
 	const struct p2p_dmabuf_ops *ops;
 	void *priv;
 	char name[64];
-	int token_fd;
+	struct list_head db_node; /* the list of live dma-bufs (bufinfo), under db_lock */
+	char uname[32];		  /* DMA_BUF_SET_NAME (DMA_BUF_NAME_LEN), under resv */
 
 	pthread_mutex_t resv;
 	struct list_head attachments;
@@ -99,6 +111,11 @@ int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t length, int prot, i
 		  uint64_t offset, uint64_t pgoff_tag, void **out);
 bool cpumap_range_mapped(uintptr_t addr, size_t len);
 int uffd_get(void);
+
+/* A reference unless the buffer's release has started (the kernel's get_file_rcu()). */
+bool dmabuf_tryget(struct p2p_dmabuf *buf);
+/* True once the last reference is gone (the release runs or is about to). */
+bool dmabuf_dying(const struct p2p_dmabuf *buf);
 
 /* Find the range holding byte @off of @buf; *roff is the offset within it. */
 unsigned int dmabuf_find_range(const struct p2p_dmabuf *buf, uint64_t off, uint64_t *roff);

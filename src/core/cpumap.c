@@ -384,8 +384,27 @@ static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot,
 		size_t n = MIN(len - done, r->length - roff);
 		void *p;
 
-		p = mmap(va + done, n, prot, (flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED,
-			 fd >= 0 ? fd : r->mem->fd, (off_t)(r->mem->fd_off + r->offset + roff));
+		int mfd = fd >= 0 ? fd : r->mem->fd, rofd = -1;
+
+		/*
+		 * A buffer exported read-only is mapped from a read-only fd of
+		 * its memory, so that mprotect(PROT_WRITE) of a shared mapping
+		 * fails with EACCES as it does for a file opened O_RDONLY (no
+		 * VM_MAYWRITE).  If /proc is not there, the mapping is still
+		 * read-only, but mprotect() could make it writable.
+		 */
+		if (fd < 0 && (flags & MAP_TYPE) == MAP_SHARED && !p2p_dmabuf_writable(buf)) {
+			char path[40];
+
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", r->mem->fd);
+			rofd = open(path, O_RDONLY | O_CLOEXEC);
+			if (rofd >= 0)
+				mfd = rofd;
+		}
+		p = mmap(va + done, n, prot, (flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED, mfd,
+			 (off_t)(r->mem->fd_off + r->offset + roff));
+		if (rofd >= 0)
+			close(rofd);
 		if (p == MAP_FAILED)
 			return -errno;
 		if (fd >= 0)

@@ -1,35 +1,126 @@
 // SPDX-License-Identifier: MIT
 /*
- * dma-buf core: export, references, the fd, attachments, maps, fences,
- * revoke and un-revoke (kernel-semantics 0.1-0.4, 1.6, 7.2-7.5).
+ * dma-buf core: export, references, the file and its fds, attachments,
+ * maps, fences, revoke and un-revoke (kernel-semantics 0.1-0.4, 1.6,
+ * 7.2-7.5), and the list of live buffers behind bufinfo.
+ *
+ * A dma-buf is a file (include/p2pbuf/file.h), as in the kernel: its
+ * references are the file's (p2p_dmabuf_ref/put are get_file/fput), every
+ * fd and every CPU mapping holds one, and the file's release is the
+ * buffer's.  The file's open mode is fixed at export (exp_info.flags) and
+ * shared by all its fds.
  *
  * Lock order: see core.h.  In short: exporter outer locks, then resv, then
  * importer locks, then map_lock / cpu_lock.  The status is written under
  * resv (and by exporters under their own outer lock too); it is read
  * without locks where a stale value is harmless and re-checked under resv
- * or cpu_lock where it is not.
+ * or cpu_lock where it is not.  db_lock (the list of live buffers) is taken
+ * before resv by bufinfo, and alone by export and release.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/dma-buf.h>
+#include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <p2pbuf/file.h>
+#include <p2pbuf/heap.h>
 
 #include "core.h"
 
-static bool dmabuf_tryget(void *obj)
+static pthread_mutex_t db_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct list_head db_list = { &db_list, &db_list };
+
+static const struct p2p_file_ops dmabuf_fops;
+
+bool dmabuf_tryget(struct p2p_dmabuf *buf)
 {
-	return kref_get_unless_zero(&((struct p2p_dmabuf *)obj)->ref);
+	return p2p_file_tryget(buf->file);
 }
 
-static void dmabuf_put_obj(void *obj)
+bool dmabuf_dying(const struct p2p_dmabuf *buf)
 {
-	p2p_dmabuf_put(obj);
+	return p2p_file_count(buf->file) == 0;
 }
 
-const struct fdtab_type dmabuf_fdtab_type = {
+/* The file's release: dma_buf_release() and dma_buf_file_release(). */
+static void dmabuf_release(struct p2p_file *file)
+{
+	struct p2p_dmabuf *buf = p2p_file_priv(file);
+
+	pthread_mutex_lock(&db_lock);
+	list_del_init(&buf->db_node);
+	pthread_mutex_unlock(&db_lock);
+	buf->ops->release(buf);
+	for (unsigned int i = 0; i < buf->nr_fences; i++)
+		p2p_fence_put(buf->fences[i]);
+	free(buf->fences);
+	for (unsigned int i = 0; i < buf->nr_ranges; i++)
+		p2p_mem_put(buf->ranges[i].mem);
+	pthread_mutex_destroy(&buf->resv);
+	pthread_mutex_destroy(&buf->map_lock);
+	pthread_cond_destroy(&buf->map_cond);
+	pthread_mutex_destroy(&buf->cpu_lock);
+	free(buf);
+}
+
+/* dma_buf_set_name(): strndup_user(DMA_BUF_NAME_LEN), -EBUSY while attached. */
+static long dmabuf_set_name(struct p2p_dmabuf *buf, const char *uname)
+{
+	char name[DMA_BUF_NAME_LEN];
+	size_t n;
+	long ret = 0;
+
+	for (n = 0; n < sizeof(name); n++) {
+		if (copy_from_user(&name[n], uname + n, 1))
+			return -EFAULT;
+		if (!name[n])
+			break;
+	}
+	if (n == sizeof(name))
+		return -EINVAL; /* longer than DMA_BUF_NAME_LEN with its NUL */
+	pthread_mutex_lock(&buf->resv);
+	if (!list_empty(&buf->attachments))
+		ret = -EBUSY;
+	else
+		memcpy(buf->uname, name, n + 1);
+	pthread_mutex_unlock(&buf->resv);
+	return ret;
+}
+
+/* dma_buf_ioctl(): DMA_BUF_IOCTL_SYNC and DMA_BUF_SET_NAME, anything else -ENOTTY. */
+static long dmabuf_ioctl(struct p2p_file *file, unsigned long cmd, void *arg)
+{
+	struct p2p_dmabuf *buf = p2p_file_priv(file);
+	struct dma_buf_sync sync;
+
+	switch (cmd) {
+	case DMA_BUF_IOCTL_SYNC:
+		if (copy_from_user(&sync, arg, sizeof(sync)))
+			return -EFAULT;
+		return p2p_dmabuf_sync(buf, sync.flags);
+	case DMA_BUF_SET_NAME_A:
+	case DMA_BUF_SET_NAME_B:
+		return dmabuf_set_name(buf, arg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+static int dmabuf_file_mmap(struct p2p_file *file, void *addr, size_t length, int prot,
+			    int flags, uint64_t offset, void **out)
+{
+	return p2p_dmabuf_mmap(p2p_file_priv(file), addr, length, prot, flags, offset, out);
+}
+
+/* dma_buf_fops; no read/write (-EINVAL), poll: see p2p_dmabuf_bufinfo() on fences. */
+static const struct p2p_file_ops dmabuf_fops = {
 	.name = "dmabuf",
-	.tryget = dmabuf_tryget,
-	.put = dmabuf_put_obj,
+	.ioctl = dmabuf_ioctl,
+	.mmap = dmabuf_file_mmap,
+	.release = dmabuf_release,
 };
 
 P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct p2p_dmabuf **out)
@@ -37,10 +128,11 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	const size_t known = sizeof(*info);
 	struct p2p_dmabuf *buf;
 	uint64_t size = 0;
-	char name[80];
+	int open_flags = O_RDWR;
 	int ret;
 
-	if (!info || info->argsz < known)
+	/* The size before open_flags was added is still accepted. */
+	if (!info || info->argsz < offsetof(struct p2p_dmabuf_export_info, open_flags))
 		return -EINVAL;
 	if (info->argsz > known) {
 		const uint8_t *tail = (const uint8_t *)info + known;
@@ -51,8 +143,13 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	}
 	if (!info->ops || !info->ops->map || !info->ops->unmap || !info->ops->release)
 		return -EINVAL;
-	if (info->flags & ~P2P_EXPORT_REVOKED)
+	if (info->flags & ~(P2P_EXPORT_REVOKED | P2P_EXPORT_OPEN_FLAGS))
 		return -EINVAL;
+	if (info->flags & P2P_EXPORT_OPEN_FLAGS) {
+		if (info->argsz < known)
+			return -EINVAL;
+		open_flags = (int)info->open_flags;
+	}
 	if (!info->nr_ranges || !info->ranges)
 		return -EINVAL;
 	for (uint32_t i = 0; i < info->nr_ranges; i++) {
@@ -69,7 +166,6 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	buf = calloc(1, sizeof(*buf) + info->nr_ranges * sizeof(buf->ranges[0]));
 	if (!buf)
 		return -ENOMEM;
-	kref_init(&buf->ref);
 	buf->size = size;
 	buf->ops = info->ops;
 	buf->priv = info->priv;
@@ -88,72 +184,66 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 		p2p_mem_get(buf->ranges[i].mem);
 	}
 
-	snprintf(name, sizeof(name), "dmabuf:%s", buf->name);
-	buf->token_fd = token_fd_create(name);
-	if (buf->token_fd < 0) {
-		ret = buf->token_fd;
-		goto err_ranges;
-	}
-	ret = fdtab_register(buf->token_fd, &dmabuf_fdtab_type, buf);
+	list_init(&buf->db_node);
+
+	/* dma_buf_getfile(): the file's flags are the access mode and O_NONBLOCK. */
+	ret = p2p_file_create(&dmabuf_fops, buf, buf->name, open_flags & (O_ACCMODE | O_NONBLOCK),
+			      &buf->file);
 	if (ret)
-		goto err_token;
+		goto err_ranges;
+	pthread_mutex_lock(&db_lock);
+	list_add_tail(&buf->db_node, db_list.next); /* newest first, as the kernel's list_add() */
+	pthread_mutex_unlock(&db_lock);
 	*out = buf;
 	return 0;
 
-err_token:
-	close(buf->token_fd);
 err_ranges:
 	for (uint32_t i = 0; i < buf->nr_ranges; i++)
 		p2p_mem_put(buf->ranges[i].mem);
+	pthread_mutex_destroy(&buf->resv);
+	pthread_mutex_destroy(&buf->map_lock);
+	pthread_cond_destroy(&buf->map_cond);
+	pthread_mutex_destroy(&buf->cpu_lock);
 	free(buf);
 	return ret;
 }
 
 P2P_API int p2p_dmabuf_get(int fd, struct p2p_dmabuf **out)
 {
-	void *obj;
-	int ret = fdtab_lookup(fd, &dmabuf_fdtab_type, &obj);
+	struct p2p_file *f;
+	int ret = p2p_file_from_fd(fd, &dmabuf_fops, &f);
 
 	if (!ret)
-		*out = obj;
+		*out = p2p_file_priv(f); /* the reference is the file's */
 	return ret;
 }
 
 P2P_API struct p2p_dmabuf *p2p_dmabuf_ref(struct p2p_dmabuf *buf)
 {
-	kref_get(&buf->ref);
+	p2p_file_get(buf->file);
 	return buf;
 }
 
 P2P_API void p2p_dmabuf_put(struct p2p_dmabuf *buf)
 {
-	if (!buf || !kref_put(&buf->ref))
-		return;
-	fdtab_unregister(buf->token_fd, buf);
-	buf->ops->release(buf);
-	for (unsigned int i = 0; i < buf->nr_fences; i++)
-		p2p_fence_put(buf->fences[i]);
-	free(buf->fences);
-	for (unsigned int i = 0; i < buf->nr_ranges; i++)
-		p2p_mem_put(buf->ranges[i].mem);
-	close(buf->token_fd);
-	pthread_mutex_destroy(&buf->resv);
-	pthread_mutex_destroy(&buf->map_lock);
-	pthread_cond_destroy(&buf->map_cond);
-	pthread_mutex_destroy(&buf->cpu_lock);
-	free(buf);
+	if (buf)
+		p2p_file_put(buf->file); /* dma_buf_put() is fput() */
 }
 
 P2P_API int p2p_dmabuf_fd_install(struct p2p_dmabuf *buf, int flags)
 {
-	int fd;
+	/* dma_buf_fd(): only O_CLOEXEC matters; the access mode is the file's (export). */
+	return p2p_file_install(buf->file, flags & O_CLOEXEC);
+}
 
-	flags &= O_CLOEXEC | O_ACCMODE; /* open_flags are not validated (1.1) */
-	p2p_dmabuf_ref(buf);
-	fd = fdtab_install(buf->token_fd, &dmabuf_fdtab_type, buf, flags);
-	if (fd < 0)
-		p2p_dmabuf_put(buf);
-	return fd;
+P2P_API struct p2p_file *p2p_dmabuf_file(const struct p2p_dmabuf *buf)
+{
+	return buf->file;
+}
+
+P2P_API bool p2p_dmabuf_writable(const struct p2p_dmabuf *buf)
+{
+	return (p2p_file_flags(buf->file) & O_ACCMODE) == O_RDWR;
 }
 
 P2P_API uint64_t p2p_dmabuf_size(const struct p2p_dmabuf *buf)
@@ -452,6 +542,13 @@ P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, i
 	uint64_t pages, pgoff;
 	int ret;
 
+	/*
+	 * do_mmap() on the buffer's file: a shared writable mapping needs a
+	 * file opened read-write, any mapping one opened for reading.
+	 */
+	if ((p2p_file_flags(buf->file) & O_ACCMODE) == O_WRONLY ||
+	    ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) && !p2p_dmabuf_writable(buf)))
+		return -EACCES;
 	if (!length || !IS_ALIGNED(offset, P2P_PAGE_SIZE))
 		return -EINVAL;
 	if (!buf->ops->mmap)
@@ -468,4 +565,104 @@ P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, i
 		ret = cpumap_create(buf, addr, pages << 12, prot, flags, offset, offset, out);
 	/* An fd the library needed (the userfaultfd): mmap(2) has no EMFILE. */
 	return ret == -EMFILE || ret == -ENFILE ? -ENOMEM : ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* bufinfo                                                                */
+
+struct sbuf {
+	char *buf;
+	size_t len, pos;
+};
+
+static void __attribute__((format(printf, 2, 3))) sb_printf(struct sbuf *sb, const char *fmt, ...)
+{
+	size_t room = sb->pos < sb->len ? sb->len - sb->pos : 0;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room ? sb->buf + sb->pos : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sb->pos += (size_t)n;
+}
+
+/* The file's f_mode as the kernel shows it: FMODE_READ/WRITE, LSEEK (dma-bufs seek), OPENED. */
+static unsigned int dmabuf_fmode(const struct p2p_dmabuf *buf)
+{
+	int acc = p2p_file_flags(buf->file) & O_ACCMODE;
+	unsigned int mode = 0x4 | 0x80000;
+
+	if (acc == O_RDONLY || acc == O_RDWR)
+		mode |= 0x1;
+	if (acc == O_WRONLY || acc == O_RDWR)
+		mode |= 0x2;
+	return mode;
+}
+
+P2P_API ssize_t p2p_dmabuf_bufinfo(char *out, size_t len)
+{
+	struct sbuf sb = { out, out ? len : 0, 0 };
+	struct p2p_dmabuf *buf, **bufs;
+	size_t n = 0, k = 0;
+	uint64_t total = 0;
+
+	/*
+	 * Take a reference on every live buffer under db_lock, then describe
+	 * them without it: a buffer's release (which takes db_lock) may then
+	 * run from our own put, or from a thread that holds another buffer's
+	 * resv, without a lock-order problem.
+	 */
+	pthread_mutex_lock(&db_lock);
+	list_for_each_entry(buf, &db_list, db_node)
+		n++;
+	bufs = malloc((n ? n : 1) * sizeof(*bufs));
+	if (!bufs) {
+		pthread_mutex_unlock(&db_lock);
+		return -ENOMEM;
+	}
+	list_for_each_entry(buf, &db_list, db_node)
+		if (dmabuf_tryget(buf))
+			bufs[k++] = buf;
+	pthread_mutex_unlock(&db_lock);
+
+	sb_printf(&sb, "\nDma-buf Objects:\n");
+	sb_printf(&sb, "%-8s\t%-8s\t%-8s\t%-8s\texp_name\t%-8s\tname\n", "size", "flags", "mode",
+		  "count", "ino");
+	for (size_t i = 0; i < k; i++) {
+		struct p2p_attachment *a;
+		struct stat st;
+		int attached = 0;
+
+		buf = bufs[i];
+		if (fstat(p2p_file_fd(buf->file), &st) < 0)
+			st.st_ino = 0;
+		pthread_mutex_lock(&buf->resv);
+		/* count: file_count(), less the reference taken above. */
+		sb_printf(&sb, "%08llu\t%08x\t%08x\t%08ld\t%s\t%08lu\t%s\n",
+			  (unsigned long long)buf->size, (unsigned int)p2p_file_flags(buf->file),
+			  dmabuf_fmode(buf), p2p_file_count(buf->file) - 1, buf->name,
+			  (unsigned long)st.st_ino, buf->uname[0] ? buf->uname : "<none>");
+		/*
+		 * dma_resv_describe() lists fences up to DMA_RESV_USAGE_READ;
+		 * p2pbuf's fences are in-flight importer DMA (BOOKKEEP, the
+		 * usage a revoke waits for, 0.3), so none is listed.
+		 */
+		sb_printf(&sb, "\tAttached Devices:\n");
+		list_for_each_entry(a, &buf->attachments, node) {
+			sb_printf(&sb, "\t%s\n", a->name);
+			attached++;
+		}
+		pthread_mutex_unlock(&buf->resv);
+		sb_printf(&sb, "Total %d devices attached\n\n", attached);
+		total += buf->size;
+	}
+	sb_printf(&sb, "\nTotal %zu objects, %llu bytes\n", k, (unsigned long long)total);
+	for (size_t i = 0; i < k; i++)
+		p2p_dmabuf_put(bufs[i]);
+	free(bufs);
+	if (sb.len)
+		out[MIN(sb.pos, sb.len - 1)] = 0;
+	return (ssize_t)sb.pos;
 }

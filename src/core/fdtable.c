@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * The fd table: which fd stands for which p2pbuf object.
+ * TEMPORARY: the old fd table, kept only for VFIO device fds until src/vfio
+ * is converted to the file layer (src/core/file.c, include/p2pbuf/file.h).
+ * Every other object with an fd is a struct p2p_file.  When nothing calls
+ * fdtab_register() any more, delete this file and the fdtab_* calls in
+ * p2p_close() and p2p_dup() (file.c).
  *
- * Every object that has an fd (dma-buf, device file) owns a "token": a
- * sealed, empty memfd whose inode identifies the object.  Any fd on that
- * inode (the token, an fd installed for a caller, a plain dup of one)
- * resolves to the object.  Installed fds additionally hold a reference,
- * dropped by p2p_close().
+ * A VFIO device owns a "token": a sealed, empty memfd whose inode
+ * identifies it.  Any fd on that inode resolves to the device.  An fd made
+ * by p2p_dup() additionally holds a reference, dropped by p2p_close().
  *
  * Locking: tab_lock (rw) protects both tables; it is a leaf lock, and
  * object get callbacks called under it must not take other locks.
@@ -138,7 +140,7 @@ const struct fdtab_type *fdtab_peek(int fd, void **obj)
 }
 
 /* The caller's reference on @obj moves to @fd. */
-int fdtab_install(int token_fd, const struct fdtab_type *type, void *obj, int flags)
+static int fdtab_install(int token_fd, const struct fdtab_type *type, void *obj, int flags)
 {
 	struct stat st;
 	int fd;
@@ -169,46 +171,42 @@ int fdtab_install(int token_fd, const struct fdtab_type *type, void *obj, int fl
 	return fd;
 }
 
-P2P_API int p2p_close(int fd)
+bool fdtab_is_token(int fd, const struct stat *st)
+{
+	struct tab_ent *e;
+	bool ret;
+
+	pthread_rwlock_rdlock(&tab_lock);
+	e = find_locked(st->st_dev, st->st_ino);
+	ret = e && e->token_fd == fd;
+	pthread_rwlock_unlock(&tab_lock);
+	return ret;
+}
+
+void *fdtab_take(int fd, const struct stat *st, const struct fdtab_type **type)
 {
 	struct fd_ent ent = { 0 };
-	struct stat st;
 
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return -EBADF;
 	pthread_rwlock_wrlock(&tab_lock);
-	{
-		struct tab_ent *e = find_locked(st.st_dev, st.st_ino);
-
-		if (e && e->token_fd == fd) {
-			/* The library's own fd for the object: not the caller's to close. */
-			pthread_rwlock_unlock(&tab_lock);
-			return -EBADF;
-		}
-	}
-	if ((size_t)fd < nr_fds && fds[fd].obj && fds[fd].dev == st.st_dev &&
-	    fds[fd].ino == st.st_ino) {
+	if ((size_t)fd < nr_fds && fds[fd].obj && fds[fd].dev == st->st_dev &&
+	    fds[fd].ino == st->st_ino) {
 		ent = fds[fd];
 		memset(&fds[fd], 0, sizeof(fds[fd]));
 	}
 	pthread_rwlock_unlock(&tab_lock);
-	close(fd);
-	if (ent.obj)
-		ent.type->put(ent.obj);
-	return 0;
+	*type = ent.type;
+	return ent.obj;
 }
 
-P2P_API int p2p_dup(int fd)
+int fdtab_dup(int fd)
 {
 	const struct fdtab_type *type;
 	void *obj;
 	int ret;
 
 	type = fdtab_peek(fd, &obj);
-	if (!type) {
-		ret = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		return ret < 0 ? -errno : ret;
-	}
+	if (!type)
+		return -ENOENT;
 	ret = fdtab_lookup(fd, type, &obj);
 	if (ret)
 		return ret;

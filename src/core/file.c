@@ -143,6 +143,21 @@ static bool file_tryget(struct p2p_file *f)
 	return kref_get_unless_zero(&f->ref);
 }
 
+P2P_API bool p2p_file_tryget(struct p2p_file *file)
+{
+	return file_tryget(file);
+}
+
+P2P_API long p2p_file_count(const struct p2p_file *file)
+{
+	return (long)atomic_load(&file->ref.count);
+}
+
+P2P_API int p2p_file_fd(const struct p2p_file *file)
+{
+	return file->token_fd;
+}
+
 P2P_API void p2p_file_put(struct p2p_file *file)
 {
 	if (!file || !kref_put(&file->ref))
@@ -176,16 +191,23 @@ P2P_API int p2p_file_flags(const struct p2p_file *file)
 	return file->flags;
 }
 
-/* Record @fd as holding the caller's reference on @f; false if the table can't hold it. */
-static bool fd_table_set(int fd, struct p2p_file *f)
+/*
+ * Record @fd as holding the caller's reference on @f; false if the table
+ * can't hold it.  The kernel just handed out @fd, so whatever the slot held
+ * stood for an fd closed behind the library's back (a plain close(2)): that
+ * reference is orphaned, and dropped here (the caller's *@stale, to put
+ * without the lock).
+ */
+static bool fd_table_set(int fd, struct p2p_file *f, struct p2p_file **stale)
 {
 	struct fd_slot *s = fd_slot(fd, true);
 
+	*stale = NULL;
 	if (!s)
 		return false;
 	pthread_rwlock_wrlock(&tab_lock);
 	s->ino = f->ino;
-	atomic_store_explicit(&s->file, f, memory_order_release);
+	*stale = atomic_exchange_explicit(&s->file, f, memory_order_acq_rel);
 	pthread_rwlock_unlock(&tab_lock);
 	return true;
 }
@@ -208,15 +230,18 @@ static struct p2p_file *fd_table_take(int fd)
 static int install_from(struct p2p_file *f, int src, int minfd, int flags)
 {
 	int fd = fcntl(src, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, minfd);
+	struct p2p_file *stale;
 
 	if (fd < 0)
 		return -errno;
+
 	p2p_file_get(f);
-	if (!fd_table_set(fd, f)) {
+	if (!fd_table_set(fd, f, &stale)) {
 		close(fd);
 		p2p_file_put(f);
 		return -ENOMEM;
 	}
+	p2p_file_put(stale);
 	return fd;
 }
 
@@ -377,32 +402,41 @@ P2P_API unsigned int p2p_fd_poll(int fd, unsigned int events)
 /* Fd lifetimes                                                            */
 
 /*
- * p2p_close() and p2p_dup() move here from fdtable.c when the objects with
- * fds become files (the fd table of fdtable.c goes then).
+ * p2p_close() and p2p_dup(): close(2) and dup(2) (with FD_CLOEXEC) for the
+ * fds the library hands out.
+ *
+ * TEMPORARY fallback (drop it when src/vfio is converted to files): VFIO
+ * device fds are still in the old table of src/core/fdtable.c, so both also
+ * ask it (fdtab_is_token(), fdtab_take(), fdtab_dup()).  Once nothing calls
+ * fdtab_register(), delete those calls and fdtable.c.
  */
-#if 0
 P2P_API int p2p_close(int fd)
 {
-	struct p2p_file *f;
+	const struct fdtab_type *ltype = NULL;
+	struct p2p_file *f, *tok;
+	void *legacy;
 	struct stat st;
-	bool token = false;
 
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return -EBADF;
 	pthread_rwlock_rdlock(&tab_lock);
-	f = find_locked(st.st_dev, st.st_ino);
-	token = f && f->token_fd == fd;
+	tok = find_locked(st.st_dev, st.st_ino);
+	tok = tok && tok->token_fd == fd ? tok : NULL;
 	pthread_rwlock_unlock(&tab_lock);
-	if (token)
+	if (tok || fdtab_is_token(fd, &st))
 		return -EBADF; /* the library's own fd for the file: not the caller's to close */
+	/*
+	 * Take the slot even if its inode is another one: the fd it stood for
+	 * was closed with close(2), and its reference is dropped now.
+	 */
 	f = fd_table_take(fd);
+	legacy = fdtab_take(fd, &st, &ltype); /* TEMPORARY: VFIO device fds */
 	close(fd);
-	if (f)
-		p2p_file_put(f);
+	p2p_file_put(f);
+	if (legacy)
+		ltype->put(legacy);
 	return 0;
 }
-
-#endif
 
 /* The file @fd stands for, with a reference, or NULL for a plain fd (or -EBADF in *@err). */
 static struct p2p_file *file_of(int fd, int *err)
@@ -435,13 +469,12 @@ P2P_API int p2p_fd_dup(int fd)
 	return p2p_fd_dupfd(fd, 0, 0);
 }
 
-#if 0
 P2P_API int p2p_dup(int fd)
 {
-	return p2p_fd_dupfd(fd, 0, O_CLOEXEC);
-}
+	int ret = fdtab_dup(fd); /* TEMPORARY: VFIO device fds, see p2p_close() */
 
-#endif
+	return ret != -ENOENT ? ret : p2p_fd_dupfd(fd, 0, O_CLOEXEC);
+}
 
 P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
 {
@@ -470,10 +503,15 @@ P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
 		return ret;
 	}
 	old = fd_table_take(newfd); /* what newfd was before dup3 closed it */
-	if (f && !fd_table_set(newfd, f)) {
-		close(newfd);
-		p2p_file_put(f);
-		ret = -ENOMEM;
+	if (f) {
+		struct p2p_file *stale;
+
+		if (!fd_table_set(newfd, f, &stale)) {
+			close(newfd);
+			p2p_file_put(f);
+			ret = -ENOMEM;
+		}
+		p2p_file_put(stale);
 	}
 	if (f)
 		p2p_file_put(f);
@@ -490,12 +528,10 @@ P2P_API int p2p_fd_adopt(int fd)
 
 	if (!f)
 		return err;
-	old = fd_table_take(fd);
-	if (!fd_table_set(fd, f)) { /* f's reference moves to the fd */
+	if (!fd_table_set(fd, f, &old)) { /* f's reference moves to the fd */
 		p2p_file_put(f);
 		err = -ENOMEM;
 	}
-	if (old)
-		p2p_file_put(old); /* a stale entry for a number the kernel reused */
+	p2p_file_put(old); /* adopted twice, or a stale entry for a number the kernel reused */
 	return err;
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <p2pbuf/dmabuf.h>
+#include <p2pbuf/file.h>
 #include <p2pbuf/heap.h>
 
 #include "../util/private.h"
@@ -159,9 +160,14 @@ static const struct p2p_dmabuf_ops heap_ops = {
 };
 
 /* system_heap_allocate(): @len is page aligned and non-zero. */
-static int heap_buffer_create(uint64_t len, struct p2p_dmabuf **out)
+static int heap_buffer_create(uint64_t len, uint32_t fd_flags, struct p2p_dmabuf **out)
 {
-	struct p2p_dmabuf_export_info info = { .argsz = sizeof(info) };
+	/* exp_info.flags = fd_flags: the file's access mode is the caller's. */
+	struct p2p_dmabuf_export_info info = {
+		.argsz = sizeof(info),
+		.flags = P2P_EXPORT_OPEN_FLAGS,
+		.open_flags = fd_flags,
+	};
 	struct p2p_phys_range range = { .offset = 0, .length = len };
 	long ram_pages = sysconf(_SC_PHYS_PAGES);
 	struct heap_buffer *hb;
@@ -213,7 +219,7 @@ static int heap_ioctl_allocate(struct p2p_dma_heap *heap, struct dma_heap_alloca
 	len = ALIGN_UP(data->len, P2P_PAGE_SIZE);
 	if (!len)
 		return -EINVAL;
-	ret = heap_buffer_create(len, &buf);
+	ret = heap_buffer_create(len, data->fd_flags, &buf);
 	if (ret)
 		return ret;
 	fd = p2p_dmabuf_fd_install(buf, (int)data->fd_flags);
@@ -334,6 +340,55 @@ out:
 	return ret;
 }
 
+static long heap_file_ioctl(struct p2p_file *file, unsigned long cmd, void *arg)
+{
+	return p2p_dma_heap_ioctl(p2p_file_priv(file), cmd, arg);
+}
+
+static void heap_file_release(struct p2p_file *file)
+{
+	p2p_dma_heap_close(p2p_file_priv(file));
+}
+
+/* The heap's char device file: dma_heap_fops (open, unlocked_ioctl). */
+static const struct p2p_file_ops heap_fops = {
+	.name = "dma-heap",
+	.ioctl = heap_file_ioctl,
+	.release = heap_file_release,
+};
+
+/**
+ * p2p_dma_heap_open_fd() - open(2) of /dev/dma_heap/@name
+ * @name: the heap; "system" is the only one
+ * @flags: open(2) flags: the access mode, O_CLOEXEC, O_NONBLOCK...
+ *
+ * A file whose ioctl is DMA_HEAP_IOCTL_ALLOC (p2p_dma_heap_ioctl(), through
+ * p2p_fd_ioctl()); no mmap (-ENODEV), read or write (-EINVAL), as the
+ * kernel's heap device.  The fd holds the heap's only reference: its last
+ * close (p2p_close()) frees the heap; buffers allocated from it live on.
+ * Thread-safe.
+ *
+ * Return: the fd, or -ENOENT (no such heap), -ENOMEM, -EMFILE, -ENFILE.
+ */
+P2P_API int p2p_dma_heap_open_fd(const char *name, int flags)
+{
+	struct p2p_dma_heap *heap;
+	struct p2p_file *file;
+	int ret;
+
+	ret = p2p_dma_heap_open(name, &heap);
+	if (ret)
+		return ret;
+	ret = p2p_file_create(&heap_fops, heap, heap->name, flags & ~O_CLOEXEC, &file);
+	if (ret) {
+		p2p_dma_heap_close(heap);
+		return ret;
+	}
+	ret = p2p_file_install(file, flags & O_CLOEXEC);
+	p2p_file_put(file); /* the fd's reference is the only one left, or release */
+	return ret;
+}
+
 /**
  * p2p_dma_heap_alloc() - allocate a buffer (a typed DMA_HEAP_IOCTL_ALLOC)
  * @heap: the heap
@@ -371,8 +426,10 @@ P2P_API int p2p_dma_heap_alloc(struct p2p_dma_heap *heap, uint64_t len, uint32_t
  * p2p_dmabuf_begin_cpu_access(), END p2p_dmabuf_end_cpu_access().
  * Thread-safe; blocks only if the exporter's bracket does.
  *
- * Return: 0, -EINVAL (unknown bits, or neither READ nor WRITE), or the
- * exporter's error.
+ * Return: 0, -EINVAL (unknown bits, or neither READ nor WRITE), -EPERM
+ * (WRITE on a buffer exported without write access: not in the kernel,
+ * where the bracket is allowed, but p2pbuf lets nothing write such a
+ * buffer), or the exporter's error.
  */
 P2P_API int p2p_dmabuf_sync(struct p2p_dmabuf *buf, uint64_t flags)
 {
@@ -393,6 +450,12 @@ P2P_API int p2p_dmabuf_sync(struct p2p_dmabuf *buf, uint64_t flags)
 	default:
 		return -EINVAL;
 	}
+	/*
+	 * Not in the kernel: a buffer exported read-only is never written,
+	 * so a CPU write bracket on it is refused (p2p_dmabuf_writable()).
+	 */
+	if ((flags & DMA_BUF_SYNC_WRITE) && !p2p_dmabuf_writable(buf))
+		return -EPERM;
 	if (flags & DMA_BUF_SYNC_END)
 		return p2p_dmabuf_end_cpu_access(buf, dir);
 	return p2p_dmabuf_begin_cpu_access(buf, dir);

@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <p2pbuf/file.h>
 #include <p2pbuf/iommu.h>
 #include <p2pbuf/vfio.h>
 
@@ -68,6 +69,7 @@ struct ioas_pages {
 	atomic_uint_fast64_t count;
 	atomic_bool revoked; /* next to count: one cache line per translation */
 	enum pages_kind kind;
+	bool writable; /* mapped with IOMMU_IOAS_MAP_WRITEABLE (iopt_pages.writable) */
 	uint64_t len; /* bytes covered, page multiple */
 	uint8_t *host; /* USER, MEMFD: contiguous */
 	void *map_base; /* MEMFD: our mapping, unmapped at free */
@@ -129,7 +131,7 @@ struct p2p_ioas {
 };
 
 struct p2p_iommufd {
-	int token_fd;
+	struct p2p_file *file; /* the context lives as long as its file */
 	pthread_mutex_t lock;
 	struct p2p_ioas **objs; /* index = id - 1 */
 	uint32_t nr_objs;
@@ -809,6 +811,7 @@ static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *
 		return -ENOMEM;
 	p->host = (uint8_t *)base;
 	p->len = ALIGN_UP(end, P2P_PAGE_SIZE) - base;
+	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
 	ret = ioas_add(ioas, p, (uintptr_t)va - base, length, iova, flags);
 	if (ret)
 		pages_put(p);
@@ -835,9 +838,20 @@ static int map_dmabuf(struct p2p_ioas *ioas, struct p2p_dmabuf *buf, uint64_t st
 		return -EINVAL;
 	if (length / P2P_PAGE_SIZE >= UINT32_MAX)
 		return -EINVAL;
+	/*
+	 * A dma-buf exported read-only is never written.  v6.19 has no such
+	 * check for dma-bufs; the 2026 fix "Require write access for writable
+	 * MAP_FILE mappings" refuses a writeable map of a file without
+	 * FMODE_WRITE with -EPERM, and p2pbuf does the same for dma-bufs.  A
+	 * type1 MAP_DMA with WRITE of its (read-only) mapping fails as pinning
+	 * a read-only VMA for write does: -EFAULT.
+	 */
+	if ((flags & IOMMU_IOAS_MAP_WRITEABLE) && !p2p_dmabuf_writable(buf))
+		return (flags & P2P_IOAS_MAP_EXTENDED) ? -EFAULT : -EPERM;
 	ret = pages_dmabuf(buf, pstart, plen, flags & P2P_IOAS_MAP_EXTENDED, &p);
 	if (ret)
 		return ret;
+	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
 	ret = ioas_add(ioas, p, start - pstart, length, iova, flags);
 	if (ret)
 		pages_put(p);
@@ -881,6 +895,7 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 	p->map_base = m;
 	p->map_len = plen;
 	p->len = plen;
+	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
 	ret = ioas_add(ioas, p, start - pstart, length, iova, flags);
 	if (ret)
 		pages_put(p);
@@ -1080,6 +1095,11 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 				break;
 			}
 			parts = np;
+		}
+		/* iopt_map_pages(): a writeable copy of pages mapped read-only. */
+		if ((flags & IOMMU_IOAS_MAP_WRITEABLE) && !a->pages->writable) {
+			ret = -EPERM;
+			break;
 		}
 		pages_get(a->pages);
 		parts[n].p = a->pages;
@@ -1297,39 +1317,89 @@ P2P_API uint32_t p2p_ioas_id(const struct p2p_ioas *ioas)
 	return ioas->id;
 }
 
-P2P_API int p2p_iommufd_open(struct p2p_iommufd **out)
+/* iommufd_fops_release(): destroy every object, then the context. */
+static void iommufd_release(struct p2p_file *file)
 {
-	struct p2p_iommufd *ctx = calloc(1, sizeof(*ctx));
+	struct p2p_iommufd *ctx = p2p_file_priv(file);
 
-	if (!ctx)
-		return -ENOMEM;
-	ctx->token_fd = token_fd_create("iommufd");
-	if (ctx->token_fd < 0) {
-		int ret = ctx->token_fd;
-
-		free(ctx);
-		return ret;
-	}
-	pthread_mutex_init(&ctx->lock, NULL);
-	*out = ctx;
-	return 0;
-}
-
-P2P_API void p2p_iommufd_close(struct p2p_iommufd *ctx)
-{
-	if (!ctx)
-		return;
 	for (uint32_t i = 0; i < ctx->nr_objs; i++)
 		p2p_ioas_put(ctx->objs[i]);
 	free(ctx->objs);
-	close(ctx->token_fd);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 }
 
+static long iommufd_file_ioctl(struct p2p_file *file, unsigned long cmd, void *arg)
+{
+	return p2p_iommufd_ioctl(p2p_file_priv(file), cmd, arg);
+}
+
+/* iommufd_fops: ioctl and release (no mmap, read or write in v6.19's base). */
+static const struct p2p_file_ops iommufd_fops = {
+	.name = "iommufd",
+	.ioctl = iommufd_file_ioctl,
+	.release = iommufd_release,
+};
+
+static int iommufd_create(int flags, struct p2p_iommufd **out)
+{
+	struct p2p_iommufd *ctx = calloc(1, sizeof(*ctx));
+	int ret;
+
+	if (!ctx)
+		return -ENOMEM;
+	pthread_mutex_init(&ctx->lock, NULL);
+	ret = p2p_file_create(&iommufd_fops, ctx, "", flags & ~O_CLOEXEC, &ctx->file);
+	if (ret) {
+		pthread_mutex_destroy(&ctx->lock);
+		free(ctx);
+		return ret;
+	}
+	*out = ctx;
+	return 0;
+}
+
+P2P_API int p2p_iommufd_open(struct p2p_iommufd **out)
+{
+	return iommufd_create(O_RDWR, out);
+}
+
+P2P_API int p2p_iommufd_open_fd(int flags)
+{
+	struct p2p_iommufd *ctx;
+	int ret = iommufd_create(flags, &ctx);
+
+	if (ret)
+		return ret;
+	ret = p2p_file_install(ctx->file, flags & O_CLOEXEC);
+	p2p_file_put(ctx->file); /* the fd holds the only reference now, or release */
+	return ret;
+}
+
+P2P_API int p2p_iommufd_get(int fd, struct p2p_iommufd **out)
+{
+	struct p2p_file *f;
+	int ret = p2p_file_from_fd(fd, &iommufd_fops, &f);
+
+	if (!ret)
+		*out = p2p_file_priv(f);
+	return ret;
+}
+
+P2P_API void p2p_iommufd_put(struct p2p_iommufd *ctx)
+{
+	if (ctx)
+		p2p_file_put(ctx->file);
+}
+
+P2P_API void p2p_iommufd_close(struct p2p_iommufd *ctx)
+{
+	p2p_iommufd_put(ctx);
+}
+
 P2P_API int p2p_iommufd_fd(const struct p2p_iommufd *ctx)
 {
-	return ctx->token_fd;
+	return p2p_file_fd(ctx->file);
 }
 
 P2P_API int p2p_ioas_alloc(struct p2p_iommufd *ctx, uint32_t *id, struct p2p_ioas **out)

@@ -947,6 +947,12 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	if ((in->flags & IOSQE_FIXED_FILE) ||
 	    (in->fd != s->user_fd && !same_file(in->fd, s->target_fd)))
 		return -EBADF;
+	/*
+	 * A READ_FIXED writes the buffer: not into one exported read-only
+	 * (io_import_fixed()'s direction check on a registered buffer).
+	 */
+	if (in->opcode == IORING_OP_READ_FIXED && !p2p_dmabuf_writable(s->buf))
+		return -EFAULT;
 	if (!len || __builtin_add_overflow(off, len, &end) || end > p2p_dmabuf_size(s->buf))
 		return -EFAULT;
 	ret = slot_ensure_mapped(s);

@@ -41,7 +41,7 @@ int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 	int ret = 0, err;
 
 	list_for_each_entry(p, &dev->dmabufs, node) {
-		if (!atomic_load(&p->buf->ref.count))
+		if (dmabuf_dying(p->buf))
 			continue;
 		if (revoke)
 			err = p2p_dmabuf_revoke(p->buf, P2P_DMABUF_TEMP_REVOKED);
@@ -66,7 +66,7 @@ void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 	int err;
 
 	list_for_each_entry_safe(p, n, &dev->dmabufs, node) {
-		if (!kref_get_unless_zero(&p->buf->ref))
+		if (!dmabuf_tryget(p->buf))
 			continue; /* its release unlinks it */
 		err = p2p_dmabuf_revoke(p->buf, P2P_DMABUF_PERM_REVOKED);
 
@@ -170,7 +170,7 @@ static const struct p2p_dmabuf_ops vfio_dmabuf_ops = {
 /* Export ranges of @bar of @vdev's function and link the buffer to it. */
 static int vfio_export(struct p2p_vfio_device *vdev, int bar,
 		       const struct vfio_region_dma_range *ranges, uint32_t nr, bool hold_file,
-		       struct p2p_dmabuf **out)
+		       int open_flags, struct p2p_dmabuf **out)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
 	struct p2p_phys_range *pr;
@@ -197,6 +197,8 @@ static int vfio_export(struct p2p_vfio_device *vdev, int bar,
 	info.priv = p;
 	info.nr_ranges = nr;
 	info.ranges = pr;
+	info.flags = P2P_EXPORT_OPEN_FLAGS; /* exp_info.flags = open_flags */
+	info.open_flags = (uint32_t)open_flags;
 
 	pthread_rwlock_wrlock(&dev->memory_lock);
 	if (!pci_memory_enabled_locked(dev))
@@ -225,7 +227,7 @@ int vfio_bar_dmabuf_create(struct p2p_vfio_device *vdev, int bar, uint64_t off, 
 {
 	struct vfio_region_dma_range r = { .offset = off, .length = len };
 
-	return vfio_export(vdev, bar, &r, 1, true, out);
+	return vfio_export(vdev, bar, &r, 1, true, O_RDWR, out);
 }
 
 /* The kernel's KMALLOC_MAX_SIZE with 4 KiB pages (order-10 allocations, 4 MiB). */
@@ -314,7 +316,8 @@ int vfio_feature_dma_buf(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t 
 		ret = -ENODEV;
 		goto out;
 	}
-	ret = vfio_export(vdev, (int)hdr.region_index, ranges, hdr.nr_ranges, false, &buf);
+	ret = vfio_export(vdev, (int)hdr.region_index, ranges, hdr.nr_ranges, false,
+			  (int)hdr.open_flags, &buf);
 	p2p_pci_dev_put(dev);
 	if (ret)
 		goto out;
