@@ -94,6 +94,15 @@ P2P_API const struct p2p_file_ops *p2p_file_ops(const struct p2p_file *file);
 P2P_API int p2p_file_flags(const struct p2p_file *file);
 
 /**
+ * p2p_file_fd() - the file's own fd (its token), owned by the file
+ *
+ * Valid while the file lives; resolves to the file in every dispatch
+ * entry; p2p_close() refuses it (-EBADF).  For natives handles that give
+ * out "the object's fd" (p2p_vfio_device_fd()).
+ */
+P2P_API int p2p_file_fd(const struct p2p_file *file);
+
+/**
  * p2p_file_install() - a new fd for @file
  * @flags: O_CLOEXEC or 0
  *

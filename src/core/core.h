@@ -33,6 +33,9 @@ int fdtab_install(int token_fd, const struct fdtab_type *type, void *obj, int fl
 
 extern const struct fdtab_type dmabuf_fdtab_type;
 
+/* src/core/file.c: p2p_close() of a p2pbuf file's fd; 1 if @fd is none. */
+int file_close_fd(int fd);
+
 struct p2p_mem {
 	struct kref ref;
 	int fd;

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <p2pbuf/file.h>
+
 #include "core.h"
 
 #define NBUCKETS 1024
@@ -174,7 +176,11 @@ P2P_API int p2p_close(int fd)
 	struct fd_ent ent = { 0 };
 	struct stat st;
 
-	if (fd < 0 || fstat(fd, &st) < 0)
+	int ret = file_close_fd(fd); /* objects that are p2pbuf files (file.c) */
+
+	if (ret <= 0)
+		return ret;
+	if (fstat(fd, &st) < 0)
 		return -EBADF;
 	pthread_rwlock_wrlock(&tab_lock);
 	{
@@ -205,10 +211,8 @@ P2P_API int p2p_dup(int fd)
 	int ret;
 
 	type = fdtab_peek(fd, &obj);
-	if (!type) {
-		ret = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		return ret < 0 ? -errno : ret;
-	}
+	if (!type)
+		return p2p_fd_dupfd(fd, 0, O_CLOEXEC); /* a p2pbuf file's, or a plain fd */
 	ret = fdtab_lookup(fd, type, &obj);
 	if (ret)
 		return ret;

@@ -499,3 +499,33 @@ P2P_API int p2p_fd_adopt(int fd)
 		p2p_file_put(old); /* a stale entry for a number the kernel reused */
 	return err;
 }
+
+P2P_API int p2p_file_fd(const struct p2p_file *file)
+{
+	return file->token_fd;
+}
+
+/*
+ * p2p_close() of an fd on a p2pbuf file (src/core/fdtable.c calls this
+ * first): 0 closed (dropping the fd's reference, if it held one), -EBADF
+ * for the file's own fd, 1 if @fd is not a p2pbuf file's.
+ */
+int file_close_fd(int fd)
+{
+	struct p2p_file *f, *held;
+	int err;
+	bool token;
+
+	f = file_by_inode(fd, &err);
+	if (!f)
+		return err == -EINVAL ? 1 : err;
+	token = f->token_fd == fd;
+	p2p_file_put(f);
+	if (token)
+		return -EBADF; /* the library's own fd for the file: not the caller's to close */
+	held = fd_table_take(fd);
+	close(fd);
+	if (held)
+		p2p_file_put(held);
+	return 0;
+}
