@@ -67,8 +67,9 @@ P2P_API void p2p_iommufd_put(struct p2p_iommufd *ctx);
 /**
  * p2p_iommufd_close() - drop the reference p2p_iommufd_open() gave
  *
- * With no fd or other reference left (the usual case), it destroys the
- * context and every object in it.
+ * The context and every object in it go when the last reference does:
+ * fds hold one each, and so do devices bound with
+ * p2p_iommufd_device_bind().
  */
 P2P_API void p2p_iommufd_close(struct p2p_iommufd *ctx);
 /** p2p_iommufd_fd() - the context's own fd (p2p_file_fd(): owned by @ctx, holds no reference) */
@@ -78,7 +79,10 @@ P2P_API int p2p_iommufd_fd(const struct p2p_iommufd *ctx);
  * p2p_iommufd_ioctl() - the iommufd ioctls, with the kernel's structures
  * @cmd: IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES,
  *	IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FILE,
- *	IOMMU_IOAS_UNMAP, IOMMU_IOAS_COPY
+ *	IOMMU_IOAS_UNMAP, IOMMU_IOAS_COPY, IOMMU_OPTION (RLIMIT_MODE, HUGE_PAGES),
+ *	IOMMU_GET_HW_INFO (type NONE: no vendor data, no capabilities, no
+ *	PASID), IOMMU_HWPT_ALLOC (paging HWPTs over an IOAS; nesting, dirty
+ *	tracking, PASID and fault queues are -EOPNOTSUPP / -ENOENT)
  *
  * Framing as the kernel's: size below the command's minimum -EINVAL, a
  * larger struct with non-zero trailing bytes -E2BIG, unknown command
@@ -87,6 +91,57 @@ P2P_API int p2p_iommufd_fd(const struct p2p_iommufd *ctx);
  * Return: 0 or -errno (kernel-semantics 2.2-2.5).
  */
 P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long cmd, void *arg);
+
+/**
+ * p2p_iommufd_from_fd() - the context behind an iommufd fd (iommufd_ctx_from_fd())
+ * @out: the context with a reference, dropped with p2p_iommufd_put()
+ *
+ * Return: 0, -EBADF (@fd is not open), -EBADFD (not an iommufd).
+ */
+P2P_API int p2p_iommufd_from_fd(int fd, struct p2p_iommufd **out);
+
+struct p2p_iommufd_device;
+
+/**
+ * struct p2p_iommufd_device_ops - how a bound device's DMA follows its HWPT
+ * @attach: point the device's DMA at @ioas (replacing what it had);
+ *	called with the context lock held; 0 or -errno
+ * @detach: DMA faults from now on; called with the context lock held
+ *
+ * The device's driver (the VFIO layer) gives these at bind, so the IOMMU
+ * layer never calls into it by name.
+ */
+struct p2p_iommufd_device_ops {
+	int (*attach)(void *priv, struct p2p_ioas *ioas);
+	void (*detach)(void *priv);
+};
+
+/**
+ * p2p_iommufd_device_bind() - iommufd_device_bind(): a device object in @ctx
+ * @ops, @priv: the device's side (kept until unbind)
+ * @out: the binding; @dev_id: its object ID (IOMMU_GET_HW_INFO, HWPT_ALLOC)
+ *
+ * The binding holds a reference on @ctx until p2p_iommufd_device_unbind().
+ * IOMMU_DESTROY of the device ID is -EBUSY while bound, as the kernel's.
+ * Return: 0 or -ENOMEM.
+ */
+P2P_API int p2p_iommufd_device_bind(struct p2p_iommufd *ctx,
+				    const struct p2p_iommufd_device_ops *ops, void *priv,
+				    struct p2p_iommufd_device **out, uint32_t *dev_id);
+/** p2p_iommufd_device_unbind() - detach, remove the device object, drop the context */
+P2P_API void p2p_iommufd_device_unbind(struct p2p_iommufd_device *idev);
+/**
+ * p2p_iommufd_device_attach() - iommufd_device_attach()/replace()
+ * @pt_id: in: an IOAS ID (an automatic paging HWPT is made or reused) or a
+ *	paging HWPT ID; out: the HWPT ID the device is attached to
+ *
+ * Attaching again replaces the HWPT, as VFIO_DEVICE_ATTACH_IOMMUFD_PT does.
+ * Return: 0, -ENOENT (no such object), -EINVAL (not an IOAS or HWPT, or
+ * areas not aligned for a 4 KiB domain), or what ops->attach returns.
+ */
+P2P_API int p2p_iommufd_device_attach(struct p2p_iommufd_device *idev, uint32_t *pt_id);
+/** p2p_iommufd_device_detach() - iommufd_device_detach(); nothing if not attached */
+P2P_API void p2p_iommufd_device_detach(struct p2p_iommufd_device *idev);
 
 /**
  * p2p_ioas_get() - look up an IOAS by ID, with a reference

@@ -153,11 +153,20 @@ P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device
  * closable, but attach, map and mmap fail with -ENODEV.
  */
 P2P_API void p2p_vfio_device_close(struct p2p_vfio_device *vdev);
-/** p2p_vfio_device_fd() - the device fd (owned by @vdev) */
+/**
+ * p2p_vfio_device_fd() - the device file's own fd (owned by the file)
+ *
+ * Every dispatch entry (p2p_fd_ioctl(), p2p_fd_pread(), p2p_fd_mmap(), ...)
+ * takes it; p2p_close() refuses it.  Valid until p2p_vfio_device_close().
+ */
 P2P_API int p2p_vfio_device_fd(const struct p2p_vfio_device *vdev);
 /** p2p_vfio_device_pci() - the function behind the file (borrowed) */
 P2P_API struct p2p_pci_dev *p2p_vfio_device_pci(const struct p2p_vfio_device *vdev);
-/** p2p_vfio_device_from_fd() - the open file behind a device fd (borrowed), or NULL */
+/**
+ * p2p_vfio_device_from_fd() - the open file behind a device fd (borrowed), or NULL
+ *
+ * Any device fd: native, from VFIO_GROUP_GET_DEVICE_FD, or a cdev.
+ */
 P2P_API struct p2p_vfio_device *p2p_vfio_device_from_fd(int fd);
 
 /**
@@ -305,6 +314,100 @@ P2P_API bool p2p_pci_dev_raise_irq(struct p2p_pci_dev *dev, unsigned int vector)
 
 /** p2p_vfio_dmabuf_memattr() - the memattr future mmaps of a VFIO dma-buf get, or -EINVAL */
 P2P_API int p2p_vfio_dmabuf_memattr(struct p2p_dmabuf *buf);
+
+/* ---------------------------------------------------------------------- */
+/* Functions visible to VFIO users, and their files                        */
+
+/**
+ * p2p_vfio_register() - make a function visible to VFIO users
+ * @pdev: the function (the registry takes a reference)
+ * @cdev_index: optional, out: N of /dev/vfio/devices/vfioN (the lowest free)
+ *
+ * Its IOMMU group /dev/vfio/G is @pdev's group (p2p_pci_dev_group()); a
+ * group exists while one of its functions is registered.
+ *
+ * Return: 0, -EEXIST (already registered), -ENODEV (unplugged), -ENOMEM,
+ * -EINVAL (NULL).  Thread-safe.
+ */
+P2P_API int p2p_vfio_register(struct p2p_pci_dev *pdev, unsigned int *cdev_index);
+/**
+ * p2p_vfio_unregister() - hide the function again (nothing if not registered)
+ *
+ * Open files of the function keep working; new opens fail (-ENOENT).
+ */
+P2P_API void p2p_vfio_unregister(struct p2p_pci_dev *pdev);
+/**
+ * p2p_vfio_registered() - the registered functions, in registration order
+ * @out: up to @max functions, each with a reference (p2p_pci_dev_put() them);
+ *	may be NULL with @max 0
+ *
+ * Return: how many are registered (may exceed @max).
+ */
+P2P_API unsigned int p2p_vfio_registered(struct p2p_pci_dev **out, unsigned int max);
+/** p2p_vfio_cdev_index() - N of /dev/vfio/devices/vfioN, or -ENODEV (not registered) */
+P2P_API int p2p_vfio_cdev_index(struct p2p_pci_dev *pdev);
+/** p2p_pci_dev_group() - the function's IOMMU group number */
+P2P_API unsigned int p2p_pci_dev_group(struct p2p_pci_dev *pdev);
+
+/**
+ * p2p_pci_dev_config_read() - raw emulated config space, for sysfs "config"
+ * @off, @len: bytes [@off, @off + @len) of the 4 KiB config space
+ *
+ * No side effects on the device; a function that is not open shows its
+ * config space as reset.  Return: 0 or -EINVAL (out of range).
+ */
+P2P_API int p2p_pci_dev_config_read(struct p2p_pci_dev *pdev, unsigned int off, void *buf,
+				    size_t len);
+/**
+ * p2p_pci_dev_bar_info() - a BAR as sysfs "resource" shows it
+ * @bus_addr: the emulated bus address (0 for no BAR); @size: bytes (0: no
+ *	BAR); @flags: P2P_BAR_* (each pointer may be NULL)
+ *
+ * Return: 0 or -EINVAL (@bar not 0..5).
+ */
+P2P_API int p2p_pci_dev_bar_info(struct p2p_pci_dev *pdev, int bar, uint64_t *bus_addr,
+				 uint64_t *size, uint32_t *flags);
+
+/**
+ * p2p_vfio_container_open_fd() - open /dev/vfio/vfio
+ * @flags: open(2) flags (O_RDWR, O_CLOEXEC, ...)
+ *
+ * A new legacy container: VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION,
+ * VFIO_SET_IOMMU (TYPE1 or TYPE1v2, once a group is attached), then
+ * VFIO_IOMMU_GET_INFO (migration, DMA-available and IOVA-range
+ * capabilities), VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA and
+ * VFIO_IOMMU_DIRTY_PAGES, with type1's checks and errnos.  A MAP_DMA of the
+ * address of a BAR or dma-buf mmap maps through that dma-buf and is
+ * revoked with it (kernel-semantics 4.1).
+ *
+ * Return: a new fd holding the file's reference (close with p2p_close()),
+ * or -ENOMEM, -EMFILE, -ENFILE.
+ */
+P2P_API int p2p_vfio_container_open_fd(int flags);
+/**
+ * p2p_vfio_group_open_fd() - open /dev/vfio/@group
+ *
+ * Ioctls: VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER (a container fd;
+ * an iommufd is -EBADFD: no group compat IOAS), VFIO_GROUP_UNSET_CONTAINER,
+ * VFIO_GROUP_GET_DEVICE_FD (by BDF; the device's DMA goes through the
+ * container; each device fd holds the group file).
+ *
+ * Return: a new fd, -ENOENT (no registered function in @group), -EBUSY
+ * (already open, or a function of it bound through its cdev), -ENOMEM,
+ * -EMFILE.
+ */
+P2P_API int p2p_vfio_group_open_fd(unsigned int group, int flags);
+/**
+ * p2p_vfio_cdev_open_fd() - open /dev/vfio/devices/vfio@index
+ *
+ * Until VFIO_DEVICE_BIND_IOMMUFD every other ioctl, read, write and mmap is
+ * -EINVAL; binding opens the device (-EBUSY while its group is open),
+ * then VFIO_DEVICE_ATTACH_IOMMUFD_PT / DETACH_IOMMUFD_PT point its DMA at
+ * an IOAS or a HWPT.  Closing the last fd unbinds and closes the device.
+ *
+ * Return: a new fd, -ENOENT (no such index), -ENODEV, -ENOMEM, -EMFILE.
+ */
+P2P_API int p2p_vfio_cdev_open_fd(unsigned int index, int flags);
 
 #ifdef __cplusplus
 }

@@ -20,28 +20,6 @@
 
 #include "../util/private.h"
 
-struct fdtab_type {
-	const char *name;
-	bool (*tryget)(void *obj);
-	void (*put)(void *obj);
-};
-
-/*
- * TEMPORARY (src/core/fdtable.c): the old fd table, only for VFIO device
- * fds until src/vfio uses the file layer; see p2p_close() in file.c.
- */
-struct stat;
-int fdtab_register(int token_fd, const struct fdtab_type *type, void *obj);
-void fdtab_unregister(int token_fd, void *obj);
-int fdtab_lookup(int fd, const struct fdtab_type *type, void **obj);
-const struct fdtab_type *fdtab_peek(int fd, void **obj);
-/* Is @fd (whose fstat is @st) a registered object's own token fd? */
-bool fdtab_is_token(int fd, const struct stat *st);
-/* Forget @fd's p2p_dup() reference, if it has one: the object (put it with (*@type)->put). */
-void *fdtab_take(int fd, const struct stat *st, const struct fdtab_type **type);
-/* p2p_dup() of a registered object's fd, or -ENOENT if @fd is none. */
-int fdtab_dup(int fd);
-
 struct p2p_mem {
 	struct kref ref;
 	int fd;

@@ -153,11 +153,6 @@ P2P_API long p2p_file_count(const struct p2p_file *file)
 	return (long)atomic_load(&file->ref.count);
 }
 
-P2P_API int p2p_file_fd(const struct p2p_file *file)
-{
-	return file->token_fd;
-}
-
 P2P_API void p2p_file_put(struct p2p_file *file)
 {
 	if (!file || !kref_put(&file->ref))
@@ -401,20 +396,10 @@ P2P_API unsigned int p2p_fd_poll(int fd, unsigned int events)
 /* ---------------------------------------------------------------------- */
 /* Fd lifetimes                                                            */
 
-/*
- * p2p_close() and p2p_dup(): close(2) and dup(2) (with FD_CLOEXEC) for the
- * fds the library hands out.
- *
- * TEMPORARY fallback (drop it when src/vfio is converted to files): VFIO
- * device fds are still in the old table of src/core/fdtable.c, so both also
- * ask it (fdtab_is_token(), fdtab_take(), fdtab_dup()).  Once nothing calls
- * fdtab_register(), delete those calls and fdtable.c.
- */
+/* p2p_close() and p2p_dup(): close(2) and dup(2) (with FD_CLOEXEC) for the fds the library hands out. */
 P2P_API int p2p_close(int fd)
 {
-	const struct fdtab_type *ltype = NULL;
 	struct p2p_file *f, *tok;
-	void *legacy;
 	struct stat st;
 
 	if (fd < 0 || fstat(fd, &st) < 0)
@@ -423,18 +408,15 @@ P2P_API int p2p_close(int fd)
 	tok = find_locked(st.st_dev, st.st_ino);
 	tok = tok && tok->token_fd == fd ? tok : NULL;
 	pthread_rwlock_unlock(&tab_lock);
-	if (tok || fdtab_is_token(fd, &st))
+	if (tok)
 		return -EBADF; /* the library's own fd for the file: not the caller's to close */
 	/*
 	 * Take the slot even if its inode is another one: the fd it stood for
 	 * was closed with close(2), and its reference is dropped now.
 	 */
 	f = fd_table_take(fd);
-	legacy = fdtab_take(fd, &st, &ltype); /* TEMPORARY: VFIO device fds */
 	close(fd);
 	p2p_file_put(f);
-	if (legacy)
-		ltype->put(legacy);
 	return 0;
 }
 
@@ -471,9 +453,7 @@ P2P_API int p2p_fd_dup(int fd)
 
 P2P_API int p2p_dup(int fd)
 {
-	int ret = fdtab_dup(fd); /* TEMPORARY: VFIO device fds, see p2p_close() */
-
-	return ret != -ENOENT ? ret : p2p_fd_dupfd(fd, 0, O_CLOEXEC);
+	return p2p_fd_dupfd(fd, 0, O_CLOEXEC);
 }
 
 P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
@@ -534,4 +514,9 @@ P2P_API int p2p_fd_adopt(int fd)
 	}
 	p2p_file_put(old); /* adopted twice, or a stale entry for a number the kernel reused */
 	return err;
+}
+
+P2P_API int p2p_file_fd(const struct p2p_file *file)
+{
+	return file->token_fd;
 }

@@ -38,6 +38,7 @@
 #include <p2pbuf/vfio.h>
 
 #include "../core/core.h"
+#include "iommufd.h"
 
 #define IOVA_MAX UINT64_MAX
 
@@ -128,14 +129,9 @@ struct p2p_ioas {
 	struct iommu_iova_range *allowed; /* NULL: everything */
 	uint32_t nr_allowed;
 	uintptr_t *pt_root; /* the IO page table, see pt_lookup() */
+	bool no_large_pages; /* IOMMU_OPTION_HUGE_PAGES 0: 4 KiB alignment */
 };
 
-struct p2p_iommufd {
-	struct p2p_file *file; /* the context lives as long as its file */
-	pthread_mutex_t lock;
-	struct p2p_ioas **objs; /* index = id - 1 */
-	uint32_t nr_objs;
-};
 
 /* ---------------------------------------------------------------------- */
 /* pages                                                                  */
@@ -360,7 +356,7 @@ static int pages_dmabuf(struct p2p_dmabuf *buf, uint64_t start, uint64_t len, bo
 
 static uint64_t ioas_alignment(const struct p2p_ioas *ioas)
 {
-	return ioas->ndev ? P2P_PAGE_SIZE : 1;
+	return ioas->ndev || ioas->no_large_pages ? P2P_PAGE_SIZE : 1;
 }
 
 /* Index of the first area whose start is above @iova. */
@@ -1317,14 +1313,20 @@ P2P_API uint32_t p2p_ioas_id(const struct p2p_ioas *ioas)
 	return ioas->id;
 }
 
-/* iommufd_fops_release(): destroy every object, then the context. */
+/*
+ * iommufd_fops_release(): destroy every object, then the context.  Bound
+ * devices hold references on the file, so they are unbound by now; HWPTs
+ * go before the IOASes they hold.
+ */
 static void iommufd_release(struct p2p_file *file)
 {
 	struct p2p_iommufd *ctx = p2p_file_priv(file);
 
+	iommufd_ctx_release_xobjs(ctx);
 	for (uint32_t i = 0; i < ctx->nr_objs; i++)
 		p2p_ioas_put(ctx->objs[i]);
 	free(ctx->objs);
+	free(ctx->xobjs);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 }
@@ -1420,19 +1422,11 @@ P2P_API int p2p_ioas_alloc(struct p2p_iommufd *ctx, uint32_t *id, struct p2p_ioa
 	pthread_cond_init(&ioas->drain_cond, NULL);
 	ioas->ctx = ctx;
 	pthread_mutex_lock(&ctx->lock);
-	for (slot = 0; slot < ctx->nr_objs && ctx->objs[slot]; slot++)
-		;
-	if (slot == ctx->nr_objs) {
-		struct p2p_ioas **n = realloc(ctx->objs, (ctx->nr_objs + 1) * sizeof(*n));
-
-		if (!n) {
-			pthread_mutex_unlock(&ctx->lock);
-			free(ioas->pt_root);
-			free(ioas);
-			return -ENOMEM;
-		}
-		ctx->objs = n;
-		ctx->nr_objs++;
+	if (iommufd_slot_alloc_locked(ctx, &slot)) {
+		pthread_mutex_unlock(&ctx->lock);
+		free(ioas->pt_root);
+		free(ioas);
+		return -ENOMEM;
 	}
 	ctx->objs[slot] = ioas;
 	ioas->id = slot + 1;
@@ -1465,6 +1459,10 @@ static int ioas_destroy(struct p2p_iommufd *ctx, uint32_t id)
 	int ret = -ENOENT;
 
 	pthread_mutex_lock(&ctx->lock);
+	if (id && id <= ctx->nr_objs && !ctx->objs[id - 1] && ctx->xobjs[id - 1]) {
+		pthread_mutex_unlock(&ctx->lock);
+		return iommufd_xobj_destroy(ctx, id);
+	}
 	if (id && id <= ctx->nr_objs && ctx->objs[id - 1]) {
 		ioas = ctx->objs[id - 1];
 		pthread_rwlock_rdlock(&ioas->lock);
@@ -1724,6 +1722,75 @@ P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long req, void 
 		return ret;
 	}
 	default:
-		return -ENOTTY;
+		/* IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_OPTION (src/iommu/device.c) */
+		return iommufd_ext_ioctl(ctx, req, arg);
 	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* For src/iommu/device.c                                                  */
+
+/* A free object slot (ID = slot + 1), growing the table; ctx->lock held. */
+int iommufd_slot_alloc_locked(struct p2p_iommufd *ctx, uint32_t *out)
+{
+	uint32_t slot;
+
+	for (slot = 0; slot < ctx->nr_objs && (ctx->objs[slot] || ctx->xobjs[slot]); slot++)
+		;
+	if (slot == ctx->nr_objs) {
+		struct p2p_ioas **n = realloc(ctx->objs, (ctx->nr_objs + 1) * sizeof(*n));
+		struct iommufd_xobj **x;
+
+		if (!n)
+			return -ENOMEM;
+		ctx->objs = n;
+		x = realloc(ctx->xobjs, (ctx->nr_objs + 1) * sizeof(*x));
+		if (!x)
+			return -ENOMEM;
+		ctx->xobjs = x;
+		ctx->objs[slot] = NULL;
+		ctx->xobjs[slot] = NULL;
+		ctx->nr_objs++;
+	}
+	*out = slot;
+	return 0;
+}
+
+int iommufd_cmd_copy_in(void *arg, void *cmd, size_t kernel_size, size_t min_size)
+{
+	return cmd_in(arg, cmd, kernel_size, min_size);
+}
+
+/* iopt_disable_large_pages() / iopt_enable_large_pages() */
+int ioas_set_large_pages(struct p2p_ioas *ioas, bool enable)
+{
+	int ret = 0;
+
+	pthread_rwlock_wrlock(&ioas->lock);
+	if (enable) {
+		ioas->no_large_pages = false;
+	} else if (!ioas->no_large_pages) {
+		/* Not once a domain has pages mapped in it. */
+		if (ioas->ndev && ioas->nr)
+			ret = -EINVAL;
+		/* iopt_check_iova_alignment(): areas must fit the new alignment. */
+		for (size_t i = 0; !ret && !ioas->ndev && i < ioas->nr; i++)
+			if ((ioas->areas[i]->iova | ioas->areas[i]->length |
+			     ioas->areas[i]->pages_off) & P2P_PAGE_MASK)
+				ret = -EADDRINUSE;
+		if (!ret)
+			ioas->no_large_pages = true;
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	return ret;
+}
+
+bool ioas_large_pages(struct p2p_ioas *ioas)
+{
+	bool ret;
+
+	pthread_rwlock_rdlock(&ioas->lock);
+	ret = !ioas->no_large_pages;
+	pthread_rwlock_unlock(&ioas->lock);
+	return ret;
 }

@@ -10,6 +10,7 @@
 #ifndef P2PBUF_PCI_H
 #define P2PBUF_PCI_H
 
+#include <p2pbuf/file.h>
 #include <p2pbuf/vfio.h>
 
 #include "../core/core.h"
@@ -54,10 +55,24 @@ struct p2p_pci_dev {
 	int irq_fds[P2P_PCI_MAX_VECTORS];
 };
 
+struct vfio_group;
+struct p2p_iommufd_device;
+
+/*
+ * One open device file (the kernel's struct vfio_device_file): the file
+ * holds one reference, each BAR mmap one more; the last one closes the
+ * device (close_device semantics).
+ */
 struct p2p_vfio_device {
-	struct kref ref; /* the file: the caller's + one per BAR mmap */
+	struct kref ref;
 	struct p2p_pci_dev *pdev;
-	int token_fd;
+	struct p2p_file *file; /* NULL once the file is released (mmaps may remain) */
+	bool opened;	       /* counted in pdev->open_count */
+	bool cdev;	       /* /dev/vfio/devices/vfioN: nothing but BIND until bound */
+	struct vfio_group *group; /* from VFIO_GROUP_GET_DEVICE_FD: holds the group file */
+	pthread_mutex_t lock;	  /* bind, attach, detach */
+	struct p2p_iommufd_device *idev; /* bound (cdev), under lock */
+	atomic_bool access_granted;
 };
 
 /* src/pci/pci.c */
@@ -87,5 +102,13 @@ int vfio_check_feature(uint32_t flags, uint32_t argsz, uint32_t supported, uint3
 int vfio_bar_dmabuf_create(struct p2p_vfio_device *vdev, int bar, uint64_t off, uint64_t len,
 			   struct p2p_dmabuf **out);
 void vfio_device_file_put(struct p2p_vfio_device *vdev);
+int vfio_device_create(struct p2p_pci_dev *dev, bool cdev, int oflags,
+		       struct p2p_vfio_device **out);
+void vfio_device_open_device(struct p2p_vfio_device *vdev);
+
+/* src/vfio/group.c: groups, containers (type1), the registry */
+int vfio_group_block(uint32_t group);
+void vfio_group_unblock(uint32_t group);
+void vfio_group_device_closed(struct vfio_group *group);
 
 #endif

@@ -18,21 +18,7 @@
 
 #include "../pci/pci.h"
 
-static bool vfio_file_tryget(void *obj)
-{
-	return kref_get_unless_zero(&((struct p2p_vfio_device *)obj)->ref);
-}
-
-static void vfio_file_put_obj(void *obj)
-{
-	vfio_device_file_put(obj);
-}
-
-static const struct fdtab_type vfio_fdtab_type = {
-	.name = "vfio-device",
-	.tryget = vfio_file_tryget,
-	.put = vfio_file_put_obj,
-};
+static const struct p2p_file_ops vfio_device_fops;
 
 /* Re-evaluate memory_enabled and move the dma-bufs.  memory_lock held (write). */
 static int vfio_sync_dmabufs(struct p2p_pci_dev *dev)
@@ -40,10 +26,16 @@ static int vfio_sync_dmabufs(struct p2p_pci_dev *dev)
 	return vfio_dmabufs_move(dev, !pci_memory_enabled_locked(dev));
 }
 
-P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device **out)
+/*
+ * A device file: the file holds one reference on @vdev (dropped at its
+ * release), BAR mmaps hold theirs.  The function is not opened yet
+ * (vfio_device_open_device()).  On success vdev->file carries the
+ * creator's file reference.
+ */
+int vfio_device_create(struct p2p_pci_dev *dev, bool cdev, int oflags,
+		       struct p2p_vfio_device **out)
 {
 	struct p2p_vfio_device *vdev;
-	char name[64];
 	int ret;
 
 	if (!kref_get_unless_zero(&dev->ref))
@@ -55,47 +47,46 @@ P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device
 	}
 	kref_init(&vdev->ref);
 	vdev->pdev = dev;
-	snprintf(name, sizeof(name), "vfio-device:%s", dev->name);
-	vdev->token_fd = token_fd_create(name);
-	if (vdev->token_fd < 0) {
-		ret = vdev->token_fd;
-		goto err_free;
-	}
-	ret = fdtab_register(vdev->token_fd, &vfio_fdtab_type, vdev);
+	vdev->cdev = cdev;
+	pthread_mutex_init(&vdev->lock, NULL);
+	ret = p2p_file_create(&vfio_device_fops, vdev, dev->name, oflags, &vdev->file);
 	if (ret)
-		goto err_close;
-
-	pthread_mutex_lock(&dev->open_lock);
-	pthread_rwlock_wrlock(&dev->memory_lock);
-	if (!dev->open_count++)
-		pci_config_reset(dev); /* open_device: fresh vconfig */
-	pthread_rwlock_unlock(&dev->memory_lock);
-	pthread_mutex_unlock(&dev->open_lock);
+		goto err_free;
 	*out = vdev;
 	return 0;
 
-err_close:
-	close(vdev->token_fd);
 err_free:
+	pthread_mutex_destroy(&vdev->lock);
 	free(vdev);
 err_put:
 	p2p_pci_dev_put(dev);
 	return ret;
 }
 
-void vfio_device_file_put(struct p2p_vfio_device *vdev)
+/* open_device: the first open creates the virtual config space. */
+void vfio_device_open_device(struct p2p_vfio_device *vdev)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+
+	pthread_mutex_lock(&dev->open_lock);
+	pthread_rwlock_wrlock(&dev->memory_lock);
+	if (!dev->open_count++)
+		pci_config_reset(dev);
+	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_mutex_unlock(&dev->open_lock);
+	vdev->opened = true;
+}
+
+/* close_device: the last close revokes every dma-buf for good (1.6). */
+static void vfio_device_close_device(struct p2p_vfio_device *vdev)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
 	bool closing;
 
-	if (!kref_put(&vdev->ref))
-		return;
-	fdtab_unregister(vdev->token_fd, vdev);
 	pthread_mutex_lock(&dev->open_lock);
 	pthread_rwlock_wrlock(&dev->memory_lock);
 	closing = !--dev->open_count;
 	if (closing) {
-		/* close_device: permanent revoke of every dma-buf (1.6). */
 		vfio_dmabufs_cleanup(dev);
 		dev->low_power = false;
 	}
@@ -103,7 +94,36 @@ void vfio_device_file_put(struct p2p_vfio_device *vdev)
 	if (closing)
 		pci_dma_irq_close(dev);
 	pthread_mutex_unlock(&dev->open_lock);
-	close(vdev->token_fd);
+}
+
+P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device **out)
+{
+	struct p2p_vfio_device *vdev;
+	int ret = vfio_device_create(dev, false, O_RDWR, &vdev);
+
+	if (ret)
+		return ret;
+	vfio_device_open_device(vdev);
+	*out = vdev;
+	return 0;
+}
+
+void vfio_device_file_put(struct p2p_vfio_device *vdev)
+{
+	struct p2p_pci_dev *dev = vdev->pdev;
+
+	if (!kref_put(&vdev->ref))
+		return;
+	/* vfio_device_fops_release(): unbind (cdev), close, leave the group. */
+	if (vdev->idev) {
+		p2p_iommufd_device_unbind(vdev->idev);
+		vfio_group_unblock(dev->group);
+	}
+	if (vdev->opened)
+		vfio_device_close_device(vdev);
+	if (vdev->group)
+		vfio_group_device_closed(vdev->group);
+	pthread_mutex_destroy(&vdev->lock);
 	free(vdev);
 	p2p_pci_dev_put(dev);
 }
@@ -111,12 +131,12 @@ void vfio_device_file_put(struct p2p_vfio_device *vdev)
 P2P_API void p2p_vfio_device_close(struct p2p_vfio_device *vdev)
 {
 	if (vdev)
-		vfio_device_file_put(vdev);
+		p2p_file_put(vdev->file); /* the native handle's file reference */
 }
 
 P2P_API int p2p_vfio_device_fd(const struct p2p_vfio_device *vdev)
 {
-	return vdev->token_fd;
+	return p2p_file_fd(vdev->file);
 }
 
 P2P_API struct p2p_pci_dev *p2p_vfio_device_pci(const struct p2p_vfio_device *vdev)
@@ -126,11 +146,14 @@ P2P_API struct p2p_pci_dev *p2p_vfio_device_pci(const struct p2p_vfio_device *vd
 
 P2P_API struct p2p_vfio_device *p2p_vfio_device_from_fd(int fd)
 {
-	void *obj;
+	struct p2p_vfio_device *vdev;
+	struct p2p_file *f;
 
-	if (fdtab_peek(fd, &obj) != &vfio_fdtab_type)
+	if (p2p_file_from_fd(fd, &vfio_device_fops, &f))
 		return NULL;
-	return obj;
+	vdev = p2p_file_priv(f); /* borrowed: the caller's fd keeps the file */
+	p2p_file_put(f);
+	return vdev;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -584,8 +607,153 @@ static long ioctl_hot_reset(struct p2p_vfio_device *vdev, void *arg)
 	return ret;
 }
 
+/* ---------------------------------------------------------------------- */
+/* The device cdev: BIND_IOMMUFD, ATTACH/DETACH_IOMMUFD_PT (device_cdev.c)  */
+
+static int idev_attach(void *priv, struct p2p_ioas *ioas)
+{
+	return p2p_vfio_device_attach_ioas(priv, ioas);
+}
+
+static void idev_detach(void *priv)
+{
+	p2p_vfio_device_detach_ioas(priv);
+}
+
+static const struct p2p_iommufd_device_ops vfio_idev_ops = {
+	.attach = idev_attach,
+	.detach = idev_detach,
+};
+
+/* Device access is blocked on a cdev until BIND_IOMMUFD opened the device. */
+static bool access_granted(struct p2p_vfio_device *vdev)
+{
+	return !vdev->cdev || atomic_load_explicit(&vdev->access_granted, memory_order_acquire);
+}
+
+static long ioctl_bind_iommufd(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_device_bind_iommufd, out_devid) + sizeof(uint32_t);
+	struct p2p_iommufd_device *idev;
+	struct vfio_device_bind_iommufd bind;
+	struct p2p_iommufd *ctx;
+	uint32_t devid;
+	long ret;
+
+	if (copy_from_user(&bind, arg, minsz))
+		return -EFAULT;
+	if (bind.argsz < minsz || (bind.flags & ~(uint32_t)VFIO_DEVICE_BIND_FLAG_TOKEN) ||
+	    bind.iommufd < 0)
+		return -EINVAL;
+	if (bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN) {
+		uint8_t uuid[16];
+
+		if (bind.argsz < sizeof(bind))
+			return -EINVAL;
+		if (copy_from_user(&bind.token_uuid_ptr, (uint8_t *)arg + minsz, sizeof(uint64_t)) ||
+		    copy_from_user(uuid, (void *)(uintptr_t)bind.token_uuid_ptr, sizeof(uuid)))
+			return -EFAULT;
+	}
+	/* BIND_IOMMUFD only for cdev fds */
+	if (!vdev->cdev)
+		return -EINVAL;
+	ret = vfio_group_block(vdev->pdev->group);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vdev->lock);
+	if (vdev->idev) {
+		ret = -EINVAL; /* one device cannot be bound twice */
+		goto out_unlock;
+	}
+	ret = p2p_iommufd_from_fd(bind.iommufd, &ctx);
+	if (ret)
+		goto out_unlock;
+	/* vfio_pci_validate_vf_token(): no PF with a VF token, no VF of one. */
+	if (bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN) {
+		p2p_iommufd_put(ctx);
+		ret = -EINVAL;
+		goto out_unlock;
+	}
+	vfio_device_open_device(vdev);
+	ret = p2p_iommufd_device_bind(ctx, &vfio_idev_ops, vdev, &idev, &devid);
+	p2p_iommufd_put(ctx); /* the binding holds its own */
+	if (ret)
+		goto out_close;
+	ret = copy_to_user((uint8_t *)arg + offsetof(struct vfio_device_bind_iommufd, out_devid),
+			   &devid, sizeof(devid));
+	if (ret) {
+		p2p_iommufd_device_unbind(idev);
+		goto out_close;
+	}
+	vdev->idev = idev;
+	atomic_store_explicit(&vdev->access_granted, true, memory_order_release);
+	pthread_mutex_unlock(&vdev->lock);
+	return 0;
+
+out_close:
+	vfio_device_close_device(vdev);
+	vdev->opened = false;
+out_unlock:
+	pthread_mutex_unlock(&vdev->lock);
+	vfio_group_unblock(vdev->pdev->group);
+	return ret;
+}
+
+static long ioctl_attach_pt(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_device_attach_iommufd_pt, pt_id) +
+			     sizeof(uint32_t);
+	struct vfio_device_attach_iommufd_pt attach;
+	long ret;
+
+	if (copy_from_user(&attach, arg, minsz))
+		return -EFAULT;
+	if (attach.argsz < minsz || (attach.flags & ~(uint32_t)VFIO_DEVICE_ATTACH_PASID))
+		return -EINVAL;
+	if (attach.flags & VFIO_DEVICE_ATTACH_PASID)
+		return -EOPNOTSUPP; /* the emulated functions have no PASID */
+	pthread_mutex_lock(&vdev->lock);
+	ret = p2p_iommufd_device_attach(vdev->idev, &attach.pt_id);
+	if (!ret && copy_to_user((uint8_t *)arg + offsetof(struct vfio_device_attach_iommufd_pt,
+							    pt_id),
+				 &attach.pt_id, sizeof(attach.pt_id))) {
+		p2p_iommufd_device_detach(vdev->idev);
+		ret = -EFAULT;
+	}
+	pthread_mutex_unlock(&vdev->lock);
+	return ret;
+}
+
+static long ioctl_detach_pt(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_device_detach_iommufd_pt, flags) +
+			     sizeof(uint32_t);
+	struct vfio_device_detach_iommufd_pt detach;
+
+	if (copy_from_user(&detach, arg, minsz))
+		return -EFAULT;
+	if (detach.argsz < minsz || (detach.flags & ~(uint32_t)VFIO_DEVICE_DETACH_PASID))
+		return -EINVAL;
+	if (detach.flags & VFIO_DEVICE_DETACH_PASID)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&vdev->lock);
+	p2p_iommufd_device_detach(vdev->idev);
+	pthread_mutex_unlock(&vdev->lock);
+	return 0;
+}
+
 P2P_API long p2p_vfio_device_ioctl(struct p2p_vfio_device *vdev, unsigned long req, void *arg)
 {
+	if (req == VFIO_DEVICE_BIND_IOMMUFD)
+		return ioctl_bind_iommufd(vdev, arg);
+	if (!access_granted(vdev))
+		return -EINVAL;
+	/* cdev only ioctls */
+	if (vdev->cdev && req == VFIO_DEVICE_ATTACH_IOMMUFD_PT)
+		return ioctl_attach_pt(vdev, arg);
+	if (vdev->cdev && req == VFIO_DEVICE_DETACH_IOMMUFD_PT)
+		return ioctl_detach_pt(vdev, arg);
+
 	switch (req) {
 	case VFIO_DEVICE_GET_INFO:
 		return ioctl_get_info(vdev, arg);
@@ -633,3 +801,52 @@ P2P_API int p2p_vfio_device_get_dmabuf(struct p2p_vfio_device *vdev, uint32_t ba
 	free(f);
 	return (int)ret;
 }
+
+/* ---------------------------------------------------------------------- */
+/* File operations (vfio_device_fops)                                      */
+
+static long fop_ioctl(struct p2p_file *file, unsigned long cmd, void *arg)
+{
+	return p2p_vfio_device_ioctl(p2p_file_priv(file), cmd, arg);
+}
+
+static ssize_t fop_read(struct p2p_file *file, void *buf, size_t count, uint64_t off)
+{
+	struct p2p_vfio_device *vdev = p2p_file_priv(file);
+
+	return access_granted(vdev) ? region_rw(vdev, buf, count, off, false) : -EINVAL;
+}
+
+static ssize_t fop_write(struct p2p_file *file, const void *buf, size_t count, uint64_t off)
+{
+	struct p2p_vfio_device *vdev = p2p_file_priv(file);
+
+	return access_granted(vdev) ? region_rw(vdev, (void *)buf, count, off, true) : -EINVAL;
+}
+
+static int fop_mmap(struct p2p_file *file, void *addr, size_t length, int prot, int flags,
+		    uint64_t offset, void **out)
+{
+	struct p2p_vfio_device *vdev = p2p_file_priv(file);
+
+	if (!access_granted(vdev))
+		return -EINVAL;
+	return p2p_vfio_device_mmap(vdev, addr, length, prot, flags, offset, out);
+}
+
+static void fop_release(struct p2p_file *file)
+{
+	struct p2p_vfio_device *vdev = p2p_file_priv(file);
+
+	vdev->file = NULL;
+	vfio_device_file_put(vdev); /* the file's reference; BAR mmaps keep theirs */
+}
+
+static const struct p2p_file_ops vfio_device_fops = {
+	.name = "vfio-device",
+	.ioctl = fop_ioctl,
+	.mmap = fop_mmap,
+	.read = fop_read,
+	.write = fop_write,
+	.release = fop_release,
+};
