@@ -58,6 +58,7 @@ struct state {
 
 static struct fz_win win;
 static char dir[64];
+static bool trace; /* P2P_FUZZ_TRACE: print each operation */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -67,6 +68,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fz_init();
+	trace = getenv("P2P_FUZZ_TRACE");
 	/*
 	 * Read-only canaries around the window: I/O running past it fails
 	 * (EFAULT) instead of landing there; the check below is the backstop.
@@ -94,6 +96,10 @@ static void reap(struct state *s, bool all)
 	while (s->pending) {
 		int ret = p2p_uring_wait_cqe(s->ring, &cqe, all);
 
+		if (trace && !ret)
+			fprintf(stderr, "cqe: user_data %llu res %d flags %#x\n",
+				(unsigned long long)cqe.user_data, cqe.res, cqe.flags);
+
 		if (ret == -EAGAIN && !all)
 			return;
 		FZ_ASSERT(ret == 0, "wait_cqe: %d with %u pending", ret, s->pending);
@@ -105,6 +111,23 @@ static void reap(struct state *s, bool all)
 	FZ_ASSERT(p2p_uring_wait_cqe(s->ring, &cqe, false) == -EAGAIN,
 		  "a completion nobody submitted (user_data %llu, res %d)",
 		  (unsigned long long)cqe.user_data, cqe.res);
+}
+
+/*
+ * Hand everything queued to the kernel.  io_uring_enter() stops at an SQE
+ * whose prep fails (it completes that one with the error) and leaves the
+ * rest in the SQ ring, as with any io_uring program: submit until nothing
+ * is left, or a wait for those completions would never return.
+ */
+static void submit_all(struct state *s)
+{
+	for (int i = 0; i < 64; i++) {
+		int n = p2p_uring_submit(s->ring);
+
+		FZ_ASSERT(n >= 0, "submit: %d", n);
+		if (!n)
+			return;
+	}
 }
 
 static uint64_t win_addr(uint64_t v)
@@ -119,6 +142,7 @@ static void op_register(struct state *s, struct fin *in)
 	struct io_uring_rsrc_update2 up = { 0 };
 	uint8_t k = fin_u8(in);
 	unsigned int nr = 1 + (k & 1);
+	int ret;
 
 	up.offset = (k >> 1) % (NR_SLOTS + 1);
 	up.nr = (k & 0x40) ? fin_u8(in) % 4 : nr;
@@ -156,7 +180,10 @@ static void op_register(struct state *s, struct fin *in)
 		}
 		up.data = (uintptr_t)iov;
 	}
-	(void)p2p_uring_register_buffers_update(s->ring, &up);
+	ret = p2p_uring_register_buffers_update(s->ring, &up);
+	if (trace)
+		fprintf(stderr, "register: offset %u nr %u flags %#x resv2 %u type %u/%u -> %d\n",
+			up.offset, up.nr, up.resv, up.resv2, d[0].type, d[1].type, ret);
 }
 
 static void op_sqe(struct state *s, struct fin *in)
@@ -203,8 +230,13 @@ static void op_sqe(struct state *s, struct fin *in)
 	sqe.len %= (sqe.len & 0x80000000u) ? UINT32_MAX : (80u << 10);
 	sqe.ioprio = op == IORING_OP_SEND_ZC ? (sqe.ioprio & IORING_RECVSEND_FIXED_BUF) : 0;
 	ret = p2p_uring_submit_sqe(s->ring, &sqe);
+	if (trace)
+		fprintf(stderr,
+			"sqe: op %u flags %#x fd %d off %#llx addr %#llx len %u buf %u rw %#x -> %d\n",
+			op, sqe.flags, sqe.fd, (unsigned long long)sqe.off,
+			(unsigned long long)sqe.addr, sqe.len, sqe.buf_index, sqe.rw_flags, ret);
 	if (ret == -EBUSY) {
-		FZ_ASSERT(p2p_uring_submit(s->ring) >= 0, "submit");
+		submit_all(s);
 		reap(s, true);
 		ret = p2p_uring_submit_sqe(s->ring, &sqe);
 	}
@@ -215,7 +247,7 @@ static void op_sqe(struct state *s, struct fin *in)
 static void set_revoked(struct state *s, bool revoke)
 {
 	/* Reap first: I/O submitted before the revoke may still land. */
-	FZ_ASSERT(p2p_uring_submit(s->ring) >= 0, "submit");
+	submit_all(s);
 	reap(s, true);
 	FZ_ASSERT(!p2p_vfio_config_write(s->vdev, 0x04, 2, revoke ? 0x4 : 0x6), "COMMAND");
 	s->revoked = revoke;
@@ -257,18 +289,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 0: case 1: op_register(&s, &in); break;
 		case 2: case 3: case 4: op_sqe(&s, &in); break;
 		case 5:
-			FZ_ASSERT(p2p_uring_submit(s.ring) >= 0, "submit");
+			submit_all(&s);
 			reap(&s, false);
 			break;
 		case 6: set_revoked(&s, !s.revoked); break;
 		default:
-			FZ_ASSERT(p2p_uring_submit(s.ring) >= 0, "submit");
+			submit_all(&s);
 			reap(&s, true);
 			break;
 		}
 		check_all(&s);
 	}
-	FZ_ASSERT(p2p_uring_submit(s.ring) >= 0, "submit");
+	submit_all(&s);
 	reap(&s, true);
 	check_all(&s);
 
