@@ -3,12 +3,13 @@
 #   make run      the main job: p2pbuf run
 #   make check    every test, normally, under ASan+UBSan, threaded ones under TSan
 #   make bench    every benchmark
+#   make fuzz     every libFuzzer target, FUZZ_TIME seconds each (default 300)
 #   make install  install libraries, headers, pkg-config file, man pages, CLI
 PREFIX ?= /usr/local
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps run check bench install clean
+.PHONY: all deps run check bench fuzz install clean
 
 all: deps $(BUILD)/build.ninja
 	@ninja -C $(BUILD)
@@ -27,6 +28,9 @@ check: deps
 
 bench: all
 	@./$(BUILD)/tools/p2pbuf bench all $(ARGS)
+
+fuzz: deps
+	@./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 install: all
 	@meson install -C $(BUILD)

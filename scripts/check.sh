@@ -5,6 +5,8 @@
 #   2. gcc, ASan + UBSan
 #   3. clang, TSan: the threaded tests (stress tests, the devices' worker
 #      threads, revoke across threads)
+#   4. clang libFuzzer targets (build-fuzz): each replays its corpus, then
+#      fuzzes a few seconds (scripts/fuzz.sh --check, FUZZ_CHECK_TIME)
 # It also compiles everything with clang -Werror, so both compilers stay clean.
 set -u
 cd "$(dirname "$0")/.."
@@ -55,6 +57,15 @@ run_dir() { # build dir, label, filter regex
 run_dir build gcc '.'
 run_dir build-asan asan+ubsan '.'
 run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring)'
+
+while read -r line; do
+	echo "$line"
+	case $line in
+	PASS*) pass=$((pass + 1)) ;;
+	FAIL*) fail=$((fail + 1)) ;;
+	SKIP*) skip=$((skip + 1)) ;;
+	esac
+done < <(./scripts/fuzz.sh --check 2>&1 || true)
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]
