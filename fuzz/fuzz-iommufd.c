@@ -17,7 +17,8 @@
  * non-overlapping areas, the IO page table matches them); the window's
  * canaries intact (read-only: a write faults); the window and the memfd changed only by emulated
  * writes, exactly where the area list says those writes land (a model
- * built from ioas_debug_walk()).  Teardown per input, fd count checked.
+ * built from ioas_debug_walk()); after a successful MAP, MAP_FILE or COPY
+ * the whole range asked for is mapped (and does not wrap).  Teardown per input, fd count checked.
  */
 #define _GNU_SOURCE
 #include <sys/eventfd.h>
@@ -249,6 +250,36 @@ static void op_access(struct state *s, struct fin *in, bool write)
 	}
 }
 
+/*
+ * After a successful map or copy: [iova, iova + len) is mapped, all of it,
+ * by areas that lie inside it (a range that wraps past 2^64 - 1 cannot be).
+ */
+static void check_mapped(struct state *s, uint32_t id, uint64_t iova, uint64_t len,
+			 const char *what)
+{
+	static struct areas as;
+	struct p2p_ioas *ioas;
+	uint64_t covered = 0, last = iova + (len - 1);
+
+	FZ_ASSERT(len && last >= iova, "%s succeeded for a range that wraps: %#llx+%#llx", what,
+		  (unsigned long long)iova, (unsigned long long)len);
+	if (p2p_ioas_get(s->ctx, id, &ioas))
+		return;
+	as.n = 0;
+	ioas_debug_walk(ioas, walk_cb, &as);
+	p2p_ioas_put(ioas);
+	if (as.n == 256)
+		return;
+	for (unsigned int i = 0; i < as.n; i++) {
+		uint64_t alast = as.a[i].iova + (as.a[i].len - 1);
+
+		if (as.a[i].iova >= iova && alast <= last)
+			covered += as.a[i].len;
+	}
+	FZ_ASSERT(covered >= len, "%s of %#llx+%#llx: only %#llx bytes mapped there", what,
+		  (unsigned long long)iova, (unsigned long long)len, (unsigned long long)covered);
+}
+
 /* --- ioctls ------------------------------------------------------------- */
 
 static void add_id(struct state *s, uint32_t id)
@@ -285,7 +316,8 @@ static void op_map(struct state *s, struct fin *in)
 	cmd.user_va = pick_va(in);
 	cmd.length = pick_len(in);
 	cmd.iova = pick_iova(in);
-	(void)p2p_iommufd_ioctl(s->ctx, IOMMU_IOAS_MAP, &cmd);
+	if (!p2p_iommufd_ioctl(s->ctx, IOMMU_IOAS_MAP, &cmd))
+		check_mapped(s, cmd.ioas_id, cmd.iova, cmd.length, "IOAS_MAP");
 }
 
 static void op_map_file(struct state *s, struct fin *in)
@@ -299,7 +331,8 @@ static void op_map_file(struct state *s, struct fin *in)
 	cmd.start = pick_len(in);
 	cmd.length = pick_len(in);
 	cmd.iova = pick_iova(in);
-	(void)p2p_iommufd_ioctl(s->ctx, IOMMU_IOAS_MAP_FILE, &cmd);
+	if (!p2p_iommufd_ioctl(s->ctx, IOMMU_IOAS_MAP_FILE, &cmd))
+		check_mapped(s, cmd.ioas_id, cmd.iova, cmd.length, "IOAS_MAP_FILE");
 }
 
 static void op_unmap(struct state *s, struct fin *in)
@@ -339,8 +372,8 @@ static void op_copy(struct state *s, struct fin *in)
 	cmd.length = pick_len(in);
 	cmd.dst_iova = pick_iova(in);
 	cmd.src_iova = pick_iova(in);
-	if (!copy_wraps(&cmd))
-		(void)p2p_iommufd_ioctl(s->ctx, IOMMU_IOAS_COPY, &cmd);
+	if (!copy_wraps(&cmd) && !p2p_iommufd_ioctl(s->ctx, IOMMU_IOAS_COPY, &cmd))
+		check_mapped(s, cmd.dst_ioas_id, cmd.dst_iova, cmd.length, "IOAS_COPY");
 }
 
 static void op_ranges(struct state *s, struct fin *in)
