@@ -58,6 +58,8 @@ run_dir build gcc '.'
 run_dir build-asan asan+ubsan '.'
 run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring)'
 
+fuzz_out=$(./scripts/fuzz.sh --check 2>&1)
+fuzz_rc=$?
 while read -r line; do
 	echo "$line"
 	case $line in
@@ -65,7 +67,11 @@ while read -r line; do
 	FAIL*) fail=$((fail + 1)) ;;
 	SKIP*) skip=$((skip + 1)) ;;
 	esac
-done < <(./scripts/fuzz.sh --check 2>&1 || true)
+done <<<"$fuzz_out"
+if [ "$fuzz_rc" = 2 ]; then
+	fail=$((fail + 1))
+	echo "FAIL fuzz: build-fuzz did not build"
+fi
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]
