@@ -63,6 +63,11 @@ static bool trace; /* P2P_FUZZ_TRACE: print each operation */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void remove_dir(void)
+{
+	rmdir(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -79,6 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "/tmp/p2pbuf-fuzz-uring.XXXXXX");
 	if (!mkdtemp(dir))
 		abort();
+	atexit(remove_dir); /* each input unlinks its file */
 	return 0;
 }
 
