@@ -46,7 +46,8 @@ size_t fin_bytes(struct fin *in, void *dst, size_t len)
 {
 	size_t n = len < in->n ? len : in->n;
 
-	memcpy(dst, in->p, n);
+	if (n)
+		memcpy(dst, in->p, n);
 	memset((uint8_t *)dst + n, 0, len - n);
 	in->p += n;
 	in->n -= n;
