@@ -46,11 +46,12 @@ size_t fin_bytes(struct fin *in, void *dst, size_t len)
 {
 	size_t n = len < in->n ? len : in->n;
 
-	if (n)
-		memcpy(dst, in->p, n);
 	memset((uint8_t *)dst + n, 0, len - n);
-	in->p += n;
-	in->n -= n;
+	if (n) { /* an empty input may have a NULL pointer */
+		memcpy(dst, in->p, n);
+		in->p += n;
+		in->n -= n;
+	}
 	return n;
 }
 
