@@ -19,8 +19,8 @@
  * naming a path or another object are passed (NOP, READ, WRITE, FSYNC,
  * READ_FIXED, WRITE_FIXED, READV_FIXED, WRITEV_FIXED, SEND_ZC), everything
  * else becomes NOP; file offsets stay below 1 MiB; fixed-file, buffer-select
- * and skip-success flags are dropped (and IO_DRAIN on SEND_ZC, which the
- * host kernel never completes on a non-socket).  No opcode opens, creates, renames or
+ * skip-success and drain flags are dropped (after a drained request the
+ * host kernel never completes a SEND_ZC on a non-socket).  No opcode opens, creates, renames or
  * unlinks anything, so nothing outside the temporary directory is touched.
  *
  * Oracles: while the function's memory is revoked its BAR never changes (no
@@ -208,13 +208,12 @@ static void op_sqe(struct state *s, struct fin *in)
 	op = allowed[sqe.opcode % sizeof(allowed)];
 	/* Keep what the series looks at, sanitise what the kernel would act on. */
 	sqe.opcode = op;
-	sqe.flags &= IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_ASYNC | IOSQE_IO_DRAIN;
 	/*
-	 * The host kernel never completes a SEND_ZC with IO_DRAIN on a
-	 * non-socket (a plain liburing program hangs the same way): not ours.
+	 * No IO_DRAIN: once a drained request was submitted, the host kernel
+	 * never completes a later SEND_ZC on a non-socket (a plain liburing
+	 * program hangs the same way, see docs/fuzzing.md): not ours.
 	 */
-	if (op == IORING_OP_SEND_ZC)
-		sqe.flags &= (uint8_t)~IOSQE_IO_DRAIN;
+	sqe.flags &= IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_ASYNC;
 	sqe.fd = fz_fds_pick(&s->fds, (uint32_t)sqe.fd);
 	sqe.off = (sqe.off & 1) ? (uint64_t)-1 : sqe.off % (1u << 20);
 	sqe.buf_index %= NR_SLOTS + 2;

@@ -50,7 +50,7 @@ for t in $targets; do
 	start=$EPOCHREALTIME
 	out=$dir/fuzz-$t.log
 	# 1. every corpus input once; 2. fuzz from the corpus.
-	"$bin" -runs=0 "$corpus" >"$out" 2>&1 &&
+	"$bin" -runs=0 -artifact_prefix=$dir/artifacts/$t- "$corpus" >"$out" 2>&1 &&
 		"$bin" -max_total_time="$secs" -timeout=25 -rss_limit_mb=4096 -print_final_stats=1 \
 			-artifact_prefix=$dir/artifacts/$t- "$work" "$corpus" >>"$out" 2>&1
 	status=$?
