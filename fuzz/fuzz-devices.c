@@ -92,6 +92,7 @@ static uint64_t pick_iova(struct fin *in)
 	return bases[k % 4] + (fin_u16(in) & ~0x7u) + ((k & 0x80) ? 0x10000 - 0x100 : 0);
 }
 
+/* Let the device run until it caught up (or 5 ms), then disable it and wait until idle. */
 static void quiesce_one(struct p2p_vfio_device *v, unsigned int head, unsigned int tail,
 			unsigned int status, unsigned int ctrl, unsigned int busy)
 {
@@ -116,9 +117,6 @@ static void quiesce_one(struct p2p_vfio_device *v, unsigned int head, unsigned i
 
 static void quiesce(struct state *s)
 {
-	uint32_t ce_ctrl = reg_read(s->cev, P2P_CE_REG_CTRL);
-	uint32_t sd_ctrl = reg_read(s->sdv, P2P_SD_REG_CTRL);
-
 	quiesce_one(s->cev, P2P_CE_REG_HEAD, P2P_CE_REG_DOORBELL, P2P_CE_REG_STATUS,
 		    P2P_CE_REG_CTRL, P2P_CE_STATUS_BUSY);
 	quiesce_one(s->sdv, P2P_SD_REG_SQ_HEAD, P2P_SD_REG_SQ_TAIL, P2P_SD_REG_STATUS,
@@ -127,8 +125,6 @@ static void quiesce(struct state *s)
 	for (int i = 0; i < 2000 && (reg_read(s->sdv, P2P_SD_REG_STATUS) & P2P_SD_STATUS_BUSY);
 	     i++)
 		usleep(100);
-	(void)ce_ctrl;
-	(void)sd_ctrl;
 }
 
 static void check_all(struct state *s)
