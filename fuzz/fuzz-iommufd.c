@@ -53,6 +53,7 @@ struct state {
 
 static struct fz_win win;
 static struct fz_win ranges_win; /* IOVA range arrays */
+static bool trace; /* P2P_FUZZ_TRACE: the areas of each IOAS after each op */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -62,6 +63,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fz_init();
+	trace = getenv("P2P_FUZZ_TRACE");
 	if (fz_win_create(&win, WIN, CANARY) ||
 	    fz_win_create(&ranges_win, 16 * sizeof(struct iommu_iova_range), 64))
 		abort();
@@ -187,9 +189,10 @@ static void op_access(struct state *s, struct fin *in, bool write)
 	size_t m_changes = 0;
 	int expect = 0, ret;
 
+	if (write)
+		fin_bytes(in, data, len);
 	if (p2p_ioas_get(s->ctx, id, &ioas))
 		return;
-	fin_bytes(in, data, len);
 	as.n = 0;
 	ioas_debug_walk(ioas, walk_cb, &as);
 	/* Where each byte should land; stop at the first that cannot. */
@@ -278,6 +281,20 @@ static void check_mapped(struct state *s, uint32_t id, uint64_t iova, uint64_t l
 	}
 	FZ_ASSERT(covered >= len, "%s of %#llx+%#llx: only %#llx bytes mapped there", what,
 		  (unsigned long long)iova, (unsigned long long)len, (unsigned long long)covered);
+}
+
+static void trace_areas(struct state *s, int op)
+{
+	fprintf(stderr, "op %d:", op);
+	for (unsigned int i = 0; i < s->nids; i++) {
+		struct p2p_ioas *ioas;
+
+		if (!p2p_ioas_get(s->ctx, s->ids[i], &ioas)) {
+			fprintf(stderr, " ioas %u: %u areas", s->ids[i], p2p_ioas_nr_areas(ioas));
+			p2p_ioas_put(ioas);
+		}
+	}
+	fputc('\n', stderr);
 }
 
 /* --- ioctls ------------------------------------------------------------- */
@@ -532,6 +549,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		default: op_raw(&s, &in); break;
 		}
 		check_all(&s);
+		if (trace)
+			trace_areas(&s, i);
 	}
 
 	for (unsigned int i = 0; i < s.nids; i++) {
