@@ -423,9 +423,9 @@ static void gen_uring(void)
 
 	s.n = 0;
 	/* a plain user buffer slot (iovec form) and non-fixed I/O */
-	u8(&s, U_REG); u8(&s, 0x20 | (3 << 1)); u32(&s, 0);
-	u8(&s, 1); u32(&s, 0); u8(&s, 0x20);
-	u8(&s, 0); u8(&s, 0);
+	u8(&s, U_REG); u8(&s, 0x24); u32(&s, 0);	/* slot 3, raw flags 0: iovecs */
+	u8(&s, 0x21); u32(&s, 0);			/* window + 0, 8 KiB */
+	u8(&s, 0);					/* second, unused */
 	u_sqe(&s, 5, 0, 4096, 0, 0);		/* READ into the window */
 	u_sqe(&s, 1, 0x100, 4096, 3, 0);	/* READ_FIXED on the UADDR slot */
 	u_sqe(&s, 7, 0, 0, 0, 0);		/* FSYNC */
