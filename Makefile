@@ -4,12 +4,13 @@
 #   make check    every test, normally, under ASan+UBSan, threaded ones under TSan
 #   make bench    every benchmark
 #   make chaos    the chaos test, long (CHAOS_SECONDS=300; docs/chaos.md)
+#   make fuzz     every libFuzzer target, FUZZ_TIME seconds each (default 300)
 #   make install  install libraries, headers, pkg-config file, man pages, CLI
 PREFIX ?= /usr/local
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps run check bench chaos install clean
+.PHONY: all deps run check bench chaos fuzz install clean
 
 CHAOS_SECONDS ?= 300
 
@@ -33,6 +34,8 @@ bench: all
 
 chaos: all
 	@CHAOS_SECONDS=$(CHAOS_SECONDS) ./$(BUILD)/tests/test-chaos
+fuzz: deps
+	@./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 install: all
 	@meson install -C $(BUILD)

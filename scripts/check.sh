@@ -5,6 +5,8 @@
 #   2. gcc, ASan + UBSan
 #   3. clang, TSan: the threaded tests (stress tests, the devices' worker
 #      threads, revoke across threads, the chaos test)
+#   4. clang libFuzzer targets (build-fuzz): each replays its corpus, then
+#      fuzzes a few seconds (scripts/fuzz.sh --check, FUZZ_CHECK_TIME)
 # It also compiles everything with clang -Werror, so both compilers stay clean.
 # test-chaos runs for CHAOS_SECONDS (5 s by default) in each build.
 set -u
@@ -66,6 +68,21 @@ for t in tests/*.sh; do
 done
 run_dir build-asan asan+ubsan '.'
 run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring|chaos)'
+
+fuzz_out=$(./scripts/fuzz.sh --check 2>&1)
+fuzz_rc=$?
+while read -r line; do
+	echo "$line"
+	case $line in
+	PASS*) pass=$((pass + 1)) ;;
+	FAIL*) fail=$((fail + 1)) ;;
+	SKIP*) skip=$((skip + 1)) ;;
+	esac
+done <<<"$fuzz_out"
+if [ "$fuzz_rc" = 2 ]; then
+	fail=$((fail + 1))
+	echo "FAIL fuzz: build-fuzz did not build"
+fi
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]

@@ -15,7 +15,10 @@ have_pc liburing || need="$need liburing-dev"
 have_pc json-c || need="$need libjson-c-dev"
 # ASan/UBSan come with gcc; the TSan build uses clang, whose runtimes are only
 # recommended by the clang package: ask for them explicitly.
-if [ -z "$(find /usr/lib/llvm-* -name 'libclang_rt.tsan-x86_64.a' 2>/dev/null | head -1)" ]; then
+# libFuzzer (make fuzz, the fuzz part of make check) is in the same package
+# (libclang-rt-14-dev on Debian 12, through libclang-rt-dev).
+if [ -z "$(find /usr/lib/llvm-* -name 'libclang_rt.tsan-x86_64.a' 2>/dev/null | head -1)" ] ||
+	[ -z "$(find /usr/lib/llvm-* -name 'libclang_rt.fuzzer-x86_64.a' 2>/dev/null | head -1)" ]; then
 	need="$need libclang-rt-dev"
 fi
 

@@ -39,6 +39,7 @@
 
 #include "../core/core.h"
 #include "iommufd.h"
+#include "ioas_debug.h"
 
 #define IOVA_MAX UINT64_MAX
 
@@ -1793,4 +1794,98 @@ bool ioas_large_pages(struct p2p_ioas *ioas)
 	ret = !ioas->no_large_pages;
 	pthread_rwlock_unlock(&ioas->lock);
 	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Debug checks (tests and fuzz targets, see ioas_debug.h)                 */
+
+static const char *pt_check(const struct p2p_ioas *ioas, const uintptr_t *tbl, int level,
+			    uint64_t base)
+{
+	unsigned int sh = pt_shift(level);
+
+	for (uint64_t i = 0; i < PT_ENTRIES; i++) {
+		uint64_t eb = base + (i << sh), ee = eb + (1ull << sh) - 1;
+		uintptr_t e = tbl[i];
+		const struct ioas_area *a;
+		const char *why;
+
+		if (pt_is_table(e)) {
+			if (!level)
+				return "page table: a table below the last level";
+			why = pt_check(ioas, (const uintptr_t *)e, level - 1, eb);
+			if (why)
+				return why;
+		} else if (!e) {
+			if (range_busy(ioas, eb, ee))
+				return "page table: an empty entry over a mapped area";
+		} else if (e & 1) {
+			a = (const struct ioas_area *)(e & ~(uintptr_t)1);
+			if (find_area_bsearch(ioas, eb) != a)
+				return "page table: an entry names an area that is not listed there";
+			if (a->iova > eb || a->iova + (a->length - 1) < ee)
+				return "page table: an entry reaches beyond its area";
+		} else if (e == PT_AMBIG) {
+			if (level)
+				return "page table: a shared-page marker above the last level";
+		} else {
+			return "page table: a malformed entry";
+		}
+	}
+	return NULL;
+}
+
+static const char *ioas_check_locked(const struct p2p_ioas *ioas)
+{
+	for (size_t i = 0; i < ioas->nr; i++) {
+		const struct ioas_area *a = ioas->areas[i];
+		uint64_t last;
+
+		if (ioas->starts[i] != a->iova)
+			return "areas: search key differs from the area's IOVA";
+		if (!a->length)
+			return "areas: an empty area";
+		if (__builtin_add_overflow(a->iova, a->length - 1, &last))
+			return "areas: an area wraps past the end of the IOVA space";
+		if (i && ioas->areas[i - 1]->iova + (ioas->areas[i - 1]->length - 1) >= a->iova)
+			return "areas: overlapping or unsorted areas";
+		if (!a->pages || a->pages_off > a->pages->len ||
+		    a->length > a->pages->len - a->pages_off)
+			return "areas: an area reaches beyond its backing";
+		if (!(a->prot & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)) ||
+		    (a->prot & ~(uint32_t)(IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
+			return "areas: bad protection";
+		if ((atomic_load(&a->pages->count) >> 32) == 0)
+			return "areas: backing without a reference";
+		if (ioas->ndev && ((a->iova | a->length | a->pages_off) & P2P_PAGE_MASK))
+			return "areas: not page aligned while a device is attached";
+	}
+	return pt_check(ioas, ioas->pt_root, PT_LEVELS - 1, 0);
+}
+
+int ioas_check_invariants(struct p2p_ioas *ioas, const char **why)
+{
+	const char *w;
+
+	pthread_rwlock_rdlock(&ioas->lock);
+	w = ioas_check_locked(ioas);
+	pthread_rwlock_unlock(&ioas->lock);
+	if (why)
+		*why = w;
+	return w ? -EUCLEAN : 0;
+}
+
+void ioas_debug_walk(struct p2p_ioas *ioas,
+		     void (*fn)(void *priv, uint64_t iova, uint64_t length, uint32_t prot,
+				uint8_t *host, int is_dmabuf),
+		     void *priv)
+{
+	pthread_rwlock_rdlock(&ioas->lock);
+	for (size_t i = 0; i < ioas->nr; i++) {
+		const struct ioas_area *a = ioas->areas[i];
+
+		fn(priv, a->iova, a->length, a->prot, a->direct,
+		   a->pages->kind == PAGES_DMABUF);
+	}
+	pthread_rwlock_unlock(&ioas->lock);
 }
