@@ -81,13 +81,21 @@ static void use_buffer(int fd, uint64_t len, uint32_t fd_flags, uint8_t sync)
 		  fl, fd_flags);
 	valid = !(flags & ~(uint64_t)DMA_BUF_SYNC_VALID_FLAGS_MASK) && (flags & DMA_BUF_SYNC_RW);
 	ret = p2p_dmabuf_sync(buf, flags);
-	FZ_ASSERT(valid ? ret == 0 : ret == -EINVAL, "DMA_BUF sync %#llx: %d",
-		  (unsigned long long)flags, ret);
+	/* A read-only buffer refuses a CPU write section (nothing may write it). */
+	FZ_ASSERT(!valid ? ret == -EINVAL
+			 : (flags & DMA_BUF_SYNC_WRITE) && (fd_flags & O_ACCMODE) != O_RDWR
+				   ? ret == -EPERM : ret == 0,
+		  "DMA_BUF sync %#llx on an fd opened %#x: %d", (unsigned long long)flags,
+		  fd_flags, ret);
 	if (size <= (4u << 20)) {
 		void *va;
 
 		importer_check(buf, size);
-		if (!p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va)) {
+		ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
+		FZ_ASSERT((fd_flags & O_ACCMODE) == O_RDWR ? ret == 0 || ret == -ENOMEM
+							   : ret == -EACCES,
+			  "shared writable mmap of an fd opened %#x: %d", fd_flags, ret);
+		if (!ret) {
 			uint8_t *p = va;
 
 			p[0] = sync;

@@ -96,25 +96,6 @@ static void remap_fds(struct state *s, unsigned long req, uint8_t *p, size_t len
 	}
 }
 
-/*
- * Known issue, excluded here (fuzz/known/README.md): feature DMA_BUF with a
- * huge nr_ranges allocates nr_ranges * 16 bytes before reading them (the
- * ioasfix branch bounds it).  Skip calls whose ranges cannot fit the argsz.
- */
-static bool known_issue(unsigned long req, const uint8_t *p, size_t len)
-{
-	struct vfio_device_feature f;
-	struct vfio_device_feature_dma_buf h;
-
-	if (getenv("P2P_FUZZ_KNOWN") || req != VFIO_DEVICE_FEATURE ||
-	    len < sizeof(f) + sizeof(h))
-		return false;
-	memcpy(&f, p, sizeof(f));
-	memcpy(&h, p + sizeof(f), sizeof(h));
-	return (f.flags & VFIO_DEVICE_FEATURE_MASK) == VFIO_DEVICE_FEATURE_DMA_BUF &&
-	       h.nr_ranges > (1u << 16);
-}
-
 static void check_new_dmabuf(struct state *s, int owner, int fd, const uint8_t *p, size_t len)
 {
 	struct vfio_device_feature_dma_buf h;
@@ -174,8 +155,6 @@ static void one_call(struct state *s, struct fin *in)
 		memcpy(p, &f, sizeof(f));
 	}
 	remap_fds(s, req, p, len);
-	if (known_issue(req, p, len))
-		return;
 	/* Fill the rest of the window with canary bytes. */
 	for (size_t i = len; i < ARG_LEN + CANARY; i++)
 		p[i] = fz_canary_byte((long)i);

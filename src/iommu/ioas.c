@@ -1071,6 +1071,9 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 	/* Last bytes, not ends: the source may end at IOVA 2^64 - 1 (iopt_get_pages). */
 	if (__builtin_add_overflow(src_iova, length - 1, &last))
 		return -EOVERFLOW;
+	/* iopt_check_iova(): a fixed destination must not wrap either (found by fuzz-iommufd). */
+	if ((flags & IOMMU_IOAS_MAP_FIXED_IOVA) && __builtin_add_overflow(*dst_iova, length - 1, &iova))
+		return -EOVERFLOW;
 	/* Collect the pages behind the source range; holes are -ENOENT. */
 	pthread_rwlock_rdlock(&src->lock);
 	while (!ret && more) {
