@@ -39,6 +39,7 @@ static size_t rootlen;
 static pid_t owner;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_ret = -EAGAIN;
+static bool cfg_loaded;
 
 void door_say(const char *fmt, ...)
 {
@@ -68,6 +69,9 @@ void door_load_config(void)
 {
 	char err[256];
 
+	if (cfg_loaded)
+		return;
+	cfg_loaded = true;
 	if (door_config_load(&cfg, err, sizeof(err))) {
 		door_say("bad configuration: %s", err);
 		_exit(2);
@@ -417,7 +421,11 @@ static void door_destructor(void)
 
 static void init_fn(void)
 {
-	int ret = p2p_library_init();
+	int ret;
+
+	/* A door path used from another library's constructor, before ours ran. */
+	door_load_config();
+	ret = p2p_library_init();
 
 	if (ret) {
 		door_say("cannot start: %s", strerror(-ret));

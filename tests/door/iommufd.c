@@ -29,11 +29,11 @@ int main(void)
 	struct vfio_device_attach_iommufd_pt att = { .argsz = sizeof(att) };
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
 	struct vfio_region_info bar = { .argsz = sizeof(bar), .index = VFIO_PCI_BAR2_REGION_INDEX };
-	struct {
-		struct vfio_device_feature hdr;
-		struct vfio_device_feature_dma_buf db;
-		struct vfio_region_dma_range r[2];
-	} feat = { 0 };
+	/* struct vfio_device_feature, then the dma-buf payload with its two ranges */
+	uint64_t raw[(sizeof(struct vfio_device_feature) + sizeof(struct vfio_device_feature_dma_buf) +
+		      2 * sizeof(struct vfio_region_dma_range)) / 8] = { 0 };
+	struct vfio_device_feature *hdr = (void *)raw;
+	struct vfio_device_feature_dma_buf *db = (void *)hdr->data;
 	char path[64];
 	int dev, iommufd, buf, idx = cdev_index();
 	uint8_t *va;
@@ -53,14 +53,14 @@ int main(void)
 	CHECK(ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &att) == 0, "ATTACH_IOMMUFD_PT");
 	CHECK(ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &bar) == 0, "BAR2 info");
 
-	feat.hdr.argsz = sizeof(feat);
-	feat.hdr.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
-	feat.db.region_index = VFIO_PCI_BAR2_REGION_INDEX;
-	feat.db.open_flags = O_RDWR | O_CLOEXEC;
-	feat.db.nr_ranges = 2;
-	feat.r[0] = (struct vfio_region_dma_range){ 1 << 20, 1 << 20 };
-	feat.r[1] = (struct vfio_region_dma_range){ 0, 64 << 10 };
-	buf = ioctl(dev, VFIO_DEVICE_FEATURE, &feat);
+	hdr->argsz = sizeof(raw);
+	hdr->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
+	db->region_index = VFIO_PCI_BAR2_REGION_INDEX;
+	db->open_flags = O_RDWR | O_CLOEXEC;
+	db->nr_ranges = 2;
+	db->dma_ranges[0] = (struct vfio_region_dma_range){ 1 << 20, 1 << 20 };
+	db->dma_ranges[1] = (struct vfio_region_dma_range){ 0, 64 << 10 };
+	buf = ioctl(dev, VFIO_DEVICE_FEATURE, hdr);
 	CHECK(buf >= 0, "DMA_BUF export");
 	va = mmap(NULL, (1 << 20) + (64 << 10), PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
 	CHECK(va != MAP_FAILED, "dma-buf mmap");
