@@ -804,6 +804,14 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset
 	return ready;
 }
 
+/*
+ * glibc declares poll's array write-only (access attribute), but its fds and
+ * events are inputs: keep gcc from calling the reads uninitialized.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 static bool any_mine(const struct pollfd *fds, nfds_t n)
 {
 	for (nfds_t i = 0; i < n; i++)
@@ -835,6 +843,10 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const 
 	}
 	return REAL(ppoll)(fds, n, ts, mask);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /* A p2pbuf file's fd received with SCM_RIGHTS gets its own reference, as in the kernel. */
 EXPORT ssize_t recvmsg(int sock, struct msghdr *msg, int flags)
