@@ -66,6 +66,8 @@ P2PBUF_CPU_REVOKE=remap run_dir build gcc,remap '^test-(dmabuf-mmap|revoke-trigg
 for t in tests/*.sh; do
 	run_one cli "$(basename "$t" .sh)" bash "$t" build/tools/p2pbuf
 done
+# Kernel-uAPI programs under p2pbuf exec, and pass-through (tests/door/run.sh).
+run_one door door-tests bash tests/door/run.sh build
 run_dir build-asan asan+ubsan '.'
 run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring|chaos)'
 

@@ -20,6 +20,7 @@ uint64_t cli_parse_size(const char *s);
 
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
 
 /* Benchmarks living in their own files (tools/bench_*.c). */
 int bench_io(const struct bench_opts *o);

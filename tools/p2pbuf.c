@@ -4,6 +4,7 @@
  *
  *   p2pbuf run [options]          the main job: the whole story on emulated devices
  *   p2pbuf bench NAME [options]   benchmarks against their raw baselines, --json for scripts
+ *   p2pbuf exec [options] -- PROGRAM   run an unmodified program through the kernel-uAPI door
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -23,6 +24,8 @@ static void usage(FILE *f)
 		   "  bench NAME       benchmark NAME (mmap, revoke, p2p, iova, io, heap, storage,\n"
 		   "                   all) against its raw baseline in the same run\n"
 		   "                   (p2pbuf bench --help)\n"
+		   "  exec PROGRAM     run PROGRAM unmodified on the emulated devices through\n"
+		   "                   /dev/vfio, /dev/iommu and /dev/dma_heap (p2pbuf exec --help)\n"
 		   "  help             this text\n");
 }
 
@@ -92,6 +95,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "exec"))
+		return cmd_exec(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

@@ -39,6 +39,7 @@
 #include "ce_driver.h"
 #include "sd_driver.h"
 #include "cli.h"
+#include "preflight.h"
 
 static uint64_t t_step;
 static int step_no;
@@ -461,35 +462,6 @@ static void *sd_stream_thread(void *arg)
 	return NULL;
 }
 
-/* Does this process have capability @cap in its effective set? */
-static bool have_cap(unsigned int cap)
-{
-	char line[256];
-	unsigned long long eff = 0;
-	FILE *f = fopen("/proc/self/status", "re");
-
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "CapEff: %llx", &eff) == 1)
-			break;
-	fclose(f);
-	return eff & (1ull << cap);
-}
-
-static int read_sysctl(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	int v = -1;
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /*
  * Say at the start what this process cannot do, why, and what to change,
  * rather than failing midway: typically an unprivileged user.  @pinned is
@@ -498,40 +470,33 @@ static int read_sysctl(const char *path)
  */
 static int preflight(uint64_t pinned)
 {
-	struct io_uring ring;
-	struct rlimit rl;
-	int n = 0, ret;
+	struct cli_limits l;
+	int n = 0;
 
-	if (p2p_cpu_revoke_method() == P2P_CPU_REVOKE_REMAP) {
-		int v = read_sysctl("/proc/sys/vm/unprivileged_userfaultfd");
-
+	cli_limits_probe(pinned, &l);
+	if (l.no_uffd) {
 		printf("note: no userfaultfd for this process%s:\n"
 		       "      revoked CPU mappings are remapped to an empty memfd instead (SIGBUS, as\n"
 		       "      with the kernel; /proc/self/maps shows \"p2pbuf-revoked\" while revoked).\n"
 		       "      For userfaultfd: run as root, or sysctl vm.unprivileged_userfaultfd=1.\n",
-		       v == 0 ? " (not root, vm.unprivileged_userfaultfd=0)" : "");
+		       l.unpriv_uffd == 0 ? " (not root, vm.unprivileged_userfaultfd=0)" : "");
 		n++;
 	}
-	ret = io_uring_queue_init(2, &ring, 0);
-	if (ret < 0) {
-		int v = read_sysctl("/proc/sys/kernel/io_uring_disabled");
-
+	if (l.uring_err < 0) {
 		printf("note: io_uring is unavailable (%s%s): the storage device and io_uring acts\n"
 		       "      are skipped. To run them: sysctl kernel.io_uring_disabled=0, or allow\n"
 		       "      io_uring_setup(2) in this sandbox.\n",
-		       strerror(-ret), v > 0 ? ", kernel.io_uring_disabled is set" : "");
+		       strerror(-l.uring_err),
+		       l.uring_disabled > 0 ? ", kernel.io_uring_disabled is set" : "");
 		W.no_uring = true;
 		return n + 1;
 	}
-	io_uring_queue_exit(&ring);
-	/* io_uring accounts registered buffers to RLIMIT_MEMLOCK without CAP_IPC_LOCK. */
-	if (!have_cap(14 /* CAP_IPC_LOCK */) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
-	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < pinned) {
+	if (l.memlock_low) {
 		printf("note: RLIMIT_MEMLOCK is %llu KiB and io_uring pins registered buffers against it:\n"
 		       "      registering the %llu MiB dma-buf would fail (ENOMEM), so the io_uring\n"
 		       "      checks are skipped. To run them: ulimit -l %llu (or unlimited; memlock\n"
 		       "      in /etc/security/limits.conf), or run as root (CAP_IPC_LOCK).\n",
-		       (unsigned long long)(rl.rlim_cur >> 10), (unsigned long long)(pinned >> 20),
+		       (unsigned long long)(l.memlock_cur >> 10), (unsigned long long)(pinned >> 20),
 		       (unsigned long long)((pinned >> 10) + 1024));
 		W.no_uring_fixed = true;
 		n++;

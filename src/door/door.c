@@ -1,0 +1,681 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The door's state: the devices of the configuration, created in this
+ * process on the first use of a door path, and the /sys and /dev tree
+ * generated for them in a private temporary directory (removed at exit by
+ * the process that made it).  Paths under the door's prefixes are
+ * answered by that real tree, so stat, readdir and readlink need no
+ * emulation; opens of the device nodes call the constructors of the
+ * DOOR.md contract; the two files whose contents are live (a function's
+ * config and bufinfo) are snapshots taken at open.
+ *
+ * Every libc call made here goes to libc, not to the wrappers: the
+ * preload library is linked with -Wl,--wrap for each wrapped symbol
+ * (src/door/meson.build, real.c).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <p2pbuf/p2pbuf.h>
+
+#include "contract.h"
+#include "door.h"
+
+static struct door_config cfg;
+static struct p2p_pci_dev *pdevs[DOOR_MAX_DEVICES];
+static int cdevs[DOOR_MAX_DEVICES]; /* cdev index, -1 without the registry */
+static char root[PATH_MAX];
+static size_t rootlen;
+static pid_t owner;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_ret = -EAGAIN;
+static bool cfg_loaded;
+
+void door_say(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n = snprintf(buf, sizeof(buf), "p2pbuf door: ");
+
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	n = (int)strlen(buf);
+	buf[n++] = '\n';
+	if (write(2, buf, (size_t)n) < 0)
+		return;
+}
+
+static void log_to_stderr(enum p2p_log_level level, const char *fmt, va_list ap)
+{
+	char buf[400];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	door_say("%s: %s", level <= P2P_LOG_ERR ? "error" : level <= P2P_LOG_WARN ? "warning" : "info",
+		 buf);
+}
+
+void door_load_config(void)
+{
+	char err[256];
+
+	if (cfg_loaded)
+		return;
+	cfg_loaded = true;
+	if (door_config_load(&cfg, err, sizeof(err))) {
+		door_say("bad configuration: %s", err);
+		_exit(2);
+	}
+	if (getenv("P2PBUF_DOOR_DEBUG"))
+		p2p_set_log(log_to_stderr, P2P_LOG_DEBUG);
+	else
+		p2p_set_log(log_to_stderr, P2P_LOG_WARN);
+}
+
+const char *door_root(size_t *len)
+{
+	*len = rootlen;
+	return root;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Devices                                                                 */
+
+static uint32_t pci_bar_flags(uint32_t door)
+{
+	return ((door & DOOR_BAR_MEM64) ? P2P_BAR_MEM64 : 0) |
+	       ((door & DOOR_BAR_PREFETCH) ? P2P_BAR_PREFETCH : 0) |
+	       ((door & DOOR_BAR_IO) ? P2P_BAR_IO : 0);
+}
+
+static int create_device(const struct door_dev *d, struct p2p_pci_dev **out)
+{
+	struct p2p_pci_dev_info info = {
+		.argsz = sizeof(info),
+		.name = d->bdf,
+		.vendor_id = d->vendor,
+		.device_id = d->device,
+		.class_code = d->class_code,
+		.group = d->group,
+	};
+
+	switch (d->kind) {
+	case DOOR_COPY_ENGINE:
+		return p2p_copy_engine_create(d->bdf, NULL, d->group, out);
+	case DOOR_STORAGE:
+		return p2p_storage_create(d->bdf, NULL, d->group, d->file, d->file ? 0 : d->size, out);
+	case DOOR_GPU:
+		break;
+	}
+	info.flags = ((d->fn_flags & DOOR_FN_VF) ? P2P_PCI_VF : 0) |
+		     ((d->fn_flags & DOOR_FN_NO_FLR) ? P2P_PCI_NO_FLR : 0) |
+		     ((d->fn_flags & DOOR_FN_NO_DMABUF) ? P2P_PCI_NO_DMABUF : 0) |
+		     ((d->fn_flags & DOOR_FN_HUGE) ? P2P_PCI_HUGE : 0);
+	for (int i = 0; i < 6; i++) {
+		info.bars[i].size = d->bar_size[i];
+		info.bars[i].flags = pci_bar_flags(d->bar_flags[i]);
+	}
+	return p2p_pci_dev_create(&info, out);
+}
+
+/*
+ * The function's config space: the contract's side-effect-free read, or
+ * (before the vfio branch is merged) the VFIO config region of a file
+ * opened for the purpose.
+ */
+static int read_config(unsigned int slot, void *buf, size_t len)
+{
+	struct p2p_vfio_device *vdev;
+	ssize_t r;
+	int ret;
+
+	if (DOOR_HAVE(p2p_pci_dev_config_read))
+		return p2p_pci_dev_config_read(pdevs[slot], 0, buf, len) < 0 ? -EIO : 0;
+	ret = p2p_vfio_device_open(pdevs[slot], &vdev);
+	if (ret)
+		return ret;
+	r = p2p_vfio_device_pread(vdev, buf, len, P2P_VFIO_REGION_OFFSET(7));
+	p2p_vfio_device_close(vdev);
+	return r < 0 ? (int)r : (size_t)r == len ? 0 : -EIO;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The generated tree                                                      */
+
+static int tree_mkdirs(const char *rel)
+{
+	char p[PATH_MAX];
+	int n = snprintf(p, sizeof(p), "%s%s", root, rel);
+
+	if (n < 0 || (size_t)n >= sizeof(p))
+		return -ENAMETOOLONG;
+	for (char *s = p + rootlen + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(p, 0755) && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int tree_file(const char *rel, const void *data, size_t len, mode_t mode)
+{
+	char p[PATH_MAX];
+	int fd, ret = 0;
+
+	snprintf(p, sizeof(p), "%s%s", root, rel);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	if (len && write(fd, data, len) != (ssize_t)len)
+		ret = -EIO;
+	close(fd);
+	return ret;
+}
+
+__attribute__((format(printf, 2, 3)))
+static int tree_printf(const char *rel, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	return tree_file(rel, buf, (size_t)n, 0444);
+}
+
+static int tree_link(const char *rel, const char *target)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s%s", root, rel);
+	return symlink(target, p) ? -errno : 0;
+}
+
+/* The kernel's struct resource flags (include/linux/ioport.h) of a BAR. */
+#define IORESOURCE_IO 0x100ull
+#define IORESOURCE_MEM 0x200ull
+#define IORESOURCE_PREFETCH 0x2000ull
+#define IORESOURCE_SIZEALIGN 0x40000ull
+#define IORESOURCE_MEM_64 0x100000ull
+
+static uint64_t le_bar(const uint8_t *c, int i)
+{
+	unsigned int o = 0x10 + 4 * (unsigned int)i;
+
+	return (uint64_t)c[o] | (uint64_t)c[o + 1] << 8 | (uint64_t)c[o + 2] << 16 |
+	       (uint64_t)c[o + 3] << 24;
+}
+
+/* The 13 lines of /sys/bus/pci/devices/BDF/resource: "start end flags" per resource. */
+static int write_resource(unsigned int slot, const uint8_t *config, const char *dir)
+{
+	const struct door_dev *d = &cfg.devs[slot];
+	char buf[13 * 60 + 1], rel[PATH_MAX];
+	size_t n = 0;
+
+	for (int i = 0; i < 13; i++) {
+		uint64_t start = 0, size = 0, fl = 0;
+		uint32_t pflags = 0;
+
+		if (i < 6) {
+			if (DOOR_HAVE(p2p_pci_dev_bar_info)) {
+				if (p2p_pci_dev_bar_info(pdevs[slot], i, &start, &size, &pflags))
+					size = 0;
+			} else {
+				/* The BAR registers as the device reset them. */
+				uint64_t reg = le_bar(config, i);
+
+				if (d->kind == DOOR_GPU) {
+					size = d->bar_size[i];
+					pflags = pci_bar_flags(d->bar_flags[i]);
+				} else if (i == 0) {
+					size = d->kind == DOOR_COPY_ENGINE ? P2P_CE_BAR0_SIZE
+									   : P2P_SD_BAR0_SIZE;
+				}
+				start = (reg & 1) ? reg & ~0x3ull : reg & ~0xfull;
+				if (size && (reg & 0x6) == 0x4 && i < 5)
+					start |= le_bar(config, i + 1) << 32;
+			}
+		}
+		if (size) {
+			if (pflags & P2P_BAR_IO) {
+				fl = IORESOURCE_IO | IORESOURCE_SIZEALIGN | 0x1;
+			} else {
+				fl = IORESOURCE_MEM | IORESOURCE_SIZEALIGN;
+				if (pflags & P2P_BAR_MEM64)
+					fl |= IORESOURCE_MEM_64 | 0x4;
+				if (pflags & P2P_BAR_PREFETCH)
+					fl |= IORESOURCE_PREFETCH | 0x8;
+			}
+		}
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "0x%016llx 0x%016llx 0x%016llx\n",
+				      (unsigned long long)(size ? start : 0),
+				      (unsigned long long)(size ? start + size - 1 : 0),
+				      (unsigned long long)fl);
+	}
+	snprintf(rel, sizeof(rel), "%s/resource", dir);
+	return tree_file(rel, buf, n, 0444);
+}
+
+static int build_device(unsigned int slot)
+{
+	const struct door_dev *d = &cfg.devs[slot];
+	uint8_t config[4096];
+	char dir[128], rel[PATH_MAX];
+	int ret;
+
+	memset(config, 0, sizeof(config));
+	ret = read_config(slot, config, sizeof(config));
+	if (ret)
+		return ret;
+	snprintf(dir, sizeof(dir), "/sys/devices/p2pbuf/%s", d->bdf);
+	if ((ret = tree_mkdirs(dir)))
+		return ret;
+#define F(name, ...)                                                             \
+	do {                                                                     \
+		snprintf(rel, sizeof(rel), "%s/" name, dir);                     \
+		if ((ret = tree_printf(rel, __VA_ARGS__)))                       \
+			return ret;                                              \
+	} while (0)
+	F("vendor", "0x%04x\n", config[0] | config[1] << 8);
+	F("device", "0x%04x\n", config[2] | config[3] << 8);
+	F("revision", "0x%02x\n", config[8]);
+	F("class", "0x%06x\n", config[9] | config[10] << 8 | config[11] << 16);
+	F("subsystem_vendor", "0x%04x\n", config[0x2c] | config[0x2d] << 8);
+	F("subsystem_device", "0x%04x\n", config[0x2e] | config[0x2f] << 8);
+	F("irq", "0\n");
+	F("numa_node", "-1\n");
+	F("enable", "1\n");
+	F("uevent", "DRIVER=vfio-pci\nPCI_CLASS=%X\nPCI_ID=%04X:%04X\nPCI_SUBSYS_ID=%04X:%04X\n"
+		    "PCI_SLOT_NAME=%s\n",
+	  config[9] | config[10] << 8 | config[11] << 16, config[0] | config[1] << 8,
+	  config[2] | config[3] << 8, config[0x2c] | config[0x2d] << 8,
+	  config[0x2e] | config[0x2f] << 8, d->bdf);
+#undef F
+	/* A snapshot at generation for relative opens; absolute ones get a live one. */
+	snprintf(rel, sizeof(rel), "%s/config", dir);
+	if ((ret = tree_file(rel, config, sizeof(config), 0644)))
+		return ret;
+	if ((ret = write_resource(slot, config, dir)))
+		return ret;
+	snprintf(rel, sizeof(rel), "%s/iommu_group", dir);
+	char target[128];
+	snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%u", d->group);
+	if ((ret = tree_link(rel, target)))
+		return ret;
+	snprintf(rel, sizeof(rel), "%s/driver", dir);
+	if ((ret = tree_link(rel, "../../../bus/pci/drivers/vfio-pci")))
+		return ret;
+	snprintf(rel, sizeof(rel), "%s/subsystem", dir);
+	if ((ret = tree_link(rel, "../../../bus/pci")))
+		return ret;
+	if (cdevs[slot] >= 0) {
+		snprintf(rel, sizeof(rel), "%s/vfio-dev/vfio%d", dir, cdevs[slot]);
+		if ((ret = tree_mkdirs(rel)))
+			return ret;
+		snprintf(rel, sizeof(rel), "%s/vfio-dev/vfio%d/dev", dir, cdevs[slot]);
+		if ((ret = tree_printf(rel, "%u:%d\n", 511u, cdevs[slot])))
+			return ret;
+		snprintf(rel, sizeof(rel), "/dev/vfio/devices/vfio%d", cdevs[slot]);
+		if ((ret = tree_file(rel, NULL, 0, 0666)))
+			return ret;
+	}
+	snprintf(rel, sizeof(rel), "/sys/bus/pci/devices/%s", d->bdf);
+	snprintf(target, sizeof(target), "../../../devices/p2pbuf/%s", d->bdf);
+	if ((ret = tree_link(rel, target)))
+		return ret;
+	snprintf(rel, sizeof(rel), "/sys/bus/pci/drivers/vfio-pci/%s", d->bdf);
+	snprintf(target, sizeof(target), "../../../../devices/p2pbuf/%s", d->bdf);
+	if ((ret = tree_link(rel, target)))
+		return ret;
+	snprintf(rel, sizeof(rel), "/sys/kernel/iommu_groups/%u/devices", d->group);
+	if ((ret = tree_mkdirs(rel)))
+		return ret;
+	snprintf(rel, sizeof(rel), "/sys/kernel/iommu_groups/%u/devices/%s", d->group, d->bdf);
+	if ((ret = tree_link(rel, target)))
+		return ret;
+	snprintf(rel, sizeof(rel), "/dev/vfio/%u", d->group);
+	return tree_file(rel, NULL, 0, 0600);
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+static void remove_tree(void)
+{
+	if (!rootlen || getpid() != owner)
+		return;
+	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	rootlen = 0;
+}
+
+static int build_tree(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	static const char *const dirs[] = {
+		"/sys/devices/p2pbuf", "/sys/bus/pci/devices", "/sys/bus/pci/drivers/vfio-pci",
+		"/sys/kernel/iommu_groups", "/sys/kernel/debug/dma_buf", "/dev/vfio/devices",
+		"/dev/dma_heap",
+	};
+	int ret;
+
+	snprintf(root, sizeof(root), "%s/p2pbuf-door-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(root))
+		return -errno;
+	rootlen = strlen(root);
+	owner = getpid();
+	atexit(remove_tree);
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if ((ret = tree_mkdirs(dirs[i])))
+			return ret;
+	if ((ret = tree_file("/sys/kernel/debug/dma_buf/bufinfo", NULL, 0, 0444)) ||
+	    (ret = tree_file("/dev/vfio/vfio", NULL, 0, 0666)) ||
+	    (ret = tree_file("/dev/iommu", NULL, 0, 0666)) ||
+	    (ret = tree_file("/dev/dma_heap/system", NULL, 0, 0444)))
+		return ret;
+	for (unsigned int i = 0; i < cfg.n; i++) {
+		if (!pdevs[i])
+			continue;
+		ret = build_device(i);
+		if (ret) {
+			door_say("%s %s (%s): sysfs: %s", door_kind_name(cfg.devs[i].kind),
+				 cfg.devs[i].bdf, cfg.devs[i].source, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void door_destructor(void) __attribute__((destructor));
+static void door_destructor(void)
+{
+	remove_tree();
+}
+
+static void init_fn(void)
+{
+	int ret;
+
+	/* A door path used from another library's constructor, before ours ran. */
+	door_load_config();
+	ret = p2p_library_init();
+
+	if (ret) {
+		door_say("cannot start: %s", strerror(-ret));
+		init_ret = ret;
+		return;
+	}
+	for (unsigned int i = 0; i < cfg.n; i++) {
+		const struct door_dev *d = &cfg.devs[i];
+		unsigned int idx;
+
+		cdevs[i] = -1;
+		ret = create_device(d, &pdevs[i]);
+		if (ret) {
+			/* Say why, and go on with the others (the host's ENOENT for it). */
+			door_say("%s %s (%s) left out: %s", door_kind_name(d->kind), d->bdf,
+				 d->source, strerror(-ret));
+			pdevs[i] = NULL;
+			continue;
+		}
+		if (DOOR_HAVE(p2p_vfio_register)) {
+			ret = p2p_vfio_register(pdevs[i], &idx);
+			if (ret)
+				door_say("%s %s (%s): not visible to VFIO users: %s",
+					 door_kind_name(d->kind), d->bdf, d->source, strerror(-ret));
+			else
+				cdevs[i] = (int)idx;
+		}
+	}
+	init_ret = build_tree();
+	if (init_ret) {
+		door_say("cannot generate the /sys and /dev tree: %s", strerror(-init_ret));
+		remove_tree();
+	}
+}
+
+int door_init(void)
+{
+	pthread_once(&init_once, init_fn);
+	return init_ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Paths                                                                   */
+
+struct prefix {
+	const char *s;
+	size_t len;
+};
+#define P(x) { x, sizeof(x) - 1 }
+static const struct prefix prefixes[] = {
+	P("/dev/vfio"), P("/dev/iommu"), P("/dev/dma_heap"),
+	P("/sys/bus/pci/devices"), P("/sys/bus/pci/drivers/vfio-pci"), P("/sys/devices/p2pbuf"),
+	P("/sys/kernel/iommu_groups"), P("/sys/kernel/debug/dma_buf/bufinfo"),
+};
+#undef P
+
+/* A decimal number without leading zeros, the whole string. */
+static bool parse_index(const char *s, unsigned int *out)
+{
+	unsigned long v = 0;
+
+	if (!*s || (s[0] == '0' && s[1]))
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > 100000000)
+			return false;
+		v = v * 10 + (unsigned long)(*s - '0');
+	}
+	*out = (unsigned int)v;
+	return true;
+}
+
+/* BDF/config under one of the two device directories: the device's slot. */
+static bool config_slot(const char *rest, unsigned int *slot)
+{
+	for (unsigned int i = 0; i < cfg.n; i++) {
+		size_t l = strlen(cfg.devs[i].bdf);
+
+		if (pdevs[i] && !strncmp(rest, cfg.devs[i].bdf, l) && !strcmp(rest + l, "/config")) {
+			*slot = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+enum door_node door_map_path(const char *path, struct door_target *t)
+{
+	const struct prefix *p = NULL;
+	unsigned int n;
+
+	if (!door_might_be_mine(path))
+		return DOOR_NOT_MINE;
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		if (!strncmp(path, prefixes[i].s, prefixes[i].len) &&
+		    (path[prefixes[i].len] == 0 || path[prefixes[i].len] == '/')) {
+			p = &prefixes[i];
+			break;
+		}
+	}
+	if (!p || door_init())
+		return DOOR_NOT_MINE;
+	if (rootlen + strlen(path) >= sizeof(t->path))
+		return DOOR_NOT_MINE;
+	memcpy(t->path, root, rootlen);
+	strcpy(t->path + rootlen, path);
+	t->num = 0;
+	t->name[0] = 0;
+	if (!strcmp(path, "/dev/vfio/vfio"))
+		return t->node = DOOR_VFIO_CONTAINER;
+	if (!strncmp(path, "/dev/vfio/devices/vfio", 22) && parse_index(path + 22, &n)) {
+		t->num = n;
+		return t->node = DOOR_VFIO_CDEV;
+	}
+	if (!strncmp(path, "/dev/vfio/", 10) && parse_index(path + 10, &n)) {
+		t->num = n;
+		return t->node = DOOR_VFIO_GROUP;
+	}
+	if (!strcmp(path, "/dev/iommu"))
+		return t->node = DOOR_IOMMUFD;
+	if (!strncmp(path, "/dev/dma_heap/", 14) && path[14] && !strchr(path + 14, '/') &&
+	    strcmp(path + 14, ".") && strcmp(path + 14, "..") &&
+	    strlen(path + 14) < sizeof(t->name)) {
+		strcpy(t->name, path + 14);
+		return t->node = DOOR_DMA_HEAP;
+	}
+	if (!strcmp(path, "/sys/kernel/debug/dma_buf/bufinfo"))
+		return t->node = DOOR_BUFINFO;
+	if ((!strncmp(path, "/sys/bus/pci/devices/", 21) && config_slot(path + 21, &n)) ||
+	    (!strncmp(path, "/sys/devices/p2pbuf/", 20) && config_slot(path + 20, &n))) {
+		t->num = n;
+		return t->node = DOOR_PCI_CONFIG;
+	}
+	return t->node = DOOR_TREE;
+}
+
+bool door_node_rdev(const struct door_target *t, unsigned int *major, unsigned int *minor)
+{
+	/* vfio's misc minor; the dynamic majors are the ones a typical system shows. */
+	switch (t->node) {
+	case DOOR_VFIO_CONTAINER: *major = 10; *minor = 196; return true;
+	case DOOR_VFIO_GROUP: *major = 243; *minor = t->num; return true;
+	case DOOR_VFIO_CDEV: *major = 511; *minor = t->num; return true;
+	case DOOR_IOMMUFD: *major = 10; *minor = 123; return true;
+	case DOOR_DMA_HEAP: *major = 251; *minor = 0; return true;
+	default: return false;
+	}
+}
+
+/* A read-only fd whose contents are @buf: a memfd reopened O_RDONLY. */
+static int snapshot_fd(const char *name, const void *buf, size_t len, int flags)
+{
+	char proc[64];
+	int mfd = memfd_create(name, MFD_CLOEXEC), fd;
+	size_t done = 0;
+
+	if (mfd < 0)
+		return -errno;
+	while (done < len) {
+		ssize_t w = write(mfd, (const char *)buf + done, len - done);
+
+		if (w < 0) {
+			int e = errno;
+
+			close(mfd);
+			return -e;
+		}
+		done += (size_t)w;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+	fd = open(proc, O_RDONLY | (flags & (O_CLOEXEC | O_NONBLOCK)));
+	if (fd < 0)
+		fd = -errno;
+	close(mfd);
+	return fd;
+}
+
+static int missing(const char *what)
+{
+	static bool said;
+
+	if (!said)
+		door_say("this build has no %s (the VFIO and file-layer constructors are not linked "
+			 "in): ENODEV", what);
+	said = true;
+	return -ENODEV;
+}
+
+int door_open_node(const struct door_target *t, int flags)
+{
+	switch (t->node) {
+	case DOOR_VFIO_CONTAINER:
+		if (!DOOR_HAVE(p2p_vfio_container_open_fd))
+			return missing("/dev/vfio/vfio");
+		return p2p_vfio_container_open_fd(flags);
+	case DOOR_VFIO_GROUP:
+		if (!DOOR_HAVE(p2p_vfio_group_open_fd))
+			return missing("/dev/vfio/N");
+		return p2p_vfio_group_open_fd(t->num, flags);
+	case DOOR_VFIO_CDEV:
+		if (!DOOR_HAVE(p2p_vfio_cdev_open_fd))
+			return missing("/dev/vfio/devices/vfioN");
+		return p2p_vfio_cdev_open_fd(t->num, flags);
+	case DOOR_IOMMUFD:
+		if (!DOOR_HAVE(p2p_iommufd_open_fd))
+			return missing("/dev/iommu");
+		return p2p_iommufd_open_fd(flags);
+	case DOOR_DMA_HEAP:
+		if (!DOOR_HAVE(p2p_dma_heap_open_fd))
+			return missing("/dev/dma_heap");
+		return p2p_dma_heap_open_fd(t->name, flags);
+	case DOOR_PCI_CONFIG: {
+		uint8_t config[4096];
+		int ret;
+
+		/* Writable only by root through the kernel; the door's snapshot is read-only. */
+		if ((flags & O_ACCMODE) != O_RDONLY)
+			return -EACCES;
+		ret = read_config(t->num, config, sizeof(config));
+		if (ret)
+			return ret;
+		return snapshot_fd("p2pbuf-door-config", config, sizeof(config), flags);
+	}
+	case DOOR_BUFINFO: {
+		ssize_t len, need;
+		char *buf;
+		int fd;
+
+		if ((flags & O_ACCMODE) != O_RDONLY)
+			return -EACCES;
+		if (!DOOR_HAVE(p2p_dmabuf_bufinfo))
+			return missing("dma-buf bufinfo");
+		need = p2p_dmabuf_bufinfo(NULL, 0);
+		for (;;) {
+			if (need < 0)
+				return (int)need;
+			buf = malloc((size_t)need + 1);
+			if (!buf)
+				return -ENOMEM;
+			len = p2p_dmabuf_bufinfo(buf, (size_t)need + 1);
+			if (len <= need)
+				break;
+			free(buf);
+			need = len; /* a buffer appeared in between */
+		}
+		fd = len < 0 ? (int)len : snapshot_fd("p2pbuf-door-bufinfo", buf, (size_t)len, flags);
+		free(buf);
+		return fd;
+	}
+	default:
+		return -EINVAL;
+	}
+}

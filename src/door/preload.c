@@ -1,0 +1,978 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libp2pbuf-preload.so: the libc entry points of the kernel-uAPI door.
+ *
+ * Each entry is wrapped once; the next definition (libc's) is looked up
+ * once with dlsym(RTLD_NEXT) and kept.  "Not mine" is answered first and
+ * fast: for an fd, p2p_fd_is_file() (one table load); for a path, a
+ * five-byte compare ("/dev/" or "/sys/") before anything else.
+ *
+ * Paths: door_map_path() (door.c) sends paths under the door's prefixes to
+ * the generated tree, or to the constructors for the device nodes.
+ * Fds of p2pbuf files go to the file layer's dispatch entries
+ * (p2p_fd_ioctl(), p2p_fd_mmap(), ...): the door never dispatches itself.
+ *
+ * The static library linked into this module calls libc through
+ * __wrap_<name> (-Wl,--wrap), defined at the end of this file, so
+ * libp2pbuf's own calls never come back into these wrappers.
+ *
+ * Built without _FILE_OFFSET_BITS so that open and open64, mmap and
+ * mmap64, ... are separate definitions, as glibc exports them.
+ */
+#undef _FILE_OFFSET_BITS
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <p2pbuf/p2pbuf.h>
+
+#include "door.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* glibc's pre-2.33 stat entry points, still exported for old binaries. */
+int __xstat(int ver, const char *path, struct stat *buf);
+int __xstat64(int ver, const char *path, struct stat64 *buf);
+int __lxstat(int ver, const char *path, struct stat *buf);
+int __lxstat64(int ver, const char *path, struct stat64 *buf);
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *buf, int flags);
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *buf, int flags);
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+ssize_t __read_chk(int fd, void *buf, size_t nbytes, size_t buflen);
+ssize_t __pread_chk(int fd, void *buf, size_t nbytes, off_t off, size_t buflen);
+ssize_t __pread64_chk(int fd, void *buf, size_t nbytes, off64_t off, size_t buflen);
+int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen);
+int fcntl64(int fd, int cmd, ...);
+
+/* ---------------------------------------------------------------------- */
+/* The next definitions                                                    */
+
+#define REAL_DECL(name) static __typeof__(name) *real_##name
+REAL_DECL(open); REAL_DECL(open64); REAL_DECL(openat); REAL_DECL(openat64);
+REAL_DECL(__open_2); REAL_DECL(__open64_2); REAL_DECL(__openat_2); REAL_DECL(__openat64_2);
+REAL_DECL(creat); REAL_DECL(creat64); REAL_DECL(fopen); REAL_DECL(fopen64);
+REAL_DECL(stat); REAL_DECL(stat64); REAL_DECL(lstat); REAL_DECL(lstat64);
+REAL_DECL(fstatat); REAL_DECL(fstatat64); REAL_DECL(statx);
+REAL_DECL(__xstat); REAL_DECL(__xstat64); REAL_DECL(__lxstat); REAL_DECL(__lxstat64);
+REAL_DECL(__fxstatat); REAL_DECL(__fxstatat64);
+REAL_DECL(access); REAL_DECL(faccessat); REAL_DECL(readlink); REAL_DECL(readlinkat);
+REAL_DECL(realpath); REAL_DECL(opendir); REAL_DECL(scandir); REAL_DECL(scandir64);
+REAL_DECL(ioctl); REAL_DECL(mmap); REAL_DECL(mmap64); REAL_DECL(munmap);
+REAL_DECL(read); REAL_DECL(write); REAL_DECL(pread); REAL_DECL(pread64);
+REAL_DECL(pwrite); REAL_DECL(pwrite64); REAL_DECL(__read_chk); REAL_DECL(__pread_chk);
+REAL_DECL(__pread64_chk);
+REAL_DECL(close); REAL_DECL(dup); REAL_DECL(dup2); REAL_DECL(dup3);
+REAL_DECL(fcntl); REAL_DECL(fcntl64);
+REAL_DECL(getxattr); REAL_DECL(lgetxattr); REAL_DECL(listxattr); REAL_DECL(llistxattr);
+REAL_DECL(poll); REAL_DECL(ppoll); REAL_DECL(recvmsg);
+
+static void *next_sym(const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+
+	/* glibc keeps the old stat entries as compat symbols only: ask for the version. */
+	if (!p)
+		p = dlvsym(RTLD_NEXT, name, "GLIBC_2.2.5");
+	if (!p) {
+		door_say("libc has no %s", name);
+		abort();
+	}
+	return p;
+}
+
+/* The next definition, looked up once (a benign race: every thread stores the same value). */
+static inline void *next_cached(void **slot, const char *name)
+{
+	void *p = __atomic_load_n(slot, __ATOMIC_RELAXED);
+
+	if (__builtin_expect(p != NULL, 1))
+		return p;
+	p = next_sym(name);
+	__atomic_store_n(slot, p, __ATOMIC_RELAXED);
+	return p;
+}
+#define REAL(name) ((__typeof__(real_##name))next_cached((void **)&real_##name, #name))
+
+/* -errno or a value: the libc convention. */
+static long ret_errno(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+static inline bool mine_fd(int fd)
+{
+	return fd >= 0 && unlikely(p2p_fd_is_file(fd));
+}
+
+/* ---------------------------------------------------------------------- */
+/* The open family                                                         */
+
+static int open_mine(const struct door_target *t, int flags, mode_t mode,
+		     int (*real)(const char *, int, ...))
+{
+	if (t->node == DOOR_TREE)
+		return real(t->path, flags, mode);
+	if ((flags & O_CREAT) && (flags & O_EXCL)) {
+		errno = EEXIST;
+		return -1;
+	}
+	if (flags & O_DIRECTORY) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return (int)ret_errno(door_open_node(t, flags));
+}
+
+#define OPEN_MODE(flags, mode)                                                           \
+	do {                                                                             \
+		if ((flags) & (O_CREAT | __O_TMPFILE)) {                                 \
+			va_list ap;                                                      \
+			va_start(ap, flags);                                             \
+			mode = (mode_t)va_arg(ap, int);                                  \
+			va_end(ap);                                                      \
+		}                                                                        \
+	} while (0)
+
+EXPORT int open(const char *path, int flags, ...)
+{
+	struct door_target t;
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, mode, REAL(open));
+	return REAL(open)(path, flags, mode);
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+	struct door_target t;
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, mode, REAL(open64));
+	return REAL(open64)(path, flags, mode);
+}
+
+/* An absolute path ignores dirfd, as openat(2) does; a relative one is never the door's. */
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	struct door_target t;
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, mode, REAL(open));
+	return REAL(openat)(dirfd, path, flags, mode);
+}
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	struct door_target t;
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, mode, REAL(open64));
+	return REAL(openat64)(dirfd, path, flags, mode);
+}
+
+/* _FORTIFY_SOURCE's entries (no mode: O_CREAT without one aborts in glibc). */
+EXPORT int __open_2(const char *path, int flags)
+{
+	struct door_target t;
+
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, 0, REAL(open));
+	return REAL(__open_2)(path, flags);
+}
+
+EXPORT int __open64_2(const char *path, int flags)
+{
+	struct door_target t;
+
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, 0, REAL(open64));
+	return REAL(__open64_2)(path, flags);
+}
+
+EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	struct door_target t;
+
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, 0, REAL(open));
+	return REAL(__openat_2)(dirfd, path, flags);
+}
+
+EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	struct door_target t;
+
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return open_mine(&t, flags, 0, REAL(open64));
+	return REAL(__openat64_2)(dirfd, path, flags);
+}
+
+EXPORT int creat(const char *path, mode_t mode)
+{
+	return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+EXPORT int creat64(const char *path, mode_t mode)
+{
+	return open64(path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+/* fopen's mode string as open flags (glibc's rules, minus the ",ccs=" part). */
+static int fopen_flags(const char *mode)
+{
+	int flags;
+
+	switch (mode[0]) {
+	case 'r': flags = O_RDONLY; break;
+	case 'w': flags = O_WRONLY | O_CREAT | O_TRUNC; break;
+	case 'a': flags = O_WRONLY | O_CREAT | O_APPEND; break;
+	default: return -1;
+	}
+	for (const char *m = mode + 1; *m && *m != ','; m++) {
+		if (*m == '+')
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+		else if (*m == 'e')
+			flags |= O_CLOEXEC;
+		else if (*m == 'x')
+			flags |= O_EXCL;
+	}
+	return flags;
+}
+
+static FILE *fopen_mine(const struct door_target *t, const char *mode,
+			FILE *(*real)(const char *, const char *))
+{
+	int flags, fd;
+	FILE *f;
+
+	if (t->node == DOOR_TREE)
+		return real(t->path, mode);
+	flags = fopen_flags(mode);
+	if (flags < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	fd = open_mine(t, flags, 0666, REAL(open));
+	if (fd < 0)
+		return NULL;
+	f = fdopen(fd, mode);
+	if (!f) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return f;
+}
+
+EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	struct door_target t;
+
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return fopen_mine(&t, mode, REAL(fopen));
+	return REAL(fopen)(path, mode);
+}
+
+EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	struct door_target t;
+
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE)
+		return fopen_mine(&t, mode, REAL(fopen64));
+	return REAL(fopen64)(path, mode);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The stat family, access, readlink, realpath, directories                 */
+
+/* The tree holds regular files for device nodes: show them as the kernel's char devices. */
+#define FIX_STAT(t, st)                                                                  \
+	do {                                                                             \
+		unsigned int maj_, min_;                                                 \
+		if (S_ISREG((st)->st_mode) && door_node_rdev(t, &maj_, &min_)) {        \
+			(st)->st_mode = S_IFCHR | ((st)->st_mode & 07777);               \
+			(st)->st_rdev = makedev(maj_, min_);                             \
+			(st)->st_size = 0;                                               \
+		}                                                                        \
+	} while (0)
+
+#define PATH_CALL(path, t, call_mine, call_real)                                         \
+	do {                                                                             \
+		if (unlikely(door_might_be_mine(path)) &&                                \
+		    door_map_path(path, &(t)) != DOOR_NOT_MINE) {                        \
+			call_mine;                                                       \
+		}                                                                        \
+		call_real;                                                               \
+	} while (0)
+
+#define STAT_WRAPPER(name, stype)                                                        \
+	EXPORT int name(const char *path, stype *st)                                     \
+	{                                                                                \
+		struct door_target t;                                                    \
+		int r;                                                                   \
+		PATH_CALL(path, t,                                                       \
+			  r = REAL(name)(t.path, st); if (!r) FIX_STAT(&t, st); return r, \
+			  return REAL(name)(path, st));                                  \
+	}
+STAT_WRAPPER(stat, struct stat)
+STAT_WRAPPER(stat64, struct stat64)
+STAT_WRAPPER(lstat, struct stat)
+STAT_WRAPPER(lstat64, struct stat64)
+
+#define XSTAT_WRAPPER(name, stype)                                                       \
+	EXPORT int name(int ver, const char *path, stype *st)                            \
+	{                                                                                \
+		struct door_target t;                                                    \
+		int r;                                                                   \
+		PATH_CALL(path, t,                                                       \
+			  r = REAL(name)(ver, t.path, st); if (!r) FIX_STAT(&t, st); return r, \
+			  return REAL(name)(ver, path, st));                             \
+	}
+XSTAT_WRAPPER(__xstat, struct stat)
+XSTAT_WRAPPER(__xstat64, struct stat64)
+XSTAT_WRAPPER(__lxstat, struct stat)
+XSTAT_WRAPPER(__lxstat64, struct stat64)
+
+#define FSTATAT_WRAPPER(name, stype)                                                     \
+	EXPORT int name(int dirfd, const char *path, stype *st, int flags)               \
+	{                                                                                \
+		struct door_target t;                                                    \
+		int r;                                                                   \
+		PATH_CALL(path, t,                                                       \
+			  r = REAL(name)(dirfd, t.path, st, flags); if (!r) FIX_STAT(&t, st); return r, \
+			  return REAL(name)(dirfd, path, st, flags));                    \
+	}
+FSTATAT_WRAPPER(fstatat, struct stat)
+FSTATAT_WRAPPER(fstatat64, struct stat64)
+
+#define FXSTATAT_WRAPPER(name, stype)                                                    \
+	EXPORT int name(int ver, int dirfd, const char *path, stype *st, int flags)      \
+	{                                                                                \
+		struct door_target t;                                                    \
+		int r;                                                                   \
+		PATH_CALL(path, t,                                                       \
+			  r = REAL(name)(ver, dirfd, t.path, st, flags); if (!r) FIX_STAT(&t, st); return r, \
+			  return REAL(name)(ver, dirfd, path, st, flags));               \
+	}
+FXSTATAT_WRAPPER(__fxstatat, struct stat)
+FXSTATAT_WRAPPER(__fxstatat64, struct stat64)
+
+EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
+{
+	struct door_target t;
+	unsigned int maj, min;
+	int r;
+
+	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE) {
+		r = REAL(statx)(dirfd, t.path, flags, mask, stx);
+		if (!r && S_ISREG(stx->stx_mode) && door_node_rdev(&t, &maj, &min)) {
+			stx->stx_mode = (uint16_t)(S_IFCHR | (stx->stx_mode & 07777));
+			stx->stx_rdev_major = maj;
+			stx->stx_rdev_minor = min;
+			stx->stx_size = 0;
+		}
+		return r;
+	}
+	return REAL(statx)(dirfd, path, flags, mask, stx);
+}
+
+EXPORT int access(const char *path, int mode)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(access)(t.path, mode), return REAL(access)(path, mode));
+}
+
+EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(faccessat)(dirfd, t.path, mode, flags),
+		  return REAL(faccessat)(dirfd, path, mode, flags));
+}
+
+EXPORT ssize_t readlink(const char *path, char *buf, size_t size)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(readlink)(t.path, buf, size),
+		  return REAL(readlink)(path, buf, size));
+}
+
+EXPORT ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(readlinkat)(dirfd, t.path, buf, size),
+		  return REAL(readlinkat)(dirfd, path, buf, size));
+}
+
+/* ls -l asks for security labels and ACLs: the tree's files have none. */
+EXPORT ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(getxattr)(t.path, name, value, size),
+		  return REAL(getxattr)(path, name, value, size));
+}
+
+EXPORT ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(lgetxattr)(t.path, name, value, size),
+		  return REAL(lgetxattr)(path, name, value, size));
+}
+
+EXPORT ssize_t listxattr(const char *path, char *list, size_t size)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(listxattr)(t.path, list, size),
+		  return REAL(listxattr)(path, list, size));
+}
+
+EXPORT ssize_t llistxattr(const char *path, char *list, size_t size)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(llistxattr)(t.path, list, size),
+		  return REAL(llistxattr)(path, list, size));
+}
+
+/* Resolved in the tree, then shown without the tree's root. */
+EXPORT char *realpath(const char *path, char *resolved)
+{
+	struct door_target t;
+	char buf[PATH_MAX], *r;
+	size_t rootlen;
+	const char *root;
+
+	if (!unlikely(door_might_be_mine(path)) || door_map_path(path, &t) == DOOR_NOT_MINE)
+		return REAL(realpath)(path, resolved);
+	r = REAL(realpath)(t.path, buf);
+	if (!r)
+		return NULL;
+	root = door_root(&rootlen);
+	if (!strncmp(buf, root, rootlen) && buf[rootlen] == '/')
+		memmove(buf, buf + rootlen, strlen(buf + rootlen) + 1);
+	if (resolved)
+		return strcpy(resolved, buf);
+	return strdup(buf);
+}
+
+EXPORT DIR *opendir(const char *path)
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(opendir)(t.path), return REAL(opendir)(path));
+}
+
+EXPORT int scandir(const char *path, struct dirent ***list, int (*filter)(const struct dirent *),
+		   int (*compar)(const struct dirent **, const struct dirent **))
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(scandir)(t.path, list, filter, compar),
+		  return REAL(scandir)(path, list, filter, compar));
+}
+
+EXPORT int scandir64(const char *path, struct dirent64 ***list,
+		     int (*filter)(const struct dirent64 *),
+		     int (*compar)(const struct dirent64 **, const struct dirent64 **))
+{
+	struct door_target t;
+
+	PATH_CALL(path, t, return REAL(scandir64)(t.path, list, filter, compar),
+		  return REAL(scandir64)(path, list, filter, compar));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Fds                                                                     */
+
+/* glibc declares ioctl(int, unsigned long, ...). */
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (mine_fd(fd))
+		return (int)ret_errno(p2p_fd_ioctl(fd, req, arg));
+	return REAL(ioctl)(fd, req, arg);
+}
+
+/* Mappings made through the door: munmap() looks only when there are some. */
+static atomic_long door_maps;
+
+static void *mmap_mine(void *addr, size_t len, int prot, int flags, int fd, uint64_t off)
+{
+	void *out;
+	int r = p2p_fd_mmap(fd, addr, len, prot, flags, off, &out);
+
+	if (r) {
+		errno = -r;
+		return MAP_FAILED;
+	}
+	atomic_fetch_add_explicit(&door_maps, 1, memory_order_relaxed);
+	return out;
+}
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (!(flags & MAP_ANONYMOUS) && mine_fd(fd))
+		return mmap_mine(addr, len, prot, flags, fd, (uint64_t)off);
+	return REAL(mmap)(addr, len, prot, flags, fd, off);
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
+{
+	if (!(flags & MAP_ANONYMOUS) && mine_fd(fd))
+		return mmap_mine(addr, len, prot, flags, fd, (uint64_t)off);
+	return REAL(mmap64)(addr, len, prot, flags, fd, off);
+}
+
+EXPORT int munmap(void *addr, size_t len)
+{
+	struct p2p_dmabuf *buf;
+	uint64_t off;
+	int r;
+
+	if (atomic_load_explicit(&door_maps, memory_order_relaxed) == 0)
+		return REAL(munmap)(addr, len);
+	r = p2p_munmap(addr, len);
+	if (!r) {
+		atomic_fetch_sub_explicit(&door_maps, 1, memory_order_relaxed);
+		return 0;
+	}
+	/* Not a whole p2pbuf mapping: part of one is refused, anything else is libc's. */
+	if (!p2p_va_lookup(addr, &buf, &off, NULL)) {
+		p2p_dmabuf_put(buf);
+		errno = EINVAL;
+		return -1;
+	}
+	return REAL(munmap)(addr, len);
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t count)
+{
+	if (mine_fd(fd))
+		return ret_errno(p2p_fd_read(fd, buf, count));
+	return REAL(read)(fd, buf, count);
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t count)
+{
+	if (mine_fd(fd))
+		return ret_errno(p2p_fd_write(fd, buf, count));
+	return REAL(write)(fd, buf, count);
+}
+
+static ssize_t pread_mine(int fd, void *buf, size_t count, int64_t off)
+{
+	if (off < 0)
+		return ret_errno(-EINVAL);
+	return ret_errno(p2p_fd_pread(fd, buf, count, (uint64_t)off));
+}
+
+static ssize_t pwrite_mine(int fd, const void *buf, size_t count, int64_t off)
+{
+	if (off < 0)
+		return ret_errno(-EINVAL);
+	return ret_errno(p2p_fd_pwrite(fd, buf, count, (uint64_t)off));
+}
+
+EXPORT ssize_t pread(int fd, void *buf, size_t count, off_t off)
+{
+	if (mine_fd(fd))
+		return pread_mine(fd, buf, count, off);
+	return REAL(pread)(fd, buf, count, off);
+}
+
+EXPORT ssize_t pread64(int fd, void *buf, size_t count, off64_t off)
+{
+	if (mine_fd(fd))
+		return pread_mine(fd, buf, count, off);
+	return REAL(pread64)(fd, buf, count, off);
+}
+
+EXPORT ssize_t pwrite(int fd, const void *buf, size_t count, off_t off)
+{
+	if (mine_fd(fd))
+		return pwrite_mine(fd, buf, count, off);
+	return REAL(pwrite)(fd, buf, count, off);
+}
+
+EXPORT ssize_t pwrite64(int fd, const void *buf, size_t count, off64_t off)
+{
+	if (mine_fd(fd))
+		return pwrite_mine(fd, buf, count, off);
+	return REAL(pwrite64)(fd, buf, count, off);
+}
+
+/* _FORTIFY_SOURCE's read entries call libc's read internally: wrap them too. */
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t count, size_t buflen)
+{
+	if (mine_fd(fd)) {
+		if (count > buflen)
+			__builtin_trap();
+		return ret_errno(p2p_fd_read(fd, buf, count));
+	}
+	return REAL(__read_chk)(fd, buf, count, buflen);
+}
+
+EXPORT ssize_t __pread_chk(int fd, void *buf, size_t count, off_t off, size_t buflen)
+{
+	if (mine_fd(fd)) {
+		if (count > buflen)
+			__builtin_trap();
+		return pread_mine(fd, buf, count, off);
+	}
+	return REAL(__pread_chk)(fd, buf, count, off, buflen);
+}
+
+EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t off, size_t buflen)
+{
+	if (mine_fd(fd)) {
+		if (count > buflen)
+			__builtin_trap();
+		return pread_mine(fd, buf, count, off);
+	}
+	return REAL(__pread64_chk)(fd, buf, count, off, buflen);
+}
+
+EXPORT int close(int fd)
+{
+	if (mine_fd(fd))
+		return (int)ret_errno(p2p_close(fd));
+	return REAL(close)(fd);
+}
+
+EXPORT int dup(int fd)
+{
+	if (mine_fd(fd))
+		return (int)ret_errno(p2p_fd_dup(fd));
+	return REAL(dup)(fd);
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+	if (oldfd != newfd && (mine_fd(oldfd) || mine_fd(newfd)))
+		return (int)ret_errno(p2p_fd_dup3(oldfd, newfd, 0));
+	return REAL(dup2)(oldfd, newfd);
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	if (oldfd != newfd && (mine_fd(oldfd) || mine_fd(newfd)))
+		return (int)ret_errno(p2p_fd_dup3(oldfd, newfd, flags));
+	return REAL(dup3)(oldfd, newfd, flags);
+}
+
+static int fcntl_common(int fd, int cmd, void *arg, int (*real)(int, int, ...))
+{
+	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && mine_fd(fd))
+		return (int)ret_errno(p2p_fd_dupfd(fd, (int)(long)arg,
+						   cmd == F_DUPFD_CLOEXEC ? O_CLOEXEC : 0));
+	return real(fd, cmd, arg);
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(fd, cmd, arg, REAL(fcntl));
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(fd, cmd, arg, REAL(fcntl64));
+}
+
+/*
+ * poll with p2pbuf files in the set: their readiness comes from
+ * p2p_fd_poll() (a file's ops->poll, e.g. a dma-buf's fences), the rest from
+ * the kernel.  While none is ready the kernel is polled in slices of 10 ms
+ * so that a p2pbuf file becoming ready is seen (docs/door.md).
+ */
+#define POLL_SLICE_MS 10
+
+static int poll_mixed(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t *mask,
+		      bool use_mask)
+{
+	struct pollfd *copy = malloc(n * sizeof(*copy));
+	struct timespec start, now;
+	int ready;
+
+	if (!copy) {
+		errno = ENOMEM;
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		int kready, slice, elapsed;
+
+		ready = 0;
+		for (nfds_t i = 0; i < n; i++) {
+			copy[i] = fds[i];
+			fds[i].revents = 0;
+			if (mine_fd(fds[i].fd)) {
+				copy[i].fd = -1; /* the kernel ignores it */
+				fds[i].revents = (short)p2p_fd_poll(fds[i].fd,
+					(unsigned int)(unsigned short)fds[i].events |
+					POLLERR | POLLHUP);
+				ready += fds[i].revents != 0;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		elapsed = (int)((now.tv_sec - start.tv_sec) * 1000 +
+				(now.tv_nsec - start.tv_nsec) / 1000000);
+		slice = (ready || timeout_ms == 0) ? 0 :
+			timeout_ms < 0 ? POLL_SLICE_MS :
+			timeout_ms - elapsed < POLL_SLICE_MS ? timeout_ms - elapsed : POLL_SLICE_MS;
+		if (slice < 0)
+			slice = 0;
+		if (use_mask) {
+			struct timespec ts = { slice / 1000, (slice % 1000) * 1000000L };
+
+			kready = REAL(ppoll)(copy, n, &ts, mask);
+		} else {
+			kready = REAL(poll)(copy, n, slice);
+		}
+		if (kready < 0) {
+			int e = errno;
+
+			free(copy);
+			errno = e;
+			return -1;
+		}
+		for (nfds_t i = 0; i < n; i++)
+			if (copy[i].fd >= 0)
+				fds[i].revents = copy[i].revents;
+		ready += kready;
+		if (ready || timeout_ms == 0 || (timeout_ms > 0 && elapsed + slice >= timeout_ms))
+			break;
+	}
+	free(copy);
+	return ready;
+}
+
+/*
+ * glibc declares poll's array write-only (access attribute), but its fds and
+ * events are inputs: keep gcc from calling the reads uninitialized.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+static bool any_mine(const struct pollfd *fds, nfds_t n)
+{
+	for (nfds_t i = 0; i < n; i++)
+		if (mine_fd(fds[i].fd))
+			return true;
+	return false;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	if (unlikely(any_mine(fds, n)))
+		return poll_mixed(fds, n, timeout, NULL, false);
+	return REAL(poll)(fds, n, timeout);
+}
+
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__builtin_trap();
+	return poll(fds, n, timeout);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
+{
+	if (unlikely(any_mine(fds, n))) {
+		long ms = ts ? ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000 : -1;
+
+		return poll_mixed(fds, n, ms > INT_MAX ? INT_MAX : (int)ms, mask, true);
+	}
+	return REAL(ppoll)(fds, n, ts, mask);
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+/* A p2pbuf file's fd received with SCM_RIGHTS gets its own reference, as in the kernel. */
+EXPORT ssize_t recvmsg(int sock, struct msghdr *msg, int flags)
+{
+	ssize_t r = REAL(recvmsg)(sock, msg, flags);
+
+	if (r < 0 || !msg->msg_controllen)
+		return r;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int *fds = (int *)CMSG_DATA(c);
+
+		for (size_t i = 0; i < nfd; i++) {
+			int fd;
+
+			memcpy(&fd, &fds[i], sizeof(fd));
+			p2p_fd_adopt(fd); /* -EINVAL: not a p2pbuf file, nothing to do */
+		}
+	}
+	return r;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Start-up                                                                */
+
+__attribute__((constructor)) static void door_start(void)
+{
+	/* A bad configuration stops the program here, before main(). */
+	door_load_config();
+}
+
+/* ---------------------------------------------------------------------- */
+/* libc for the library linked in (-Wl,--wrap=NAME sends its calls here)   */
+
+#define WRAP_OPEN(name)                                                                  \
+	int __wrap_##name(const char *path, int flags, ...);                             \
+	int __wrap_##name(const char *path, int flags, ...)                              \
+	{                                                                                \
+		mode_t mode = 0;                                                         \
+		OPEN_MODE(flags, mode);                                                  \
+		return REAL(name)(path, flags, mode);                                    \
+	}
+WRAP_OPEN(open)
+WRAP_OPEN(open64)
+
+#define WRAP_OPENAT(name)                                                                \
+	int __wrap_##name(int dirfd, const char *path, int flags, ...);                  \
+	int __wrap_##name(int dirfd, const char *path, int flags, ...)                   \
+	{                                                                                \
+		mode_t mode = 0;                                                         \
+		OPEN_MODE(flags, mode);                                                  \
+		return REAL(name)(dirfd, path, flags, mode);                             \
+	}
+WRAP_OPENAT(openat)
+WRAP_OPENAT(openat64)
+
+int __wrap_ioctl(int fd, unsigned long req, ...);
+int __wrap_ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return REAL(ioctl)(fd, req, arg);
+}
+
+#define WRAP_FCNTL(name)                                                                 \
+	int __wrap_##name(int fd, int cmd, ...);                                         \
+	int __wrap_##name(int fd, int cmd, ...)                                          \
+	{                                                                                \
+		va_list ap;                                                              \
+		void *arg;                                                               \
+		va_start(ap, cmd);                                                       \
+		arg = va_arg(ap, void *);                                                \
+		va_end(ap);                                                              \
+		return REAL(name)(fd, cmd, arg);                                         \
+	}
+WRAP_FCNTL(fcntl)
+WRAP_FCNTL(fcntl64)
+
+/* The fixed-argument ones: __wrap_NAME(args) = libc's NAME(args). */
+#define WRAP(ret, name, params, args)                                                    \
+	ret __wrap_##name params;                                                        \
+	ret __wrap_##name params                                                         \
+	{                                                                                \
+		return REAL(name) args;                                                  \
+	}
+WRAP(int, __open_2, (const char *p, int f), (p, f))
+WRAP(int, __open64_2, (const char *p, int f), (p, f))
+WRAP(int, __openat_2, (int d, const char *p, int f), (d, p, f))
+WRAP(int, __openat64_2, (int d, const char *p, int f), (d, p, f))
+WRAP(int, creat, (const char *p, mode_t m), (p, m))
+WRAP(int, creat64, (const char *p, mode_t m), (p, m))
+WRAP(FILE *, fopen, (const char *p, const char *m), (p, m))
+WRAP(FILE *, fopen64, (const char *p, const char *m), (p, m))
+WRAP(int, stat, (const char *p, struct stat *s), (p, s))
+WRAP(int, stat64, (const char *p, struct stat64 *s), (p, s))
+WRAP(int, lstat, (const char *p, struct stat *s), (p, s))
+WRAP(int, lstat64, (const char *p, struct stat64 *s), (p, s))
+WRAP(int, fstatat, (int d, const char *p, struct stat *s, int f), (d, p, s, f))
+WRAP(int, fstatat64, (int d, const char *p, struct stat64 *s, int f), (d, p, s, f))
+WRAP(int, statx, (int d, const char *p, int f, unsigned int m, struct statx *s), (d, p, f, m, s))
+WRAP(int, access, (const char *p, int m), (p, m))
+WRAP(int, faccessat, (int d, const char *p, int m, int f), (d, p, m, f))
+WRAP(ssize_t, readlink, (const char *p, char *b, size_t n), (p, b, n))
+WRAP(ssize_t, readlinkat, (int d, const char *p, char *b, size_t n), (d, p, b, n))
+WRAP(char *, realpath, (const char *p, char *r), (p, r))
+WRAP(DIR *, opendir, (const char *p), (p))
+WRAP(void *, mmap, (void *a, size_t l, int p, int f, int fd, off_t o), (a, l, p, f, fd, o))
+WRAP(void *, mmap64, (void *a, size_t l, int p, int f, int fd, off64_t o), (a, l, p, f, fd, o))
+WRAP(int, munmap, (void *a, size_t l), (a, l))
+WRAP(ssize_t, read, (int fd, void *b, size_t n), (fd, b, n))
+WRAP(ssize_t, write, (int fd, const void *b, size_t n), (fd, b, n))
+WRAP(ssize_t, pread, (int fd, void *b, size_t n, off_t o), (fd, b, n, o))
+WRAP(ssize_t, pread64, (int fd, void *b, size_t n, off64_t o), (fd, b, n, o))
+WRAP(ssize_t, pwrite, (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
+WRAP(ssize_t, pwrite64, (int fd, const void *b, size_t n, off64_t o), (fd, b, n, o))
+WRAP(int, close, (int fd), (fd))
+WRAP(int, dup, (int fd), (fd))
+WRAP(int, dup2, (int a, int b), (a, b))
+WRAP(int, dup3, (int a, int b, int f), (a, b, f))
+WRAP(int, poll, (struct pollfd *p, nfds_t n, int t), (p, n, t))
+WRAP(int, ppoll, (struct pollfd *p, nfds_t n, const struct timespec *t, const sigset_t *s),
+     (p, n, t, s))
+WRAP(ssize_t, recvmsg, (int s, struct msghdr *m, int f), (s, m, f))

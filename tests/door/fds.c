@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+/*
+ * (e) Fd lifetimes through plain libc calls: dup, dup2, fcntl(F_DUPFD,
+ * F_DUPFD_CLOEXEC), close, fork.  A dma-buf stays usable while any fd of
+ * it is open; after the last close the fd count is back where it started.
+ */
+#include <sys/wait.h>
+
+#include "kuapi.h"
+
+int main(void)
+{
+	struct dma_heap_allocation_data a = { .len = 64 << 10, .fd_flags = O_RDWR | O_CLOEXEC };
+	int heap = open_or_skip("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+	int base, d1, d2, d3, st;
+	uint8_t *p;
+	pid_t pid;
+
+	CHECK(heap >= 0, "open heap");
+	/* A first buffer and close, so that the library's own fds exist before counting. */
+	CHECK(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &a) == 0 && close((int)a.fd) == 0, "warm-up");
+	close(heap);
+	base = count_fds();
+	heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+	a.fd = 0; /* an input of 0, or EINVAL */
+	CHECK(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &a) == 0, "ALLOC");
+	close(heap);
+	d1 = dup((int)a.fd);
+	d2 = fcntl((int)a.fd, F_DUPFD_CLOEXEC, 100);
+	d3 = dup2((int)a.fd, 90);
+	CHECK(d1 >= 0 && d2 >= 100 && d3 == 90, "dup %d, F_DUPFD_CLOEXEC %d, dup2 %d", d1, d2, d3);
+	CHECK(fcntl(d2, F_GETFD) == FD_CLOEXEC && fcntl(d1, F_GETFD) == 0, "CLOEXEC bits");
+	CHECK(close((int)a.fd) == 0 && close(d1) == 0 && close(d2) == 0, "close three");
+	p = mmap(NULL, a.len, PROT_READ | PROT_WRITE, MAP_SHARED, d3, 0);
+	CHECK(p != MAP_FAILED, "mmap through the last fd");
+	if (p != MAP_FAILED)
+		memset(p, 0x3c, a.len);
+	pid = fork();
+	if (pid == 0) {
+		/* The child shares the mapping and has its own fd. */
+		uint8_t *q = mmap(NULL, a.len, PROT_READ, MAP_SHARED, d3, 0);
+
+		_exit(p != MAP_FAILED && p[10] == 0x3c && q != MAP_FAILED && q[a.len - 1] == 0x3c ? 0 : 1);
+	}
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "child read the buffer");
+	CHECK(close(d3) == 0, "last close");
+	CHECK(close(d3) < 0 && errno == EBADF, "close twice");
+	if (p != MAP_FAILED) {
+		CHECK(p[5] == 0x3c, "the mapping outlives the fds");
+		munmap(p, a.len);
+	}
+	CHECK(count_fds() == base, "fds: %d before the buffer, %d after its last close and munmap",
+	      base, count_fds());
+	return finish("door-fds");
+}

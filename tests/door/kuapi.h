@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a program written for the kernel's uAPI includes: <linux/vfio.h>,
+ * <linux/dma-heap.h>, <linux/dma-buf.h>, plus the structures newer than
+ * Debian 12's headers (6.1), copied from Linux 6.19's include/uapi (iommufd,
+ * the VFIO cdev calls) and from the dma-buf export series (feature 11).
+ * No p2pbuf header: these tests see only what a kernel user sees.
+ */
+#ifndef DOOR_TEST_KUAPI_H
+#define DOOR_TEST_KUAPI_H
+
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/dma-buf.h>
+#include <linux/dma-heap.h>
+#include <linux/vfio.h>
+
+#ifndef VFIO_DEVICE_BIND_IOMMUFD
+struct vfio_device_bind_iommufd {
+	__u32 argsz;
+	__u32 flags;
+	__s32 iommufd;
+	__u32 out_devid;
+};
+#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
+struct vfio_device_attach_iommufd_pt {
+	__u32 argsz;
+	__u32 flags;
+	__u32 pt_id;
+};
+#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
+#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
+#endif
+
+#ifndef VFIO_DEVICE_FEATURE_DMA_BUF
+#define VFIO_DEVICE_FEATURE_DMA_BUF 11
+struct vfio_region_dma_range {
+	__u64 offset;
+	__u64 length;
+};
+struct vfio_device_feature_dma_buf {
+	__u32 region_index;
+	__u32 open_flags;
+	__u32 flags;
+	__u32 nr_ranges;
+	struct vfio_region_dma_range dma_ranges[];
+};
+#endif
+
+#define IOMMUFD_TYPE (';')
+struct iommu_ioas_alloc {
+	__u32 size;
+	__u32 flags;
+	__u32 out_ioas_id;
+};
+#define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, 0x81)
+struct iommu_ioas_map_file {
+	__u32 size;
+	__u32 flags;
+	__u32 ioas_id;
+	__s32 fd;
+	__aligned_u64 start;
+	__aligned_u64 length;
+	__aligned_u64 iova;
+};
+#define IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, 0x8f)
+struct iommu_ioas_unmap {
+	__u32 size;
+	__u32 ioas_id;
+	__aligned_u64 iova;
+	__aligned_u64 length;
+};
+#define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, 0x86)
+#define IOMMU_IOAS_MAP_FIXED_IOVA (1 << 0)
+#define IOMMU_IOAS_MAP_WRITEABLE (1 << 1)
+#define IOMMU_IOAS_MAP_READABLE (1 << 2)
+
+static int failures;
+
+#define CHECK(cond, ...)                                                          \
+	do {                                                                      \
+		if (!(cond)) {                                                    \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);                             \
+			fprintf(stderr, " (errno %s)\n", strerror(errno));        \
+			failures++;                                               \
+		}                                                                 \
+	} while (0)
+
+/* Exit 77 when the node is not there, as a test on a kernel without the module would. */
+static inline int open_or_skip(const char *path, int flags)
+{
+	int fd = open(path, flags);
+
+	if (fd < 0 && (errno == ENOENT || errno == ENODEV)) {
+		printf("SKIP: %s: %s\n", path, strerror(errno));
+		exit(77);
+	}
+	return fd;
+}
+
+static inline int finish(const char *name)
+{
+	if (failures) {
+		fprintf(stderr, "%s: %d failure(s)\n", name, failures);
+		return 1;
+	}
+	printf("%s: ok\n", name);
+	return 0;
+}
+
+/* Read a small sysfs file into @buf (NUL-terminated, newline stripped). */
+static inline int read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = 0;
+	return 0;
+}
+
+/* The IOMMU group of a function, as QEMU finds it: the iommu_group link's basename. */
+static inline int sysfs_group(const char *bdf)
+{
+	char path[512], link[256];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%.200s/iommu_group", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -1;
+	link[n] = 0;
+	return atoi(strrchr(link, '/') ? strrchr(link, '/') + 1 : link);
+}
+
+static inline int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+#endif

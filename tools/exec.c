@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+/*
+ * p2pbuf exec [--config FILE] [--device SPEC]... [-q] [--] PROGRAM [ARGS]
+ *
+ * Runs PROGRAM with libp2pbuf-preload.so (the kernel-uAPI door,
+ * docs/door.md): the configuration is checked here first (a bad one is one
+ * line naming the line and the problem, exit 2), what this user cannot do
+ * is said on stderr, then LD_PRELOAD gets the library appended and
+ * PROGRAM replaces this process.
+ */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <p2pbuf/p2pbuf.h>
+
+#include "cli.h"
+#include "config.h"
+#include "preflight.h"
+
+#ifndef P2PBUF_LIBDIR
+#define P2PBUF_LIBDIR "/usr/local/lib"
+#endif
+#define PRELOAD_NAME "libp2pbuf-preload.so"
+
+static void exec_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: p2pbuf exec [--config FILE] [--device SPEC]... [-q] [--] PROGRAM [ARGS]\n"
+		"\n"
+		"Run PROGRAM unmodified on p2pbuf's emulated devices: /dev/vfio, /dev/iommu,\n"
+		"/dev/dma_heap and the sysfs VFIO users read answer as Linux's, through an\n"
+		"LD_PRELOAD library (man p2pbuf-exec, docs/door.md).\n"
+		"\n"
+		"  --config FILE   the devices, one a line (docs/door-config.md); without it the\n"
+		"                  p2pbuf run set: gpu 0000:01:00.0 (256 MiB BAR2), copy-engine\n"
+		"                  0000:02:00.0, storage 0000:03:00.0, each in its own IOMMU group\n"
+		"  --device SPEC   one more device, a config line (e.g. \"gpu 0000:04:00.0 vram=1G\")\n"
+		"  -q, --quiet     do not print what this user cannot do\n"
+		"\n"
+		"Exit status: PROGRAM's; 2 for a bad configuration or usage; 126/127 if PROGRAM\n"
+		"cannot be run.\n");
+}
+
+static int read_all(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	size_t cap = 4096, n = 0;
+	char *buf;
+
+	if (!f)
+		return -errno;
+	buf = malloc(cap);
+	while (buf) {
+		size_t r = fread(buf + n, 1, cap - n, f);
+
+		n += r;
+		if (n < cap)
+			break;
+		if (cap >= (16u << 20)) {
+			free(buf);
+			fclose(f);
+			return -EFBIG;
+		}
+		char *nb = realloc(buf, cap * 2);
+		if (!nb)
+			free(buf);
+		buf = nb;
+		cap *= 2;
+	}
+	fclose(f);
+	if (!buf)
+		return -ENOMEM;
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* The preload library: $P2PBUF_PRELOAD, next to this binary in the build tree, or libdir. */
+static int find_preload(char *out, size_t len)
+{
+	const char *env = getenv("P2PBUF_PRELOAD");
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(out, len, "%s", env);
+		return access(out, R_OK) ? -errno : 0;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		snprintf(out, len, "%s/../src/door/" PRELOAD_NAME, dirname(self));
+		if (!access(out, R_OK))
+			return 0;
+	}
+	snprintf(out, len, "%s/" PRELOAD_NAME, P2PBUF_LIBDIR);
+	return access(out, R_OK) ? -ENOENT : 0;
+}
+
+/* PROGRAM as execvp(3) finds it, for the static-binary check. */
+static bool which(const char *prog, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+	char *dup, *save = NULL;
+
+	if (strchr(prog, '/')) {
+		snprintf(out, len, "%s", prog);
+		return true;
+	}
+	dup = strdup(path ? path : "/usr/local/bin:/usr/bin:/bin");
+	for (char *d = dup ? strtok_r(dup, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(out, len, "%s/%s", *d ? d : ".", prog);
+		if (!access(out, X_OK)) {
+			free(dup);
+			return true;
+		}
+	}
+	free(dup);
+	return false;
+}
+
+/* An ELF executable without PT_INTERP is static: LD_PRELOAD never reaches it. */
+static bool is_static_elf(const char *path)
+{
+	Elf64_Ehdr eh;
+	bool interp = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr)) {
+		close(fd);
+		return false;
+	}
+	for (unsigned int i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph))
+			break;
+		interp |= ph.p_type == PT_INTERP;
+	}
+	close(fd);
+	return !interp;
+}
+
+static void say_limits(const struct door_config *cfg)
+{
+	struct cli_limits l;
+	bool storage = false;
+
+	for (unsigned int i = 0; i < cfg->n; i++)
+		storage |= cfg->devs[i].kind == DOOR_STORAGE;
+	if (p2p_library_init())
+		return;
+	cli_limits_probe(0, &l);
+	if (l.no_uffd)
+		fprintf(stderr,
+			"p2pbuf exec: note: no userfaultfd for this user%s: revoked BAR and dma-buf\n"
+			"      mappings are remapped to an empty memfd instead (SIGBUS, as with the\n"
+			"      kernel). For userfaultfd: run as root, or sysctl vm.unprivileged_userfaultfd=1.\n",
+			l.unpriv_uffd == 0 ? " (vm.unprivileged_userfaultfd=0)" : "");
+	if (l.uring_err < 0 && storage)
+		fprintf(stderr,
+			"p2pbuf exec: note: io_uring is unavailable (%s%s): the storage device\n"
+			"      cannot be created and is left out. To have it: sysctl\n"
+			"      kernel.io_uring_disabled=0, or allow io_uring_setup(2) in this sandbox.\n",
+			strerror(-l.uring_err),
+			l.uring_disabled > 0 ? ", kernel.io_uring_disabled is set" : "");
+	if (geteuid() != 0)
+		fprintf(stderr,
+			"p2pbuf exec: note: not root: the door needs no privilege, but PROGRAM's own\n"
+			"      checks of root (or of /dev permissions elsewhere) still apply.\n");
+}
+
+int cmd_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct door_config cfg;
+	char err[512], preload[PATH_MAX], prog[PATH_MAX], *devices = NULL;
+	const char *config = NULL;
+	size_t devlen = 0;
+	unsigned int ndev = 0;
+	bool quiet = false;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, "+c:d:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'd': {
+			size_t l = strlen(optarg);
+			char *nd;
+
+			if (strchr(optarg, '\n')) {
+				fprintf(stderr, "p2pbuf exec: --device: one line per --device\n");
+				return 2;
+			}
+			nd = realloc(devices, devlen + l + 2);
+			if (!nd)
+				return 1;
+			devices = nd;
+			memcpy(devices + devlen, optarg, l);
+			devlen += l;
+			devices[devlen++] = '\n';
+			devices[devlen] = 0;
+			ndev++;
+			break;
+		}
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			exec_usage(stdout);
+			return 0;
+		default:
+			exec_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "p2pbuf exec: no PROGRAM given\n");
+		exec_usage(stderr);
+		return 2;
+	}
+
+	/* The configuration, checked exactly as the preload library will read it. */
+	if (config) {
+		char *text = NULL;
+		size_t len = 0;
+
+		ret = read_all(config, &text, &len);
+		if (ret) {
+			fprintf(stderr, "p2pbuf exec: %s: %s\n", config, strerror(-ret));
+			return 2;
+		}
+		ret = door_config_parse(&cfg, text, len, config, 1, err, sizeof(err));
+		free(text);
+	} else {
+		ret = door_config_parse(&cfg, door_default_config, strlen(door_default_config),
+					"(default)", 1, err, sizeof(err));
+	}
+	if (!ret && devices)
+		ret = door_config_parse(&cfg, devices, devlen, "--device", 1, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "p2pbuf exec: %s\n", ret == -ENOMEM ? "out of memory" : err);
+		return 2;
+	}
+	for (unsigned int i = 0; i < cfg.n; i++) {
+		const struct door_dev *d = &cfg.devs[i];
+
+		if (d->file && access(d->file, R_OK | W_OK)) {
+			fprintf(stderr, "p2pbuf exec: %s: storage image %s: %s\n", d->source, d->file,
+				strerror(errno));
+			return 2;
+		}
+	}
+
+	ret = find_preload(preload, sizeof(preload));
+	if (ret) {
+		fprintf(stderr, "p2pbuf exec: cannot find %s (%s; set P2PBUF_PRELOAD)\n",
+			PRELOAD_NAME, strerror(-ret));
+		return 2;
+	}
+	if (which(argv[optind], prog, sizeof(prog)) && is_static_elf(prog)) {
+		fprintf(stderr,
+			"p2pbuf exec: warning: %s is statically linked: LD_PRELOAD cannot reach it, so\n"
+			"      it sees the host's /dev and /sys (no /dev/vfio: its opens fail with ENOENT).\n",
+			prog);
+	}
+	if (!quiet)
+		say_limits(&cfg);
+
+	/* The environment the library reads (door_config_load()). */
+	if (config) {
+		char abs[PATH_MAX];
+
+		if (!realpath(config, abs)) {
+			fprintf(stderr, "p2pbuf exec: %s: %s\n", config, strerror(errno));
+			return 2;
+		}
+		setenv("P2PBUF_DOOR_CONFIG", abs, 1);
+	} else {
+		unsetenv("P2PBUF_DOOR_CONFIG");
+	}
+	if (devices)
+		setenv("P2PBUF_DOOR_DEVICES", devices, 1);
+	else
+		unsetenv("P2PBUF_DOOR_DEVICES");
+	{
+		const char *old = getenv("LD_PRELOAD");
+		char *val;
+
+		if (old && *old) {
+			if (asprintf(&val, "%s:%s", old, preload) < 0)
+				return 1;
+		} else {
+			val = strdup(preload);
+		}
+		if (!val || setenv("LD_PRELOAD", val, 1))
+			return 1;
+		free(val);
+	}
+	fflush(NULL);
+	execvp(argv[optind], argv + optind);
+	ret = errno;
+	fprintf(stderr, "p2pbuf exec: %s: %s\n", argv[optind], strerror(ret));
+	return ret == ENOENT ? 127 : 126;
+}
