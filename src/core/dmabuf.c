@@ -82,6 +82,7 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	pthread_cond_init(&buf->map_cond, NULL);
 	pthread_mutex_init(&buf->cpu_lock, NULL);
 	list_init(&buf->cpu_maps);
+	tree_buf_init(buf, atomic_load(&buf->status));
 	buf->nr_ranges = info->nr_ranges;
 	for (uint32_t i = 0; i < info->nr_ranges; i++) {
 		buf->ranges[i] = info->ranges[i];
@@ -103,6 +104,7 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 err_token:
 	close(buf->token_fd);
 err_ranges:
+	tree_buf_release(buf);
 	for (uint32_t i = 0; i < buf->nr_ranges; i++)
 		p2p_mem_put(buf->ranges[i].mem);
 	free(buf);
@@ -129,6 +131,7 @@ P2P_API void p2p_dmabuf_put(struct p2p_dmabuf *buf)
 {
 	if (!buf || !kref_put(&buf->ref))
 		return;
+	tree_buf_release(buf);
 	fdtab_unregister(buf->token_fd, buf);
 	buf->ops->release(buf);
 	for (unsigned int i = 0; i < buf->nr_fences; i++)
@@ -241,13 +244,28 @@ P2P_API enum p2p_dmabuf_status p2p_dmabuf_status(const struct p2p_dmabuf *buf)
 	return (enum p2p_dmabuf_status)atomic_load(&buf->status);
 }
 
+/*
+ * p2p_dmabuf_revoke() and p2p_dmabuf_unrevoke() set the state of the
+ * buffer in every process of the fork tree that holds it (src/core/tree.c),
+ * which applies it here and in each of them with the _local() functions.
+ */
 P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
+{
+	if (status != P2P_DMABUF_TEMP_REVOKED && status != P2P_DMABUF_PERM_REVOKED)
+		return -EINVAL;
+	return tree_set_state(buf, status);
+}
+
+P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf)
+{
+	return tree_set_state(buf, P2P_DMABUF_OK);
+}
+
+/* Revoke in this process only (kernel-semantics 7.2). */
+int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
 {
 	struct p2p_attachment *a;
 	int cur;
-
-	if (status != P2P_DMABUF_TEMP_REVOKED && status != P2P_DMABUF_PERM_REVOKED)
-		return -EINVAL;
 
 	pthread_mutex_lock(&buf->resv);
 	cur = atomic_load(&buf->status);
@@ -284,7 +302,7 @@ P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status sta
 	return cpumap_block_all(buf);
 }
 
-P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf)
+int dmabuf_unrevoke_local(struct p2p_dmabuf *buf)
 {
 	int cur;
 
