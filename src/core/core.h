@@ -127,7 +127,6 @@ void tree_buf_init(struct p2p_dmabuf *buf, int status);
 void tree_buf_release(struct p2p_dmabuf *buf);
 int tree_set_state(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
 bool tree_state_ok(const struct p2p_dmabuf *buf);
-unsigned int tree_timeout_ms(void);
 
 /* Find the range holding byte @off of @buf; *roff is the offset within it. */
 unsigned int dmabuf_find_range(const struct p2p_dmabuf *buf, uint64_t off, uint64_t *roff);

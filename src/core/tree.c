@@ -98,13 +98,15 @@ struct tree_shm {
 
 static pthread_once_t shm_once = PTHREAD_ONCE_INIT;
 static struct tree_shm *shm;
-static unsigned int timeout_ms = 1000;
 
 /* Held (read) while applying a state here, (write) across fork(). */
 static pthread_rwlock_t fork_gate = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct list_head bufs = { &bufs, &bufs }; /* every live dma-buf here */
 static int self = -1;				 /* our registry entry */
+/* Processes that let a revoke of ours time out: not waited for again until they answer. */
+static _Atomic int32_t lag_pid[TREE_PROCS];
+static _Atomic uint32_t lag_want[TREE_PROCS];
 
 static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts)
 {
@@ -115,21 +117,28 @@ static void tree_atfork_prepare(void);
 static void tree_atfork_parent(void);
 static void tree_atfork_child(void);
 
+/* P2PBUF_REVOKE_TIMEOUT_MS, read at each revoke that waits for other processes. */
+static unsigned int read_timeout(void)
+{
+	const char *e = getenv("P2PBUF_REVOKE_TIMEOUT_MS");
+	unsigned long v;
+	char *end;
+
+	if (!e || !*e)
+		return 1000;
+	v = strtoul(e, &end, 10);
+	if (*end || v > 3600000) {
+		pr_warn("P2PBUF_REVOKE_TIMEOUT_MS=%s ignored: not a number of ms up to 3600000", e);
+		return 1000;
+	}
+	return (unsigned int)v;
+}
+
 static void shm_create(void)
 {
 	pthread_mutexattr_t a;
-	const char *e = getenv("P2PBUF_REVOKE_TIMEOUT_MS");
 	struct tree_shm *s;
 
-	if (e && *e) {
-		char *end;
-		unsigned long v = strtoul(e, &end, 10);
-
-		if (!*end && v <= 3600000)
-			timeout_ms = (unsigned int)v;
-		else
-			pr_warn("P2PBUF_REVOKE_TIMEOUT_MS=%s ignored: not a number of ms", e);
-	}
 	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (s == MAP_FAILED) {
@@ -444,6 +453,7 @@ static void tree_sync(void)
 /* Ring every other registered process and wait for their acknowledgements. */
 static int tree_broadcast(struct p2p_dmabuf *buf)
 {
+	unsigned int timeout_ms = read_timeout();
 	uint32_t want[TREE_PROCS];
 	int32_t pid[TREE_PROCS];
 	uint64_t deadline;
@@ -468,6 +478,17 @@ static int tree_broadcast(struct p2p_dmabuf *buf)
 
 		if (!pid[i])
 			continue;
+		if (atomic_load(&lag_pid[i]) == pid[i]) {
+			/* It let an earlier revoke time out: wait again only once it answered that. */
+			if ((int32_t)(atomic_load(&e->ack) - atomic_load(&lag_want[i])) < 0 &&
+			    !proc_gone(e, pid[i])) {
+				pr_err("revoke of %s: process %d still has not answered an earlier revoke: not waiting",
+				       buf->name, (int)pid[i]);
+				ret = -ETIMEDOUT;
+				continue;
+			}
+			atomic_store(&lag_pid[i], 0);
+		}
 		while ((int32_t)((a = atomic_load(&e->ack)) - want[i]) < 0) {
 			uint64_t now = p2p_now_ns(), left;
 			struct timespec ts;
@@ -477,6 +498,8 @@ static int tree_broadcast(struct p2p_dmabuf *buf)
 			if (now >= deadline) {
 				pr_err("revoke of %s: process %d did not answer within %u ms (stopped?): its mappings follow when it runs again",
 				       buf->name, (int)pid[i], timeout_ms);
+				atomic_store(&lag_want[i], want[i]);
+				atomic_store(&lag_pid[i], pid[i]);
 				ret = -ETIMEDOUT;
 				break;
 			}
@@ -624,7 +647,3 @@ static void tree_atfork_child(void)
 		       strerror(-ret));
 }
 
-unsigned int tree_timeout_ms(void)
-{
-	return timeout_ms;
-}
