@@ -65,7 +65,7 @@ for t in tests/*.sh; do
 	run_one cli "$(basename "$t" .sh)" bash "$t" build/tools/p2pbuf
 done
 run_dir build-asan asan+ubsan '.'
-run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring|chaos)'
+run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring|chaos|fork)'
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]

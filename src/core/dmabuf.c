@@ -131,9 +131,10 @@ P2P_API void p2p_dmabuf_put(struct p2p_dmabuf *buf)
 {
 	if (!buf || !kref_put(&buf->ref))
 		return;
-	tree_buf_release(buf);
 	fdtab_unregister(buf->token_fd, buf);
+	/* Exporters may revoke until their release unlinks the buffer. */
 	buf->ops->release(buf);
+	tree_buf_release(buf);
 	for (unsigned int i = 0; i < buf->nr_fences; i++)
 		p2p_fence_put(buf->fences[i]);
 	free(buf->fences);
