@@ -103,7 +103,7 @@ static struct tree_shm *shm;
 static pthread_rwlock_t fork_gate = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct list_head bufs = { &bufs, &bufs }; /* every live dma-buf here */
-static int self = -1;				 /* our registry entry */
+static _Atomic int self = -1;			 /* our registry entry; set under tree_lock */
 /* Processes that let a revoke of ours time out: not waited for again until they answer. */
 static _Atomic int32_t lag_pid[TREE_PROCS];
 static _Atomic uint32_t lag_want[TREE_PROCS];
