@@ -822,6 +822,49 @@ static void test_faults(void)
 	verify_all("faults");
 }
 
+/*
+ * The program shrinks a memfd the engine's IOAS maps (IOAS_MAP_FILE): a
+ * copy touching the vanished part completes as a translation fault instead
+ * of killing the program with SIGBUS, and the engine goes on.
+ */
+static void test_truncated_memfd(void)
+{
+	const uint64_t T = 0x900000000ull;
+	struct p2p_ce_compl c;
+	uint64_t iova = T;
+	uint8_t *va;
+	int fd;
+
+	t_section("memfd truncated under the engine");
+	fd = memfd_create("ce-shrink", MFD_CLOEXEC);
+	CHECK(fd >= 0 && ftruncate(fd, 4 * PAGE) == 0);
+	va = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(va != MAP_FAILED);
+	memset(va, 0x5a, PAGE);
+	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, 4 * PAGE, &iova,
+				   RW | P2P_IOAS_MAP_FIXED_IOVA));
+	c = run1(T, T + PAGE, PAGE, 0);
+	CHECK(c.status == P2P_CE_OK && c.bytes == PAGE && va[PAGE + 7] == 0x5a);
+
+	CHECK(ftruncate(fd, PAGE) == 0);
+	c = run1(T, T + 2 * PAGE, PAGE, 0);
+	CHECK(c.status == P2P_CE_FAULT && c.bytes == 0);
+	c = run1(T + 3 * PAGE, T, 100, 0);
+	CHECK(c.status == P2P_CE_FAULT && c.bytes == 0);
+	CHECK(va[0] == 0x5a);
+	/* A run that crosses the new end faults as a whole (bytes counts whole runs). */
+	c = run1(T + PAGE / 2, T, PAGE, 0);
+	CHECK(c.status == P2P_CE_FAULT && c.bytes == 0);
+	/* The engine is fine: no ring fault, and the rest of the memfd copies. */
+	CHECK(!(reg(P2P_CE_REG_STATUS, 4) & P2P_CE_STATUS_RING_FAULT));
+	va[10] = 0x21;
+	c = run1(T + 10, T + 20, 1, 0);
+	CHECK(c.status == P2P_CE_OK && va[20] == 0x21);
+	CHECK_OK(p2p_ioas_unmap(ioas, T, 4 * PAGE, NULL));
+	munmap(va, 4 * PAGE);
+	close(fd);
+}
+
 /* gpu1's areas are all revoked: every access to them says so, gpu0's do not. */
 static void expect_gpu1_revoked(const char *why)
 {
@@ -1151,6 +1194,7 @@ int main(void)
 	test_order();
 	test_large();
 	test_faults();
+	test_truncated_memfd();
 	test_revoke();
 	test_irq();
 	test_enable();

@@ -261,6 +261,13 @@ static void test_iova_ranges(void)
 	p2p_ioas_detach_device(ioas);
 	CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_IOVA_RANGES, &cmd));
 	CHECK(cmd.out_iova_alignment == 1);
+	/* A non-zero __reserved is EOPNOTSUPP, checked before the ID (ENOENT). */
+	cmd.__reserved = 1;
+	CHECK_ERR(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_IOVA_RANGES, &cmd), -EOPNOTSUPP);
+	cmd.ioas_id = BAD_ID;
+	CHECK_ERR(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_IOVA_RANGES, &cmd), -EOPNOTSUPP);
+	cmd.__reserved = 0;
+	CHECK_ERR(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_IOVA_RANGES, &cmd), -ENOENT);
 	t_ioas_del(ictx, id, ioas);
 }
 
@@ -1028,6 +1035,162 @@ static void test_copy(void)
 	munmap(buf, 2 * PAGE);
 }
 
+/*
+ * The top of the IOVA space: an area may end at 2^64 - 1, so every "end"
+ * (iova + length) computation wraps there.  COPY of a range inside such an
+ * area or up to its last byte, UNMAP of part of it, translation and
+ * emulated access of its last bytes all work on last bytes instead.
+ */
+static void test_top(void)
+{
+	const uint64_t T = UINT64_MAX - 4 * PAGE + 1; /* 4 pages: [T, 2^64 - 1] */
+	struct p2p_ioas *src, *dst;
+	struct p2p_dma_seg seg = { 0 };
+	uint64_t iova, done;
+	uint32_t sid, did;
+	uint8_t *buf, v[2];
+	int fd;
+
+	t_section("IOVA arithmetic at 2^64 - 1");
+	sid = t_ioas_new(ictx, &src);
+	did = t_ioas_new(ictx, &dst);
+	buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(buf != MAP_FAILED);
+	for (unsigned int i = 0; i < 4; i++)
+		memset(buf + i * PAGE, 0x50 + i, PAGE);
+	iova = T;
+	CHECK_OK(p2p_ioas_map(src, buf, 4 * PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+
+	/* COPY of a range inside the top area (its "end" wraps to 0). */
+	iova = 0x100000;
+	CHECK_OK(p2p_ioas_copy(dst, src, T + PAGE, PAGE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	{
+		struct run r = { buf + PAGE, PAGE };
+
+		CHECK(xlate_runs(dst, 0x100000, &r, 1) == 0);
+	}
+	/* ... up to the last byte: iova + length - 1 does not overflow (iopt_get_pages). */
+	iova = 0x200000;
+	CHECK_OK(p2p_ioas_copy(dst, src, T + 2 * PAGE, 2 * PAGE, &iova,
+			       RW | P2P_IOAS_MAP_FIXED_IOVA));
+	{
+		struct run r = { buf + 2 * PAGE, 2 * PAGE };
+
+		CHECK(xlate_runs(dst, 0x200000, &r, 1) == 0);
+	}
+	/* ... the whole area, through the ioctl, to the top of dst too. */
+	{
+		struct iommu_ioas_copy cmd = {
+			.size = sizeof(cmd), .flags = RW | P2P_IOAS_MAP_FIXED_IOVA,
+			.dst_ioas_id = did, .src_ioas_id = sid, .length = 4 * PAGE,
+			.src_iova = T, .dst_iova = T,
+		};
+		struct run r = { buf, 4 * PAGE };
+
+		CHECK_OK(p2p_iommufd_ioctl(ictx, IOMMU_IOAS_COPY, &cmd));
+		CHECK(xlate_runs(dst, T, &r, 1) == 0);
+	}
+	/* One byte past the top still overflows. */
+	iova = 0x300000;
+	CHECK_ERR(p2p_ioas_copy(dst, src, T + 3 * PAGE, PAGE + 1, &iova,
+				RW | P2P_IOAS_MAP_FIXED_IOVA), -EOVERFLOW);
+	CHECK(p2p_ioas_nr_areas(dst) == 3);
+
+	/* Translation of the last byte: a run of 1, never a wrapped length. */
+	CHECK_OK(p2p_ioas_dma_begin(src, UINT64_MAX, 2, P2P_DMA_READ, &seg));
+	CHECK(seg.len == 1 && seg.host == buf + 4 * PAGE - 1);
+	p2p_ioas_dma_end(&seg);
+	/* Emulated access: the last bytes work; a range wrapping past 2^64 - 1 is EOVERFLOW. */
+	CHECK_OK(p2p_ioas_access_rw(src, UINT64_MAX - 1, v, 2, false));
+	CHECK(v[0] == 0x53 && v[1] == 0x53);
+	CHECK_ERR(p2p_ioas_access_rw(src, UINT64_MAX, v, 2, false), -EOVERFLOW);
+	CHECK_ERR(p2p_ioas_access_rw(src, T, v, 0, false), -EINVAL);
+
+	/* UNMAP inside the top area cuts it: ENOENT; from its start to the end: whole. */
+	CHECK_ERR(p2p_ioas_unmap(src, T + PAGE, 3 * PAGE, NULL), -ENOENT);
+	CHECK_OK(p2p_ioas_unmap(src, T, 4 * PAGE, &done));
+	CHECK(done == 4 * PAGE);
+	CHECK_OK(p2p_ioas_unmap(dst, T, 4 * PAGE, &done));
+	CHECK(done == 4 * PAGE);
+
+	/* A dma-buf area at the top: cutting it is EOPNOTSUPP, not "nothing there". */
+	fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, DB_SIZE);
+	CHECK(fd >= 0);
+	iova = UINT64_MAX - DB_SIZE + 1;
+	CHECK_OK(p2p_ioas_map_file(src, fd, 0, DB_SIZE, &iova, RW | P2P_IOAS_MAP_FIXED_IOVA));
+	CHECK_ERR(p2p_ioas_unmap(src, UINT64_MAX - PAGE + 1, PAGE, NULL), -EOPNOTSUPP);
+	CHECK_ERR(t_unmap_ioctl(ictx, sid, UINT64_MAX - 2 * PAGE + 1, 2 * PAGE, NULL), -EOPNOTSUPP);
+	CHECK(maps_bar(src, UINT64_MAX - DB_SIZE + 1, DB_SIZE, DB_OFF));
+	CHECK_OK(t_unmap_ioctl(ictx, sid, UINT64_MAX - DB_SIZE + 1, DB_SIZE, &done));
+	CHECK(done == DB_SIZE);
+	CHECK(p2p_ioas_nr_areas(src) == 0);
+	p2p_close(fd);
+
+	/* MAP_FILE of a memfd where start + length is 2^64: past the file, EINVAL. */
+	fd = memfd_create("top", MFD_CLOEXEC);
+	CHECK(fd >= 0 && ftruncate(fd, PAGE) == 0);
+	iova = 0;
+	CHECK_ERR(p2p_ioas_map_file(src, fd, UINT64_MAX - PAGE + 1, PAGE, &iova, RW), -EINVAL);
+	close(fd);
+
+	t_ioas_del(ictx, sid, src);
+	t_ioas_del(ictx, did, dst);
+	munmap(buf, 4 * PAGE);
+}
+
+/*
+ * A memfd mapped with IOAS_MAP_FILE (or process memory over one) and then
+ * shrunk with ftruncate(): the kernel keeps the pages pinned; p2pbuf cannot,
+ * but an emulated access to the vanished part is -EFAULT, never a SIGBUS
+ * that kills the program.  The program's own SIGBUS handler (the
+ * harness's) still gets the faults that are its own.
+ */
+static void test_truncated(void)
+{
+	struct p2p_ioas *ioas;
+	uint64_t fiova = 0, uiova = 0;
+	uint8_t d[64], *va;
+	uint32_t id;
+	int fd;
+
+	t_section("MAP_FILE memfd, then ftruncate");
+	id = t_ioas_new(ictx, &ioas);
+	fd = memfd_create("shrink", MFD_CLOEXEC);
+	CHECK(fd >= 0 && ftruncate(fd, 4 * PAGE) == 0);
+	va = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(va != MAP_FAILED);
+	memset(va, 0x6b, 4 * PAGE);
+	CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, 4 * PAGE, &fiova, RW));
+	CHECK_OK(p2p_ioas_map(ioas, va, 4 * PAGE, &uiova, RW));
+	CHECK_OK(p2p_ioas_access_rw(ioas, fiova + 3 * PAGE, d, sizeof(d), false));
+	CHECK(d[0] == 0x6b);
+
+	CHECK(ftruncate(fd, PAGE) == 0);
+	/* The program's own access faults, and its handler gets it. */
+	CHECK(t_read_faults(va + 2 * PAGE));
+	/* Through the IOAS: -EFAULT for the vanished part, both ways, both areas. */
+	CHECK_ERR(p2p_ioas_access_rw(ioas, fiova + 2 * PAGE, d, sizeof(d), false), -EFAULT);
+	CHECK_ERR(p2p_ioas_access_rw(ioas, fiova + 3 * PAGE + 8, d, sizeof(d), true), -EFAULT);
+	CHECK_ERR(p2p_ioas_access_rw(ioas, uiova + 2 * PAGE, d, sizeof(d), false), -EFAULT);
+	CHECK_ERR(p2p_ioas_access_rw(ioas, uiova + PAGE, d, sizeof(d), true), -EFAULT);
+	/* Straddling: the first page is copied, then the fault. */
+	CHECK_ERR(p2p_ioas_access_rw(ioas, fiova + PAGE - 8, d, 16, false), -EFAULT);
+	/* What is left still works. */
+	memset(d, 0x3e, sizeof(d));
+	CHECK_OK(p2p_ioas_access_rw(ioas, fiova + 100, d, sizeof(d), true));
+	CHECK(va[100] == 0x3e && va[163] == 0x3e);
+	CHECK_OK(p2p_ioas_access_rw(ioas, uiova + 100, d, sizeof(d), false));
+	CHECK(d[0] == 0x3e);
+	/* Grown back: the pages are new (zero), and reachable again. */
+	CHECK(ftruncate(fd, 4 * PAGE) == 0);
+	CHECK_OK(p2p_ioas_access_rw(ioas, fiova + 3 * PAGE, d, sizeof(d), false));
+	CHECK(d[0] == 0);
+
+	t_ioas_del(ictx, id, ioas);
+	munmap(va, 4 * PAGE);
+	close(fd);
+}
+
 static void test_access(void)
 {
 	struct p2p_ioas *ioas;
@@ -1212,7 +1375,9 @@ int main(void)
 	test_user_map();
 	test_unmap();
 	test_copy();
+	test_top();
 	test_access();
+	test_truncated();
 	test_mmio();
 
 	p2p_iommufd_close(ictx);

@@ -569,6 +569,202 @@ static void fence_idle(void)
 	p2p_close(fd);
 }
 
+/* ---------------------------------------------------------------------- */
+/* IOAS_UNMAP waits for DMA in flight                                      */
+
+enum unmap_kind { UM_USER, UM_MEMFD, UM_DMABUF, UM_COPY };
+
+/*
+ * Thread A: a device with a write translated at @iova (DMA in flight).
+ * Once let go it does what a copy engine does: translates its source in
+ * the same IOAS (while the unmap of @iova waits), copies, and ends both.
+ */
+struct writer {
+	struct p2p_ioas *ioas;
+	uint64_t iova, src_iova;
+	atomic_int held;    /* 1: segment begun, < 0: -errno */
+	atomic_int release; /* the main thread lets it go */
+	int src_ret;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct p2p_dma_seg d = { 0 }, s = { 0 };
+	int ret = p2p_ioas_dma_begin(w->ioas, w->iova, PAGE, P2P_DMA_WRITE, &d);
+
+	if (ret) {
+		atomic_store(&w->held, ret);
+		return NULL;
+	}
+	atomic_store(&w->held, 1);
+	wait_flag(&w->release, 1, 60000);
+	w->src_ret = p2p_ioas_dma_begin(w->ioas, w->src_iova, PAGE, P2P_DMA_READ, &s);
+	if (!w->src_ret) {
+		memcpy(d.host, s.host, s.len < d.len ? s.len : d.len);
+		p2p_ioas_dma_end(&s);
+	} else {
+		memset(d.host, 0xa5, d.len); /* the source was unmapped too: write a pattern */
+	}
+	p2p_ioas_dma_end(&d);
+	return NULL;
+}
+
+/* Thread B: the program unmapping, then looking at the memory it took back. */
+struct unmapper {
+	struct p2p_iommufd *ictx;
+	struct p2p_ioas *ioas;
+	uint32_t id;
+	uint64_t iova, len;
+	bool ioctl_all;
+	const volatile uint8_t *mem; /* the backing memory, through the program's view */
+	uint8_t seen;
+	atomic_int done;
+	long ret;
+};
+
+static void *unmapper_main(void *arg)
+{
+	struct unmapper *u = arg;
+
+	u->ret = u->ioctl_all ? t_unmap_ioctl(u->ictx, u->id, 0, UINT64_MAX, NULL) :
+				p2p_ioas_unmap(u->ioas, u->iova, u->len, NULL);
+	/* The program owns the memory again: what is in it now must stay. */
+	u->seen = u->mem[0];
+	atomic_store(&u->done, 1);
+	return NULL;
+}
+
+static void unmap_round(const char *name, enum unmap_kind kind, bool ioctl_all)
+{
+	const uint64_t X = 0x10000000, Y = 0x20000000, Z = 0x30000000;
+	struct writer w = { 0 };
+	struct unmapper u = { 0 };
+	struct p2p_ioas *ioas, *src = NULL;
+	struct p2p_dma_seg seg = { 0 };
+	uint8_t *mem, *other, *extra;
+	uint32_t id, sid = 0;
+	pthread_t ta, tb;
+	uint64_t iova;
+	int fd = -1;
+
+	t_section(name);
+	id = t_ioas_new(ictx, &ioas);
+	other = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(other != MAP_FAILED);
+	memset(other, 0xa5, 2 * PAGE);
+	extra = other + PAGE;
+	/* Y: the writer's source, another area of the same IOAS */
+	iova = Y;
+	CHECK_OK(p2p_ioas_map(ioas, other, PAGE, &iova, RW | FIXED));
+
+	/* X: the area being unmapped, one page, 0x11 */
+	iova = X;
+	switch (kind) {
+	case UM_USER:
+		mem = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(mem != MAP_FAILED);
+		memset(mem, 0x11, PAGE);
+		CHECK_OK(p2p_ioas_map(ioas, mem, PAGE, &iova, RW | FIXED));
+		break;
+	case UM_MEMFD:
+	case UM_COPY:
+		fd = memfd_create("unmap-wait", MFD_CLOEXEC);
+		CHECK(fd >= 0 && ftruncate(fd, PAGE) == 0);
+		mem = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		CHECK(mem != MAP_FAILED);
+		memset(mem, 0x11, PAGE);
+		if (kind == UM_MEMFD) {
+			CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, PAGE, &iova, RW | FIXED));
+			break;
+		}
+		/* mapped in src, copied into ioas: the unmap waits for ioas's DMA only */
+		sid = t_ioas_new(ictx, &src);
+		iova = 0;
+		CHECK_OK(p2p_ioas_map_file(src, fd, 0, PAGE, &iova, RW));
+		CHECK_OK(p2p_ioas_copy(ioas, src, iova, PAGE, &(uint64_t){ X }, RW | FIXED));
+		break;
+	default:
+		fd = t_dmabuf_range(dev.vdev, BAR, DB_OFF, PAGE);
+		CHECK(fd >= 0);
+		mem = t_bar_ptr(dev.pci, BAR, DB_OFF);
+		memset(mem, 0x11, PAGE);
+		CHECK_OK(p2p_ioas_map_file(ioas, fd, 0, PAGE, &iova, RW | FIXED));
+		break;
+	}
+
+	w.ioas = ioas;
+	w.iova = X;
+	w.src_iova = Y;
+	atomic_init(&w.held, 0);
+	atomic_init(&w.release, 0);
+	u = (struct unmapper){ .ictx = ictx, .ioas = ioas, .id = id, .iova = X, .len = PAGE,
+			       .ioctl_all = ioctl_all, .mem = mem };
+	atomic_init(&u.done, 0);
+	CHECK(pthread_create(&ta, NULL, writer_main, &w) == 0);
+	CHECK(wait_flag(&w.held, 1, 10000));
+	CHECK(atomic_load(&w.held) == 1);
+	CHECK(pthread_create(&tb, NULL, unmapper_main, &u) == 0);
+
+	/* The unmap takes the area out at once: a new DMA faults (translation fault) ... */
+	for (unsigned int i = 0; i < 10000 && xlate(ioas, X, NULL) != -ENOENT; i++)
+		sleep_ms(1);
+	CHECK_ERR(xlate(ioas, X, NULL), -ENOENT);
+	/* ... but the unmap does not return while the DMA already translated runs. */
+	{
+		unsigned int early = 0;
+
+		for (unsigned int i = 0; i < 200; i++) {
+			early += atomic_load(&u.done) != 0;
+			sleep_ms(1);
+		}
+		CHECK(early == 0);
+	}
+	/* It holds no lock meanwhile: the IOAS maps, translates and unmaps. */
+	if (!ioctl_all) {
+		iova = Z;
+		CHECK_OK(p2p_ioas_map(ioas, extra, PAGE, &iova, RW | FIXED));
+		CHECK_OK(p2p_ioas_dma_begin(ioas, Z, PAGE, P2P_DMA_READ, &seg));
+		p2p_ioas_dma_end(&seg);
+		CHECK_OK(p2p_ioas_unmap(ioas, Z, PAGE, NULL));
+		CHECK(atomic_load(&u.done) == 0);
+	}
+
+	/* The device's write lands, then the DMA ends, then the unmap returns. */
+	atomic_store(&w.release, 1);
+	if (!wait_flag(&u.done, 1, 60000)) {
+		fprintf(stderr, "[%s] the unmap did not return after the DMA ended\n", name);
+		_exit(T_EXIT_FAIL);
+	}
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CHECK_OK(u.ret);
+	/*
+	 * The source translated while the unmap waited (no deadlock); when the
+	 * unmap took it out too, that new DMA faulted instead.
+	 */
+	CHECK_ERR(w.src_ret, ioctl_all ? -ENOENT : 0);
+	/* ... and the write was in memory before the unmap returned, none after. */
+	CHECK(u.seen == 0xa5);
+	CHECK(mem[0] == 0xa5);
+	CHECK_ERR(xlate(ioas, X, NULL), -ENOENT);
+	CHECK(p2p_ioas_nr_areas(ioas) == (ioctl_all ? 0 : 1));
+
+	if (src) {
+		/* The copy's source still maps the memory. */
+		CHECK(p2p_ioas_nr_areas(src) == 1);
+		t_ioas_del(ictx, sid, src);
+	}
+	t_ioas_del(ictx, id, ioas);
+	if (kind == UM_USER || kind == UM_MEMFD || kind == UM_COPY)
+		munmap(mem, PAGE);
+	if (kind == UM_DMABUF)
+		p2p_close(fd);
+	else if (fd >= 0)
+		close(fd);
+	munmap(other, 2 * PAGE);
+}
+
 int main(void)
 {
 	t_begin();
@@ -584,6 +780,11 @@ int main(void)
 	fence_idle();
 	fence_round("2.5 fence: temporary revoke, one segment", false, false);
 	fence_round("2.5 fence: permanent revoke, EXTENDED, two segments", true, true);
+	unmap_round("UNMAP waits for DMA: process memory", UM_USER, false);
+	unmap_round("UNMAP waits for DMA: memfd", UM_MEMFD, false);
+	unmap_round("UNMAP waits for DMA: dma-buf", UM_DMABUF, false);
+	unmap_round("UNMAP waits for DMA: IOAS_COPY'd memfd", UM_COPY, false);
+	unmap_round("UNMAP waits for DMA: ioctl, unmap all", UM_MEMFD, true);
 
 	p2p_iommufd_close(ictx);
 	t_dev_destroy(&dev);

@@ -470,6 +470,54 @@ out:
 	munmap(edgebuf, 64 * 1024);
 }
 
+/*
+ * The program shrinks a memfd that the device's IOAS maps (IOAS_MAP_FILE):
+ * READ and WRITE commands whose data reaches the vanished part complete as
+ * translation faults; the device and the program go on.
+ */
+static void test_truncated(void)
+{
+	uint64_t iova = 0;
+	struct p2p_sd_cqe cqe;
+	struct rig r;
+	uint8_t *va;
+	int fd;
+
+	t_section("memfd truncated under the device");
+	CHECK_OK(rig_init(&r, "0000:31:00.0", NULL, 16 * MiB, 64));
+	fd = memfd_create("sd-shrink", MFD_CLOEXEC);
+	CHECK(fd >= 0 && ftruncate(fd, 8 * BLK) == 0);
+	va = mmap(NULL, 8 * BLK, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(va != MAP_FAILED);
+	if (!r.drv.sq || va == MAP_FAILED)
+		goto out;
+	CHECK_OK(p2p_ioas_map_file(r.ioas, fd, 0, 8 * BLK, &iova,
+				   P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE));
+	memset(va, 0x4d, 8 * BLK);
+	CHECK_STATUS(run_status(&r, P2P_SD_OP_WRITE, 0, 8, iova), P2P_SD_OK);
+	CHECK_STATUS(run_status(&r, P2P_SD_OP_READ, 0, 8, iova), P2P_SD_OK);
+
+	CHECK(ftruncate(fd, 2 * BLK) == 0);
+	/* Entirely in the vanished part, both directions. */
+	CHECK_STATUS(run_status(&r, P2P_SD_OP_READ, 0, 2, iova + 4 * BLK), P2P_SD_FAULT);
+	CHECK_STATUS(run_status(&r, P2P_SD_OP_WRITE, 0, 2, iova + 4 * BLK), P2P_SD_FAULT);
+	/* Across the new end: the first part moves, then the fault. */
+	cqe = run(&r, P2P_SD_OP_READ, 0, 4, iova, 5);
+	CHECK_STATUS(cqe.status, P2P_SD_FAULT);
+	CHECK(cqe.bytes == 2 * BLK);
+	/* The rest works, and nothing was flagged on the queues. */
+	CHECK_STATUS(run_status(&r, P2P_SD_OP_READ, 0, 2, iova), P2P_SD_OK);
+	CHECK(va[0] == 0x4d && va[2 * BLK - 1] == 0x4d);
+	CHECK(!(reg(&r, P2P_SD_REG_STATUS, 4) & P2P_SD_STATUS_QUEUE_FAULT));
+	p2p_ioas_unmap(r.ioas, iova, 8 * BLK, NULL);
+out:
+	rig_fini(&r);
+	if (va != MAP_FAILED)
+		munmap(va, 8 * BLK);
+	if (fd >= 0)
+		close(fd);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Many commands in flight                                                 */
 
@@ -1151,6 +1199,7 @@ int main(void)
 	test_create();
 	test_registers();
 	test_commands();
+	test_truncated();
 	test_many();
 	test_reset_inflight();
 	test_p2p();

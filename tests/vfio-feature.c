@@ -631,6 +631,48 @@ static void test_dma_buf_args(void)
 	CHECK(check_dmabuf_fd(db_get(&d), BAR0_SIZE, true));
 }
 
+/*
+ * 1.3.7: nr_ranges sizes the kernel's copy of the ranges (memdup_array_user,
+ * a kmalloc of at most KMALLOC_MAX_SIZE, 4 MiB): a larger array is ENOMEM
+ * before anything is copied, never a 64 GiB allocation; 4 MiB is copied.
+ */
+static void test_nr_ranges_bound(void)
+{
+	const uint32_t max_nr = (4u << 20) / 16;
+	size_t len = HDR_SZ + DB_MINSZ + (size_t)max_nr * 16;
+	struct db_req d;
+	uint8_t *big;
+
+	t_section("1.3.7 nr_ranges bound");
+	db_init(&d, 2, 1);
+	db_range(&d, 0, 0, PAGE);
+	d.nr_ranges = UINT32_MAX;
+	CHECK_ERR(db_get(&d), -ENOMEM);
+	/* 1.3.6 before 1.3.7: a bad region is still ENODEV. */
+	d.region_index = 7;
+	CHECK_ERR(db_get(&d), -ENODEV);
+	/* 1.3.5 before 1.3.7: flags still EINVAL. */
+	d.region_index = 2;
+	d.dflags = 1;
+	CHECK_ERR(db_get(&d), -EINVAL);
+
+	/* Exactly 4 MiB of ranges: copied (all zero: EINVAL at 1.3.8); one more: ENOMEM. */
+	big = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(big != MAP_FAILED);
+	if (big == MAP_FAILED)
+		return;
+	db_init(&d, 2, 0);
+	d.nr_ranges = max_nr;
+	d.argsz = (uint32_t)len;
+	memcpy(big, &d, HDR_SZ + DB_MINSZ);
+	CHECK_ERR(feature(dev.vdev, big), -EINVAL);
+	/* The array would end past the mapping: ENOMEM comes first, not EFAULT. */
+	d.nr_ranges = max_nr + 1;
+	memcpy(big, &d, HDR_SZ + DB_MINSZ);
+	CHECK_ERR(feature(dev.vdev, big), -ENOMEM);
+	munmap(big, len);
+}
+
 /* kernel-semantics 1.1 and 1.3 "range semantics": what a successful export returns. */
 static void test_dma_buf_success(void)
 {
@@ -1098,6 +1140,7 @@ int main(void)
 	test_no_dmabuf_device();
 	test_copy_faults();
 	test_dma_buf_args();
+	test_nr_ranges_bound();
 	test_dma_buf_success();
 	test_fd_checks();
 	test_revoke();

@@ -160,7 +160,7 @@ enum p2p_sd_status {
 	P2P_SD_REVOKED = 3, /* the data buffer's dma-buf was revoked */
 	P2P_SD_PERM = 4,    /* the mapping does not allow the access */
 	P2P_SD_BAD_LBA = 5, /* beyond the capacity (checked before any translation) */
-	P2P_SD_IO_ERROR = 6, /* the media I/O failed or was short */
+	P2P_SD_IO_ERROR = 6, /* the media I/O failed or moved nothing */
 	P2P_SD_BAD_OPCODE = 7,
 };
 

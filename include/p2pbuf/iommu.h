@@ -133,6 +133,10 @@ P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, u
  *
  * Areas must be covered entirely: a range cutting a dma-buf area is
  * -EOPNOTSUPP, one cutting another area -ENOENT; nothing mapped -ENOENT.
+ * The areas stop translating at once; the call then blocks, holding no
+ * lock, until the DMA in flight through them (p2p_ioas_dma_begin() not yet
+ * ended) is over.  Never call it on an area the calling thread holds a
+ * segment of.
  */
 P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
 			   uint64_t *unmapped);
@@ -149,7 +153,8 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
  *
  * What an mdev-style emulated device does with iommufd_access_rw().
  * Return: 0, -ENOENT (not mapped), -EPERM (protection), -EINVAL for a
- * dma-buf backed area (kernel-semantics 2.4).
+ * dma-buf backed area (kernel-semantics 2.4) or @len 0, -EOVERFLOW if
+ * @iova + @len - 1 wraps, -EFAULT for memory the program truncated.
  */
 P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
 			       bool write);
@@ -177,8 +182,9 @@ struct p2p_dma_seg {
  * @iova: first byte; @len: bytes wanted; @access: P2P_DMA_READ/WRITE
  * @seg: the longest contiguous run from @iova, at most @len
  *
- * Takes an in-flight reference on the area: a revoke of its dma-buf waits
- * (through a fence) until p2p_ioas_dma_end().  Thread-safe, lock-light.
+ * Takes an in-flight reference on the area: an unmap of the area, and a
+ * revoke of its dma-buf (through a fence), wait until p2p_ioas_dma_end().
+ * Thread-safe, lock-light.
  *
  * Return: 0; -ENOENT if nothing is mapped at @iova (translation fault),
  * -EPERM for an access the mapping does not allow, -ENODEV if the area's

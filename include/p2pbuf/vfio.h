@@ -289,7 +289,8 @@ P2P_API int p2p_pci_dev_dma_begin(struct p2p_pci_dev *dev, uint64_t iova, uint64
 /**
  * p2p_pci_dev_dma_rw() - device model side: copy to or from DMA space
  *
- * Translates in runs.  Return: 0 or the first error of p2p_pci_dev_dma_begin().
+ * Translates in runs.  Return: 0, the first error of p2p_pci_dev_dma_begin(), or
+ * -EFAULT if memory the program truncated (a memfd) was reached.
  */
 P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *data, uint64_t len,
 			       bool write);

@@ -68,9 +68,12 @@ static uint32_t ce_copy(struct p2p_pci_dev *dev, uint64_t src, uint64_t dst, uin
 			return err_status(ret);
 		}
 		n = MIN(s.len, d.len);
-		memmove(d.host, s.host, n);
+		/* Memory the program truncated under us: a translation fault. */
+		ret = dma_copy(d.host, s.host, n, ioas_seg_fragile(&d) || ioas_seg_fragile(&s));
 		p2p_ioas_dma_end(&d);
 		p2p_ioas_dma_end(&s);
+		if (ret)
+			return P2P_CE_FAULT;
 		*done += n;
 	}
 	return P2P_CE_OK;
@@ -115,6 +118,7 @@ static void *ce_worker(void *arg)
 {
 	struct copy_engine *ce = arg;
 
+	dma_guard_thread();
 	pthread_mutex_lock(&ce->lock);
 	while (!ce->stop) {
 		uint32_t head = atomic_load(&ce->head);

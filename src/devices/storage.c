@@ -300,14 +300,22 @@ static bool sd_io_done(struct storage *sd, struct sd_slot *s, int res)
 		return false;
 	}
 	if (res < 0) {
-		s->status = P2P_SD_IO_ERROR;
+		/*
+		 * The kernel could not reach the memory (a memfd truncated
+		 * under its mapping): a translation fault, not a media error.
+		 */
+		s->status = res == -EFAULT ? P2P_SD_FAULT : P2P_SD_IO_ERROR;
 		return false;
 	}
+	if (!res && s->part) {
+		s->status = P2P_SD_IO_ERROR; /* nothing: the image shrank under us */
+		return false;
+	}
+	/*
+	 * A short transfer goes on from where it stopped: the next one says
+	 * why (0 bytes: the image shrank; -EFAULT: the memory vanished).
+	 */
 	s->done += (uint64_t)res;
-	if ((uint64_t)res != s->part) {
-		s->status = P2P_SD_IO_ERROR; /* short: the image shrank under us */
-		return false;
-	}
 	return s->done < s->len && sd_queue_part(sd, s);
 }
 
@@ -384,6 +392,7 @@ static void *sd_worker(void *arg)
 {
 	struct storage *sd = arg;
 
+	dma_guard_thread();
 	for (;;) {
 		uint32_t head;
 		bool enabled;

@@ -21,6 +21,11 @@
  * `revoked` then reads the count, and if DMA is in flight publishes a fence on the
  * dma-buf that the last p2p_ioas_dma_end() signals.  So once a revoke
  * returns, no DMA into the revoked memory is running or can start.
+ * Unmap meets translation on the area: every DMA also counts on its area
+ * (taken under ioas->lock read), and an unmap, once it has taken its areas
+ * out under ioas->lock write, waits for their counts to drain with no lock
+ * held (area_drain()), so once it returns no DMA through them is running
+ * and none can start.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -89,15 +94,30 @@ struct ioas_area {
 	 * than the area (and the pages' count line).  NULL: walk the segments.
 	 */
 	uint8_t *direct;
-	/* Process memory is the caller's: DMA takes no reference on it. */
-	bool user;
+	/* A dma-buf area: DMA also counts on the pages (revoke fence). */
+	bool revocable;
+	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
+	bool fragile;
+	/*
+	 * DMA in flight through this area (p2p_ioas_dma_begin() to
+	 * p2p_ioas_dma_end()), plus AREA_DYING once an unmap has taken the
+	 * area out of the IOAS: the unmap waits for the count to drain
+	 * before it returns (area_drain()).
+	 */
+	atomic_uint inflight;
+	struct p2p_ioas *ioas;
 };
+
+#define AREA_DYING (1u << 31)
 
 struct p2p_ioas {
 	struct kref ref;
 	struct p2p_iommufd *ctx;
 	uint32_t id;
 	pthread_rwlock_t lock;
+	/* An unmap waiting for DMA through the areas it removed (area_drain()). */
+	pthread_mutex_t drain_lock;
+	pthread_cond_t drain_cond;
 	struct ioas_area **areas; /* sorted by iova */
 	uint64_t *starts;	  /* areas[i]->iova, dense for the search */
 	size_t nr, max;
@@ -375,7 +395,7 @@ static bool range_busy(const struct p2p_ioas *ioas, uint64_t iova, uint64_t last
 
 	if (!i)
 		return false;
-	return ioas->areas[i - 1]->iova + ioas->areas[i - 1]->length - 1 >= iova;
+	return ioas->areas[i - 1]->iova + (ioas->areas[i - 1]->length - 1) >= iova;
 }
 
 /*
@@ -710,7 +730,10 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		a->pages_off = pages_off;
 		a->prot = flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
 		a->pages = pages;
-		a->user = pages->kind == PAGES_USER;
+		a->revocable = pages->kind == PAGES_DMABUF;
+		a->fragile = !a->revocable;
+		a->ioas = ioas;
+		atomic_init(&a->inflight, 0);
 		if (pages->kind != PAGES_DMABUF)
 			a->direct = pages->host + pages_off;
 		else if (pages->nsegs == 1)
@@ -779,6 +802,8 @@ static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *
 	ret = user_range_pin(va, length, flags);
 	if (ret)
 		return ret;
+	/* The program may truncate what backs this memory: devices copy guarded. */
+	dma_guard_init();
 	p = pages_new(PAGES_USER);
 	if (!p)
 		return -ENOMEM;
@@ -832,7 +857,8 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 	/* Only shmem files (memfds) can be mapped, as the kernel's checks. */
 	if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) < 0)
 		return -EINVAL;
-	if (start + length > (uint64_t)st.st_size)
+	/* start + length - 1 does not wrap (checked); start + length may. */
+	if (start + (length - 1) >= (uint64_t)st.st_size)
 		return -EINVAL;
 	m = mmap(NULL, plen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)pstart);
 	if (m == MAP_FAILED) {
@@ -849,6 +875,8 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 		munmap(m, plen);
 		return -ENOMEM;
 	}
+	/* The program may ftruncate() the memfd: devices copy guarded (fault.c). */
+	dma_guard_init();
 	p->host = m;
 	p->map_base = m;
 	p->map_len = plen;
@@ -914,6 +942,46 @@ P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, u
 	return ret;
 }
 
+/*
+ * DMA through @a is over.  While no unmap waits, a plain decrement; once
+ * the area is dying, the decrement happens under the IOAS's drain lock,
+ * which the unmapper holds while it checks the count, so its wakeup is
+ * never lost and it cannot free the area (or the IOAS) before we are done.
+ */
+static void area_dma_done(struct ioas_area *a)
+{
+	unsigned int c = atomic_load(&a->inflight);
+	struct p2p_ioas *ioas;
+
+	while (!(c & AREA_DYING))
+		if (atomic_compare_exchange_weak(&a->inflight, &c, c - 1))
+			return;
+	ioas = a->ioas; /* our count keeps a (and the waiting unmapper) alive */
+	pthread_mutex_lock(&ioas->drain_lock);
+	if (atomic_fetch_sub(&a->inflight, 1) == (AREA_DYING | 1))
+		pthread_cond_broadcast(&ioas->drain_cond);
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
+/*
+ * Wait until no DMA runs through the @n areas an unmap took out of @ioas.
+ * None can start (they are no longer in the IO page table, so a new
+ * translation faults with -ENOENT); those already translated end on their
+ * own: a device never waits for a lock while holding a segment, and no
+ * lock is held here.  So once IOAS_UNMAP returns, nothing the device was
+ * doing lands in the memory the program took back.
+ */
+static void area_drain(struct p2p_ioas *ioas, struct ioas_area **gone, size_t n)
+{
+	pthread_mutex_lock(&ioas->drain_lock);
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_or(&gone[i]->inflight, AREA_DYING);
+	for (size_t i = 0; i < n; i++)
+		while (atomic_load(&gone[i]->inflight) != AREA_DYING)
+			pthread_cond_wait(&ioas->drain_cond, &ioas->drain_lock);
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
 P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
 			   uint64_t *unmapped)
 {
@@ -931,12 +999,13 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 	}
 	pthread_rwlock_wrlock(&ioas->lock);
 	first = find_upper(ioas, iova);
-	if (first && ioas->areas[first - 1]->iova + ioas->areas[first - 1]->length > iova)
+	/* An area's last byte, never its end: an area may end at IOVA 2^64 - 1. */
+	if (first && ioas->areas[first - 1]->iova + (ioas->areas[first - 1]->length - 1) >= iova)
 		first--;
 	for (size_t i = first; i < ioas->nr && ioas->areas[i]->iova <= last; i++) {
 		struct ioas_area *a = ioas->areas[i];
 
-		if (a->iova < iova || a->iova + a->length - 1 > last) {
+		if (a->iova < iova || a->iova + (a->length - 1) > last) {
 			/* Splitting an area: never for a dma-buf one (2.4). */
 			ret = a->pages->kind == PAGES_DMABUF ? -EOPNOTSUPP : -ENOENT;
 			break;
@@ -961,6 +1030,8 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 			pt_remove_area(ioas, gone[i]);
 	}
 	pthread_rwlock_unlock(&ioas->lock);
+	if (gone)
+		area_drain(ioas, gone, n);
 	for (size_t i = 0; i < n && gone; i++) {
 		total += gone[i]->length;
 		pages_put(gone[i]->pages);
@@ -976,27 +1047,31 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 			  uint64_t length, uint64_t *dst_iova, uint32_t flags)
 {
 	struct { struct ioas_pages *p; uint64_t off, len; } *parts = NULL;
-	uint64_t pos = src_iova, end, iova;
+	uint64_t pos = src_iova, last, iova;
 	size_t n = 0, max = 0;
+	bool more = true;
 	int ret = check_map_args(flags, *dst_iova, length, false);
 
 	if (ret)
 		return ret;
 	if (!length)
 		return -EINVAL;
-	if (__builtin_add_overflow(src_iova, length, &end))
+	/* Last bytes, not ends: the source may end at IOVA 2^64 - 1 (iopt_get_pages). */
+	if (__builtin_add_overflow(src_iova, length - 1, &last))
 		return -EOVERFLOW;
 	/* Collect the pages behind the source range; holes are -ENOENT. */
 	pthread_rwlock_rdlock(&src->lock);
-	while (!ret && pos < end) {
+	while (!ret && more) {
 		struct ioas_area *a = find_area(src, pos);
-		uint64_t take;
+		uint64_t take, take_last;
 
 		if (!a) {
 			ret = -ENOENT;
 			break;
 		}
-		take = MIN(end, a->iova + a->length) - pos;
+		take_last = MIN(last, a->iova + (a->length - 1));
+		take = take_last - pos + 1;
+		more = take_last != last;
 		if (n == max) {
 			void *np = realloc(parts, (max = max ? max * 2 : 8) * sizeof(*parts));
 
@@ -1011,7 +1086,7 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 		parts[n].off = a->pages_off + (pos - a->iova);
 		parts[n].len = take;
 		n++;
-		pos += take;
+		pos = take_last + 1; /* wraps to 0 only when !more */
 	}
 	pthread_rwlock_unlock(&src->lock);
 
@@ -1061,47 +1136,74 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 	} else if (((access & P2P_DMA_WRITE) && !(a->prot & IOMMU_IOAS_MAP_WRITEABLE)) ||
 		   ((access & P2P_DMA_READ) && !(a->prot & IOMMU_IOAS_MAP_READABLE))) {
 		ret = -EPERM;
-	} else if (a->user) {
+	} else if (!a->revocable) {
+		/* Counted on the area only: an unmap waits for it (area_drain()). */
+		atomic_fetch_add(&a->inflight, 1);
 		seg->host = a->direct + (iova - a->iova);
-		seg->len = MIN(a->iova + a->length - iova, len);
-		seg->priv = NULL;
+		seg->len = MIN(a->length - (iova - a->iova), len);
+		seg->priv = a;
 	} else {
 		p = a->pages;
-		/* The area's reference keeps p alive while we hold the lock. */
+		/*
+		 * On the area (unmap waits) and on the pages (revoke waits).  The
+		 * area's reference keeps p alive while we hold the lock, and the
+		 * area is not dying: it is still in the table.
+		 */
+		atomic_fetch_add(&a->inflight, 1);
 		atomic_fetch_add(&p->count, 1);
 		if (atomic_load(&p->revoked)) {
 			pages_dma_done(p);
+			atomic_fetch_sub(&a->inflight, 1);
 			ret = -ENODEV;
 		} else {
 			if (a->direct) {
 				host = a->direct + (iova - a->iova);
-				avail = a->iova + a->length - iova;
+				avail = a->length - (iova - a->iova);
 			} else {
 				off = a->pages_off + (iova - a->iova);
 				host = pages_host(p, off, &avail);
-				avail = MIN(avail, a->iova + a->length - iova);
+				avail = MIN(avail, a->length - (iova - a->iova));
 			}
 			seg->host = host;
 			seg->len = MIN(avail, len);
-			seg->priv = p;
+			seg->priv = a;
 		}
 	}
 	pthread_rwlock_unlock(&ioas->lock);
 	return ret;
 }
 
+bool ioas_seg_fragile(const struct p2p_dma_seg *seg)
+{
+	const struct ioas_area *a = seg->priv;
+
+	return a && a->fragile;
+}
+
 P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg)
 {
-	if (seg->priv)
-		pages_dma_done(seg->priv);
+	struct ioas_area *a = seg->priv;
+
+	if (!a)
+		return;
 	seg->priv = NULL;
+	/* Pages first: the area (and its pages reference) lives until the last line. */
+	if (a->revocable)
+		pages_dma_done(a->pages);
+	area_dma_done(a);
 }
 
 P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
 			       bool write)
 {
 	uint8_t *d = data;
+	uint64_t last;
 
+	/* iommufd_access_rw(): an empty or wrapping range is refused. */
+	if (!len)
+		return -EINVAL;
+	if (__builtin_add_overflow(iova, len - 1, &last))
+		return -EOVERFLOW;
 	while (len) {
 		struct p2p_dma_seg seg;
 		struct ioas_area *a;
@@ -1117,14 +1219,15 @@ P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data,
 					 &seg);
 		if (ret)
 			return ret;
-		if (write)
-			memcpy(seg.host, d, seg.len);
-		else
-			memcpy(d, seg.host, seg.len);
+		/* A truncated memfd: -EFAULT, as iommufd_access_rw() on an unpinnable page. */
+		ret = write ? dma_copy(seg.host, d, seg.len, ioas_seg_fragile(&seg)) :
+			      dma_copy(d, seg.host, seg.len, ioas_seg_fragile(&seg));
 		d += seg.len;
 		iova += seg.len;
 		len -= seg.len;
 		p2p_ioas_dma_end(&seg);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -1178,6 +1281,8 @@ P2P_API void p2p_ioas_put(struct p2p_ioas *ioas)
 	free(ioas->allowed);
 	pt_free(ioas->pt_root, PT_LEVELS - 1);
 	pthread_rwlock_destroy(&ioas->lock);
+	pthread_mutex_destroy(&ioas->drain_lock);
+	pthread_cond_destroy(&ioas->drain_cond);
 	free(ioas);
 }
 
@@ -1241,6 +1346,8 @@ P2P_API int p2p_ioas_alloc(struct p2p_iommufd *ctx, uint32_t *id, struct p2p_ioa
 	}
 	kref_init(&ioas->ref);
 	pthread_rwlock_init(&ioas->lock, NULL);
+	pthread_mutex_init(&ioas->drain_lock, NULL);
+	pthread_cond_init(&ioas->drain_cond, NULL);
 	ioas->ctx = ctx;
 	pthread_mutex_lock(&ctx->lock);
 	for (slot = 0; slot < ctx->nr_objs && ctx->objs[slot]; slot++)
@@ -1355,7 +1462,7 @@ static int ioas_allow(struct p2p_ioas *ioas, const struct iommu_ioas_allow_iovas
 		ioas->nr_allowed = cmd->num_iovas;
 		for (size_t i = 0; r && i < ioas->nr; i++)
 			if (!range_allowed(ioas, ioas->areas[i]->iova,
-					   ioas->areas[i]->iova + ioas->areas[i]->length - 1))
+					   ioas->areas[i]->iova + (ioas->areas[i]->length - 1)))
 				ret = -EADDRINUSE;
 		if (ret) {
 			ioas->allowed = old;
@@ -1382,13 +1489,23 @@ static int cmd_in(void *arg, void *cmd, size_t kernel_size, size_t min_size)
 	memset(cmd, 0, kernel_size);
 	if (copy_from_user(cmd, arg, MIN(size, kernel_size)))
 		return -EFAULT;
-	for (size_t i = kernel_size; i < size; i++) {
-		uint8_t b;
+	/*
+	 * The tail must be zero (copy_struct_from_user()).  size is the
+	 * caller's u32: read it a page at a time (a page is readable whole or
+	 * not at all, so the errno is the same as byte by byte), not a byte
+	 * per copy.
+	 */
+	for (size_t i = kernel_size; i < size;) {
+		uint8_t chunk[256];
+		uintptr_t at = (uintptr_t)arg + i;
+		size_t n = MIN(MIN(size - i, sizeof(chunk)), P2P_PAGE_SIZE - (at & P2P_PAGE_MASK));
 
-		if (copy_from_user(&b, (uint8_t *)arg + i, 1))
+		if (copy_from_user(chunk, (void *)at, n))
 			return -EFAULT;
-		if (b)
-			return -E2BIG;
+		for (size_t k = 0; k < n; k++)
+			if (chunk[k])
+				return -E2BIG;
+		i += n;
 	}
 	return 0;
 }
@@ -1429,6 +1546,8 @@ P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long req, void 
 		ret = CMD_IN(arg, cmd, out_iova_alignment);
 		if (ret)
 			return ret;
+		if (cmd.__reserved)
+			return -EOPNOTSUPP; /* iommufd_ioas_iova_ranges(), before the ID */
 		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
 			return ret;
 		ret = ioas_ranges(ioas, &cmd);

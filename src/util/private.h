@@ -130,6 +130,23 @@ int fd_set_size(int fd, uint64_t size);
 /* Monotonic clock in nanoseconds. */
 uint64_t p2p_now_ns(void);
 
+/*
+ * Device copies that survive vanished memory (src/util/fault.c).
+ * dma_guard_init() installs the SIGBUS recovery handler, once; dma_copy()
+ * is memmove() that, with @guard, returns -EFAULT instead of dying when
+ * [dst, +n) or [src, +n) raises SIGBUS (a truncated memfd).
+ */
+int dma_guard_init(void);
+void dma_guard_thread(void); /* a device worker: SIGBUS unblocked */
+int dma_copy(void *dst, const void *src, size_t n, bool guard);
+
+/*
+ * src/iommu/ioas.c: does memory behind @seg belong to the program, which
+ * can make it vanish (process memory, a memfd)?  Then copy with a guard.
+ */
+struct p2p_dma_seg;
+bool ioas_seg_fragile(const struct p2p_dma_seg *seg);
+
 /* Hugepage helpers (src/core/mem.c). */
 void *p2p_reserve_va(void *hint, size_t len, size_t align, bool fixed);
 

@@ -109,11 +109,12 @@ P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *dat
 
 		if (ret)
 			return ret;
-		if (write)
-			memcpy(seg.host, d, seg.len);
-		else
-			memcpy(d, seg.host, seg.len);
+		/* Memory the program truncated: a translation fault, not SIGBUS. */
+		ret = write ? dma_copy(seg.host, d, seg.len, ioas_seg_fragile(&seg)) :
+			      dma_copy(d, seg.host, seg.len, ioas_seg_fragile(&seg));
 		p2p_ioas_dma_end(&seg);
+		if (ret)
+			return ret;
 		d += seg.len;
 		iova += seg.len;
 		len -= seg.len;

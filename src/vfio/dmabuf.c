@@ -232,6 +232,9 @@ int vfio_bar_dmabuf_create(struct p2p_vfio_device *vdev, int bar, uint64_t off, 
 	return vfio_export(vdev, bar, &r, 1, true, out);
 }
 
+/* The kernel's KMALLOC_MAX_SIZE with 4 KiB pages (order-10 allocations, 4 MiB). */
+#define VFIO_KMALLOC_MAX_SIZE (4ull << 20)
+
 int vfio_check_feature(uint32_t flags, uint32_t argsz, uint32_t supported, uint32_t minsz)
 {
 	uint32_t dir = flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET);
@@ -270,8 +273,15 @@ int vfio_feature_dma_buf(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t 
 		return -EINVAL;
 	if (hdr.region_index >= VFIO_PCI_ROM_REGION_INDEX || !dev->bars[hdr.region_index].size)
 		return -ENODEV;
+	/*
+	 * memdup_array_user(): EOVERFLOW if the size wraps, then a kmalloc()
+	 * that cannot exceed KMALLOC_MAX_SIZE (ENOMEM), so the caller's
+	 * nr_ranges never sizes more than that (0xffffffff would be 64 GiB).
+	 */
 	if (__builtin_mul_overflow((size_t)hdr.nr_ranges, sizeof(*ranges), &bytes))
 		return -EOVERFLOW;
+	if (bytes > VFIO_KMALLOC_MAX_SIZE)
+		return -ENOMEM;
 	ranges = malloc(bytes);
 	if (!ranges)
 		return -ENOMEM;
