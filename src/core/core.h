@@ -7,7 +7,8 @@
  *      taken by exporters (src/vfio) around revoke/un-revoke;
  *   1b. the fork gate (read), then buf->tree.apply: applying a dma-buf's
  *      tree-wide state in this process (src/core/tree.c); the process-tree
- *      list lock (tree_lock) may be taken under them, never the reverse;
+ *      list lock (tree_lock) comes after the importer locks, before
+ *      map_lock / cpu_lock (docs/locking.md, levels 3c and 6b);
  *   2. buf->resv: attachment list, fences, status writes, dynamic map/unmap;
  *   3. importer locks (IOAS, io_uring slot), taken in invalidate callbacks;
  *   4. buf->map_lock (the count of live attachment maps), buf->cpu_lock

@@ -283,11 +283,18 @@ static int proc_claim(void)
 	return -1;
 }
 
-static void tree_sync(void);
+struct put_list {
+	struct p2p_dmabuf **bufs;
+	size_t nr, max;
+};
+
+static void tree_sync(struct put_list *puts);
+static void put_all(struct put_list *puts);
 
 static void *helper_main(void *arg)
 {
 	struct tree_proc *e = arg;
+	struct put_list puts = { 0 };
 	uint32_t seen;
 	int r = pthread_mutex_lock(&e->alive);
 
@@ -297,9 +304,10 @@ static void *helper_main(void *arg)
 	futex(&e->state, FUTEX_WAKE, INT_MAX, NULL);
 	for (;;) {
 		seen = atomic_load(&e->bell);
-		tree_sync();
+		tree_sync(&puts);
 		atomic_store(&e->ack, seen);
 		futex(&e->ack, FUTEX_WAKE, INT_MAX, NULL);
+		put_all(&puts);
 		while (atomic_load(&e->bell) == seen)
 			futex(&e->bell, FUTEX_WAIT, seen, NULL);
 	}
@@ -425,8 +433,13 @@ static int tree_apply(struct p2p_dmabuf *buf)
 	return ret;
 }
 
-/* The helper's work: apply every slot whose generation moved. */
-static void tree_sync(void)
+/*
+ * The helper's work: apply every slot whose generation moved.  The
+ * references taken are dropped by put_all() after the acknowledgement: a
+ * last reference's release may take the exporter's lock, which a revoker
+ * of this process may hold while it waits for other processes.
+ */
+static void tree_sync(struct put_list *puts)
 {
 	struct p2p_dmabuf *buf, *found;
 
@@ -446,8 +459,26 @@ static void tree_sync(void)
 		if (!found)
 			return;
 		tree_apply(found);
-		p2p_dmabuf_put(found);
+		if (puts->nr == puts->max) {
+			size_t n = puts->max ? puts->max * 2 : 16;
+			struct p2p_dmabuf **b = realloc(puts->bufs, n * sizeof(*b));
+
+			if (!b) {
+				p2p_dmabuf_put(found);
+				continue;
+			}
+			puts->bufs = b;
+			puts->max = n;
+		}
+		puts->bufs[puts->nr++] = found;
 	}
+}
+
+static void put_all(struct put_list *puts)
+{
+	for (size_t i = 0; i < puts->nr; i++)
+		p2p_dmabuf_put(puts->bufs[i]);
+	puts->nr = 0;
 }
 
 /* Ring every other registered process and wait for their acknowledgements. */
