@@ -73,7 +73,7 @@ struct cpu_map;
 /* A dma-buf's place in the process tree (src/core/tree.c). */
 struct tree_link {
 	struct list_head node;	 /* every live buffer of this process, under tree_lock */
-	uint32_t slot;		 /* shared slot index + 1; 0: not shared */
+	_Atomic uint32_t slot;	 /* shared slot index + 1; 0: not shared (yet) */
 	uint32_t id;		 /* the slot's incarnation; 0: never had a slot */
 	_Atomic uint32_t applied; /* slot generation last applied here */
 	pthread_mutex_t apply;	 /* serializes applying the slot's state here */
@@ -124,7 +124,7 @@ int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
 int dmabuf_unrevoke_local(struct p2p_dmabuf *buf);
 
 /* src/core/tree.c: the state shared with fork children. */
-void tree_buf_init(struct p2p_dmabuf *buf, int status);
+void tree_buf_init(struct p2p_dmabuf *buf);
 void tree_buf_release(struct p2p_dmabuf *buf);
 int tree_set_state(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
 bool tree_state_ok(const struct p2p_dmabuf *buf);

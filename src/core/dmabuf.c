@@ -82,7 +82,7 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	pthread_cond_init(&buf->map_cond, NULL);
 	pthread_mutex_init(&buf->cpu_lock, NULL);
 	list_init(&buf->cpu_maps);
-	tree_buf_init(buf, atomic_load(&buf->status));
+	tree_buf_init(buf);
 	buf->nr_ranges = info->nr_ranges;
 	for (uint32_t i = 0; i < info->nr_ranges; i++) {
 		buf->ranges[i] = info->ranges[i];

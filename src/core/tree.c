@@ -8,8 +8,9 @@
  * each process holds its own copy and one process cannot zap another's
  * pages (platform-notes "userfaultfd"), so:
  *
- *  - A MAP_SHARED anonymous region, made at the first export and inherited
- *    by every fork child (gone at exec), holds for each dma-buf a slot with
+ *  - A MAP_SHARED anonymous region, made when a process holding dma-bufs
+ *    first forks and inherited by every fork child (gone at exec), holds
+ *    for each dma-buf a slot with
  *    its tree-wide state (OK, TEMP_REVOKED, PERM_REVOKED) and a generation,
  *    and a registry of the processes that hold copies.
  *  - p2p_dmabuf_revoke() and p2p_dmabuf_unrevoke() write the slot, apply
@@ -48,8 +49,10 @@
  * (dmabuf_revoke_local()): the other processes hold their own device
  * copies open, as kernel processes sharing the device fd would.
  *
+ * A process that never forked while holding dma-bufs has no region and no
+ * slots: its revokes take one uncontended read lock more than before.
  * Without any other registered process a revoke costs two atomic
- * operations on the slot and one uncontended mutex: no system call.
+ * operations on the slot and uncontended locks: no system call.
  *
  * Locking: tree_lock (local) protects the list of live buffers, the
  * registration (self) and the held bits of this process; a buffer's
@@ -96,7 +99,7 @@ struct tree_shm {
 	struct tree_slot slots[TREE_SLOTS];
 };
 
-static pthread_once_t shm_once = PTHREAD_ONCE_INIT;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static struct tree_shm *shm;
 
 /* Held (read) while applying a state here, (write) across fork(). */
@@ -142,7 +145,7 @@ static void shm_create(void)
 	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (s == MAP_FAILED) {
-		pr_err("no process-tree region (%s): revokes will not reach fork children, which revoke their inherited buffers",
+		pr_err("no process-tree region (%s): fork children revoke their inherited buffers",
 		       strerror(errno));
 		return;
 	}
@@ -153,6 +156,10 @@ static void shm_create(void)
 		pthread_mutex_init(&s->procs[i].alive, &a);
 	pthread_mutexattr_destroy(&a);
 	shm = s;
+}
+
+static void atfork_register(void)
+{
 	pthread_atfork(tree_atfork_prepare, tree_atfork_parent, tree_atfork_child);
 }
 
@@ -367,31 +374,43 @@ static int tree_register(void)
 	return 0;
 }
 
-void tree_buf_init(struct p2p_dmabuf *buf, int status)
+/* Give @buf a slot holding its state (tree_lock held, shm made): false if none is left. */
+static bool buf_slot_assign(struct p2p_dmabuf *buf)
+{
+	uint32_t idx = slot_alloc(), id;
+	struct tree_slot *s;
+	uint64_t sg;
+
+	if (!idx)
+		return false;
+	s = &shm->slots[idx - 1];
+	id = atomic_fetch_add(&shm->next_id, 1) + 1;
+	sg = ((atomic_load(&s->sg) >> 8) + 1) << 8 | (uint64_t)atomic_load(&buf->status);
+	atomic_store(&s->sg, sg);
+	atomic_store(&s->idref, (uint64_t)id << 32 | 1);
+	buf->tree.id = id;
+	atomic_store(&buf->tree.applied, (uint32_t)(sg >> 8));
+	if (self >= 0)
+		held_set(self, idx, true);
+	atomic_store(&buf->tree.slot, idx);
+	return true;
+}
+
+/*
+ * A new dma-buf joins this process's list.  It gets a shared slot only if
+ * the process-tree region exists, that is once the process has forked
+ * while holding buffers (the region is made then): until then a revoke
+ * costs nothing more than before.
+ */
+void tree_buf_init(struct p2p_dmabuf *buf)
 {
 	pthread_mutex_init(&buf->tree.apply, NULL);
-	pthread_once(&shm_once, shm_create);
-	if (shm) {
-		uint32_t idx = slot_alloc();
-
-		if (idx) {
-			struct tree_slot *s = &shm->slots[idx - 1];
-			uint32_t id = atomic_fetch_add(&shm->next_id, 1) + 1;
-
-			atomic_store(&s->sg, (atomic_load(&s->sg) & ~0xffull) + 0x100 + (uint64_t)status);
-			atomic_store(&s->idref, (uint64_t)id << 32 | 1);
-			buf->tree.slot = idx;
-			buf->tree.id = id;
-			atomic_store(&buf->tree.applied, (uint32_t)(atomic_load(&s->sg) >> 8));
-		} else {
-			pr_warn("dma-buf %s: no process-tree slot left: fork children revoke their copy",
-				buf->name);
-		}
-	}
+	pthread_once(&atfork_once, atfork_register);
 	pthread_mutex_lock(&tree_lock);
 	list_add_tail(&buf->tree.node, &bufs);
-	if (buf->tree.slot && self >= 0)
-		held_set(self, buf->tree.slot, true);
+	if (shm && !buf_slot_assign(buf))
+		pr_warn("dma-buf %s: no process-tree slot left: fork children revoke their copy",
+			buf->name);
 	pthread_mutex_unlock(&tree_lock);
 }
 
@@ -403,7 +422,7 @@ void tree_buf_release(struct p2p_dmabuf *buf)
 		if (self >= 0)
 			held_set(self, buf->tree.slot, false);
 		slot_put(buf->tree.slot);
-		buf->tree.slot = 0;
+		atomic_store(&buf->tree.slot, 0);
 	}
 	pthread_mutex_unlock(&tree_lock);
 	pthread_mutex_destroy(&buf->tree.apply);
@@ -549,9 +568,15 @@ int tree_set_state(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
 	uint64_t sg;
 	int ret = 0, err;
 
-	if (!buf->tree.slot)
-		return status == P2P_DMABUF_OK ? dmabuf_unrevoke_local(buf)
-					       : dmabuf_revoke_local(buf, status);
+	/* Under the gate, so that a fork cannot give it a slot meanwhile. */
+	pthread_rwlock_rdlock(&fork_gate);
+	if (!buf->tree.slot) {
+		ret = status == P2P_DMABUF_OK ? dmabuf_unrevoke_local(buf)
+					      : dmabuf_revoke_local(buf, status);
+		pthread_rwlock_unlock(&fork_gate);
+		return ret;
+	}
+	pthread_rwlock_unlock(&fork_gate);
 	s = slot_of(buf);
 	sg = atomic_load(&s->sg);
 	do {
@@ -580,8 +605,16 @@ static void tree_atfork_prepare(void)
 
 	pthread_rwlock_wrlock(&fork_gate);
 	pthread_mutex_lock(&tree_lock);
-	list_for_each_entry(buf, &bufs, tree.node)
-		any |= buf->tree.slot != 0;
+	if (!list_empty(&bufs) && !shm)
+		shm_create();
+	if (shm) {
+		list_for_each_entry(buf, &bufs, tree.node) {
+			if (!buf->tree.slot && !buf_slot_assign(buf))
+				pr_warn("dma-buf %s: no process-tree slot left: fork children revoke their copy",
+					buf->name);
+			any |= buf->tree.slot != 0;
+		}
+	}
 	if (any && self < 0) {
 		ret = tree_register();
 		if (ret)
@@ -610,7 +643,7 @@ static void fail_closed(struct p2p_dmabuf *buf)
 	atomic_store(&buf->status, P2P_DMABUF_PERM_REVOKED);
 	if (buf->tree.slot) {
 		slot_put(buf->tree.slot);
-		buf->tree.slot = 0;
+		atomic_store(&buf->tree.slot, 0);
 	}
 	cpumap_block_all(buf);
 }
@@ -651,7 +684,7 @@ static void tree_atfork_child(void)
 		if (i >= 0 && slot_get(buf->tree.slot, buf->tree.id))
 			held_set(i, buf->tree.slot, true);
 		else
-			buf->tree.slot = 0; /* nobody else holds it any more, or we can't */
+			atomic_store(&buf->tree.slot, 0); /* nobody else holds it any more, or we can't */
 	}
 	if (i >= 0) {
 		ret = helper_start(i);
