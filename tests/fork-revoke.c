@@ -12,6 +12,8 @@
  *  (b) revoked after fork in the parent: every child and the grandchild
  *      fault, and no stamp lands in device memory after the revoke returned;
  *  (c) the un-revoke reaches them: their next access after it returned works;
+ *      a mapping a child makes after fork, of its copy of the buffer, follows
+ *      the parent's revoke and un-revoke too;
  *  (d) a revoke (and an un-revoke) in a child reaches the parent;
  *  (e) a child that exited (zombie), exec'd, or is stopped does not hang a
  *      revoke: the first two are dropped at once, the stopped one makes the
@@ -65,6 +67,7 @@ const char *__tsan_default_options(void)
 #define STOP_TIMEOUT_MS 300 /* for the stopped child */
 
 static struct t_dev dev;
+static int fd1, fd2;
 static uint8_t *maps[NMAPS];
 static const char *map_names[NMAPS] = { "BAR mmap", "dma-buf", "multi-range dma-buf" };
 
@@ -294,6 +297,43 @@ static void test_revoke_in_child(void)
 	CHECK(all_accessible());
 }
 
+/* A child's own mapping, made after fork from its copy of the buffer, follows the parent. */
+static void test_child_own_mapping(void)
+{
+	pid_t pid;
+
+	t_section("b2: a mapping made by the child after fork");
+	memset(ctl, 0, sizeof(*ctl));
+	pid = fork();
+	if (!pid) {
+		void *va;
+		bool ok = !t_mmap_fd(fd1, MAP_LEN, MAP_SHARED, 0, &va);
+
+		ok = ok && !t_faults_anywhere(va, MAP_LEN);
+		atomic_store(&ctl->started[0], 1);
+		while (atomic_load(&ctl->phase) != PH_REVOKED)
+			usleep(1000);
+		ok = ok && t_faults_everywhere(va, MAP_LEN);
+		atomic_store(&ctl->seen[0], PH_REVOKED);
+		while (atomic_load(&ctl->phase) != PH_UNREVOKED)
+			usleep(1000);
+		ok = ok && !t_faults_anywhere(va, MAP_LEN) && !p2p_munmap(va, MAP_LEN);
+		_exit(ok ? 0 : 1);
+	}
+	CHECK(pid > 0);
+	if (pid <= 0)
+		return;
+	while (!atomic_load(&ctl->started[0]))
+		usleep(1000);
+	CHECK_OK(t_mem_enable(dev.vdev, false));
+	atomic_store(&ctl->phase, PH_REVOKED);
+	while (atomic_load(&ctl->seen[0]) != PH_REVOKED)
+		usleep(1000);
+	CHECK_OK(t_mem_enable(dev.vdev, true));
+	atomic_store(&ctl->phase, PH_UNREVOKED);
+	wait_child(pid, "child's own mapping");
+}
+
 /* (e): exited, exec'd and stopped children. */
 static void test_dead_and_stopped(void)
 {
@@ -376,7 +416,7 @@ int main(int argc, char **argv)
 		{ .offset = 768 * 1024, .length = 4 * PAGE },
 	};
 	const char *forced = getenv("P2PBUF_CPU_REVOKE");
-	int fd1, fd2, ret;
+	int ret;
 	void *va;
 
 	(void)argc;
@@ -407,6 +447,7 @@ int main(int argc, char **argv)
 
 	test_revoked_before_fork();
 	test_revoke_after_fork();
+	test_child_own_mapping();
 	test_revoke_in_child();
 	test_dead_and_stopped();
 

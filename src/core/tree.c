@@ -73,7 +73,7 @@
 #define TREE_PROCS 128u
 #define TREE_SLOTS 16384u
 
-enum { PROC_FREE = 0, PROC_CLAIMED, PROC_LIVE };
+enum { PROC_FREE = 0, PROC_CLAIMED, PROC_LIVE, PROC_BROKEN };
 
 struct tree_slot {
 	_Atomic uint64_t idref; /* incarnation << 32 | processes holding it */
@@ -282,7 +282,8 @@ static int proc_claim(void)
 
 		if (atomic_compare_exchange_strong(&e->state, &free, PROC_CLAIMED)) {
 			atomic_store(&e->pid, (int32_t)getpid());
-			atomic_store(&e->ack, atomic_load(&e->bell));
+			/* Behind every ring to come, and to any already rung: only the helper answers. */
+			atomic_store(&e->ack, atomic_load(&e->bell) - 0x40000000u);
 			atomic_fetch_add(&shm->nprocs, 1);
 			return (int)i;
 		}
@@ -306,7 +307,13 @@ static void *helper_main(void *arg)
 	int r = pthread_mutex_lock(&e->alive);
 
 	if (r == EOWNERDEAD)
-		pthread_mutex_consistent(&e->alive);
+		r = pthread_mutex_consistent(&e->alive);
+	if (r) {
+		/* Without the mutex nobody could tell we are alive. */
+		atomic_store(&e->state, PROC_BROKEN);
+		futex(&e->state, FUTEX_WAKE, INT_MAX, NULL);
+		return NULL;
+	}
 	atomic_store(&e->state, PROC_LIVE);
 	futex(&e->state, FUTEX_WAKE, INT_MAX, NULL);
 	for (;;) {
@@ -339,9 +346,9 @@ static int helper_start(int i)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret)
 		return ret;
-	while (atomic_load(&e->state) != PROC_LIVE)
+	while (atomic_load(&e->state) == PROC_CLAIMED)
 		futex(&e->state, FUTEX_WAIT, PROC_CLAIMED, NULL);
-	return 0;
+	return atomic_load(&e->state) == PROC_LIVE ? 0 : -ENOTRECOVERABLE;
 }
 
 /* Register this process (tree_lock held); 0 or -errno. */
