@@ -5,6 +5,10 @@
  * Lock order (outer to inner), shared by every subsystem:
  *   1. device set lock (hot reset), then a function's memory lock (rw),
  *      taken by exporters (src/vfio) around revoke/un-revoke;
+ *   1b. the fork gate (read), then buf->tree.apply: applying a dma-buf's
+ *      tree-wide state in this process (src/core/tree.c); the process-tree
+ *      list lock (tree_lock) comes after the importer locks, before
+ *      map_lock / cpu_lock (docs/locking.md, levels 3c and 6b);
  *   2. buf->resv: attachment list, fences, status writes, dynamic map/unmap;
  *   3. importer locks (IOAS, io_uring slot), taken in invalidate callbacks;
  *   4. buf->map_lock (the count of live attachment maps), buf->cpu_lock
@@ -54,6 +58,14 @@ struct p2p_attachment {
 struct cpu_map;
 
 struct p2p_file;
+/* A dma-buf's place in the process tree (src/core/tree.c). */
+struct tree_link {
+	struct list_head node;	 /* every live buffer of this process, under tree_lock */
+	_Atomic uint32_t slot;	 /* shared slot index + 1; 0: not shared (yet) */
+	uint32_t id;		 /* the slot's incarnation; 0: never had a slot */
+	_Atomic uint32_t applied; /* slot generation last applied here */
+	pthread_mutex_t apply;	 /* serializes applying the slot's state here */
+};
 
 struct p2p_dmabuf {
 	struct p2p_file *file; /* its lifetime is the file's: ref/put are the file's */
@@ -78,6 +90,8 @@ struct p2p_dmabuf {
 	struct list_head cpu_maps;
 	bool cpu_blocked; /* CPU mappings currently zapped, under cpu_lock */
 
+	struct tree_link tree;
+
 	unsigned int nr_ranges;
 	struct p2p_phys_range ranges[];
 };
@@ -89,6 +103,20 @@ int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t length, int prot, i
 		  uint64_t offset, uint64_t pgoff_tag, void **out);
 bool cpumap_range_mapped(uintptr_t addr, size_t len);
 int uffd_get(void);
+void cpumap_fork_prepare(void);
+void cpumap_fork_parent(void);
+void cpumap_fork_child(void);
+void cpumap_fork_reblock(struct p2p_dmabuf *buf);
+
+/* src/core/dmabuf.c: revoke and un-revoke in this process only. */
+int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
+int dmabuf_unrevoke_local(struct p2p_dmabuf *buf);
+
+/* src/core/tree.c: the state shared with fork children. */
+void tree_buf_init(struct p2p_dmabuf *buf);
+void tree_buf_release(struct p2p_dmabuf *buf);
+int tree_set_state(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
+bool tree_state_ok(const struct p2p_dmabuf *buf);
 
 /* A reference unless the buffer's release has started (the kernel's get_file_rcu()). */
 bool dmabuf_tryget(struct p2p_dmabuf *buf);

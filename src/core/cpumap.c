@@ -278,7 +278,7 @@ int cpumap_block_all(struct p2p_dmabuf *buf)
 	int ret = 0, err;
 
 	pthread_mutex_lock(&buf->cpu_lock);
-	if (atomic_load(&buf->status) != P2P_DMABUF_OK) {
+	if (atomic_load(&buf->status) != P2P_DMABUF_OK || !tree_state_ok(buf)) {
 		buf->cpu_blocked = true;
 		list_for_each_entry(m, &buf->cpu_maps, node) {
 			err = map_block(m);
@@ -299,7 +299,7 @@ int cpumap_unblock_all(struct p2p_dmabuf *buf)
 	int ret = 0, err;
 
 	pthread_mutex_lock(&buf->cpu_lock);
-	if (atomic_load(&buf->status) == P2P_DMABUF_OK) {
+	if (atomic_load(&buf->status) == P2P_DMABUF_OK && tree_state_ok(buf)) {
 		buf->cpu_blocked = false;
 		list_for_each_entry(m, &buf->cpu_maps, node) {
 			err = map_unblock(m);
@@ -309,6 +309,60 @@ int cpumap_unblock_all(struct p2p_dmabuf *buf)
 	}
 	pthread_mutex_unlock(&buf->cpu_lock);
 	return ret;
+}
+
+/*
+ * fork(): the process-tree handlers (src/core/tree.c) hold every buffer's
+ * cpu_lock across fork; these take the rest, so the child's copies are
+ * consistent.  In the child, locks are released or re-initialized (an
+ * rwlock knows its writer by thread id, which fork() changed).
+ */
+void cpumap_fork_prepare(void)
+{
+	pthread_rwlock_wrlock(&reg_lock);
+	pthread_mutex_lock(&uffd_lock);
+}
+
+void cpumap_fork_parent(void)
+{
+	pthread_mutex_unlock(&uffd_lock);
+	pthread_rwlock_unlock(&reg_lock);
+}
+
+void cpumap_fork_child(void)
+{
+	pthread_mutex_unlock(&uffd_lock);
+	pthread_rwlock_init(&reg_lock, NULL);
+}
+
+/*
+ * In a fork child, revoke again each mapping of @buf that the parent had
+ * revoked with its userfaultfd: the child does not inherit the
+ * registrations, so those ranges are readable until this runs (from the
+ * atfork child handler, before fork() returns).  uffd_get() makes the
+ * child's own userfaultfd; remapped and PROT_NONE ranges are inherited
+ * as they are.
+ */
+void cpumap_fork_reblock(struct p2p_dmabuf *buf)
+{
+	struct cpu_map *m;
+	int ret;
+
+	pthread_mutex_lock(&buf->cpu_lock);
+	list_for_each_entry(m, &buf->cpu_maps, node) {
+		if (m->blocked != CPU_BLOCK_UFFD)
+			continue;
+		m->blocked = CPU_BLOCK_NONE;
+		ret = map_block(m);
+		if (ret) {
+			/* Last resort: nothing may read it, not even later. */
+			pr_err("fork child: %p+%zu of %s cannot be revoked again (%s): unmapped",
+			       m->addr, m->len, buf->name, strerror(-ret));
+			mmap(m->addr, m->len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			m->blocked = CPU_BLOCK_REMAP; /* un-revoke maps the pieces back */
+		}
+	}
+	pthread_mutex_unlock(&buf->cpu_lock);
 }
 
 static size_t reg_find_locked(uintptr_t addr)
@@ -428,7 +482,7 @@ next:
 int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t len, int prot, int flags,
 		  uint64_t offset, uint64_t pgoff_tag, void **out)
 {
-	bool fixed = flags & MAP_FIXED;
+	bool fixed = flags & MAP_FIXED, ok;
 	struct cpu_map *m;
 	uint64_t roff;
 	size_t align = P2P_PAGE_SIZE;
@@ -472,9 +526,9 @@ int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t len, int prot, int 
 	list_init(&m->node);
 
 	pthread_mutex_lock(&buf->cpu_lock);
-	ret = map_pieces(buf, va, len, prot, flags, offset, atomic_load(&buf->status) == P2P_DMABUF_OK,
-			 -1);
-	if (!ret && atomic_load(&buf->status) != P2P_DMABUF_OK)
+	ok = atomic_load(&buf->status) == P2P_DMABUF_OK && tree_state_ok(buf);
+	ret = map_pieces(buf, va, len, prot, flags, offset, ok, -1);
+	if (!ret && !ok)
 		ret = map_block(m);
 	if (!ret)
 		ret = reg_insert(m);

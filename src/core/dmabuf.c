@@ -53,7 +53,9 @@ static void dmabuf_release(struct p2p_file *file)
 	pthread_mutex_lock(&db_lock);
 	list_del_init(&buf->db_node);
 	pthread_mutex_unlock(&db_lock);
+	/* Exporters may revoke until their release unlinks the buffer. */
 	buf->ops->release(buf);
+	tree_buf_release(buf);
 	for (unsigned int i = 0; i < buf->nr_fences; i++)
 		p2p_fence_put(buf->fences[i]);
 	free(buf->fences);
@@ -178,6 +180,7 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	pthread_cond_init(&buf->map_cond, NULL);
 	pthread_mutex_init(&buf->cpu_lock, NULL);
 	list_init(&buf->cpu_maps);
+	tree_buf_init(buf);
 	buf->nr_ranges = info->nr_ranges;
 	for (uint32_t i = 0; i < info->nr_ranges; i++) {
 		buf->ranges[i] = info->ranges[i];
@@ -198,6 +201,7 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	return 0;
 
 err_ranges:
+	tree_buf_release(buf);
 	for (uint32_t i = 0; i < buf->nr_ranges; i++)
 		p2p_mem_put(buf->ranges[i].mem);
 	pthread_mutex_destroy(&buf->resv);
@@ -331,13 +335,28 @@ P2P_API enum p2p_dmabuf_status p2p_dmabuf_status(const struct p2p_dmabuf *buf)
 	return (enum p2p_dmabuf_status)atomic_load(&buf->status);
 }
 
+/*
+ * p2p_dmabuf_revoke() and p2p_dmabuf_unrevoke() set the state of the
+ * buffer in every process of the fork tree that holds it (src/core/tree.c),
+ * which applies it here and in each of them with the _local() functions.
+ */
 P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
+{
+	if (status != P2P_DMABUF_TEMP_REVOKED && status != P2P_DMABUF_PERM_REVOKED)
+		return -EINVAL;
+	return tree_set_state(buf, status);
+}
+
+P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf)
+{
+	return tree_set_state(buf, P2P_DMABUF_OK);
+}
+
+/* Revoke in this process only (kernel-semantics 7.2). */
+int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
 {
 	struct p2p_attachment *a;
 	int cur;
-
-	if (status != P2P_DMABUF_TEMP_REVOKED && status != P2P_DMABUF_PERM_REVOKED)
-		return -EINVAL;
 
 	pthread_mutex_lock(&buf->resv);
 	cur = atomic_load(&buf->status);
@@ -374,7 +393,7 @@ P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status sta
 	return cpumap_block_all(buf);
 }
 
-P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf)
+int dmabuf_unrevoke_local(struct p2p_dmabuf *buf)
 {
 	int cur;
 

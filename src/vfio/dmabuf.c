@@ -68,8 +68,12 @@ void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 	list_for_each_entry_safe(p, n, &dev->dmabufs, node) {
 		if (!dmabuf_tryget(p->buf))
 			continue; /* its release unlinks it */
-		err = p2p_dmabuf_revoke(p->buf, P2P_DMABUF_PERM_REVOKED);
-
+		/*
+		 * In this process only: fork children keep their own copies
+		 * of the device open, as processes sharing a kernel device fd
+		 * do (src/core/tree.c).
+		 */
+		err = dmabuf_revoke_local(p->buf, P2P_DMABUF_PERM_REVOKED);
 		if (err && err != -EBADFD)
 			pr_err("close of %s: a CPU mapping of %s could not be revoked", dev->name,
 			       p2p_dmabuf_name(p->buf));
