@@ -216,8 +216,11 @@ static void op_access(struct state *s, struct fin *in, bool write)
 		p2p_ioas_put(ioas);
 		return; /* too many areas for the model */
 	}
+	/* iommufd_access_rw(): a zero length is EINVAL, a range past 2^64 - 1 EOVERFLOW. */
 	if (!len)
-		expect = -EINVAL; /* iommufd_access_rw(): a zero length is EINVAL */
+		expect = -EINVAL;
+	else if (iova + (len - 1) < iova)
+		expect = -EOVERFLOW;
 	ret = p2p_ioas_access_rw(ioas, iova, write ? data : got, len, write);
 	p2p_ioas_put(ioas);
 	FZ_ASSERT(ret == expect, "access_rw %s at %#llx+%llu: %d, the area list says %d",

@@ -41,8 +41,12 @@ for t in $targets; do
 	corpus=fuzz/corpus/$t
 	if [ $check = 1 ]; then
 		secs=${FUZZ_CHECK_TIME:-4}
+		# A fixed seed: make check replays the same inputs every run (on a
+		# fast machine a few more); make fuzz explores with fresh seeds.
+		seed=-seed=${FUZZ_CHECK_SEED:-1}
 		work=$(mktemp -d)
 	else
+		seed=
 		secs=${FUZZ_TIME:-300}
 		work=$dir/work/$t
 		mkdir -p "$work"
@@ -51,7 +55,7 @@ for t in $targets; do
 	out=$dir/fuzz-$t.log
 	# 1. every corpus input once; 2. fuzz from the corpus.
 	"$bin" -runs=0 -artifact_prefix=$dir/artifacts/$t- "$corpus" >"$out" 2>&1 &&
-		"$bin" -max_total_time="$secs" -timeout=25 -rss_limit_mb=4096 -print_final_stats=1 \
+		"$bin" -max_total_time="$secs" $seed -timeout=25 -rss_limit_mb=4096 -print_final_stats=1 \
 			-artifact_prefix=$dir/artifacts/$t- "$work" "$corpus" >>"$out" 2>&1
 	status=$?
 	[ $check = 1 ] && rm -rf "$work"
