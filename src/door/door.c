@@ -387,7 +387,7 @@ static void remove_tree(void)
  * $TMPDIR/p2pbuf-door-XXXXXX, written to @top (PATH_MAX bytes).  On
  * failure nothing is left behind.
  */
-static int generate_tree(char *top)
+static int generate_tree(char *top, bool say)
 {
 	const char *tmp = getenv("TMPDIR");
 	static const char *const dirs[] = {
@@ -410,7 +410,7 @@ static int generate_tree(char *top)
 		if (!pdevs[i])
 			continue;
 		ret = build_device(top, i);
-		if (ret)
+		if (ret && say)
 			door_say("%s %s (%s): sysfs: %s", door_kind_name(cfg.devs[i].kind),
 				 cfg.devs[i].bdf, cfg.devs[i].source, strerror(-ret));
 	}
@@ -421,7 +421,7 @@ static int generate_tree(char *top)
 
 static int build_tree(void)
 {
-	int ret = generate_tree(root);
+	int ret = generate_tree(root, true);
 
 	if (ret)
 		return ret;
@@ -435,12 +435,26 @@ int door_tree_generate(char *top)
 {
 	if (door_init())
 		return init_ret;
-	return generate_tree(top);
+	return generate_tree(top, false);
 }
 
 void door_tree_delete(const char *top)
 {
 	delete_tree(top);
+}
+
+void door_release(void)
+{
+	remove_tree();
+	for (unsigned int i = 0; i < cfg.n; i++) {
+		if (!pdevs[i])
+			continue;
+		if (cdevs[i] >= 0 && DOOR_HAVE(p2p_vfio_unregister))
+			p2p_vfio_unregister(pdevs[i]);
+		p2p_pci_dev_put(pdevs[i]);
+		pdevs[i] = NULL;
+	}
+	init_ret = -ENODEV;
 }
 
 static void door_destructor(void) __attribute__((destructor));

@@ -64,6 +64,11 @@ int door_init(void);
  */
 int door_tree_generate(char *top);
 void door_tree_delete(const char *top);
+/*
+ * door_release() - for tests: remove the tree and put the devices (their
+ * fds must be closed); afterwards no path is the door's.
+ */
+void door_release(void);
 
 /* Open a constructor node or a snapshot file: an fd, or -errno. */
 int door_open_node(const struct door_target *t, int flags);
