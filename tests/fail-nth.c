@@ -17,11 +17,14 @@
  * returned 0, it works again.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <liburing.h>
 
+#include "door.h" /* the door's internals: path mapping, nodes, tree, config (src/door) */
 #include "failnth.h"
 #include "harness.h"
 
@@ -585,6 +588,371 @@ static void fail_nth(const struct op *op)
 	       tolerated);
 }
 
+
+/* ---------------------------------------------------------------------- */
+/* The door's calls (src/door), as the preload makes them: path opens     */
+/* through door_map_path() + door_open_node() (the constructors), the     */
+/* p2p_fd_* entries the wrappers forward to, the config parser and loader, */
+/* and the sysfs tree generation.                                          */
+
+#define DOOR_BDF "0000:05:00.0"
+#define DOOR_GROUP "25"
+static const char door_conf[] = "gpu " DOOR_BDF " group=" DOOR_GROUP " bar2=1M,64,pf\n";
+static char door_tmp[64], door_conf_path[96], door_cdev[320];
+static int door_container = -1, door_group = -1, door_dev = -1, door_ictx = -1, door_heap = -1,
+	   door_buf = -1;
+
+/* open(2) of a door path as the preload's open wrapper does it: an fd or -errno. */
+static long door_path_open(const char *path, int flags)
+{
+	struct door_target t;
+	enum door_node node = door_map_path(path, &t);
+
+	if (node == DOOR_NOT_MINE || node == DOOR_TREE)
+		return -ENOENT;
+	return door_open_node(&t, flags);
+}
+
+static bool check_file(long r)
+{
+	return p2p_fd_is_file((int)r);
+}
+
+static void undo_plain_close(long r)
+{
+	CHECK(close((int)r) == 0);
+}
+
+static long run_open_container(void)
+{
+	return door_path_open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+}
+
+static long run_open_group(void)
+{
+	return door_path_open("/dev/vfio/" DOOR_GROUP, O_RDWR | O_CLOEXEC);
+}
+
+static long run_open_cdev(void)
+{
+	return door_path_open(door_cdev, O_RDWR | O_CLOEXEC);
+}
+
+static long run_open_iommu(void)
+{
+	return door_path_open("/dev/iommu", O_RDWR | O_CLOEXEC);
+}
+
+static long run_open_heap(void)
+{
+	return door_path_open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+}
+
+static long run_open_config(void)
+{
+	return door_path_open("/sys/bus/pci/devices/" DOOR_BDF "/config", O_RDONLY | O_CLOEXEC);
+}
+
+static bool check_config(long r)
+{
+	uint16_t id[2] = { 0 };
+
+	return pread((int)r, id, 4, 0) == 4 && id[0] == 0x1b36 && id[1] == 0x0110;
+}
+
+static long run_open_bufinfo(void)
+{
+	return door_path_open("/sys/kernel/debug/dma_buf/bufinfo", O_RDONLY | O_CLOEXEC);
+}
+
+static bool check_bufinfo(long r)
+{
+	char b[64];
+
+	return pread((int)r, b, sizeof(b), 0) > 0;
+}
+
+static long run_get_device_fd(void)
+{
+	return p2p_fd_ioctl(door_group, VFIO_GROUP_GET_DEVICE_FD, (void *)DOOR_BDF);
+}
+
+static long run_fd_export(void)
+{
+	uint8_t raw[sizeof(struct vfio_device_feature) + sizeof(struct vfio_device_feature_dma_buf) +
+		    sizeof(struct vfio_region_dma_range)] = { 0 };
+	struct vfio_device_feature *f = (void *)raw;
+	struct vfio_device_feature_dma_buf *db = (void *)f->data;
+
+	f->argsz = sizeof(raw);
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
+	db->region_index = 2;
+	db->open_flags = O_RDWR | O_CLOEXEC;
+	db->nr_ranges = 1;
+	db->dma_ranges[0] = (struct vfio_region_dma_range){ .offset = 0, .length = LEN };
+	return p2p_fd_ioctl(door_dev, VFIO_DEVICE_FEATURE, raw);
+}
+
+static long run_fd_ioas_alloc(void)
+{
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	long r = p2p_fd_ioctl(door_ictx, IOMMU_IOAS_ALLOC, &a);
+
+	return r < 0 ? r : (long)a.out_ioas_id;
+}
+
+static bool check_ioas_id(long r)
+{
+	struct iommu_ioas_iova_ranges q = { .size = sizeof(q), .ioas_id = (uint32_t)r };
+	long ret = p2p_fd_ioctl(door_ictx, IOMMU_IOAS_IOVA_RANGES, &q);
+
+	/* An IOAS: EMSGSIZE with the count of its ranges (none asked for). */
+	return r > 0 && ret == -EMSGSIZE && q.num_iovas > 0;
+}
+
+static void undo_ioas_id(long r)
+{
+	struct iommu_destroy d = { .size = sizeof(d), .id = (uint32_t)r };
+
+	CHECK_OK(p2p_fd_ioctl(door_ictx, IOMMU_DESTROY, &d));
+}
+
+static long run_fd_heap_alloc(void)
+{
+	struct dma_heap_allocation_data a = { .len = LEN, .fd_flags = O_RDWR | O_CLOEXEC };
+	long r = p2p_fd_ioctl(door_heap, DMA_HEAP_IOCTL_ALLOC, &a);
+
+	return r < 0 ? r : (long)a.fd;
+}
+
+static void *door_va;
+
+static long run_fd_mmap(void)
+{
+	return p2p_fd_mmap(door_buf, NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &door_va);
+}
+
+static bool check_fd_mmap(long r)
+{
+	(void)r;
+	return door_va && !t_faults_anywhere(door_va, LEN);
+}
+
+static void undo_fd_mmap(long r)
+{
+	(void)r;
+	CHECK_OK(p2p_munmap(door_va, LEN));
+	door_va = NULL;
+}
+
+#define DOOR_DUP_TARGET 700
+
+static long run_fd_dup3(void)
+{
+	return p2p_fd_dup3(door_buf, DOOR_DUP_TARGET, O_CLOEXEC);
+}
+
+static bool check_dup3(long r)
+{
+	return r == DOOR_DUP_TARGET && check_dmabuf_fd(r) &&
+	       (fcntl((int)r, F_GETFD) & FD_CLOEXEC);
+}
+
+/* An fd the kernel made (as SCM_RIGHTS does), given its own reference. */
+static long run_fd_adopt(void)
+{
+	int raw = dup(door_buf), ret;
+
+	if (raw < 0)
+		return -errno;
+	ret = p2p_fd_adopt(raw);
+	if (ret < 0) {
+		close(raw);
+		return ret;
+	}
+	return raw;
+}
+
+static bool check_adopt(long r)
+{
+	return p2p_fd_is_file((int)r) && check_dmabuf_fd(r);
+}
+
+static struct door_config door_cfg2;
+
+static long run_config_parse(void)
+{
+	static const char text[] = "# three devices\n"
+				   "gpu 0000:0a:00.0 group=7 bar0=16K bar2=2M,64,pf vendor=0x10de\n"
+				   "copy-engine 0000:0b:00.0\n"
+				   "storage 0000:0c:00.0 file=/nonexistent/image.img # not checked here\n";
+	char err[256];
+
+	memset(&door_cfg2, 0, sizeof(door_cfg2));
+	int ret = door_config_parse(&door_cfg2, text, sizeof(text) - 1, "t.conf", 1, err,
+				    sizeof(err));
+	return ret ? ret : (long)door_cfg2.n;
+}
+
+static bool check_config_parse(long r)
+{
+	return r == 3 && door_cfg2.devs[0].vendor == 0x10de && door_cfg2.devs[2].file &&
+	       !strcmp(door_cfg2.devs[2].file, "/nonexistent/image.img");
+}
+
+static long run_config_load(void)
+{
+	char err[256];
+	int ret;
+
+	memset(&door_cfg2, 0, sizeof(door_cfg2));
+	ret = door_config_load(&door_cfg2, err, sizeof(err));
+	return ret ? ret : (long)door_cfg2.n;
+}
+
+static bool check_config_load(long r)
+{
+	return r == 1 && !strcmp(door_cfg2.devs[0].bdf, DOOR_BDF) && door_cfg2.devs[0].group == 25;
+}
+
+static void undo_config(long r)
+{
+	(void)r;
+	door_config_free(&door_cfg2);
+	CHECK(door_cfg2.n == 0);
+}
+
+static char door_top[PATH_MAX];
+
+static long run_tree(void)
+{
+	return door_tree_generate(door_top);
+}
+
+static bool check_tree(long r)
+{
+	char p[PATH_MAX + 128], link[64];
+	struct stat st;
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "%s/sys/bus/pci/devices/%s/iommu_group", door_top, DOOR_BDF);
+	n = readlink(p, link, sizeof(link) - 1);
+	if (r || n <= 0)
+		return false;
+	link[n] = 0;
+	snprintf(p, sizeof(p), "%s/sys/bus/pci/devices/%s/config", door_top, DOOR_BDF);
+	return !strcmp(link, "../../../kernel/iommu_groups/" DOOR_GROUP) && !stat(p, &st) &&
+	       st.st_size == 4096;
+}
+
+static void undo_tree(long r)
+{
+	(void)r;
+	door_tree_delete(door_top);
+}
+
+/* Entries under the door's $TMPDIR: a failed generation leaves none. */
+static long tmp_entries(void)
+{
+	DIR *d = opendir(door_tmp);
+	struct dirent *e;
+	long n = 0;
+
+	while (d && (e = readdir(d)))
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static const struct op door_ops[] = {
+	{ "door: open /dev/vfio/vfio", run_open_container, check_file, undo_close, no_state },
+	{ "door: open /dev/vfio/N", run_open_group, check_file, undo_close, no_state },
+	{ "door: open /dev/vfio/devices/vfioN", run_open_cdev, check_file, undo_close, no_state },
+	{ "door: open /dev/iommu", run_open_iommu, check_file, undo_close, no_state },
+	{ "door: open /dev/dma_heap/system", run_open_heap, check_file, undo_close, no_state },
+	{ "door: open sysfs config", run_open_config, check_config, undo_plain_close, no_state },
+	{ "door: open bufinfo", run_open_bufinfo, check_bufinfo, undo_plain_close, no_state },
+	{ "door: GROUP_GET_DEVICE_FD", run_get_device_fd, check_file, undo_close, no_state },
+	{ "door: p2p_fd_ioctl export", run_fd_export, check_dmabuf_fd, undo_close, no_state },
+	{ "door: p2p_fd_ioctl IOAS_ALLOC", run_fd_ioas_alloc, check_ioas_id, undo_ioas_id,
+	  no_state },
+	{ "door: p2p_fd_ioctl heap alloc", run_fd_heap_alloc, check_dmabuf_fd, undo_close,
+	  no_state },
+	{ "door: p2p_fd_mmap", run_fd_mmap, check_fd_mmap, undo_fd_mmap, no_state },
+	{ "door: p2p_fd_dup3", run_fd_dup3, check_dup3, undo_close, no_state },
+	{ "door: p2p_fd_adopt", run_fd_adopt, check_adopt, undo_close, no_state },
+	{ "door: config parse", run_config_parse, check_config_parse, undo_config, no_state },
+	{ "door: config load", run_config_load, check_config_load, undo_config, no_state },
+	{ "door: sysfs tree generation", run_tree, check_tree, undo_tree, tmp_entries },
+};
+
+#define DOOR_PATH_OPS 7 /* the opens come first in door_ops[] */
+
+static void door_section(void)
+{
+	struct door_target t;
+	struct dirent *e;
+	DIR *d;
+	int fd;
+
+	/* A private $TMPDIR and a configuration of our own (the test's 01:00.0 is taken). */
+	snprintf(door_tmp, sizeof(door_tmp), "/tmp/p2pbuf-failnth-XXXXXX");
+	if (!mkdtemp(door_tmp)) {
+		CHECK(0);
+		return;
+	}
+	setenv("TMPDIR", door_tmp, 1);
+	snprintf(door_conf_path, sizeof(door_conf_path), "%s.conf", door_tmp);
+	fd = open(door_conf_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && write(fd, door_conf, sizeof(door_conf) - 1) == sizeof(door_conf) - 1);
+	close(fd);
+	setenv("P2PBUF_DOOR_CONFIG", door_conf_path, 1);
+	unsetenv("P2PBUF_DOOR_DEVICES");
+	door_load_config();
+	CHECK_OK(door_init());
+	p2p_set_log(NULL, P2P_LOG_ERR); /* door_load_config() logs to stderr */
+	CHECK(door_map_path("/sys/bus/pci/devices/" DOOR_BDF "/vfio-dev", &t) == DOOR_TREE);
+	d = opendir(t.path);
+	while (d && (e = readdir(d)))
+		if (!strncmp(e->d_name, "vfio", 4))
+			snprintf(door_cdev, sizeof(door_cdev), "/dev/vfio/devices/%s", e->d_name);
+	if (d)
+		closedir(d);
+	CHECK(door_cdev[0]);
+
+	/* Path opens first: a group opens once at a time. */
+	for (size_t i = 0; i < DOOR_PATH_OPS; i++)
+		fail_nth(&door_ops[i]);
+	/* What the other ops work on: a container with the group, its device, iommufd, the heap. */
+	door_container = (int)run_open_container();
+	door_group = (int)run_open_group();
+	CHECK(door_container >= 0 && door_group >= 0);
+	CHECK_OK(p2p_fd_ioctl(door_group, VFIO_GROUP_SET_CONTAINER, &door_container));
+	CHECK_OK(p2p_fd_ioctl(door_container, VFIO_SET_IOMMU, (void *)VFIO_TYPE1v2_IOMMU));
+	door_dev = (int)run_get_device_fd();
+	door_ictx = (int)run_open_iommu();
+	door_heap = (int)run_open_heap();
+	CHECK(door_dev >= 0 && door_ictx >= 0 && door_heap >= 0);
+	door_buf = (int)run_fd_export();
+	CHECK(door_buf >= 0);
+	if (t_failures)
+		return;
+	for (size_t i = DOOR_PATH_OPS; i < ARRAY_SIZE(door_ops); i++)
+		fail_nth(&door_ops[i]);
+	CHECK_OK(p2p_close(door_buf));
+	CHECK_OK(p2p_close(door_heap));
+	CHECK_OK(p2p_close(door_ictx));
+	CHECK_OK(p2p_close(door_dev));
+	CHECK_OK(p2p_close(door_group));
+	CHECK_OK(p2p_close(door_container));
+	unlink(door_conf_path);
+	CHECK(tmp_entries() == 1); /* the door's live tree only */
+	door_release();
+	CHECK(tmp_entries() == 0);
+	rmdir(door_tmp);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Revocation                                                              */
 
@@ -756,6 +1124,7 @@ int main(void)
 		}
 	}
 	revocation();
+	door_section();
 
 	munmap(anon, LEN);
 	close(file_fd);

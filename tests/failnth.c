@@ -79,6 +79,7 @@ void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
 void __real_free(void *p);
 char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
 int __real_posix_memalign(void **out, size_t align, size_t size);
 void *__real_aligned_alloc(size_t align, size_t size);
 
@@ -87,6 +88,7 @@ void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t size);
 void __wrap_free(void *p);
 char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
 int __wrap_posix_memalign(void **out, size_t align, size_t size);
 void *__wrap_aligned_alloc(size_t align, size_t size);
 
@@ -142,6 +144,18 @@ char *__wrap_strdup(const char *s)
 	if (should_fail("strdup", ENOMEM))
 		return NULL;
 	p = __real_strdup(s);
+	if (p)
+		atomic_fetch_add(&fn_live, 1);
+	return p;
+}
+
+char *__wrap_strndup(const char *s, size_t n)
+{
+	char *p;
+
+	if (should_fail("strndup", ENOMEM))
+		return NULL;
+	p = __real_strndup(s, n);
 	if (p)
 		atomic_fetch_add(&fn_live, 1);
 	return p;
@@ -222,6 +236,7 @@ int __wrap_openat64(int dirfd, const char *path, int flags, ...);
 int __wrap_mkostemp(char *tmpl, int flags);
 int __wrap_mkostemp64(char *tmpl, int flags);
 int __wrap_dup(int fd);
+int __wrap_dup3(int fd, int newfd, int flags);
 int __wrap_eventfd(unsigned int count, int flags);
 int __wrap_fcntl(int fd, int cmd, ...);
 int __wrap_fcntl64(int fd, int cmd, ...);
@@ -296,6 +311,15 @@ int __wrap_dup(int fd)
 	if (should_fail("dup", EMFILE))
 		return -1;
 	return __real_dup(fd);
+}
+
+int __real_dup3(int fd, int newfd, int flags);
+
+int __wrap_dup3(int fd, int newfd, int flags)
+{
+	if (should_fail("dup3", EMFILE))
+		return -1;
+	return __real_dup3(fd, newfd, flags);
 }
 
 int __wrap_eventfd(unsigned int count, int flags)
@@ -458,4 +482,34 @@ int __wrap_io_uring_register_buffers_update_tag(struct io_uring *ring, unsigned 
 	if (should_fail("io_uring_register_buffers_update_tag", ENOMEM))
 		return -ENOMEM;
 	return __real_io_uring_register_buffers_update_tag(ring, off, iov, tags, nr);
+}
+
+/* ---- the door's tree: ENOSPC ---- */
+
+char *__real_mkdtemp(char *tmpl);
+int __real_mkdir(const char *path, mode_t mode);
+int __real_symlink(const char *target, const char *path);
+char *__wrap_mkdtemp(char *tmpl);
+int __wrap_mkdir(const char *path, mode_t mode);
+int __wrap_symlink(const char *target, const char *path);
+
+char *__wrap_mkdtemp(char *tmpl)
+{
+	if (should_fail("mkdtemp", ENOSPC))
+		return NULL;
+	return __real_mkdtemp(tmpl);
+}
+
+int __wrap_mkdir(const char *path, mode_t mode)
+{
+	if (should_fail("mkdir", ENOSPC))
+		return -1;
+	return __real_mkdir(path, mode);
+}
+
+int __wrap_symlink(const char *target, const char *path)
+{
+	if (should_fail("symlink", ENOSPC))
+		return -1;
+	return __real_symlink(target, path);
 }

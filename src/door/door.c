@@ -152,14 +152,14 @@ static int read_config(unsigned int slot, void *buf, size_t len)
 /* ---------------------------------------------------------------------- */
 /* The generated tree                                                      */
 
-static int tree_mkdirs(const char *rel)
+static int tree_mkdirs(const char *top, const char *rel)
 {
 	char p[PATH_MAX];
-	int n = snprintf(p, sizeof(p), "%s%s", root, rel);
+	int n = snprintf(p, sizeof(p), "%s%s", top, rel);
 
 	if (n < 0 || (size_t)n >= sizeof(p))
 		return -ENAMETOOLONG;
-	for (char *s = p + rootlen + 1; *s; s++) {
+	for (char *s = p + strlen(top) + 1; *s; s++) {
 		if (*s != '/')
 			continue;
 		*s = 0;
@@ -172,12 +172,12 @@ static int tree_mkdirs(const char *rel)
 	return 0;
 }
 
-static int tree_file(const char *rel, const void *data, size_t len, mode_t mode)
+static int tree_file(const char *top, const char *rel, const void *data, size_t len, mode_t mode)
 {
 	char p[PATH_MAX];
 	int fd, ret = 0;
 
-	snprintf(p, sizeof(p), "%s%s", root, rel);
+	snprintf(p, sizeof(p), "%s%s", top, rel);
 	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
@@ -187,8 +187,8 @@ static int tree_file(const char *rel, const void *data, size_t len, mode_t mode)
 	return ret;
 }
 
-__attribute__((format(printf, 2, 3)))
-static int tree_printf(const char *rel, const char *fmt, ...)
+__attribute__((format(printf, 3, 4)))
+static int tree_printf(const char *top, const char *rel, const char *fmt, ...)
 {
 	char buf[2048];
 	va_list ap;
@@ -199,14 +199,14 @@ static int tree_printf(const char *rel, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return -ENAMETOOLONG;
-	return tree_file(rel, buf, (size_t)n, 0444);
+	return tree_file(top, rel, buf, (size_t)n, 0444);
 }
 
-static int tree_link(const char *rel, const char *target)
+static int tree_link(const char *top, const char *rel, const char *target)
 {
 	char p[PATH_MAX];
 
-	snprintf(p, sizeof(p), "%s%s", root, rel);
+	snprintf(p, sizeof(p), "%s%s", top, rel);
 	return symlink(target, p) ? -errno : 0;
 }
 
@@ -226,7 +226,8 @@ static uint64_t le_bar(const uint8_t *c, int i)
 }
 
 /* The 13 lines of /sys/bus/pci/devices/BDF/resource: "start end flags" per resource. */
-static int write_resource(unsigned int slot, const uint8_t *config, const char *dir)
+static int write_resource(const char *top, unsigned int slot, const uint8_t *config,
+			  const char *dir)
 {
 	const struct door_dev *d = &cfg.devs[slot];
 	char buf[13 * 60 + 1], rel[PATH_MAX];
@@ -273,10 +274,10 @@ static int write_resource(unsigned int slot, const uint8_t *config, const char *
 				      (unsigned long long)fl);
 	}
 	snprintf(rel, sizeof(rel), "%s/resource", dir);
-	return tree_file(rel, buf, n, 0444);
+	return tree_file(top, rel, buf, n, 0444);
 }
 
-static int build_device(unsigned int slot)
+static int build_device(const char *top, unsigned int slot)
 {
 	const struct door_dev *d = &cfg.devs[slot];
 	uint8_t config[4096];
@@ -288,12 +289,12 @@ static int build_device(unsigned int slot)
 	if (ret)
 		return ret;
 	snprintf(dir, sizeof(dir), "/sys/devices/p2pbuf/%s", d->bdf);
-	if ((ret = tree_mkdirs(dir)))
+	if ((ret = tree_mkdirs(top, dir)))
 		return ret;
 #define F(name, ...)                                                             \
 	do {                                                                     \
 		snprintf(rel, sizeof(rel), "%s/" name, dir);                     \
-		if ((ret = tree_printf(rel, __VA_ARGS__)))                       \
+		if ((ret = tree_printf(top, rel, __VA_ARGS__)))                       \
 			return ret;                                              \
 	} while (0)
 	F("vendor", "0x%04x\n", config[0] | config[1] << 8);
@@ -313,48 +314,48 @@ static int build_device(unsigned int slot)
 #undef F
 	/* A snapshot at generation for relative opens; absolute ones get a live one. */
 	snprintf(rel, sizeof(rel), "%s/config", dir);
-	if ((ret = tree_file(rel, config, sizeof(config), 0644)))
+	if ((ret = tree_file(top, rel, config, sizeof(config), 0644)))
 		return ret;
-	if ((ret = write_resource(slot, config, dir)))
+	if ((ret = write_resource(top, slot, config, dir)))
 		return ret;
 	snprintf(rel, sizeof(rel), "%s/iommu_group", dir);
 	char target[128];
 	snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%u", d->group);
-	if ((ret = tree_link(rel, target)))
+	if ((ret = tree_link(top, rel, target)))
 		return ret;
 	snprintf(rel, sizeof(rel), "%s/driver", dir);
-	if ((ret = tree_link(rel, "../../../bus/pci/drivers/vfio-pci")))
+	if ((ret = tree_link(top, rel, "../../../bus/pci/drivers/vfio-pci")))
 		return ret;
 	snprintf(rel, sizeof(rel), "%s/subsystem", dir);
-	if ((ret = tree_link(rel, "../../../bus/pci")))
+	if ((ret = tree_link(top, rel, "../../../bus/pci")))
 		return ret;
 	if (cdevs[slot] >= 0) {
 		snprintf(rel, sizeof(rel), "%s/vfio-dev/vfio%d", dir, cdevs[slot]);
-		if ((ret = tree_mkdirs(rel)))
+		if ((ret = tree_mkdirs(top, rel)))
 			return ret;
 		snprintf(rel, sizeof(rel), "%s/vfio-dev/vfio%d/dev", dir, cdevs[slot]);
-		if ((ret = tree_printf(rel, "%u:%d\n", 511u, cdevs[slot])))
+		if ((ret = tree_printf(top, rel, "%u:%d\n", 511u, cdevs[slot])))
 			return ret;
 		snprintf(rel, sizeof(rel), "/dev/vfio/devices/vfio%d", cdevs[slot]);
-		if ((ret = tree_file(rel, NULL, 0, 0666)))
+		if ((ret = tree_file(top, rel, NULL, 0, 0666)))
 			return ret;
 	}
 	snprintf(rel, sizeof(rel), "/sys/bus/pci/devices/%s", d->bdf);
 	snprintf(target, sizeof(target), "../../../devices/p2pbuf/%s", d->bdf);
-	if ((ret = tree_link(rel, target)))
+	if ((ret = tree_link(top, rel, target)))
 		return ret;
 	snprintf(rel, sizeof(rel), "/sys/bus/pci/drivers/vfio-pci/%s", d->bdf);
 	snprintf(target, sizeof(target), "../../../../devices/p2pbuf/%s", d->bdf);
-	if ((ret = tree_link(rel, target)))
+	if ((ret = tree_link(top, rel, target)))
 		return ret;
 	snprintf(rel, sizeof(rel), "/sys/kernel/iommu_groups/%u/devices", d->group);
-	if ((ret = tree_mkdirs(rel)))
+	if ((ret = tree_mkdirs(top, rel)))
 		return ret;
 	snprintf(rel, sizeof(rel), "/sys/kernel/iommu_groups/%u/devices/%s", d->group, d->bdf);
-	if ((ret = tree_link(rel, target)))
+	if ((ret = tree_link(top, rel, target)))
 		return ret;
 	snprintf(rel, sizeof(rel), "/dev/vfio/%u", d->group);
-	return tree_file(rel, NULL, 0, 0600);
+	return tree_file(top, rel, NULL, 0, 0600);
 }
 
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -368,15 +369,25 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 	return 0;
 }
 
+static void delete_tree(const char *top)
+{
+	nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void remove_tree(void)
 {
 	if (!rootlen || getpid() != owner)
 		return;
-	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	delete_tree(root);
 	rootlen = 0;
 }
 
-static int build_tree(void)
+/*
+ * Generate the whole tree for the devices made so far in a new directory
+ * $TMPDIR/p2pbuf-door-XXXXXX, written to @top (PATH_MAX bytes).  On
+ * failure nothing is left behind.
+ */
+static int generate_tree(char *top, bool say)
 {
 	const char *tmp = getenv("TMPDIR");
 	static const char *const dirs[] = {
@@ -384,33 +395,66 @@ static int build_tree(void)
 		"/sys/kernel/iommu_groups", "/sys/kernel/debug/dma_buf", "/dev/vfio/devices",
 		"/dev/dma_heap",
 	};
-	int ret;
+	int ret = 0;
 
-	snprintf(root, sizeof(root), "%s/p2pbuf-door-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(root))
+	snprintf(top, PATH_MAX, "%s/p2pbuf-door-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(top))
 		return -errno;
+	for (size_t i = 0; !ret && i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		ret = tree_mkdirs(top, dirs[i]);
+	if (!ret && !(ret = tree_file(top, "/sys/kernel/debug/dma_buf/bufinfo", NULL, 0, 0444)) &&
+	    !(ret = tree_file(top, "/dev/vfio/vfio", NULL, 0, 0666)) &&
+	    !(ret = tree_file(top, "/dev/iommu", NULL, 0, 0666)))
+		ret = tree_file(top, "/dev/dma_heap/system", NULL, 0, 0444);
+	for (unsigned int i = 0; !ret && i < cfg.n; i++) {
+		if (!pdevs[i])
+			continue;
+		ret = build_device(top, i);
+		if (ret && say)
+			door_say("%s %s (%s): sysfs: %s", door_kind_name(cfg.devs[i].kind),
+				 cfg.devs[i].bdf, cfg.devs[i].source, strerror(-ret));
+	}
+	if (ret)
+		delete_tree(top);
+	return ret;
+}
+
+static int build_tree(void)
+{
+	int ret = generate_tree(root, true);
+
+	if (ret)
+		return ret;
 	rootlen = strlen(root);
 	owner = getpid();
 	atexit(remove_tree);
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
-		if ((ret = tree_mkdirs(dirs[i])))
-			return ret;
-	if ((ret = tree_file("/sys/kernel/debug/dma_buf/bufinfo", NULL, 0, 0444)) ||
-	    (ret = tree_file("/dev/vfio/vfio", NULL, 0, 0666)) ||
-	    (ret = tree_file("/dev/iommu", NULL, 0, 0666)) ||
-	    (ret = tree_file("/dev/dma_heap/system", NULL, 0, 0444)))
-		return ret;
+	return 0;
+}
+
+int door_tree_generate(char *top)
+{
+	if (door_init())
+		return init_ret;
+	return generate_tree(top, false);
+}
+
+void door_tree_delete(const char *top)
+{
+	delete_tree(top);
+}
+
+void door_release(void)
+{
+	remove_tree();
 	for (unsigned int i = 0; i < cfg.n; i++) {
 		if (!pdevs[i])
 			continue;
-		ret = build_device(i);
-		if (ret) {
-			door_say("%s %s (%s): sysfs: %s", door_kind_name(cfg.devs[i].kind),
-				 cfg.devs[i].bdf, cfg.devs[i].source, strerror(-ret));
-			return ret;
-		}
+		if (cdevs[i] >= 0 && DOOR_HAVE(p2p_vfio_unregister))
+			p2p_vfio_unregister(pdevs[i]);
+		p2p_pci_dev_put(pdevs[i]);
+		pdevs[i] = NULL;
 	}
-	return 0;
+	init_ret = -ENODEV;
 }
 
 static void door_destructor(void) __attribute__((destructor));
@@ -455,10 +499,8 @@ static void init_fn(void)
 		}
 	}
 	init_ret = build_tree();
-	if (init_ret) {
+	if (init_ret)
 		door_say("cannot generate the /sys and /dev tree: %s", strerror(-init_ret));
-		remove_tree();
-	}
 }
 
 int door_init(void)

@@ -55,6 +55,21 @@ enum door_node door_map_path(const char *path, struct door_target *t);
 /* door_init() - create the devices and the tree once; 0 or -errno. */
 int door_init(void);
 
+/*
+ * door_tree_generate() - generate another copy of the tree (for tests:
+ * tests/fail-nth.c) for the devices door_init() made, in a new directory
+ * $TMPDIR/p2pbuf-door-XXXXXX written to @top (PATH_MAX bytes).
+ * Return: 0, or -errno with nothing left behind.
+ * door_tree_delete() - remove such a copy.
+ */
+int door_tree_generate(char *top);
+void door_tree_delete(const char *top);
+/*
+ * door_release() - for tests: remove the tree and put the devices (their
+ * fds must be closed); afterwards no path is the door's.
+ */
+void door_release(void);
+
 /* Open a constructor node or a snapshot file: an fd, or -errno. */
 int door_open_node(const struct door_target *t, int flags);
 

@@ -12,6 +12,8 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,6 +66,16 @@ struct iommu_ioas_alloc {
 	__u32 out_ioas_id;
 };
 #define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, 0x81)
+struct iommu_ioas_map {
+	__u32 size;
+	__u32 flags;
+	__u32 ioas_id;
+	__u32 __reserved;
+	__aligned_u64 user_va;
+	__aligned_u64 length;
+	__aligned_u64 iova;
+};
+#define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, 0x85)
 struct iommu_ioas_map_file {
 	__u32 size;
 	__u32 flags;
@@ -163,6 +175,87 @@ static inline int count_fds(void)
 		n += e->d_name[0] != '.';
 	closedir(d);
 	return n - 1;
+}
+
+/* The cdev index of a function, from /sys/bus/pci/devices/BDF/vfio-dev/vfioN; -1 if none. */
+static inline int sysfs_cdev_index(const char *bdf)
+{
+	char path[512];
+	struct dirent *e;
+	DIR *d;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%.200s/vfio-dev", bdf);
+	d = opendir(path);
+	while (d && (e = readdir(d)))
+		if (!strncmp(e->d_name, "vfio", 4))
+			n = atoi(e->d_name + 4);
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * Does touching a byte fault (SIGBUS, SIGSEGV)?  probe_init() installs the
+ * handler: call it first, before anything maps process memory for DMA, so
+ * that a handler a library installs later chains to this one.
+ */
+static sigjmp_buf probe_jmp;
+static volatile sig_atomic_t probe_armed, probe_sig;
+
+static void probe_handler(int sig)
+{
+	if (!probe_armed) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	probe_sig = sig;
+	siglongjmp(probe_jmp, 1);
+}
+
+static inline void probe_init(void)
+{
+	struct sigaction sa = { .sa_handler = probe_handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
+/* Read (@out) or write (@in, when @out is NULL) one byte: 0, or the signal it raised. */
+static inline int probe(volatile uint8_t *p, uint8_t *out, uint8_t in)
+{
+	probe_sig = 0;
+	if (sigsetjmp(probe_jmp, 1) == 0) {
+		probe_armed = 1;
+		if (out)
+			*out = *p;
+		else
+			*p = in;
+	}
+	probe_armed = 0;
+	return probe_sig;
+}
+
+/*
+ * PCI_COMMAND through the config region of device fd @dev: with @mem >= 0
+ * set (1) or clear (0) PCI_COMMAND_MEMORY first.  The register, or -1.
+ */
+static inline int pci_command(int dev, int mem)
+{
+	struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+	uint16_t cmd;
+
+	if (ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &cfg) ||
+	    pread(dev, &cmd, 2, (off_t)cfg.offset + 4) != 2)
+		return -1;
+	if (mem >= 0) {
+		cmd = (uint16_t)(mem ? cmd | 0x2 : cmd & ~0x2);
+		if (pwrite(dev, &cmd, 2, (off_t)cfg.offset + 4) != 2)
+			return -1;
+	}
+	return cmd;
 }
 
 #endif

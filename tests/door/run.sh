@@ -22,6 +22,53 @@ for t in sysfs legacy iommufd heap fds bufinfo; do
 	result "$t" $? "$out"
 done
 
+# As a user without privilege: `p2pbuf exec` says first what it cannot do
+# and why, then the programs work (revocation by remapping when the user has
+# no userfaultfd).  As root: the binaries and the library are copied where
+# nobody can read them and run as nobody (as tests/run-unprivileged.sh).
+unprivileged() {
+	local tmp="" out rc uffd iou t why=""
+	local run=("$p2pbuf") dir=$build
+	if [ "$(id -u)" = 0 ]; then
+		command -v setpriv >/dev/null || { result unprivileged 77 "SKIP: setpriv (util-linux) not found"; return; }
+		tmp=$(mktemp -d)
+		mkdir -p "$tmp/tools" "$tmp/src/door" "$tmp/tests/door"
+		cp "$p2pbuf" "$tmp/tools/" && cp "$build/src/door/libp2pbuf-preload.so" "$tmp/src/door/" &&
+			cp "$build"/tests/door/door-{heap,sysfs,iommufd} "$tmp/tests/door/"
+		chmod -R a+rX "$tmp"
+		run=(setpriv --reuid=65534 --regid=65534 --clear-groups "$tmp/tools/p2pbuf")
+		dir=$tmp
+	fi
+	uffd=$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null || echo 1)
+	iou=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)
+	for t in heap sysfs iommufd; do
+		out=$(cd / && timeout 60 "${run[@]}" exec -- "$dir/tests/door/door-$t" 2>&1)
+		rc=$?
+		[ $rc = 0 ] || why+="door-$t exit $rc: $(tail -5 <<<"$out")"$'\n'
+		# What it cannot do comes first, before the program says anything.
+		[[ $out == "p2pbuf exec: note:"* ]] || why+="door-$t: the notes do not come first"$'\n'
+		grep -q "^p2pbuf exec: note: not root: the door needs no privilege" <<<"$out" ||
+			why+="door-$t: no not-root note"$'\n'
+		if [ "$uffd" = 0 ]; then
+			grep -q "no userfaultfd for this user (vm.unprivileged_userfaultfd=0)" <<<"$out" &&
+				grep -q "remapped to an empty memfd" <<<"$out" &&
+				grep -q "sysctl vm.unprivileged_userfaultfd=1" <<<"$out" ||
+				why+="door-$t: no userfaultfd note with its reason and fix"$'\n'
+		fi
+		if [ "$iou" != 0 ]; then
+			grep -q "io_uring is unavailable" <<<"$out" && grep -q "kernel.io_uring_disabled" <<<"$out" ||
+				why+="door-$t: no io_uring note with its reason and fix"$'\n'
+		fi
+		grep -q "door-$t: ok" <<<"$out" || why+="door-$t did not finish"$'\n'
+	done
+	# -q: nothing but the program's own output.
+	out=$(cd / && timeout 60 "${run[@]}" exec -q -- "$dir/tests/door/door-heap" 2>&1)
+	[ "$out" = "door-heap: ok" ] || why+="-q still prints: $out"$'\n'
+	[ -n "$tmp" ] && rm -rf "$tmp"
+	if [ -z "$why" ]; then result unprivileged 0 ""; else result unprivileged 1 "$why"; fi
+}
+unprivileged
+
 # Pass-through: same stdout and exit status with and without the door.
 same() { # name command...
 	local name=$1 a b ra rb

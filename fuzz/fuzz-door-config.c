@@ -2,9 +2,9 @@
 /*
  * libFuzzer target: the door's configuration parser (src/door/config.c).
  *
- * Build (standalone): clang -g -O1 -fsanitize=fuzzer,address,undefined
- *   -Iinclude -Isrc/door fuzz/door_config.c src/door/config.c -o fuzz-door-config
- * Corpus: fuzz/corpus/door_config/.
+ * Built in build-fuzz with the others (fuzz/meson.build, linking the parser's
+ * own static library); run by scripts/fuzz.sh as target "door-config".
+ * Corpus: fuzz/corpus/door-config/.
  *
  * Checks beyond "no crash": a parse either succeeds with every device
  * well-formed (canonical BDF, distinct, BAR rules of p2p_pci_dev_create())
