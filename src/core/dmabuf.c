@@ -501,6 +501,13 @@ P2P_API int p2p_attachment_map(struct p2p_attachment *a, struct p2p_sgt **out)
 	return ret;
 }
 
+P2P_API int p2p_attachment_iommufd_map(struct p2p_attachment *a, struct p2p_phys_range *out)
+{
+	const struct p2p_dmabuf_ops *ops = a->buf->ops;
+
+	return ops->iommufd_map ? ops->iommufd_map(a, out) : -EOPNOTSUPP;
+}
+
 P2P_API void p2p_attachment_unmap(struct p2p_attachment *a, struct p2p_sgt *sgt)
 {
 	struct p2p_dmabuf *buf = a->buf;
