@@ -1,361 +1,39 @@
 // SPDX-License-Identifier: MIT
 /*
- * IO address spaces (kernel-semantics section 2): areas over "pages"
- * objects, IOVA allocation, map / map_file / unmap / copy, translation for
- * device DMA, and the dma-buf importer with revocation.
+ * The IO page table of an IOAS (drivers/iommu/iommufd/io_pagetable.c,
+ * kernel-semantics section 2): areas over pages objects (pages.c), IOVA
+ * allocation, map / map_file / unmap / copy, and translation for device
+ * DMA (p2p_ioas_dma_begin() / p2p_ioas_dma_end()).
  *
- * Objects:
- *   struct ioas_pages - what backs areas (iopt_pages): process memory, a
- *	memfd mapping, or a dma-buf attachment.  Refcounted: areas in several
- *	IOASes (IOAS_COPY) and DMA in flight hold references.
- *   struct ioas_area  - [iova, iova + length) of one IOAS onto a pages
+ *   struct ioas_area - [iova, iova + length) of one IOAS onto a pages
  *	object at byte offset pages_off.
  *
- * Locking: ioas->lock (rw) and dma-buf resv are both outside pages->mutex,
- * the innermost lock; resv is never taken under ioas->lock (a pages
- * object's last reference, which detaches, is dropped outside it).
- * The invalidate callback runs under resv and takes only pages->mutex.
- * Translation (p2p_ioas_dma_begin) takes ioas->lock for read; revocation
- * and translation meet on two seq_cst atomics per pages object: a DMA
- * raises the in-flight count then checks `revoked`; invalidate sets
- * `revoked` then reads the count, and if DMA is in flight publishes a fence on the
- * dma-buf that the last p2p_ioas_dma_end() signals.  So once a revoke
- * returns, no DMA into the revoked memory is running or can start.
+ * Locking: ioas->lock (rw) protects the areas, the allowed ranges and the
+ * IO page table; translation takes it for read.  resv is never taken
+ * under it: a pages object's last reference, which detaches, is dropped
+ * outside it (docs/locking.md).
+ *
  * Unmap meets translation on the area: every DMA also counts on its area
  * (taken under ioas->lock read), and an unmap, once it has taken its areas
  * out under ioas->lock write, waits for their counts to drain with no lock
  * held (area_drain()), so once it returns no DMA through them is running
- * and none can start.
+ * and none can start.  Revocation meets translation on the pages (pages.c).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <p2pbuf/file.h>
 #include <p2pbuf/iommu.h>
-#include <p2pbuf/vfio.h>
 
-#include "../core/core.h"
 #include "iommufd.h"
 #include "ioas_debug.h"
-
-#define IOVA_MAX UINT64_MAX
-
-enum pages_kind {
-	PAGES_USER,
-	PAGES_MEMFD,
-	PAGES_DMABUF,
-};
-
-struct pages_seg {
-	uint64_t off; /* offset within the pages object */
-	uint64_t len;
-	uint8_t *host;
-};
-
-/*
- * pages->count: references (areas, builders) in the high 32 bits, DMA in
- * flight in the low 16 bits, DMA ending (done with the memory, still
- * touching the pages object) in bits 16-31.  The last reference waits for
- * the low 32 bits to drain (pages_put()), so a DMA that outlives its area
- * still has its memory and its pages object.
- */
-#define PAGES_REF (1ull << 32)
-#define PAGES_EXIT (1ull << 16)
-#define PAGES_DMA_MASK (PAGES_EXIT - 1)
-#define PAGES_BUSY_MASK (PAGES_REF - 1)
-
-struct ioas_pages {
-	atomic_uint_fast64_t count;
-	atomic_bool revoked; /* next to count: one cache line per translation */
-	enum pages_kind kind;
-	bool writable; /* mapped with IOMMU_IOAS_MAP_WRITEABLE (iopt_pages.writable) */
-	uint64_t len; /* bytes covered, page multiple */
-	uint8_t *host; /* USER, MEMFD: contiguous */
-	void *map_base; /* MEMFD: our mapping, unmapped at free */
-	size_t map_len;
-
-	/* DMABUF */
-	struct p2p_attachment *attach;
-	struct p2p_sgt *sgt; /* EXTENDED (SGT path) only */
-	unsigned int nsegs;
-	struct pages_seg *segs;
-	pthread_mutex_t mutex;
-	struct p2p_fence *drain; /* under mutex */
-};
-
-struct ioas_area {
-	uint64_t iova;
-	uint64_t length;
-	uint64_t pages_off;
-	uint32_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
-	struct ioas_pages *pages;
-	/*
-	 * Where iova lands when the backing is contiguous (process memory, a
-	 * memfd, a single-range dma-buf), so a translation reads no more
-	 * than the area (and the pages' count line).  NULL: walk the segments.
-	 */
-	uint8_t *direct;
-	/* A dma-buf area: DMA also counts on the pages (revoke fence). */
-	bool revocable;
-	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
-	bool fragile;
-	/*
-	 * DMA in flight through this area (p2p_ioas_dma_begin() to
-	 * p2p_ioas_dma_end()), plus AREA_DYING once an unmap has taken the
-	 * area out of the IOAS: the unmap waits for the count to drain
-	 * before it returns (area_drain()).
-	 */
-	atomic_uint inflight;
-	struct p2p_ioas *ioas;
-};
-
-#define AREA_DYING (1u << 31)
-
-struct p2p_ioas {
-	struct kref ref;
-	struct p2p_iommufd *ctx;
-	uint32_t id;
-	pthread_rwlock_t lock;
-	/* An unmap waiting for DMA through the areas it removed (area_drain()). */
-	pthread_mutex_t drain_lock;
-	pthread_cond_t drain_cond;
-	struct ioas_area **areas; /* sorted by iova */
-	uint64_t *starts;	  /* areas[i]->iova, dense for the search */
-	size_t nr, max;
-	unsigned int ndev;
-	uint64_t alloc_hint;
-	struct iommu_iova_range *allowed; /* NULL: everything */
-	uint32_t nr_allowed;
-	uintptr_t *pt_root; /* the IO page table, see pt_lookup() */
-	bool no_large_pages; /* IOMMU_OPTION_HUGE_PAGES 0: 4 KiB alignment */
-};
-
-
-/* ---------------------------------------------------------------------- */
-/* pages                                                                  */
-
-static struct ioas_pages *pages_new(enum pages_kind kind)
-{
-	struct ioas_pages *p = calloc(1, sizeof(*p));
-
-	if (!p)
-		return NULL;
-	atomic_init(&p->count, PAGES_REF);
-	p->kind = kind;
-	pthread_mutex_init(&p->mutex, NULL);
-	atomic_init(&p->revoked, false);
-	return p;
-}
-
-static void pages_get(struct ioas_pages *p)
-{
-	atomic_fetch_add(&p->count, PAGES_REF);
-}
-
-static void pages_free(struct ioas_pages *p)
-{
-	struct p2p_fence *drain;
-
-	/*
-	 * The last DMA may end here (the area was unmapped meanwhile) while a
-	 * revoke waits for it on the drain fence holding resv: signal before
-	 * taking resv, or the two wait for each other.
-	 */
-	pthread_mutex_lock(&p->mutex);
-	drain = p->drain;
-	p->drain = NULL;
-	pthread_mutex_unlock(&p->mutex);
-	if (drain) {
-		p2p_fence_signal(drain);
-		p2p_fence_put(drain);
-	}
-	if (p->attach) {
-		struct p2p_dmabuf *buf = p2p_attachment_dmabuf(p->attach);
-
-		p2p_dmabuf_resv_lock(buf);
-		if (p->sgt)
-			p2p_attachment_unmap(p->attach, p->sgt);
-		p->sgt = NULL;
-		p2p_dmabuf_resv_unlock(buf);
-		p2p_dmabuf_detach(p->attach);
-	}
-	if (p->map_base)
-		munmap(p->map_base, p->map_len);
-	free(p->segs);
-	pthread_mutex_destroy(&p->mutex);
-	free(p);
-}
-
-/*
- * The last reference goes only once no DMA is in flight (none can start:
- * no area is left), so pages_free(), which takes resv, never runs on a DMA
- * completion: a revoke holding resv may be waiting for that very DMA, or
- * for another run the same device thread holds (a copy's source).
- */
-static void pages_put(struct ioas_pages *p)
-{
-	uint_fast64_t c;
-
-	if (!p)
-		return;
-	c = atomic_load(&p->count);
-	do {
-		while (c - PAGES_REF < PAGES_REF && (c & PAGES_BUSY_MASK)) {
-			sched_yield();
-			c = atomic_load(&p->count);
-		}
-	} while (!atomic_compare_exchange_weak(&p->count, &c, c - PAGES_REF));
-	if (c == PAGES_REF)
-		pages_free(p);
-}
-
-/*
- * invalidate_mappings: resv held.  Unmap at once (every area on these pages
- * stops translating), publish a fence for DMA in flight, never remap.
- */
-static void pages_invalidate(struct p2p_attachment *attach)
-{
-	struct ioas_pages *p = p2p_attachment_importer_priv(attach);
-	struct p2p_dmabuf *buf = p2p_attachment_dmabuf(attach);
-
-	pthread_mutex_lock(&p->mutex);
-	atomic_store(&p->revoked, true);
-	if ((atomic_load(&p->count) & PAGES_DMA_MASK) && !p->drain &&
-	    !p2p_fence_create(&p->drain)) {
-		if (p2p_dmabuf_resv_add_fence(buf, p->drain)) {
-			/* No room for the fence: wait here instead, still under resv. */
-			pthread_mutex_unlock(&p->mutex);
-			while (atomic_load(&p->count) & PAGES_DMA_MASK)
-				sched_yield();
-			pthread_mutex_lock(&p->mutex);
-		}
-	}
-	if (p->sgt) {
-		p2p_attachment_unmap(attach, p->sgt);
-		p->sgt = NULL;
-	}
-	pthread_mutex_unlock(&p->mutex);
-}
-
-static const struct p2p_dmabuf_importer_ops pages_importer_ops = {
-	.invalidate_mappings = pages_invalidate,
-};
-
-static void pages_dma_done(struct ioas_pages *p)
-{
-	/* In flight -> ending, in one step: p stays ours until the last line. */
-	uint64_t left = atomic_fetch_add(&p->count, PAGES_EXIT - 1) + PAGES_EXIT - 1;
-
-	if (!(left & PAGES_DMA_MASK) && atomic_load(&p->revoked)) {
-		pthread_mutex_lock(&p->mutex);
-		if (p->drain && !(atomic_load(&p->count) & PAGES_DMA_MASK)) {
-			p2p_fence_signal(p->drain);
-			p2p_fence_put(p->drain);
-			p->drain = NULL;
-		}
-		pthread_mutex_unlock(&p->mutex);
-	}
-	if (atomic_fetch_sub(&p->count, PAGES_EXIT) == PAGES_EXIT)
-		pages_free(p); /* not reached: the last reference waits for us */
-}
-
-/* Host address and contiguous bytes at @off of @p. */
-static uint8_t *pages_host(const struct ioas_pages *p, uint64_t off, uint64_t *avail)
-{
-	unsigned int lo = 0, hi = p->nsegs;
-
-	if (p->kind != PAGES_DMABUF) {
-		*avail = p->len - off;
-		return p->host + off;
-	}
-	/* Segments are sorted and contiguous: binary search, on the DMA path. */
-	while (lo < hi) {
-		const struct pages_seg *m = &p->segs[(lo + hi) / 2];
-
-		if (off < m->off) {
-			hi = (lo + hi) / 2;
-		} else if (off >= m->off + m->len) {
-			lo = (lo + hi) / 2 + 1;
-		} else {
-			*avail = m->off + m->len - off;
-			return m->host + (off - m->off);
-		}
-	}
-	*avail = 0;
-	return NULL;
-}
-
-/* Build the dma-buf pages for [start, start + len) of @buf (page aligned). */
-static int pages_dmabuf(struct p2p_dmabuf *buf, uint64_t start, uint64_t len, bool extended,
-			struct ioas_pages **out)
-{
-	struct p2p_attach_info info = {
-		.argsz = sizeof(info),
-		.flags = P2P_ATTACH_PEER2PEER,
-		.importer_ops = &pages_importer_ops,
-		.name = "iommufd",
-	};
-	const struct p2p_phys_range *ranges;
-	struct p2p_phys_range one;
-	struct ioas_pages *p;
-	unsigned int nr;
-	uint64_t pos = 0;
-	int ret;
-
-	p = pages_new(PAGES_DMABUF);
-	if (!p)
-		return -ENOMEM;
-	p->len = len;
-	info.importer_priv = p;
-	ret = p2p_dmabuf_attach(buf, &info, &p->attach);
-	if (ret) {
-		pages_put(p);
-		return ret;
-	}
-	p2p_dmabuf_resv_lock(buf);
-	if (extended) {
-		ret = p2p_attachment_map(p->attach, &p->sgt);
-		ranges = ret ? NULL : p->sgt->ents;
-		nr = ret ? 0 : p->sgt->nents;
-	} else {
-		/* The private interconnect: single-range VFIO dma-bufs only. */
-		ret = p2p_vfio_dmabuf_iommufd_map(p->attach, &one);
-		ranges = &one;
-		nr = 1;
-	}
-	if (!ret) {
-		p->segs = calloc(nr, sizeof(*p->segs));
-		if (!p->segs)
-			ret = -ENOMEM;
-	}
-	for (unsigned int i = 0; !ret && i < nr; i++) {
-		uint64_t rs = pos, re = pos + ranges[i].length;
-		uint64_t s = MAX(rs, start), e = MIN(re, start + len);
-
-		if (s < e)
-			p->segs[p->nsegs++] = (struct pages_seg){
-				.off = s - start,
-				.len = e - s,
-				.host = p2p_mem_ptr(ranges[i].mem, ranges[i].offset + (s - rs)),
-			};
-		pos = re;
-	}
-	p2p_dmabuf_resv_unlock(buf);
-	if (ret) {
-		pages_put(p);
-		return ret;
-	}
-	*out = p;
-	return 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* IOVA space                                                             */
 
-static uint64_t ioas_alignment(const struct p2p_ioas *ioas)
+uint64_t iopt_alignment(const struct p2p_ioas *ioas)
 {
 	return ioas->ndev || ioas->no_large_pages ? P2P_PAGE_SIZE : 1;
 }
@@ -572,7 +250,7 @@ static struct ioas_area *find_area(const struct p2p_ioas *ioas, uint64_t iova)
 	}
 }
 
-static bool range_allowed(const struct p2p_ioas *ioas, uint64_t iova, uint64_t last)
+bool iopt_range_allowed(const struct p2p_ioas *ioas, uint64_t iova, uint64_t last)
 {
 	if (!ioas->allowed)
 		return true;
@@ -701,7 +379,7 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 	if (!a)
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&ioas->lock);
-	align = ioas_alignment(ioas);
+	align = iopt_alignment(ioas);
 	/* Keep the low-order alignment of the backing where we can (2.3). */
 	phase = pages_off & (P2P_PAGE_SIZE - 1);
 	if ((length & (align - 1)) || (align > 1 && phase)) {
@@ -711,7 +389,7 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 			ret = -EINVAL;
 		else if (__builtin_add_overflow(*iova, length - 1, &last))
 			ret = -EOVERFLOW;
-		else if (!range_allowed(ioas, *iova, last))
+		else if (!iopt_range_allowed(ioas, *iova, last))
 			ret = -EINVAL;
 		else if (range_busy(ioas, *iova, last))
 			ret = -EEXIST;
@@ -748,7 +426,7 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 /* ---------------------------------------------------------------------- */
 /* Public map / unmap                                                      */
 
-static int check_map_args(uint32_t flags, uint64_t iova, uint64_t length, bool native)
+int iopt_check_map_args(uint32_t flags, uint64_t iova, uint64_t length, bool native)
 {
 	uint32_t known = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE |
 			 IOMMU_IOAS_MAP_READABLE | (native ? P2P_IOAS_MAP_EXTENDED : 0);
@@ -762,54 +440,19 @@ static int check_map_args(uint32_t flags, uint64_t iova, uint64_t length, bool n
 	return 0;
 }
 
-/* Is [va, va + len) mapped memory?  msync() says ENOMEM for holes. */
-/*
- * "Pin" [va, va + len): fault it in for the access the map allows, as
- * pin_user_pages() does.  Unmapped memory, or read-only memory mapped
- * WRITEABLE, fails (-EFAULT), so a device write can never hit it.
- */
-static int user_range_pin(const void *va, uint64_t len, uint32_t flags)
+int iopt_map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *iova,
+		  uint32_t flags)
 {
-	uintptr_t s = (uintptr_t)va & ~(uintptr_t)P2P_PAGE_MASK;
-	uintptr_t e = ALIGN_UP((uintptr_t)va + len, P2P_PAGE_SIZE);
-	int advice = (flags & IOMMU_IOAS_MAP_WRITEABLE) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
-
-	if (madvise((void *)s, e - s, advice) == 0)
-		return 0;
-	return errno == ENOMEM && !msync((void *)s, e - s, MS_ASYNC) ? -ENOMEM : -EFAULT;
-}
-
-static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *iova,
-		    uint32_t flags)
-{
-	uintptr_t base = (uintptr_t)va & ~(uintptr_t)P2P_PAGE_MASK, end;
 	struct ioas_pages *p;
+	uint64_t off;
 	int ret;
 
 	if (!length)
 		return -EINVAL;
-	if (__builtin_add_overflow((uintptr_t)va, length, &end))
-		return -EOVERFLOW;
-	if (cpumap_range_mapped((uintptr_t)va, length)) {
-		/*
-		 * A dma-buf mapping is VM_PFNMAP memory in the kernel: iommufd
-		 * cannot pin it, not even part of a range (kernel-semantics 4.2,
-		 * vfio_dma_mapping_mmio_test).
-		 */
-		return -EFAULT;
-	}
-	ret = user_range_pin(va, length, flags);
+	ret = pages_user(va, length, flags, &p, &off);
 	if (ret)
 		return ret;
-	/* The program may truncate what backs this memory: devices copy guarded. */
-	dma_guard_init();
-	p = pages_new(PAGES_USER);
-	if (!p)
-		return -ENOMEM;
-	p->host = (uint8_t *)base;
-	p->len = ALIGN_UP(end, P2P_PAGE_SIZE) - base;
-	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
-	ret = ioas_add(ioas, p, (uintptr_t)va - base, length, iova, flags);
+	ret = ioas_add(ioas, p, off, length, iova, flags);
 	if (ret)
 		pages_put(p);
 	return ret;
@@ -818,9 +461,9 @@ static int map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *
 P2P_API int p2p_ioas_map(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *iova,
 			 uint32_t flags)
 {
-	int ret = check_map_args(flags, *iova, length, false);
+	int ret = iopt_check_map_args(flags, *iova, length, false);
 
-	return ret ? ret : map_user(ioas, va, length, iova, flags);
+	return ret ? ret : iopt_map_user(ioas, va, length, iova, flags);
 }
 
 static int map_dmabuf(struct p2p_ioas *ioas, struct p2p_dmabuf *buf, uint64_t start,
@@ -858,49 +501,20 @@ static int map_dmabuf(struct p2p_ioas *ioas, struct p2p_dmabuf *buf, uint64_t st
 static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
 		     uint64_t *iova, uint32_t flags)
 {
-	uint64_t pstart = start & ~P2P_PAGE_MASK;
-	uint64_t plen = ALIGN_UP(start + length, P2P_PAGE_SIZE) - pstart;
 	struct ioas_pages *p;
-	struct stat st;
-	void *m;
-	int ret;
+	uint64_t off;
+	int ret = pages_memfd(fd, start, length, flags, &p, &off);
 
-	/* Only shmem files (memfds) can be mapped, as the kernel's checks. */
-	if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) < 0)
-		return -EINVAL;
-	/* start + length - 1 does not wrap (checked); start + length may. */
-	if (start + (length - 1) >= (uint64_t)st.st_size)
-		return -EINVAL;
-	m = mmap(NULL, plen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)pstart);
-	if (m == MAP_FAILED) {
-		m = mmap(NULL, plen, PROT_READ, MAP_SHARED, fd, (off_t)pstart);
-		if (m == MAP_FAILED)
-			return -errno;
-		if (flags & IOMMU_IOAS_MAP_WRITEABLE) {
-			munmap(m, plen);
-			return -EPERM;
-		}
-	}
-	p = pages_new(PAGES_MEMFD);
-	if (!p) {
-		munmap(m, plen);
-		return -ENOMEM;
-	}
-	/* The program may ftruncate() the memfd: devices copy guarded (fault.c). */
-	dma_guard_init();
-	p->host = m;
-	p->map_base = m;
-	p->map_len = plen;
-	p->len = plen;
-	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
-	ret = ioas_add(ioas, p, start - pstart, length, iova, flags);
+	if (ret)
+		return ret;
+	ret = ioas_add(ioas, p, off, length, iova, flags);
 	if (ret)
 		pages_put(p);
 	return ret;
 }
 
-static int ioas_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
-			 uint64_t *iova, uint32_t flags)
+int iopt_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
+		  uint64_t *iova, uint32_t flags)
 {
 	struct p2p_dmabuf *buf;
 	uint64_t last;
@@ -924,9 +538,9 @@ static int ioas_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t
 P2P_API int p2p_ioas_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
 			      uint64_t *iova, uint32_t flags)
 {
-	int ret = check_map_args(flags, *iova, length, true);
+	int ret = iopt_check_map_args(flags, *iova, length, true);
 
-	return ret ? ret : ioas_map_file(ioas, fd, start, length, iova, flags);
+	return ret ? ret : iopt_map_file(ioas, fd, start, length, iova, flags);
 }
 
 P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t iova,
@@ -938,11 +552,11 @@ P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, u
 	int ret;
 
 	flags |= IOMMU_IOAS_MAP_FIXED_IOVA;
-	ret = check_map_args(flags, iova, length, true);
+	ret = iopt_check_map_args(flags, iova, length, true);
 	if (ret)
 		return ret;
 	if (p2p_va_lookup(va, &buf, &off, &avail))
-		return map_user(ioas, va, length, &iova, flags);
+		return iopt_map_user(ioas, va, length, &iova, flags);
 	/* Type1 on a dma-buf mapping: through the dma-buf, revoked with it. */
 	if (!length)
 		ret = -EINVAL;
@@ -1062,7 +676,7 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 	uint64_t pos = src_iova, last, iova;
 	size_t n = 0, max = 0;
 	bool more = true;
-	int ret = check_map_args(flags, *dst_iova, length, false);
+	int ret = iopt_check_map_args(flags, *dst_iova, length, false);
 
 	if (ret)
 		return ret;
@@ -1288,481 +902,20 @@ P2P_API unsigned int p2p_ioas_nr_areas(struct p2p_ioas *ioas)
 	return n;
 }
 
-/* ---------------------------------------------------------------------- */
-/* Objects                                                                 */
-
-P2P_API void p2p_ioas_put(struct p2p_ioas *ioas)
+/* The IO page table of a new IOAS: an empty root. */
+int iopt_init(struct p2p_ioas *ioas)
 {
-	if (!ioas || !kref_put(&ioas->ref))
-		return;
-	p2p_ioas_unmap(ioas, 0, 0, NULL);
+	ioas->pt_root = calloc(PT_ENTRIES, sizeof(uintptr_t));
+	return ioas->pt_root ? 0 : -ENOMEM;
+}
+
+/* Free what iopt_init() and the (now unmapped) areas left. */
+void iopt_destroy(struct p2p_ioas *ioas)
+{
 	free(ioas->areas);
 	free(ioas->starts);
 	free(ioas->allowed);
 	pt_free(ioas->pt_root, PT_LEVELS - 1);
-	pthread_rwlock_destroy(&ioas->lock);
-	pthread_mutex_destroy(&ioas->drain_lock);
-	pthread_cond_destroy(&ioas->drain_cond);
-	free(ioas);
-}
-
-P2P_API struct p2p_ioas *p2p_ioas_ref(struct p2p_ioas *ioas)
-{
-	kref_get(&ioas->ref);
-	return ioas;
-}
-
-P2P_API uint32_t p2p_ioas_id(const struct p2p_ioas *ioas)
-{
-	return ioas->id;
-}
-
-/*
- * iommufd_fops_release(): destroy every object, then the context.  Bound
- * devices hold references on the file, so they are unbound by now; HWPTs
- * go before the IOASes they hold.
- */
-static void iommufd_release(struct p2p_file *file)
-{
-	struct p2p_iommufd *ctx = p2p_file_priv(file);
-
-	iommufd_ctx_release_xobjs(ctx);
-	for (uint32_t i = 0; i < ctx->nr_objs; i++)
-		p2p_ioas_put(ctx->objs[i]);
-	free(ctx->objs);
-	free(ctx->xobjs);
-	pthread_mutex_destroy(&ctx->lock);
-	free(ctx);
-}
-
-static long iommufd_file_ioctl(struct p2p_file *file, unsigned long cmd, void *arg)
-{
-	return p2p_iommufd_ioctl(p2p_file_priv(file), cmd, arg);
-}
-
-/* iommufd_fops: ioctl and release (no mmap, read or write in v6.19's base). */
-static const struct p2p_file_ops iommufd_fops = {
-	.name = "iommufd",
-	.ioctl = iommufd_file_ioctl,
-	.release = iommufd_release,
-};
-
-static int iommufd_create(int flags, struct p2p_iommufd **out)
-{
-	struct p2p_iommufd *ctx = calloc(1, sizeof(*ctx));
-	int ret;
-
-	if (!ctx)
-		return -ENOMEM;
-	pthread_mutex_init(&ctx->lock, NULL);
-	ret = p2p_file_create(&iommufd_fops, ctx, "", flags & ~O_CLOEXEC, &ctx->file);
-	if (ret) {
-		pthread_mutex_destroy(&ctx->lock);
-		free(ctx);
-		return ret;
-	}
-	*out = ctx;
-	return 0;
-}
-
-P2P_API int p2p_iommufd_open(struct p2p_iommufd **out)
-{
-	return iommufd_create(O_RDWR, out);
-}
-
-P2P_API int p2p_iommufd_open_fd(int flags)
-{
-	struct p2p_iommufd *ctx;
-	int ret = iommufd_create(flags, &ctx);
-
-	if (ret)
-		return ret;
-	ret = p2p_file_install(ctx->file, flags & O_CLOEXEC);
-	p2p_file_put(ctx->file); /* the fd holds the only reference now, or release */
-	return ret;
-}
-
-P2P_API int p2p_iommufd_get(int fd, struct p2p_iommufd **out)
-{
-	struct p2p_file *f;
-	int ret = p2p_file_from_fd(fd, &iommufd_fops, &f);
-
-	if (!ret)
-		*out = p2p_file_priv(f);
-	return ret;
-}
-
-P2P_API void p2p_iommufd_put(struct p2p_iommufd *ctx)
-{
-	if (ctx)
-		p2p_file_put(ctx->file);
-}
-
-P2P_API void p2p_iommufd_close(struct p2p_iommufd *ctx)
-{
-	p2p_iommufd_put(ctx);
-}
-
-P2P_API int p2p_iommufd_fd(const struct p2p_iommufd *ctx)
-{
-	return p2p_file_fd(ctx->file);
-}
-
-P2P_API int p2p_ioas_alloc(struct p2p_iommufd *ctx, uint32_t *id, struct p2p_ioas **out)
-{
-	struct p2p_ioas *ioas = calloc(1, sizeof(*ioas));
-	uint32_t slot;
-
-	if (!ioas)
-		return -ENOMEM;
-	ioas->pt_root = calloc(PT_ENTRIES, sizeof(uintptr_t));
-	if (!ioas->pt_root) {
-		free(ioas);
-		return -ENOMEM;
-	}
-	kref_init(&ioas->ref);
-	pthread_rwlock_init(&ioas->lock, NULL);
-	pthread_mutex_init(&ioas->drain_lock, NULL);
-	pthread_cond_init(&ioas->drain_cond, NULL);
-	ioas->ctx = ctx;
-	pthread_mutex_lock(&ctx->lock);
-	if (iommufd_slot_alloc_locked(ctx, &slot)) {
-		pthread_mutex_unlock(&ctx->lock);
-		free(ioas->pt_root);
-		free(ioas);
-		return -ENOMEM;
-	}
-	ctx->objs[slot] = ioas;
-	ioas->id = slot + 1;
-	if (out)
-		kref_get(&ioas->ref);
-	pthread_mutex_unlock(&ctx->lock);
-	*id = ioas->id;
-	if (out)
-		*out = ioas;
-	return 0;
-}
-
-P2P_API int p2p_ioas_get(struct p2p_iommufd *ctx, uint32_t id, struct p2p_ioas **out)
-{
-	int ret = -ENOENT;
-
-	pthread_mutex_lock(&ctx->lock);
-	if (id && id <= ctx->nr_objs && ctx->objs[id - 1]) {
-		*out = ctx->objs[id - 1];
-		kref_get(&(*out)->ref);
-		ret = 0;
-	}
-	pthread_mutex_unlock(&ctx->lock);
-	return ret;
-}
-
-static int ioas_destroy(struct p2p_iommufd *ctx, uint32_t id)
-{
-	struct p2p_ioas *ioas = NULL;
-	int ret = -ENOENT;
-
-	pthread_mutex_lock(&ctx->lock);
-	if (id && id <= ctx->nr_objs && !ctx->objs[id - 1] && ctx->xobjs[id - 1]) {
-		pthread_mutex_unlock(&ctx->lock);
-		return iommufd_xobj_destroy(ctx, id);
-	}
-	if (id && id <= ctx->nr_objs && ctx->objs[id - 1]) {
-		ioas = ctx->objs[id - 1];
-		pthread_rwlock_rdlock(&ioas->lock);
-		ret = ioas->ndev ? -EBUSY : 0;
-		pthread_rwlock_unlock(&ioas->lock);
-		if (!ret)
-			ctx->objs[id - 1] = NULL;
-	}
-	pthread_mutex_unlock(&ctx->lock);
-	if (!ret)
-		p2p_ioas_put(ioas);
-	return ret;
-}
-
-/* ---------------------------------------------------------------------- */
-/* ioctl framing                                                           */
-
-static int ioas_ranges(struct p2p_ioas *ioas, struct iommu_ioas_iova_ranges *cmd)
-{
-	struct iommu_iova_range full = { 0, IOVA_MAX };
-	const struct iommu_iova_range *r = ioas->allowed ? ioas->allowed : &full;
-	uint32_t n = ioas->allowed ? ioas->nr_allowed : 1;
-	int ret = 0;
-
-	pthread_rwlock_rdlock(&ioas->lock);
-	if (cmd->num_iovas >= n)
-		ret = copy_to_user((void *)(uintptr_t)cmd->allowed_iovas, r, n * sizeof(*r));
-	else
-		ret = -EMSGSIZE;
-	cmd->num_iovas = n;
-	cmd->out_iova_alignment = ioas_alignment(ioas);
-	pthread_rwlock_unlock(&ioas->lock);
-	return ret;
-}
-
-static int ioas_allow(struct p2p_ioas *ioas, const struct iommu_ioas_allow_iovas *cmd)
-{
-	struct iommu_iova_range *r = NULL;
-	int ret = 0;
-
-	if (cmd->__reserved)
-		return -EOPNOTSUPP;
-	if (cmd->num_iovas) {
-		if (cmd->num_iovas > 4096)
-			return -EINVAL;
-		r = calloc(cmd->num_iovas, sizeof(*r));
-		if (!r)
-			return -ENOMEM;
-		if (copy_from_user(r, (void *)(uintptr_t)cmd->allowed_iovas,
-				   cmd->num_iovas * sizeof(*r))) {
-			free(r);
-			return -EFAULT;
-		}
-		for (uint32_t i = 0; i < cmd->num_iovas; i++)
-			if (r[i].start > r[i].last)
-				ret = -EINVAL;
-	}
-	pthread_rwlock_wrlock(&ioas->lock);
-	if (!ret) {
-		/* Existing areas must stay allowed. */
-		struct iommu_iova_range *old = ioas->allowed;
-		uint32_t old_n = ioas->nr_allowed;
-
-		ioas->allowed = r;
-		ioas->nr_allowed = cmd->num_iovas;
-		for (size_t i = 0; r && i < ioas->nr; i++)
-			if (!range_allowed(ioas, ioas->areas[i]->iova,
-					   ioas->areas[i]->iova + (ioas->areas[i]->length - 1)))
-				ret = -EADDRINUSE;
-		if (ret) {
-			ioas->allowed = old;
-			ioas->nr_allowed = old_n;
-		} else {
-			free(old);
-			r = NULL;
-		}
-	}
-	pthread_rwlock_unlock(&ioas->lock);
-	free(r);
-	return ret;
-}
-
-/* Copy in a size-prefixed command (iommufd framing rules). */
-static int cmd_in(void *arg, void *cmd, size_t kernel_size, size_t min_size)
-{
-	uint32_t size;
-
-	if (copy_from_user(&size, arg, sizeof(size)))
-		return -EFAULT;
-	if (size < min_size)
-		return -EINVAL;
-	memset(cmd, 0, kernel_size);
-	if (copy_from_user(cmd, arg, MIN(size, kernel_size)))
-		return -EFAULT;
-	/*
-	 * The tail must be zero (copy_struct_from_user()).  size is the
-	 * caller's u32: read it a page at a time (a page is readable whole or
-	 * not at all, so the errno is the same as byte by byte), not a byte
-	 * per copy.
-	 */
-	for (size_t i = kernel_size; i < size;) {
-		uint8_t chunk[256];
-		uintptr_t at = (uintptr_t)arg + i;
-		size_t n = MIN(MIN(size - i, sizeof(chunk)), P2P_PAGE_SIZE - (at & P2P_PAGE_MASK));
-
-		if (copy_from_user(chunk, (void *)at, n))
-			return -EFAULT;
-		for (size_t k = 0; k < n; k++)
-			if (chunk[k])
-				return -E2BIG;
-		i += n;
-	}
-	return 0;
-}
-
-#define CMD_IN(arg, cmd, last) \
-	cmd_in(arg, &(cmd), sizeof(cmd), offsetof(__typeof__(cmd), last) + sizeof((cmd).last))
-#define CMD_OUT(arg, cmd) copy_to_user(arg, &(cmd), sizeof(cmd))
-
-P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long req, void *arg)
-{
-	struct p2p_ioas *ioas, *src;
-	uint64_t iova;
-	int ret;
-
-	switch (req) {
-	case IOMMU_DESTROY: {
-		struct iommu_destroy cmd;
-
-		ret = CMD_IN(arg, cmd, id);
-		return ret ? ret : ioas_destroy(ctx, cmd.id);
-	}
-	case IOMMU_IOAS_ALLOC: {
-		struct iommu_ioas_alloc cmd;
-
-		ret = CMD_IN(arg, cmd, out_ioas_id);
-		if (ret)
-			return ret;
-		if (cmd.flags)
-			return -EOPNOTSUPP;
-		ret = p2p_ioas_alloc(ctx, &cmd.out_ioas_id, NULL);
-		if (!ret && (ret = CMD_OUT(arg, cmd)))
-			ioas_destroy(ctx, cmd.out_ioas_id);
-		return ret;
-	}
-	case IOMMU_IOAS_IOVA_RANGES: {
-		struct iommu_ioas_iova_ranges cmd;
-
-		ret = CMD_IN(arg, cmd, out_iova_alignment);
-		if (ret)
-			return ret;
-		if (cmd.__reserved)
-			return -EOPNOTSUPP; /* iommufd_ioas_iova_ranges(), before the ID */
-		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
-			return ret;
-		ret = ioas_ranges(ioas, &cmd);
-		p2p_ioas_put(ioas);
-		if (!ret || ret == -EMSGSIZE) {
-			int r2 = CMD_OUT(arg, cmd);
-
-			ret = r2 ? r2 : ret;
-		}
-		return ret;
-	}
-	case IOMMU_IOAS_ALLOW_IOVAS: {
-		struct iommu_ioas_allow_iovas cmd;
-
-		ret = CMD_IN(arg, cmd, allowed_iovas);
-		if (ret)
-			return ret;
-		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
-			return ret;
-		ret = ioas_allow(ioas, &cmd);
-		p2p_ioas_put(ioas);
-		return ret;
-	}
-	case IOMMU_IOAS_MAP: {
-		struct iommu_ioas_map cmd;
-
-		ret = CMD_IN(arg, cmd, iova);
-		if (ret)
-			return ret;
-		if (cmd.__reserved)
-			return -EOPNOTSUPP;
-		if ((ret = check_map_args(cmd.flags, cmd.iova, cmd.length, false)))
-			return ret;
-		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
-			return ret;
-		iova = cmd.iova;
-		ret = map_user(ioas, (void *)(uintptr_t)cmd.user_va, cmd.length, &iova,
-			       cmd.flags);
-		cmd.iova = iova;
-		if (!ret && (ret = CMD_OUT(arg, cmd)))
-			p2p_ioas_unmap(ioas, cmd.iova, cmd.length, NULL);
-		p2p_ioas_put(ioas);
-		return ret;
-	}
-	case IOMMU_IOAS_MAP_FILE: {
-		struct iommu_ioas_map_file cmd;
-
-		ret = CMD_IN(arg, cmd, iova);
-		if (ret)
-			return ret;
-		if ((ret = check_map_args(cmd.flags, cmd.iova, cmd.length, false)))
-			return ret;
-		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
-			return ret;
-		iova = cmd.iova;
-		ret = ioas_map_file(ioas, cmd.fd, cmd.start, cmd.length, &iova, cmd.flags);
-		cmd.iova = iova;
-		if (!ret && (ret = CMD_OUT(arg, cmd)))
-			p2p_ioas_unmap(ioas, cmd.iova, cmd.length, NULL);
-		p2p_ioas_put(ioas);
-		return ret;
-	}
-	case IOMMU_IOAS_UNMAP: {
-		struct iommu_ioas_unmap cmd;
-		uint64_t done = 0;
-
-		ret = CMD_IN(arg, cmd, length);
-		if (ret)
-			return ret;
-		if ((ret = p2p_ioas_get(ctx, cmd.ioas_id, &ioas)))
-			return ret;
-		/* iommufd_ioas_unmap(): 0, U64_MAX is "all"; 0, 0 is a bad length */
-		if (!cmd.iova && cmd.length == UINT64_MAX)
-			ret = p2p_ioas_unmap(ioas, 0, 0, &done);
-		else if (cmd.iova >= IOVA_MAX || cmd.length >= IOVA_MAX)
-			ret = -EOVERFLOW;
-		else if (!cmd.length)
-			ret = -EINVAL;
-		else
-			ret = p2p_ioas_unmap(ioas, cmd.iova, cmd.length, &done);
-		p2p_ioas_put(ioas);
-		cmd.length = done;
-		return ret ? ret : CMD_OUT(arg, cmd);
-	}
-	case IOMMU_IOAS_COPY: {
-		struct iommu_ioas_copy cmd;
-
-		ret = CMD_IN(arg, cmd, src_iova);
-		if (ret)
-			return ret;
-		if ((ret = p2p_ioas_get(ctx, cmd.src_ioas_id, &src)))
-			return ret;
-		if ((ret = p2p_ioas_get(ctx, cmd.dst_ioas_id, &ioas))) {
-			p2p_ioas_put(src);
-			return ret;
-		}
-		iova = cmd.dst_iova;
-		ret = p2p_ioas_copy(ioas, src, cmd.src_iova, cmd.length, &iova, cmd.flags);
-		cmd.dst_iova = iova;
-		if (!ret && (ret = CMD_OUT(arg, cmd)))
-			p2p_ioas_unmap(ioas, cmd.dst_iova, cmd.length, NULL);
-		p2p_ioas_put(ioas);
-		p2p_ioas_put(src);
-		return ret;
-	}
-	default:
-		/* IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_OPTION (src/iommu/device.c) */
-		return iommufd_ext_ioctl(ctx, req, arg);
-	}
-}
-
-/* ---------------------------------------------------------------------- */
-/* For src/iommu/device.c                                                  */
-
-/* A free object slot (ID = slot + 1), growing the table; ctx->lock held. */
-int iommufd_slot_alloc_locked(struct p2p_iommufd *ctx, uint32_t *out)
-{
-	uint32_t slot;
-
-	for (slot = 0; slot < ctx->nr_objs && (ctx->objs[slot] || ctx->xobjs[slot]); slot++)
-		;
-	if (slot == ctx->nr_objs) {
-		struct p2p_ioas **n = realloc(ctx->objs, (ctx->nr_objs + 1) * sizeof(*n));
-		struct iommufd_xobj **x;
-
-		if (!n)
-			return -ENOMEM;
-		ctx->objs = n;
-		x = realloc(ctx->xobjs, (ctx->nr_objs + 1) * sizeof(*x));
-		if (!x)
-			return -ENOMEM;
-		ctx->xobjs = x;
-		ctx->objs[slot] = NULL;
-		ctx->xobjs[slot] = NULL;
-		ctx->nr_objs++;
-	}
-	*out = slot;
-	return 0;
-}
-
-int iommufd_cmd_copy_in(void *arg, void *cmd, size_t kernel_size, size_t min_size)
-{
-	return cmd_in(arg, cmd, kernel_size, min_size);
 }
 
 /* iopt_disable_large_pages() / iopt_enable_large_pages() */
