@@ -15,7 +15,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
-#include "../pci/pci.h"
+#include "vfio_priv.h"
 
 struct vfio_dmabuf {
 	struct list_head node;	     /* pdev->dmabufs, under memory_lock */
