@@ -261,9 +261,9 @@ P2P_API const struct p2p_phys_range *p2p_dmabuf_ranges(const struct p2p_dmabuf *
 /**
  * p2p_dmabuf_resv_lock() - take the reservation lock
  *
- * Lock order: device memory lock, then resv, then importer locks.  Dynamic
- * importers call p2p_attachment_map()/unmap() and p2p_dmabuf_resv_add_fence()
- * with it held.
+ * Exporters' locks come before it, importers' after it (docs/locking.md).
+ * Dynamic importers call p2p_attachment_map()/unmap() and
+ * p2p_dmabuf_resv_add_fence() with it held.
  */
 P2P_API void p2p_dmabuf_resv_lock(struct p2p_dmabuf *buf);
 /** p2p_dmabuf_resv_trylock() - take the reservation lock if it is free; Return: true if taken */

@@ -9,7 +9,7 @@
  * priv->pdev back-pointer; status changes happen under memory_lock write
  * and resv (p2p_dmabuf_revoke takes resv).  The release of a listed buffer
  * takes memory_lock to unlink it, so a walk under memory_lock needs no
- * references to keep the buffers alive.
+ * references to keep the buffers alive.  The order is docs/locking.md's.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
