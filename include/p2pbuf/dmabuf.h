@@ -126,6 +126,14 @@ enum p2p_dma_dir {
  *	buffer's ranges.  Without it mmap fails -EINVAL.
  * @begin_cpu_access / @end_cpu_access: optional cache bracketing.
  * @release: required.  Called once, when the last reference is dropped.
+ * @iommufd_map: optional.  The exporter's private interconnect with the
+ *	IOMMU layer (kernel-semantics 1.5, the kernel's
+ *	vfio_pci_dma_buf_iommufd_map(); the "DMA-buf mapping types"
+ *	proposal makes it a mapping type): the single physical range behind
+ *	@attach, without an SG table.  Called through
+ *	p2p_attachment_iommufd_map() with resv held.  Returns -EOPNOTSUPP
+ *	when the buffer cannot be mapped that way (more than one range),
+ *	-ENODEV while revoked.  Without it the core answers -EOPNOTSUPP.
  */
 struct p2p_dmabuf_ops {
 	int (*attach)(struct p2p_dmabuf *buf, struct p2p_attachment *attach);
@@ -139,6 +147,7 @@ struct p2p_dmabuf_ops {
 	int (*begin_cpu_access)(struct p2p_dmabuf *buf, enum p2p_dma_dir dir);
 	int (*end_cpu_access)(struct p2p_dmabuf *buf, enum p2p_dma_dir dir);
 	void (*release)(struct p2p_dmabuf *buf);
+	int (*iommufd_map)(struct p2p_attachment *attach, struct p2p_phys_range *out);
 };
 
 /**
@@ -252,9 +261,9 @@ P2P_API const struct p2p_phys_range *p2p_dmabuf_ranges(const struct p2p_dmabuf *
 /**
  * p2p_dmabuf_resv_lock() - take the reservation lock
  *
- * Lock order: device memory lock, then resv, then importer locks.  Dynamic
- * importers call p2p_attachment_map()/unmap() and p2p_dmabuf_resv_add_fence()
- * with it held.
+ * Exporters' locks come before it, importers' after it (docs/locking.md).
+ * Dynamic importers call p2p_attachment_map()/unmap() and
+ * p2p_dmabuf_resv_add_fence() with it held.
  */
 P2P_API void p2p_dmabuf_resv_lock(struct p2p_dmabuf *buf);
 /** p2p_dmabuf_resv_trylock() - take the reservation lock if it is free; Return: true if taken */
@@ -388,6 +397,20 @@ P2P_API bool p2p_attachment_is_peer2peer(const struct p2p_attachment *attach);
 P2P_API int p2p_attachment_map(struct p2p_attachment *attach, struct p2p_sgt **out);
 /** p2p_attachment_unmap() - release a map; resv held if dynamic. */
 P2P_API void p2p_attachment_unmap(struct p2p_attachment *attach, struct p2p_sgt *sgt);
+/**
+ * p2p_attachment_iommufd_map() - the exporter's private interconnect
+ * @attach: the attachment; resv held
+ * @out: the single physical range behind the buffer
+ *
+ * How the IOMMU layer maps a dma-buf for IOMMU_IOAS_MAP_FILE without an SG
+ * table: the exporter's @iommufd_map op (struct p2p_dmabuf_ops), so the
+ * importer never calls an exporter by name.  Nothing to unmap.
+ *
+ * Return: 0, -EOPNOTSUPP (the exporter has no such interconnect, or the
+ * buffer has more than one range), -ENODEV (revoked).
+ */
+P2P_API int p2p_attachment_iommufd_map(struct p2p_attachment *attach,
+				       struct p2p_phys_range *out);
 /**
  * p2p_attachment_pin() - pin (does not block revoke)
  *

@@ -13,9 +13,8 @@
  * unmaps them at once, waits (through a fence) for DMA in flight, and they
  * are never remapped automatically (kernel-semantics 2.5).
  *
- * Lock order: the ioas lock and dma-buf resv both come before the lock of
- * an area's backing; translations take only the ioas lock (read) and
- * atomics.
+ * Locking: translations take only the IOAS lock (read) and atomics; the
+ * lock order of the whole library is docs/locking.md.
  */
 #ifndef P2PBUF_IOMMU_H
 #define P2PBUF_IOMMU_H

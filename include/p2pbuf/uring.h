@@ -25,8 +25,7 @@
  * Errors of a request come back in its completion (cqe->res = -errno), as
  * with the kernel.  Every function is thread-safe.
  *
- * Lock order: dma-buf resv, then the CQ lock, then the SQ lock, then a
- * slot's lock.
+ * Locking: the lock order of the whole library is docs/locking.md.
  */
 #ifndef P2PBUF_URING_H
 #define P2PBUF_URING_H

@@ -9,8 +9,8 @@
  * index << 40 offsets, ioctls with the kernel's structures, BAR mmap through
  * dma-bufs, and VFIO_DEVICE_FEATURE DMA_BUF export.
  *
- * Lock order (see src/vfio/vfio.c): device set lock, then each function's
- * memory lock (rw), then dma-buf resv, then importer locks.
+ * Locking: a function's memory lock (rw) serializes its revoke triggers;
+ * the lock order of the whole library is docs/locking.md.
  */
 #ifndef P2PBUF_VFIO_H
 #define P2PBUF_VFIO_H

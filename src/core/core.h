@@ -2,20 +2,11 @@
 /*
  * dma-buf core internals.
  *
- * Lock order (outer to inner), shared by every subsystem:
- *   1. device set lock (hot reset), then a function's memory lock (rw),
- *      taken by exporters (src/vfio) around revoke/un-revoke;
- *   1b. the fork gate (read), then buf->tree.apply: applying a dma-buf's
- *      tree-wide state in this process (src/core/tree.c); the process-tree
- *      list lock (tree_lock) comes after the importer locks, before
- *      map_lock / cpu_lock (docs/locking.md, levels 3c and 6b);
- *   2. buf->resv: attachment list, fences, status writes, dynamic map/unmap;
- *   3. importer locks (IOAS, io_uring slot), taken in invalidate callbacks;
- *   4. buf->map_lock (the count of live attachment maps), buf->cpu_lock
- *      (CPU mappings of this buffer), then the global VA registry lock;
- *   5. leaf locks: fd table, fence locks.
- * The list of live dma-bufs (db_lock, dmabuf.c) is taken before resv (bufinfo).
- * Revoke waits for unmaps and zaps CPU mappings without holding resv.
+ * Locks of a buffer: buf->resv protects its attachment list, fences,
+ * status writes and dynamic map/unmap; buf->map_lock the count of live
+ * attachment maps; buf->cpu_lock its CPU mappings; buf->tree.apply
+ * applying its tree-wide state here (tree.c).  Their order, and the rest
+ * of the library's, is docs/locking.md's.
  */
 #ifndef P2PBUF_CORE_H
 #define P2PBUF_CORE_H

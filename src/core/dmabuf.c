@@ -10,12 +10,13 @@
  * buffer's.  The file's open mode is fixed at export (exp_info.flags) and
  * shared by all its fds.
  *
- * Lock order: see core.h.  In short: exporter outer locks, then resv, then
- * importer locks, then map_lock / cpu_lock.  The status is written under
- * resv (and by exporters under their own outer lock too); it is read
- * without locks where a stale value is harmless and re-checked under resv
- * or cpu_lock where it is not.  db_lock (the list of live buffers) is taken
- * before resv by bufinfo, and alone by export and release.
+ * Locking (the order is docs/locking.md's): the locks of a buffer are
+ * core.h's.  The status is written under resv (and by exporters under
+ * their own outer lock too); it is read without locks where a stale value
+ * is harmless and re-checked under resv or cpu_lock where it is not.
+ * db_lock protects the list of live buffers; it is a leaf: export and
+ * release take it alone, bufinfo takes references under it and describes
+ * the buffers without it.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -499,6 +500,13 @@ P2P_API int p2p_attachment_map(struct p2p_attachment *a, struct p2p_sgt **out)
 		pthread_mutex_unlock(&buf->map_lock);
 	}
 	return ret;
+}
+
+P2P_API int p2p_attachment_iommufd_map(struct p2p_attachment *a, struct p2p_phys_range *out)
+{
+	const struct p2p_dmabuf_ops *ops = a->buf->ops;
+
+	return ops->iommufd_map ? ops->iommufd_map(a, out) : -EOPNOTSUPP;
 }
 
 P2P_API void p2p_attachment_unmap(struct p2p_attachment *a, struct p2p_sgt *sgt)

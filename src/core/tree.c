@@ -56,8 +56,8 @@
  *
  * Locking: tree_lock (local) protects the list of live buffers, the
  * registration (self) and the held bits of this process; a buffer's
- * tree.apply mutex serializes applying its state in this process and nests
- * inside the exporter's locks, outside resv (see core.h).
+ * tree.apply mutex serializes applying its state in this process (the
+ * order is docs/locking.md's).
  */
 #define _GNU_SOURCE
 #include <limits.h>

@@ -14,13 +14,14 @@
 #define _GNU_SOURCE
 #include <p2pbuf/devices.h>
 
-#include "../pci/pci.h"
+#include "../util/private.h"
 
 struct copy_engine {
 	pthread_mutex_t lock;
 	pthread_cond_t kick; /* doorbell, stop */
 	pthread_cond_t idle;
 	pthread_t thread;
+	bool started; /* the worker runs: release stops it and frees the engine */
 	bool stop, busy;
 	uint64_t ring, compl;
 	uint32_t ring_size, ctrl, status;
@@ -243,6 +244,8 @@ static void ce_release(struct p2p_pci_dev *dev)
 {
 	struct copy_engine *ce = p2p_pci_dev_priv(dev);
 
+	if (!ce->started)
+		return; /* unplugged by a failed create, which frees the engine */
 	pthread_mutex_lock(&ce->lock);
 	ce->stop = true;
 	pthread_cond_signal(&ce->kick);
@@ -293,12 +296,12 @@ P2P_API int p2p_copy_engine_create(const char *name, struct p2p_pci_devset *set,
 		pthread_mutex_destroy(&ce->lock);
 		pthread_cond_destroy(&ce->kick);
 		pthread_cond_destroy(&ce->idle);
-		/* Unplug without the release op: no thread to stop. */
-		ce->dev->ops = NULL;
+		/* Unplug: no thread to stop (the release op sees !started). */
 		p2p_pci_dev_put(ce->dev);
 		free(ce);
 		return ret;
 	}
+	ce->started = true;
 	*out = ce->dev;
 	return 0;
 }

@@ -55,7 +55,7 @@
 
 #include <p2pbuf/devices.h>
 
-#include "../pci/pci.h"
+#include "../util/private.h"
 
 #define SD_MAX_INFLIGHT 64	  /* commands in flight (one SQE each at a time) */
 #define SD_RING_ENTRIES 64	  /* io_uring submission queue */
@@ -81,6 +81,7 @@ struct storage {
 	pthread_cond_t kick; /* doorbell, enable, stop: signalled under lock */
 	pthread_cond_t idle; /* inflight reached 0: broadcast under lock */
 	pthread_t thread;
+	bool started; /* the worker runs: release stops it and frees the device */
 	atomic_bool stop;    /* release */
 	atomic_bool quiesce; /* reset in progress: fetch nothing */
 	/* Registers: written under lock by the driver side, read anywhere. */
@@ -590,6 +591,8 @@ static void sd_release(struct p2p_pci_dev *dev)
 {
 	struct storage *sd = p2p_pci_dev_priv(dev);
 
+	if (!sd->started)
+		return; /* unplugged by a failed create, which frees the device */
 	pthread_mutex_lock(&sd->lock);
 	atomic_store(&sd->stop, true);
 	pthread_cond_signal(&sd->kick);
@@ -706,11 +709,11 @@ P2P_API int p2p_storage_create(const char *name, struct p2p_pci_devset *set, uin
 		goto err_ring;
 	ret = -pthread_create(&sd->thread, NULL, sd_worker, sd);
 	if (ret) {
-		/* Unplug without the release op: no thread to stop. */
-		sd->dev->ops = NULL;
+		/* Unplug: no thread to stop (the release op sees !started). */
 		p2p_pci_dev_put(sd->dev);
 		goto err_ring;
 	}
+	sd->started = true;
 	*out = sd->dev;
 	return 0;
 

@@ -18,7 +18,7 @@
  * access count is atomic.  The core calls the ops with resv held (attach;
  * map/unmap for dynamic importers) or with no lock at all (map/unmap for
  * static importers, mmap, begin/end_cpu_access, release); they take no
- * lock, so they fit anywhere in the lock order of src/core/core.h.
+ * lock, so they fit anywhere in the lock order (docs/locking.md).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>

@@ -17,8 +17,7 @@
  * no dirty tracking, no PASID, no nesting and no fault queues.
  *
  * Locking: ctx->lock protects the object table, each HWPT's users and each
- * device's HWPT; the device ops are called under it (lock order in
- * iommufd.h).  The list of contexts has its own leaf lock.
+ * device's HWPT; the device ops are called under it (docs/locking.md).
  */
 #define _GNU_SOURCE
 #include <linux/capability.h>
@@ -290,7 +289,7 @@ P2P_API void p2p_iommufd_device_unbind(struct p2p_iommufd_device *idev)
 }
 
 /* ---------------------------------------------------------------------- */
-/* ioctls                                                                  */
+/* ioctls (rows of the table in main.c)                                    */
 
 /* iommufd_ucmd_respond(): copy back at most what the caller's struct holds. */
 static int respond(void *arg, const void *cmd, size_t kernel_size)
@@ -301,8 +300,6 @@ static int respond(void *arg, const void *cmd, size_t kernel_size)
 		return -EFAULT;
 	return copy_to_user(arg, cmd, MIN((size_t)size, kernel_size));
 }
-
-#define CMD_MIN(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
 
 static bool has_cap_sys_resource(void)
 {
@@ -361,95 +358,89 @@ static int option_huge_pages(struct p2p_iommufd *ctx, struct iommu_option *cmd)
 	return ret;
 }
 
-static long ioctl_option(struct p2p_iommufd *ctx, void *arg)
+int iommufd_option(struct iommufd_ucmd *ucmd)
 {
-	struct iommu_option cmd;
-	int ret = iommufd_cmd_copy_in(arg, &cmd, sizeof(cmd), CMD_MIN(struct iommu_option, val64));
+	struct iommu_option *cmd = ucmd->cmd;
+	struct p2p_iommufd *ctx = ucmd->ictx;
+	int ret;
 
-	if (ret)
-		return ret;
-	if (cmd.__reserved)
+	if (cmd->__reserved)
 		return -EOPNOTSUPP;
-	switch (cmd.option_id) {
+	switch (cmd->option_id) {
 	case IOMMU_OPTION_RLIMIT_MODE:
-		ret = option_rlimit_mode(ctx, &cmd);
+		ret = option_rlimit_mode(ctx, cmd);
 		break;
 	case IOMMU_OPTION_HUGE_PAGES:
-		ret = option_huge_pages(ctx, &cmd);
+		ret = option_huge_pages(ctx, cmd);
 		break;
 	default:
 		return -EOPNOTSUPP;
 	}
 	if (ret)
 		return ret;
-	return copy_to_user((uint8_t *)arg + offsetof(struct iommu_option, val64), &cmd.val64,
-			    sizeof(cmd.val64));
+	return copy_to_user((uint8_t *)ucmd->ubuffer + offsetof(struct iommu_option, val64),
+			    &cmd->val64, sizeof(cmd->val64));
 }
 
-static long ioctl_get_hw_info(struct p2p_iommufd *ctx, void *arg)
+int iommufd_get_hw_info(struct iommufd_ucmd *ucmd)
 {
-	struct iommu_hw_info cmd;
-	int ret = iommufd_cmd_copy_in(arg, &cmd, sizeof(cmd),
-				      CMD_MIN(struct iommu_hw_info, __reserved));
+	struct iommu_hw_info *cmd = ucmd->cmd;
+	struct p2p_iommufd *ctx = ucmd->ictx;
 	bool found;
 
-	if (ret)
-		return ret;
-	if (cmd.flags & ~(uint32_t)IOMMU_HW_INFO_FLAG_INPUT_TYPE)
+	if (cmd->flags & ~(uint32_t)IOMMU_HW_INFO_FLAG_INPUT_TYPE)
 		return -EOPNOTSUPP;
-	if (cmd.__reserved[0] || cmd.__reserved[1] || cmd.__reserved[2])
+	if (cmd->__reserved[0] || cmd->__reserved[1] || cmd->__reserved[2])
 		return -EOPNOTSUPP;
 	pthread_mutex_lock(&ctx->lock);
-	found = xobj_find_locked(ctx, cmd.dev_id, IOMMUFD_OBJ_DEVICE);
+	found = xobj_find_locked(ctx, cmd->dev_id, IOMMUFD_OBJ_DEVICE);
 	pthread_mutex_unlock(&ctx->lock);
 	if (!found)
 		return -ENOENT;
 	/* No hw_info op: type NONE, no data; the caller's buffer is zeroed. */
-	cmd.out_data_type = IOMMU_HW_INFO_TYPE_NONE;
-	for (uint32_t i = 0; i < cmd.data_len; i++) {
+	cmd->out_data_type = IOMMU_HW_INFO_TYPE_NONE;
+	for (uint32_t i = 0; i < cmd->data_len; i++) {
 		uint8_t z = 0;
 
-		if (copy_to_user((uint8_t *)(uintptr_t)cmd.data_uptr + i, &z, 1))
+		if (copy_to_user((uint8_t *)(uintptr_t)cmd->data_uptr + i, &z, 1))
 			return -EFAULT;
 	}
-	cmd.data_len = 0;
-	cmd.out_capabilities = 0;
-	cmd.out_max_pasid_log2 = 0;
-	return respond(arg, &cmd, sizeof(cmd));
+	cmd->data_len = 0;
+	cmd->out_capabilities = 0;
+	cmd->out_max_pasid_log2 = 0;
+	return respond(ucmd->ubuffer, cmd, sizeof(*cmd));
 }
 
-static long ioctl_hwpt_alloc(struct p2p_iommufd *ctx, void *arg)
+int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 {
 	const uint32_t paging_flags = IOMMU_HWPT_ALLOC_NEST_PARENT |
 				      IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
 				      IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
+	struct iommu_hwpt_alloc *cmd = ucmd->cmd;
+	struct p2p_iommufd *ctx = ucmd->ictx;
 	struct iommufd_hwpt *h = NULL;
-	struct iommu_hwpt_alloc cmd;
 	uint32_t id;
-	int ret = iommufd_cmd_copy_in(arg, &cmd, sizeof(cmd),
-				      CMD_MIN(struct iommu_hwpt_alloc, __reserved));
+	int ret = 0;
 
-	if (ret)
-		return ret;
-	if (cmd.__reserved)
+	if (cmd->__reserved)
 		return -EOPNOTSUPP;
-	if ((cmd.data_type == IOMMU_HWPT_DATA_NONE && cmd.data_len) ||
-	    (cmd.data_type != IOMMU_HWPT_DATA_NONE && !cmd.data_len))
+	if ((cmd->data_type == IOMMU_HWPT_DATA_NONE && cmd->data_len) ||
+	    (cmd->data_type != IOMMU_HWPT_DATA_NONE && !cmd->data_len))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	id = cmd.pt_id;
-	if (!xobj_find_locked(ctx, cmd.dev_id, IOMMUFD_OBJ_DEVICE)) {
+	id = cmd->pt_id;
+	if (!xobj_find_locked(ctx, cmd->dev_id, IOMMUFD_OBJ_DEVICE)) {
 		ret = -ENOENT;
 	} else if (id && id <= ctx->nr_objs && ctx->objs[id - 1]) {
 		/*
 		 * iommufd_hwpt_paging_alloc(): the emulated IOMMU takes no
 		 * driver data and cannot nest, track dirty pages or use PASIDs.
 		 */
-		if ((cmd.flags & ~paging_flags) || cmd.data_len ||
-		    (cmd.flags & (IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
-				  IOMMU_HWPT_ALLOC_PASID)))
+		if ((cmd->flags & ~paging_flags) || cmd->data_len ||
+		    (cmd->flags & (IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
+				   IOMMU_HWPT_ALLOC_PASID)))
 			ret = -EOPNOTSUPP;
-		else if (cmd.flags & IOMMU_HWPT_FAULT_ID_VALID)
+		else if (cmd->flags & IOMMU_HWPT_FAULT_ID_VALID)
 			ret = -ENOENT; /* no fault object can exist */
 		else
 			ret = hwpt_alloc_locked(ctx, ctx->objs[id - 1], false, &h);
@@ -462,23 +453,9 @@ static long ioctl_hwpt_alloc(struct p2p_iommufd *ctx, void *arg)
 	pthread_mutex_unlock(&ctx->lock);
 	if (ret)
 		return ret;
-	cmd.out_hwpt_id = h->obj.id;
-	ret = respond(arg, &cmd, sizeof(cmd));
+	cmd->out_hwpt_id = h->obj.id;
+	ret = respond(ucmd->ubuffer, cmd, sizeof(*cmd));
 	if (ret)
-		iommufd_xobj_destroy(ctx, cmd.out_hwpt_id);
+		iommufd_xobj_destroy(ctx, cmd->out_hwpt_id);
 	return ret;
-}
-
-long iommufd_ext_ioctl(struct p2p_iommufd *ctx, unsigned long req, void *arg)
-{
-	switch (req) {
-	case IOMMU_OPTION:
-		return ioctl_option(ctx, arg);
-	case IOMMU_GET_HW_INFO:
-		return ioctl_get_hw_info(ctx, arg);
-	case IOMMU_HWPT_ALLOC:
-		return ioctl_hwpt_alloc(ctx, arg);
-	default:
-		return -ENOTTY;
-	}
 }

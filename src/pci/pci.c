@@ -4,29 +4,13 @@
  * (identity, BAR sizing, PM and PCIe capabilities) and BAR memory.
  *
  * Locking: see pci.h.  Config space contents change only under
- * memory_lock held for write (src/vfio/vfio.c takes it).
+ * memory_lock held for write (src/vfio takes it).
  */
 #define _GNU_SOURCE
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "pci.h"
-
-#define CMD_IO 0x1
-#define CMD_MEM 0x2
-#define CMD_MASTER 0x4
-
-static void put16(uint8_t *p, unsigned int off, uint16_t v)
-{
-	p[off] = v & 0xff;
-	p[off + 1] = v >> 8;
-}
-
-static void put32(uint8_t *p, unsigned int off, uint32_t v)
-{
-	put16(p, off, v & 0xffff);
-	put16(p, off + 2, v >> 16);
-}
+#include "pci_priv.h"
 
 P2P_API int p2p_pci_devset_create(struct p2p_pci_devset **out)
 {
@@ -331,4 +315,45 @@ P2P_API unsigned int p2p_pci_dev_open_count(struct p2p_pci_dev *dev)
 	n = dev->open_count;
 	pthread_mutex_unlock(&dev->open_lock);
 	return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Views for sysfs (the door's /sys/bus/pci/devices/BDF/)                  */
+
+P2P_API unsigned int p2p_pci_dev_group(struct p2p_pci_dev *pdev)
+{
+	return pdev->group;
+}
+
+P2P_API int p2p_pci_dev_config_read(struct p2p_pci_dev *pdev, unsigned int off, void *buf,
+				    size_t len)
+{
+	uint8_t *b = buf;
+
+	if (off > P2P_PCI_CFG_SIZE || len > P2P_PCI_CFG_SIZE - off)
+		return -EINVAL;
+	pthread_mutex_lock(&pdev->open_lock);
+	/* Closed: what the function shows after reset (open_device resets it too). */
+	pthread_rwlock_wrlock(&pdev->memory_lock);
+	if (!pdev->open_count)
+		pci_config_reset(pdev);
+	for (size_t i = 0; i < len; i++)
+		b[i] = (uint8_t)pci_config_get(pdev, off + (unsigned int)i, 1);
+	pthread_rwlock_unlock(&pdev->memory_lock);
+	pthread_mutex_unlock(&pdev->open_lock);
+	return 0;
+}
+
+P2P_API int p2p_pci_dev_bar_info(struct p2p_pci_dev *pdev, int bar, uint64_t *bus_addr,
+				 uint64_t *size, uint32_t *flags)
+{
+	if (bar < 0 || bar > 5)
+		return -EINVAL;
+	if (bus_addr)
+		*bus_addr = pdev->bars[bar].size ? pdev->bar_bus[bar] : 0;
+	if (size)
+		*size = pdev->bars[bar].size;
+	if (flags)
+		*flags = pdev->bars[bar].flags;
+	return 0;
 }

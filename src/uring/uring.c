@@ -16,10 +16,11 @@
  * with the link and drain flags of their SQE: what a DMABUF request waits
  * behind, if anything, is found there (see slot_drain()).
  *
- * Locking, outer to inner: dma-buf resv (held by the invalidate callback;
- * taken with trylock on submission), ring->cq_lock (reaping the real CQ,
- * the stash), ring->sq_lock (the real SQ), slot->lock (state, inflight),
- * ring->idx_lock (the real-buffer index allocator).
+ * Locking (the order is docs/locking.md's): ring->cq_lock protects reaping
+ * the real CQ and the stash, ring->sq_lock the real SQ, slot->lock a
+ * slot's state and inflight count, ring->idx_lock the real-buffer index
+ * allocator; dma-buf resv is held by the invalidate callback and taken
+ * with trylock on submission.
  * - A submission never waits for resv, so a revoke in progress gives
  *   -EAGAIN.
  * - A submission takes sq_lock, never cq_lock, so a thread blocked in a CQ

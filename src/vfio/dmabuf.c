@@ -9,13 +9,13 @@
  * priv->pdev back-pointer; status changes happen under memory_lock write
  * and resv (p2p_dmabuf_revoke takes resv).  The release of a listed buffer
  * takes memory_lock to unlink it, so a walk under memory_lock needs no
- * references to keep the buffers alive.
+ * references to keep the buffers alive.  The order is docs/locking.md's.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sys/mman.h>
 
-#include "../pci/pci.h"
+#include "vfio_priv.h"
 
 struct vfio_dmabuf {
 	struct list_head node;	     /* pdev->dmabufs, under memory_lock */
@@ -162,6 +162,8 @@ static void vfio_release(struct p2p_dmabuf *buf)
 	free(p);
 }
 
+static int vfio_iommufd_map(struct p2p_attachment *attach, struct p2p_phys_range *out);
+
 static const struct p2p_dmabuf_ops vfio_dmabuf_ops = {
 	.attach = vfio_attach,
 	.map = vfio_map,
@@ -169,6 +171,7 @@ static const struct p2p_dmabuf_ops vfio_dmabuf_ops = {
 	.pin = vfio_pin,
 	.mmap = vfio_mmap,
 	.release = vfio_release,
+	.iommufd_map = vfio_iommufd_map,
 };
 
 /* Export ranges of @bar of @vdev's function and link the buffer to it. */
@@ -418,15 +421,13 @@ P2P_API int p2p_vfio_dmabuf_memattr(struct p2p_dmabuf *buf)
 	return (int)atomic_load(&((struct vfio_dmabuf *)p2p_dmabuf_priv(buf))->memattr);
 }
 
-P2P_API int p2p_vfio_dmabuf_iommufd_map(struct p2p_attachment *attach,
-					struct p2p_phys_range *out)
+/* The iommufd_map op: vfio_pci_dma_buf_iommufd_map() (kernel-semantics 1.5); resv held. */
+static int vfio_iommufd_map(struct p2p_attachment *attach, struct p2p_phys_range *out)
 {
 	struct p2p_dmabuf *buf = p2p_attachment_dmabuf(attach);
 	const struct p2p_phys_range *r;
 	unsigned int nr;
 
-	if (p2p_dmabuf_ops(buf) != &vfio_dmabuf_ops)
-		return -EOPNOTSUPP;
 	if (p2p_dmabuf_status(buf) != P2P_DMABUF_OK)
 		return -ENODEV;
 	r = p2p_dmabuf_ranges(buf, &nr);
@@ -434,4 +435,12 @@ P2P_API int p2p_vfio_dmabuf_iommufd_map(struct p2p_attachment *attach,
 		return -EOPNOTSUPP;
 	*out = r[0];
 	return 0;
+}
+
+P2P_API int p2p_vfio_dmabuf_iommufd_map(struct p2p_attachment *attach,
+					struct p2p_phys_range *out)
+{
+	if (p2p_dmabuf_ops(p2p_attachment_dmabuf(attach)) != &vfio_dmabuf_ops)
+		return -EOPNOTSUPP;
+	return vfio_iommufd_map(attach, out);
 }

@@ -1,0 +1,1047 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The IO page table of an IOAS (drivers/iommu/iommufd/io_pagetable.c,
+ * kernel-semantics section 2): areas over pages objects (pages.c), IOVA
+ * allocation, map / map_file / unmap / copy, and translation for device
+ * DMA (p2p_ioas_dma_begin() / p2p_ioas_dma_end()).
+ *
+ *   struct ioas_area - [iova, iova + length) of one IOAS onto a pages
+ *	object at byte offset pages_off.
+ *
+ * Locking: ioas->lock (rw) protects the areas, the allowed ranges and the
+ * IO page table; translation takes it for read.  resv is never taken
+ * under it: a pages object's last reference, which detaches, is dropped
+ * outside it (docs/locking.md).
+ *
+ * Unmap meets translation on the area: every DMA also counts on its area
+ * (taken under ioas->lock read), and an unmap, once it has taken its areas
+ * out under ioas->lock write, waits for their counts to drain with no lock
+ * held (area_drain()), so once it returns no DMA through them is running
+ * and none can start.  Revocation meets translation on the pages (pages.c).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <p2pbuf/file.h>
+#include <p2pbuf/iommu.h>
+
+#include "iommufd.h"
+#include "ioas_debug.h"
+
+/* ---------------------------------------------------------------------- */
+/* IOVA space                                                             */
+
+uint64_t iopt_alignment(const struct p2p_ioas *ioas)
+{
+	return ioas->ndev || ioas->no_large_pages ? P2P_PAGE_SIZE : 1;
+}
+
+/* Index of the first area whose start is above @iova. */
+static size_t find_upper(const struct p2p_ioas *ioas, uint64_t iova)
+{
+	size_t lo = 0, hi = ioas->nr;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ioas->starts[mid] <= iova)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct ioas_area *find_area_bsearch(const struct p2p_ioas *ioas, uint64_t iova)
+{
+	size_t i = find_upper(ioas, iova);
+	struct ioas_area *a;
+
+	if (!i)
+		return NULL;
+	a = ioas->areas[i - 1];
+	return iova - a->iova < a->length ? a : NULL;
+}
+
+/* Does [iova, last] hit any area? */
+static bool range_busy(const struct p2p_ioas *ioas, uint64_t iova, uint64_t last)
+{
+	size_t i = find_upper(ioas, last);
+
+	if (!i)
+		return false;
+	return ioas->areas[i - 1]->iova + (ioas->areas[i - 1]->length - 1) >= iova;
+}
+
+/*
+ * The IO page table: what the emulated IOMMU walks on every translation.
+ * Four levels of 512 entries cover IOVAs below 2^48 (4 KiB, 2 MiB, 1 GiB
+ * and 512 GiB per entry).  An entry is 0 (nothing mapped), a table, an
+ * area (tagged with bit 0; the area covers the whole entry: a block entry
+ * above level 0), or PT_AMBIG: a page only partly covered by areas
+ * (sub-page starts), resolved by the binary search.  IOVAs from 2^48 up
+ * use the search too.  Updated under ioas->lock (write).
+ */
+#define PT_LEVELS 4
+#define PT_ENTRIES 512
+#define PT_LIMIT (1ull << 48)
+#define PT_AMBIG ((uintptr_t)2)
+
+static unsigned int pt_shift(int level)
+{
+	return 12 + 9 * (unsigned int)level;
+}
+
+static bool pt_is_table(uintptr_t e)
+{
+	return e && !(e & 1) && e != PT_AMBIG;
+}
+
+/*
+ * Set the page-aligned range [lo, hi] of the table at @level (covering
+ * from @base) to @val, or with !@force clear the entries equal to @match.
+ */
+static int pt_update(uintptr_t *tbl, int level, uint64_t base, uint64_t lo, uint64_t hi,
+		     uintptr_t val, uintptr_t match, bool force)
+{
+	unsigned int sh = pt_shift(level);
+	uint64_t span = 1ull << sh;
+
+	for (uint64_t i = (lo - base) >> sh; i <= (hi - base) >> sh; i++) {
+		uint64_t eb = base + i * span, ee = eb + span - 1;
+		uintptr_t *e = &tbl[i];
+		int ret;
+
+		if (!pt_is_table(*e) && lo <= eb && ee <= hi) {
+			if (force)
+				*e = val;
+			else if (*e == match)
+				*e = 0;
+			continue;
+		}
+		if (!pt_is_table(*e)) {
+			uintptr_t *child;
+
+			if (!force)
+				continue; /* a block of another area */
+			child = malloc(PT_ENTRIES * sizeof(*child));
+			if (!child)
+				return -ENOMEM;
+			for (int j = 0; j < PT_ENTRIES; j++)
+				child[j] = *e; /* split the block */
+			*e = (uintptr_t)child;
+		}
+		ret = pt_update((uintptr_t *)*e, level - 1, eb, MAX(lo, eb), MIN(hi, ee), val, match,
+				force);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int pt_set(struct p2p_ioas *ioas, uint64_t lo, uint64_t hi, uintptr_t val)
+{
+	if (lo >= PT_LIMIT || lo > hi)
+		return 0;
+	return pt_update(ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), val, 0, true);
+}
+
+static void pt_clear(struct p2p_ioas *ioas, uint64_t lo, uint64_t hi, uintptr_t match)
+{
+	if (lo >= PT_LIMIT || lo > hi)
+		return;
+	pt_update(ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), 0, match, false);
+}
+
+static void pt_free(uintptr_t *tbl, int level)
+{
+	for (int i = 0; level > 0 && i < PT_ENTRIES; i++)
+		if (pt_is_table(tbl[i]))
+			pt_free((uintptr_t *)tbl[i], level - 1);
+	free(tbl);
+}
+
+/* Does any area touch the page at @page (after the sorted array changed)? */
+static uintptr_t pt_page_state(const struct p2p_ioas *ioas, uint64_t page)
+{
+	return range_busy(ioas, page, page + P2P_PAGE_MASK) ? PT_AMBIG : 0;
+}
+
+/* The partial first and last pages of @a, or 0 (the page at 0 is never partial twice). */
+static void area_partial_pages(const struct ioas_area *a, uint64_t *head, uint64_t *tail,
+			       bool *has_head, bool *has_tail)
+{
+	uint64_t last = a->iova + (a->length - 1);
+
+	*head = a->iova & ~P2P_PAGE_MASK;
+	*tail = last & ~P2P_PAGE_MASK;
+	*has_head = (a->iova & P2P_PAGE_MASK) || (*head == *tail && (last & P2P_PAGE_MASK) !=
+								       P2P_PAGE_MASK);
+	*has_tail = *tail != *head && (last & P2P_PAGE_MASK) != P2P_PAGE_MASK;
+}
+
+/* Full pages of @a, as [*lo, *hi]; false if none. */
+static bool area_full_pages(const struct ioas_area *a, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t last = a->iova + (a->length - 1);
+
+	if (__builtin_add_overflow(a->iova, P2P_PAGE_MASK, lo))
+		return false;
+	*lo &= ~P2P_PAGE_MASK;
+	if ((last & P2P_PAGE_MASK) == P2P_PAGE_MASK)
+		*hi = last;
+	else if (last < P2P_PAGE_SIZE)
+		return false;
+	else
+		*hi = (last & ~P2P_PAGE_MASK) - 1;
+	return *lo <= *hi;
+}
+
+static void pt_remove_area(struct p2p_ioas *ioas, const struct ioas_area *a)
+{
+	uint64_t lo, hi, head, tail;
+	bool has_head, has_tail;
+
+	if (area_full_pages(a, &lo, &hi))
+		pt_clear(ioas, lo, hi, (uintptr_t)a | 1);
+	area_partial_pages(a, &head, &tail, &has_head, &has_tail);
+	/* Leaf entries exist for partial pages: no allocation can fail here. */
+	if (has_head)
+		pt_set(ioas, head, head + P2P_PAGE_MASK, pt_page_state(ioas, head));
+	if (has_tail)
+		pt_set(ioas, tail, tail + P2P_PAGE_MASK, pt_page_state(ioas, tail));
+}
+
+static int pt_insert_area(struct p2p_ioas *ioas, const struct ioas_area *a)
+{
+	uint64_t lo, hi, head, tail;
+	bool has_head, has_tail;
+	int ret = 0;
+
+	if (area_full_pages(a, &lo, &hi))
+		ret = pt_set(ioas, lo, hi, (uintptr_t)a | 1);
+	area_partial_pages(a, &head, &tail, &has_head, &has_tail);
+	if (!ret && has_head)
+		ret = pt_set(ioas, head, head + P2P_PAGE_MASK, PT_AMBIG);
+	if (!ret && has_tail)
+		ret = pt_set(ioas, tail, tail + P2P_PAGE_MASK, PT_AMBIG);
+	return ret;
+}
+
+/* The area mapping @iova, or NULL: a page-table walk (4 dependent loads). */
+static struct ioas_area *find_area(const struct p2p_ioas *ioas, uint64_t iova)
+{
+	const uintptr_t *t = ioas->pt_root;
+
+	if (iova >= PT_LIMIT)
+		return find_area_bsearch(ioas, iova);
+	for (int l = PT_LEVELS - 1;; l--) {
+		uintptr_t e = t[(iova >> pt_shift(l)) & (PT_ENTRIES - 1)];
+
+		if (e & 1)
+			return (struct ioas_area *)(e & ~(uintptr_t)1);
+		if (!e)
+			return NULL;
+		if (e == PT_AMBIG)
+			return find_area_bsearch(ioas, iova);
+		t = (const uintptr_t *)e;
+	}
+}
+
+bool iopt_range_allowed(const struct p2p_ioas *ioas, uint64_t iova, uint64_t last)
+{
+	if (!ioas->allowed)
+		return true;
+	for (uint32_t i = 0; i < ioas->nr_allowed; i++)
+		if (iova >= ioas->allowed[i].start && last <= ioas->allowed[i].last)
+			return true;
+	return false;
+}
+
+/* The lowest IOVA >= @c with iova % align == phase, or false on overflow. */
+static bool align_phase(uint64_t c, uint64_t align, uint64_t phase, uint64_t *out)
+{
+	uint64_t base = (c & ~(align - 1)) | phase;
+
+	if (base < c && __builtin_add_overflow(base, align, &base))
+		return false;
+	*out = base;
+	return true;
+}
+
+/* First fit in [lo, hi]; ioas->lock held for write. */
+static int alloc_in(const struct p2p_ioas *ioas, uint64_t lo, uint64_t hi, uint64_t length,
+		    uint64_t align, uint64_t phase, uint64_t *out)
+{
+	uint64_t cand = lo, at, last;
+	size_t i = find_upper(ioas, cand);
+
+	if (i) {
+		const struct ioas_area *a = ioas->areas[i - 1];
+
+		if (a->iova + (a->length - 1) >= cand) {
+			if (a->iova + (a->length - 1) == IOVA_MAX)
+				return -ENOSPC;
+			cand = a->iova + a->length;
+		}
+	}
+	for (;;) {
+		if (!align_phase(cand, align, phase, &at) || at > hi ||
+		    __builtin_add_overflow(at, length - 1, &last) || last > hi)
+			return -ENOSPC;
+		if (i == ioas->nr || last < ioas->areas[i]->iova) {
+			*out = at;
+			return 0;
+		}
+		if (ioas->areas[i]->iova + (ioas->areas[i]->length - 1) == IOVA_MAX)
+			return -ENOSPC;
+		cand = ioas->areas[i]->iova + ioas->areas[i]->length;
+		i++;
+	}
+}
+
+/*
+ * Allocate @length bytes of IOVA with iova % align == phase, next-fit from
+ * the end of the last mapping (cheap when mapping many), then first-fit.
+ */
+static int alloc_iova(struct p2p_ioas *ioas, uint64_t length, uint64_t align, uint64_t phase,
+		      uint64_t *out)
+{
+	struct iommu_iova_range full = { 0, IOVA_MAX - 1 };
+	const struct iommu_iova_range *r = ioas->allowed ? ioas->allowed : &full;
+	uint32_t n = ioas->allowed ? ioas->nr_allowed : 1;
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t k = 0; k < n; k++) {
+			uint64_t lo = pass ? r[k].start : MAX(r[k].start, ioas->alloc_hint);
+
+			if (lo > r[k].last)
+				continue;
+			if (!alloc_in(ioas, lo, MIN(r[k].last, IOVA_MAX - 1), length, align, phase,
+				      out))
+				return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static int insert_area(struct p2p_ioas *ioas, struct ioas_area *a)
+{
+	size_t pos;
+
+	if (ioas->nr == ioas->max) {
+		size_t n = ioas->max ? ioas->max * 2 : 16;
+		struct ioas_area **na = realloc(ioas->areas, n * sizeof(*na));
+		uint64_t *ns;
+
+		if (!na)
+			return -ENOMEM;
+		ioas->areas = na;
+		ns = realloc(ioas->starts, n * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		ioas->starts = ns;
+		ioas->max = n;
+	}
+	pos = find_upper(ioas, a->iova);
+	memmove(&ioas->areas[pos + 1], &ioas->areas[pos], (ioas->nr - pos) * sizeof(a));
+	memmove(&ioas->starts[pos + 1], &ioas->starts[pos], (ioas->nr - pos) * sizeof(uint64_t));
+	ioas->areas[pos] = a;
+	ioas->starts[pos] = a->iova;
+	ioas->nr++;
+	if (pt_insert_area(ioas, a)) {
+		memmove(&ioas->areas[pos], &ioas->areas[pos + 1],
+			(ioas->nr - pos - 1) * sizeof(a));
+		memmove(&ioas->starts[pos], &ioas->starts[pos + 1],
+			(ioas->nr - pos - 1) * sizeof(uint64_t));
+		ioas->nr--;
+		pt_remove_area(ioas, a);
+		return -ENOMEM;
+	}
+	ioas->alloc_hint = a->iova + a->length;
+	return 0;
+}
+
+/*
+ * Place [*iova, +length) onto @pages at @pages_off.  Takes over the
+ * caller's pages reference on success.
+ */
+static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pages_off,
+		    uint64_t length, uint64_t *iova, uint32_t flags)
+{
+	uint64_t align, last, phase;
+	struct ioas_area *a;
+	int ret = 0;
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&ioas->lock);
+	align = iopt_alignment(ioas);
+	/* Keep the low-order alignment of the backing where we can (2.3). */
+	phase = pages_off & (P2P_PAGE_SIZE - 1);
+	if ((length & (align - 1)) || (align > 1 && phase)) {
+		ret = -EINVAL;
+	} else if (flags & IOMMU_IOAS_MAP_FIXED_IOVA) {
+		if ((*iova & (align - 1)) || (align > 1 && (*iova & P2P_PAGE_MASK) != phase))
+			ret = -EINVAL;
+		else if (__builtin_add_overflow(*iova, length - 1, &last))
+			ret = -EOVERFLOW;
+		else if (!iopt_range_allowed(ioas, *iova, last))
+			ret = -EINVAL;
+		else if (range_busy(ioas, *iova, last))
+			ret = -EEXIST;
+	} else {
+		/* Large maps get huge-page aligned IOVAs, small ones page aligned. */
+		uint64_t al = length >= P2P_HUGE_SIZE ? P2P_HUGE_SIZE : P2P_PAGE_SIZE;
+
+		ret = alloc_iova(ioas, length, al, phase, iova);
+		if (ret == -ENOSPC && al > P2P_PAGE_SIZE)
+			ret = alloc_iova(ioas, length, P2P_PAGE_SIZE, phase, iova);
+	}
+	if (!ret) {
+		a->iova = *iova;
+		a->length = length;
+		a->pages_off = pages_off;
+		a->prot = flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
+		a->pages = pages;
+		a->revocable = pages->kind == PAGES_DMABUF;
+		a->fragile = !a->revocable;
+		a->ioas = ioas;
+		atomic_init(&a->inflight, 0);
+		if (pages->kind != PAGES_DMABUF)
+			a->direct = pages->host + pages_off;
+		else if (pages->nsegs == 1)
+			a->direct = pages->segs[0].host + (pages_off - pages->segs[0].off);
+		ret = insert_area(ioas, a);
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	if (ret)
+		free(a);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Public map / unmap                                                      */
+
+int iopt_check_map_args(uint32_t flags, uint64_t iova, uint64_t length, bool native)
+{
+	uint32_t known = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE |
+			 IOMMU_IOAS_MAP_READABLE | (native ? P2P_IOAS_MAP_EXTENDED : 0);
+
+	if (flags & ~known)
+		return -EOPNOTSUPP;
+	if (iova >= IOVA_MAX || length >= IOVA_MAX)
+		return -EOVERFLOW;
+	if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
+		return -EINVAL;
+	return 0;
+}
+
+int iopt_map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *iova,
+		  uint32_t flags)
+{
+	struct ioas_pages *p;
+	uint64_t off;
+	int ret;
+
+	if (!length)
+		return -EINVAL;
+	ret = pages_user(va, length, flags, &p, &off);
+	if (ret)
+		return ret;
+	ret = ioas_add(ioas, p, off, length, iova, flags);
+	if (ret)
+		pages_put(p);
+	return ret;
+}
+
+P2P_API int p2p_ioas_map(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *iova,
+			 uint32_t flags)
+{
+	int ret = iopt_check_map_args(flags, *iova, length, false);
+
+	return ret ? ret : iopt_map_user(ioas, va, length, iova, flags);
+}
+
+static int map_dmabuf(struct p2p_ioas *ioas, struct p2p_dmabuf *buf, uint64_t start,
+		      uint64_t length, uint64_t *iova, uint32_t flags)
+{
+	uint64_t last = start + length - 1, pstart = start & ~P2P_PAGE_MASK;
+	uint64_t plen = ALIGN_UP(last + 1, P2P_PAGE_SIZE) - pstart;
+	struct ioas_pages *p;
+	int ret;
+
+	if (p2p_dmabuf_size(buf) <= last)
+		return -EINVAL;
+	if (length / P2P_PAGE_SIZE >= UINT32_MAX)
+		return -EINVAL;
+	/*
+	 * A dma-buf exported read-only is never written.  v6.19 has no such
+	 * check for dma-bufs; the 2026 fix "Require write access for writable
+	 * MAP_FILE mappings" refuses a writeable map of a file without
+	 * FMODE_WRITE with -EPERM, and p2pbuf does the same for dma-bufs.  A
+	 * type1 MAP_DMA with WRITE of its (read-only) mapping fails as pinning
+	 * a read-only VMA for write does: -EFAULT.
+	 */
+	if ((flags & IOMMU_IOAS_MAP_WRITEABLE) && !p2p_dmabuf_writable(buf))
+		return (flags & P2P_IOAS_MAP_EXTENDED) ? -EFAULT : -EPERM;
+	ret = pages_dmabuf(buf, pstart, plen, flags & P2P_IOAS_MAP_EXTENDED, &p);
+	if (ret)
+		return ret;
+	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
+	ret = ioas_add(ioas, p, start - pstart, length, iova, flags);
+	if (ret)
+		pages_put(p);
+	return ret;
+}
+
+static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
+		     uint64_t *iova, uint32_t flags)
+{
+	struct ioas_pages *p;
+	uint64_t off;
+	int ret = pages_memfd(fd, start, length, flags, &p, &off);
+
+	if (ret)
+		return ret;
+	ret = ioas_add(ioas, p, off, length, iova, flags);
+	if (ret)
+		pages_put(p);
+	return ret;
+}
+
+int iopt_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
+		  uint64_t *iova, uint32_t flags)
+{
+	struct p2p_dmabuf *buf;
+	uint64_t last;
+	int ret;
+
+	if (!length)
+		return -EINVAL;
+	if (__builtin_add_overflow(start, length - 1, &last))
+		return -EOVERFLOW;
+	ret = p2p_dmabuf_get(fd, &buf);
+	if (!ret) {
+		ret = map_dmabuf(ioas, buf, start, length, iova, flags);
+		p2p_dmabuf_put(buf);
+		return ret;
+	}
+	if (ret == -EBADF)
+		return ret;
+	return map_memfd(ioas, fd, start, length, iova, flags);
+}
+
+P2P_API int p2p_ioas_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
+			      uint64_t *iova, uint32_t flags)
+{
+	int ret = iopt_check_map_args(flags, *iova, length, true);
+
+	return ret ? ret : iopt_map_file(ioas, fd, start, length, iova, flags);
+}
+
+P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t iova,
+			     uint32_t flags)
+{
+	struct p2p_dmabuf *buf;
+	uint64_t off;
+	size_t avail;
+	int ret;
+
+	flags |= IOMMU_IOAS_MAP_FIXED_IOVA;
+	ret = iopt_check_map_args(flags, iova, length, true);
+	if (ret)
+		return ret;
+	if (p2p_va_lookup(va, &buf, &off, &avail))
+		return iopt_map_user(ioas, va, length, &iova, flags);
+	/* Type1 on a dma-buf mapping: through the dma-buf, revoked with it. */
+	if (!length)
+		ret = -EINVAL;
+	else if (length > avail)
+		ret = -EFAULT;
+	else
+		ret = map_dmabuf(ioas, buf, off, length, &iova, flags | P2P_IOAS_MAP_EXTENDED);
+	p2p_dmabuf_put(buf);
+	return ret;
+}
+
+/*
+ * DMA through @a is over.  While no unmap waits, a plain decrement; once
+ * the area is dying, the decrement happens under the IOAS's drain lock,
+ * which the unmapper holds while it checks the count, so its wakeup is
+ * never lost and it cannot free the area (or the IOAS) before we are done.
+ */
+static void area_dma_done(struct ioas_area *a)
+{
+	unsigned int c = atomic_load(&a->inflight);
+	struct p2p_ioas *ioas;
+
+	while (!(c & AREA_DYING))
+		if (atomic_compare_exchange_weak(&a->inflight, &c, c - 1))
+			return;
+	ioas = a->ioas; /* our count keeps a (and the waiting unmapper) alive */
+	pthread_mutex_lock(&ioas->drain_lock);
+	if (atomic_fetch_sub(&a->inflight, 1) == (AREA_DYING | 1))
+		pthread_cond_broadcast(&ioas->drain_cond);
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
+/*
+ * Wait until no DMA runs through the @n areas an unmap took out of @ioas.
+ * None can start (they are no longer in the IO page table, so a new
+ * translation faults with -ENOENT); those already translated end on their
+ * own: a device never waits for a lock while holding a segment, and no
+ * lock is held here.  So once IOAS_UNMAP returns, nothing the device was
+ * doing lands in the memory the program took back.
+ */
+static void area_drain(struct p2p_ioas *ioas, struct ioas_area **gone, size_t n)
+{
+	pthread_mutex_lock(&ioas->drain_lock);
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_or(&gone[i]->inflight, AREA_DYING);
+	for (size_t i = 0; i < n; i++)
+		while (atomic_load(&gone[i]->inflight) != AREA_DYING)
+			pthread_cond_wait(&ioas->drain_cond, &ioas->drain_lock);
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
+P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
+			   uint64_t *unmapped)
+{
+	struct ioas_area **gone = NULL;
+	uint64_t last, total = 0;
+	size_t first, n = 0;
+	int ret = 0;
+
+	if (!length && !iova) {
+		last = IOVA_MAX;
+	} else if (!length) {
+		return -EINVAL;
+	} else if (__builtin_add_overflow(iova, length - 1, &last)) {
+		return -EOVERFLOW;
+	}
+	pthread_rwlock_wrlock(&ioas->lock);
+	first = find_upper(ioas, iova);
+	/* An area's last byte, never its end: an area may end at IOVA 2^64 - 1. */
+	if (first && ioas->areas[first - 1]->iova + (ioas->areas[first - 1]->length - 1) >= iova)
+		first--;
+	for (size_t i = first; i < ioas->nr && ioas->areas[i]->iova <= last; i++) {
+		struct ioas_area *a = ioas->areas[i];
+
+		if (a->iova < iova || a->iova + (a->length - 1) > last) {
+			/* Splitting an area: never for a dma-buf one (2.4). */
+			ret = a->pages->kind == PAGES_DMABUF ? -EOPNOTSUPP : -ENOENT;
+			break;
+		}
+		n++;
+	}
+	if (!ret && !n && (iova || length))
+		ret = -ENOENT; /* unmapping all of an empty IOAS succeeds (iopt_unmap_all) */
+	if (!ret && n) {
+		gone = malloc(n * sizeof(*gone));
+		if (!gone)
+			ret = -ENOMEM;
+	}
+	if (!ret && n) {
+		memcpy(gone, &ioas->areas[first], n * sizeof(*gone));
+		memmove(&ioas->areas[first], &ioas->areas[first + n],
+			(ioas->nr - first - n) * sizeof(void *));
+		memmove(&ioas->starts[first], &ioas->starts[first + n],
+			(ioas->nr - first - n) * sizeof(uint64_t));
+		ioas->nr -= n;
+		for (size_t i = 0; i < n; i++)
+			pt_remove_area(ioas, gone[i]);
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	if (gone)
+		area_drain(ioas, gone, n);
+	for (size_t i = 0; i < n && gone; i++) {
+		total += gone[i]->length;
+		pages_put(gone[i]->pages);
+		free(gone[i]);
+	}
+	free(gone);
+	if (unmapped)
+		*unmapped = total;
+	return ret;
+}
+
+P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t src_iova,
+			  uint64_t length, uint64_t *dst_iova, uint32_t flags)
+{
+	struct { struct ioas_pages *p; uint64_t off, len; } *parts = NULL;
+	uint64_t pos = src_iova, last, iova;
+	size_t n = 0, max = 0;
+	bool more = true;
+	int ret = iopt_check_map_args(flags, *dst_iova, length, false);
+
+	if (ret)
+		return ret;
+	if (!length)
+		return -EINVAL;
+	/* Last bytes, not ends: the source may end at IOVA 2^64 - 1 (iopt_get_pages). */
+	if (__builtin_add_overflow(src_iova, length - 1, &last))
+		return -EOVERFLOW;
+	/* iopt_check_iova(): a fixed destination must not wrap either (found by fuzz-iommufd). */
+	if ((flags & IOMMU_IOAS_MAP_FIXED_IOVA) && __builtin_add_overflow(*dst_iova, length - 1, &iova))
+		return -EOVERFLOW;
+	/* Collect the pages behind the source range; holes are -ENOENT. */
+	pthread_rwlock_rdlock(&src->lock);
+	while (!ret && more) {
+		struct ioas_area *a = find_area(src, pos);
+		uint64_t take, take_last;
+
+		if (!a) {
+			ret = -ENOENT;
+			break;
+		}
+		take_last = MIN(last, a->iova + (a->length - 1));
+		take = take_last - pos + 1;
+		more = take_last != last;
+		if (n == max) {
+			void *np = realloc(parts, (max = max ? max * 2 : 8) * sizeof(*parts));
+
+			if (!np) {
+				ret = -ENOMEM;
+				break;
+			}
+			parts = np;
+		}
+		/* iopt_map_pages(): a writeable copy of pages mapped read-only. */
+		if ((flags & IOMMU_IOAS_MAP_WRITEABLE) && !a->pages->writable) {
+			ret = -EPERM;
+			break;
+		}
+		pages_get(a->pages);
+		parts[n].p = a->pages;
+		parts[n].off = a->pages_off + (pos - a->iova);
+		parts[n].len = take;
+		n++;
+		pos = take_last + 1; /* wraps to 0 only when !more */
+	}
+	pthread_rwlock_unlock(&src->lock);
+
+	if (!ret && !(flags & IOMMU_IOAS_MAP_FIXED_IOVA)) {
+		/* Reserve a hole for the whole copy, then place the parts in it. */
+		pthread_rwlock_wrlock(&dst->lock);
+		ret = alloc_iova(dst, length, P2P_PAGE_SIZE, parts ? parts[0].off & P2P_PAGE_MASK : 0,
+				 dst_iova);
+		pthread_rwlock_unlock(&dst->lock);
+	}
+	iova = *dst_iova;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t at = iova;
+
+		if (!ret) {
+			ret = ioas_add(dst, parts[i].p, parts[i].off, parts[i].len, &at,
+				       flags | IOMMU_IOAS_MAP_FIXED_IOVA);
+			if (!ret) {
+				iova += parts[i].len;
+				continue;
+			}
+			if (i) /* undo the parts placed so far */
+				p2p_ioas_unmap(dst, *dst_iova, iova - *dst_iova, NULL);
+		}
+		pages_put(parts[i].p);
+	}
+	free(parts);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Access and translation                                                  */
+
+P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t len,
+			       unsigned int access, struct p2p_dma_seg *seg)
+{
+	struct ioas_area *a;
+	struct ioas_pages *p;
+	uint64_t off, avail;
+	uint8_t *host;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&ioas->lock);
+	a = find_area(ioas, iova);
+	if (!a) {
+		ret = -ENOENT;
+	} else if (((access & P2P_DMA_WRITE) && !(a->prot & IOMMU_IOAS_MAP_WRITEABLE)) ||
+		   ((access & P2P_DMA_READ) && !(a->prot & IOMMU_IOAS_MAP_READABLE))) {
+		ret = -EPERM;
+	} else if (!a->revocable) {
+		/* Counted on the area only: an unmap waits for it (area_drain()). */
+		atomic_fetch_add(&a->inflight, 1);
+		seg->host = a->direct + (iova - a->iova);
+		seg->len = MIN(a->length - (iova - a->iova), len);
+		seg->priv = a;
+	} else {
+		p = a->pages;
+		/*
+		 * On the area (unmap waits) and on the pages (revoke waits).  The
+		 * area's reference keeps p alive while we hold the lock, and the
+		 * area is not dying: it is still in the table.
+		 */
+		atomic_fetch_add(&a->inflight, 1);
+		atomic_fetch_add(&p->count, 1);
+		if (atomic_load(&p->revoked)) {
+			pages_dma_done(p);
+			atomic_fetch_sub(&a->inflight, 1);
+			ret = -ENODEV;
+		} else {
+			if (a->direct) {
+				host = a->direct + (iova - a->iova);
+				avail = a->length - (iova - a->iova);
+			} else {
+				off = a->pages_off + (iova - a->iova);
+				host = pages_host(p, off, &avail);
+				avail = MIN(avail, a->length - (iova - a->iova));
+			}
+			seg->host = host;
+			seg->len = MIN(avail, len);
+			seg->priv = a;
+		}
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	return ret;
+}
+
+bool ioas_seg_fragile(const struct p2p_dma_seg *seg)
+{
+	const struct ioas_area *a = seg->priv;
+
+	return a && a->fragile;
+}
+
+P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg)
+{
+	struct ioas_area *a = seg->priv;
+
+	if (!a)
+		return;
+	seg->priv = NULL;
+	/* Pages first: the area (and its pages reference) lives until the last line. */
+	if (a->revocable)
+		pages_dma_done(a->pages);
+	area_dma_done(a);
+}
+
+P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
+			       bool write)
+{
+	uint8_t *d = data;
+	uint64_t last;
+
+	/* iommufd_access_rw(): an empty or wrapping range is refused. */
+	if (!len)
+		return -EINVAL;
+	if (__builtin_add_overflow(iova, len - 1, &last))
+		return -EOVERFLOW;
+	while (len) {
+		struct p2p_dma_seg seg;
+		struct ioas_area *a;
+		int ret;
+
+		pthread_rwlock_rdlock(&ioas->lock);
+		a = find_area(ioas, iova);
+		ret = a && a->pages->kind == PAGES_DMABUF ? -EINVAL : 0;
+		pthread_rwlock_unlock(&ioas->lock);
+		if (ret)
+			return ret;
+		ret = p2p_ioas_dma_begin(ioas, iova, len, write ? P2P_DMA_WRITE : P2P_DMA_READ,
+					 &seg);
+		if (ret)
+			return ret;
+		/* A truncated memfd: -EFAULT, as iommufd_access_rw() on an unpinnable page. */
+		ret = write ? dma_copy(seg.host, d, seg.len, ioas_seg_fragile(&seg)) :
+			      dma_copy(d, seg.host, seg.len, ioas_seg_fragile(&seg));
+		d += seg.len;
+		iova += seg.len;
+		len -= seg.len;
+		p2p_ioas_dma_end(&seg);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+P2P_API int p2p_ioas_attach_device(struct p2p_ioas *ioas)
+{
+	int ret = 0;
+
+	pthread_rwlock_wrlock(&ioas->lock);
+	for (size_t i = 0; i < ioas->nr; i++) {
+		struct ioas_area *a = ioas->areas[i];
+
+		/* page_offset too, as iopt_check_iova_alignment() (2.3) */
+		if ((a->iova | a->length | a->pages_off) & P2P_PAGE_MASK)
+			ret = -EINVAL;
+	}
+	if (!ret)
+		ioas->ndev++;
+	pthread_rwlock_unlock(&ioas->lock);
+	return ret;
+}
+
+P2P_API void p2p_ioas_detach_device(struct p2p_ioas *ioas)
+{
+	pthread_rwlock_wrlock(&ioas->lock);
+	if (ioas->ndev)
+		ioas->ndev--;
+	pthread_rwlock_unlock(&ioas->lock);
+}
+
+P2P_API unsigned int p2p_ioas_nr_areas(struct p2p_ioas *ioas)
+{
+	unsigned int n;
+
+	pthread_rwlock_rdlock(&ioas->lock);
+	n = (unsigned int)ioas->nr;
+	pthread_rwlock_unlock(&ioas->lock);
+	return n;
+}
+
+/* The IO page table of a new IOAS: an empty root. */
+int iopt_init(struct p2p_ioas *ioas)
+{
+	ioas->pt_root = calloc(PT_ENTRIES, sizeof(uintptr_t));
+	return ioas->pt_root ? 0 : -ENOMEM;
+}
+
+/* Free what iopt_init() and the (now unmapped) areas left. */
+void iopt_destroy(struct p2p_ioas *ioas)
+{
+	free(ioas->areas);
+	free(ioas->starts);
+	free(ioas->allowed);
+	pt_free(ioas->pt_root, PT_LEVELS - 1);
+}
+
+/* iopt_disable_large_pages() / iopt_enable_large_pages() */
+int ioas_set_large_pages(struct p2p_ioas *ioas, bool enable)
+{
+	int ret = 0;
+
+	pthread_rwlock_wrlock(&ioas->lock);
+	if (enable) {
+		ioas->no_large_pages = false;
+	} else if (!ioas->no_large_pages) {
+		/* Not once a domain has pages mapped in it. */
+		if (ioas->ndev && ioas->nr)
+			ret = -EINVAL;
+		/* iopt_check_iova_alignment(): areas must fit the new alignment. */
+		for (size_t i = 0; !ret && !ioas->ndev && i < ioas->nr; i++)
+			if ((ioas->areas[i]->iova | ioas->areas[i]->length |
+			     ioas->areas[i]->pages_off) & P2P_PAGE_MASK)
+				ret = -EADDRINUSE;
+		if (!ret)
+			ioas->no_large_pages = true;
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	return ret;
+}
+
+bool ioas_large_pages(struct p2p_ioas *ioas)
+{
+	bool ret;
+
+	pthread_rwlock_rdlock(&ioas->lock);
+	ret = !ioas->no_large_pages;
+	pthread_rwlock_unlock(&ioas->lock);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Debug checks (tests and fuzz targets, see ioas_debug.h)                 */
+
+static const char *pt_check(const struct p2p_ioas *ioas, const uintptr_t *tbl, int level,
+			    uint64_t base)
+{
+	unsigned int sh = pt_shift(level);
+
+	for (uint64_t i = 0; i < PT_ENTRIES; i++) {
+		uint64_t eb = base + (i << sh), ee = eb + (1ull << sh) - 1;
+		uintptr_t e = tbl[i];
+		const struct ioas_area *a;
+		const char *why;
+
+		if (pt_is_table(e)) {
+			if (!level)
+				return "page table: a table below the last level";
+			why = pt_check(ioas, (const uintptr_t *)e, level - 1, eb);
+			if (why)
+				return why;
+		} else if (!e) {
+			if (range_busy(ioas, eb, ee))
+				return "page table: an empty entry over a mapped area";
+		} else if (e & 1) {
+			a = (const struct ioas_area *)(e & ~(uintptr_t)1);
+			if (find_area_bsearch(ioas, eb) != a)
+				return "page table: an entry names an area that is not listed there";
+			if (a->iova > eb || a->iova + (a->length - 1) < ee)
+				return "page table: an entry reaches beyond its area";
+		} else if (e == PT_AMBIG) {
+			if (level)
+				return "page table: a shared-page marker above the last level";
+		} else {
+			return "page table: a malformed entry";
+		}
+	}
+	return NULL;
+}
+
+static const char *ioas_check_locked(const struct p2p_ioas *ioas)
+{
+	for (size_t i = 0; i < ioas->nr; i++) {
+		const struct ioas_area *a = ioas->areas[i];
+		uint64_t last;
+
+		if (ioas->starts[i] != a->iova)
+			return "areas: search key differs from the area's IOVA";
+		if (!a->length)
+			return "areas: an empty area";
+		if (__builtin_add_overflow(a->iova, a->length - 1, &last))
+			return "areas: an area wraps past the end of the IOVA space";
+		if (i && ioas->areas[i - 1]->iova + (ioas->areas[i - 1]->length - 1) >= a->iova)
+			return "areas: overlapping or unsorted areas";
+		if (!a->pages || a->pages_off > a->pages->len ||
+		    a->length > a->pages->len - a->pages_off)
+			return "areas: an area reaches beyond its backing";
+		if (!(a->prot & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)) ||
+		    (a->prot & ~(uint32_t)(IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
+			return "areas: bad protection";
+		if ((atomic_load(&a->pages->count) >> 32) == 0)
+			return "areas: backing without a reference";
+		if (ioas->ndev && ((a->iova | a->length | a->pages_off) & P2P_PAGE_MASK))
+			return "areas: not page aligned while a device is attached";
+	}
+	return pt_check(ioas, ioas->pt_root, PT_LEVELS - 1, 0);
+}
+
+int ioas_check_invariants(struct p2p_ioas *ioas, const char **why)
+{
+	const char *w;
+
+	pthread_rwlock_rdlock(&ioas->lock);
+	w = ioas_check_locked(ioas);
+	pthread_rwlock_unlock(&ioas->lock);
+	if (why)
+		*why = w;
+	return w ? -EUCLEAN : 0;
+}
+
+void ioas_debug_walk(struct p2p_ioas *ioas,
+		     void (*fn)(void *priv, uint64_t iova, uint64_t length, uint32_t prot,
+				uint8_t *host, int is_dmabuf),
+		     void *priv)
+{
+	pthread_rwlock_rdlock(&ioas->lock);
+	for (size_t i = 0; i < ioas->nr; i++) {
+		const struct ioas_area *a = ioas->areas[i];
+
+		fn(priv, a->iova, a->length, a->prot, a->direct,
+		   a->pages->kind == PAGES_DMABUF);
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+}

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What backs IOAS areas (drivers/iommu/iommufd/pages.c): "pages" objects
+ * over pinned process memory, a memfd mapping, or a dma-buf attachment,
+ * and the dma-buf importer's invalidation (kernel-semantics 2.5).
+ *
+ *   struct ioas_pages - what backs areas (iopt_pages).  Refcounted: areas
+ *	in several IOASes (IOAS_COPY) and DMA in flight hold references.
+ *
+ * Revocation and translation meet on two seq_cst atomics per pages
+ * object: a DMA raises the in-flight count then checks `revoked`;
+ * invalidate sets `revoked` then reads the count, and if DMA is in flight
+ * publishes a fence on the dma-buf that the last p2p_ioas_dma_end()
+ * signals.  So once a revoke returns, no DMA into the revoked memory is
+ * running or can start.
+ *
+ * Locking: pages->mutex is the innermost IOAS lock; the invalidate
+ * callback runs under resv and takes only it (docs/locking.md).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <p2pbuf/file.h>
+#include <p2pbuf/iommu.h>
+
+#include "iommufd.h"
+
+static struct ioas_pages *pages_new(enum pages_kind kind)
+{
+	struct ioas_pages *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	atomic_init(&p->count, PAGES_REF);
+	p->kind = kind;
+	pthread_mutex_init(&p->mutex, NULL);
+	atomic_init(&p->revoked, false);
+	return p;
+}
+
+void pages_get(struct ioas_pages *p)
+{
+	atomic_fetch_add(&p->count, PAGES_REF);
+}
+
+static void pages_free(struct ioas_pages *p)
+{
+	struct p2p_fence *drain;
+
+	/*
+	 * The last DMA may end here (the area was unmapped meanwhile) while a
+	 * revoke waits for it on the drain fence holding resv: signal before
+	 * taking resv, or the two wait for each other.
+	 */
+	pthread_mutex_lock(&p->mutex);
+	drain = p->drain;
+	p->drain = NULL;
+	pthread_mutex_unlock(&p->mutex);
+	if (drain) {
+		p2p_fence_signal(drain);
+		p2p_fence_put(drain);
+	}
+	if (p->attach) {
+		struct p2p_dmabuf *buf = p2p_attachment_dmabuf(p->attach);
+
+		p2p_dmabuf_resv_lock(buf);
+		if (p->sgt)
+			p2p_attachment_unmap(p->attach, p->sgt);
+		p->sgt = NULL;
+		p2p_dmabuf_resv_unlock(buf);
+		p2p_dmabuf_detach(p->attach);
+	}
+	if (p->map_base)
+		munmap(p->map_base, p->map_len);
+	free(p->segs);
+	pthread_mutex_destroy(&p->mutex);
+	free(p);
+}
+
+/*
+ * The last reference goes only once no DMA is in flight (none can start:
+ * no area is left), so pages_free(), which takes resv, never runs on a DMA
+ * completion: a revoke holding resv may be waiting for that very DMA, or
+ * for another run the same device thread holds (a copy's source).
+ */
+void pages_put(struct ioas_pages *p)
+{
+	uint_fast64_t c;
+
+	if (!p)
+		return;
+	c = atomic_load(&p->count);
+	do {
+		while (c - PAGES_REF < PAGES_REF && (c & PAGES_BUSY_MASK)) {
+			sched_yield();
+			c = atomic_load(&p->count);
+		}
+	} while (!atomic_compare_exchange_weak(&p->count, &c, c - PAGES_REF));
+	if (c == PAGES_REF)
+		pages_free(p);
+}
+
+/*
+ * invalidate_mappings: resv held.  Unmap at once (every area on these pages
+ * stops translating), publish a fence for DMA in flight, never remap.
+ */
+static void pages_invalidate(struct p2p_attachment *attach)
+{
+	struct ioas_pages *p = p2p_attachment_importer_priv(attach);
+	struct p2p_dmabuf *buf = p2p_attachment_dmabuf(attach);
+
+	pthread_mutex_lock(&p->mutex);
+	atomic_store(&p->revoked, true);
+	if ((atomic_load(&p->count) & PAGES_DMA_MASK) && !p->drain &&
+	    !p2p_fence_create(&p->drain)) {
+		if (p2p_dmabuf_resv_add_fence(buf, p->drain)) {
+			/* No room for the fence: wait here instead, still under resv. */
+			pthread_mutex_unlock(&p->mutex);
+			while (atomic_load(&p->count) & PAGES_DMA_MASK)
+				sched_yield();
+			pthread_mutex_lock(&p->mutex);
+		}
+	}
+	if (p->sgt) {
+		p2p_attachment_unmap(attach, p->sgt);
+		p->sgt = NULL;
+	}
+	pthread_mutex_unlock(&p->mutex);
+}
+
+static const struct p2p_dmabuf_importer_ops pages_importer_ops = {
+	.invalidate_mappings = pages_invalidate,
+};
+
+void pages_dma_done(struct ioas_pages *p)
+{
+	/* In flight -> ending, in one step: p stays ours until the last line. */
+	uint64_t left = atomic_fetch_add(&p->count, PAGES_EXIT - 1) + PAGES_EXIT - 1;
+
+	if (!(left & PAGES_DMA_MASK) && atomic_load(&p->revoked)) {
+		pthread_mutex_lock(&p->mutex);
+		if (p->drain && !(atomic_load(&p->count) & PAGES_DMA_MASK)) {
+			p2p_fence_signal(p->drain);
+			p2p_fence_put(p->drain);
+			p->drain = NULL;
+		}
+		pthread_mutex_unlock(&p->mutex);
+	}
+	if (atomic_fetch_sub(&p->count, PAGES_EXIT) == PAGES_EXIT)
+		pages_free(p); /* not reached: the last reference waits for us */
+}
+
+/* Host address and contiguous bytes at @off of @p. */
+uint8_t *pages_host(const struct ioas_pages *p, uint64_t off, uint64_t *avail)
+{
+	unsigned int lo = 0, hi = p->nsegs;
+
+	if (p->kind != PAGES_DMABUF) {
+		*avail = p->len - off;
+		return p->host + off;
+	}
+	/* Segments are sorted and contiguous: binary search, on the DMA path. */
+	while (lo < hi) {
+		const struct pages_seg *m = &p->segs[(lo + hi) / 2];
+
+		if (off < m->off) {
+			hi = (lo + hi) / 2;
+		} else if (off >= m->off + m->len) {
+			lo = (lo + hi) / 2 + 1;
+		} else {
+			*avail = m->off + m->len - off;
+			return m->host + (off - m->off);
+		}
+	}
+	*avail = 0;
+	return NULL;
+}
+
+/* Build the dma-buf pages for [start, start + len) of @buf (page aligned). */
+int pages_dmabuf(struct p2p_dmabuf *buf, uint64_t start, uint64_t len, bool extended,
+		 struct ioas_pages **out)
+{
+	struct p2p_attach_info info = {
+		.argsz = sizeof(info),
+		.flags = P2P_ATTACH_PEER2PEER,
+		.importer_ops = &pages_importer_ops,
+		.name = "iommufd",
+	};
+	const struct p2p_phys_range *ranges;
+	struct p2p_phys_range one;
+	struct ioas_pages *p;
+	unsigned int nr;
+	uint64_t pos = 0;
+	int ret;
+
+	p = pages_new(PAGES_DMABUF);
+	if (!p)
+		return -ENOMEM;
+	p->len = len;
+	info.importer_priv = p;
+	ret = p2p_dmabuf_attach(buf, &info, &p->attach);
+	if (ret) {
+		pages_put(p);
+		return ret;
+	}
+	p2p_dmabuf_resv_lock(buf);
+	if (extended) {
+		ret = p2p_attachment_map(p->attach, &p->sgt);
+		ranges = ret ? NULL : p->sgt->ents;
+		nr = ret ? 0 : p->sgt->nents;
+	} else {
+		/*
+		 * The exporter's private interconnect (the iommufd_map op):
+		 * single-range VFIO dma-bufs only.
+		 */
+		ret = p2p_attachment_iommufd_map(p->attach, &one);
+		ranges = &one;
+		nr = 1;
+	}
+	if (!ret) {
+		p->segs = calloc(nr, sizeof(*p->segs));
+		if (!p->segs)
+			ret = -ENOMEM;
+	}
+	for (unsigned int i = 0; !ret && i < nr; i++) {
+		uint64_t rs = pos, re = pos + ranges[i].length;
+		uint64_t s = MAX(rs, start), e = MIN(re, start + len);
+
+		if (s < e)
+			p->segs[p->nsegs++] = (struct pages_seg){
+				.off = s - start,
+				.len = e - s,
+				.host = p2p_mem_ptr(ranges[i].mem, ranges[i].offset + (s - rs)),
+			};
+		pos = re;
+	}
+	p2p_dmabuf_resv_unlock(buf);
+	if (ret) {
+		pages_put(p);
+		return ret;
+	}
+	*out = p;
+	return 0;
+}
+
+/*
+ * "Pin" [va, va + len): fault it in for the access the map allows, as
+ * pin_user_pages() does.  Unmapped memory, or read-only memory mapped
+ * WRITEABLE, fails (-EFAULT), so a device write can never hit it.
+ */
+static int user_range_pin(const void *va, uint64_t len, uint32_t flags)
+{
+	uintptr_t s = (uintptr_t)va & ~(uintptr_t)P2P_PAGE_MASK;
+	uintptr_t e = ALIGN_UP((uintptr_t)va + len, P2P_PAGE_SIZE);
+	int advice = (flags & IOMMU_IOAS_MAP_WRITEABLE) ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
+
+	if (madvise((void *)s, e - s, advice) == 0)
+		return 0;
+	return errno == ENOMEM && !msync((void *)s, e - s, MS_ASYNC) ? -ENOMEM : -EFAULT;
+}
+
+/*
+ * Pages over process memory [va, va + length) (iopt_alloc_user_pages()),
+ * pinned for the access @flags allow; *@off is where @va is in them.
+ */
+int pages_user(void *va, uint64_t length, uint32_t flags, struct ioas_pages **out,
+	       uint64_t *off)
+{
+	uintptr_t base = (uintptr_t)va & ~(uintptr_t)P2P_PAGE_MASK, end;
+	struct ioas_pages *p;
+	int ret;
+
+	if (__builtin_add_overflow((uintptr_t)va, length, &end))
+		return -EOVERFLOW;
+	if (cpumap_range_mapped((uintptr_t)va, length)) {
+		/*
+		 * A dma-buf mapping is VM_PFNMAP memory in the kernel: iommufd
+		 * cannot pin it, not even part of a range (kernel-semantics 4.2,
+		 * vfio_dma_mapping_mmio_test).
+		 */
+		return -EFAULT;
+	}
+	ret = user_range_pin(va, length, flags);
+	if (ret)
+		return ret;
+	/* The program may truncate what backs this memory: devices copy guarded. */
+	dma_guard_init();
+	p = pages_new(PAGES_USER);
+	if (!p)
+		return -ENOMEM;
+	p->host = (uint8_t *)base;
+	p->len = ALIGN_UP(end, P2P_PAGE_SIZE) - base;
+	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
+	*off = (uintptr_t)va - base;
+	*out = p;
+	return 0;
+}
+
+/*
+ * Pages over [start, start + length) of a memfd (iopt_alloc_file_pages()),
+ * mapped here; *@off is where @start is in them.
+ */
+int pages_memfd(int fd, uint64_t start, uint64_t length, uint32_t flags,
+		struct ioas_pages **out, uint64_t *off)
+{
+	uint64_t pstart = start & ~P2P_PAGE_MASK;
+	uint64_t plen = ALIGN_UP(start + length, P2P_PAGE_SIZE) - pstart;
+	struct ioas_pages *p;
+	struct stat st;
+	void *m;
+
+	/* Only shmem files (memfds) can be mapped, as the kernel's checks. */
+	if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) < 0)
+		return -EINVAL;
+	/* start + length - 1 does not wrap (checked); start + length may. */
+	if (start + (length - 1) >= (uint64_t)st.st_size)
+		return -EINVAL;
+	m = mmap(NULL, plen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)pstart);
+	if (m == MAP_FAILED) {
+		m = mmap(NULL, plen, PROT_READ, MAP_SHARED, fd, (off_t)pstart);
+		if (m == MAP_FAILED)
+			return -errno;
+		if (flags & IOMMU_IOAS_MAP_WRITEABLE) {
+			munmap(m, plen);
+			return -EPERM;
+		}
+	}
+	p = pages_new(PAGES_MEMFD);
+	if (!p) {
+		munmap(m, plen);
+		return -ENOMEM;
+	}
+	/* The program may ftruncate() the memfd: devices copy guarded (fault.c). */
+	dma_guard_init();
+	p->host = m;
+	p->map_base = m;
+	p->map_len = plen;
+	p->len = plen;
+	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
+	*off = start - pstart;
+	*out = p;
+	return 0;
+}
