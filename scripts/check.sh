@@ -45,7 +45,15 @@ run_one() {
 	case $rc in
 	0) pass=$((pass + 1)); echo "PASS $label $name (${secs}s)" ;;
 	77) skip=$((skip + 1)); echo "SKIP $label $name: $(echo "$out" | grep -m1 SKIP | sed 's/^SKIP: //')" ;;
-	*) fail=$((fail + 1)); echo "FAIL $label $name (exit $rc, ${secs}s)"; echo "$out" | tail -30 | sed 's/^/    /' ;;
+	*)
+		fail=$((fail + 1))
+		echo "FAIL $label $name (exit $rc, ${secs}s)"
+		echo "$out" | tail -30 | sed 's/^/    /'
+		# The whole output (a TSan report is longer than 30 lines): kept.
+		mkdir -p build/check-logs
+		printf '%s\n' "$out" >"build/check-logs/$label-$name.log"
+		echo "    full output: build/check-logs/$label-$name.log"
+		;;
 	esac
 }
 

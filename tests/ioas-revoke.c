@@ -14,7 +14,11 @@
  *     engine whose DMA to a revoked IOVA completes as "revoked";
  *   - fences: a revoke waits for DMA in flight (a p2p_ioas_dma_begin()
  *     segment held in another thread), while new translations fail at
- *     once; checked with flags and bounded waits, no timing assertions.
+ *     once; checked with flags and bounded waits, no timing assertions;
+ *   - a revoke walk (device close) that skips a buffer whose last
+ *     reference is going still returns after the DMA its importer drained:
+ *     a failed p2p_file_tryget() is an acquire (a data race under TSan
+ *     otherwise).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -765,6 +769,145 @@ static void unmap_round(const char *name, enum unmap_kind kind, bool ioctl_all)
 	munmap(other, 2 * PAGE);
 }
 
+/* ---------------------------------------------------------------------- */
+/* 1.6: a revoke walk that skips a buffer whose last reference is going    */
+
+/*
+ * A device close revokes every dma-buf of the function, but skips one
+ * whose last reference is already gone (p2p_file_tryget() fails: its
+ * release is about to unlink it, src/vfio/dmabuf.c).  That buffer's
+ * importer drained its DMA (IOAS_UNMAP) before dropping its reference, so
+ * the close must still return after that DMA in the memory model, or the
+ * program reads the BAR with no happens-before edge to the device's
+ * writes: a failed p2p_file_tryget() must be an acquire.  The chaos test
+ * hit this under TSan (a close racing the copy engine re-exporting its
+ * lane).  Here it is made deterministic with an exporter whose release
+ * waits: the "device" thread writes through an IOAS area of the buffer,
+ * unmaps it, closes the last fd and stops in the release; the main thread
+ * learns that through a relaxed flag (no happens-before of its own), finds
+ * p2p_file_tryget() failing, as the close does, and reads the memory.
+ * Without the acquire, TSan reports a data race on those bytes; other
+ * builds check the values and that tryget refuses a dying file.
+ */
+struct skipper {
+	struct p2p_ioas *ioas;
+	uint64_t iova;
+	int fd;
+	uint8_t *host; /* where the device wrote */
+	int dma_ret, unmap_ret;
+	/*
+	 * in_release is relaxed: it orders the main thread after the release
+	 * began but gives it no happens-before edge from the device thread.
+	 * go is release/acquire: the main thread's reads of the dying buffer
+	 * happen before the device thread frees it.
+	 */
+	atomic_int in_release, go;
+};
+
+static int skip_map(struct p2p_attachment *a, struct p2p_sgt **out)
+{
+	*out = t_sgt_of_ranges(p2p_attachment_dmabuf(a));
+	return *out ? 0 : -ENOMEM;
+}
+
+static void skip_unmap(struct p2p_attachment *a, struct p2p_sgt *sgt)
+{
+	(void)a;
+	free(sgt);
+}
+
+static void skip_release(struct p2p_dmabuf *buf)
+{
+	struct skipper *k = p2p_dmabuf_priv(buf);
+
+	atomic_store_explicit(&k->in_release, 1, memory_order_relaxed);
+	while (!atomic_load_explicit(&k->go, memory_order_acquire))
+		sched_yield();
+}
+
+static const struct p2p_dmabuf_ops skip_ops = {
+	.map = skip_map,
+	.unmap = skip_unmap,
+	.release = skip_release,
+};
+
+static void *skip_device_main(void *arg)
+{
+	struct skipper *k = arg;
+	struct p2p_dma_seg seg = { 0 };
+
+	k->dma_ret = p2p_ioas_dma_begin(k->ioas, k->iova, 2 * PAGE, P2P_DMA_WRITE, &seg);
+	if (!k->dma_ret) {
+		k->host = seg.host;
+		memset(seg.host, 0x5c, seg.len);
+		p2p_ioas_dma_end(&seg);
+	}
+	k->unmap_ret = p2p_ioas_unmap(k->ioas, k->iova, 2 * PAGE, NULL);
+	p2p_close(k->fd); /* the last reference: stops in skip_release() */
+	return NULL;
+}
+
+static void test_skip_dying(void)
+{
+	struct skipper k = { .iova = 0x40000000 };
+	struct p2p_phys_range r = { .length = 2 * PAGE };
+	struct p2p_dmabuf_export_info info = {
+		.argsz = sizeof(info), .name = "skip", .ops = &skip_ops, .priv = &k,
+		.nr_ranges = 1, .ranges = &r,
+	};
+	struct p2p_dmabuf *buf = NULL;
+	struct p2p_mem *mem = NULL;
+	const uint8_t *bytes;
+	bool tryget = true, released;
+	unsigned int bad = 0;
+	pthread_t t;
+	uint32_t id;
+
+	t_section("1.6 a revoke walk skipping a dying buffer sees its DMA");
+	atomic_init(&k.in_release, 0);
+	atomic_init(&k.go, 0);
+	id = t_ioas_new(ictx, &k.ioas);
+	CHECK_OK(p2p_mem_create("skip", 2 * PAGE, 0, &mem));
+	if (!mem)
+		return;
+	r.mem = mem;
+	memset(p2p_mem_ptr(mem, 0), 0x11, 2 * PAGE);
+	CHECK_OK(p2p_dmabuf_export(&info, &buf));
+	k.fd = buf ? p2p_dmabuf_fd_install(buf, O_CLOEXEC) : -1;
+	CHECK(k.fd >= 0);
+	p2p_dmabuf_put(buf); /* the fd and the IOAS attachment hold it now */
+	CHECK_OK(p2p_ioas_map_file(k.ioas, k.fd, 0, 2 * PAGE, &k.iova, RW | FIXED | EXT));
+	if (t_failures) {
+		t_ioas_del(ictx, id, k.ioas);
+		p2p_close(k.fd);
+		p2p_mem_put(mem);
+		return;
+	}
+	CHECK(pthread_create(&t, NULL, skip_device_main, &k) == 0);
+	/* Bounded: the device thread runs no revoke and waits for nothing. */
+	for (unsigned int i = 0;
+	     i < 10000 && !atomic_load_explicit(&k.in_release, memory_order_relaxed); i++)
+		sleep_ms(1);
+	released = atomic_load_explicit(&k.in_release, memory_order_relaxed);
+	CHECK(released);
+	if (released) {
+		/* What vfio_dmabufs_cleanup() does with a listed buffer. */
+		tryget = p2p_file_tryget(p2p_dmabuf_file(buf));
+		bytes = p2p_mem_ptr(mem, 0);
+		for (uint64_t i = 0; i < 2 * PAGE; i++)
+			bad += bytes[i] != 0x5c;
+	}
+	atomic_store_explicit(&k.go, 1, memory_order_release);
+	pthread_join(t, NULL);
+	CHECK(!tryget);
+	CHECK(bad == 0);
+	CHECK_OK(k.dma_ret);
+	CHECK_OK(k.unmap_ret);
+	CHECK(k.host == p2p_mem_ptr(mem, 0));
+	t_ioas_del(ictx, id, k.ioas);
+	p2p_mem_put(mem);
+}
+
 int main(void)
 {
 	t_begin();
@@ -785,6 +928,7 @@ int main(void)
 	unmap_round("UNMAP waits for DMA: dma-buf", UM_DMABUF, false);
 	unmap_round("UNMAP waits for DMA: IOAS_COPY'd memfd", UM_COPY, false);
 	unmap_round("UNMAP waits for DMA: ioctl, unmap all", UM_MEMFD, true);
+	test_skip_dying();
 
 	p2p_iommufd_close(ictx);
 	t_dev_destroy(&dev);

@@ -89,10 +89,17 @@ static inline bool kref_put(struct kref *k)
 	return atomic_fetch_sub_explicit(&k->count, 1, memory_order_acq_rel) == 1;
 }
 
-/* Take a reference unless the object is already on its way out. */
+/*
+ * Take a reference unless the object is already on its way out.  Failing
+ * is an acquire: whoever finds the count at zero (and so skips the object,
+ * as a device close skips a dma-buf whose release is pending) sees all that
+ * its holders did before their kref_put(), the last one's included.  A
+ * dma-buf's importers drain their DMA before they drop their references,
+ * so that DMA happens-before the skipping revoke returns.
+ */
 static inline bool kref_get_unless_zero(struct kref *k)
 {
-	unsigned int c = atomic_load_explicit(&k->count, memory_order_relaxed);
+	unsigned int c = atomic_load_explicit(&k->count, memory_order_acquire);
 
 	while (c) {
 		if (atomic_compare_exchange_weak(&k->count, &c, c + 1))

@@ -66,8 +66,14 @@ void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 	int err;
 
 	list_for_each_entry_safe(p, n, &dev->dmabufs, node) {
+		/*
+		 * Its release unlinks it.  Its importers drained their DMA
+		 * before dropping their references, and a failed tryget is an
+		 * acquire (kref_get_unless_zero()), so that DMA still happens
+		 * before this close returns.
+		 */
 		if (!dmabuf_tryget(p->buf))
-			continue; /* its release unlinks it */
+			continue;
 		/*
 		 * In this process only: fork children keep their own copies
 		 * of the device open, as processes sharing a kernel device fd
