@@ -75,6 +75,16 @@ void fz_init(void)
 	(void)p2p_library_init();
 }
 
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	fz_init();
+	if (fz_setup())
+		abort();
+	return 0;
+}
+
 int fz_count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -163,6 +173,16 @@ void fz_win_arm(struct fz_win *w)
 		w->base[-(long)i] = fz_canary_byte(-(long)i);
 	for (size_t i = 0; i < w->canary; i++)
 		w->base[w->len + i] = fz_canary_byte((long)(w->len + i));
+}
+
+int fz_win_ro_canaries(struct fz_win *w)
+{
+	if (!w->canary)
+		return 0;
+	if (mprotect(w->base - w->canary, w->canary, PROT_READ) ||
+	    mprotect(w->base + w->len, w->canary, PROT_READ))
+		return -1;
+	return 0;
 }
 
 void fz_win_check(const struct fz_win *w, const char *what)
