@@ -9,6 +9,7 @@
 #include <p2pbuf/p2pbuf.h>
 
 #include "fuzz.h"
+#include "proc_util.h"
 
 uint8_t fin_u8(struct fin *in)
 {
@@ -85,21 +86,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-int fz_count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own fd */
-}
-
 static void fz_list_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -122,12 +108,12 @@ static void fz_list_fds(void)
 
 int fz_fds_begin(void)
 {
-	return fz_count_fds();
+	return proc_count_fds();
 }
 
 void fz_fds_end(int before)
 {
-	int now = fz_count_fds();
+	int now = proc_count_fds();
 
 	if (now != before)
 		fz_list_fds();

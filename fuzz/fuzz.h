@@ -60,8 +60,6 @@ int fz_setup(void);
 
 /* Library setup once per process; silences the library's log unless P2P_FUZZ_LOG is set. */
 void fz_init(void);
-/* Open fds of the process (/proc/self/fd), or -1. */
-int fz_count_fds(void);
 /*
  * fz_fds_begin() at the start of an input, fz_fds_end() with its result
  * after the teardown: aborts (listing the fds) if the count differs.
