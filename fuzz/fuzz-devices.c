@@ -53,16 +53,10 @@ struct state {
 static struct fz_win win, ro;
 static uint8_t ro_shadow[RO_LEN];
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int fz_setup(void)
 {
-	(void)argc;
-	(void)argv;
-	fz_init();
 	if (fz_win_create(&win, WIN, CANARY) || fz_win_create(&ro, RO_LEN, 0))
-		abort();
+		return -1;
 	for (size_t i = 0; i < RO_LEN; i++)
 		ro.base[i] = ro_shadow[i] = fz_pattern(i, 3);
 	return 0;

@@ -55,26 +55,17 @@ static struct fz_win win;
 static struct fz_win ranges_win; /* IOVA range arrays */
 static bool trace; /* P2P_FUZZ_TRACE: the areas of each IOAS after each op */
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int fz_setup(void)
 {
-	(void)argc;
-	(void)argv;
-	fz_init();
 	trace = getenv("P2P_FUZZ_TRACE");
 	if (fz_win_create(&win, WIN, CANARY) ||
 	    fz_win_create(&ranges_win, 16 * sizeof(struct iommu_iova_range), 64))
-		abort();
+		return -1;
 	/*
 	 * The window's canaries are read-only: maps may cover them (READABLE
 	 * succeeds, WRITEABLE fails to pin), and nothing may ever write them.
 	 */
-	if (mprotect(win.base - CANARY, CANARY, PROT_READ) ||
-	    mprotect(win.base + WIN, CANARY, PROT_READ))
-		abort();
-	return 0;
+	return fz_win_ro_canaries(&win);
 }
 
 static uint32_t pick_id(struct state *s, struct fin *in)

@@ -61,30 +61,23 @@ static struct fz_win win;
 static char dir[64];
 static bool trace; /* P2P_FUZZ_TRACE: print each operation */
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static void remove_dir(void)
 {
 	rmdir(dir);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int fz_setup(void)
 {
-	(void)argc;
-	(void)argv;
-	fz_init();
 	trace = getenv("P2P_FUZZ_TRACE");
 	/*
 	 * Read-only canaries around the window: I/O running past it fails
 	 * (EFAULT) instead of landing there; the check below is the backstop.
 	 */
-	if (fz_win_create(&win, WIN, CANARY) || mprotect(win.base - CANARY, CANARY, PROT_READ) ||
-	    mprotect(win.base + WIN, CANARY, PROT_READ))
-		abort();
+	if (fz_win_create(&win, WIN, CANARY) || fz_win_ro_canaries(&win))
+		return -1;
 	snprintf(dir, sizeof(dir), "/tmp/p2pbuf-fuzz-uring.XXXXXX");
 	if (!mkdtemp(dir))
-		abort();
+		return -1;
 	atexit(remove_dir); /* each input unlinks its file */
 	return 0;
 }

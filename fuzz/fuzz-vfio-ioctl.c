@@ -38,17 +38,9 @@
 
 static struct fz_win arg;
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int fz_setup(void)
 {
-	(void)argc;
-	(void)argv;
-	fz_init();
-	if (fz_win_create(&arg, ARG_LEN, CANARY))
-		abort();
-	return 0;
+	return fz_win_create(&arg, ARG_LEN, CANARY);
 }
 
 static const unsigned long requests[] = {

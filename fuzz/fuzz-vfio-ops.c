@@ -53,14 +53,8 @@ struct state {
 
 static uint8_t iobuf[IO_MAX];
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int fz_setup(void)
 {
-	(void)argc;
-	(void)argv;
-	fz_init();
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <p2pbuf/p2pbuf.h>
 
 #include "fuzz.h"
+#include "proc_util.h"
 
 uint8_t fin_u8(struct fin *in)
 {
@@ -75,19 +76,14 @@ void fz_init(void)
 	(void)p2p_library_init();
 }
 
-int fz_count_fds(void)
+int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own fd */
+	(void)argc;
+	(void)argv;
+	fz_init();
+	if (fz_setup())
+		abort();
+	return 0;
 }
 
 static void fz_list_fds(void)
@@ -112,12 +108,12 @@ static void fz_list_fds(void)
 
 int fz_fds_begin(void)
 {
-	return fz_count_fds();
+	return proc_count_fds();
 }
 
 void fz_fds_end(int before)
 {
-	int now = fz_count_fds();
+	int now = proc_count_fds();
 
 	if (now != before)
 		fz_list_fds();
@@ -163,6 +159,16 @@ void fz_win_arm(struct fz_win *w)
 		w->base[-(long)i] = fz_canary_byte(-(long)i);
 	for (size_t i = 0; i < w->canary; i++)
 		w->base[w->len + i] = fz_canary_byte((long)(w->len + i));
+}
+
+int fz_win_ro_canaries(struct fz_win *w)
+{
+	if (!w->canary)
+		return 0;
+	if (mprotect(w->base - w->canary, w->canary, PROT_READ) ||
+	    mprotect(w->base + w->len, w->canary, PROT_READ))
+		return -1;
+	return 0;
 }
 
 void fz_win_check(const struct fz_win *w, const char *what)

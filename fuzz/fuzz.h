@@ -48,10 +48,18 @@ static inline bool fin_empty(const struct fin *in)
 		}                                                                            \
 	} while (0)
 
+/* The libFuzzer entry points: fuzz.c has LLVMFuzzerInitialize(), each target the other. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/*
+ * Each target's setup, once per process after fz_init() (from
+ * LLVMFuzzerInitialize()): 0, or nonzero to abort.
+ */
+int fz_setup(void);
+
 /* Library setup once per process; silences the library's log unless P2P_FUZZ_LOG is set. */
 void fz_init(void);
-/* Open fds of the process (/proc/self/fd), or -1. */
-int fz_count_fds(void);
 /*
  * fz_fds_begin() at the start of an input, fz_fds_end() with its result
  * after the teardown: aborts (listing the fds) if the count differs.
@@ -75,6 +83,8 @@ int fz_win_create(struct fz_win *w, size_t len, size_t canary);
 void fz_win_destroy(struct fz_win *w);
 /* Refill both canaries. */
 void fz_win_arm(struct fz_win *w);
+/* Make both canaries read-only (after arming them): 0 or -1. */
+int fz_win_ro_canaries(struct fz_win *w);
 /* Abort if a canary byte changed; @what names the window. */
 void fz_win_check(const struct fz_win *w, const char *what);
 /* The canary byte expected at window-relative offset @off (negative: before). */

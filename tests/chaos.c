@@ -66,6 +66,7 @@
 
 #include "ce_driver.h"
 #include "harness.h"
+#include "proc_util.h"
 #include "sd_driver.h"
 
 #define KiB 1024ull
@@ -663,6 +664,38 @@ static void ce_batch(struct dma_worker *dw)
 }
 
 /*
+ * The unmap of ce_unmap_inflight() and sd_unmap_inflight(), with the DMA
+ * just kicked: after a random short delay, unmap the destination (lane @g,
+ * or the worker's target) and copy what it holds right then into @snap.
+ * Returns the memory @snap is a copy of.
+ */
+static uint8_t *unmap_while_dma(struct dma_worker *dw, bool lane, unsigned int g, uint8_t *snap)
+{
+	uint8_t *view;
+
+	for (unsigned int i = (unsigned int)rnd_n(&dw->rng, 2000); i; i--)
+		atomic_signal_fence(memory_order_seq_cst);
+	if (lane) {
+		pthread_mutex_lock(&lanes[g][dw->w].lock);
+		lane_unmap(dw, g);
+		/* Single or multi range: the lane as a whole. */
+		view = gpus[g].bar + (uint64_t)dw->w * LANE_SZ;
+		memcpy(snap, view, LANE_SZ);
+		pthread_mutex_unlock(&lanes[g][dw->w].lock);
+	} else {
+		long ret = t_unmap_ioctl(ictx, dw->ioas_id, IOVA_TGT, TGT_SZ, NULL);
+
+		if (ret)
+			fail(dw->ts.name, "IOAS_UNMAP of the target: %s", strerror((int)-ret));
+		dw->tgt_mapped = false;
+		view = dw->tgt;
+		memcpy(snap, view, TGT_SZ);
+	}
+	count(OP_UNMAP_INFLIGHT);
+	return view;
+}
+
+/*
  * Queue 32 copies of 64 KiB into the target (system memory or the lane of
  * gpu @g), kick, unmap the target's area at once, snapshot it, and check
  * once all completed that nothing landed after the unmap returned.
@@ -706,25 +739,7 @@ static void ce_unmap_inflight(struct dma_worker *dw)
 		free(snap);
 		return;
 	}
-	for (unsigned int i = (unsigned int)rnd_n(&dw->rng, 2000); i; i--)
-		atomic_signal_fence(memory_order_seq_cst);
-	if (lane) {
-		pthread_mutex_lock(&lanes[g][dw->w].lock);
-		lane_unmap(dw, g);
-		/* Single or multi range: the lane as a whole. */
-		view = gpus[g].bar + (uint64_t)dw->w * LANE_SZ;
-		memcpy(snap, view, LANE_SZ);
-		pthread_mutex_unlock(&lanes[g][dw->w].lock);
-	} else {
-		long ret = t_unmap_ioctl(ictx, dw->ioas_id, IOVA_TGT, TGT_SZ, NULL);
-
-		if (ret)
-			fail(dw->ts.name, "IOAS_UNMAP of the target: %s", strerror((int)-ret));
-		dw->tgt_mapped = false;
-		view = dw->tgt;
-		memcpy(snap, view, TGT_SZ);
-	}
-	count(OP_UNMAP_INFLIGHT);
+	view = unmap_while_dma(dw, lane, g, snap);
 	if (ce_drv_wait(&dw->ce, last))
 		fail(dw->ts.name, "wait failed");
 	for (unsigned int i = 0; i < N; i++)
@@ -842,24 +857,7 @@ static void sd_unmap_inflight(struct dma_worker *dw)
 		free(snap);
 		return;
 	}
-	for (unsigned int i = (unsigned int)rnd_n(&dw->rng, 2000); i; i--)
-		atomic_signal_fence(memory_order_seq_cst);
-	if (lane) {
-		pthread_mutex_lock(&lanes[g][dw->w].lock);
-		lane_unmap(dw, g);
-		view = gpus[g].bar + (uint64_t)dw->w * LANE_SZ;
-		memcpy(snap, view, LANE_SZ);
-		pthread_mutex_unlock(&lanes[g][dw->w].lock);
-	} else {
-		long ret = t_unmap_ioctl(ictx, dw->ioas_id, IOVA_TGT, TGT_SZ, NULL);
-
-		if (ret)
-			fail(dw->ts.name, "IOAS_UNMAP of the target: %s", strerror((int)-ret));
-		dw->tgt_mapped = false;
-		view = dw->tgt;
-		memcpy(snap, view, TGT_SZ);
-	}
-	count(OP_UNMAP_INFLIGHT);
+	view = unmap_while_dma(dw, lane, g, snap);
 	if (sd_reap_n(dw, cqe, N))
 		for (unsigned int i = 0; i < N; i++)
 			sd_status_ok(dw, &cqe[i], CHUNK);
@@ -1585,16 +1583,9 @@ static void *watchdog(void *arg)
 /* Mappings that p2pbuf makes or could leak: memfds and anonymous inodes (io_uring). */
 static int count_maps(void)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
+	static const char *const leakable[] = { "/memfd:", "anon_inode:", NULL };
 
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, "/memfd:") || strstr(line, "anon_inode:");
-	fclose(f);
-	return n;
+	return proc_count_maps(leakable);
 }
 
 /* A switch is on when set to anything but "" or "0". */

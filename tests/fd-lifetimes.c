@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "proc_util.h"
 
 #define PAGE 4096ul
 #define LEN (4 * PAGE)
@@ -96,16 +97,9 @@ static struct p2p_dmabuf *fx_export(struct exporter *e)
 /* /proc/self/maps lines whose path names the buffer's memory. */
 static int maps_lines(void)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
+	static const char *const mem[] = { MEM_NAME, NULL };
 
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		n += !!strstr(line, MEM_NAME);
-	fclose(f);
-	return n;
+	return proc_count_maps(mem);
 }
 
 static long refs(int fd)

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "../tools/proc_util.h" /* test-fail-nth has no ../tools include dir */
 
 int t_failures;
 const char *t_current;
@@ -26,17 +26,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 
 int t_count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own fd */
+	return proc_count_fds();
 }
 
 void t_section(const char *name)
@@ -71,6 +61,23 @@ int t_end(void)
 		return T_EXIT_FAIL;
 	}
 	return T_EXIT_PASS;
+}
+
+int t_tmpfile(const void *data, uint64_t len)
+{
+	char path[] = "/tmp/p2p-test-XXXXXX";
+	int fd = mkostemp(path, O_CLOEXEC);
+
+	if (fd < 0) {
+		perror("t_tmpfile: mkostemp");
+		exit(T_EXIT_FAIL);
+	}
+	unlink(path);
+	if (pwrite(fd, data, len, 0) != (ssize_t)len) {
+		perror("t_tmpfile: pwrite");
+		exit(T_EXIT_FAIL);
+	}
+	return fd;
 }
 
 void t_skip(const char *reason)

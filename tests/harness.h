@@ -63,6 +63,11 @@ void t_begin(void);
 int t_end(void);
 /* The fds the process has open now (what t_begin() and t_end() compare), or -1. */
 int t_count_fds(void);
+/*
+ * An unlinked temporary file (O_CLOEXEC) holding the @len bytes at @data;
+ * prints and exits T_EXIT_FAIL if it cannot be made.
+ */
+int t_tmpfile(const void *data, uint64_t len);
 /* Print a reason and exit 77. */
 void t_skip(const char *reason) __attribute__((noreturn));
 /* Skip (77) unless CPU mappings can be revoked (p2p_library_init() succeeded). */

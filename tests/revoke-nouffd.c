@@ -24,22 +24,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "proc_util.h"
 
 #define BAR2 (4ull << 20)
 #define PAGE 4096ull
-
-static int sysctl_unpriv_uffd(void)
-{
-	FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "re");
-	int v = -1;
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
 
 /* userfaultfd(2) -> EPERM, everything else allowed. */
 static int deny_userfaultfd(void)
@@ -215,7 +203,7 @@ out:
 
 int main(void)
 {
-	int status, unpriv = sysctl_unpriv_uffd();
+	int status, unpriv = proc_read_int("/proc/sys/vm/unprivileged_userfaultfd");
 	pid_t pid;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);

@@ -91,23 +91,11 @@ static uint8_t file_byte(uint64_t i)
 
 static int make_file(void)
 {
-	char path[] = "/tmp/p2p-stress-uring-XXXXXX";
-	uint8_t *data = malloc(FILE_SIZE);
-	int fd = mkostemp(path, O_CLOEXEC);
+	static uint8_t data[FILE_SIZE];
 
-	if (fd < 0 || !data) {
-		perror("make_file");
-		exit(T_EXIT_FAIL);
-	}
-	unlink(path);
 	for (uint64_t i = 0; i < FILE_SIZE; i++)
 		data[i] = file_byte(i);
-	if (pwrite(fd, data, FILE_SIZE, 0) != (ssize_t)FILE_SIZE) {
-		perror("pwrite");
-		exit(T_EXIT_FAIL);
-	}
-	free(data);
-	return fd;
+	return t_tmpfile(data, FILE_SIZE);
 }
 
 struct req {

@@ -70,20 +70,15 @@ static void fill(uint8_t *p, uint64_t len, uint32_t seed)
 /* An unlinked temporary file of @size bytes of pattern(@seed, offset). */
 static int make_file(uint64_t size, uint32_t seed)
 {
-	char path[] = "/tmp/p2p-uring-XXXXXX";
 	uint8_t *data = malloc(size);
-	int fd = mkostemp(path, O_CLOEXEC);
+	int fd;
 
-	if (fd < 0 || !data) {
+	if (!data) {
 		perror("make_file");
 		exit(T_EXIT_FAIL);
 	}
-	unlink(path);
 	fill(data, size, seed);
-	if (pwrite(fd, data, size, 0) != (ssize_t)size) {
-		perror("pwrite");
-		exit(T_EXIT_FAIL);
-	}
+	fd = t_tmpfile(data, size);
 	free(data);
 	return fd;
 }

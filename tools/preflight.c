@@ -8,6 +8,7 @@
 #include <p2pbuf/p2pbuf.h>
 
 #include "preflight.h"
+#include "proc_util.h"
 
 bool cli_have_cap(unsigned int cap)
 {
@@ -24,19 +25,6 @@ bool cli_have_cap(unsigned int cap)
 	return eff & (1ull << cap);
 }
 
-static int read_sysctl(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	int v = -1;
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 void cli_limits_probe(uint64_t pinned, struct cli_limits *l)
 {
 	struct io_uring ring;
@@ -45,10 +33,10 @@ void cli_limits_probe(uint64_t pinned, struct cli_limits *l)
 	*l = (struct cli_limits){ .unpriv_uffd = -1, .uring_disabled = -1 };
 	l->no_uffd = p2p_cpu_revoke_method() == P2P_CPU_REVOKE_REMAP;
 	if (l->no_uffd)
-		l->unpriv_uffd = read_sysctl("/proc/sys/vm/unprivileged_userfaultfd");
+		l->unpriv_uffd = proc_read_int("/proc/sys/vm/unprivileged_userfaultfd");
 	l->uring_err = io_uring_queue_init(2, &ring, 0);
 	if (l->uring_err < 0) {
-		l->uring_disabled = read_sysctl("/proc/sys/kernel/io_uring_disabled");
+		l->uring_disabled = proc_read_int("/proc/sys/kernel/io_uring_disabled");
 		return;
 	}
 	io_uring_queue_exit(&ring);

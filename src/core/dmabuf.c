@@ -46,16 +46,9 @@ bool dmabuf_dying(const struct p2p_dmabuf *buf)
 	return p2p_file_count(buf->file) == 0;
 }
 
-/* The file's release: dma_buf_release() and dma_buf_file_release(). */
-static void dmabuf_release(struct p2p_file *file)
+/* Undo p2p_dmabuf_export()'s setup: the tree, fences, range references, locks. */
+static void dmabuf_free(struct p2p_dmabuf *buf)
 {
-	struct p2p_dmabuf *buf = p2p_file_priv(file);
-
-	pthread_mutex_lock(&db_lock);
-	list_del_init(&buf->db_node);
-	pthread_mutex_unlock(&db_lock);
-	/* Exporters may revoke until their release unlinks the buffer. */
-	buf->ops->release(buf);
 	tree_buf_release(buf);
 	for (unsigned int i = 0; i < buf->nr_fences; i++)
 		p2p_fence_put(buf->fences[i]);
@@ -67,6 +60,19 @@ static void dmabuf_release(struct p2p_file *file)
 	pthread_cond_destroy(&buf->map_cond);
 	pthread_mutex_destroy(&buf->cpu_lock);
 	free(buf);
+}
+
+/* The file's release: dma_buf_release() and dma_buf_file_release(). */
+static void dmabuf_release(struct p2p_file *file)
+{
+	struct p2p_dmabuf *buf = p2p_file_priv(file);
+
+	pthread_mutex_lock(&db_lock);
+	list_del_init(&buf->db_node);
+	pthread_mutex_unlock(&db_lock);
+	/* Exporters may revoke until their release unlinks the buffer. */
+	buf->ops->release(buf);
+	dmabuf_free(buf);
 }
 
 /* dma_buf_set_name(): strndup_user(DMA_BUF_NAME_LEN), -EBUSY while attached. */
@@ -202,14 +208,7 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	return 0;
 
 err_ranges:
-	tree_buf_release(buf);
-	for (uint32_t i = 0; i < buf->nr_ranges; i++)
-		p2p_mem_put(buf->ranges[i].mem);
-	pthread_mutex_destroy(&buf->resv);
-	pthread_mutex_destroy(&buf->map_lock);
-	pthread_cond_destroy(&buf->map_cond);
-	pthread_mutex_destroy(&buf->cpu_lock);
-	free(buf);
+	dmabuf_free(buf); /* no fences yet */
 	return ret;
 }
 

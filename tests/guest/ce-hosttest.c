@@ -119,6 +119,7 @@ int main(void)
 	struct ce_guest ce;
 	uint64_t iova = RAM_GPA;
 	uint32_t ioas_id, id;
+	uint16_t vendor = 0, device = 0;
 	uint8_t *ram, *bar;
 	int ret;
 
@@ -127,6 +128,12 @@ int main(void)
 	CHECK(!p2p_copy_engine_create("0000:01:00.1", NULL, 2, &cedev) &&
 		      !p2p_vfio_device_open(cedev, &cv) && !p2p_vfio_device_attach_ioas(cv, ioas),
 	      "copy engine");
+	/* The guest finds the engine by ce_regs.h's IDs: the ones the library gives it. */
+	CHECK(!p2p_pci_dev_config_read(cedev, 0, &vendor, 2) &&
+		      !p2p_pci_dev_config_read(cedev, 2, &device, 2) && vendor == CE_PCI_VENDOR &&
+		      device == CE_PCI_DEVICE,
+	      "copy engine is %04x:%04x, ce_regs.h says %04x:%04x", vendor, device, CE_PCI_VENDOR,
+	      CE_PCI_DEVICE);
 
 	/* Guest RAM at its GPA, the gpu's BAR2 mmap at the BAR's GPA. */
 	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
