@@ -2,7 +2,8 @@
 /*
  * Device DMA and interrupts: the IOAS a function's DMA goes through
  * (VFIO_DEVICE_ATTACH_IOMMUFD_PT) and its MSI eventfds
- * (VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS).
+ * (VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS).  The functions have an
+ * MSI capability and no INTx pin, so there is no INTx vector.
  *
  * Locking: dev->dma_lock (rw) protects dev->ioas and dev->irq_fds.  DMA and
  * interrupts take it for read; attach/detach and SET_IRQS for write.  It
@@ -135,24 +136,50 @@ P2P_API bool p2p_pci_dev_raise_irq(struct p2p_pci_dev *dev, unsigned int vector)
 	return sent;
 }
 
+/*
+ * vfio_pci_get_irq_count(): INTx has one vector iff config space has an
+ * interrupt pin (the emulated functions have none: pci_config_reset());
+ * MSI has the vectors of the MSI capability's Multiple Message Capable
+ * field (P2P_PCI_MAX_VECTORS); MSI-X, ERR and REQ have none here.
+ */
+static uint32_t irq_count(struct p2p_pci_dev *dev, uint32_t index)
+{
+	uint32_t n = 0;
+
+	pthread_rwlock_rdlock(&dev->memory_lock);
+	if (index == VFIO_PCI_INTX_IRQ_INDEX)
+		n = pci_config_get(dev, 0x3d, 1) ? 1 : 0;
+	else if (index == VFIO_PCI_MSI_IRQ_INDEX)
+		n = 1u << ((pci_config_get(dev, P2P_PCI_CAP_MSI + 2, 2) >> 1) & 0x7);
+	pthread_rwlock_unlock(&dev->memory_lock);
+	return n < P2P_PCI_MAX_VECTORS ? n : P2P_PCI_MAX_VECTORS;
+}
+
+/* VFIO_DEVICE_GET_IRQ_INFO (vfio_pci_ioctl_get_irq_info). */
 long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg)
 {
 	const size_t minsz = offsetof(struct vfio_irq_info, count) + sizeof(uint32_t);
 	struct vfio_irq_info info;
 
-	(void)vdev;
 	if (copy_from_user(&info, arg, minsz))
 		return -EFAULT;
 	if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS)
 		return -EINVAL;
 	info.flags = VFIO_IRQ_INFO_EVENTFD;
-	info.count = info.index == VFIO_PCI_MSI_IRQ_INDEX ? P2P_PCI_MAX_VECTORS : 0;
-	if (info.count)
+	info.count = irq_count(vdev->pdev, info.index);
+	if (info.index == VFIO_PCI_INTX_IRQ_INDEX)
+		info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+	else
 		info.flags |= VFIO_IRQ_INFO_NORESIZE;
 	return copy_to_user(arg, &info, minsz);
 }
 
-/* VFIO_DEVICE_SET_IRQS for the MSI index: eventfd triggers (vfio_pci_set_irqs_ioctl). */
+/*
+ * VFIO_DEVICE_SET_IRQS (vfio_pci_set_irqs_ioctl): eventfd triggers for the
+ * MSI vectors.  Validation as vfio_set_irqs_validate_and_prepare(): an
+ * index without vectors (INTx: no pin) refuses everything with EINVAL, so
+ * a VMM learns from GET_IRQ_INFO and config space that there is no INTx.
+ */
 long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
 {
 	const size_t minsz = offsetof(struct vfio_irq_set, count) + sizeof(uint32_t);
@@ -160,19 +187,21 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
 	int32_t fds[P2P_PCI_MAX_VECTORS];
 	int newfds[P2P_PCI_MAX_VECTORS];
 	struct vfio_irq_set hdr;
-	uint32_t type, action;
+	uint32_t type, action, max;
 
 	if (copy_from_user(&hdr, arg, minsz))
 		return -EFAULT;
 	type = hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
 	action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
 	if (hdr.argsz < minsz || hdr.index >= VFIO_PCI_NUM_IRQS ||
+	    hdr.count >= UINT32_MAX - hdr.start ||
 	    (hdr.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) ||
 	    __builtin_popcount(type) != 1 || __builtin_popcount(action) != 1)
 		return -EINVAL;
-	if (hdr.index != VFIO_PCI_MSI_IRQ_INDEX || action != VFIO_IRQ_SET_ACTION_TRIGGER)
+	max = irq_count(dev, hdr.index);
+	if (hdr.start >= max || hdr.count > max - hdr.start)
 		return -EINVAL;
-	if (hdr.start >= P2P_PCI_MAX_VECTORS || hdr.count > P2P_PCI_MAX_VECTORS - hdr.start)
+	if (hdr.index != VFIO_PCI_MSI_IRQ_INDEX || action != VFIO_IRQ_SET_ACTION_TRIGGER)
 		return -EINVAL;
 	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr.count) {
 		irqs_clear(dev);
