@@ -832,6 +832,22 @@ static long set_irqs(uint32_t flags, uint32_t index, uint32_t start, uint32_t co
 	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, &s);
 }
 
+static long set_bool(uint32_t index, const uint8_t *b)
+{
+	struct {
+		struct vfio_irq_set hdr;
+		uint8_t b[4];
+	} s;
+
+	memset(&s, 0, sizeof(s));
+	s.hdr.argsz = sizeof(s.hdr) + 1;
+	s.hdr.flags = VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER;
+	s.hdr.index = index;
+	s.hdr.count = 1;
+	s.b[0] = *b;
+	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, &s);
+}
+
 /*
  * Interrupts as a VMM sees them (QEMU's vfio_realize: the INTx pin in
  * config space decides vfio_intx_enable(), the MSI capability decides
@@ -846,8 +862,10 @@ static void test_irqs(void)
 	const uint32_t trig_none = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
 	struct vfio_irq_info info;
 	uint32_t msi = P2P_PCI_CAP_MSI, ctrl, nvec;
-	int32_t fds[16];
+	int32_t fds[16], pfd[2], badfd = 1000000;
+	struct t_dev other;
 	uint64_t v;
+	int ret;
 
 	t_section("interrupts: config space and VFIO_DEVICE_GET_IRQ_INFO / SET_IRQS");
 
@@ -860,7 +878,7 @@ static void test_irqs(void)
 	/* ... so every INTx SET_IRQS is EINVAL (vfio_set_irqs_validate_and_prepare). */
 	for (int i = 0; i < 16; i++)
 		fds[i] = -1;
-	fds[0] = eventfd(0, EFD_CLOEXEC);
+	fds[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	CHECK(fds[0] >= 0);
 	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, fds), -EINVAL);
 	CHECK_ERR(set_irqs(trig_none, VFIO_PCI_INTX_IRQ_INDEX, 0, 0, NULL), -EINVAL);
@@ -878,6 +896,11 @@ static void test_irqs(void)
 	CHECK(info.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
 	CHECK_OK(irq_info(VFIO_PCI_MSIX_IRQ_INDEX, &info));
 	CHECK(info.count == 0);
+	/* A PCIe function has the error and request vectors (QEMU: AER, unplug request). */
+	CHECK_OK(irq_info(VFIO_PCI_ERR_IRQ_INDEX, &info));
+	CHECK(info.count == 1 && info.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
+	CHECK_OK(irq_info(VFIO_PCI_REQ_IRQ_INDEX, &info));
+	CHECK(info.count == 1 && info.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
 	CHECK_ERR(irq_info(VFIO_PCI_NUM_IRQS, &info), -EINVAL);
 
 	/* The guest-visible MSI registers are writable (QEMU writes them through). */
@@ -903,6 +926,58 @@ static void test_irqs(void)
 	CHECK(!p2p_pci_dev_raise_irq(dev.pci, 1));
 	CHECK_OK(set_irqs(trig_none, VFIO_PCI_MSI_IRQ_INDEX, 0, 0, NULL));
 	CHECK(!p2p_pci_dev_raise_irq(dev.pci, 0));
+	/* MSI has no mask bits: MASK/UNMASK have no handler (ENOTTY). */
+	CHECK_ERR(set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK,
+			   VFIO_PCI_MSI_IRQ_INDEX, 0, 1, NULL), -ENOTTY);
+	/* eventfd_ctx_fdget(): not an eventfd -> EINVAL, not an fd -> EBADF. */
+	CHECK(pipe(pfd) == 0);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &pfd[0]), -EINVAL);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_ERR_IRQ_INDEX, 0, 1, &pfd[0]), -EINVAL);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &badfd), -EBADF);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_REQ_IRQ_INDEX, 0, 1, &badfd), -EBADF);
+	close(pfd[0]);
+	close(pfd[1]);
+
+	/* ERR and REQ: one vector each; loopback signalling (DATA_NONE, DATA_BOOL). */
+	for (uint32_t index = VFIO_PCI_ERR_IRQ_INDEX; index <= VFIO_PCI_REQ_IRQ_INDEX; index++) {
+		const uint8_t yes = 1, no = 0;
+
+		CHECK_ERR(set_irqs(trig_efd, index, 0, 2, fds), -EINVAL);
+		CHECK_ERR(set_irqs(trig_efd, index, 1, 1, fds), -EINVAL);
+		/* Nothing set yet: a DATA_NONE trigger has nothing to signal (EINVAL). */
+		CHECK_ERR(set_irqs(trig_none, index, 0, 1, NULL), -EINVAL);
+		CHECK_ERR(set_irqs(trig_efd, index, 0, 0, fds), -EINVAL);
+		CHECK_OK(set_irqs(trig_efd, index, 0, 1, fds));
+		CHECK_OK(set_irqs(trig_none, index, 0, 1, NULL));
+		CHECK(read(fds[0], &v, sizeof(v)) == sizeof(v) && v == 1);
+		CHECK_OK(set_bool(index, &yes));
+		CHECK_OK(set_bool(index, &no));
+		CHECK(read(fds[0], &v, sizeof(v)) == sizeof(v) && v == 1); /* the yes only */
+		CHECK_ERR(set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, index, 0,
+				   1, NULL), -ENOTTY);
+		/* -1 releases it. */
+		fds[1] = fds[0];
+		fds[0] = -1;
+		CHECK_OK(set_irqs(trig_efd, index, 0, 1, fds));
+		fds[0] = fds[1];
+		CHECK_ERR(set_irqs(trig_none, index, 0, 1, NULL), -EINVAL);
+	}
+
+	/* REQ is how the function asks its user to let go: p2p_vfio_unregister(). */
+	ret = t_dev_create(&other, "0000:05:00.0", BAR2_SIZE, 0, NULL, 5);
+	CHECK_OK(ret);
+	if (!ret) {
+		struct t_dev keep = dev;
+		unsigned int index;
+
+		CHECK_OK(p2p_vfio_register(other.pci, &index));
+		dev = other; /* set_irqs() works on dev */
+		CHECK_OK(set_irqs(trig_efd, VFIO_PCI_REQ_IRQ_INDEX, 0, 1, fds));
+		dev = keep;
+		p2p_vfio_unregister(other.pci);
+		CHECK(read(fds[0], &v, sizeof(v)) == sizeof(v) && v == 1);
+		t_dev_destroy(&other);
+	}
 	close(fds[0]);
 }
 

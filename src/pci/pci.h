@@ -53,6 +53,7 @@ struct p2p_pci_dev {
 	pthread_rwlock_t dma_lock;
 	struct p2p_ioas *ioas;
 	int irq_fds[P2P_PCI_MAX_VECTORS];
+	int err_fd, req_fd; /* VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX triggers */
 };
 
 struct vfio_group;
@@ -88,6 +89,7 @@ void pci_dma_irq_release(struct p2p_pci_dev *dev);
 void pci_dma_irq_close(struct p2p_pci_dev *dev);
 long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg);
 long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg);
+void pci_irq_request(struct p2p_pci_dev *dev);
 
 /* src/vfio/dmabuf.c: the VFIO exporter */
 int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke);
