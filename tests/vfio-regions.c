@@ -816,36 +816,36 @@ static int irq_info(uint32_t index, struct vfio_irq_info *info)
 static long set_irqs(uint32_t flags, uint32_t index, uint32_t start, uint32_t count,
 		     const int32_t *fds)
 {
-	struct {
-		struct vfio_irq_set hdr;
-		int32_t fds[16];
-	} s;
+	uint8_t buf[sizeof(struct vfio_irq_set) + 16 * sizeof(int32_t)];
+	struct vfio_irq_set hdr = {
+		.argsz = (uint32_t)(sizeof(hdr) + (fds ? count * sizeof(int32_t) : 0)),
+		.flags = flags,
+		.index = index,
+		.start = start,
+		.count = count,
+	};
 
-	memset(&s, 0, sizeof(s));
-	s.hdr.argsz = sizeof(s.hdr) + (fds ? count * sizeof(int32_t) : 0);
-	s.hdr.flags = flags;
-	s.hdr.index = index;
-	s.hdr.start = start;
-	s.hdr.count = count;
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, &hdr, sizeof(hdr));
 	if (fds)
-		memcpy(s.fds, fds, count * sizeof(int32_t));
-	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, &s);
+		memcpy(buf + sizeof(hdr), fds, count * sizeof(int32_t));
+	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, buf);
 }
 
 static long set_bool(uint32_t index, const uint8_t *b)
 {
-	struct {
-		struct vfio_irq_set hdr;
-		uint8_t b[4];
-	} s;
+	uint8_t buf[sizeof(struct vfio_irq_set) + 4];
+	struct vfio_irq_set hdr = {
+		.argsz = sizeof(hdr) + 1,
+		.flags = VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = index,
+		.count = 1,
+	};
 
-	memset(&s, 0, sizeof(s));
-	s.hdr.argsz = sizeof(s.hdr) + 1;
-	s.hdr.flags = VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER;
-	s.hdr.index = index;
-	s.hdr.count = 1;
-	s.b[0] = *b;
-	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, &s);
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, &hdr, sizeof(hdr));
+	buf[sizeof(hdr)] = *b;
+	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, buf);
 }
 
 /*
