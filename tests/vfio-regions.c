@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <stddef.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -306,23 +307,25 @@ static void test_config_space(void)
 	cfg_write(dev.vdev, 0x10, 4, bar);
 	CHECK(cfg_read(dev.vdev, 0x10, 4) == bar);
 
-	/* Capability list: status bit 4, pointer at 0x34, PM at 0x40, PCIe at 0x50, end. */
+	/* Capability list: status bit 4, pointer at 0x34, PM at 0x40, PCIe at 0x50, MSI at 0x90, end. */
 	CHECK(cfg_read(dev.vdev, 0x06, 2) & 0x10);
 	CHECK(cfg_read(dev.vdev, 0x34, 1) == P2P_PCI_CAP_PM);
 	CHECK(cfg_read(dev.vdev, P2P_PCI_CAP_PM, 1) == 0x01);	 /* PCI_CAP_ID_PM */
 	CHECK(cfg_read(dev.vdev, P2P_PCI_CAP_PM + 1, 1) == P2P_PCI_CAP_EXP);
 	CHECK(cfg_read(dev.vdev, P2P_PCI_CAP_EXP, 1) == 0x10); /* PCI_CAP_ID_EXP */
-	CHECK(cfg_read(dev.vdev, P2P_PCI_CAP_EXP + 1, 1) == 0x00);
+	CHECK(cfg_read(dev.vdev, P2P_PCI_CAP_EXP + 1, 1) == P2P_PCI_CAP_MSI);
+	CHECK(cfg_read(dev.vdev, P2P_PCI_CAP_MSI, 1) == 0x05); /* PCI_CAP_ID_MSI */
+	CHECK(cfg_read(dev.vdev, P2P_PCI_CAP_MSI + 1, 1) == 0x00);
 	/* PMCSR: D0 after open. */
 	CHECK((cfg_read(dev.vdev, P2P_PCI_PM_CTRL, 2) & 0x3) == 0);
 	/* PCIe: endpoint (type 0 in bits 7:4 of the flags), DEVCAP advertises FLR. */
 	CHECK(((cfg_read(dev.vdev, P2P_PCI_CAP_EXP + 2, 2) >> 4) & 0xf) == 0);
 	CHECK(cfg_read(dev.vdev, P2P_PCI_EXP_DEVCAP, 4) & P2P_PCI_EXP_DEVCAP_FLR);
-	/* Walking the list terminates and finds exactly PM then PCIe. */
+	/* Walking the list terminates and finds exactly PM, PCIe, MSI. */
 	for (pos = cfg_read(dev.vdev, 0x34, 1) & ~3u; pos && n < 8;
 	     pos = cfg_read(dev.vdev, pos + 1, 1) & ~3u)
 		ids[n++] = cfg_read(dev.vdev, pos, 1);
-	CHECK(n == 2 && ids[0] == 0x01 && ids[1] == 0x10);
+	CHECK(n == 3 && ids[0] == 0x01 && ids[1] == 0x10 && ids[2] == 0x05);
 
 	/* Beyond the 4 KiB config space the region ends. */
 	/* vfio_config_do_rw(): beyond the config space -> EFAULT. */
@@ -802,6 +805,182 @@ static void test_large_bar(void)
 	t_dev_destroy(&big);
 }
 
+static int irq_info(uint32_t index, struct vfio_irq_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->argsz = sizeof(*info);
+	info->index = index;
+	return (int)ioctl_(dev.vdev, VFIO_DEVICE_GET_IRQ_INFO, info);
+}
+
+static long set_irqs(uint32_t flags, uint32_t index, uint32_t start, uint32_t count,
+		     const int32_t *fds)
+{
+	uint8_t buf[sizeof(struct vfio_irq_set) + 16 * sizeof(int32_t)];
+	struct vfio_irq_set hdr = {
+		.argsz = (uint32_t)(sizeof(hdr) + (fds ? count * sizeof(int32_t) : 0)),
+		.flags = flags,
+		.index = index,
+		.start = start,
+		.count = count,
+	};
+
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, &hdr, sizeof(hdr));
+	if (fds)
+		memcpy(buf + sizeof(hdr), fds, count * sizeof(int32_t));
+	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, buf);
+}
+
+static long set_bool(uint32_t index, const uint8_t *b)
+{
+	uint8_t buf[sizeof(struct vfio_irq_set) + 4];
+	struct vfio_irq_set hdr = {
+		.argsz = sizeof(hdr) + 1,
+		.flags = VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = index,
+		.count = 1,
+	};
+
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, &hdr, sizeof(hdr));
+	buf[sizeof(hdr)] = *b;
+	return ioctl_(dev.vdev, VFIO_DEVICE_SET_IRQS, buf);
+}
+
+/*
+ * Interrupts as a VMM sees them (QEMU's vfio_realize: the INTx pin in
+ * config space decides vfio_intx_enable(), the MSI capability decides
+ * vfio_msi_setup()): config space and VFIO_DEVICE_GET_IRQ_INFO agree, as
+ * vfio-pci's vfio_pci_get_irq_count() makes them agree.  A pin with no INTx
+ * vector made QEMU 7.2 fail at start ("Failed to set up TRIGGER eventfd
+ * signaling for interrupt INTX-0").
+ */
+static void test_irqs(void)
+{
+	const uint32_t trig_efd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+	const uint32_t trig_none = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+	struct vfio_irq_info info;
+	uint32_t msi = P2P_PCI_CAP_MSI, ctrl, nvec;
+	int32_t fds[16], pfd[2], badfd = 1000000;
+	struct t_dev other;
+	uint64_t v;
+	int ret;
+
+	t_section("interrupts: config space and VFIO_DEVICE_GET_IRQ_INFO / SET_IRQS");
+
+	/* No INTx pin, and no INTx vector. */
+	CHECK(cfg_read(dev.vdev, 0x3d, 1) == 0);
+	CHECK_OK(irq_info(VFIO_PCI_INTX_IRQ_INDEX, &info));
+	CHECK(info.count == 0);
+	CHECK(info.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE |
+			     VFIO_IRQ_INFO_AUTOMASKED));
+	/* ... so every INTx SET_IRQS is EINVAL (vfio_set_irqs_validate_and_prepare). */
+	for (int i = 0; i < 16; i++)
+		fds[i] = -1;
+	fds[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(fds[0] >= 0);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, fds), -EINVAL);
+	CHECK_ERR(set_irqs(trig_none, VFIO_PCI_INTX_IRQ_INDEX, 0, 0, NULL), -EINVAL);
+	CHECK_ERR(set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+			   VFIO_PCI_INTX_IRQ_INDEX, 0, 1, NULL), -EINVAL);
+
+	/* MSI: 64-bit, Multiple Message Capable matches the VFIO vector count. */
+	ctrl = cfg_read(dev.vdev, msi + 2, 2);
+	nvec = 1u << ((ctrl >> 1) & 7);
+	CHECK(ctrl & 0x80);
+	CHECK(!(ctrl & 0x100)); /* no per-vector masking */
+	CHECK(!(ctrl & 0x1));	/* disabled at open */
+	CHECK_OK(irq_info(VFIO_PCI_MSI_IRQ_INDEX, &info));
+	CHECK(info.count == nvec && nvec == 8);
+	CHECK(info.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
+	CHECK_OK(irq_info(VFIO_PCI_MSIX_IRQ_INDEX, &info));
+	CHECK(info.count == 0);
+	/* A PCIe function has the error and request vectors (QEMU: AER, unplug request). */
+	CHECK_OK(irq_info(VFIO_PCI_ERR_IRQ_INDEX, &info));
+	CHECK(info.count == 1 && info.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
+	CHECK_OK(irq_info(VFIO_PCI_REQ_IRQ_INDEX, &info));
+	CHECK(info.count == 1 && info.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
+	CHECK_ERR(irq_info(VFIO_PCI_NUM_IRQS, &info), -EINVAL);
+
+	/* The guest-visible MSI registers are writable (QEMU writes them through). */
+	cfg_write(dev.vdev, msi + 4, 4, 0xfee00000);
+	cfg_write(dev.vdev, msi + 8, 4, 0x1);
+	cfg_write(dev.vdev, msi + 12, 2, 0x4041);
+	cfg_write(dev.vdev, msi + 2, 2, 0xffff);
+	CHECK(cfg_read(dev.vdev, msi + 4, 4) == 0xfee00000);
+	CHECK(cfg_read(dev.vdev, msi + 8, 4) == 0x1);
+	CHECK(cfg_read(dev.vdev, msi + 12, 2) == 0x4041);
+	/* Enable and Multiple Message Enable change; capable bits and 64-bit do not. */
+	CHECK(cfg_read(dev.vdev, msi + 2, 2) == (ctrl | 0x71));
+	cfg_write(dev.vdev, msi + 2, 2, 0);
+	CHECK(cfg_read(dev.vdev, msi + 2, 2) == ctrl);
+
+	/* MSI vectors beyond the capability's count are EINVAL. */
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_MSI_IRQ_INDEX, 0, nvec + 1, fds), -EINVAL);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_MSI_IRQ_INDEX, nvec, 1, fds), -EINVAL);
+	/* Vector 0 with an eventfd: the device raises it; disabling stops it. */
+	CHECK_OK(set_irqs(trig_efd, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, fds));
+	CHECK(p2p_pci_dev_raise_irq(dev.pci, 0));
+	CHECK(read(fds[0], &v, sizeof(v)) == sizeof(v) && v == 1);
+	CHECK(!p2p_pci_dev_raise_irq(dev.pci, 1));
+	CHECK_OK(set_irqs(trig_none, VFIO_PCI_MSI_IRQ_INDEX, 0, 0, NULL));
+	CHECK(!p2p_pci_dev_raise_irq(dev.pci, 0));
+	/* MSI has no mask bits: MASK/UNMASK have no handler (ENOTTY). */
+	CHECK_ERR(set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK,
+			   VFIO_PCI_MSI_IRQ_INDEX, 0, 1, NULL), -ENOTTY);
+	/* eventfd_ctx_fdget(): not an eventfd -> EINVAL, not an fd -> EBADF. */
+	CHECK(pipe(pfd) == 0);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &pfd[0]), -EINVAL);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_ERR_IRQ_INDEX, 0, 1, &pfd[0]), -EINVAL);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &badfd), -EBADF);
+	CHECK_ERR(set_irqs(trig_efd, VFIO_PCI_REQ_IRQ_INDEX, 0, 1, &badfd), -EBADF);
+	close(pfd[0]);
+	close(pfd[1]);
+
+	/* ERR and REQ: one vector each; loopback signalling (DATA_NONE, DATA_BOOL). */
+	for (uint32_t index = VFIO_PCI_ERR_IRQ_INDEX; index <= VFIO_PCI_REQ_IRQ_INDEX; index++) {
+		const uint8_t yes = 1, no = 0;
+
+		CHECK_ERR(set_irqs(trig_efd, index, 0, 2, fds), -EINVAL);
+		CHECK_ERR(set_irqs(trig_efd, index, 1, 1, fds), -EINVAL);
+		/* Nothing set yet: a DATA_NONE trigger has nothing to signal (EINVAL). */
+		CHECK_ERR(set_irqs(trig_none, index, 0, 1, NULL), -EINVAL);
+		CHECK_ERR(set_irqs(trig_efd, index, 0, 0, fds), -EINVAL);
+		CHECK_OK(set_irqs(trig_efd, index, 0, 1, fds));
+		CHECK_OK(set_irqs(trig_none, index, 0, 1, NULL));
+		CHECK(read(fds[0], &v, sizeof(v)) == sizeof(v) && v == 1);
+		CHECK_OK(set_bool(index, &yes));
+		CHECK_OK(set_bool(index, &no));
+		CHECK(read(fds[0], &v, sizeof(v)) == sizeof(v) && v == 1); /* the yes only */
+		CHECK_ERR(set_irqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, index, 0,
+				   1, NULL), -ENOTTY);
+		/* -1 releases it. */
+		fds[1] = fds[0];
+		fds[0] = -1;
+		CHECK_OK(set_irqs(trig_efd, index, 0, 1, fds));
+		fds[0] = fds[1];
+		CHECK_ERR(set_irqs(trig_none, index, 0, 1, NULL), -EINVAL);
+	}
+
+	/* REQ is how the function asks its user to let go: p2p_vfio_unregister(). */
+	ret = t_dev_create(&other, "0000:05:00.0", BAR2_SIZE, 0, NULL, 5);
+	CHECK_OK(ret);
+	if (!ret) {
+		struct t_dev keep = dev;
+		unsigned int index;
+
+		CHECK_OK(p2p_vfio_register(other.pci, &index));
+		dev = other; /* set_irqs() works on dev */
+		CHECK_OK(set_irqs(trig_efd, VFIO_PCI_REQ_IRQ_INDEX, 0, 1, fds));
+		dev = keep;
+		p2p_vfio_unregister(other.pci);
+		CHECK(read(fds[0], &v, sizeof(v)) == sizeof(v) && v == 1);
+		t_dev_destroy(&other);
+	}
+	close(fds[0]);
+}
+
 int main(void)
 {
 	t_begin();
@@ -816,6 +995,7 @@ int main(void)
 	test_va_lookup();
 	test_mmap_outlives_fd();
 	test_large_bar();
+	test_irqs();
 
 	t_section(NULL);
 	t_dev_destroy(&dev);

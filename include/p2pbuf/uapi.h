@@ -286,6 +286,7 @@ struct iommu_hw_info {
 #define P2P_PCI_CFG_SIZE 4096
 #define P2P_PCI_CAP_PM 0x40	  /* power management capability */
 #define P2P_PCI_CAP_EXP 0x50	  /* PCI Express capability */
+#define P2P_PCI_CAP_MSI 0x90	  /* MSI capability (64-bit, 8 vectors, no masking) */
 #define P2P_PCI_PM_CTRL (P2P_PCI_CAP_PM + 4)
 #define P2P_PCI_EXP_DEVCAP (P2P_PCI_CAP_EXP + 4)
 #define P2P_PCI_EXP_DEVCTL (P2P_PCI_CAP_EXP + 8)

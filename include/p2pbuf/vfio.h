@@ -173,7 +173,7 @@ P2P_API struct p2p_vfio_device *p2p_vfio_device_from_fd(int fd);
  * p2p_vfio_device_ioctl() - the device fd's ioctls
  * @req: VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_FEATURE,
  *	VFIO_DEVICE_RESET, VFIO_DEVICE_PCI_HOT_RESET, VFIO_DEVICE_GET_IRQ_INFO,
- *	VFIO_DEVICE_SET_IRQS (MSI eventfds)
+ *	VFIO_DEVICE_SET_IRQS (MSI, ERR and REQ eventfds; no INTx)
  * @arg: the kernel's structure for @req (group_fds of a hot reset carry
  *	group numbers)
  *

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Emulated PCI functions: creation, device sets, the virtual config space
- * (identity, BAR sizing, PM and PCIe capabilities) and BAR memory.
+ * (identity, BAR sizing, PM, PCIe and MSI capabilities) and BAR memory.
  *
  * Locking: see pci.h.  Config space contents change only under
  * memory_lock held for write (src/vfio takes it).
@@ -67,7 +67,12 @@ void pci_config_reset(struct p2p_pci_dev *dev)
 	put32(c, 0x08, dev->class_code << 8);
 	c[0x0e] = 0; /* type 0 header */
 	c[0x34] = P2P_PCI_CAP_PM;
-	c[0x3d] = 1; /* INTA */
+	/*
+	 * Interrupt pin 0: the functions signal MSI only (a PCIe endpoint need
+	 * not have INTx), so VFIO_DEVICE_GET_IRQ_INFO reports no INTx vector,
+	 * as vfio-pci does for a function without a pin (src/vfio/dma_irq.c).
+	 */
+	c[0x3d] = 0;
 	for (int i = 0; i < 6; i++) {
 		if (dev->bars[i].flags & P2P_BAR_IO)
 			cmd |= CMD_IO;
@@ -92,11 +97,27 @@ void pci_config_reset(struct p2p_pci_dev *dev)
 
 	/* PCI Express capability, endpoint, FLR if the function has it. */
 	c[P2P_PCI_CAP_EXP] = 0x10;
-	c[P2P_PCI_CAP_EXP + 1] = 0;
+	c[P2P_PCI_CAP_EXP + 1] = P2P_PCI_CAP_MSI;
 	put16(c, P2P_PCI_CAP_EXP + 2, 0x0002);
 	put32(c, P2P_PCI_EXP_DEVCAP, (dev->flags & P2P_PCI_NO_FLR) ? 0 : P2P_PCI_EXP_DEVCAP_FLR);
 	put16(c, P2P_PCI_EXP_DEVCTL, 0x2810);
 	put16(dev->wmask, P2P_PCI_EXP_DEVCTL, 0x7fff);
+
+	/*
+	 * MSI capability: 64-bit address, Multiple Message Capable = 8 vectors
+	 * (P2P_PCI_MAX_VECTORS, the MSI count VFIO_DEVICE_GET_IRQ_INFO reports,
+	 * which vfio-pci derives from this field), no per-vector masking.  The
+	 * enable bit, Multiple Message Enable, address and data are plain
+	 * registers, as vfio-pci virtualizes them: the vectors are the
+	 * eventfds of VFIO_DEVICE_SET_IRQS.
+	 */
+	c[P2P_PCI_CAP_MSI] = 0x05;
+	c[P2P_PCI_CAP_MSI + 1] = 0;
+	put16(c, P2P_PCI_CAP_MSI + 2, 0x0080 | (uint16_t)(__builtin_ctz(P2P_PCI_MAX_VECTORS) << 1));
+	put16(dev->wmask, P2P_PCI_CAP_MSI + 2, 0x0071);
+	put32(dev->wmask, P2P_PCI_CAP_MSI + 4, 0xfffffffc);
+	put32(dev->wmask, P2P_PCI_CAP_MSI + 8, 0xffffffff);
+	put16(dev->wmask, P2P_PCI_CAP_MSI + 12, 0xffff);
 	dev->low_power = false;
 }
 

@@ -58,6 +58,7 @@ struct p2p_pci_dev {
 	pthread_rwlock_t dma_lock;
 	struct p2p_ioas *ioas;
 	int irq_fds[P2P_PCI_MAX_VECTORS];
+	int err_fd, req_fd; /* VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX triggers */
 };
 
 /* src/pci/pci.c */
@@ -74,12 +75,7 @@ void pci_dev_get(struct p2p_pci_dev *dev);
 void pci_dma_irq_init(struct p2p_pci_dev *dev);
 void pci_dma_irq_release(struct p2p_pci_dev *dev);
 void pci_dma_irq_close(struct p2p_pci_dev *dev);
+void pci_irq_request(struct p2p_pci_dev *dev);
 
-/*
- * Transitional: src/vfio/dma_irq.c (being changed on another branch)
- * still includes this header for VFIO's internals.  Once it includes
- * "../vfio/vfio_priv.h" itself, this include goes.
- */
-#include "../vfio/vfio_priv.h"
 
 #endif

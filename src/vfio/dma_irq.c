@@ -2,24 +2,30 @@
 /*
  * Device DMA and interrupts: the IOAS a function's DMA goes through
  * (VFIO_DEVICE_ATTACH_IOMMUFD_PT) and its MSI eventfds
- * (VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS).
+ * (VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS).  The functions have an
+ * MSI capability and no INTx pin, so there is no INTx vector; the error
+ * and request eventfds (VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX).
  *
- * Locking: dev->dma_lock (rw) protects dev->ioas and dev->irq_fds.  DMA and
+ * Locking: dev->dma_lock (rw) protects dev->ioas, dev->irq_fds, err_fd and
+ * req_fd.  DMA and
  * interrupts take it for read; attach/detach and SET_IRQS for write.  It
  * is independent of memory_lock, and comes before the IOAS locks.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "../pci/pci.h"
+#include "vfio_priv.h"
 
 void pci_dma_irq_init(struct p2p_pci_dev *dev)
 {
 	pthread_rwlock_init(&dev->dma_lock, NULL);
 	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
 		dev->irq_fds[i] = -1;
+	dev->err_fd = dev->req_fd = -1;
 }
 
 void pci_dma_irq_release(struct p2p_pci_dev *dev)
@@ -32,6 +38,10 @@ void pci_dma_irq_release(struct p2p_pci_dev *dev)
 	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
 		if (dev->irq_fds[i] >= 0)
 			close(dev->irq_fds[i]);
+	if (dev->err_fd >= 0)
+		close(dev->err_fd);
+	if (dev->req_fd >= 0)
+		close(dev->req_fd);
 	pthread_rwlock_destroy(&dev->dma_lock);
 }
 
@@ -54,6 +64,13 @@ void pci_dma_irq_close(struct p2p_pci_dev *dev)
 {
 	set_ioas(dev, NULL);
 	irqs_clear(dev);
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	if (dev->err_fd >= 0)
+		close(dev->err_fd);
+	if (dev->req_fd >= 0)
+		close(dev->req_fd);
+	dev->err_fd = dev->req_fd = -1;
+	pthread_rwlock_unlock(&dev->dma_lock);
 }
 
 static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
@@ -135,59 +152,90 @@ P2P_API bool p2p_pci_dev_raise_irq(struct p2p_pci_dev *dev, unsigned int vector)
 	return sent;
 }
 
+/*
+ * vfio_pci_get_irq_count(): INTx has one vector iff config space has an
+ * interrupt pin (the emulated functions have none: pci_config_reset());
+ * MSI has the vectors of the MSI capability's Multiple Message Capable
+ * field (P2P_PCI_MAX_VECTORS); no MSI-X; ERR has one (a PCI Express
+ * function) and REQ one.
+ */
+static uint32_t irq_count(struct p2p_pci_dev *dev, uint32_t index)
+{
+	uint32_t n = 0;
+
+	if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX)
+		return 1;
+	pthread_rwlock_rdlock(&dev->memory_lock);
+	if (index == VFIO_PCI_INTX_IRQ_INDEX)
+		n = pci_config_get(dev, 0x3d, 1) ? 1 : 0;
+	else if (index == VFIO_PCI_MSI_IRQ_INDEX)
+		n = 1u << ((pci_config_get(dev, P2P_PCI_CAP_MSI + 2, 2) >> 1) & 0x7);
+	pthread_rwlock_unlock(&dev->memory_lock);
+	return n < P2P_PCI_MAX_VECTORS ? n : P2P_PCI_MAX_VECTORS;
+}
+
+/* VFIO_DEVICE_GET_IRQ_INFO (vfio_pci_ioctl_get_irq_info). */
 long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg)
 {
 	const size_t minsz = offsetof(struct vfio_irq_info, count) + sizeof(uint32_t);
 	struct vfio_irq_info info;
 
-	(void)vdev;
 	if (copy_from_user(&info, arg, minsz))
 		return -EFAULT;
 	if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS)
 		return -EINVAL;
 	info.flags = VFIO_IRQ_INFO_EVENTFD;
-	info.count = info.index == VFIO_PCI_MSI_IRQ_INDEX ? P2P_PCI_MAX_VECTORS : 0;
-	if (info.count)
+	info.count = irq_count(vdev->pdev, info.index);
+	if (info.index == VFIO_PCI_INTX_IRQ_INDEX)
+		info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+	else
 		info.flags |= VFIO_IRQ_INFO_NORESIZE;
 	return copy_to_user(arg, &info, minsz);
 }
 
-/* VFIO_DEVICE_SET_IRQS for the MSI index: eventfd triggers (vfio_pci_set_irqs_ioctl). */
-long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
+/*
+ * eventfd_ctx_fdget(): a private duplicate of eventfd @fd; -EBADF if @fd is
+ * not open, -EINVAL if it is not an eventfd (when /proc tells).
+ */
+static int eventfd_dup(int fd)
 {
-	const size_t minsz = offsetof(struct vfio_irq_set, count) + sizeof(uint32_t);
-	struct p2p_pci_dev *dev = vdev->pdev;
-	int32_t fds[P2P_PCI_MAX_VECTORS];
-	int newfds[P2P_PCI_MAX_VECTORS];
-	struct vfio_irq_set hdr;
-	uint32_t type, action;
+	char path[64], link[64];
+	ssize_t n;
+	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 
-	if (copy_from_user(&hdr, arg, minsz))
-		return -EFAULT;
-	type = hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
-	action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
-	if (hdr.argsz < minsz || hdr.index >= VFIO_PCI_NUM_IRQS ||
-	    (hdr.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) ||
-	    __builtin_popcount(type) != 1 || __builtin_popcount(action) != 1)
-		return -EINVAL;
-	if (hdr.index != VFIO_PCI_MSI_IRQ_INDEX || action != VFIO_IRQ_SET_ACTION_TRIGGER)
-		return -EINVAL;
-	if (hdr.start >= P2P_PCI_MAX_VECTORS || hdr.count > P2P_PCI_MAX_VECTORS - hdr.start)
-		return -EINVAL;
-	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr.count) {
+	if (nfd < 0)
+		return errno == EBADF ? -EBADF : -errno;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", nfd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n > 0) {
+		link[n] = 0;
+		if (strcmp(link, "anon_inode:[eventfd]")) {
+			close(nfd);
+			return -EINVAL;
+		}
+	}
+	return nfd;
+}
+
+/* The MSI vectors (vfio_pci_set_msi_trigger), eventfds in @data. */
+static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *hdr,
+			    const void *data)
+{
+	uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+	int newfds[P2P_PCI_MAX_VECTORS];
+	int32_t fds[P2P_PCI_MAX_VECTORS];
+
+	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr->count) {
 		irqs_clear(dev);
 		return 0;
 	}
 	if (type != VFIO_IRQ_SET_DATA_EVENTFD)
 		return -EINVAL;
-	if (hdr.argsz < minsz + hdr.count * sizeof(int32_t))
-		return -EINVAL;
-	if (copy_from_user(fds, (uint8_t *)arg + minsz, hdr.count * sizeof(int32_t)))
-		return -EFAULT;
-	for (uint32_t i = 0; i < hdr.count; i++) {
+	memcpy(fds, data, hdr->count * sizeof(int32_t));
+	for (uint32_t i = 0; i < hdr->count; i++) {
 		newfds[i] = -1;
-		if (fds[i] >= 0 && (newfds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0)) < 0) {
-			int err = errno == EBADF ? -EBADF : -errno;
+		if (fds[i] >= 0 && (newfds[i] = eventfd_dup(fds[i])) < 0) {
+			int err = newfds[i];
 
 			while (i--)
 				if (newfds[i] >= 0)
@@ -196,8 +244,8 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
 		}
 	}
 	pthread_rwlock_wrlock(&dev->dma_lock);
-	for (uint32_t i = 0; i < hdr.count; i++) {
-		int *slot = &dev->irq_fds[hdr.start + i];
+	for (uint32_t i = 0; i < hdr->count; i++) {
+		int *slot = &dev->irq_fds[hdr->start + i];
 
 		if (*slot >= 0)
 			close(*slot);
@@ -205,4 +253,114 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
 	}
 	pthread_rwlock_unlock(&dev->dma_lock);
 	return 0;
+}
+
+/*
+ * The error and request triggers (vfio_pci_set_ctx_trigger_single):
+ * an eventfd sets it, -1 releases it; DATA_NONE with count 1 or DATA_BOOL
+ * true signals it (loopback testing), DATA_NONE with count 0 releases it.
+ */
+static long set_ctx_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *hdr,
+			    const void *data)
+{
+	uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+	int *slot = hdr->index == VFIO_PCI_ERR_IRQ_INDEX ? &dev->err_fd : &dev->req_fd;
+	int32_t fd = -1;
+	int old = -1;
+	long ret = 0;
+
+	if (type != VFIO_IRQ_SET_DATA_NONE && !hdr->count)
+		return -EINVAL;
+	if (type == VFIO_IRQ_SET_DATA_EVENTFD) {
+		memcpy(&fd, data, sizeof(fd));
+		if (fd < -1)
+			return 0;
+		if (fd >= 0 && (fd = eventfd_dup(fd)) < 0)
+			return fd;
+	}
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	switch (type) {
+	case VFIO_IRQ_SET_DATA_NONE:
+		if (*slot < 0)
+			ret = -EINVAL;
+		else if (hdr->count)
+			eventfd_write(*slot, 1);
+		else
+			old = *slot, *slot = -1;
+		break;
+	case VFIO_IRQ_SET_DATA_BOOL:
+		if (*(const uint8_t *)data && *slot >= 0)
+			eventfd_write(*slot, 1);
+		break;
+	default:
+		old = *slot;
+		*slot = fd;
+		break;
+	}
+	pthread_rwlock_unlock(&dev->dma_lock);
+	if (old >= 0)
+		close(old);
+	return ret;
+}
+
+/*
+ * VFIO_DEVICE_SET_IRQS (vfio_pci_ioctl_set_irqs): validation as
+ * vfio_set_irqs_validate_and_prepare(), so an index without vectors (INTx:
+ * no pin) refuses everything with EINVAL and a VMM learns from
+ * GET_IRQ_INFO and config space that there is no INTx; then the handler
+ * of vfio_pci_set_irqs_ioctl(), -ENOTTY for an action it has none for.
+ */
+long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
+{
+	const size_t minsz = offsetof(struct vfio_irq_set, count) + sizeof(uint32_t);
+	struct p2p_pci_dev *dev = vdev->pdev;
+	int32_t data[P2P_PCI_MAX_VECTORS];
+	struct vfio_irq_set hdr;
+	uint32_t action, max;
+	size_t size;
+
+	if (copy_from_user(&hdr, arg, minsz))
+		return -EFAULT;
+	action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+	if (hdr.argsz < minsz || hdr.index >= VFIO_PCI_NUM_IRQS ||
+	    hdr.count >= UINT32_MAX - hdr.start ||
+	    (hdr.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)))
+		return -EINVAL;
+	max = irq_count(dev, hdr.index);
+	if (hdr.start >= max || hdr.count > max - hdr.start)
+		return -EINVAL;
+	switch (hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
+	case VFIO_IRQ_SET_DATA_NONE: size = 0; break;
+	case VFIO_IRQ_SET_DATA_BOOL: size = sizeof(uint8_t); break;
+	case VFIO_IRQ_SET_DATA_EVENTFD: size = sizeof(int32_t); break;
+	default: return -EINVAL;
+	}
+	/* count <= max <= P2P_PCI_MAX_VECTORS: the data fits. */
+	if (size && hdr.argsz - minsz < hdr.count * size)
+		return -EINVAL;
+	if (size && copy_from_user(data, (uint8_t *)arg + minsz, hdr.count * size))
+		return -EFAULT;
+	if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
+		return -ENOTTY; /* no masking: INTx has no vector, MSI has no mask bits */
+	switch (hdr.index) {
+	case VFIO_PCI_MSI_IRQ_INDEX:
+		return set_msi_trigger(dev, &hdr, data);
+	case VFIO_PCI_ERR_IRQ_INDEX:
+	case VFIO_PCI_REQ_IRQ_INDEX:
+		return set_ctx_trigger(dev, &hdr, data);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/*
+ * vfio_pci_core_request(): the function is being taken away (unregistered):
+ * ask the user to release it through the REQ trigger, if it set one.
+ */
+void pci_irq_request(struct p2p_pci_dev *dev)
+{
+	pthread_rwlock_rdlock(&dev->dma_lock);
+	if (dev->req_fd >= 0)
+		eventfd_write(dev->req_fd, 1);
+	pthread_rwlock_unlock(&dev->dma_lock);
 }

@@ -101,6 +101,8 @@ P2P_API void p2p_vfio_unregister(struct p2p_pci_dev *pdev)
 		list_del_init(&r->node);
 	pthread_mutex_unlock(&vfio_lock);
 	if (r) {
+		/* Ask a user holding the function to release it (REQ trigger). */
+		pci_irq_request(r->pdev);
 		p2p_pci_dev_put(r->pdev);
 		free(r);
 	}
