@@ -513,6 +513,12 @@ int bench_preload(const struct bench_opts *o)
 			strerror(-ret));
 		return 1;
 	}
+	{
+		char abs[PATH_MAX];
+
+		if (realpath(preload, abs))
+			snprintf(preload, sizeof(preload), "%s", abs);
+	}
 	len = readlink("/proc/self/exe", ce.exe, sizeof(ce.exe) - 1);
 	if (len <= 0)
 		die("/proc/self/exe", errno);
