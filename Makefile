@@ -1,6 +1,6 @@
 # p2pbuf front door: meson + ninja underneath.
 #   make          build the libraries, the CLI, tests and examples (build/)
-#   make run      the main job: p2pbuf run
+#   make run      the main job: p2pbuf run, then a kernel-uAPI program through p2pbuf exec
 #   make check    every test, normally, under ASan+UBSan, threaded ones under TSan
 #   make bench    every benchmark
 #   make chaos    the chaos test, long (CHAOS_SECONDS=300; docs/chaos.md)
@@ -25,6 +25,10 @@ $(BUILD)/build.ninja:
 
 run: all
 	@./$(BUILD)/tools/p2pbuf run $(ARGS)
+	@printf '\n== The kernel-uAPI door: a program written for /dev/vfio, /dev/iommu and\n'
+	@printf '   dma-bufs (no p2pbuf header), unmodified, on the same emulated devices\n'
+	@printf '   $$ %s\n\n' '$(BUILD)/tools/p2pbuf exec -- $(BUILD)/examples/door-tour'
+	@./$(BUILD)/tools/p2pbuf exec -- ./$(BUILD)/examples/door-tour
 
 check: deps
 	@./scripts/check.sh

@@ -21,10 +21,15 @@ uint64_t cli_parse_size(const char *s);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+/* libp2pbuf-preload.so as `p2pbuf exec` finds it: 0, or -errno. */
+int cli_find_preload(char *out, size_t len);
 
 /* Benchmarks living in their own files (tools/bench_*.c). */
 int bench_io(const struct bench_opts *o);
 int bench_heap(const struct bench_opts *o);
 int bench_storage(const struct bench_opts *o);
+int bench_preload(const struct bench_opts *o);
+/* The hidden `p2pbuf bench-preload-worker` mode (tools/bench_preload.c). */
+int cmd_bench_preload_worker(int argc, char **argv);
 
 #endif

@@ -85,7 +85,7 @@ static int read_all(const char *path, char **out, size_t *len)
 }
 
 /* The preload library: $P2PBUF_PRELOAD, next to this binary in the build tree, or libdir. */
-static int find_preload(char *out, size_t len)
+int cli_find_preload(char *out, size_t len)
 {
 	const char *env = getenv("P2PBUF_PRELOAD");
 	char self[PATH_MAX];
@@ -272,7 +272,7 @@ int cmd_exec(int argc, char **argv)
 		}
 	}
 
-	ret = find_preload(preload, sizeof(preload));
+	ret = cli_find_preload(preload, sizeof(preload));
 	if (ret) {
 		fprintf(stderr, "p2pbuf exec: cannot find %s (%s; set P2PBUF_PRELOAD)\n",
 			PRELOAD_NAME, strerror(-ret));

@@ -22,7 +22,7 @@ static void usage(FILE *f)
 		   "                   mappings, a copy engine, a storage device and io_uring,\n"
 		   "                   peer to peer, through resets (p2pbuf run --help)\n"
 		   "  bench NAME       benchmark NAME (mmap, revoke, p2p, iova, io, heap, storage,\n"
-		   "                   all) against its raw baseline in the same run\n"
+		   "                   preload, all) against its raw baseline in the same run\n"
 		   "                   (p2pbuf bench --help)\n"
 		   "  exec PROGRAM     run PROGRAM unmodified on the emulated devices through\n"
 		   "                   /dev/vfio, /dev/iommu and /dev/dma_heap (p2pbuf exec --help)\n"
@@ -99,6 +99,9 @@ int main(int argc, char **argv)
 		return cmd_exec(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return cmd_bench(argc - 1, argv + 1);
+	/* Hidden: the measuring child of `p2pbuf bench preload`. */
+	if (!strcmp(argv[1], "bench-preload-worker"))
+		return cmd_bench_preload_worker(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -512,6 +512,8 @@ int door_init(void)
 /* ---------------------------------------------------------------------- */
 /* Paths                                                                   */
 
+atomic_bool door_active;
+
 struct prefix {
 	const char *s;
 	size_t len;
@@ -561,14 +563,20 @@ enum door_node door_map_path(const char *path, struct door_target *t)
 
 	if (!door_might_be_mine(path))
 		return DOOR_NOT_MINE;
+	/* path[5] first: /dev/null, /dev/shm/..., /sys/fs/... cost no strncmp. */
 	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-		if (!strncmp(path, prefixes[i].s, prefixes[i].len) &&
+		if (path[5] == prefixes[i].s[5] && !strncmp(path, prefixes[i].s, prefixes[i].len) &&
 		    (path[prefixes[i].len] == 0 || path[prefixes[i].len] == '/')) {
 			p = &prefixes[i];
 			break;
 		}
 	}
-	if (!p || door_init())
+	if (!p)
+		return DOOR_NOT_MINE;
+	/* From here on p2pbuf files may exist: the fd wrappers start looking. */
+	if (!atomic_load_explicit(&door_active, memory_order_relaxed))
+		atomic_store_explicit(&door_active, true, memory_order_release);
+	if (door_init())
 		return DOOR_NOT_MINE;
 	if (rootlen + strlen(path) >= sizeof(t->path))
 		return DOOR_NOT_MINE;

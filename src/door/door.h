@@ -8,6 +8,7 @@
 #define P2PBUF_DOOR_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -43,6 +44,15 @@ static inline bool door_might_be_mine(const char *path)
 	       ((path[1] == 'd' && path[2] == 'e' && path[3] == 'v' && path[4] == '/') ||
 		(path[1] == 's' && path[2] == 'y' && path[3] == 's' && path[4] == '/'));
 }
+
+/*
+ * door_active - has this process mapped a door path yet?  Set before the
+ * devices are created (door_map_path()), so no p2pbuf file exists while it
+ * is false: the fd wrappers then pass every fd through without asking the
+ * file layer (docs/door.md, "Fast not mine").  Inherited by fork; an
+ * exec'd program starts with it false and, as documented, no p2pbuf file.
+ */
+extern atomic_bool door_active;
 
 /*
  * door_map_path() - is @path one of the door's, and what is it?

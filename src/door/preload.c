@@ -125,9 +125,11 @@ static long ret_errno(long r)
 	return r;
 }
 
+/* Not mine, fast: no door path mapped yet means no p2pbuf file (door_active). */
 static inline bool mine_fd(int fd)
 {
-	return fd >= 0 && unlikely(p2p_fd_is_file(fd));
+	return atomic_load_explicit(&door_active, memory_order_acquire) && fd >= 0 &&
+	       unlikely(p2p_fd_is_file(fd));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -539,8 +541,25 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	return REAL(ioctl)(fd, req, arg);
 }
 
-/* Mappings made through the door: munmap() looks only when there are some. */
+/*
+ * Mappings made through the door: munmap() looks only when there are some,
+ * and only at ranges that meet [door_lo, door_hi), the span of every
+ * mapping the door has made (it only grows): a munmap() elsewhere is
+ * libc's without a lock taken.
+ */
 static atomic_long door_maps;
+static atomic_uintptr_t door_lo = UINTPTR_MAX, door_hi;
+
+static void door_span_add(uintptr_t start, uintptr_t end)
+{
+	uintptr_t v = atomic_load_explicit(&door_lo, memory_order_relaxed);
+
+	while (start < v && !atomic_compare_exchange_weak(&door_lo, &v, start))
+		;
+	v = atomic_load_explicit(&door_hi, memory_order_relaxed);
+	while (end > v && !atomic_compare_exchange_weak(&door_hi, &v, end))
+		;
+}
 
 static void *mmap_mine(void *addr, size_t len, int prot, int flags, int fd, uint64_t off)
 {
@@ -551,7 +570,9 @@ static void *mmap_mine(void *addr, size_t len, int prot, int flags, int fd, uint
 		errno = -r;
 		return MAP_FAILED;
 	}
-	atomic_fetch_add_explicit(&door_maps, 1, memory_order_relaxed);
+	/* The mapping ends at a page boundary: 64 KiB covers every page size. */
+	door_span_add((uintptr_t)out, ((uintptr_t)out + len + 0xffff) & ~(uintptr_t)0xffff);
+	atomic_fetch_add_explicit(&door_maps, 1, memory_order_seq_cst);
 	return out;
 }
 
@@ -575,7 +596,9 @@ EXPORT int munmap(void *addr, size_t len)
 	uint64_t off;
 	int r;
 
-	if (atomic_load_explicit(&door_maps, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(&door_maps, memory_order_seq_cst) == 0 ||
+	    (uintptr_t)addr >= atomic_load_explicit(&door_hi, memory_order_relaxed) ||
+	    (uintptr_t)addr + len <= atomic_load_explicit(&door_lo, memory_order_relaxed))
 		return REAL(munmap)(addr, len);
 	r = p2p_munmap(addr, len);
 	if (!r) {
