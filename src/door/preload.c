@@ -35,12 +35,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #include <p2pbuf/p2pbuf.h>
 
@@ -86,7 +88,8 @@ REAL_DECL(__pread64_chk);
 REAL_DECL(close); REAL_DECL(dup); REAL_DECL(dup2); REAL_DECL(dup3);
 REAL_DECL(fcntl); REAL_DECL(fcntl64);
 REAL_DECL(getxattr); REAL_DECL(lgetxattr); REAL_DECL(listxattr); REAL_DECL(llistxattr);
-REAL_DECL(poll); REAL_DECL(ppoll); REAL_DECL(recvmsg);
+REAL_DECL(poll); REAL_DECL(ppoll); REAL_DECL(recvmsg); REAL_DECL(close_range);
+REAL_DECL(closefrom);
 
 static void *next_sym(const char *name)
 {
@@ -706,6 +709,42 @@ EXPORT int close(int fd)
 	if (mine_fd(fd))
 		return (int)ret_errno(p2p_close(fd));
 	return REAL(close)(fd);
+}
+
+/*
+ * close_range(2) and closefrom(3): drop the references of the door's fds in
+ * the range first (as close() would), then let libc close them all.  With
+ * CLOSE_RANGE_CLOEXEC nothing is closed now.
+ */
+static void close_mine_in(unsigned int first, unsigned int last)
+{
+	struct rlimit rl;
+
+	if (!atomic_load_explicit(&door_active, memory_order_acquire))
+		return;
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur - 1 < last)
+		last = (unsigned int)(rl.rlim_cur - 1);
+	for (unsigned int fd = first; fd <= last && fd <= INT_MAX; fd++) {
+		if (mine_fd((int)fd))
+			p2p_close((int)fd);
+		if (fd == UINT_MAX)
+			break;
+	}
+}
+
+EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+		close_mine_in(first, last);
+	return REAL(close_range)(first, last, flags);
+}
+
+EXPORT void closefrom(int lowfd)
+{
+	if (lowfd >= 0)
+		close_mine_in((unsigned int)lowfd, UINT_MAX);
+	REAL(closefrom)(lowfd);
 }
 
 EXPORT int dup(int fd)

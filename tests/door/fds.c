@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * (e) Fd lifetimes through plain libc calls: dup, dup2, fcntl(F_DUPFD,
- * F_DUPFD_CLOEXEC), close, fork.  A dma-buf stays usable while any fd of
+ * F_DUPFD_CLOEXEC), close, close_range, fork.  A dma-buf stays usable while any fd of
  * it is open; after the last close the fd count is back where it started.
  */
-#include <sys/wait.h>
-
 #include "kuapi.h"
+
+#include <sys/wait.h>
 
 int main(void)
 {
@@ -52,5 +52,17 @@ int main(void)
 	}
 	CHECK(count_fds() == base, "fds: %d before the buffer, %d after its last close and munmap",
 	      base, count_fds());
+	{
+		/* close_range(2) of a door fd: its number then works for whatever comes next. */
+		int io = open("/dev/iommu", O_RDWR | O_CLOEXEC), pfd[2] = { -1, -1 }, n = -1;
+
+		CHECK(io >= 0 && close_range((unsigned int)io, (unsigned int)io, 0) == 0,
+		      "close_range of /dev/iommu");
+		CHECK(pipe(pfd) == 0, "pipe");
+		CHECK(ioctl(pfd[0], FIONREAD, &n) == 0 && n == 0,
+		      "FIONREAD on a pipe that may reuse the number (%d, %d): %d", io, pfd[0], n);
+		close(pfd[0]);
+		close(pfd[1]);
+	}
 	return finish("door-fds");
 }
