@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -34,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -89,6 +92,7 @@ REAL_DECL(close); REAL_DECL(dup); REAL_DECL(dup2); REAL_DECL(dup3);
 REAL_DECL(fcntl); REAL_DECL(fcntl64);
 REAL_DECL(getxattr); REAL_DECL(lgetxattr); REAL_DECL(listxattr); REAL_DECL(llistxattr);
 REAL_DECL(poll); REAL_DECL(ppoll); REAL_DECL(recvmsg); REAL_DECL(close_range);
+REAL_DECL(epoll_ctl);
 REAL_DECL(closefrom);
 
 static void *next_sym(const char *name)
@@ -704,10 +708,97 @@ EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t off, size_
 	return REAL(__pread64_chk)(fd, buf, count, off, buflen);
 }
 
+/*
+ * epoll.  Of the door's files only a dma-buf polls in the kernel
+ * (dma_buf_poll(): ready for reading and writing while no fence is pending,
+ * which is always the case for the fds a program holds here); VFIO device,
+ * group and container fds, iommufd and dma-heap fds have no poll, and
+ * epoll_ctl(2) refuses them with EPERM as the kernel does.  A dma-buf fd
+ * is stood in for, in the program's epoll sets, by an eventfd that is
+ * always readable and writable; epoll returns the program's own data, so
+ * the program sees its dma-buf fd ready.  The stand-in is closed with the fd.
+ */
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static int *ready_fds; /* by fd number: the stand-in eventfd + 1, 0 for none */
+static size_t ready_nr;
+
+static int ready_fd_get(int fd)
+{
+	int ret = -1;
+
+	pthread_mutex_lock(&ready_lock);
+	if ((size_t)fd >= ready_nr) {
+		size_t n = (size_t)fd + 1 > ready_nr * 2 ? (size_t)fd + 1 : ready_nr * 2;
+		int *r = realloc(ready_fds, n * sizeof(*r));
+
+		if (!r)
+			goto out;
+		memset(r + ready_nr, 0, (n - ready_nr) * sizeof(*r));
+		ready_fds = r;
+		ready_nr = n;
+	}
+	if (!ready_fds[fd]) {
+		int e = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		if (e < 0)
+			goto out;
+		ready_fds[fd] = e + 1;
+	}
+	ret = ready_fds[fd] - 1;
+out:
+	pthread_mutex_unlock(&ready_lock);
+	return ret;
+}
+
+/* @fd is being closed: close its stand-in, if it has one. */
+static void ready_fd_drop(int fd)
+{
+	int e = 0;
+
+	if (!ready_nr)
+		return;
+	pthread_mutex_lock(&ready_lock);
+	if ((size_t)fd < ready_nr) {
+		e = ready_fds[fd];
+		ready_fds[fd] = 0;
+	}
+	pthread_mutex_unlock(&ready_lock);
+	if (e)
+		REAL(close)(e - 1);
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	struct p2p_file *f;
+	bool dmabuf;
+	int e;
+
+	if (!mine_fd(fd))
+		return REAL(epoll_ctl)(epfd, op, fd, ev);
+	if (p2p_file_from_fd(fd, NULL, &f)) {
+		errno = EBADF;
+		return -1;
+	}
+	dmabuf = !strcmp(p2p_file_ops(f)->name, "dmabuf");
+	p2p_file_put(f);
+	if (!dmabuf) {
+		errno = EPERM; /* no poll in the kernel's file_operations */
+		return -1;
+	}
+	e = ready_fd_get(fd);
+	if (e < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return REAL(epoll_ctl)(epfd, op, e, ev);
+}
+
 EXPORT int close(int fd)
 {
-	if (mine_fd(fd))
+	if (mine_fd(fd)) {
+		ready_fd_drop(fd);
 		return (int)ret_errno(p2p_close(fd));
+	}
 	return REAL(close)(fd);
 }
 
@@ -726,8 +817,10 @@ static void close_mine_in(unsigned int first, unsigned int last)
 	    rl.rlim_cur - 1 < last)
 		last = (unsigned int)(rl.rlim_cur - 1);
 	for (unsigned int fd = first; fd <= last && fd <= INT_MAX; fd++) {
-		if (mine_fd((int)fd))
+		if (mine_fd((int)fd)) {
+			ready_fd_drop((int)fd);
 			p2p_close((int)fd);
+		}
 		if (fd == UINT_MAX)
 			break;
 	}
@@ -756,15 +849,19 @@ EXPORT int dup(int fd)
 
 EXPORT int dup2(int oldfd, int newfd)
 {
-	if (oldfd != newfd && (mine_fd(oldfd) || mine_fd(newfd)))
+	if (oldfd != newfd && (mine_fd(oldfd) || mine_fd(newfd))) {
+		ready_fd_drop(newfd);
 		return (int)ret_errno(p2p_fd_dup3(oldfd, newfd, 0));
+	}
 	return REAL(dup2)(oldfd, newfd);
 }
 
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	if (oldfd != newfd && (mine_fd(oldfd) || mine_fd(newfd)))
+	if (oldfd != newfd && (mine_fd(oldfd) || mine_fd(newfd))) {
+		ready_fd_drop(newfd);
 		return (int)ret_errno(p2p_fd_dup3(oldfd, newfd, flags));
+	}
 	return REAL(dup3)(oldfd, newfd, flags);
 }
 

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * (e) Fd lifetimes through plain libc calls: dup, dup2, fcntl(F_DUPFD,
- * F_DUPFD_CLOEXEC), close, close_range, fork.  A dma-buf stays usable while any fd of
+ * F_DUPFD_CLOEXEC), close, close_range, epoll, fork.  A dma-buf stays usable while any fd of
  * it is open; after the last close the fd count is back where it started.
  */
 #include "kuapi.h"
 
+#include <sys/epoll.h>
 #include <sys/wait.h>
 
 int main(void)
@@ -30,6 +31,24 @@ int main(void)
 	d3 = dup2((int)a.fd, 90);
 	CHECK(d1 >= 0 && d2 >= 100 && d3 == 90, "dup %d, F_DUPFD_CLOEXEC %d, dup2 %d", d1, d2, d3);
 	CHECK(fcntl(d2, F_GETFD) == FD_CLOEXEC && fcntl(d1, F_GETFD) == 0, "CLOEXEC bits");
+	{
+		/* epoll: a dma-buf polls (ready, no fence pending); a dma-heap fd does not (EPERM). */
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u64 = 0x5eed };
+		struct epoll_event got[2] = { 0 };
+		int ep = epoll_create1(EPOLL_CLOEXEC), h = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+
+		CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, d1, &ev) == 0, "epoll_ctl ADD of a dma-buf");
+		CHECK(epoll_wait(ep, got, 2, 1000) == 1 && got[0].data.u64 == 0x5eed &&
+			      (got[0].events & (EPOLLIN | EPOLLOUT)) == (EPOLLIN | EPOLLOUT),
+		      "epoll_wait: the dma-buf is ready (events %#x)", got[0].events);
+		CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, d1, NULL) == 0, "epoll_ctl DEL");
+		CHECK(epoll_wait(ep, got, 2, 0) == 0, "nothing after DEL");
+		CHECK(h >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, h, &ev) < 0 && errno == EPERM,
+		      "epoll_ctl ADD of a dma-heap fd: EPERM");
+		CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, d2, &ev) == 0, "epoll_ctl ADD of a dup");
+		close(h);
+		close(ep);
+	}
 	CHECK(close((int)a.fd) == 0 && close(d1) == 0 && close(d2) == 0, "close three");
 	p = mmap(NULL, a.len, PROT_READ | PROT_WRITE, MAP_SHARED, d3, 0);
 	CHECK(p != MAP_FAILED, "mmap through the last fd");
