@@ -30,30 +30,7 @@
 #include <unistd.h>
 #include <linux/vfio.h>
 
-/* Newer than Debian 12's <linux/vfio.h> (6.1): Linux 6.19's uAPI, and the dma-buf export. */
-#ifndef VFIO_DEVICE_BIND_IOMMUFD
-struct vfio_device_bind_iommufd {
-	__u32 argsz;
-	__u32 flags;
-	__s32 iommufd;
-	__u32 out_devid;
-};
-#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
-#endif
-#ifndef VFIO_DEVICE_FEATURE_DMA_BUF
-#define VFIO_DEVICE_FEATURE_DMA_BUF 11
-struct vfio_region_dma_range {
-	__u64 offset;
-	__u64 length;
-};
-struct vfio_device_feature_dma_buf {
-	__u32 region_index;
-	__u32 open_flags;
-	__u32 flags;
-	__u32 nr_ranges;
-	struct vfio_region_dma_range dma_ranges[];
-};
-#endif
+#include "linux_uapi.h"
 
 #define BDF "0000:01:00.0"
 #define SYSDEV "/sys/bus/pci/devices/" BDF
