@@ -175,6 +175,36 @@ void pci_dev_get(struct p2p_pci_dev *dev)
 }
 
 /*
+ * The function's bus-master and interrupt state: the IO address space its
+ * DMA goes through and the eventfds its MSI vectors, error and request
+ * interrupts signal (set through VFIO_DEVICE_SET_IRQS by src/vfio).
+ */
+static void dma_irq_init(struct p2p_pci_dev *dev)
+{
+	pthread_rwlock_init(&dev->dma_lock, NULL);
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
+		dev->irq_fds[i] = -1;
+	dev->err_fd = dev->req_fd = -1;
+}
+
+static void dma_irq_release(struct p2p_pci_dev *dev)
+{
+	if (dev->ioas) {
+		p2p_ioas_detach_device(dev->ioas);
+		p2p_ioas_put(dev->ioas);
+		dev->ioas = NULL;
+	}
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
+		if (dev->irq_fds[i] >= 0)
+			close(dev->irq_fds[i]);
+	if (dev->err_fd >= 0)
+		close(dev->err_fd);
+	if (dev->req_fd >= 0)
+		close(dev->req_fd);
+	pthread_rwlock_destroy(&dev->dma_lock);
+}
+
+/*
  * Where BAR @i's memory sits in its memfd: at its VFIO region offset, so a
  * BAR mmap maps the file at exactly the offset the program passed and
  * /proc/self/maps shows it (kernel-semantics 3.1).  The file is sparse; a
@@ -236,7 +266,7 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	pthread_rwlock_init(&dev->memory_lock, NULL);
 	list_init(&dev->dmabufs);
 	list_init(&dev->set_node);
-	pci_dma_irq_init(dev);
+	dma_irq_init(dev);
 
 	for (int i = 0; i < 6; i++) {
 		const struct p2p_pci_bar_desc *b = &dev->bars[i];
@@ -273,7 +303,7 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	return 0;
 
 err:
-	pci_dma_irq_release(dev);
+	dma_irq_release(dev);
 	for (int i = 0; i < 6; i++)
 		p2p_mem_put(dev->bar_mem[i]);
 	free(dev);
@@ -293,7 +323,7 @@ P2P_API void p2p_pci_dev_put(struct p2p_pci_dev *dev)
 	p2p_pci_devset_put(set);
 	if (dev->ops && dev->ops->release)
 		dev->ops->release(dev);
-	pci_dma_irq_release(dev);
+	dma_irq_release(dev);
 	for (int i = 0; i < 6; i++)
 		p2p_mem_put(dev->bar_mem[i]);
 	pthread_rwlock_destroy(&dev->memory_lock);

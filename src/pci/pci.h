@@ -54,7 +54,7 @@ struct p2p_pci_dev {
 	bool low_power;
 	struct list_head dmabufs; /* struct vfio_dmabuf */
 
-	/* Device DMA and interrupts (src/vfio/dma_irq.c), under dma_lock. */
+	/* Device DMA and interrupts (set by src/vfio/dma_irq.c), under dma_lock. */
 	pthread_rwlock_t dma_lock;
 	struct p2p_ioas *ioas;
 	int irq_fds[P2P_PCI_MAX_VECTORS];
@@ -69,11 +69,10 @@ void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size
 void pci_dev_get(struct p2p_pci_dev *dev);
 
 /*
- * src/vfio/dma_irq.c: the function's DMA and interrupt state (dma_lock,
- * ioas, irq_fds), set up and torn down with the function.
+ * src/vfio/dma_irq.c: VFIO's use of the function's DMA and interrupt state
+ * (dma_lock, ioas, irq_fds; set up and torn down with the function in
+ * src/pci/pci.c): close_device drops the IOAS and the triggers.
  */
-void pci_dma_irq_init(struct p2p_pci_dev *dev);
-void pci_dma_irq_release(struct p2p_pci_dev *dev);
 void pci_dma_irq_close(struct p2p_pci_dev *dev);
 void pci_irq_request(struct p2p_pci_dev *dev);
 

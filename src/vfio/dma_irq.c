@@ -20,31 +20,6 @@
 
 #include "vfio_priv.h"
 
-void pci_dma_irq_init(struct p2p_pci_dev *dev)
-{
-	pthread_rwlock_init(&dev->dma_lock, NULL);
-	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
-		dev->irq_fds[i] = -1;
-	dev->err_fd = dev->req_fd = -1;
-}
-
-void pci_dma_irq_release(struct p2p_pci_dev *dev)
-{
-	if (dev->ioas) {
-		p2p_ioas_detach_device(dev->ioas);
-		p2p_ioas_put(dev->ioas);
-		dev->ioas = NULL;
-	}
-	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
-		if (dev->irq_fds[i] >= 0)
-			close(dev->irq_fds[i]);
-	if (dev->err_fd >= 0)
-		close(dev->err_fd);
-	if (dev->req_fd >= 0)
-		close(dev->req_fd);
-	pthread_rwlock_destroy(&dev->dma_lock);
-}
-
 static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
 
 /* Disable every MSI vector. */
