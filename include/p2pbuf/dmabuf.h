@@ -485,6 +485,17 @@ P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, i
 P2P_API int p2p_munmap(void *addr, size_t length);
 
 /**
+ * p2p_va_range_mapped() - does any p2pbuf CPU mapping overlap [@addr, @addr + @len)?
+ * @len: bytes, > 0
+ *
+ * What an importer pinning user memory asks (a dma-buf mapping is
+ * VM_PFNMAP memory in the kernel: it cannot be pinned).  Thread-safe.
+ *
+ * Return: true if one does.
+ */
+P2P_API bool p2p_va_range_mapped(const void *addr, size_t len);
+
+/**
  * p2p_va_lookup() - turn a user address back into (dma-buf, offset)
  * @addr: any address inside a p2pbuf CPU mapping
  * @out: the buffer, with a new reference

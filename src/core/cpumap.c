@@ -587,6 +587,11 @@ P2P_API int p2p_va_lookup(const void *addr, struct p2p_dmabuf **out, uint64_t *o
 	return ret;
 }
 
+P2P_API bool p2p_va_range_mapped(const void *addr, size_t len)
+{
+	return len && cpumap_range_mapped((uintptr_t)addr, len);
+}
+
 /* Does any p2pbuf CPU mapping overlap [addr, addr + len)?  @len > 0. */
 bool cpumap_range_mapped(uintptr_t addr, size_t len)
 {

@@ -29,7 +29,9 @@
 
 #include <p2pbuf/iommu.h>
 
-#include "../core/core.h"
+#include <p2pbuf/dmabuf.h>
+
+#include "../util/private.h"
 
 enum iommufd_obj_type {
 	IOMMUFD_OBJ_DEVICE = 1,

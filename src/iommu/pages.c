@@ -275,7 +275,7 @@ int pages_user(void *va, uint64_t length, uint32_t flags, struct ioas_pages **ou
 
 	if (__builtin_add_overflow((uintptr_t)va, length, &end))
 		return -EOVERFLOW;
-	if (cpumap_range_mapped((uintptr_t)va, length)) {
+	if (p2p_va_range_mapped(va, length)) {
 		/*
 		 * A dma-buf mapping is VM_PFNMAP memory in the kernel: iommufd
 		 * cannot pin it, not even part of a range (kernel-semantics 4.2,

@@ -46,7 +46,7 @@
 
 #include <p2pbuf/uring.h>
 
-#include "../core/core.h"
+#include "../util/private.h"
 
 #define MAX_SLOTS 1024
 #define REAL_PER_SLOT 16
