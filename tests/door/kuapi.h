@@ -28,6 +28,7 @@
 #include <linux/vfio.h>
 
 #include "../../examples/linux_uapi.h"
+#include "../../tools/proc_util.h"
 
 static int failures;
 
@@ -95,18 +96,10 @@ static inline int sysfs_group(const char *bdf)
 	return atoi(strrchr(link, '/') ? strrchr(link, '/') + 1 : link);
 }
 
+/* Open fds of the process (a plain /proc reader, no p2pbuf code). */
 static inline int count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1;
+	return proc_count_fds();
 }
 
 /* The cdev index of a function, from /sys/bus/pci/devices/BDF/vfio-dev/vfioN; -1 if none. */
