@@ -50,40 +50,6 @@ static void exec_usage(FILE *f)
 		"cannot be run.\n");
 }
 
-static int read_all(const char *path, char **out, size_t *len)
-{
-	FILE *f = fopen(path, "re");
-	size_t cap = 4096, n = 0;
-	char *buf;
-
-	if (!f)
-		return -errno;
-	buf = malloc(cap);
-	while (buf) {
-		size_t r = fread(buf + n, 1, cap - n, f);
-
-		n += r;
-		if (n < cap)
-			break;
-		if (cap >= (16u << 20)) {
-			free(buf);
-			fclose(f);
-			return -EFBIG;
-		}
-		char *nb = realloc(buf, cap * 2);
-		if (!nb)
-			free(buf);
-		buf = nb;
-		cap *= 2;
-	}
-	fclose(f);
-	if (!buf)
-		return -ENOMEM;
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
 /* The preload library: $P2PBUF_PRELOAD, next to this binary in the build tree, or libdir. */
 int cli_find_preload(char *out, size_t len)
 {
@@ -195,7 +161,6 @@ int cmd_exec(int argc, char **argv)
 	char err[512], preload[PATH_MAX], prog[PATH_MAX], *devices = NULL;
 	const char *config = NULL;
 	size_t devlen = 0;
-	unsigned int ndev = 0;
 	bool quiet = false;
 	int c, ret;
 
@@ -220,7 +185,6 @@ int cmd_exec(int argc, char **argv)
 			devlen += l;
 			devices[devlen++] = '\n';
 			devices[devlen] = 0;
-			ndev++;
 			break;
 		}
 		case 'q':
@@ -241,23 +205,7 @@ int cmd_exec(int argc, char **argv)
 	}
 
 	/* The configuration, checked exactly as the preload library will read it. */
-	if (config) {
-		char *text = NULL;
-		size_t len = 0;
-
-		ret = read_all(config, &text, &len);
-		if (ret) {
-			fprintf(stderr, "p2pbuf exec: %s: %s\n", config, strerror(-ret));
-			return 2;
-		}
-		ret = door_config_parse(&cfg, text, len, config, 1, err, sizeof(err));
-		free(text);
-	} else {
-		ret = door_config_parse(&cfg, door_default_config, strlen(door_default_config),
-					"(default)", 1, err, sizeof(err));
-	}
-	if (!ret && devices)
-		ret = door_config_parse(&cfg, devices, devlen, "--device", 1, err, sizeof(err));
+	ret = door_config_read(&cfg, config, devices, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "p2pbuf exec: %s\n", ret == -ENOMEM ? "out of memory" : err);
 		return 2;

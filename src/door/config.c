@@ -462,10 +462,9 @@ static int read_file(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-int door_config_load(struct door_config *cfg, char *err, size_t errlen)
+int door_config_read(struct door_config *cfg, const char *path, const char *extra, char *err,
+		     size_t errlen)
 {
-	const char *path = getenv("P2PBUF_DOOR_CONFIG");
-	const char *extra = getenv("P2PBUF_DOOR_DEVICES");
 	int ret;
 
 	if (path && *path) {
@@ -488,4 +487,10 @@ int door_config_load(struct door_config *cfg, char *err, size_t errlen)
 	if (ret)
 		door_config_free(cfg);
 	return ret;
+}
+
+int door_config_load(struct door_config *cfg, char *err, size_t errlen)
+{
+	return door_config_read(cfg, getenv("P2PBUF_DOOR_CONFIG"), getenv("P2PBUF_DOOR_DEVICES"),
+				err, errlen);
 }

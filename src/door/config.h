@@ -79,14 +79,25 @@ void door_config_free(struct door_config *cfg);
 /**
  * door_config_load() - the configuration the environment asks for
  *
- * $P2PBUF_DOOR_CONFIG names a file (else the embedded default is used),
- * $P2PBUF_DOOR_DEVICES holds more lines (the --device specs, one a line).
- * `p2pbuf exec` sets both.  Reads the file with the libc read(2) the caller
- * passes (the door passes the real one).
+ * door_config_read() with $P2PBUF_DOOR_CONFIG and $P2PBUF_DOOR_DEVICES,
+ * which `p2pbuf exec` sets.
  *
  * Return: 0 or -errno with @err set.
  */
 int door_config_load(struct door_config *cfg, char *err, size_t errlen);
+
+/**
+ * door_config_read() - read a configuration file and extra lines
+ * @path: the file (NULL or "" for the embedded default)
+ * @extra: more lines, one device a line (the --device specs), or NULL
+ *
+ * Reads the file with read(2) (inside the door, libp2pbuf's own calls do
+ * not come back into the wrappers).  On failure @cfg is empty.
+ *
+ * Return: 0 or -errno with @err set ("FILE: problem" or "NAME:LINE: problem").
+ */
+int door_config_read(struct door_config *cfg, const char *path, const char *extra, char *err,
+		     size_t errlen);
 
 /** door_kind_name() - "gpu", "copy-engine", "storage" */
 const char *door_kind_name(enum door_kind kind);
