@@ -141,6 +141,21 @@ static void track_free(struct p2p_uring *r, struct track *t)
 	free(t);
 }
 
+/* The ring's track lists (live, zombies): @head is a sentinel.  sq_lock held. */
+static void track_append(struct track *head, struct track *t)
+{
+	t->prev = head->prev;
+	t->next = head;
+	head->prev->next = t;
+	head->prev = t;
+}
+
+static void track_unlink(struct track *t)
+{
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+}
+
 /*
  * Put @t, whose SQEs are being queued, on the live list.  @sqe_flags are
  * those of its (first) real SQE, @links_out whether its last real SQE
@@ -161,22 +176,24 @@ static void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sqe_flags
 		r->drain_next = true;
 	r->drain_used |= t->drain;
 	r->prev_links_out = links_out;
-	t->prev = r->live.prev;
-	t->next = &r->live;
-	r->live.prev->next = t;
-	r->live.prev = t;
+	track_append(&r->live, t);
+}
+
+/* Take @t off its list (live or zombies) and free it unless pinned.  sq_lock held. */
+static void track_release(struct track *t)
+{
+	track_unlink(t);
+	if (t->pins)
+		t->dead = true;
+	else
+		free(t);
 }
 
 /* @t completed: off the live list, freed unless pinned.  sq_lock held. */
 static void track_done(struct p2p_uring *r, struct track *t)
 {
-	t->prev->next = t->next;
-	t->next->prev = t->prev;
 	atomic_fetch_sub(&r->tracks, 1);
-	if (t->pins)
-		t->dead = true;
-	else
-		free(t);
+	track_release(t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -262,12 +279,7 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 	if (t->notif_wait) {
 		/* The notification of a zero-copy send that already completed. */
 		stash_push(r, t->user_data, cqe->res, cqe->flags);
-		t->prev->next = t->next;
-		t->next->prev = t->prev;
-		if (t->pins)
-			t->dead = true;
-		else
-			free(t);
+		track_release(t);
 		return;
 	}
 	if (cqe->flags & IORING_CQE_F_MORE) {
@@ -299,14 +311,10 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 		 * F_MORE, yet Linux still posts its notification afterwards
 		 * (found by fuzz-uring): keep the track for it, off the live list.
 		 */
-		t->prev->next = t->next;
-		t->next->prev = t->prev;
+		track_unlink(t);
 		atomic_fetch_sub(&r->tracks, 1);
 		t->notif_wait = true;
-		t->prev = r->zombies.prev;
-		t->next = &r->zombies;
-		r->zombies.prev->next = t;
-		r->zombies.prev = t;
+		track_append(&r->zombies, t);
 		return;
 	}
 	track_done(r, t);
