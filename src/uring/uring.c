@@ -530,24 +530,23 @@ static unsigned int slot_inflight(struct uslot *s)
 static void slot_drain(struct uslot *s)
 {
 	struct p2p_uring *r = s->ring;
-	struct timespec start, until;
+	uint64_t start, now;
 
 	flush_sq_all(r);
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	start = p2p_now_ns();
 	while (slot_inflight(s)) {
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		cancel_blockers(r, s, (until.tv_sec - start.tv_sec) * 1000000000L +
-				       until.tv_nsec - start.tv_nsec >= DRAIN_GRACE_NS);
+		now = p2p_now_ns();
+		cancel_blockers(r, s, now - start >= DRAIN_GRACE_NS);
 		if (!pthread_mutex_trylock(&r->cq_lock)) {
 			if (slot_inflight(s))
 				reap_timeout(r, DRAIN_TICK_NS);
 			pthread_mutex_unlock(&r->cq_lock);
 		} else {
-			until.tv_nsec += DRAIN_TICK_NS;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
+			/* s->idle runs on CLOCK_MONOTONIC, p2p_now_ns()'s clock. */
+			uint64_t t = now + DRAIN_TICK_NS;
+			struct timespec until = { .tv_sec = (time_t)(t / 1000000000u),
+						  .tv_nsec = (long)(t % 1000000000u) };
+
 			pthread_mutex_lock(&s->lock);
 			if (s->inflight)
 				pthread_cond_timedwait(&s->idle, &s->lock, &until);
