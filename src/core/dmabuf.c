@@ -23,7 +23,6 @@
 #include <linux/dma-buf.h>
 #include <stdarg.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <p2pbuf/file.h>
@@ -658,18 +657,15 @@ P2P_API ssize_t p2p_dmabuf_bufinfo(char *out, size_t len)
 		  "count", "ino");
 	for (size_t i = 0; i < k; i++) {
 		struct p2p_attachment *a;
-		struct stat st;
 		int attached = 0;
 
 		buf = bufs[i];
-		if (fstat(p2p_file_fd(buf->file), &st) < 0)
-			st.st_ino = 0;
 		pthread_mutex_lock(&buf->resv);
 		/* count: file_count(), less the reference taken above. */
 		sb_printf(&sb, "%08llu\t%08x\t%08x\t%08ld\t%s\t%08lu\t%s\n",
 			  (unsigned long long)buf->size, (unsigned int)p2p_file_flags(buf->file),
 			  dmabuf_fmode(buf), p2p_file_count(buf->file) - 1, buf->name,
-			  (unsigned long)st.st_ino, buf->uname[0] ? buf->uname : "<none>");
+			  (unsigned long)file_ino(buf->file), buf->uname[0] ? buf->uname : "<none>");
 		/*
 		 * dma_resv_describe() lists fences up to DMA_RESV_USAGE_READ;
 		 * p2pbuf's fences are in-flight importer DMA (BOOKKEEP, the

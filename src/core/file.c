@@ -507,3 +507,8 @@ P2P_API int p2p_file_fd(const struct p2p_file *file)
 {
 	return file->token_fd;
 }
+
+ino_t file_ino(const struct p2p_file *file)
+{
+	return file->ino;
+}
