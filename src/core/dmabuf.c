@@ -567,13 +567,10 @@ P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, i
 	uint64_t pages, pgoff;
 	int ret;
 
-	/*
-	 * do_mmap() on the buffer's file: a shared writable mapping needs a
-	 * file opened read-write, any mapping one opened for reading.
-	 */
-	if ((p2p_file_flags(buf->file) & O_ACCMODE) == O_WRONLY ||
-	    ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) && !p2p_dmabuf_writable(buf)))
-		return -EACCES;
+	/* do_mmap() on the buffer's file (also for callers that skip p2p_fd_mmap()). */
+	ret = file_mmap_access(p2p_file_flags(buf->file), prot, flags);
+	if (ret)
+		return ret;
 	if (!length || !IS_ALIGNED(offset, P2P_PAGE_SIZE))
 		return -EINVAL;
 	if (!buf->ops->mmap)

@@ -308,20 +308,26 @@ P2P_API int p2p_fd_mmap(int fd, void *addr, size_t length, int prot, int flags, 
 			void **out)
 {
 	struct p2p_file *f;
-	int ret = p2p_file_from_fd(fd, NULL, &f), acc;
+	int ret = p2p_file_from_fd(fd, NULL, &f);
 
 	if (ret)
 		return ret;
-	acc = f->flags & O_ACCMODE;
-	/* do_mmap(): every mapping needs read access; a shared writable one write access. */
-	if (acc == O_WRONLY || ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) &&
-				acc != O_RDWR))
-		ret = -EACCES;
-	else
+	ret = file_mmap_access(f->flags, prot, flags);
+	if (!ret)
 		ret = f->ops->mmap ? f->ops->mmap(f, addr, length, prot, flags, offset, out)
 				   : -ENODEV;
 	p2p_file_put(f);
 	return ret;
+}
+
+int file_mmap_access(int fflags, int prot, int flags)
+{
+	int acc = fflags & O_ACCMODE;
+
+	if (acc == O_WRONLY ||
+	    ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) && acc != O_RDWR))
+		return -EACCES;
+	return 0;
 }
 
 static ssize_t do_rw(int fd, void *buf, size_t count, uint64_t off, bool write, bool at_pos)
