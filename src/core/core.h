@@ -11,6 +11,8 @@
 #ifndef P2PBUF_CORE_H
 #define P2PBUF_CORE_H
 
+#include <sys/types.h>
+
 #include <p2pbuf/dmabuf.h>
 
 #include "../util/private.h"
@@ -49,6 +51,13 @@ struct p2p_attachment {
 struct cpu_map;
 
 struct p2p_file;
+/* The inode of the file's token, recorded at p2p_file_create() (src/core/file.c). */
+ino_t file_ino(const struct p2p_file *file);
+/*
+ * do_mmap()'s access check on a file opened with @fflags: every mapping
+ * needs read access, a shared writable one write access.  0 or -EACCES.
+ */
+int file_mmap_access(int fflags, int prot, int flags);
 /* A dma-buf's place in the process tree (src/core/tree.c). */
 struct tree_link {
 	struct list_head node;	 /* every live buffer of this process, under tree_lock */

@@ -436,9 +436,8 @@ static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot,
 	for (; done < len && i < buf->nr_ranges; i++, roff = 0) {
 		const struct p2p_phys_range *r = &buf->ranges[i];
 		size_t n = MIN(len - done, r->length - roff);
-		void *p;
-
 		int mfd = fd >= 0 ? fd : r->mem->fd, rofd = -1;
+		void *p;
 
 		/*
 		 * A buffer exported read-only is mapped from a read-only fd of
@@ -461,9 +460,8 @@ static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot,
 			close(rofd);
 		if (p == MAP_FAILED)
 			return -errno;
-		if (fd >= 0)
-			goto next;
-		if (r->mem->huge)
+		/* Nothing to advise on the empty revoked memfd (callers never populate it). */
+		if (fd < 0 && r->mem->huge)
 			madvise(p, n, MADV_HUGEPAGE);
 		/*
 		 * A read fault on a shared writable shmem mapping installs a
@@ -473,7 +471,6 @@ static int map_pieces(struct p2p_dmabuf *buf, uint8_t *va, size_t len, int prot,
 		 */
 		if (populate && (prot & (PROT_READ | PROT_WRITE)))
 			madvise(p, n, MADV_POPULATE_READ);
-next:
 		done += n;
 	}
 	return done == len ? 0 : -EINVAL;

@@ -23,7 +23,6 @@
 #include <linux/dma-buf.h>
 #include <stdarg.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <p2pbuf/file.h>
@@ -568,13 +567,10 @@ P2P_API int p2p_dmabuf_mmap(struct p2p_dmabuf *buf, void *addr, size_t length, i
 	uint64_t pages, pgoff;
 	int ret;
 
-	/*
-	 * do_mmap() on the buffer's file: a shared writable mapping needs a
-	 * file opened read-write, any mapping one opened for reading.
-	 */
-	if ((p2p_file_flags(buf->file) & O_ACCMODE) == O_WRONLY ||
-	    ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) && !p2p_dmabuf_writable(buf)))
-		return -EACCES;
+	/* do_mmap() on the buffer's file (also for callers that skip p2p_fd_mmap()). */
+	ret = file_mmap_access(p2p_file_flags(buf->file), prot, flags);
+	if (ret)
+		return ret;
 	if (!length || !IS_ALIGNED(offset, P2P_PAGE_SIZE))
 		return -EINVAL;
 	if (!buf->ops->mmap)
@@ -658,18 +654,15 @@ P2P_API ssize_t p2p_dmabuf_bufinfo(char *out, size_t len)
 		  "count", "ino");
 	for (size_t i = 0; i < k; i++) {
 		struct p2p_attachment *a;
-		struct stat st;
 		int attached = 0;
 
 		buf = bufs[i];
-		if (fstat(p2p_file_fd(buf->file), &st) < 0)
-			st.st_ino = 0;
 		pthread_mutex_lock(&buf->resv);
 		/* count: file_count(), less the reference taken above. */
 		sb_printf(&sb, "%08llu\t%08x\t%08x\t%08ld\t%s\t%08lu\t%s\n",
 			  (unsigned long long)buf->size, (unsigned int)p2p_file_flags(buf->file),
 			  dmabuf_fmode(buf), p2p_file_count(buf->file) - 1, buf->name,
-			  (unsigned long)st.st_ino, buf->uname[0] ? buf->uname : "<none>");
+			  (unsigned long)file_ino(buf->file), buf->uname[0] ? buf->uname : "<none>");
 		/*
 		 * dma_resv_describe() lists fences up to DMA_RESV_USAGE_READ;
 		 * p2pbuf's fences are in-flight importer DMA (BOOKKEEP, the

@@ -138,14 +138,9 @@ P2P_API struct p2p_file *p2p_file_get(struct p2p_file *file)
 }
 
 /* Take a reference unless the file is on its way out (its release runs). */
-static bool file_tryget(struct p2p_file *f)
-{
-	return kref_get_unless_zero(&f->ref);
-}
-
 P2P_API bool p2p_file_tryget(struct p2p_file *file)
 {
-	return file_tryget(file);
+	return kref_get_unless_zero(&file->ref);
 }
 
 P2P_API long p2p_file_count(const struct p2p_file *file)
@@ -265,7 +260,7 @@ static struct p2p_file *file_by_inode(int fd, int *err)
 	}
 	pthread_rwlock_rdlock(&tab_lock);
 	f = find_locked(st.st_dev, st.st_ino);
-	if (f && !file_tryget(f))
+	if (f && !p2p_file_tryget(f))
 		f = NULL;
 	pthread_rwlock_unlock(&tab_lock);
 	*err = f ? 0 : -EINVAL;
@@ -313,20 +308,26 @@ P2P_API int p2p_fd_mmap(int fd, void *addr, size_t length, int prot, int flags, 
 			void **out)
 {
 	struct p2p_file *f;
-	int ret = p2p_file_from_fd(fd, NULL, &f), acc;
+	int ret = p2p_file_from_fd(fd, NULL, &f);
 
 	if (ret)
 		return ret;
-	acc = f->flags & O_ACCMODE;
-	/* do_mmap(): every mapping needs read access; a shared writable one write access. */
-	if (acc == O_WRONLY || ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) &&
-				acc != O_RDWR))
-		ret = -EACCES;
-	else
+	ret = file_mmap_access(f->flags, prot, flags);
+	if (!ret)
 		ret = f->ops->mmap ? f->ops->mmap(f, addr, length, prot, flags, offset, out)
 				   : -ENODEV;
 	p2p_file_put(f);
 	return ret;
+}
+
+int file_mmap_access(int fflags, int prot, int flags)
+{
+	int acc = fflags & O_ACCMODE;
+
+	if (acc == O_WRONLY ||
+	    ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) && acc != O_RDWR))
+		return -EACCES;
+	return 0;
 }
 
 static ssize_t do_rw(int fd, void *buf, size_t count, uint64_t off, bool write, bool at_pos)
@@ -467,25 +468,20 @@ P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
 	if (err)
 		return err;
 	if (oldfd == newfd) {
-		if (f)
-			p2p_file_put(f);
+		p2p_file_put(f);
 		return -EINVAL; /* dup3(2); dup2(2) callers check equality themselves */
 	}
-	if (f)
-		p2p_file_get(f); /* the new fd's reference */
 	ret = dup3(oldfd, newfd, flags);
 	if (ret < 0) {
 		ret = -errno;
-		if (f) {
-			p2p_file_put(f);
-			p2p_file_put(f);
-		}
+		p2p_file_put(f);
 		return ret;
 	}
 	old = fd_table_take(newfd); /* what newfd was before dup3 closed it */
 	if (f) {
 		struct p2p_file *stale;
 
+		/* file_of()'s reference moves to the new fd. */
 		if (!fd_table_set(newfd, f, &stale)) {
 			close(newfd);
 			p2p_file_put(f);
@@ -493,10 +489,7 @@ P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
 		}
 		p2p_file_put(stale);
 	}
-	if (f)
-		p2p_file_put(f);
-	if (old)
-		p2p_file_put(old);
+	p2p_file_put(old);
 	return ret;
 }
 
@@ -519,4 +512,9 @@ P2P_API int p2p_fd_adopt(int fd)
 P2P_API int p2p_file_fd(const struct p2p_file *file)
 {
 	return file->token_fd;
+}
+
+ino_t file_ino(const struct p2p_file *file)
+{
+	return file->ino;
 }

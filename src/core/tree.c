@@ -291,6 +291,16 @@ static int proc_claim(void)
 	return -1;
 }
 
+/* Give back entry @i, claimed by this process but never live: its held bits too. */
+static void proc_unclaim(int i)
+{
+	for (unsigned int k = 0; k < TREE_SLOTS / 64; k++)
+		atomic_store(&shm->held[i][k], 0);
+	atomic_store(&shm->procs[i].pid, 0);
+	atomic_store(&shm->procs[i].state, PROC_FREE);
+	atomic_fetch_sub(&shm->nprocs, 1);
+}
+
 struct put_list {
 	struct p2p_dmabuf **bufs;
 	size_t nr, max;
@@ -367,29 +377,25 @@ static int tree_register(void)
 			held_set(i, buf->tree.slot, true);
 	ret = helper_start(i);
 	if (ret) {
-		struct tree_proc *e = &shm->procs[i];
-
-		/* Nobody holds it yet: give the entry and our references back. */
-		for (unsigned int k = 0; k < TREE_SLOTS / 64; k++)
-			atomic_store(&shm->held[i][k], 0);
-		atomic_store(&e->pid, 0);
-		atomic_store(&e->state, PROC_FREE);
-		atomic_fetch_sub(&shm->nprocs, 1);
+		proc_unclaim(i); /* nobody holds it yet: the entry and our references back */
 		return ret;
 	}
 	self = i;
 	return 0;
 }
 
-/* Give @buf a slot holding its state (tree_lock held, shm made): false if none is left. */
-static bool buf_slot_assign(struct p2p_dmabuf *buf)
+/* Give @buf a slot holding its state (tree_lock held, shm made), if one is left. */
+static void buf_slot_assign(struct p2p_dmabuf *buf)
 {
 	uint32_t idx = slot_alloc(), id;
 	struct tree_slot *s;
 	uint64_t sg;
 
-	if (!idx)
-		return false;
+	if (!idx) {
+		pr_warn("dma-buf %s: no process-tree slot left: fork children revoke their copy",
+			buf->name);
+		return;
+	}
 	s = &shm->slots[idx - 1];
 	id = atomic_fetch_add(&shm->next_id, 1) + 1;
 	sg = ((atomic_load(&s->sg) >> 8) + 1) << 8 | (uint64_t)atomic_load(&buf->status);
@@ -400,7 +406,6 @@ static bool buf_slot_assign(struct p2p_dmabuf *buf)
 	if (self >= 0)
 		held_set(self, idx, true);
 	atomic_store(&buf->tree.slot, idx);
-	return true;
 }
 
 /*
@@ -415,9 +420,8 @@ void tree_buf_init(struct p2p_dmabuf *buf)
 	pthread_once(&atfork_once, atfork_register);
 	pthread_mutex_lock(&tree_lock);
 	list_add_tail(&buf->tree.node, &bufs);
-	if (shm && !buf_slot_assign(buf))
-		pr_warn("dma-buf %s: no process-tree slot left: fork children revoke their copy",
-			buf->name);
+	if (shm)
+		buf_slot_assign(buf);
 	pthread_mutex_unlock(&tree_lock);
 }
 
@@ -616,9 +620,8 @@ static void tree_atfork_prepare(void)
 		shm_create();
 	if (shm) {
 		list_for_each_entry(buf, &bufs, tree.node) {
-			if (!buf->tree.slot && !buf_slot_assign(buf))
-				pr_warn("dma-buf %s: no process-tree slot left: fork children revoke their copy",
-					buf->name);
+			if (!buf->tree.slot)
+				buf_slot_assign(buf);
 			any |= buf->tree.slot != 0;
 		}
 	}
@@ -705,13 +708,8 @@ static void tree_atfork_child(void)
 		else if (buf->tree.slot && !tree_state_ok(buf))
 			cpumap_block_all(buf); /* the helper does the rest */
 	}
-	if (self < 0 && i >= 0) {
-		for (unsigned int k = 0; k < TREE_SLOTS / 64; k++)
-			atomic_store(&shm->held[i][k], 0);
-		atomic_store(&shm->procs[i].pid, 0);
-		atomic_store(&shm->procs[i].state, PROC_FREE);
-		atomic_fetch_sub(&shm->nprocs, 1);
-	}
+	if (self < 0 && i >= 0)
+		proc_unclaim(i);
 	pthread_mutex_unlock(&tree_lock);
 	if (self < 0 && ret)
 		pr_err("fork child: cannot join the process tree (%s): inherited dma-bufs are revoked here for good",

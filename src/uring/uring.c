@@ -141,6 +141,21 @@ static void track_free(struct p2p_uring *r, struct track *t)
 	free(t);
 }
 
+/* The ring's track lists (live, zombies): @head is a sentinel.  sq_lock held. */
+static void track_append(struct track *head, struct track *t)
+{
+	t->prev = head->prev;
+	t->next = head;
+	head->prev->next = t;
+	head->prev = t;
+}
+
+static void track_unlink(struct track *t)
+{
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+}
+
 /*
  * Put @t, whose SQEs are being queued, on the live list.  @sqe_flags are
  * those of its (first) real SQE, @links_out whether its last real SQE
@@ -161,22 +176,24 @@ static void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sqe_flags
 		r->drain_next = true;
 	r->drain_used |= t->drain;
 	r->prev_links_out = links_out;
-	t->prev = r->live.prev;
-	t->next = &r->live;
-	r->live.prev->next = t;
-	r->live.prev = t;
+	track_append(&r->live, t);
+}
+
+/* Take @t off its list (live or zombies) and free it unless pinned.  sq_lock held. */
+static void track_release(struct track *t)
+{
+	track_unlink(t);
+	if (t->pins)
+		t->dead = true;
+	else
+		free(t);
 }
 
 /* @t completed: off the live list, freed unless pinned.  sq_lock held. */
 static void track_done(struct p2p_uring *r, struct track *t)
 {
-	t->prev->next = t->next;
-	t->next->prev = t->prev;
 	atomic_fetch_sub(&r->tracks, 1);
-	if (t->pins)
-		t->dead = true;
-	else
-		free(t);
+	track_release(t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -262,12 +279,7 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 	if (t->notif_wait) {
 		/* The notification of a zero-copy send that already completed. */
 		stash_push(r, t->user_data, cqe->res, cqe->flags);
-		t->prev->next = t->next;
-		t->next->prev = t->prev;
-		if (t->pins)
-			t->dead = true;
-		else
-			free(t);
+		track_release(t);
 		return;
 	}
 	if (cqe->flags & IORING_CQE_F_MORE) {
@@ -299,14 +311,10 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 		 * F_MORE, yet Linux still posts its notification afterwards
 		 * (found by fuzz-uring): keep the track for it, off the live list.
 		 */
-		t->prev->next = t->next;
-		t->next->prev = t->prev;
+		track_unlink(t);
 		atomic_fetch_sub(&r->tracks, 1);
 		t->notif_wait = true;
-		t->prev = r->zombies.prev;
-		t->next = &r->zombies;
-		r->zombies.prev->next = t;
-		r->zombies.prev = t;
+		track_append(&r->zombies, t);
 		return;
 	}
 	track_done(r, t);
@@ -522,24 +530,23 @@ static unsigned int slot_inflight(struct uslot *s)
 static void slot_drain(struct uslot *s)
 {
 	struct p2p_uring *r = s->ring;
-	struct timespec start, until;
+	uint64_t start, now;
 
 	flush_sq_all(r);
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	start = p2p_now_ns();
 	while (slot_inflight(s)) {
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		cancel_blockers(r, s, (until.tv_sec - start.tv_sec) * 1000000000L +
-				       until.tv_nsec - start.tv_nsec >= DRAIN_GRACE_NS);
+		now = p2p_now_ns();
+		cancel_blockers(r, s, now - start >= DRAIN_GRACE_NS);
 		if (!pthread_mutex_trylock(&r->cq_lock)) {
 			if (slot_inflight(s))
 				reap_timeout(r, DRAIN_TICK_NS);
 			pthread_mutex_unlock(&r->cq_lock);
 		} else {
-			until.tv_nsec += DRAIN_TICK_NS;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
+			/* s->idle runs on CLOCK_MONOTONIC, p2p_now_ns()'s clock. */
+			uint64_t t = now + DRAIN_TICK_NS;
+			struct timespec until = { .tv_sec = (time_t)(t / 1000000000u),
+						  .tv_nsec = (long)(t % 1000000000u) };
+
 			pthread_mutex_lock(&s->lock);
 			if (s->inflight)
 				pthread_cond_timedwait(&s->idle, &s->lock, &until);

@@ -122,7 +122,7 @@ static void guard_install(void)
 	sa.sa_flags = SA_SIGINFO | SA_NODEFER | (old.sa_flags & (SA_ONSTACK | SA_RESTART));
 	if (sigaction(SIGBUS, &sa, &prev_bus)) {
 		guard_err = -errno;
-		pr_err("fault guard: cannot install a SIGBUS handler: %s\n", strerror(errno));
+		pr_err("fault guard: cannot install a SIGBUS handler: %s", strerror(errno));
 	}
 }
 
