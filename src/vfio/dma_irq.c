@@ -4,12 +4,13 @@
  * (VFIO_DEVICE_ATTACH_IOMMUFD_PT) and its MSI eventfds
  * (VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS).  The functions have an
  * MSI capability and no INTx pin, so there is no INTx vector; the error
- * and request eventfds (VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX).
+ * and request triggers (VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX)
+ * are one eventfd each.
  *
  * Locking: dev->dma_lock (rw) protects dev->ioas, dev->irq_fds, err_fd and
- * req_fd.  DMA and
- * interrupts take it for read; attach/detach and SET_IRQS for write.  It
- * is independent of memory_lock, and comes before the IOAS locks.
+ * req_fd.  DMA and interrupts take it for read; attach/detach and SET_IRQS
+ * for write.  It is independent of memory_lock, and comes before the IOAS
+ * locks.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -189,13 +190,12 @@ static int eventfd_dup(int fd)
 	return nfd;
 }
 
-/* The MSI vectors (vfio_pci_set_msi_trigger), eventfds in @data. */
+/* The MSI vectors (vfio_pci_set_msi_trigger), eventfds in @fds (read by the caller). */
 static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *hdr,
-			    const void *data)
+			    const int32_t *fds)
 {
 	uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
 	int newfds[P2P_PCI_MAX_VECTORS];
-	int32_t fds[P2P_PCI_MAX_VECTORS];
 
 	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr->count) {
 		irqs_clear(dev);
@@ -203,7 +203,6 @@ static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *
 	}
 	if (type != VFIO_IRQ_SET_DATA_EVENTFD)
 		return -EINVAL;
-	memcpy(fds, data, hdr->count * sizeof(int32_t));
 	for (uint32_t i = 0; i < hdr->count; i++) {
 		newfds[i] = -1;
 		if (fds[i] >= 0 && (newfds[i] = eventfd_dup(fds[i])) < 0) {
