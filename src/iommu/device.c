@@ -389,11 +389,15 @@ int iommufd_get_hw_info(struct iommufd_ucmd *ucmd)
 		return -ENOENT;
 	/* No hw_info op: type NONE, no data; the caller's buffer is zeroed. */
 	cmd->out_data_type = IOMMU_HW_INFO_TYPE_NONE;
-	for (uint32_t i = 0; i < cmd->data_len; i++) {
-		uint8_t z = 0;
+	for (uint64_t i = 0; i < cmd->data_len;) {
+		/* A page at a time: a page is writable whole or not at all (clear_user()). */
+		static const uint8_t zero[P2P_PAGE_SIZE];
+		uintptr_t at = (uintptr_t)cmd->data_uptr + i;
+		size_t n = MIN(cmd->data_len - i, P2P_PAGE_SIZE - (at & P2P_PAGE_MASK));
 
-		if (copy_to_user((uint8_t *)(uintptr_t)cmd->data_uptr + i, &z, 1))
+		if (copy_to_user((void *)at, zero, n))
 			return -EFAULT;
+		i += n;
 	}
 	cmd->data_len = 0;
 	cmd->out_capabilities = 0;
