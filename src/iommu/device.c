@@ -291,16 +291,6 @@ P2P_API void p2p_iommufd_device_unbind(struct p2p_iommufd_device *idev)
 /* ---------------------------------------------------------------------- */
 /* ioctls (rows of the table in main.c)                                    */
 
-/* iommufd_ucmd_respond(): copy back at most what the caller's struct holds. */
-static int respond(void *arg, const void *cmd, size_t kernel_size)
-{
-	uint32_t size;
-
-	if (copy_from_user(&size, arg, sizeof(size)))
-		return -EFAULT;
-	return copy_to_user(arg, cmd, MIN((size_t)size, kernel_size));
-}
-
 static bool has_cap_sys_resource(void)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
@@ -399,16 +389,20 @@ int iommufd_get_hw_info(struct iommufd_ucmd *ucmd)
 		return -ENOENT;
 	/* No hw_info op: type NONE, no data; the caller's buffer is zeroed. */
 	cmd->out_data_type = IOMMU_HW_INFO_TYPE_NONE;
-	for (uint32_t i = 0; i < cmd->data_len; i++) {
-		uint8_t z = 0;
+	for (uint64_t i = 0; i < cmd->data_len;) {
+		/* A page at a time: a page is writable whole or not at all (clear_user()). */
+		static const uint8_t zero[P2P_PAGE_SIZE];
+		uintptr_t at = (uintptr_t)cmd->data_uptr + i;
+		size_t n = MIN(cmd->data_len - i, P2P_PAGE_SIZE - (at & P2P_PAGE_MASK));
 
-		if (copy_to_user((uint8_t *)(uintptr_t)cmd->data_uptr + i, &z, 1))
+		if (copy_to_user((void *)at, zero, n))
 			return -EFAULT;
+		i += n;
 	}
 	cmd->data_len = 0;
 	cmd->out_capabilities = 0;
 	cmd->out_max_pasid_log2 = 0;
-	return respond(ucmd->ubuffer, cmd, sizeof(*cmd));
+	return iommufd_ucmd_respond(ucmd, sizeof(*cmd));
 }
 
 int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
@@ -454,7 +448,7 @@ int iommufd_hwpt_alloc(struct iommufd_ucmd *ucmd)
 	if (ret)
 		return ret;
 	cmd->out_hwpt_id = h->obj.id;
-	ret = respond(ucmd->ubuffer, cmd, sizeof(*cmd));
+	ret = iommufd_ucmd_respond(ucmd, sizeof(*cmd));
 	if (ret)
 		iommufd_xobj_destroy(ctx, cmd->out_hwpt_id);
 	return ret;

@@ -152,14 +152,21 @@ struct p2p_ioas {
  */
 struct iommufd_ucmd {
 	struct p2p_iommufd *ictx;
-	void *ubuffer; /* the caller's structure */
-	void *cmd;     /* its checked copy, sized for this kernel */
+	void *ubuffer;	    /* the caller's structure */
+	void *cmd;	    /* its checked copy, sized for this kernel */
+	uint32_t user_size; /* the caller's size, as the dispatcher read it */
 };
 
 /* Copy the first @size bytes of ucmd->cmd back to the caller. */
 static inline int iommufd_ucmd_copy_out(struct iommufd_ucmd *ucmd, size_t size)
 {
 	return copy_to_user(ucmd->ubuffer, ucmd->cmd, size);
+}
+
+/* iommufd_ucmd_respond(): copy back at most what the caller's struct holds. */
+static inline int iommufd_ucmd_respond(struct iommufd_ucmd *ucmd, size_t size)
+{
+	return iommufd_ucmd_copy_out(ucmd, MIN((size_t)ucmd->user_size, size));
 }
 
 /* main.c */

@@ -144,12 +144,13 @@ int iommufd_slot_alloc_locked(struct p2p_iommufd *ctx, uint32_t *out)
 }
 
 /* Copy in a size-prefixed command (iommufd framing rules). */
-static int cmd_in(void *arg, void *cmd, size_t kernel_size, size_t min_size)
+static int cmd_in(void *arg, void *cmd, size_t kernel_size, size_t min_size, uint32_t *user_size)
 {
 	uint32_t size;
 
 	if (copy_from_user(&size, arg, sizeof(size)))
 		return -EFAULT;
+	*user_size = size;
 	if (size < min_size)
 		return -EINVAL;
 	memset(cmd, 0, kernel_size);
@@ -245,7 +246,7 @@ P2P_API long p2p_iommufd_ioctl(struct p2p_iommufd *ctx, unsigned long req, void 
 	op = &iommufd_ioctl_ops[nr - IOMMUFD_CMD_BASE];
 	if (op->ioctl_num != req)
 		return -ENOTTY;
-	ret = cmd_in(arg, &buf, op->size, op->min_size);
+	ret = cmd_in(arg, &buf, op->size, op->min_size, &ucmd.user_size);
 	if (ret)
 		return ret;
 	ucmd.cmd = &buf;

@@ -315,14 +315,13 @@ static int verify_bitmap_size(uint64_t npages, uint64_t bitmap_size)
  * no pinned-page scope); bit n is page iova + n * 4 KiB.  c->lock held.
  */
 static int t1_report_dirty(struct vfio_container *c, uint64_t iova, uint64_t size,
-			   uint64_t *ubitmap, uint64_t bitmap_size)
+			   uint64_t *ubitmap)
 {
 	uint64_t npages = size / T1_PGSIZE;
 	size_t bytes = DIRTY_BITMAP_BYTES(npages);
 	uint64_t *bm;
 	int ret;
 
-	(void)bitmap_size;
 	bm = calloc(1, bytes);
 	if (!bm)
 		return -ENOMEM;
@@ -404,8 +403,7 @@ static long t1_unmap_dma(struct vfio_container *c, void *arg, void *cmd)
 	}
 	ret = 0;
 	if (dirty)
-		ret = t1_report_dirty(c, unmap->iova, size, (uint64_t *)(uintptr_t)bitmap.data,
-				      bitmap.size);
+		ret = t1_report_dirty(c, unmap->iova, size, (uint64_t *)(uintptr_t)bitmap.data);
 	for (size_t i = 0; !ret && i < c->ndma;) {
 		struct vfio_dma *d = &c->dma[i];
 
@@ -481,8 +479,7 @@ static long t1_dirty_pages(struct vfio_container *c, void *arg, void *cmd)
 			ret = -EINVAL;
 		if (!ret)
 			ret = t1_report_dirty(c, range.iova, range.size,
-					      (uint64_t *)(uintptr_t)range.bitmap.data,
-					      range.bitmap.size);
+					      (uint64_t *)(uintptr_t)range.bitmap.data);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return ret;

@@ -4,12 +4,13 @@
  * (VFIO_DEVICE_ATTACH_IOMMUFD_PT) and its MSI eventfds
  * (VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS).  The functions have an
  * MSI capability and no INTx pin, so there is no INTx vector; the error
- * and request eventfds (VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX).
+ * and request triggers (VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX)
+ * are one eventfd each.
  *
  * Locking: dev->dma_lock (rw) protects dev->ioas, dev->irq_fds, err_fd and
- * req_fd.  DMA and
- * interrupts take it for read; attach/detach and SET_IRQS for write.  It
- * is independent of memory_lock, and comes before the IOAS locks.
+ * req_fd.  DMA and interrupts take it for read; attach/detach and SET_IRQS
+ * for write.  It is independent of memory_lock, and comes before the IOAS
+ * locks.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -149,23 +150,20 @@ static uint32_t irq_count(struct p2p_pci_dev *dev, uint32_t index)
 	return n < P2P_PCI_MAX_VECTORS ? n : P2P_PCI_MAX_VECTORS;
 }
 
-/* VFIO_DEVICE_GET_IRQ_INFO (vfio_pci_ioctl_get_irq_info). */
-long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg)
+/* VFIO_DEVICE_GET_IRQ_INFO (vfio_pci_ioctl_get_irq_info): @cmd holds the framed part (ioctls.c). */
+long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg, void *cmd)
 {
-	const size_t minsz = offsetof(struct vfio_irq_info, count) + sizeof(uint32_t);
-	struct vfio_irq_info info;
+	struct vfio_irq_info *info = cmd;
 
-	if (copy_from_user(&info, arg, minsz))
-		return -EFAULT;
-	if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS)
+	if (info->index >= VFIO_PCI_NUM_IRQS)
 		return -EINVAL;
-	info.flags = VFIO_IRQ_INFO_EVENTFD;
-	info.count = irq_count(vdev->pdev, info.index);
-	if (info.index == VFIO_PCI_INTX_IRQ_INDEX)
-		info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+	info->flags = VFIO_IRQ_INFO_EVENTFD;
+	info->count = irq_count(vdev->pdev, info->index);
+	if (info->index == VFIO_PCI_INTX_IRQ_INDEX)
+		info->flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
 	else
-		info.flags |= VFIO_IRQ_INFO_NORESIZE;
-	return copy_to_user(arg, &info, minsz);
+		info->flags |= VFIO_IRQ_INFO_NORESIZE;
+	return copy_to_user(arg, info, VFIO_MINSZ(struct vfio_irq_info, count));
 }
 
 /*
@@ -192,13 +190,12 @@ static int eventfd_dup(int fd)
 	return nfd;
 }
 
-/* The MSI vectors (vfio_pci_set_msi_trigger), eventfds in @data. */
+/* The MSI vectors (vfio_pci_set_msi_trigger), eventfds in @fds (read by the caller). */
 static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *hdr,
-			    const void *data)
+			    const int32_t *fds)
 {
 	uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
 	int newfds[P2P_PCI_MAX_VECTORS];
-	int32_t fds[P2P_PCI_MAX_VECTORS];
 
 	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr->count) {
 		irqs_clear(dev);
@@ -206,7 +203,6 @@ static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *
 	}
 	if (type != VFIO_IRQ_SET_DATA_EVENTFD)
 		return -EINVAL;
-	memcpy(fds, data, hdr->count * sizeof(int32_t));
 	for (uint32_t i = 0; i < hdr->count; i++) {
 		newfds[i] = -1;
 		if (fds[i] >= 0 && (newfds[i] = eventfd_dup(fds[i])) < 0) {
@@ -284,45 +280,44 @@ static long set_ctx_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *
  * no pin) refuses everything with EINVAL and a VMM learns from
  * GET_IRQ_INFO and config space that there is no INTx; then the handler
  * of vfio_pci_set_irqs_ioctl(), -ENOTTY for an action it has none for.
+ * @cmd holds the framed header (ioctls.c); the data after it is read here.
  */
-long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg)
+long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd)
 {
-	const size_t minsz = offsetof(struct vfio_irq_set, count) + sizeof(uint32_t);
+	const size_t minsz = VFIO_MINSZ(struct vfio_irq_set, count);
 	struct p2p_pci_dev *dev = vdev->pdev;
+	const struct vfio_irq_set *hdr = cmd;
 	int32_t data[P2P_PCI_MAX_VECTORS];
-	struct vfio_irq_set hdr;
 	uint32_t action, max;
 	size_t size;
 
-	if (copy_from_user(&hdr, arg, minsz))
-		return -EFAULT;
-	action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
-	if (hdr.argsz < minsz || hdr.index >= VFIO_PCI_NUM_IRQS ||
-	    hdr.count >= UINT32_MAX - hdr.start ||
-	    (hdr.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)))
+	action = hdr->flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+	if (hdr->index >= VFIO_PCI_NUM_IRQS ||
+	    hdr->count >= UINT32_MAX - hdr->start ||
+	    (hdr->flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)))
 		return -EINVAL;
-	max = irq_count(dev, hdr.index);
-	if (hdr.start >= max || hdr.count > max - hdr.start)
+	max = irq_count(dev, hdr->index);
+	if (hdr->start >= max || hdr->count > max - hdr->start)
 		return -EINVAL;
-	switch (hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
+	switch (hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
 	case VFIO_IRQ_SET_DATA_NONE: size = 0; break;
 	case VFIO_IRQ_SET_DATA_BOOL: size = sizeof(uint8_t); break;
 	case VFIO_IRQ_SET_DATA_EVENTFD: size = sizeof(int32_t); break;
 	default: return -EINVAL;
 	}
 	/* count <= max <= P2P_PCI_MAX_VECTORS: the data fits. */
-	if (size && hdr.argsz - minsz < hdr.count * size)
+	if (size && hdr->argsz - minsz < hdr->count * size)
 		return -EINVAL;
-	if (size && copy_from_user(data, (uint8_t *)arg + minsz, hdr.count * size))
+	if (size && copy_from_user(data, (uint8_t *)arg + minsz, hdr->count * size))
 		return -EFAULT;
 	if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
 		return -ENOTTY; /* no masking: INTx has no vector, MSI has no mask bits */
-	switch (hdr.index) {
+	switch (hdr->index) {
 	case VFIO_PCI_MSI_IRQ_INDEX:
-		return set_msi_trigger(dev, &hdr, data);
+		return set_msi_trigger(dev, hdr, data);
 	case VFIO_PCI_ERR_IRQ_INDEX:
 	case VFIO_PCI_REQ_IRQ_INDEX:
-		return set_ctx_trigger(dev, &hdr, data);
+		return set_ctx_trigger(dev, hdr, data);
 	default:
 		return -ENOTTY;
 	}

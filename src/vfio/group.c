@@ -293,14 +293,21 @@ static long group_get_status(struct vfio_group *g, void *arg, void *cmd)
 	return copy_to_user(arg, status, minsz);
 }
 
-/* strndup_user(arg, PAGE_SIZE) */
+/*
+ * strndup_user(arg, PAGE_SIZE), a page at a time: a page is readable whole
+ * or not at all, so the errno is the byte-by-byte one.
+ */
 static int copy_name(const char *arg, char *buf, size_t max)
 {
-	for (size_t i = 0; i < max; i++) {
-		if (copy_from_user(&buf[i], arg + i, 1))
+	for (size_t i = 0; i < max;) {
+		uintptr_t at = (uintptr_t)arg + i;
+		size_t n = MIN(max - i, P2P_PAGE_SIZE - (at & P2P_PAGE_MASK));
+
+		if (copy_from_user(&buf[i], (const void *)at, n))
 			return -EFAULT;
-		if (!buf[i])
+		if (memchr(&buf[i], 0, n))
 			return 0;
+		i += n;
 	}
 	return -EINVAL;
 }

@@ -127,7 +127,7 @@ static long ioctl_get_region_info(struct p2p_vfio_device *vdev, void *arg, void 
 	return copy_to_user(arg, info, minsz);
 }
 
-/* Rows that frame their own argument. */
+/* VFIO_DEVICE_RESET takes no argument. */
 static long ioctl_reset(struct p2p_vfio_device *vdev, void *arg, void *cmd)
 {
 	(void)arg;
@@ -135,17 +135,6 @@ static long ioctl_reset(struct p2p_vfio_device *vdev, void *arg, void *cmd)
 	return p2p_vfio_device_reset(vdev);
 }
 
-static long ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg, void *cmd)
-{
-	(void)cmd;
-	return vfio_ioctl_get_irq_info(vdev, arg);
-}
-
-static long ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd)
-{
-	(void)cmd;
-	return vfio_ioctl_set_irqs(vdev, arg);
-}
 
 /* ---------------------------------------------------------------------- */
 /* The device cdev: BIND_IOMMUFD, ATTACH/DETACH_IOMMUFD_PT (device_cdev.c)  */
@@ -275,6 +264,8 @@ union vfio_device_ucmd {
 	uint32_t argsz;
 	struct vfio_device_info info;
 	struct vfio_region_info region;
+	struct vfio_irq_info irq_info;
+	struct vfio_irq_set irq_set;
 	struct vfio_device_bind_iommufd bind;
 	struct vfio_device_attach_iommufd_pt attach;
 	struct vfio_device_detach_iommufd_pt detach;
@@ -301,8 +292,10 @@ static const struct vfio_device_ioctl_op vfio_device_ioctls[] = {
 		  0),
 	DEVICE_OP(VFIO_DEVICE_GET_REGION_INFO, ioctl_get_region_info,
 		  VFIO_MINSZ(struct vfio_region_info, offset), 0),
-	DEVICE_OP(VFIO_DEVICE_GET_IRQ_INFO, ioctl_get_irq_info, 0, 0),
-	DEVICE_OP(VFIO_DEVICE_SET_IRQS, ioctl_set_irqs, 0, 0),
+	DEVICE_OP(VFIO_DEVICE_GET_IRQ_INFO, vfio_ioctl_get_irq_info,
+		  VFIO_MINSZ(struct vfio_irq_info, count), 0),
+	DEVICE_OP(VFIO_DEVICE_SET_IRQS, vfio_ioctl_set_irqs, VFIO_MINSZ(struct vfio_irq_set, count),
+		  0),
 	DEVICE_OP(VFIO_DEVICE_RESET, ioctl_reset, 0, 0),
 	DEVICE_OP(VFIO_DEVICE_PCI_HOT_RESET, vfio_ioctl_hot_reset,
 		  VFIO_MINSZ(struct vfio_pci_hot_reset, count), 0),

@@ -102,8 +102,8 @@ int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, u
 long vfio_ioctl_hot_reset(struct p2p_vfio_device *vdev, void *arg, void *cmd);
 
 /* dma_irq.c */
-long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg);
-long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg);
+long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg, void *cmd);
+long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd);
 
 /* dmabuf.c: the VFIO exporter */
 int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke);
