@@ -187,20 +187,34 @@ static void dma_irq_init(struct p2p_pci_dev *dev)
 	dev->err_fd = dev->req_fd = -1;
 }
 
-static void dma_irq_release(struct p2p_pci_dev *dev)
+/* Drop the IO address space and close every trigger (close_device, release). */
+void pci_dma_irq_close(struct p2p_pci_dev *dev)
 {
-	if (dev->ioas) {
-		p2p_ioas_detach_device(dev->ioas);
-		p2p_ioas_put(dev->ioas);
-		dev->ioas = NULL;
-	}
-	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
+	struct p2p_ioas *ioas;
+
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	ioas = dev->ioas;
+	dev->ioas = NULL;
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
 		if (dev->irq_fds[i] >= 0)
 			close(dev->irq_fds[i]);
+		dev->irq_fds[i] = -1;
+	}
 	if (dev->err_fd >= 0)
 		close(dev->err_fd);
 	if (dev->req_fd >= 0)
 		close(dev->req_fd);
+	dev->err_fd = dev->req_fd = -1;
+	pthread_rwlock_unlock(&dev->dma_lock);
+	if (ioas) {
+		p2p_ioas_detach_device(ioas);
+		p2p_ioas_put(ioas);
+	}
+}
+
+static void dma_irq_release(struct p2p_pci_dev *dev)
+{
+	pci_dma_irq_close(dev);
 	pthread_rwlock_destroy(&dev->dma_lock);
 }
 

@@ -68,11 +68,7 @@ uint32_t pci_config_get(const struct p2p_pci_dev *dev, unsigned int off, unsigne
 void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size, uint32_t v);
 void pci_dev_get(struct p2p_pci_dev *dev);
 
-/*
- * src/vfio/dma_irq.c: VFIO's use of the function's DMA and interrupt state
- * (dma_lock, ioas, irq_fds; set up and torn down with the function in
- * src/pci/pci.c): close_device drops the IOAS and the triggers.
- */
+/* Drop the function's IO address space and close its interrupt triggers (close_device). */
 void pci_dma_irq_close(struct p2p_pci_dev *dev);
 void pci_irq_request(struct p2p_pci_dev *dev);
 

@@ -21,8 +21,6 @@
 
 #include "vfio_priv.h"
 
-static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
-
 /* Disable every MSI vector. */
 static void irqs_clear(struct p2p_pci_dev *dev)
 {
@@ -36,19 +34,6 @@ static void irqs_clear(struct p2p_pci_dev *dev)
 }
 
 /* close_device: the last file is gone, DMA and interrupts with it. */
-void pci_dma_irq_close(struct p2p_pci_dev *dev)
-{
-	set_ioas(dev, NULL);
-	irqs_clear(dev);
-	pthread_rwlock_wrlock(&dev->dma_lock);
-	if (dev->err_fd >= 0)
-		close(dev->err_fd);
-	if (dev->req_fd >= 0)
-		close(dev->req_fd);
-	dev->err_fd = dev->req_fd = -1;
-	pthread_rwlock_unlock(&dev->dma_lock);
-}
-
 static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
 {
 	struct p2p_ioas *old;
