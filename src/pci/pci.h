@@ -18,7 +18,8 @@
 #include <p2pbuf/file.h>
 #include <p2pbuf/vfio.h>
 
-#include "../core/core.h"
+#include "../core/exporter.h"
+#include "../util/private.h"
 
 #define P2P_PCI_MAX_VECTORS 8
 
