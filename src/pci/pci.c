@@ -10,7 +10,6 @@
  */
 #define _GNU_SOURCE
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "pci_priv.h"
 

@@ -23,7 +23,6 @@
 #include <p2pbuf/file.h>
 #include <p2pbuf/vfio.h>
 
-#include "../core/exporter.h"
 #include "../util/private.h"
 
 #define P2P_PCI_MAX_VECTORS 8

@@ -8,6 +8,7 @@
 #ifndef P2PBUF_PCI_PRIV_H
 #define P2PBUF_PCI_PRIV_H
 
+#include "../core/exporter.h" /* mem_create(): BAR memory */
 #include "pci.h"
 
 /* PCI_COMMAND bits */

@@ -30,6 +30,7 @@
 #include <p2pbuf/iommu.h>
 #include <p2pbuf/vfio.h>
 
+#include "../core/exporter.h"
 #include "../pci/pci.h"
 
 struct vfio_group;
