@@ -197,6 +197,7 @@ static void remove_trees(const char *dir)
 static int run_child(char **argv, const char *tree_dir)
 {
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
+	struct sigaction prev[sizeof(fwd_signals) / sizeof(fwd_signals[0])];
 	sigset_t block, old;
 	int status, sig, err;
 	pid_t pid;
@@ -211,12 +212,18 @@ static int run_child(char **argv, const char *tree_dir)
 		sigaddset(&block, fwd_signals[i]);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	sigfillset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
-		sigaction(fwd_signals[i], &sa, NULL);
+	for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++) {
+		/* One we were started ignoring (nohup) stays ignored, here and in PROGRAM. */
+		sigaction(fwd_signals[i], NULL, &prev[i]);
+		if (prev[i].sa_handler != SIG_IGN)
+			sigaction(fwd_signals[i], &sa, NULL);
+	}
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
-		/* Handlers become SIG_DFL at exec; the mask is inherited: restore it. */
+		/* PROGRAM gets the dispositions and the mask we were given. */
+		for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
+			sigaction(fwd_signals[i], &prev[i], NULL);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		execvp(argv[0], argv);
 		err = errno;

@@ -156,6 +156,21 @@ for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal
             signal.SIGUSR2, signal.SIGWINCH):
     forwarded(sig, 'trap "echo got; exit 7" %s; %s' % (sig.name[3:], loop), (7, "got"))
 forwarded(signal.SIGTERM, loop, (-signal.SIGTERM, ""))
+# Started with SIGHUP ignored (nohup): PROGRAM inherits that, and it is not forwarded.
+p = subprocess.Popen([p2pbuf, "exec", "-q", "--", "sh", "-c", "grep SigIgn /proc/self/status; " + loop],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+ign = int(p.stdout.readline().split()[1], 16)
+ready = p.stdout.readline().strip()
+p.send_signal(signal.SIGHUP)
+try:
+    p.wait(timeout=0.5)
+    bad.append("SIGHUP ignored by the caller still ended PROGRAM: %d" % p.returncode)
+except subprocess.TimeoutExpired:
+    p.terminate()
+    p.wait(timeout=30)
+if not ign & (1 << (signal.SIGHUP - 1)):
+    bad.append("PROGRAM does not ignore SIGHUP under nohup: SigIgn %x" % ign)
 print("\n".join(bad))
 sys.exit(1 if bad else 0)
 PY
