@@ -17,10 +17,12 @@
  * behind, if anything, is found there (see slot_drain()).
  *
  * Locking (the order is docs/locking.md's): ring->cq_lock protects reaping
- * the real CQ and the stash, ring->sq_lock the real SQ, slot->lock a
- * slot's state and inflight count, ring->idx_lock the real-buffer index
- * allocator; dma-buf resv is held by the invalidate callback and taken
- * with trylock on submission.
+ * the real CQ and the stash, ring->sq_lock the real SQ and the track
+ * cache; a slot's state is written under sq_lock and slot->lock, so a
+ * submission reads it under sq_lock alone (its inflight count is atomic);
+ * ring->idx_lock guards the real-buffer index allocator and the pin list;
+ * dma-buf resv guards a pin's real buffers, is held by the invalidate
+ * callback and taken with trylock on submission.
  * - A submission never waits for resv, so a revoke in progress gives
  *   -EAGAIN.
  * - A submission takes sq_lock, never cq_lock, so a thread blocked in a CQ
@@ -80,7 +82,14 @@ struct uslot {
 	struct p2p_sgt *sgt;
 	struct upin *pin; /* the real buffers, shared by the ring's slots of this dma-buf */
 	enum slot_state state;
-	unsigned int inflight;
+	/*
+	 * Requests in flight: incremented under sq_lock, decremented as they
+	 * complete.  A drain waiting on @idle counts itself in @idle_waiters
+	 * (under @lock) before it looks at @inflight, and a completion that
+	 * takes it to 0 looks at @idle_waiters after: one of them sees the other.
+	 */
+	atomic_uint inflight;
+	atomic_uint idle_waiters;
 	pthread_cond_t idle; /* inflight went to 0 (slot->lock) */
 };
 
@@ -141,22 +150,47 @@ struct p2p_uring {
 	bool prev_links_out;  /* the last SQE queued carries IOSQE_IO_(HARD)LINK */
 	bool drain_next;      /* a drain inside a link: the next chain is drained too */
 	bool drain_used;      /* an IOSQE_IO_DRAIN was ever queued */
+	struct track *free_tracks; /* completed tracks kept for reuse */
+	unsigned int nr_free_tracks;
 };
 
+/* Keep this many completed tracks for reuse: no malloc/free per request. */
+#define TRACK_CACHE 256
+
+/* A zeroed track, counted in r->tracks.  sq_lock held. */
 static struct track *track_new(struct p2p_uring *r)
 {
-	struct track *t = calloc(1, sizeof(*t));
+	struct track *t = r->free_tracks;
 
+	if (t) {
+		r->free_tracks = t->next;
+		r->nr_free_tracks--;
+		memset(t, 0, sizeof(*t));
+	} else {
+		t = calloc(1, sizeof(*t));
+	}
 	if (t)
 		atomic_fetch_add(&r->tracks, 1);
 	return t;
 }
 
-/* A track that never got onto the live list. */
+/* Free @t, or keep it for track_new().  sq_lock held. */
+static void track_recycle(struct p2p_uring *r, struct track *t)
+{
+	if (r->nr_free_tracks < TRACK_CACHE) {
+		t->next = r->free_tracks;
+		r->free_tracks = t;
+		r->nr_free_tracks++;
+	} else {
+		free(t);
+	}
+}
+
+/* A track that never got onto the live list.  sq_lock held. */
 static void track_free(struct p2p_uring *r, struct track *t)
 {
 	atomic_fetch_sub(&r->tracks, 1);
-	free(t);
+	track_recycle(r, t);
 }
 
 /* The ring's track lists (live, zombies): @head is a sentinel.  sq_lock held. */
@@ -198,20 +232,20 @@ static void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sqe_flags
 }
 
 /* Take @t off its list (live or zombies) and free it unless pinned.  sq_lock held. */
-static void track_release(struct track *t)
+static void track_release(struct p2p_uring *r, struct track *t)
 {
 	track_unlink(t);
 	if (t->pins)
 		t->dead = true;
 	else
-		free(t);
+		track_recycle(r, t);
 }
 
 /* @t completed: off the live list, freed unless pinned.  sq_lock held. */
 static void track_done(struct p2p_uring *r, struct track *t)
 {
 	atomic_fetch_sub(&r->tracks, 1);
-	track_release(t);
+	track_release(r, t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -334,7 +368,7 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 	if (t->notif_wait) {
 		/* The notification of a zero-copy send that already completed. */
 		stash_push(r, t->user_data, cqe->res, cqe->flags);
-		track_release(t);
+		track_release(r, t);
 		return;
 	}
 	if (cqe->flags & IORING_CQE_F_MORE) {
@@ -354,10 +388,11 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 	if (stash_push(r, t->user_data, t->res, t->flags & ~IORING_CQE_F_MORE))
 		pr_err("io_uring: completion of %llu lost (out of memory)",
 		       (unsigned long long)t->user_data);
-	if (t->slot) {
+	if (t->slot && atomic_fetch_sub(&t->slot->inflight, 1) == 1 &&
+	    atomic_load(&t->slot->idle_waiters)) {
+		/* A drain waits (see slot_drain()): wake it. */
 		pthread_mutex_lock(&t->slot->lock);
-		if (!--t->slot->inflight)
-			pthread_cond_broadcast(&t->slot->idle);
+		pthread_cond_broadcast(&t->slot->idle);
 		pthread_mutex_unlock(&t->slot->lock);
 	}
 	if (t->zc && cqe->res == -ECANCELED && !(cqe->flags & IORING_CQE_F_NOTIF)) {
@@ -564,12 +599,7 @@ static void cancel_blockers(struct p2p_uring *r, struct uslot *s, bool late)
 
 static unsigned int slot_inflight(struct uslot *s)
 {
-	unsigned int inflight;
-
-	pthread_mutex_lock(&s->lock);
-	inflight = s->inflight;
-	pthread_mutex_unlock(&s->lock);
-	return inflight;
+	return atomic_load(&s->inflight);
 }
 
 /*
@@ -603,8 +633,10 @@ static void slot_drain(struct uslot *s)
 						  .tv_nsec = (long)(t % 1000000000u) };
 
 			pthread_mutex_lock(&s->lock);
-			if (s->inflight)
+			atomic_fetch_add(&s->idle_waiters, 1);
+			if (atomic_load(&s->inflight))
 				pthread_cond_timedwait(&s->idle, &s->lock, &until);
+			atomic_fetch_sub(&s->idle_waiters, 1);
 			pthread_mutex_unlock(&s->lock);
 		}
 	}
@@ -738,6 +770,19 @@ static int slot_map_locked(struct uslot *s)
 }
 
 /*
+ * A slot's state is written under sq_lock and its lock, so a submission
+ * reads it under sq_lock alone.
+ */
+static void slot_set_state(struct uslot *s, enum slot_state state)
+{
+	pthread_mutex_lock(&s->ring->sq_lock);
+	pthread_mutex_lock(&s->lock);
+	s->state = state;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->ring->sq_lock);
+}
+
+/*
  * invalidate_mappings, resv held: stop new submissions, drain the I/O in
  * flight, unpin (unregister) and unmap before the revoke goes on.
  */
@@ -745,19 +790,20 @@ static void slot_invalidate(struct p2p_attachment *attach)
 {
 	struct uslot *s = p2p_attachment_importer_priv(attach);
 
+	pthread_mutex_lock(&s->ring->sq_lock);
 	pthread_mutex_lock(&s->lock);
 	if (s->attach != attach) {
 		/* Not installed yet (a registration in progress): nothing is mapped. */
 		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->ring->sq_lock);
 		return;
 	}
 	s->state = SLOT_INVALIDATING;
 	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->ring->sq_lock);
 	slot_drain(s);
 	slot_unmap_locked(s);
-	pthread_mutex_lock(&s->lock);
-	s->state = SLOT_UNMAPPED;
-	pthread_mutex_unlock(&s->lock);
+	slot_set_state(s, SLOT_UNMAPPED);
 }
 
 static const struct p2p_dmabuf_importer_ops slot_importer_ops = {
@@ -788,8 +834,8 @@ static void slot_clear(struct uslot *s)
 	s->attach = NULL;
 	s->pin = NULL;
 	s->target_fd = -1;
-	s->state = SLOT_UNMAPPED;
 	pthread_mutex_unlock(&s->lock);
+	slot_set_state(s, SLOT_UNMAPPED);
 }
 
 /*
@@ -800,6 +846,7 @@ static void slot_clear(struct uslot *s)
  */
 static int slot_ensure_mapped(struct uslot *s, bool wait)
 {
+	bool unmapped;
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
@@ -814,15 +861,15 @@ static int slot_ensure_mapped(struct uslot *s, bool wait)
 		p2p_dmabuf_resv_lock(s->buf);
 	else if (!p2p_dmabuf_resv_trylock(s->buf))
 		return -EAGAIN;
+	/* Under resv only this function and the invalidate callback change an UNMAPPED slot. */
 	pthread_mutex_lock(&s->lock);
-	if (s->state == SLOT_UNMAPPED) {
-		pthread_mutex_unlock(&s->lock);
-		ret = slot_map_locked(s);
-		pthread_mutex_lock(&s->lock);
-		if (!ret)
-			s->state = SLOT_MAPPED;
-	}
+	unmapped = s->state == SLOT_UNMAPPED;
 	pthread_mutex_unlock(&s->lock);
+	if (unmapped) {
+		ret = slot_map_locked(s);
+		if (!ret)
+			slot_set_state(s, SLOT_MAPPED);
+	}
 	p2p_dmabuf_resv_unlock(s->buf);
 	return ret;
 }
@@ -947,8 +994,8 @@ static void slot_install(struct uslot *s, const struct slot_new *n)
 	s->pin = n->pin;
 	s->target_fd = n->target_fd;
 	s->user_fd = n->user_fd;
-	s->state = SLOT_UNMAPPED;
 	pthread_mutex_unlock(&s->lock);
+	slot_set_state(s, SLOT_UNMAPPED);
 }
 
 P2P_API int p2p_uring_register_buffers_update(struct p2p_uring *r,
@@ -1066,20 +1113,23 @@ P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *r, unsigned int slot, in
 static int queue_one(struct p2p_uring *r, uint64_t user_data, int32_t res,
 		     const struct io_uring_sqe *in, int real_idx)
 {
-	struct track *t = track_new(r);
 	struct io_uring_sqe *sqe;
+	struct track *t;
 
-	if (!t)
+	pthread_mutex_lock(&r->sq_lock);
+	t = track_new(r);
+	if (!t) {
+		pthread_mutex_unlock(&r->sq_lock);
 		return -ENOMEM;
+	}
 	t->user_data = user_data;
 	t->pending = 1;
 	t->res = res; /* a NOP's own result (0) adds nothing to it */
 	t->zc = in && (in->opcode == IORING_OP_SEND_ZC || in->opcode == IORING_OP_SENDMSG_ZC);
-	pthread_mutex_lock(&r->sq_lock);
 	sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe) {
-		pthread_mutex_unlock(&r->sq_lock);
 		track_free(r, t);
+		pthread_mutex_unlock(&r->sq_lock);
 		return -EBUSY;
 	}
 	if (in) {
@@ -1143,29 +1193,23 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 		return -EFAULT;
 	if (!len || __builtin_add_overflow(off, len, &end) || end > p2p_dmabuf_size(s->buf))
 		return -EFAULT;
-	t = track_new(r);
-	if (!t)
-		return -ENOMEM;
 	/*
 	 * Count the request in flight and queue its SQEs in one SQ-lock
-	 * section.  slot_invalidate() marks the slot before slot_drain()
-	 * flushes the SQ under that lock, so every request it then waits for
-	 * is in the kernel: none can sit counted but unqueued while its
-	 * submitter blocks on the CQ lock the drain holds.
+	 * section (the slot's state is written under sq_lock too).
+	 * slot_invalidate() marks the slot before slot_drain() flushes the SQ
+	 * under that lock, so every request it then waits for is in the
+	 * kernel: none can sit counted but unqueued while its submitter blocks
+	 * on the CQ lock the drain holds.
 	 */
 again:
 	pthread_mutex_lock(&r->sq_lock);
-	pthread_mutex_lock(&s->lock);
 	if (s->state == SLOT_UNMAPPED && !tried_map) {
 		/* Not mapped (registration could not, or an invalidate since): map now. */
-		pthread_mutex_unlock(&s->lock);
 		pthread_mutex_unlock(&r->sq_lock);
 		tried_map = true;
 		ret = slot_ensure_mapped(s, false);
-		if (ret) {
-			track_free(r, t);
+		if (ret)
 			return ret;
-		}
 		goto again;
 	}
 	if (s->state != SLOT_MAPPED) {
@@ -1179,15 +1223,14 @@ again:
 			;
 		if (io_uring_sq_space_left(&r->ring) < last - first + 1)
 			ret = -EBUSY;
-		else
-			s->inflight++; /* the slot stays mapped until it completes */
 	}
-	pthread_mutex_unlock(&s->lock);
+	if (!ret && !(t = track_new(r)))
+		ret = -ENOMEM;
 	if (ret) {
 		pthread_mutex_unlock(&r->sq_lock);
-		track_free(r, t);
 		return ret;
 	}
+	atomic_fetch_add(&s->inflight, 1); /* the slot stays mapped until it completes */
 	t->user_data = in->user_data;
 	t->slot = s;
 	t->pending = last - first + 1;
@@ -1375,6 +1418,12 @@ P2P_API void p2p_uring_destroy(struct p2p_uring *r)
 
 		r->zombies.next = z->next;
 		free(z);
+	}
+	while (r->free_tracks) {
+		struct track *f = r->free_tracks;
+
+		r->free_tracks = f->next;
+		free(f);
 	}
 	for (unsigned int i = 0; i < r->nr_slots; i++) {
 		pthread_mutex_destroy(&r->slots[i].lock);
