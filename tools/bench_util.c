@@ -469,7 +469,7 @@ void bench_interleave(struct bench_report *r, struct bench_series *s, unsigned i
 	double hist[BENCH_MAX_FIGS][BENCH_MAX_ROUNDS], v[BENCH_MAX_ROUNDS], limit;
 	uint64_t row[BENCH_MAX_FIGS], t0 = now_ns();
 	json_object *j;
-	bool undecided = false;
+	unsigned int undecided = 0;
 
 	min = min > BENCH_MAX_ROUNDS ? BENCH_MAX_ROUNDS : min ? min : 1;
 	max = o->max_rounds ? o->max_rounds : 3 * min;
@@ -489,7 +489,7 @@ void bench_interleave(struct bench_report *r, struct bench_series *s, unsigned i
 		s->rounds++;
 		/* The running median of every watched ratio, and how far it moved lately. */
 		s->drift = 0;
-		undecided = false;
+		undecided = 0;
 		for (unsigned int p = 0; p < s->npairs; p++) {
 			const struct bench_pair *pr = &s->pair[p];
 			double lo, hi, mlo, mhi;
@@ -504,10 +504,10 @@ void bench_interleave(struct bench_report *r, struct bench_series *s, unsigned i
 					       pr->max_ratio * (double)s->ns[pr->den][i];
 				median_band(e, n, &lo, &hi);
 				if (verdict_of(lo, hi, pr->slack_ns, false) == BENCH_UNSETTLED)
-					undecided = true;
+					undecided++;
 			} else if (pr->max_ratio > 0 &&
 				   verdict_of(lo, hi, pr->max_ratio, false) == BENCH_UNSETTLED) {
-				undecided = true;
+				undecided++;
 			}
 			if (s->rounds < BENCH_SETTLE_WINDOW) {
 				s->drift = 1;
@@ -534,17 +534,23 @@ void bench_interleave(struct bench_report *r, struct bench_series *s, unsigned i
 			break;
 	}
 	s->seconds = (double)(now_ns() - t0) / 1e9;
+	s->undecided = undecided;
 	j = json_object_new_object();
 	json_object_object_add(j, "name", json_object_new_string(s->name));
 	json_object_object_add(j, "rounds", json_object_new_int((int)s->rounds));
 	json_object_object_add(j, "settled", json_object_new_boolean(s->settled));
 	json_object_object_add(j, "drift", json_object_new_double(s->drift));
+	json_object_object_add(j, "undecided", json_object_new_int((int)undecided));
 	json_object_object_add(j, "seconds", json_object_new_double(s->seconds));
 	json_object_array_add(r->series, j);
-	if (!o->json)
-		printf("   -- %s: %u rounds interleaved, %s (ratio medians moved %.1f%% over the last %u), %.1f s\n",
-		       s->name, s->rounds, s->settled ? "settled" : "NOT settled",
-		       s->drift * 100, BENCH_SETTLE_WINDOW, s->seconds);
+	if (o->json)
+		return;
+	printf("   -- %s: %u rounds interleaved, %s (ratio medians moved %.1f%% over the last %u)",
+	       s->name, s->rounds, s->settled ? "settled" : "NOT settled", s->drift * 100,
+	       BENCH_SETTLE_WINDOW);
+	if (undecided)
+		printf(", %u target%s still undecided at the cap", undecided, undecided > 1 ? "s" : "");
+	printf(", %.1f s\n", s->seconds);
 }
 
 double report_series_median(struct bench_report *r, const struct bench_series *s,

@@ -120,6 +120,7 @@ struct bench_series {
 	/* out */
 	unsigned int rounds;
 	bool settled;
+	unsigned int undecided; /* watched targets with their limit inside the band */
 	double drift;	/* the watched medians' largest move over the last rounds */
 	double seconds; /* the series' wall time, warm-up included */
 	uint64_t ns[BENCH_MAX_FIGS][BENCH_MAX_ROUNDS];
