@@ -365,7 +365,7 @@ static int plot_write(const struct bench_report *r, const struct plot_point *pts
 		   "set style fill solid 0.75 border -1\nset boxwidth 0.9\n"
 		   "set key below horizontal noenhanced\nset grid ytics\n");
 	fprintf(f, "set xtics nomirror scale 0%s\nset xrange [-0.6:%u.6]\n",
-		nx > 4 ? " rotate by -30" : "", nx - 1);
+		nx > 4 ? " rotate by 30 right" : "", nx - 1);
 	fprintf(f, "set ylabel ");
 	gp_quote(f, unit);
 	fprintf(f, "\n%s\n", log ? "set logscale y" : "set yrange [0:*]");
