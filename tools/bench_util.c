@@ -406,7 +406,8 @@ static int report_plot_finish(struct bench_report *r)
 	else
 		snprintf(path, sizeof(path), "%s", r->o->plot);
 	ret = plot_write(r, expl ? r->pts : r->auto_pts, expl ? r->npts : r->nauto,
-			 expl && r->unit[0] ? r->unit : "ms", expl && r->log, path);
+			 expl && r->unit[0] ? r->unit : "ms per sample (median, min-max; lower is faster)",
+			 expl && r->log, path);
 	if (ret) {
 		fprintf(stderr, "p2pbuf bench %s: --plot %s: %s\n", r->bench, path,
 			ret == -EIO ? "gnuplot failed" : strerror(-ret));
