@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ce_driver.h"
@@ -106,95 +107,130 @@ static uint64_t mmap_raw_once(uint64_t size, bool populate)
 	return t1 - t0;
 }
 
-/* Importer case: map + touch memory that is already populated. */
-static void mmap_populated(uint64_t size, unsigned int n, uint64_t *a, uint64_t *b, uint64_t *c)
-{
-	struct vfio_region_dma_range rg = { .offset = 0, .length = size };
+/* The mmap series: figure 0 raw MAP_POPULATE (b), 1 p2pbuf (a), 2 raw page by page (c). */
+struct mmap_ctx {
+	uint64_t size;
+	/* the importer case: device memory and a raw memfd, both populated */
 	struct p2p_pci_dev *pci;
 	struct p2p_vfio_device *vdev;
-	struct p2p_dmabuf *buf = NULL;
-	uint8_t *raw;
-	int fd, rawfd, ret;
+	struct p2p_dmabuf *buf;
+	int fd, rawfd;
+};
 
-	ret = cli_gpu_create("0000:b2:00.0", size, NULL, 1, &pci, &vdev);
+static void mmap_fresh_sample(void *c, unsigned int arm, uint64_t *row)
+{
+	struct mmap_ctx *m = c;
+
+	if (arm == 1)
+		row[1] = mmap_p2pbuf_once(m->size);
+	else
+		row[arm] = mmap_raw_once(m->size, arm == 0);
+}
+
+static void mmap_populated_sample(void *c, unsigned int arm, uint64_t *row)
+{
+	struct mmap_ctx *m = c;
+	uint64_t t0;
+	void *va;
+	int ret;
+
+	if (arm != 1) {
+		row[arm] = raw_map_touch_ns(m->rawfd, m->size, arm == 0);
+		return;
+	}
+	t0 = now_ns();
+	ret = p2p_dmabuf_mmap(m->buf, NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
+	if (ret)
+		die("dmabuf mmap", ret);
+	touch_pages(va, m->size);
+	row[1] = now_ns() - t0;
+	p2p_munmap(va, m->size);
+}
+
+/* Importer case: map + touch memory that is already populated. */
+static void mmap_populated_init(struct mmap_ctx *m)
+{
+	struct vfio_region_dma_range rg = { .offset = 0, .length = m->size };
+	uint8_t *raw;
+	int ret;
+
+	ret = cli_gpu_create("0000:b2:00.0", m->size, NULL, 1, &m->pci, &m->vdev);
 	if (ret)
 		die("device", ret);
-	fd = p2p_vfio_device_get_dmabuf(vdev, 2, &rg, 1, O_RDWR | O_CLOEXEC);
-	if (fd < 0 || (ret = p2p_dmabuf_get(fd, &buf)))
-		die("DMA_BUF", fd < 0 ? fd : ret);
-	memset(p2p_mem_ptr(p2p_pci_dev_bar_mem(pci, 2), 0), 1, size);
-	raw = raw_map(size, true, &rawfd);
-	munmap(raw, size);
-	for (unsigned int i = 0; i < n + 1; i++) {
-		uint64_t t0 = now_ns(), t1;
-		void *va;
+	m->fd = p2p_vfio_device_get_dmabuf(m->vdev, 2, &rg, 1, O_RDWR | O_CLOEXEC);
+	if (m->fd < 0 || (ret = p2p_dmabuf_get(m->fd, &m->buf)))
+		die("DMA_BUF", m->fd < 0 ? m->fd : ret);
+	memset(p2p_mem_ptr(p2p_pci_dev_bar_mem(m->pci, 2), 0), 1, m->size);
+	raw = raw_map(m->size, true, &m->rawfd);
+	munmap(raw, m->size);
+}
 
-		ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
-		if (ret)
-			die("dmabuf mmap", ret);
-		touch_pages(va, size);
-		t1 = now_ns();
-		p2p_munmap(va, size);
-		if (i)
-			a[i - 1] = t1 - t0;
+static void mmap_populated_fini(struct mmap_ctx *m)
+{
+	close(m->rawfd);
+	p2p_dmabuf_put(m->buf);
+	p2p_close(m->fd);
+	p2p_vfio_device_close(m->vdev);
+	p2p_pci_dev_put(m->pci);
+}
 
-		for (int populate = 1; populate >= 0; populate--) {
-			uint64_t t = raw_map_touch_ns(rawfd, size, populate);
+/* Figures, ratios, the a/b target and plot points of one mmap series. */
+static void mmap_report(struct bench_report *r, const struct bench_series *s, const char *sfx,
+			const char *x, const char *wa, const char *wb, const char *wc)
+{
+	char name[64];
 
-			if (i)
-				(populate ? b : c)[i - 1] = t;
-		}
-	}
-	close(rawfd);
-	p2p_dmabuf_put(buf);
-	p2p_close(fd);
-	p2p_vfio_device_close(vdev);
-	p2p_pci_dev_put(pci);
+	snprintf(name, sizeof(name), "a_p2pbuf%s", sfx);
+	report_series_median(r, s, 1, name, wa);
+	snprintf(name, sizeof(name), "b_raw_populate%s", sfx);
+	report_series_median(r, s, 0, name, wb);
+	snprintf(name, sizeof(name), "c_raw_page_by_page%s", sfx);
+	report_series_median(r, s, 2, name, wc);
+	snprintf(name, sizeof(name), "a/b%s", sfx);
+	report_series_ratio(r, s, 1, 0, name);
+	report_series_target(r, s, 1, 0, name, 1.15, false, "a/b <= 1.15");
+	snprintf(name, sizeof(name), "c/a%s", sfx);
+	report_series_ratio(r, s, 2, 1, name);
+	report_series_plot(r, s, 1, x, "p2pbuf dma-buf mmap", 0);
+	report_series_plot(r, s, 0, x, "raw MAP_POPULATE", 0);
+	report_series_plot(r, s, 2, x, "raw page by page", 0);
 }
 
 static int bench_mmap(const struct bench_opts *o)
 {
-	uint64_t size = o->size ? o->size : 512ull << 20;
-	unsigned int n = o->iterations ? o->iterations : 7;
-	uint64_t *a = calloc(n, 8), *b = calloc(n, 8), *c = calloc(n, 8);
+	struct mmap_ctx m = { .size = o->size ? o->size : 512ull << 20 };
 	struct bench_report *r = report_new("mmap", o);
-	char txt[64];
-	double ma, mb, mc;
+	struct bench_series s;
+	char txt[32], x[64];
 
-	snprintf(txt, sizeof(txt), "%llu MiB", (unsigned long long)(size >> 20));
+	snprintf(txt, sizeof(txt), "%llu MiB", (unsigned long long)(m.size >> 20));
 	report_fact(r, "size", txt);
 	report_fact(r, "pages", hugepage_mode_name());
-	/* Warm up: the first allocation after memory went back to the host is slow. */
-	mmap_raw_once(size, true);
-	mmap_p2pbuf_once(size);
-	for (unsigned int i = 0; i < n; i++) {
-		a[i] = mmap_p2pbuf_once(size);
-		b[i] = mmap_raw_once(size, true);
-		c[i] = mmap_raw_once(size, false);
-	}
+	report_plot_axis(r, "ms per map + touch (median, min-max)", false);
+	/* Fresh memory: the warm-up round also takes the first, slow allocation after
+	 * memory went back to the host. */
 	if (!o->json)
 		printf("   -- fresh memory (page allocation dominates every path)\n");
-	ma = report_median(r, "a_p2pbuf", "dma-buf mmap (populated in runs) + touch", a, n);
-	mb = report_median(r, "b_raw_populate", "raw memfd MAP_POPULATE + touch", b, n);
-	mc = report_median(r, "c_raw_page_by_page", "raw memfd, touched page by page", c, n);
-	report_ratio(r, "a/b", ma / mb);
-	report_ratio(r, "c/a", mc / ma);
-	report_target(r, "a/b", ma / mb, 1.15, false, "a/b <= 1.15");
+	bench_series_init(&s, "fresh", 3, 3);
+	s.npairs = 1;
+	s.pair[0].max_ratio = 1.15; /* a/b */
+	bench_interleave(r, &s, 7, mmap_fresh_sample, &m);
+	snprintf(x, sizeof(x), "fresh, %s", txt);
+	mmap_report(r, &s, "", x, "dma-buf mmap (populated in runs) + touch",
+		    "raw memfd MAP_POPULATE + touch", "raw memfd, touched page by page");
 
 	/* The importer case: device memory already populated, only page tables to build. */
-	mmap_populated(size, n, a, b, c);
 	if (!o->json)
 		printf("   -- memory already populated (an importer mapping device memory)\n");
-	ma = report_median(r, "a_p2pbuf_populated", "dma-buf mmap + touch", a, n);
-	mb = report_median(r, "b_raw_populate_populated", "raw MAP_POPULATE + touch", b, n);
-	mc = report_median(r, "c_raw_page_by_page_populated", "raw, write-faulted page by page",
-			   c, n);
-	report_ratio(r, "a/b_populated", ma / mb);
-	report_ratio(r, "c/a_populated", mc / ma);
-	report_target(r, "a/b_populated", ma / mb, 1.15, false, "a/b <= 1.15");
-	free(a);
-	free(b);
-	free(c);
+	mmap_populated_init(&m);
+	bench_series_init(&s, "populated", 3, 3);
+	s.npairs = 1;
+	s.pair[0].max_ratio = 1.15;
+	bench_interleave(r, &s, 7, mmap_populated_sample, &m);
+	mmap_populated_fini(&m);
+	snprintf(x, sizeof(x), "populated, %s", txt);
+	mmap_report(r, &s, "_populated", x, "dma-buf mmap + touch", "raw MAP_POPULATE + touch",
+		    "raw, write-faulted page by page");
 	return report_finish(r);
 }
 
@@ -215,27 +251,69 @@ static void imp_invalidate(struct p2p_attachment *a)
 
 static const struct p2p_dmabuf_importer_ops imp_ops = { .invalidate_mappings = imp_invalidate };
 
-static double revoke_case(struct bench_report *r, uint64_t size, unsigned int nimp,
-			  unsigned int n, double raw_ms)
-{
-	struct vfio_region_dma_range rg = { .offset = 0, .length = size };
-	struct importer *imps = calloc(nimp, sizeof(*imps));
-	uint64_t *t = calloc(n, 8);
+/*
+ * One revoke series: figure 0 the raw baseline (MADV_DONTNEED of a populated
+ * memfd range of the same size), figure 1 the revoke + un-revoke of a dma-buf
+ * with @nimp dynamic importers and a live, populated CPU mapping.
+ */
+struct revoke_ctx {
+	uint64_t size;
+	unsigned int nimp;
+	struct importer *imps;
 	struct p2p_pci_dev *pci;
 	struct p2p_vfio_device *vdev;
 	struct p2p_dmabuf *buf;
-	char name[32], what[96], text[64];
-	double ms;
 	void *va;
-	int fd, ret;
+	uint8_t *raw;
+	int fd, rawfd;
+};
 
-	ret = cli_gpu_create("0000:b1:00.0", size, NULL, 1, &pci, &vdev);
+static void revoke_sample(void *c, unsigned int arm, uint64_t *row)
+{
+	struct revoke_ctx *x = c;
+	uint64_t t0;
+	int ret;
+
+	if (arm == 0) {
+		madvise(x->raw, x->size, MADV_POPULATE_WRITE);
+		t0 = now_ns();
+		madvise(x->raw, x->size, MADV_DONTNEED);
+		row[0] = now_ns() - t0;
+		return;
+	}
+	/* Untimed: importers map again, the CPU mapping is fully populated. */
+	p2p_dmabuf_resv_lock(x->buf);
+	for (unsigned int i = 0; i < x->nimp; i++)
+		if ((ret = p2p_attachment_map(x->imps[i].attach, &x->imps[i].sgt)))
+			die("map", ret);
+	p2p_dmabuf_resv_unlock(x->buf);
+	madvise(x->va, x->size, MADV_POPULATE_WRITE);
+
+	t0 = now_ns();
+	if ((ret = cli_mem_enable(x->vdev, false)) || (ret = cli_mem_enable(x->vdev, true)))
+		die("COMMAND.MEM", ret);
+	row[1] = now_ns() - t0;
+}
+
+static void revoke_case(struct bench_report *r, uint64_t size, unsigned int nimp)
+{
+	struct vfio_region_dma_range rg = { .offset = 0, .length = size };
+	struct revoke_ctx x = { .size = size, .nimp = nimp };
+	double v[BENCH_MAX_ROUNDS];
+	struct bench_series s;
+	char name[48], what[96], sname[32], xl[32];
+	int ret;
+
+	x.imps = calloc(nimp, sizeof(*x.imps));
+	if (!x.imps)
+		die("calloc", ENOMEM);
+	ret = cli_gpu_create("0000:b1:00.0", size, NULL, 1, &x.pci, &x.vdev);
 	if (ret)
 		die("device", ret);
-	fd = p2p_vfio_device_get_dmabuf(vdev, 2, &rg, 1, O_RDWR | O_CLOEXEC);
-	if (fd < 0 || (ret = p2p_dmabuf_get(fd, &buf)))
-		die("DMA_BUF", fd < 0 ? fd : ret);
-	ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
+	x.fd = p2p_vfio_device_get_dmabuf(x.vdev, 2, &rg, 1, O_RDWR | O_CLOEXEC);
+	if (x.fd < 0 || (ret = p2p_dmabuf_get(x.fd, &x.buf)))
+		die("DMA_BUF", x.fd < 0 ? x.fd : ret);
+	ret = p2p_dmabuf_mmap(x.buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &x.va);
 	if (ret)
 		die("dmabuf mmap", ret);
 	for (unsigned int i = 0; i < nimp; i++) {
@@ -243,88 +321,69 @@ static double revoke_case(struct bench_report *r, uint64_t size, unsigned int ni
 			.argsz = sizeof(info),
 			.flags = P2P_ATTACH_PEER2PEER,
 			.importer_ops = &imp_ops,
-			.importer_priv = &imps[i],
+			.importer_priv = &x.imps[i],
 			.name = "bench",
 		};
 
-		ret = p2p_dmabuf_attach(buf, &info, &imps[i].attach);
+		ret = p2p_dmabuf_attach(x.buf, &info, &x.imps[i].attach);
 		if (ret)
 			die("attach", ret);
 	}
-	for (unsigned int it = 0; it < n + 1; it++) {
-		uint64_t t0;
+	x.raw = raw_map(size, true, &x.rawfd);
 
-		/* Untimed: importers map again, the CPU mapping is fully populated. */
-		p2p_dmabuf_resv_lock(buf);
-		for (unsigned int i = 0; i < nimp; i++)
-			if ((ret = p2p_attachment_map(imps[i].attach, &imps[i].sgt)))
-				die("map", ret);
-		p2p_dmabuf_resv_unlock(buf);
-		madvise(va, size, MADV_POPULATE_WRITE);
+	snprintf(sname, sizeof(sname), "%u attachment%s", nimp, nimp > 1 ? "s" : "");
+	bench_series_init(&s, sname, 2, 2);
+	s.pair[0].max_ratio = 1.3; /* revoke <= 1.3 x raw + 0.1 ms */
+	s.pair[0].slack_ns = 0.1e6;
+	bench_interleave(r, &s, 9, revoke_sample, &x);
 
-		t0 = now_ns();
-		if ((ret = cli_mem_enable(vdev, false)) || (ret = cli_mem_enable(vdev, true)))
-			die("COMMAND.MEM", ret);
-		if (it)
-			t[it - 1] = now_ns() - t0; /* the first round is a warm-up */
-	}
+	snprintf(name, sizeof(name), "raw_dontneed_%u_attach", nimp);
+	report_series_median(r, &s, 0, name, "raw MADV_DONTNEED of the populated range");
 	snprintf(name, sizeof(name), "p2pbuf_%u_attach", nimp);
 	snprintf(what, sizeof(what),
 		 "COMMAND.MEM off+on: revoke (%u importers, CPU map zapped) + un-revoke", nimp);
-	ms = report_median(r, name, what, t, n);
+	report_series_median(r, &s, 1, name, what);
 	snprintf(name, sizeof(name), "%u_attach/raw", nimp);
-	report_ratio(r, name, ms / raw_ms);
-	snprintf(text, sizeof(text), "<= 1.3 x raw + 0.1 ms (%.3f ms)", 1.3 * raw_ms + 0.1);
-	snprintf(name, sizeof(name), "revoke_%u_attach_ms", nimp);
-	report_target(r, name, ms, 1.3 * raw_ms + 0.1, false, text);
+	report_series_ratio(r, &s, 1, 0, name);
+	/* The target, per round: revoke - 1.3 x raw <= 0.1 ms. */
+	for (unsigned int i = 0; i < s.rounds; i++)
+		v[i] = ((double)s.ns[1][i] - 1.3 * (double)s.ns[0][i]) / 1e6;
+	snprintf(name, sizeof(name), "revoke_%u_attach_excess_ms", nimp);
+	report_target_values(r, name, v, s.rounds, 0.1, false,
+			     "revoke - 1.3 x raw <= 0.1 ms (<= 1.3x raw + 100 us)");
+	snprintf(xl, sizeof(xl), "%u attach", nimp);
+	report_series_plot(r, &s, 1, xl, "p2pbuf revoke + un-revoke", 0);
+	report_series_plot(r, &s, 0, xl, "raw MADV_DONTNEED", 0);
 
+	raw_unmap(x.raw, size, x.rawfd);
 	for (unsigned int i = 0; i < nimp; i++) {
-		p2p_dmabuf_resv_lock(buf);
-		if (imps[i].sgt)
-			p2p_attachment_unmap(imps[i].attach, imps[i].sgt);
-		p2p_dmabuf_resv_unlock(buf);
-		p2p_dmabuf_detach(imps[i].attach);
+		p2p_dmabuf_resv_lock(x.buf);
+		if (x.imps[i].sgt)
+			p2p_attachment_unmap(x.imps[i].attach, x.imps[i].sgt);
+		p2p_dmabuf_resv_unlock(x.buf);
+		p2p_dmabuf_detach(x.imps[i].attach);
 	}
-	p2p_munmap(va, size);
-	p2p_dmabuf_put(buf);
-	p2p_close(fd);
-	p2p_vfio_device_close(vdev);
-	p2p_pci_dev_put(pci);
-	free(imps);
-	free(t);
-	return ms;
+	p2p_munmap(x.va, size);
+	p2p_dmabuf_put(x.buf);
+	p2p_close(x.fd);
+	p2p_vfio_device_close(x.vdev);
+	p2p_pci_dev_put(x.pci);
+	free(x.imps);
 }
 
 static int bench_revoke(const struct bench_opts *o)
 {
 	uint64_t size = o->size ? o->size : 512ull << 20;
-	unsigned int n = o->iterations ? o->iterations : 9;
-	uint64_t *raw = calloc(n, 8);
 	struct bench_report *r = report_new("revoke", o);
 	char txt[64];
-	double raw_ms;
-	uint8_t *p;
-	int fd;
 
 	snprintf(txt, sizeof(txt), "%llu MiB", (unsigned long long)(size >> 20));
 	report_fact(r, "size", txt);
 	report_fact(r, "pages", hugepage_mode_name());
-	p = raw_map(size, true, &fd);
-	for (unsigned int it = 0; it < n + 1; it++) {
-		uint64_t t0;
-
-		madvise(p, size, MADV_POPULATE_WRITE);
-		t0 = now_ns();
-		madvise(p, size, MADV_DONTNEED);
-		if (it)
-			raw[it - 1] = now_ns() - t0;
-	}
-	raw_unmap(p, size, fd);
-	raw_ms = report_median(r, "raw_dontneed", "raw MADV_DONTNEED of the populated range", raw,
-			       n);
-	revoke_case(r, size, 1, n, raw_ms);
-	revoke_case(r, size, 64, n, raw_ms);
-	free(raw);
+	report_fact(r, "baseline", "raw MADV_DONTNEED of a populated memfd range, interleaved with each case");
+	report_plot_axis(r, "ms (median, min-max)", false);
+	revoke_case(r, size, 1);
+	revoke_case(r, size, 64);
 	return report_finish(r);
 }
 
@@ -654,11 +713,40 @@ static const struct {
 
 static void bench_usage(FILE *f)
 {
-	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|heap|storage|preload|all} [--json] [--strict] [-n ITER] [-s SIZE]\n"
-		   "  --json       print one JSON object per benchmark (medians, ratios, targets)\n"
-		   "  --strict     exit 1 if a target is missed\n"
-		   "  -n, --iterations N   samples per figure (median reported)\n"
-		   "  -s, --size SIZE      buffer size (default 512M; preload: the BAR, 256M)\n");
+	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|heap|storage|preload|all} [--json] [--strict] [-n ROUNDS] [-s SIZE]\n"
+		   "                    [--max-rounds N] [--max-time SEC] [--plot FILE.svg|DIR]\n"
+		   "  --json       print one JSON object per benchmark (medians and spreads, ratios, targets)\n"
+		   "  --strict     exit 1 if a target is missed, else 3 if one is unsettled\n"
+		   "  -n, --iterations N   the minimum rounds per series (each figure's median is over its rounds)\n"
+		   "  --max-rounds N       rounds at most while the spread settles (default 3 x the minimum, <= 64)\n"
+		   "  --max-time SEC       seconds at most per series while it settles (default 20)\n"
+		   "  -s, --size SIZE      buffer size (default 512M; preload: the BAR, 256M)\n"
+		   "  --plot FILE.svg      draw each benchmark's figures beside their baselines with gnuplot\n"
+		   "                       (a directory: DIR/BENCH.svg; with all: FILE-BENCH.svg)\n");
+}
+
+/* Is @prog an executable in $PATH? */
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char buf[4096];
+
+	while (path && *path) {
+		const char *end = strchr(path, ':');
+		size_t len = end ? (size_t)(end - path) : strlen(path);
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)len, path, prog);
+		if (len && !access(buf, X_OK))
+			return true;
+		path = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+/* Exit statuses combined over `all`: 1 (missed, failed) wins over 3 (unsettled). */
+static int worst(int a, int b)
+{
+	return a == 1 || b == 1 ? 1 : a ? a : b;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -667,10 +755,14 @@ int cmd_bench(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },	 { "strict", no_argument, NULL, 'S' },
 		{ "iterations", required_argument, NULL, 'n' },
 		{ "size", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
+		{ "plot", required_argument, NULL, 'P' },
+		{ "max-rounds", required_argument, NULL, 'R' },
+		{ "max-time", required_argument, NULL, 'T' },
 		{ 0 },
 	};
 	struct bench_opts o = { 0 };
 	const char *name;
+	char *end;
 	int c, ret = 0;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -684,11 +776,33 @@ int cmd_bench(int argc, char **argv)
 		case 'j': o.json = true; break;
 		case 'S': o.strict = true; break;
 		case 'n':
-			o.iterations = (unsigned int)strtoul(optarg, NULL, 0);
-			if (!o.iterations) {
-				fprintf(stderr, "p2pbuf bench: bad --iterations '%s'\n", optarg);
+		case 'R':
+			errno = 0;
+			{
+				unsigned long v = strtoul(optarg, &end, 0);
+
+				if (errno || *end || !v || v > BENCH_MAX_ROUNDS) {
+					fprintf(stderr, "p2pbuf bench: bad %s '%s' (1-%u)\n",
+						c == 'n' ? "--iterations" : "--max-rounds", optarg,
+						BENCH_MAX_ROUNDS);
+					return 2;
+				}
+				*(c == 'n' ? &o.iterations : &o.max_rounds) = (unsigned int)v;
+			}
+			break;
+		case 'T':
+			o.max_seconds = strtod(optarg, &end);
+			if (*end || !(o.max_seconds > 0)) {
+				fprintf(stderr, "p2pbuf bench: bad --max-time '%s'\n", optarg);
 				return 2;
 			}
+			break;
+		case 'P':
+			if (!*optarg) {
+				fprintf(stderr, "p2pbuf bench: --plot needs a file name\n");
+				return 2;
+			}
+			o.plot = optarg;
 			break;
 		case 's':
 			o.size = cli_parse_size(optarg);
@@ -707,12 +821,31 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "p2pbuf bench: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (o.plot && !in_path("gnuplot")) {
+		fprintf(stderr, "p2pbuf bench: --plot needs gnuplot in PATH (Debian: apt-get install gnuplot-nox)\n");
+		return 1;
+	}
 	p2p_library_init();
 	for (size_t i = 0; i < ARRAY_SIZE(benches); i++) {
-		if (!strcmp(name, "all"))
-			ret |= benches[i].run(&o);
-		else if (!strcmp(name, benches[i].name))
+		if (!strcmp(name, "all")) {
+			struct bench_opts one = o;
+			char path[4096];
+			struct stat st;
+
+			/* One SVG per benchmark: FILE-BENCH.svg (or DIR/BENCH.svg). */
+			if (o.plot && (stat(o.plot, &st) || !S_ISDIR(st.st_mode))) {
+				size_t len = strlen(o.plot);
+
+				if (len > 4 && !strcmp(o.plot + len - 4, ".svg"))
+					len -= 4;
+				snprintf(path, sizeof(path), "%.*s-%s.svg", (int)len, o.plot,
+					 benches[i].name);
+				one.plot = path;
+			}
+			ret = worst(ret, benches[i].run(&one));
+		} else if (!strcmp(name, benches[i].name)) {
 			return benches[i].run(&o);
+		}
 	}
 	if (!strcmp(name, "all"))
 		return ret;
