@@ -26,6 +26,8 @@ struct p2p_mem {
 	bool huge;
 };
 
+/* Populate [base, base + len) on @nthreads threads, 0: every core (src/core/mem.c). */
+int mem_populate_range(void *base, size_t len, unsigned int nthreads);
 /* p2p_mem_create() with the memory at @fd_off in its memfd (src/core/mem.c). */
 int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_off,
 	       struct p2p_mem **out);
