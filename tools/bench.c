@@ -4,7 +4,9 @@
  * same run, interleaved, and reports medians and ratios.
  *
  *   mmap    map + touch a dma-buf (a) vs raw memfd MAP_POPULATE (b) vs raw
- *           memfd touched page by page (c); target a/b <= 1.15
+ *           memfd touched page by page (c); target a/b <= 1.15; (d) a
+ *           device created pre-faulted on all cores + map + touch, target
+ *           d/b <= 0.75
  *   revoke  revoke + un-revoke of a dma-buf with 1 and 64 attachments and a
  *           live CPU mapping vs raw MADV_DONTNEED; target <= 1.3x raw + 100 us
  *   p2p     BAR-to-BAR copies through the copy engine, 4 KiB to 64 MiB,
@@ -61,8 +63,13 @@ static void raw_unmap(uint8_t *p, uint64_t size, int fd)
 	close(fd);
 }
 
-/* (a): export the whole BAR, map it through p2pbuf, touch it. */
-static uint64_t mmap_p2pbuf_once(uint64_t size)
+/*
+ * (a): export the whole BAR of a device with fresh VRAM, map it through
+ * p2pbuf, touch it (the device's creation untimed).  (d) with @prefault:
+ * the device created with P2P_PCI_PREFAULT (its VRAM populated on all
+ * cores), export, map, touch, all timed.
+ */
+static uint64_t mmap_p2pbuf_once(uint64_t size, bool prefault)
 {
 	struct vfio_region_dma_range r = { .offset = 0, .length = size };
 	struct p2p_pci_dev *pci;
@@ -72,7 +79,9 @@ static uint64_t mmap_p2pbuf_once(uint64_t size)
 	void *va;
 	int fd, ret;
 
-	ret = cli_gpu_create("0000:b0:00.0", size, NULL, 1, &pci, &vdev);
+	t0 = now_ns();
+	ret = cli_gpu_create_flags("0000:b0:00.0", size, NULL, 1,
+				   P2P_PCI_HUGE | (prefault ? P2P_PCI_PREFAULT : 0), &pci, &vdev);
 	if (ret)
 		die("device", ret);
 	fd = p2p_vfio_device_get_dmabuf(vdev, 2, &r, 1, O_RDWR | O_CLOEXEC);
@@ -81,7 +90,8 @@ static uint64_t mmap_p2pbuf_once(uint64_t size)
 	ret = p2p_dmabuf_get(fd, &buf);
 	if (ret)
 		die("dmabuf_get", ret);
-	t0 = now_ns();
+	if (!prefault)
+		t0 = now_ns();
 	ret = p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &va);
 	if (ret)
 		die("dmabuf mmap", ret);
@@ -160,21 +170,28 @@ static int bench_mmap(const struct bench_opts *o)
 {
 	uint64_t size = o->size ? o->size : 512ull << 20;
 	unsigned int n = o->iterations ? o->iterations : 7;
-	uint64_t *a = calloc(n, 8), *b = calloc(n, 8), *c = calloc(n, 8);
+	uint64_t *a = calloc(n, 8), *b = calloc(n, 8), *c = calloc(n, 8), *d = calloc(n, 8);
 	struct bench_report *r = report_new("mmap", o);
 	char txt[64];
-	double ma, mb, mc;
+	double ma, mb, mc, md;
 
 	snprintf(txt, sizeof(txt), "%llu MiB", (unsigned long long)(size >> 20));
 	report_fact(r, "size", txt);
 	report_fact(r, "pages", hugepage_mode_name());
 	/* Warm up: the first allocation after memory went back to the host is slow. */
 	mmap_raw_once(size, true);
-	mmap_p2pbuf_once(size);
+	mmap_p2pbuf_once(size, false);
+	mmap_p2pbuf_once(size, true);
+	/* Interleaved, in a rotating order. */
 	for (unsigned int i = 0; i < n; i++) {
-		a[i] = mmap_p2pbuf_once(size);
-		b[i] = mmap_raw_once(size, true);
-		c[i] = mmap_raw_once(size, false);
+		for (unsigned int k = 0; k < 4; k++) {
+			switch ((i + k) % 4) {
+			case 0: a[i] = mmap_p2pbuf_once(size, false); break;
+			case 1: b[i] = mmap_raw_once(size, true); break;
+			case 2: c[i] = mmap_raw_once(size, false); break;
+			default: d[i] = mmap_p2pbuf_once(size, true); break;
+			}
+		}
 	}
 	if (!o->json)
 		printf("   -- fresh memory (page allocation dominates every path)\n");
@@ -184,6 +201,12 @@ static int bench_mmap(const struct bench_opts *o)
 	report_ratio(r, "a/b", ma / mb);
 	report_ratio(r, "c/a", mc / ma);
 	report_target(r, "a/b", ma / mb, 1.15, false, "a/b <= 1.15");
+	snprintf(txt, sizeof(txt), "d_p2pbuf_prefault_%ut", bench_online_cores());
+	md = report_median(r, txt, "device with P2P_PCI_PREFAULT (all cores) + export + mmap + touch",
+			   d, n);
+	report_ratio(r, "d/b", md / mb);
+	report_target(r, "d/b", md / mb, 0.75, false,
+		      "populated on all cores: d/b <= 0.75 (single-thread MAP_POPULATE)");
 
 	/* The importer case: device memory already populated, only page tables to build. */
 	mmap_populated(size, n, a, b, c);
@@ -199,6 +222,7 @@ static int bench_mmap(const struct bench_opts *o)
 	free(a);
 	free(b);
 	free(c);
+	free(d);
 	return report_finish(r);
 }
 

@@ -34,6 +34,8 @@ bool r_json(const struct bench_report *r);
 uint64_t now_ns(void);
 double median_ns(uint64_t *v, unsigned int n);
 const char *hugepage_mode_name(void);
+/* Online cores (what p2pbuf's parallel populate and the engine's default channels use). */
+unsigned int bench_online_cores(void);
 
 /* Shared by the benchmarks (bench*.c). */
 #define BENCH_PAGE 4096ull
