@@ -10,8 +10,11 @@
  *      when shmem THP is on, as p2pbuf does) + touch
  *   c  raw memfd touched page by page (one fault per page, the "old" mmap)
  *
+ *   d  DMA_HEAP_IOCTL_ALLOC + p2p_dmabuf_populate() on all cores + mmap +
+ *      touch: the parallel first touch
+ *
  * Rounds go on until the spread settles (bench_interleave()).
- * Target a/b <= 1.1.  A second, informational section maps a heap buffer
+ * Targets a/b <= 1.1, d/b <= 0.75.  A second, informational section maps a heap buffer
  * whose pages already exist (an importer's view, and the seed's own
  * measurement: only page tables to build).
  */
@@ -84,7 +87,9 @@ static uint64_t heap_once(struct p2p_dma_heap *heap, uint64_t size)
 	return t1 - t0;
 }
 
-/* The heap series: figure 0 raw MAP_POPULATE (b), 1 the heap (a), 2 raw page by page (c). */
+static uint64_t heap_prefault_once(struct p2p_dma_heap *heap, uint64_t size);
+
+/* The heap series: figure 3 heap populated on all cores (d), 0 raw MAP_POPULATE (b), 1 the heap (a), 2 raw page by page (c). */
 struct heap_ctx {
 	struct p2p_dma_heap *heap;
 	uint64_t size;
@@ -95,7 +100,40 @@ static void fresh_sample(void *c, unsigned int arm, uint64_t *row)
 {
 	struct heap_ctx *h = c;
 
-	row[arm] = arm == 1 ? heap_once(h->heap, h->size) : raw_once(h->size, arm == 0);
+	if (arm == 3)
+		row[3] = heap_prefault_once(h->heap, h->size);
+	else
+		row[arm] = arm == 1 ? heap_once(h->heap, h->size) : raw_once(h->size, arm == 0);
+}
+
+/*
+ * (d) on fresh memory: DMA_HEAP_IOCTL_ALLOC, p2p_dmabuf_populate() on all
+ * cores, mmap + touch; teardown untimed.
+ */
+static uint64_t heap_prefault_once(struct p2p_dma_heap *heap, uint64_t size)
+{
+	struct dma_heap_allocation_data d = { .len = size, .fd_flags = O_RDWR | O_CLOEXEC };
+	struct p2p_dmabuf *buf;
+	uint64_t t0, t1;
+	uint8_t *va;
+	long ret;
+
+	t0 = now_ns();
+	ret = p2p_dma_heap_ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &d);
+	if (ret)
+		die("DMA_HEAP_IOCTL_ALLOC", (int)ret);
+	ret = p2p_dmabuf_get((int)d.fd, &buf);
+	if (ret)
+		die("dmabuf_get", (int)ret);
+	ret = p2p_dmabuf_populate(buf, 0);
+	p2p_dmabuf_put(buf);
+	if (ret)
+		die("dmabuf populate", (int)ret);
+	va = heap_map_touch((int)d.fd, size);
+	t1 = now_ns();
+	p2p_munmap(va, size);
+	p2p_close((int)d.fd);
+	return t1 - t0;
 }
 
 /*
@@ -170,9 +208,10 @@ int bench_heap(const struct bench_opts *o)
 	 */
 	if (!o->json)
 		printf("   -- fresh memory (page allocation dominates every path)\n");
-	bench_series_init(&s, "fresh", 3, 3);
-	s.npairs = 1;
+	bench_series_init(&s, "fresh", 4, 4);
+	s.npairs = 2;
 	s.pair[0].max_ratio = 1.1; /* heap/raw */
+	s.pair[1] = (struct bench_pair){ .num = 3, .den = 0, .max_ratio = 0.75 };
 	bench_interleave(r, &s, 7, fresh_sample, &h);
 	report_series_median(r, &s, 1, "a_heap", "DMA_HEAP_IOCTL_ALLOC + mmap (one run) + touch");
 	report_series_median(r, &s, 0, "b_raw_populate", "raw memfd MAP_POPULATE + touch");
@@ -183,6 +222,12 @@ int bench_heap(const struct bench_opts *o)
 	report_series_plot(r, &s, 1, x, "p2pbuf heap alloc + mmap", 0);
 	report_series_plot(r, &s, 0, x, "raw MAP_POPULATE", 0);
 	report_series_plot(r, &s, 2, x, "raw page by page", 0);
+	snprintf(txt, sizeof(txt), "d_heap_populate_%ut", bench_online_cores());
+	report_series_median(r, &s, 3, txt, "ALLOC + p2p_dmabuf_populate (all cores) + mmap + touch");
+	report_series_ratio(r, &s, 3, 0, "heap_populated_all_cores/raw");
+	report_series_target(r, &s, 3, 0, "heap_populated_all_cores/raw", 0.75, false,
+			     "populated on all cores: <= 0.75 x single-thread MAP_POPULATE");
+	report_series_plot(r, &s, 3, x, "p2pbuf heap populated on all cores", 0);
 
 	if (!o->json)
 		printf("   -- pages already allocated (an importer's mmap; informational)\n");

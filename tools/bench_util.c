@@ -718,3 +718,10 @@ uint64_t raw_uring_read(struct io_uring *ring, int fd, uint8_t *mem, uint64_t si
 	}
 	return now_ns() - t0;
 }
+
+unsigned int bench_online_cores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : (unsigned int)n;
+}

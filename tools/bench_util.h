@@ -160,6 +160,8 @@ unsigned int bench_series_ratios(const struct bench_series *s, unsigned int num,
 uint64_t now_ns(void);
 double median_ns(uint64_t *v, unsigned int n);
 const char *hugepage_mode_name(void);
+/* Online cores (what p2pbuf's parallel populate and the engine's default channels use). */
+unsigned int bench_online_cores(void);
 
 /* Shared by the benchmarks (bench*.c). */
 #define BENCH_PAGE 4096ull
