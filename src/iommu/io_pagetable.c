@@ -115,10 +115,56 @@ static bool pt_is_table(uintptr_t e)
 }
 
 /*
+ * A chunk of memory that lives as long as the IOAS (ioas->lock held for
+ * write).  From 2 MiB up it sits on transparent huge pages.
+ */
+#define HUGE_CHUNK (2u << 20)
+
+static void *ioas_chunk(struct p2p_ioas *ioas, size_t size)
+{
+	void *p = NULL, **nc;
+
+	if (size >= HUGE_CHUNK) {
+		if (posix_memalign(&p, HUGE_CHUNK, size))
+			p = NULL;
+		else
+			madvise(p, size, MADV_HUGEPAGE); /* best effort */
+	} else {
+		p = aligned_alloc(64, size);
+	}
+	if (!p)
+		return NULL;
+	nc = realloc(ioas->chunks, (ioas->nr_chunks + 1) * sizeof(*nc));
+	if (!nc) {
+		free(p);
+		return NULL;
+	}
+	ioas->chunks = nc;
+	ioas->chunks[ioas->nr_chunks++] = p;
+	return p;
+}
+
+/* A page-table table (not initialized), from chunks growing to 2 MiB. */
+static pte_t *pt_alloc(struct p2p_ioas *ioas)
+{
+	if (!ioas->pt_pool_left) {
+		size_t n = MIN((size_t)8 << ioas->nr_pt_chunks, HUGE_CHUNK / (PT_ENTRIES * sizeof(pte_t)));
+
+		ioas->pt_pool = ioas_chunk(ioas, n * PT_ENTRIES * sizeof(pte_t));
+		if (!ioas->pt_pool)
+			return NULL;
+		ioas->nr_pt_chunks++;
+		ioas->pt_pool_left = n;
+	}
+	ioas->pt_pool_left--;
+	return ioas->pt_pool + ioas->pt_pool_left * PT_ENTRIES;
+}
+
+/*
  * Set the page-aligned range [lo, hi] of the table at @level (covering
  * from @base) to @val, or with !@force clear the entries equal to @match.
  */
-static int pt_update(pte_t *tbl, int level, uint64_t base, uint64_t lo, uint64_t hi,
+static int pt_update(struct p2p_ioas *ioas, pte_t *tbl, int level, uint64_t base, uint64_t lo, uint64_t hi,
 		     uintptr_t val, uintptr_t match, bool force)
 {
 	unsigned int sh = pt_shift(level);
@@ -142,7 +188,7 @@ static int pt_update(pte_t *tbl, int level, uint64_t base, uint64_t lo, uint64_t
 
 			if (!force)
 				continue; /* a block of another area */
-			child = malloc(PT_ENTRIES * sizeof(*child));
+			child = pt_alloc(ioas);
 			if (!child)
 				return -ENOMEM;
 			for (int j = 0; j < PT_ENTRIES; j++)
@@ -150,7 +196,7 @@ static int pt_update(pte_t *tbl, int level, uint64_t base, uint64_t lo, uint64_t
 			pte_set(e, (uintptr_t)child); /* published filled in */
 			cur = (uintptr_t)child;
 		}
-		ret = pt_update((pte_t *)cur, level - 1, eb, MAX(lo, eb), MIN(hi, ee), val, match,
+		ret = pt_update(ioas, (pte_t *)cur, level - 1, eb, MAX(lo, eb), MIN(hi, ee), val, match,
 				force);
 		if (ret)
 			return ret;
@@ -162,22 +208,14 @@ static int pt_set(struct p2p_ioas *ioas, uint64_t lo, uint64_t hi, uintptr_t val
 {
 	if (lo >= PT_LIMIT || lo > hi)
 		return 0;
-	return pt_update(ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), val, 0, true);
+	return pt_update(ioas, ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), val, 0, true);
 }
 
 static void pt_clear(struct p2p_ioas *ioas, uint64_t lo, uint64_t hi, uintptr_t match)
 {
 	if (lo >= PT_LIMIT || lo > hi)
 		return;
-	pt_update(ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), 0, match, false);
-}
-
-static void pt_free(pte_t *tbl, int level)
-{
-	for (int i = 0; level > 0 && i < PT_ENTRIES; i++)
-		if (pt_is_table(pte_get(&tbl[i])))
-			pt_free((pte_t *)pte_get(&tbl[i]), level - 1);
-	free(tbl);
+	pt_update(ioas, ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), 0, match, false);
 }
 
 /* Does any area touch the page at @page (after the sorted array changed)? */
@@ -354,11 +392,12 @@ static int alloc_iova(struct p2p_ioas *ioas, uint64_t length, uint64_t align, ui
  * page table even after an unmap freed it.  A free record has AREA_DYING
  * set, and `ioas` never changes.
  */
-#define AREA_CHUNK 256
+#define AREA_CHUNK_MAX (HUGE_CHUNK / sizeof(struct ioas_area))
 
 static struct ioas_area *area_alloc(struct p2p_ioas *ioas)
 {
-	struct ioas_area *a, *chunk, **nc;
+	size_t n = MIN((size_t)64 << MIN(ioas->nr_area_chunks, 16), AREA_CHUNK_MAX);
+	struct ioas_area *a, *chunk;
 
 	pthread_mutex_lock(&ioas->drain_lock);
 	a = ioas->area_free;
@@ -367,26 +406,22 @@ static struct ioas_area *area_alloc(struct p2p_ioas *ioas)
 	pthread_mutex_unlock(&ioas->drain_lock);
 	if (a)
 		return a;
-	chunk = aligned_alloc(_Alignof(struct ioas_area), AREA_CHUNK * sizeof(*chunk));
+	chunk = ioas_chunk(ioas, n * sizeof(*chunk));
 	if (!chunk)
 		return NULL;
-	nc = realloc(ioas->area_chunks, (ioas->nr_chunks + 1) * sizeof(*nc));
-	if (!nc) {
-		free(chunk);
-		return NULL;
-	}
-	ioas->area_chunks = nc;
-	memset(chunk, 0, AREA_CHUNK * sizeof(*chunk));
-	for (size_t i = 0; i < AREA_CHUNK; i++) {
+	ioas->nr_area_chunks++;
+	memset(chunk, 0, n * sizeof(*chunk));
+	for (size_t i = 0; i < n; i++) {
 		atomic_init(&chunk[i].inflight, AREA_DYING);
 		chunk[i].ioas = ioas;
-		chunk[i].next = i + 1 < AREA_CHUNK ? &chunk[i + 1] : NULL;
+		chunk[i].next = i + 1 < n ? &chunk[i + 1] : NULL;
 	}
-	pthread_mutex_lock(&ioas->drain_lock);
-	ioas->area_chunks[ioas->nr_chunks++] = chunk;
-	chunk[AREA_CHUNK - 1].next = ioas->area_free;
-	ioas->area_free = &chunk[1];
-	pthread_mutex_unlock(&ioas->drain_lock);
+	if (n > 1) {
+		pthread_mutex_lock(&ioas->drain_lock);
+		chunk[n - 1].next = ioas->area_free;
+		ioas->area_free = &chunk[1];
+		pthread_mutex_unlock(&ioas->drain_lock);
+	}
 	return &chunk[0];
 }
 
@@ -1141,11 +1176,11 @@ void iopt_destroy(struct p2p_ioas *ioas)
 	free(ioas->areas);
 	free(ioas->starts);
 	free(ioas->allowed);
-	pt_free(ioas->pt_root, PT_LEVELS - 1);
-	/* No translation runs: the caller held the last reference. */
+	free(ioas->pt_root);
+	/* Tables and area records.  No translation runs: the caller held the last reference. */
 	for (size_t i = 0; i < ioas->nr_chunks; i++)
-		free(ioas->area_chunks[i]);
-	free(ioas->area_chunks);
+		free(ioas->chunks[i]);
+	free(ioas->chunks);
 }
 
 /* iopt_disable_large_pages() / iopt_enable_large_pages() */

@@ -155,10 +155,17 @@ struct p2p_ioas {
 	struct iommu_iova_range *allowed; /* NULL: everything */
 	uint32_t nr_allowed;
 	_Atomic(uintptr_t) *pt_root; /* the IO page table (io_pagetable.c) */
-	/* Area records (type-stable): chunks freed with the IOAS, free list under drain_lock. */
-	struct ioas_area **area_chunks;
-	size_t nr_chunks;
+	/*
+	 * Area records (type-stable) and page-table tables come from chunks
+	 * freed with the IOAS (large ones on huge pages: a random walk over
+	 * 100 000 areas would miss the TLB); the area free list is under
+	 * drain_lock, the rest under lock (write).
+	 */
+	void **chunks;
+	size_t nr_chunks, nr_area_chunks, nr_pt_chunks;
 	struct ioas_area *area_free;
+	_Atomic(uintptr_t) *pt_pool; /* tables left in the current chunk */
+	size_t pt_pool_left;
 	bool no_large_pages; /* IOMMU_OPTION_HUGE_PAGES 0: 4 KiB alignment */
 };
 
