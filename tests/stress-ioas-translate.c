@@ -85,6 +85,17 @@ static void violation(const char *what, unsigned int i)
 			slots[i].dmabuf ? "dma-buf" : "memory", what);
 }
 
+/*
+ * The device writes its tag: byte atomics, as two devices may write the
+ * same memory at once; the main thread's poison is plain, so under TSan
+ * the two race unless the unmap or revoke truly waited for this DMA.
+ */
+static void canary(uint8_t *p)
+{
+	for (int b = 0; b < 8; b++)
+		__atomic_store_n(&p[b], TAG, __ATOMIC_RELAXED);
+}
+
 static int map_slot(struct slot *s)
 {
 	uint64_t iova = s->iova;
@@ -137,7 +148,7 @@ static void *translator(void *arg)
 		if (seg.host != s->host + off || seg.len != 8)
 			violation("segment is not the slot's memory", i);
 		else
-			memset(seg.host, TAG, 8); /* the device writes: the canary */
+			canary(seg.host);
 		if (!(++n % 16))
 			sched_yield(); /* hold it across a reschedule now and then */
 		s3 = atomic_load(&s->state);

@@ -9,15 +9,17 @@
  *	object at byte offset pages_off.
  *
  * Locking: ioas->lock (rw) protects the areas, the allowed ranges and the
- * IO page table; translation takes it for read.  resv is never taken
- * under it: a pages object's last reference, which detaches, is dropped
- * outside it (docs/locking.md).
+ * IO page table for writers; translation walks the page table without it
+ * (see "Translation without a lock" below and docs/locking.md).  resv is
+ * never taken under it: a pages object's last reference, which detaches,
+ * is dropped outside it.
  *
- * Unmap meets translation on the area: every DMA also counts on its area
- * (taken under ioas->lock read), and an unmap, once it has taken its areas
- * out under ioas->lock write, waits for their counts to drain with no lock
- * held (area_drain()), so once it returns no DMA through them is running
- * and none can start.  Revocation meets translation on the pages (pages.c).
+ * Unmap meets translation on the area: every DMA counts on its area's
+ * `inflight` word, and an unmap, once it has taken its areas out under
+ * ioas->lock write, flags them dying and waits for their counts to drain
+ * with no lock held (area_drain()), so once it returns no DMA through them
+ * is running and none can start.  Revocation meets translation on the
+ * same word (pages.c).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
