@@ -101,7 +101,7 @@ struct ioas_pages {
  * freed only with the IOAS), so a translation may touch the `inflight`
  * word of a record it found in the IO page table without any lock, even if
  * the area was unmapped meanwhile: see "Translation without a lock" in
- * io_pagetable.c.  What a translation reads shares one cache line.
+ * io_pagetable.c.  A record is one cache line (64 bytes, aligned).
  */
 struct ioas_area {
 	/*
@@ -113,7 +113,11 @@ struct ioas_area {
 	 * count with one atomic add and checks the flags it returns.
 	 */
 	atomic_uint inflight;
-	uint32_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
+	uint16_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
+	/* A dma-buf area: on pages->areas, revoked with it. */
+	bool revocable;
+	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
+	bool fragile;
 	uint64_t iova;
 	uint64_t length;
 	/*
@@ -123,15 +127,13 @@ struct ioas_area {
 	 */
 	uint8_t *direct;
 	struct ioas_pages *pages;
-	/* A dma-buf area: on pages->areas, revoked with it. */
-	bool revocable;
-	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
-	bool fragile;
 	uint64_t pages_off;
 	struct p2p_ioas *ioas; /* set once when the record is made, never changes */
 	/* On pages->areas (under pages->mutex) while live; on the IOAS's free list when free. */
 	struct ioas_area *next;
 } __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct ioas_area) == 64, "an area record is one cache line");
 
 #define AREA_DYING (1u << 31)
 #define AREA_REVOKED (1u << 30)
