@@ -33,6 +33,7 @@ int cli_find_preload(char *out, size_t len);
 
 /* Benchmarks living in their own files (tools/bench_*.c). */
 int bench_io(const struct bench_opts *o);
+int bench_iova(const struct bench_opts *o);
 int bench_heap(const struct bench_opts *o);
 int bench_storage(const struct bench_opts *o);
 int bench_preload(const struct bench_opts *o);

@@ -268,7 +268,9 @@ struct p2p_dma_seg {
  *
  * Takes an in-flight reference on the area: an unmap of the area, and a
  * revoke of its dma-buf (through a fence), wait until p2p_ioas_dma_end().
- * Thread-safe, lock-light.
+ * Thread-safe; lock-free (one atomic add on the area, see docs/locking.md)
+ * except on a page only partly covered by areas or from IOVA 2^48, which
+ * take the IOAS lock for read.
  *
  * Return: 0; -ENOENT if nothing is mapped at @iova (translation fault),
  * -EPERM for an access the mapping does not allow, -ENODEV if the area's

@@ -9,15 +9,17 @@
  *	object at byte offset pages_off.
  *
  * Locking: ioas->lock (rw) protects the areas, the allowed ranges and the
- * IO page table; translation takes it for read.  resv is never taken
- * under it: a pages object's last reference, which detaches, is dropped
- * outside it (docs/locking.md).
+ * IO page table for writers; translation walks the page table without it
+ * (see "Translation without a lock" below and docs/locking.md).  resv is
+ * never taken under it: a pages object's last reference, which detaches,
+ * is dropped outside it.
  *
- * Unmap meets translation on the area: every DMA also counts on its area
- * (taken under ioas->lock read), and an unmap, once it has taken its areas
- * out under ioas->lock write, waits for their counts to drain with no lock
- * held (area_drain()), so once it returns no DMA through them is running
- * and none can start.  Revocation meets translation on the pages (pages.c).
+ * Unmap meets translation on the area: every DMA counts on its area's
+ * `inflight` word, and an unmap, once it has taken its areas out under
+ * ioas->lock write, flags them dying and waits for their counts to drain
+ * with no lock held (area_drain()), so once it returns no DMA through them
+ * is running and none can start.  Revocation meets translation on the
+ * same word (pages.c).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -82,12 +84,27 @@ static bool range_busy(const struct p2p_ioas *ioas, uint64_t iova, uint64_t last
  * area (tagged with bit 0; the area covers the whole entry: a block entry
  * above level 0), or PT_AMBIG: a page only partly covered by areas
  * (sub-page starts), resolved by the binary search.  IOVAs from 2^48 up
- * use the search too.  Updated under ioas->lock (write).
+ * use the search too.  Updated under ioas->lock (write), entry by entry
+ * with release stores, and walked without the lock by translations
+ * (acquire loads): a table, once linked, stays until the IOAS is freed.
  */
 #define PT_LEVELS 4
 #define PT_ENTRIES 512
 #define PT_LIMIT (1ull << 48)
 #define PT_AMBIG ((uintptr_t)2)
+
+typedef _Atomic(uintptr_t) pte_t;
+
+/* Writer side (ioas->lock held for write): nobody else stores. */
+static uintptr_t pte_get(const pte_t *e)
+{
+	return atomic_load_explicit(e, memory_order_relaxed);
+}
+
+static void pte_set(pte_t *e, uintptr_t v)
+{
+	atomic_store_explicit(e, v, memory_order_release);
+}
 
 static unsigned int pt_shift(int level)
 {
@@ -100,10 +117,56 @@ static bool pt_is_table(uintptr_t e)
 }
 
 /*
+ * A chunk of memory that lives as long as the IOAS (ioas->lock held for
+ * write).  From 2 MiB up it sits on transparent huge pages.
+ */
+#define HUGE_CHUNK (2u << 20)
+
+static void *ioas_chunk(struct p2p_ioas *ioas, size_t size)
+{
+	void *p = NULL, **nc;
+
+	if (size >= HUGE_CHUNK) {
+		if (posix_memalign(&p, HUGE_CHUNK, size))
+			p = NULL;
+		else
+			madvise(p, size, MADV_HUGEPAGE); /* best effort */
+	} else {
+		p = aligned_alloc(64, size);
+	}
+	if (!p)
+		return NULL;
+	nc = realloc(ioas->chunks, (ioas->nr_chunks + 1) * sizeof(*nc));
+	if (!nc) {
+		free(p);
+		return NULL;
+	}
+	ioas->chunks = nc;
+	ioas->chunks[ioas->nr_chunks++] = p;
+	return p;
+}
+
+/* A page-table table (not initialized), from chunks growing to 2 MiB. */
+static pte_t *pt_alloc(struct p2p_ioas *ioas)
+{
+	if (!ioas->pt_pool_left) {
+		size_t n = MIN((size_t)8 << ioas->nr_pt_chunks, HUGE_CHUNK / (PT_ENTRIES * sizeof(pte_t)));
+
+		ioas->pt_pool = ioas_chunk(ioas, n * PT_ENTRIES * sizeof(pte_t));
+		if (!ioas->pt_pool)
+			return NULL;
+		ioas->nr_pt_chunks++;
+		ioas->pt_pool_left = n;
+	}
+	ioas->pt_pool_left--;
+	return ioas->pt_pool + ioas->pt_pool_left * PT_ENTRIES;
+}
+
+/*
  * Set the page-aligned range [lo, hi] of the table at @level (covering
  * from @base) to @val, or with !@force clear the entries equal to @match.
  */
-static int pt_update(uintptr_t *tbl, int level, uint64_t base, uint64_t lo, uint64_t hi,
+static int pt_update(struct p2p_ioas *ioas, pte_t *tbl, int level, uint64_t base, uint64_t lo, uint64_t hi,
 		     uintptr_t val, uintptr_t match, bool force)
 {
 	unsigned int sh = pt_shift(level);
@@ -111,29 +174,31 @@ static int pt_update(uintptr_t *tbl, int level, uint64_t base, uint64_t lo, uint
 
 	for (uint64_t i = (lo - base) >> sh; i <= (hi - base) >> sh; i++) {
 		uint64_t eb = base + i * span, ee = eb + span - 1;
-		uintptr_t *e = &tbl[i];
+		pte_t *e = &tbl[i];
+		uintptr_t cur = pte_get(e);
 		int ret;
 
-		if (!pt_is_table(*e) && lo <= eb && ee <= hi) {
+		if (!pt_is_table(cur) && lo <= eb && ee <= hi) {
 			if (force)
-				*e = val;
-			else if (*e == match)
-				*e = 0;
+				pte_set(e, val);
+			else if (cur == match)
+				pte_set(e, 0);
 			continue;
 		}
-		if (!pt_is_table(*e)) {
-			uintptr_t *child;
+		if (!pt_is_table(cur)) {
+			pte_t *child;
 
 			if (!force)
 				continue; /* a block of another area */
-			child = malloc(PT_ENTRIES * sizeof(*child));
+			child = pt_alloc(ioas);
 			if (!child)
 				return -ENOMEM;
 			for (int j = 0; j < PT_ENTRIES; j++)
-				child[j] = *e; /* split the block */
-			*e = (uintptr_t)child;
+				atomic_init(&child[j], cur); /* split the block */
+			pte_set(e, (uintptr_t)child); /* published filled in */
+			cur = (uintptr_t)child;
 		}
-		ret = pt_update((uintptr_t *)*e, level - 1, eb, MAX(lo, eb), MIN(hi, ee), val, match,
+		ret = pt_update(ioas, (pte_t *)cur, level - 1, eb, MAX(lo, eb), MIN(hi, ee), val, match,
 				force);
 		if (ret)
 			return ret;
@@ -145,22 +210,14 @@ static int pt_set(struct p2p_ioas *ioas, uint64_t lo, uint64_t hi, uintptr_t val
 {
 	if (lo >= PT_LIMIT || lo > hi)
 		return 0;
-	return pt_update(ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), val, 0, true);
+	return pt_update(ioas, ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), val, 0, true);
 }
 
 static void pt_clear(struct p2p_ioas *ioas, uint64_t lo, uint64_t hi, uintptr_t match)
 {
 	if (lo >= PT_LIMIT || lo > hi)
 		return;
-	pt_update(ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), 0, match, false);
-}
-
-static void pt_free(uintptr_t *tbl, int level)
-{
-	for (int i = 0; level > 0 && i < PT_ENTRIES; i++)
-		if (pt_is_table(tbl[i]))
-			pt_free((uintptr_t *)tbl[i], level - 1);
-	free(tbl);
+	pt_update(ioas, ioas->pt_root, PT_LEVELS - 1, 0, lo, MIN(hi, PT_LIMIT - 1), 0, match, false);
 }
 
 /* Does any area touch the page at @page (after the sorted array changed)? */
@@ -230,15 +287,18 @@ static int pt_insert_area(struct p2p_ioas *ioas, const struct ioas_area *a)
 	return ret;
 }
 
-/* The area mapping @iova, or NULL: a page-table walk (4 dependent loads). */
+/*
+ * The area mapping @iova, or NULL: a page-table walk (4 dependent loads);
+ * ioas->lock held.
+ */
 static struct ioas_area *find_area(const struct p2p_ioas *ioas, uint64_t iova)
 {
-	const uintptr_t *t = ioas->pt_root;
+	const pte_t *t = ioas->pt_root;
 
 	if (iova >= PT_LIMIT)
 		return find_area_bsearch(ioas, iova);
 	for (int l = PT_LEVELS - 1;; l--) {
-		uintptr_t e = t[(iova >> pt_shift(l)) & (PT_ENTRIES - 1)];
+		uintptr_t e = pte_get(&t[(iova >> pt_shift(l)) & (PT_ENTRIES - 1)]);
 
 		if (e & 1)
 			return (struct ioas_area *)(e & ~(uintptr_t)1);
@@ -246,7 +306,7 @@ static struct ioas_area *find_area(const struct p2p_ioas *ioas, uint64_t iova)
 			return NULL;
 		if (e == PT_AMBIG)
 			return find_area_bsearch(ioas, iova);
-		t = (const uintptr_t *)e;
+		t = (const pte_t *)e;
 	}
 }
 
@@ -327,6 +387,166 @@ static int alloc_iova(struct p2p_ioas *ioas, uint64_t length, uint64_t align, ui
 	return -ENOSPC;
 }
 
+/*
+ * Area records are type-stable: made in chunks, recycled through the
+ * IOAS's free list (drain_lock), freed only with the IOAS, so a lock-free
+ * translation may touch the `inflight` word of a record it read from the
+ * page table even after an unmap freed it.  A free record has AREA_DYING
+ * set, and `ioas` never changes.
+ */
+#define AREA_CHUNK_MAX (HUGE_CHUNK / sizeof(struct ioas_area))
+
+static struct ioas_area *area_alloc(struct p2p_ioas *ioas)
+{
+	size_t n = MIN((size_t)64 << MIN(ioas->nr_area_chunks, 16), AREA_CHUNK_MAX);
+	struct ioas_area *a, *chunk;
+
+	pthread_mutex_lock(&ioas->drain_lock);
+	a = ioas->area_free;
+	if (a)
+		ioas->area_free = a->next;
+	pthread_mutex_unlock(&ioas->drain_lock);
+	if (a)
+		return a;
+	chunk = ioas_chunk(ioas, n * sizeof(*chunk));
+	if (!chunk)
+		return NULL;
+	ioas->nr_area_chunks++;
+	memset(chunk, 0, n * sizeof(*chunk));
+	for (size_t i = 0; i < n; i++) {
+		atomic_init(&chunk[i].inflight, AREA_DYING);
+		chunk[i].ioas = ioas;
+		chunk[i].next = i + 1 < n ? &chunk[i + 1] : NULL;
+	}
+	if (n > 1) {
+		pthread_mutex_lock(&ioas->drain_lock);
+		chunk[n - 1].next = ioas->area_free;
+		ioas->area_free = &chunk[1];
+		pthread_mutex_unlock(&ioas->drain_lock);
+	}
+	return &chunk[0];
+}
+
+/* Back to the free list: @a is dying (or never lived) and has no DMA. */
+static void area_free(struct ioas_area *a)
+{
+	struct p2p_ioas *ioas = a->ioas;
+
+	pthread_mutex_lock(&ioas->drain_lock);
+	a->next = ioas->area_free;
+	ioas->area_free = a;
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
+/*
+ * A record's new life begins: clear AREA_DYING once no stale translation
+ * holds a count on it (each backs out at once), before the area is
+ * published.  The release of this store orders the fields written before
+ * it for the translations that count on the new life.
+ */
+static void area_revive(struct ioas_area *a)
+{
+	unsigned int c = atomic_load(&a->inflight);
+
+	/* The flags of the last life go too (AREA_REVOKED). */
+	for (;;) {
+		if (c & AREA_COUNT) {
+			sched_yield();
+			c = atomic_load(&a->inflight);
+		} else if (atomic_compare_exchange_weak(&a->inflight, &c, 0)) {
+			return;
+		}
+	}
+}
+
+/*
+ * A count on @a is dropped: the end of a DMA, or a translation backing
+ * out.  While no flag needs work, one compare-and-swap.  The holder that
+ * would take the count of an area a revoke waits for (AREA_PENDING) to
+ * zero first clears the flag, still holding its count (so the area and its
+ * pages stay), and tells the pages (pages_area_idle()).  Once the area is
+ * dying, the decrement happens under the IOAS's drain lock, which the
+ * unmapper holds while it checks the count, so its wakeup is never lost
+ * and it cannot free the area (or the IOAS) before we are done.
+ */
+static void area_dma_done(struct ioas_area *a)
+{
+	unsigned int c = atomic_load(&a->inflight);
+	struct p2p_ioas *ioas;
+
+	for (;;) {
+		if ((c & AREA_PENDING) && (c & AREA_COUNT) == 1) {
+			if (atomic_compare_exchange_weak(&a->inflight, &c, c & ~AREA_PENDING)) {
+				pages_area_idle(a->pages);
+				c = atomic_load(&a->inflight);
+			}
+			continue;
+		}
+		if (c & AREA_DYING)
+			break;
+		if (atomic_compare_exchange_weak(&a->inflight, &c, c - 1))
+			return;
+	}
+	ioas = a->ioas; /* never changes; our count keeps the IOAS (and any unmapper) alive */
+	pthread_mutex_lock(&ioas->drain_lock);
+	c = atomic_load(&a->inflight);
+	while (!((c & AREA_PENDING) && (c & AREA_COUNT) == 1)) {
+		if (atomic_compare_exchange_weak(&a->inflight, &c, c - 1)) {
+			if ((c & AREA_COUNT) == 1)
+				pthread_cond_broadcast(&ioas->drain_cond);
+			pthread_mutex_unlock(&ioas->drain_lock);
+			return;
+		}
+	}
+	/* A revoke waits for this very area: tell it first, outside the drain lock. */
+	pthread_mutex_unlock(&ioas->drain_lock);
+	area_dma_done(a);
+}
+
+/*
+ * Wait until no DMA runs through the @n areas an unmap took out of @ioas.
+ * None can start (they are no longer in the IO page table, so a new
+ * translation faults with -ENOENT, and one that read the table before sees
+ * AREA_DYING in its count and backs out); those already translated end on
+ * their own: a device never waits for a lock while holding a segment, and
+ * no lock is held here.  So once IOAS_UNMAP returns, nothing the device was
+ * doing lands in the memory the program took back.
+ */
+static void area_drain(struct p2p_ioas *ioas, struct ioas_area **gone, size_t n)
+{
+	pthread_mutex_lock(&ioas->drain_lock);
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_or(&gone[i]->inflight, AREA_DYING);
+	for (size_t i = 0; i < n; i++)
+		while (atomic_load(&gone[i]->inflight) & AREA_COUNT)
+			pthread_cond_wait(&ioas->drain_cond, &ioas->drain_lock);
+	pthread_mutex_unlock(&ioas->drain_lock);
+}
+
+/*
+ * The areas have drained: leave their pages (no revoke can flag them any
+ * more), wait out the stale translations that counted meanwhile (one may
+ * be telling a revoke about this area), then drop the pages and recycle.
+ */
+static void area_retire(struct p2p_ioas *ioas, struct ioas_area **gone, size_t n)
+{
+	bool linked = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (gone[i]->revocable) {
+			pages_unlink_area(gone[i]->pages, gone[i]);
+			linked = true;
+		}
+	}
+	if (linked)
+		area_drain(ioas, gone, n);
+	for (size_t i = 0; i < n; i++) {
+		pages_put(gone[i]->pages);
+		gone[i]->pages = NULL;
+		area_free(gone[i]);
+	}
+}
+
 static int insert_area(struct p2p_ioas *ioas, struct ioas_area *a)
 {
 	size_t pos;
@@ -375,10 +595,12 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 	struct ioas_area *a;
 	int ret = 0;
 
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return -ENOMEM;
 	pthread_rwlock_wrlock(&ioas->lock);
+	a = area_alloc(ioas);
+	if (!a) {
+		pthread_rwlock_unlock(&ioas->lock);
+		return -ENOMEM;
+	}
 	align = iopt_alignment(ioas);
 	/* Keep the low-order alignment of the backing where we can (2.3). */
 	phase = pages_off & (P2P_PAGE_SIZE - 1);
@@ -409,17 +631,28 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		a->pages = pages;
 		a->revocable = pages->kind == PAGES_DMABUF;
 		a->fragile = !a->revocable;
-		a->ioas = ioas;
-		atomic_init(&a->inflight, 0);
+		a->direct = NULL;
 		if (pages->kind != PAGES_DMABUF)
 			a->direct = pages->host + pages_off;
 		else if (pages->nsegs == 1)
 			a->direct = pages->segs[0].host + (pages_off - pages->segs[0].off);
+		area_revive(a);
+		/* On the pages (revoked with them) before any translation can find it. */
+		if (a->revocable)
+			pages_link_area(pages, a);
 		ret = insert_area(ioas, a);
+		if (ret) {
+			/* Never published: no DMA, only stale counts that back out. */
+			pthread_rwlock_unlock(&ioas->lock);
+			area_drain(ioas, &a, 1);
+			pages_get(pages); /* the caller keeps its reference on failure */
+			area_retire(ioas, &a, 1);
+			return ret;
+		}
 	}
 	pthread_rwlock_unlock(&ioas->lock);
 	if (ret)
-		free(a);
+		area_free(a);
 	return ret;
 }
 
@@ -568,46 +801,6 @@ P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, u
 	return ret;
 }
 
-/*
- * DMA through @a is over.  While no unmap waits, a plain decrement; once
- * the area is dying, the decrement happens under the IOAS's drain lock,
- * which the unmapper holds while it checks the count, so its wakeup is
- * never lost and it cannot free the area (or the IOAS) before we are done.
- */
-static void area_dma_done(struct ioas_area *a)
-{
-	unsigned int c = atomic_load(&a->inflight);
-	struct p2p_ioas *ioas;
-
-	while (!(c & AREA_DYING))
-		if (atomic_compare_exchange_weak(&a->inflight, &c, c - 1))
-			return;
-	ioas = a->ioas; /* our count keeps a (and the waiting unmapper) alive */
-	pthread_mutex_lock(&ioas->drain_lock);
-	if (atomic_fetch_sub(&a->inflight, 1) == (AREA_DYING | 1))
-		pthread_cond_broadcast(&ioas->drain_cond);
-	pthread_mutex_unlock(&ioas->drain_lock);
-}
-
-/*
- * Wait until no DMA runs through the @n areas an unmap took out of @ioas.
- * None can start (they are no longer in the IO page table, so a new
- * translation faults with -ENOENT); those already translated end on their
- * own: a device never waits for a lock while holding a segment, and no
- * lock is held here.  So once IOAS_UNMAP returns, nothing the device was
- * doing lands in the memory the program took back.
- */
-static void area_drain(struct p2p_ioas *ioas, struct ioas_area **gone, size_t n)
-{
-	pthread_mutex_lock(&ioas->drain_lock);
-	for (size_t i = 0; i < n; i++)
-		atomic_fetch_or(&gone[i]->inflight, AREA_DYING);
-	for (size_t i = 0; i < n; i++)
-		while (atomic_load(&gone[i]->inflight) != AREA_DYING)
-			pthread_cond_wait(&ioas->drain_cond, &ioas->drain_lock);
-	pthread_mutex_unlock(&ioas->drain_lock);
-}
-
 P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
 			   uint64_t *unmapped)
 {
@@ -656,12 +849,11 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 			pt_remove_area(ioas, gone[i]);
 	}
 	pthread_rwlock_unlock(&ioas->lock);
-	if (gone)
+	if (gone) {
 		area_drain(ioas, gone, n);
-	for (size_t i = 0; i < n && gone; i++) {
-		total += gone[i]->length;
-		pages_put(gone[i]->pages);
-		free(gone[i]);
+		for (size_t i = 0; i < n; i++)
+			total += gone[i]->length;
+		area_retire(ioas, gone, n);
 	}
 	free(gone);
 	if (unmapped)
@@ -754,57 +946,131 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 /* ---------------------------------------------------------------------- */
 /* Access and translation                                                  */
 
+/*
+ * Translation without a lock.
+ *
+ * A translation walks the IO page table with acquire loads (tables are
+ * never freed while the IOAS lives, and every entry is one word stored
+ * with release), reads an area pointer from a leaf or block entry E, and
+ * raises the area's count with one seq_cst atomic add, which also returns
+ * the area's flags.  It then loads E again: the area is the translation's
+ * if the add saw no AREA_DYING and E still names the area.
+ *
+ * Why that is enough.  Call a "life" of an area record the time from
+ * area_revive() (AREA_DYING cleared) to the unmap's fetch_or of
+ * AREA_DYING (area_drain()).  Our add saw no AREA_DYING, so it is ordered
+ * inside one life L of the record, and any unmap ending L must wait for
+ * our count (area_drain() waits for the count to reach zero after setting
+ * the flag, both on the same word, so it cannot miss our add): L cannot
+ * end, and no later life can begin, before we drop the count.  The reload
+ * of E happens after the add; it names the record, so the value it reads
+ * was stored during L (an unmap clears every entry naming its area, under
+ * ioas->lock, before it sets AREA_DYING, and that clear happens before the
+ * next revive, whose release our add acquired: an older value cannot be
+ * read any more).  So at the reload the record is live, maps @iova, and
+ * the fields written before it was published are visible (the entry's
+ * release store, our acquire load).  From then on an unmap of the area
+ * waits for our p2p_ioas_dma_end().  A revoke meets us on the same word
+ * (pages.c): either our add came first (the revoke sets AREA_PENDING and
+ * waits) or we see AREA_REVOKED and fail with -ENODEV.
+ *
+ * A translation that loses (a record freed or recycled under it, or an
+ * entry changed) drops its count (area_dma_done(), which wakes an unmapper
+ * if needed) and walks again; a record it touched is still a record (areas
+ * are type-stable, see area_alloc()), and area_revive() waits for such
+ * stale counts to go.  Pages only partly covered by areas and IOVAs from
+ * 2^48 fall back to the sorted array under ioas->lock (read).
+ */
+static int area_get_locked(struct p2p_ioas *ioas, uint64_t iova, struct ioas_area **out)
+{
+	struct ioas_area *a;
+	unsigned int old;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&ioas->lock);
+	a = find_area_bsearch(ioas, iova);
+	if (!a) {
+		ret = -ENOENT;
+	} else {
+		/* Listed, so not dying: unmap sets the flag after taking it out. */
+		old = atomic_fetch_add(&a->inflight, 1);
+		if (old & AREA_REVOKED) {
+			area_dma_done(a);
+			ret = -ENODEV;
+		}
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	*out = a;
+	return ret;
+}
+
+/* The area mapping @iova with a count on it, or -ENOENT / -ENODEV. */
+static int area_get(struct p2p_ioas *ioas, uint64_t iova, struct ioas_area **out)
+{
+	const pte_t *t, *slot;
+	struct ioas_area *a;
+	unsigned int old;
+	uintptr_t e;
+
+	if (iova >= PT_LIMIT)
+		return area_get_locked(ioas, iova, out);
+again:
+	t = ioas->pt_root;
+	for (int l = PT_LEVELS - 1;; l--) {
+		slot = &t[(iova >> pt_shift(l)) & (PT_ENTRIES - 1)];
+		e = atomic_load_explicit(slot, memory_order_acquire);
+		if (e & 1)
+			break;
+		if (!e)
+			return -ENOENT;
+		if (e == PT_AMBIG)
+			return area_get_locked(ioas, iova, out);
+		t = (const pte_t *)e;
+	}
+	a = (struct ioas_area *)(e & ~(uintptr_t)1);
+	old = atomic_fetch_add(&a->inflight, 1);
+	if ((old & AREA_DYING) || atomic_load_explicit(slot, memory_order_acquire) != e) {
+		area_dma_done(a); /* lost a race with an unmap or a remap: walk again */
+		goto again;
+	}
+	if (old & AREA_REVOKED) {
+		area_dma_done(a);
+		return -ENODEV;
+	}
+	*out = a;
+	return 0;
+}
+
 P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t len,
 			       unsigned int access, struct p2p_dma_seg *seg)
 {
 	struct ioas_area *a;
-	struct ioas_pages *p;
-	uint64_t off, avail;
+	uint64_t in, avail;
 	uint8_t *host;
-	int ret = 0;
+	int ret = area_get(ioas, iova, &a);
 
-	pthread_rwlock_rdlock(&ioas->lock);
-	a = find_area(ioas, iova);
-	if (!a) {
-		ret = -ENOENT;
-	} else if (((access & P2P_DMA_WRITE) && !(a->prot & IOMMU_IOAS_MAP_WRITEABLE)) ||
-		   ((access & P2P_DMA_READ) && !(a->prot & IOMMU_IOAS_MAP_READABLE))) {
-		ret = -EPERM;
-	} else if (!a->revocable) {
-		/* Counted on the area only: an unmap waits for it (area_drain()). */
-		atomic_fetch_add(&a->inflight, 1);
-		seg->host = a->direct + (iova - a->iova);
-		seg->len = MIN(a->length - (iova - a->iova), len);
-		seg->priv = a;
-	} else {
-		p = a->pages;
-		/*
-		 * On the area (unmap waits) and on the pages (revoke waits).  The
-		 * area's reference keeps p alive while we hold the lock, and the
-		 * area is not dying: it is still in the table.
-		 */
-		atomic_fetch_add(&a->inflight, 1);
-		atomic_fetch_add(&p->count, 1);
-		if (atomic_load(&p->revoked)) {
-			pages_dma_done(p);
-			atomic_fetch_sub(&a->inflight, 1);
-			ret = -ENODEV;
-		} else {
-			if (a->direct) {
-				host = a->direct + (iova - a->iova);
-				avail = a->length - (iova - a->iova);
-			} else {
-				off = a->pages_off + (iova - a->iova);
-				host = pages_host(p, off, &avail);
-				avail = MIN(avail, a->length - (iova - a->iova));
-			}
-			seg->host = host;
-			seg->len = MIN(avail, len);
-			seg->priv = a;
-		}
+	if (ret)
+		return ret;
+	if (((access & P2P_DMA_WRITE) && !(a->prot & IOMMU_IOAS_MAP_WRITEABLE)) ||
+	    ((access & P2P_DMA_READ) && !(a->prot & IOMMU_IOAS_MAP_READABLE))) {
+		area_dma_done(a);
+		return -EPERM;
 	}
-	pthread_rwlock_unlock(&ioas->lock);
-	return ret;
+	in = iova - a->iova;
+	avail = a->length - in;
+	if (a->direct) {
+		host = a->direct + in;
+	} else {
+		uint64_t run;
+
+		/* Not revoked (checked on the count): the segments are valid. */
+		host = pages_host(a->pages, a->pages_off + in, &run);
+		avail = MIN(avail, run);
+	}
+	seg->host = host;
+	seg->len = MIN(avail, len);
+	seg->priv = a;
+	return 0;
 }
 
 bool ioas_seg_fragile(const struct p2p_dma_seg *seg)
@@ -821,9 +1087,6 @@ P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg)
 	if (!a)
 		return;
 	seg->priv = NULL;
-	/* Pages first: the area (and its pages reference) lives until the last line. */
-	if (a->revocable)
-		pages_dma_done(a->pages);
 	area_dma_done(a);
 }
 
@@ -905,7 +1168,7 @@ P2P_API unsigned int p2p_ioas_nr_areas(struct p2p_ioas *ioas)
 /* The IO page table of a new IOAS: an empty root. */
 int iopt_init(struct p2p_ioas *ioas)
 {
-	ioas->pt_root = calloc(PT_ENTRIES, sizeof(uintptr_t));
+	ioas->pt_root = calloc(PT_ENTRIES, sizeof(pte_t));
 	return ioas->pt_root ? 0 : -ENOMEM;
 }
 
@@ -915,7 +1178,11 @@ void iopt_destroy(struct p2p_ioas *ioas)
 	free(ioas->areas);
 	free(ioas->starts);
 	free(ioas->allowed);
-	pt_free(ioas->pt_root, PT_LEVELS - 1);
+	free(ioas->pt_root);
+	/* Tables and area records.  No translation runs: the caller held the last reference. */
+	for (size_t i = 0; i < ioas->nr_chunks; i++)
+		free(ioas->chunks[i]);
+	free(ioas->chunks);
 }
 
 /* iopt_disable_large_pages() / iopt_enable_large_pages() */
@@ -955,21 +1222,21 @@ bool ioas_large_pages(struct p2p_ioas *ioas)
 /* ---------------------------------------------------------------------- */
 /* Debug checks (tests and fuzz targets, see ioas_debug.h)                 */
 
-static const char *pt_check(const struct p2p_ioas *ioas, const uintptr_t *tbl, int level,
+static const char *pt_check(const struct p2p_ioas *ioas, const pte_t *tbl, int level,
 			    uint64_t base)
 {
 	unsigned int sh = pt_shift(level);
 
 	for (uint64_t i = 0; i < PT_ENTRIES; i++) {
 		uint64_t eb = base + (i << sh), ee = eb + (1ull << sh) - 1;
-		uintptr_t e = tbl[i];
+		uintptr_t e = pte_get(&tbl[i]);
 		const struct ioas_area *a;
 		const char *why;
 
 		if (pt_is_table(e)) {
 			if (!level)
 				return "page table: a table below the last level";
-			why = pt_check(ioas, (const uintptr_t *)e, level - 1, eb);
+			why = pt_check(ioas, (const pte_t *)e, level - 1, eb);
 			if (why)
 				return why;
 		} else if (!e) {
@@ -1011,8 +1278,10 @@ static const char *ioas_check_locked(const struct p2p_ioas *ioas)
 		if (!(a->prot & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)) ||
 		    (a->prot & ~(uint32_t)(IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
 			return "areas: bad protection";
-		if ((atomic_load(&a->pages->count) >> 32) == 0)
+		if (atomic_load(&a->pages->count) == 0)
 			return "areas: backing without a reference";
+		if (atomic_load(&a->inflight) & AREA_DYING)
+			return "areas: a listed area is dying";
 		if (ioas->ndev && ((a->iova | a->length | a->pages_off) & P2P_PAGE_MASK))
 			return "areas: not page aligned while a device is attached";
 	}

@@ -68,20 +68,15 @@ struct pages_seg {
 };
 
 /*
- * pages->count: references (areas, builders) in the high 32 bits, DMA in
- * flight in the low 16 bits, DMA ending (done with the memory, still
- * touching the pages object) in bits 16-31.  The last reference waits for
- * the low 32 bits to drain (pages_put()), so a DMA that outlives its area
- * still has its memory and its pages object.
+ * pages->count: references (areas, builders).  DMA in flight is counted on
+ * the areas (struct ioas_area.inflight), not here: an unmap waits for its
+ * areas to drain before it drops their references.
  */
-#define PAGES_REF (1ull << 32)
-#define PAGES_EXIT (1ull << 16)
-#define PAGES_DMA_MASK (PAGES_EXIT - 1)
-#define PAGES_BUSY_MASK (PAGES_REF - 1)
+#define PAGES_REF 1ull
 
 struct ioas_pages {
 	atomic_uint_fast64_t count;
-	atomic_bool revoked; /* next to count: one cache line per translation */
+	atomic_bool revoked;
 	enum pages_kind kind;
 	bool writable; /* mapped with IOMMU_IOAS_MAP_WRITEABLE (iopt_pages.writable) */
 	uint64_t len; /* bytes covered, page multiple */
@@ -95,36 +90,56 @@ struct ioas_pages {
 	unsigned int nsegs;
 	struct pages_seg *segs;
 	pthread_mutex_t mutex;
+	struct ioas_area *areas; /* under mutex: the areas on these pages (DMABUF) */
+	atomic_uint busy; /* areas a revoke waits for (AREA_PENDING set), under mutex */
 	struct p2p_fence *drain; /* under mutex */
 };
 
+/*
+ * An area: [iova, iova + length) of one IOAS onto a pages object.  Area
+ * records are type-stable (allocated from their IOAS's slab, recycled, and
+ * freed only with the IOAS), so a translation may touch the `inflight`
+ * word of a record it found in the IO page table without any lock, even if
+ * the area was unmapped meanwhile: see "Translation without a lock" in
+ * io_pagetable.c.  A record is one cache line (64 bytes, aligned).
+ */
 struct ioas_area {
-	uint64_t iova;
-	uint64_t length;
-	uint64_t pages_off;
-	uint32_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
-	struct ioas_pages *pages;
 	/*
-	 * Where iova lands when the backing is contiguous (process memory, a
-	 * memfd, a single-range dma-buf), so a translation reads no more
-	 * than the area (and the pages' count line).  NULL: walk the segments.
+	 * DMA in flight through this area (p2p_ioas_dma_begin() to
+	 * p2p_ioas_dma_end()) in the low bits, and flags: AREA_DYING once an
+	 * unmap has taken the area out of the IOAS (or while the record is
+	 * free), AREA_REVOKED once its dma-buf is revoked, AREA_PENDING while a
+	 * revoke waits for the DMA in flight here.  A translation raises the
+	 * count with one atomic add and checks the flags it returns.
 	 */
-	uint8_t *direct;
-	/* A dma-buf area: DMA also counts on the pages (revoke fence). */
+	atomic_uint inflight;
+	uint16_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
+	/* A dma-buf area: on pages->areas, revoked with it. */
 	bool revocable;
 	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
 	bool fragile;
+	uint64_t iova;
+	uint64_t length;
 	/*
-	 * DMA in flight through this area (p2p_ioas_dma_begin() to
-	 * p2p_ioas_dma_end()), plus AREA_DYING once an unmap has taken the
-	 * area out of the IOAS: the unmap waits for the count to drain
-	 * before it returns (area_drain()).
+	 * Where iova lands when the backing is contiguous (process memory, a
+	 * memfd, a single-range dma-buf), so a translation reads no more
+	 * than the area's first cache line.  NULL: walk the segments.
 	 */
-	atomic_uint inflight;
-	struct p2p_ioas *ioas;
-};
+	uint8_t *direct;
+	struct ioas_pages *pages;
+	uint64_t pages_off;
+	struct p2p_ioas *ioas; /* set once when the record is made, never changes */
+	/* On pages->areas (under pages->mutex) while live; on the IOAS's free list when free. */
+	struct ioas_area *next;
+} __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct ioas_area) == 64, "an area record is one cache line");
 
 #define AREA_DYING (1u << 31)
+#define AREA_REVOKED (1u << 30)
+#define AREA_PENDING (1u << 29)
+#define AREA_FLAGS (AREA_DYING | AREA_REVOKED | AREA_PENDING)
+#define AREA_COUNT (~AREA_FLAGS)
 
 struct p2p_ioas {
 	struct kref ref;
@@ -141,7 +156,18 @@ struct p2p_ioas {
 	uint64_t alloc_hint;
 	struct iommu_iova_range *allowed; /* NULL: everything */
 	uint32_t nr_allowed;
-	uintptr_t *pt_root; /* the IO page table (io_pagetable.c) */
+	_Atomic(uintptr_t) *pt_root; /* the IO page table (io_pagetable.c) */
+	/*
+	 * Area records (type-stable) and page-table tables come from chunks
+	 * freed with the IOAS (large ones on huge pages: a random walk over
+	 * 100 000 areas would miss the TLB); the area free list is under
+	 * drain_lock, the rest under lock (write).
+	 */
+	void **chunks;
+	size_t nr_chunks, nr_area_chunks, nr_pt_chunks;
+	struct ioas_area *area_free;
+	_Atomic(uintptr_t) *pt_pool; /* tables left in the current chunk */
+	size_t pt_pool_left;
 	bool no_large_pages; /* IOMMU_OPTION_HUGE_PAGES 0: 4 KiB alignment */
 };
 
@@ -198,7 +224,9 @@ bool ioas_large_pages(struct p2p_ioas *ioas);
 /* pages.c */
 void pages_get(struct ioas_pages *p);
 void pages_put(struct ioas_pages *p);
-void pages_dma_done(struct ioas_pages *p);
+void pages_area_idle(struct ioas_pages *p);
+void pages_link_area(struct ioas_pages *p, struct ioas_area *a);
+void pages_unlink_area(struct ioas_pages *p, struct ioas_area *a);
 uint8_t *pages_host(const struct ioas_pages *p, uint64_t off, uint64_t *avail);
 int pages_user(void *va, uint64_t length, uint32_t flags, struct ioas_pages **out,
 	       uint64_t *off);

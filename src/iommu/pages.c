@@ -7,12 +7,18 @@
  *   struct ioas_pages - what backs areas (iopt_pages).  Refcounted: areas
  *	in several IOASes (IOAS_COPY) and DMA in flight hold references.
  *
- * Revocation and translation meet on two seq_cst atomics per pages
- * object: a DMA raises the in-flight count then checks `revoked`;
- * invalidate sets `revoked` then reads the count, and if DMA is in flight
- * publishes a fence on the dma-buf that the last p2p_ioas_dma_end()
- * signals.  So once a revoke returns, no DMA into the revoked memory is
- * running or can start.
+ * Revocation and translation meet on one word per area, the area's
+ * `inflight` (iommufd.h): a DMA raises its count and sees AREA_REVOKED in
+ * the value the same atomic add returns; invalidate sets AREA_REVOKED on
+ * every area of the pages (pages->areas) with a compare-and-swap that also
+ * sets AREA_PENDING where the count is not zero, and publishes a fence on
+ * the dma-buf that the DMA taking the last such area's count to zero
+ * signals (pages_area_idle()).  One location, one modification order: a
+ * DMA either counted before the revoke (the revoke waits for it) or sees
+ * the flag (-ENODEV).  So once a revoke returns, no DMA into the revoked
+ * memory is running or can start.  An area joins pages->areas, taking the
+ * flag if the pages are revoked already, before it is published in an IO
+ * page table, and leaves it only once its own DMA has drained.
  *
  * Locking: pages->mutex is the innermost IOAS lock; the invalidate
  * callback runs under resv and takes only it (docs/locking.md).
@@ -38,6 +44,7 @@ static struct ioas_pages *pages_new(enum pages_kind kind)
 	p->kind = kind;
 	pthread_mutex_init(&p->mutex, NULL);
 	atomic_init(&p->revoked, false);
+	atomic_init(&p->busy, 0);
 	return p;
 }
 
@@ -51,9 +58,9 @@ static void pages_free(struct ioas_pages *p)
 	struct p2p_fence *drain;
 
 	/*
-	 * The last DMA may end here (the area was unmapped meanwhile) while a
-	 * revoke waits for it on the drain fence holding resv: signal before
-	 * taking resv, or the two wait for each other.
+	 * No area is left, so no revoke waits for DMA here (the last DMA of
+	 * each area signalled it); signal anyway before taking resv, never
+	 * leaving a fence unsignalled.
 	 */
 	pthread_mutex_lock(&p->mutex);
 	drain = p->drain;
@@ -81,26 +88,38 @@ static void pages_free(struct ioas_pages *p)
 }
 
 /*
- * The last reference goes only once no DMA is in flight (none can start:
- * no area is left), so pages_free(), which takes resv, never runs on a DMA
- * completion: a revoke holding resv may be waiting for that very DMA, or
- * for another run the same device thread holds (a copy's source).
+ * The last reference: no DMA is in flight (an unmap drops its areas'
+ * references only after they drained), so pages_free(), which takes resv,
+ * never runs on a DMA completion.
  */
 void pages_put(struct ioas_pages *p)
 {
-	uint_fast64_t c;
-
-	if (!p)
-		return;
-	c = atomic_load(&p->count);
-	do {
-		while (c - PAGES_REF < PAGES_REF && (c & PAGES_BUSY_MASK)) {
-			sched_yield();
-			c = atomic_load(&p->count);
-		}
-	} while (!atomic_compare_exchange_weak(&p->count, &c, c - PAGES_REF));
-	if (c == PAGES_REF)
+	if (p && atomic_fetch_sub(&p->count, PAGES_REF) == PAGES_REF)
 		pages_free(p);
+}
+
+/* An area joins @p (before it is published): it is born revoked if @p is. */
+void pages_link_area(struct ioas_pages *p, struct ioas_area *a)
+{
+	pthread_mutex_lock(&p->mutex);
+	a->next = p->areas;
+	p->areas = a;
+	if (atomic_load(&p->revoked))
+		atomic_fetch_or(&a->inflight, AREA_REVOKED);
+	pthread_mutex_unlock(&p->mutex);
+}
+
+/* An area leaves @p: its DMA has drained. */
+void pages_unlink_area(struct ioas_pages *p, struct ioas_area *a)
+{
+	pthread_mutex_lock(&p->mutex);
+	for (struct ioas_area **pp = &p->areas; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->mutex);
 }
 
 /*
@@ -114,15 +133,27 @@ static void pages_invalidate(struct p2p_attachment *attach)
 
 	pthread_mutex_lock(&p->mutex);
 	atomic_store(&p->revoked, true);
-	if ((atomic_load(&p->count) & PAGES_DMA_MASK) && !p->drain &&
-	    !p2p_fence_create(&p->drain)) {
-		if (p2p_dmabuf_resv_add_fence(buf, p->drain)) {
-			/* No room for the fence: wait here instead, still under resv. */
-			pthread_mutex_unlock(&p->mutex);
-			while (atomic_load(&p->count) & PAGES_DMA_MASK)
-				sched_yield();
-			pthread_mutex_lock(&p->mutex);
-		}
+	for (struct ioas_area *a = p->areas; a; a = a->next) {
+		unsigned int c = atomic_load(&a->inflight), n;
+
+		do {
+			n = c | AREA_REVOKED;
+			if (c & AREA_COUNT)
+				n |= AREA_PENDING;
+		} while (!atomic_compare_exchange_weak(&a->inflight, &c, n));
+		if ((n & AREA_PENDING) && !(c & AREA_PENDING))
+			atomic_fetch_add(&p->busy, 1);
+	}
+	if (atomic_load(&p->busy) && !p->drain &&
+	    (p2p_fence_create(&p->drain) || p2p_dmabuf_resv_add_fence(buf, p->drain))) {
+		/* No fence (or no room for it): wait here instead, still under resv. */
+		if (p->drain)
+			p2p_fence_put(p->drain);
+		p->drain = NULL;
+		pthread_mutex_unlock(&p->mutex);
+		while (atomic_load(&p->busy))
+			sched_yield();
+		pthread_mutex_lock(&p->mutex);
 	}
 	if (p->sgt) {
 		p2p_attachment_unmap(attach, p->sgt);
@@ -135,22 +166,19 @@ static const struct p2p_dmabuf_importer_ops pages_importer_ops = {
 	.invalidate_mappings = pages_invalidate,
 };
 
-void pages_dma_done(struct ioas_pages *p)
+/*
+ * The DMA in flight through one area a revoke waits for is over (its
+ * AREA_PENDING was cleared by the last DMA, which still holds the area).
+ */
+void pages_area_idle(struct ioas_pages *p)
 {
-	/* In flight -> ending, in one step: p stays ours until the last line. */
-	uint64_t left = atomic_fetch_add(&p->count, PAGES_EXIT - 1) + PAGES_EXIT - 1;
-
-	if (!(left & PAGES_DMA_MASK) && atomic_load(&p->revoked)) {
-		pthread_mutex_lock(&p->mutex);
-		if (p->drain && !(atomic_load(&p->count) & PAGES_DMA_MASK)) {
-			p2p_fence_signal(p->drain);
-			p2p_fence_put(p->drain);
-			p->drain = NULL;
-		}
-		pthread_mutex_unlock(&p->mutex);
+	pthread_mutex_lock(&p->mutex);
+	if (atomic_fetch_sub(&p->busy, 1) == 1 && p->drain) {
+		p2p_fence_signal(p->drain);
+		p2p_fence_put(p->drain);
+		p->drain = NULL;
 	}
-	if (atomic_fetch_sub(&p->count, PAGES_EXIT) == PAGES_EXIT)
-		pages_free(p); /* not reached: the last reference waits for us */
+	pthread_mutex_unlock(&p->mutex);
 }
 
 /* Host address and contiguous bytes at @off of @p. */
