@@ -54,6 +54,9 @@
 #ifndef unlikely
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#endif
 
 #define MAX_SLOTS 1024
 #define REAL_PER_SLOT 16
@@ -206,6 +209,7 @@ struct track {
 #define TRACK_SHIFT 8
 #define TRACK_CHUNK (1u << TRACK_SHIFT)
 #define TRACK_CHUNKS 4096 /* 1 M requests in flight */
+#define FREE_BATCH 16
 
 struct p2p_uring {
 	struct io_uring ring;
@@ -220,7 +224,12 @@ struct p2p_uring {
 	struct io_uring_cqe *stash; /* completions reaped for others (a drain, destroy) */
 	size_t stash_head, stash_n, stash_max;
 	uint64_t nr_done; /* requests completed (with sq_lock's nr_queued: in flight) */
-	/* Tracks freed by the reaper, handed back to the submitter (index + 1). */
+	uint32_t done_head, done_tail; /* tracks freed, not yet handed back (index + 1) */
+	unsigned int done_n;
+	/*
+	 * Tracks freed by the reaper, handed back to the submitter (index + 1)
+	 * in batches of FREE_BATCH: one atomic exchange each way per batch.
+	 */
 	atomic_uint freed;
 	/* Written under sq_lock, read by the reaper (acquire). */
 	struct track *_Atomic chunks[TRACK_CHUNKS];
@@ -248,15 +257,19 @@ static inline uint64_t track_ud(const struct track *t, uint32_t idx)
 	return (uint64_t)atomic_load_explicit(&t->gen, memory_order_relaxed) << 32 | (idx + 1);
 }
 
-/* A track for a new request, its index in *@idx.  sq_lock held. */
+/*
+ * A track for a new request, its index in *@idx.  The free ones come back
+ * from the reaper in batches; while none is back, the table grows (by at
+ * most a batch or two beyond the requests in flight).  sq_lock held.
+ */
 static struct track *track_new(struct p2p_uring *r, uint32_t *idx)
 {
 	uint32_t i = r->free_tracks;
 	struct track *t;
 
-	if (!i)
-		i = r->free_tracks = atomic_exchange_explicit(&r->freed, 0, memory_order_acquire);
-	if (i) {
+	if (!i && atomic_load_explicit(&r->freed, memory_order_relaxed))
+		i = atomic_exchange_explicit(&r->freed, 0, memory_order_acquire);
+	if (likely(i)) {
 		t = track_at(r, i - 1);
 		r->free_tracks = t->next_free;
 		*idx = i - 1;
@@ -310,22 +323,36 @@ static inline void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sq
 	atomic_store_explicit(&t->state, TRACK_LIVE, memory_order_release);
 }
 
+/* Hand the tracks freed so far back to the submitter.  cq_lock held. */
+static void track_publish(struct p2p_uring *r)
+{
+	struct track *tail = track_at(r, r->done_tail - 1);
+	uint32_t head = atomic_load_explicit(&r->freed, memory_order_relaxed);
+
+	do
+		tail->next_free = head;
+	while (!atomic_compare_exchange_weak_explicit(&r->freed, &head, r->done_head,
+						      memory_order_release, memory_order_relaxed));
+	r->done_head = r->done_tail = 0;
+	r->done_n = 0;
+}
+
 /*
  * @t (index @idx) is done: free for reuse, its generation bumped so that
  * nothing naming the old one matches.  cq_lock held.
  */
 static void track_release(struct p2p_uring *r, struct track *t, uint32_t idx)
 {
-	uint32_t head = atomic_load_explicit(&r->freed, memory_order_relaxed);
-
 	atomic_store_explicit(&t->state, TRACK_FREE, memory_order_relaxed);
 	/* Only the reaper (cq_lock) writes gen: no read-modify-write needed. */
 	atomic_store_explicit(&t->gen, atomic_load_explicit(&t->gen, memory_order_relaxed) + 1,
 			      memory_order_release);
-	do
-		t->next_free = head;
-	while (!atomic_compare_exchange_weak_explicit(&r->freed, &head, idx + 1,
-						      memory_order_release, memory_order_relaxed));
+	t->next_free = r->done_head;
+	if (!r->done_head)
+		r->done_tail = idx + 1;
+	r->done_head = idx + 1;
+	if (++r->done_n == FREE_BATCH)
+		track_publish(r);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1363,6 +1390,20 @@ again:
 	t->res = 0;
 	t->flags = 0;
 	t->zc = false;
+	if (likely(p->real_n == 1)) {
+		/* One real buffer (the dma-buf is one range below 1 GiB). */
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+		*sqe = *in;
+		sqe->fd = s->target_fd;
+		sqe->addr = (uintptr_t)(p->real_host[0] + off);
+		sqe->buf_index = (uint16_t)p->real_base;
+		sqe->flags &= ~(IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
+		sqe->user_data = track_ud(t, idx);
+		track_enlist(r, t, in->flags, false);
+		rlock_unlock(&r->sq_lock);
+		return 0;
+	}
 	for (unsigned int i = first; i <= last; i++) {
 		uint64_t from = MAX(off, p->real_off[i]);
 		uint64_t to = MIN(end, p->real_off[i] + p->real_len[i]);
