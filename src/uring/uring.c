@@ -7,18 +7,22 @@
  * dma-buf (cut at 1 GiB, the kernel's limit per registered buffer).  The
  * real buffers of a DMABUF slot point at the exporter's memory (the
  * library's view of the backing memfd), so the kernel pins exactly those
- * pages; they are registered lazily on the first I/O ("the token maps")
- * and unregistered when the exporter invalidates the attachment.
+ * pages; they are registered when the slot is (or, after an invalidate,
+ * at its next I/O or p2p_uring_prefetch(): "the token maps") and
+ * unregistered when the exporter invalidates the attachment.
  *
- * Every real SQE carries a struct track as user_data, so completions of
- * split requests are gathered into one user completion (stash).  The
- * tracks not yet completed are also on the ring's live list, in SQ order,
- * with the link and drain flags of their SQE: what a DMABUF request waits
- * behind, if anything, is found there (see slot_drain()).
+ * Every request has a struct track in the ring's track table; its real
+ * SQEs carry the track's index and generation as user_data, so completions
+ * of split requests are gathered into one user completion without a
+ * lookup structure or a lock of the submission side.  A track records its
+ * queue sequence number and the link and drain flags of its SQE: what a
+ * DMABUF request waits behind, if anything, is found from a snapshot of
+ * the live tracks (see cancel_blockers()).
  *
  * Locking (the order is docs/locking.md's): ring->cq_lock protects reaping
- * the real CQ and the stash, ring->sq_lock the real SQ and the track
- * cache; a slot's state is written under sq_lock and slot->lock, so a
+ * the real CQ, the stash and the tracks' completion fields, ring->sq_lock
+ * the real SQ and the allocation of tracks (both futex mutexes: see struct
+ * rlock); a slot's state is written under sq_lock and slot->lock, so a
  * submission reads it under sq_lock alone (its inflight count is atomic);
  * ring->idx_lock guards the real-buffer index allocator and the pin list;
  * dma-buf resv guards a pin's real buffers, is held by the invalidate
@@ -27,15 +31,16 @@
  *   -EAGAIN.
  * - A submission takes sq_lock, never cq_lock, so a thread blocked in a CQ
  *   wait with cq_lock held never stops it (even errors are completed
- *   through the real ring, see complete_now()).
+ *   through the real ring, see complete_now()).  Freed tracks come back to
+ *   it through an atomic stack.
  * - A DMABUF request is counted in flight and queued in one sq_lock
  *   section, and the invalidate callback marks the slot, then flushes the
  *   SQ (until it is empty) before it reaps, so it cannot wait on requests
  *   nobody submitted.
  * - A drain never blocks on cq_lock (another thread may hold it in a CQ
  *   wait that only the drain's cancellations end) and cancels without it:
- *   the tracks it names to the kernel are pinned under sq_lock, so none is
- *   freed and reused meanwhile.
+ *   it names requests by index and generation, so one completed meanwhile
+ *   is not found and its entry's next user is never hit.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
