@@ -267,7 +267,7 @@ static inline uint64_t track_ud(const struct track *t, uint32_t idx)
  * from the reaper in batches; while none is back, the table grows (by at
  * most a batch or two beyond the requests in flight).  sq_lock held.
  */
-static struct track *track_new(struct p2p_uring *r, uint32_t *idx)
+static inline struct track *track_new(struct p2p_uring *r, uint32_t *idx)
 {
 	uint32_t i = r->free_tracks;
 	struct track *t;
@@ -474,8 +474,8 @@ static int stash_push(struct p2p_uring *r, uint64_t user_data, int32_t res, uint
  * A real completion: gather the pieces of split requests.  Returns true
  * with the user's completion in *@out when one is due.  cq_lock held.
  */
-static bool process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe,
-			struct io_uring_cqe *out)
+static inline bool process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe,
+			       struct io_uring_cqe *out)
 {
 	uint64_t ud = cqe->user_data;
 	uint32_t idx = (uint32_t)ud - 1;
@@ -1429,7 +1429,25 @@ again:
 	return 0;
 }
 
+static int submit_sqe_slow(struct p2p_uring *r, const struct io_uring_sqe *sqe);
+
 P2P_API int p2p_uring_submit_sqe(struct p2p_uring *r, const struct io_uring_sqe *sqe)
+{
+	/* The common case first: a fixed read or write on a DMABUF slot. */
+	if (likely(sqe->opcode == IORING_OP_READ_FIXED || sqe->opcode == IORING_OP_WRITE_FIXED) &&
+	    likely(sqe->buf_index < r->nr_slots) &&
+	    likely(r->slots[sqe->buf_index].type == IORING_REGBUF_DMABUF)) {
+		int ret = submit_dmabuf(r, &r->slots[sqe->buf_index], sqe);
+
+		if (likely(!ret) || ret == -EBUSY)
+			return ret;
+		return complete_now(r, sqe->user_data, ret);
+	}
+	return submit_sqe_slow(r, sqe);
+}
+
+/* Every other request (p2p_uring_submit_sqe()). */
+static int submit_sqe_slow(struct p2p_uring *r, const struct io_uring_sqe *sqe)
 {
 	bool fixed_rw = sqe->opcode == IORING_OP_READ_FIXED || sqe->opcode == IORING_OP_WRITE_FIXED;
 	bool vec_fixed = sqe->opcode == IORING_OP_READV_FIXED ||
