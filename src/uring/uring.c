@@ -482,7 +482,9 @@ static inline bool process_cqe(struct p2p_uring *r, const struct io_uring_cqe *c
 	unsigned int state;
 	struct track *t;
 
-	if (!(uint32_t)ud)
+	/* 0: not ours (no request has index 0 + 1 = 0); beyond the table: neither. */
+	if (unlikely(!(uint32_t)ud || idx >= TRACK_CHUNKS * TRACK_CHUNK ||
+		     !atomic_load_explicit(&r->chunks[idx >> TRACK_SHIFT], memory_order_acquire)))
 		return false;
 	t = track_at(r, idx);
 	state = atomic_load_explicit(&t->state, memory_order_acquire);
