@@ -1195,6 +1195,78 @@ static void test_shared_pin(void)
 	CHECK_OK(p2p_close(dfd));
 }
 
+/*
+ * Many requests in flight (issue 10's request table): more than a chunk of
+ * the table, more than the CQ holds (the kernel keeps the overflow), twice
+ * over so that freed entries are reused; every completion arrives once,
+ * with its own user_data and result, and the data lands.
+ */
+static void test_many_in_flight(void)
+{
+	enum { NR = 1500, PAGES = FILE_SIZE / PAGE, BATCH = 32 };
+	struct vfio_region_dma_range rg = { 0, FILE_SIZE };
+	uint8_t *seen = calloc(NR, 1), *want;
+	struct p2p_uring *r;
+	int dfd;
+
+	t_section("many-in-flight");
+	dfd = t_dmabuf(gpu.vdev, BAR, &rg, 1);
+	CHECK(dfd >= 0 && seen);
+	if (dfd < 0 || !seen) {
+		free(seen);
+		return;
+	}
+	CHECK_OK(p2p_uring_create(BATCH, 1, &r));
+	CHECK_ERR(p2p_uring_register_dmabuf(r, 0, dfd, file_fd), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		unsigned int bad = 0, dup = 0, got = 0;
+
+		memset(gpu_bar, 0, FILE_SIZE);
+		memset(seen, 0, NR);
+		for (unsigned int i = 0; i < NR; i++) {
+			uint64_t off = (uint64_t)(i % PAGES) * PAGE;
+			struct io_uring_sqe sqe = {
+				.opcode = IORING_OP_READ_FIXED, .fd = file_fd, .addr = off,
+				.len = PAGE, .off = off, .user_data = 7000000 + i,
+			};
+
+			CHECK_OK(p2p_uring_submit_sqe(r, &sqe));
+			if (i % BATCH == BATCH - 1 || i == NR - 1)
+				CHECK(p2p_uring_submit(r) > 0);
+		}
+		/* A lost completion fails the test (within 20 s) rather than hanging it. */
+		for (unsigned int idle = 0; got < NR && idle < 200000;) {
+			struct io_uring_cqe cqe;
+			uint64_t k;
+			int ret = p2p_uring_wait_cqe(r, &cqe, false);
+
+			if (ret == -EAGAIN) {
+				idle++;
+				usleep(100);
+				continue;
+			}
+			if (ret)
+				break;
+			got++;
+			k = cqe.user_data - 7000000;
+			if (k >= NR || cqe.res != (int)PAGE)
+				bad++;
+			else if (seen[k]++)
+				dup++;
+		}
+		CHECK(got == NR);
+		CHECK(!bad);
+		CHECK(!dup);
+		no_pending_cqes(r);
+		want = file_bytes(file_fd, 0, FILE_SIZE);
+		CHECK(!memcmp(gpu_bar, want, FILE_SIZE));
+		free(want);
+	}
+	p2p_uring_destroy(r);
+	p2p_close(dfd);
+	free(seen);
+}
+
 int main(void)
 {
 	t_begin();
@@ -1215,6 +1287,7 @@ int main(void)
 	test_dead_device();
 	test_reregister();
 	test_shared_pin();
+	test_many_in_flight();
 	test_reaper_thread();
 
 	t_section("teardown");

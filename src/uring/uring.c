@@ -7,18 +7,22 @@
  * dma-buf (cut at 1 GiB, the kernel's limit per registered buffer).  The
  * real buffers of a DMABUF slot point at the exporter's memory (the
  * library's view of the backing memfd), so the kernel pins exactly those
- * pages; they are registered lazily on the first I/O ("the token maps")
- * and unregistered when the exporter invalidates the attachment.
+ * pages; they are registered when the slot is (or, after an invalidate,
+ * at its next I/O or p2p_uring_prefetch(): "the token maps") and
+ * unregistered when the exporter invalidates the attachment.
  *
- * Every real SQE carries a struct track as user_data, so completions of
- * split requests are gathered into one user completion (stash).  The
- * tracks not yet completed are also on the ring's live list, in SQ order,
- * with the link and drain flags of their SQE: what a DMABUF request waits
- * behind, if anything, is found there (see slot_drain()).
+ * Every request has a struct track in the ring's track table; its real
+ * SQEs carry the track's index and generation as user_data, so completions
+ * of split requests are gathered into one user completion without a
+ * lookup structure or a lock of the submission side.  A track records its
+ * queue sequence number and the link and drain flags of its SQE: what a
+ * DMABUF request waits behind, if anything, is found from a snapshot of
+ * the live tracks (see cancel_blockers()).
  *
  * Locking (the order is docs/locking.md's): ring->cq_lock protects reaping
- * the real CQ and the stash, ring->sq_lock the real SQ and the track
- * cache; a slot's state is written under sq_lock and slot->lock, so a
+ * the real CQ, the stash and the tracks' completion fields, ring->sq_lock
+ * the real SQ and the allocation of tracks (both futex mutexes: see struct
+ * rlock); a slot's state is written under sq_lock and slot->lock, so a
  * submission reads it under sq_lock alone (its inflight count is atomic);
  * ring->idx_lock guards the real-buffer index allocator and the pin list;
  * dma-buf resv guards a pin's real buffers, is held by the invalidate
@@ -27,18 +31,20 @@
  *   -EAGAIN.
  * - A submission takes sq_lock, never cq_lock, so a thread blocked in a CQ
  *   wait with cq_lock held never stops it (even errors are completed
- *   through the real ring, see complete_now()).
+ *   through the real ring, see complete_now()).  Freed tracks come back to
+ *   it through an atomic stack.
  * - A DMABUF request is counted in flight and queued in one sq_lock
  *   section, and the invalidate callback marks the slot, then flushes the
  *   SQ (until it is empty) before it reaps, so it cannot wait on requests
  *   nobody submitted.
  * - A drain never blocks on cq_lock (another thread may hold it in a CQ
  *   wait that only the drain's cancellations end) and cancels without it:
- *   the tracks it names to the kernel are pinned under sq_lock, so none is
- *   freed and reused meanwhile.
+ *   it names requests by index and generation, so one completed meanwhile
+ *   is not found and its entry's next user is never hit.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/kcmp.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -49,6 +55,13 @@
 #include <p2pbuf/uring.h>
 
 #include "../util/private.h"
+
+#ifndef unlikely
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#endif
 
 #define MAX_SLOTS 1024
 #define REAL_PER_SLOT 16
@@ -79,6 +92,8 @@ struct uslot {
 	struct p2p_attachment *attach;
 	int target_fd; /* our dup of the target file: the real SQEs use it */
 	int user_fd;   /* the fd number the target was registered with */
+	bool writable; /* the dma-buf is open read-write (READ_FIXED may write it) */
+	uint64_t size; /* the dma-buf's size */
 	struct p2p_sgt *sgt;
 	struct upin *pin; /* the real buffers, shared by the ring's slots of this dma-buf */
 	enum slot_state state;
@@ -113,139 +128,236 @@ struct upin {
 	uint64_t *real_len;
 };
 
+/*
+ * A ring lock: a futex mutex (uncontended: one atomic instruction to take,
+ * one to release, no call).  cq_lock is held across a blocking CQ wait, so
+ * waiters sleep in the kernel rather than spin.  0 free, 1 held, 2 held
+ * with waiters.
+ */
+struct rlock {
+	atomic_uint v;
+};
+
+static void rlock_wait(struct rlock *l)
+{
+	unsigned int c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+
+	while (c) {
+		syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+		c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	}
+}
+
+static inline void rlock_lock(struct rlock *l)
+{
+	unsigned int c = 0;
+
+	if (!atomic_compare_exchange_strong_explicit(&l->v, &c, 1, memory_order_acquire,
+						     memory_order_relaxed))
+		rlock_wait(l);
+}
+
+/* 0 if taken (as pthread_mutex_trylock()). */
+static inline int rlock_trylock(struct rlock *l)
+{
+	unsigned int c = 0;
+
+	return atomic_compare_exchange_strong_explicit(&l->v, &c, 1, memory_order_acquire,
+						       memory_order_relaxed) ? 0 : EBUSY;
+}
+
+static inline void rlock_unlock(struct rlock *l)
+{
+	if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+		syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+enum track_state {
+	TRACK_FREE,
+	TRACK_LIVE,	  /* queued or in the kernel, not completed */
+	TRACK_NOTIF_WAIT, /* completed zero-copy send kept for its notification */
+};
+
+/*
+ * A request's state, in a preallocated table: the real SQEs carry its index
+ * and a generation as user_data (track_ud()), so a completion finds it with
+ * no list, and a cancellation naming an old generation can never match the
+ * request that reuses the entry.
+ */
 struct track {
 	uint64_t user_data;
 	struct uslot *slot; /* NULL for pass-through requests */
 	unsigned int pending;
 	int32_t res;
 	uint32_t flags;
-	/* Below: sq_lock. */
-	struct track *prev, *next; /* the ring's live list, in SQ order */
-	uint64_t seq;		   /* queue order: consecutive tracks differ by 1 */
-	bool linked_in;		   /* its (first) SQE follows one with IOSQE_IO_(HARD)LINK */
-	bool drain;		   /* IOSQE_IO_DRAIN, or the kernel's drain_next */
-	bool mark;		   /* chosen for cancellation in this round */
-	bool dead;		   /* completed while pinned: the last unpin frees it */
-	bool zc;		   /* SEND_ZC / SENDMSG_ZC: a notification CQE may follow */
-	bool notif_wait;	   /* completed, kept for that notification (r->zombies) */
-	unsigned int pins;	   /* a cancellation names it to the kernel */
+	/*
+	 * Bumped (release) when the track is freed, after its state: a reader
+	 * that loads gen, then state (acquire) and sees TRACK_LIVE names a
+	 * live request or one that completed, never the next user's.
+	 */
+	atomic_uint gen;
+	/*
+	 * Written by the submitter (release, after the fields above and
+	 * below), read by the reaper and the drain (acquire): the kernel
+	 * orders the SQ and the CQ, this shows ThreadSanitizer that order.
+	 */
+	atomic_uint state;
+	uint32_t next_free; /* index + 1 of the next free track, 0 for none */
+	/* Below: written under sq_lock when queued, read under sq_lock. */
+	uint64_t seq;	/* queue order: consecutive tracks differ by 1 */
+	bool linked_in; /* its (first) SQE follows one with IOSQE_IO_(HARD)LINK */
+	bool drain;	/* IOSQE_IO_DRAIN, or the kernel's drain_next */
+	bool zc;	/* SEND_ZC / SENDMSG_ZC: a notification CQE may follow */
 };
+
+/* The track table: up to TRACK_CHUNKS chunks of TRACK_CHUNK, made as needed. */
+#define TRACK_SHIFT 8
+#define TRACK_CHUNK (1u << TRACK_SHIFT)
+#define TRACK_CHUNKS 4096 /* 1 M requests in flight */
+#define FREE_BATCH 16
 
 struct p2p_uring {
 	struct io_uring ring;
-	pthread_mutex_t sq_lock;
-	pthread_mutex_t cq_lock;
+	struct rlock sq_lock;
+	struct rlock cq_lock;
 	pthread_mutex_t idx_lock;
 	struct uslot *slots;
 	unsigned int nr_slots, nr_real;
 	uint8_t *real_used; /* allocator bitmap (bytes) */
 	struct upin *pins;  /* idx_lock */
-	struct io_uring_cqe *stash;
+	/* cq_lock: */
+	struct io_uring_cqe *stash; /* completions reaped for others (a drain, destroy) */
 	size_t stash_head, stash_n, stash_max;
-	atomic_uint tracks; /* requests handed to the real ring, not yet completed */
+	uint64_t nr_done; /* requests completed (with sq_lock's nr_queued: in flight) */
+	uint32_t done_head, done_tail; /* tracks freed, not yet handed back (index + 1) */
+	unsigned int done_n;
+	/*
+	 * Tracks freed by the reaper, handed back to the submitter (index + 1)
+	 * in batches of FREE_BATCH: one atomic exchange each way per batch.
+	 */
+	atomic_uint freed;
+	/* Written under sq_lock, read by the reaper (acquire). */
+	struct track *_Atomic chunks[TRACK_CHUNKS];
 	/* sq_lock: */
-	struct track live;    /* list head of the tracks queued, not yet completed */
-	struct track zombies; /* completed zero-copy sends awaiting their notification */
+	uint64_t nr_queued; /* requests queued, ever */
+	unsigned int nr_tracks; /* entries made in the table */
+	uint32_t free_tracks;	/* index + 1 of the first free one */
 	uint64_t seq;
 	bool prev_links_out;  /* the last SQE queued carries IOSQE_IO_(HARD)LINK */
 	bool drain_next;      /* a drain inside a link: the next chain is drained too */
 	bool drain_used;      /* an IOSQE_IO_DRAIN was ever queued */
-	struct track *free_tracks; /* completed tracks kept for reuse */
-	unsigned int nr_free_tracks;
 };
 
-/* Keep this many completed tracks for reuse: no malloc/free per request. */
-#define TRACK_CACHE 256
-
-/* A zeroed track, counted in r->tracks.  sq_lock held. */
-static struct track *track_new(struct p2p_uring *r)
+static inline struct track *track_at(struct p2p_uring *r, uint32_t idx)
 {
-	struct track *t = r->free_tracks;
+	struct track *c = atomic_load_explicit(&r->chunks[idx >> TRACK_SHIFT],
+					       memory_order_acquire);
 
-	if (t) {
-		r->free_tracks = t->next;
-		r->nr_free_tracks--;
-		memset(t, 0, sizeof(*t));
-	} else {
-		t = calloc(1, sizeof(*t));
-	}
-	if (t)
-		atomic_fetch_add(&r->tracks, 1);
-	return t;
+	return &c[idx & (TRACK_CHUNK - 1)];
 }
 
-/* Free @t, or keep it for track_new().  sq_lock held. */
-static void track_recycle(struct p2p_uring *r, struct track *t)
+/* The real SQEs' user_data for track @idx: never 0. */
+static inline uint64_t track_ud(const struct track *t, uint32_t idx)
 {
-	if (r->nr_free_tracks < TRACK_CACHE) {
-		t->next = r->free_tracks;
-		r->free_tracks = t;
-		r->nr_free_tracks++;
-	} else {
-		free(t);
-	}
-}
-
-/* A track that never got onto the live list.  sq_lock held. */
-static void track_free(struct p2p_uring *r, struct track *t)
-{
-	atomic_fetch_sub(&r->tracks, 1);
-	track_recycle(r, t);
-}
-
-/* The ring's track lists (live, zombies): @head is a sentinel.  sq_lock held. */
-static void track_append(struct track *head, struct track *t)
-{
-	t->prev = head->prev;
-	t->next = head;
-	head->prev->next = t;
-	head->prev = t;
-}
-
-static void track_unlink(struct track *t)
-{
-	t->prev->next = t->next;
-	t->next->prev = t->prev;
+	return (uint64_t)atomic_load_explicit(&t->gen, memory_order_relaxed) << 32 | (idx + 1);
 }
 
 /*
- * Put @t, whose SQEs are being queued, on the live list.  @sqe_flags are
- * those of its (first) real SQE, @links_out whether its last real SQE
- * links to the next one.  The kernel links an SQE to the one before it in
- * the same submission if that one carries a link flag; a drain inside a
- * link drains the next chain too (io_init_req_drain()).  sq_lock held.
+ * A track for a new request, its index in *@idx.  The free ones come back
+ * from the reaper in batches; while none is back, the table grows (by at
+ * most a batch or two beyond the requests in flight).  sq_lock held.
  */
-static void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sqe_flags, bool links_out)
+static inline struct track *track_new(struct p2p_uring *r, uint32_t *idx)
+{
+	uint32_t i = r->free_tracks;
+	struct track *t;
+
+	if (!i && atomic_load_explicit(&r->freed, memory_order_relaxed))
+		i = atomic_exchange_explicit(&r->freed, 0, memory_order_acquire);
+	if (likely(i)) {
+		t = track_at(r, i - 1);
+		r->free_tracks = t->next_free;
+		*idx = i - 1;
+		return t;
+	}
+	if (r->nr_tracks == TRACK_CHUNKS * TRACK_CHUNK)
+		return NULL;
+	if (!(r->nr_tracks & (TRACK_CHUNK - 1))) {
+		struct track *c = calloc(TRACK_CHUNK, sizeof(*c));
+
+		if (!c)
+			return NULL;
+		atomic_store_explicit(&r->chunks[r->nr_tracks >> TRACK_SHIFT], c,
+				      memory_order_release);
+	}
+	*idx = r->nr_tracks++;
+	return track_at(r, *idx);
+}
+
+/* A track that was never queued back on the free list.  sq_lock held. */
+static void track_free(struct p2p_uring *r, struct track *t, uint32_t idx)
+{
+	t->next_free = r->free_tracks;
+	r->free_tracks = idx + 1;
+}
+
+/*
+ * @t's SQEs are queued: record its queue position.  @sqe_flags are those
+ * of its (first) real SQE, @links_out whether its last real SQE links to
+ * the next one.  The kernel links an SQE to the one before it in the same
+ * submission if that one carries a link flag; a drain inside a link drains
+ * the next chain too (io_init_req_drain()).  sq_lock held.
+ */
+static inline void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sqe_flags,
+				bool links_out)
 {
 	t->seq = ++r->seq;
 	t->linked_in = r->prev_links_out;
 	t->drain = sqe_flags & IOSQE_IO_DRAIN;
-	if (!t->linked_in && r->drain_next) {
-		t->drain = true;
-		r->drain_next = false;
+	if (unlikely(sqe_flags & IOSQE_IO_DRAIN) || unlikely(r->drain_next)) {
+		if (!t->linked_in && r->drain_next) {
+			t->drain = true;
+			r->drain_next = false;
+		}
+		if ((sqe_flags & IOSQE_IO_DRAIN) && t->linked_in)
+			r->drain_next = true;
+		r->drain_used |= t->drain;
 	}
-	if ((sqe_flags & IOSQE_IO_DRAIN) && t->linked_in)
-		r->drain_next = true;
-	r->drain_used |= t->drain;
 	r->prev_links_out = links_out;
-	track_append(&r->live, t);
+	r->nr_queued++;
+	atomic_store_explicit(&t->state, TRACK_LIVE, memory_order_release);
 }
 
-/* Take @t off its list (live or zombies) and free it unless pinned.  sq_lock held. */
-static void track_release(struct p2p_uring *r, struct track *t)
+/* Hand the tracks freed so far back to the submitter.  cq_lock held. */
+static void track_publish(struct p2p_uring *r)
 {
-	track_unlink(t);
-	if (t->pins)
-		t->dead = true;
-	else
-		track_recycle(r, t);
+	struct track *tail = track_at(r, r->done_tail - 1);
+	uint32_t head = atomic_load_explicit(&r->freed, memory_order_relaxed);
+
+	do
+		tail->next_free = head;
+	while (!atomic_compare_exchange_weak_explicit(&r->freed, &head, r->done_head,
+						      memory_order_release, memory_order_relaxed));
+	r->done_head = r->done_tail = 0;
+	r->done_n = 0;
 }
 
-/* @t completed: off the live list, freed unless pinned.  sq_lock held. */
-static void track_done(struct p2p_uring *r, struct track *t)
+/*
+ * @t (index @idx) is done: free for reuse, its generation bumped so that
+ * nothing naming the old one matches.  cq_lock held.
+ */
+static void track_release(struct p2p_uring *r, struct track *t, uint32_t idx)
 {
-	atomic_fetch_sub(&r->tracks, 1);
-	track_release(r, t);
+	atomic_store_explicit(&t->state, TRACK_FREE, memory_order_relaxed);
+	/* Only the reaper (cq_lock) writes gen: no read-modify-write needed. */
+	atomic_store_explicit(&t->gen, atomic_load_explicit(&t->gen, memory_order_relaxed) + 1,
+			      memory_order_release);
+	t->next_free = r->done_head;
+	if (!r->done_head)
+		r->done_tail = idx + 1;
+	r->done_head = idx + 1;
+	if (++r->done_n == FREE_BATCH)
+		track_publish(r);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -358,23 +470,41 @@ static int stash_push(struct p2p_uring *r, uint64_t user_data, int32_t res, uint
 	return 0;
 }
 
-/* A real completion: gather pieces of split requests.  cq_lock and sq_lock held. */
-static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
+/*
+ * A real completion: gather the pieces of split requests.  Returns true
+ * with the user's completion in *@out when one is due.  cq_lock held.
+ */
+static inline bool process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe,
+			       struct io_uring_cqe *out)
 {
-	struct track *t = io_uring_cqe_get_data(cqe);
+	uint64_t ud = cqe->user_data;
+	uint32_t idx = (uint32_t)ud - 1;
+	unsigned int state;
+	struct track *t;
 
-	if (!t)
-		return;
-	if (t->notif_wait) {
-		/* The notification of a zero-copy send that already completed. */
-		stash_push(r, t->user_data, cqe->res, cqe->flags);
-		track_release(r, t);
-		return;
+	/* 0: not ours (no request has index 0 + 1 = 0); beyond the table: neither. */
+	if (unlikely(!(uint32_t)ud || idx >= TRACK_CHUNKS * TRACK_CHUNK ||
+		     !atomic_load_explicit(&r->chunks[idx >> TRACK_SHIFT], memory_order_acquire)))
+		return false;
+	t = track_at(r, idx);
+	state = atomic_load_explicit(&t->state, memory_order_acquire);
+	if (unlikely(state == TRACK_FREE ||
+		     atomic_load_explicit(&t->gen, memory_order_relaxed) != (uint32_t)(ud >> 32))) {
+		pr_err("io_uring: a completion for no request (%#llx)", (unsigned long long)ud);
+		return false;
 	}
-	if (cqe->flags & IORING_CQE_F_MORE) {
+	if (unlikely(state == TRACK_NOTIF_WAIT)) {
+		/* The notification of a zero-copy send that already completed. */
+		*out = (struct io_uring_cqe){ .user_data = t->user_data, .res = cqe->res,
+					      .flags = cqe->flags };
+		track_release(r, t, idx);
+		return true;
+	}
+	if (unlikely(cqe->flags & IORING_CQE_F_MORE)) {
 		/* A multishot pass-through request: more completions follow. */
-		stash_push(r, t->user_data, cqe->res, cqe->flags);
-		return;
+		*out = (struct io_uring_cqe){ .user_data = t->user_data, .res = cqe->res,
+					      .flags = cqe->flags };
+		return true;
 	}
 	if (cqe->res < 0) {
 		if (t->res >= 0)
@@ -384,10 +514,10 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 	}
 	t->flags |= cqe->flags;
 	if (--t->pending)
-		return;
-	if (stash_push(r, t->user_data, t->res, t->flags & ~IORING_CQE_F_MORE))
-		pr_err("io_uring: completion of %llu lost (out of memory)",
-		       (unsigned long long)t->user_data);
+		return false;
+	*out = (struct io_uring_cqe){ .user_data = t->user_data, .res = t->res,
+				      .flags = t->flags & ~IORING_CQE_F_MORE };
+	r->nr_done++;
 	if (t->slot && atomic_fetch_sub(&t->slot->inflight, 1) == 1 &&
 	    atomic_load(&t->slot->idle_waiters)) {
 		/* A drain waits (see slot_drain()): wake it. */
@@ -395,22 +525,30 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 		pthread_cond_broadcast(&t->slot->idle);
 		pthread_mutex_unlock(&t->slot->lock);
 	}
-	if (t->zc && cqe->res == -ECANCELED && !(cqe->flags & IORING_CQE_F_NOTIF)) {
+	if (unlikely(t->zc) && cqe->res == -ECANCELED && !(cqe->flags & IORING_CQE_F_NOTIF)) {
 		/*
 		 * A zero-copy send cancelled by its link completes without
 		 * F_MORE, yet Linux still posts its notification afterwards
-		 * (found by fuzz-uring): keep the track for it, off the live list.
+		 * (found by fuzz-uring): keep the track for it.
 		 */
-		track_unlink(t);
-		atomic_fetch_sub(&r->tracks, 1);
-		t->notif_wait = true;
-		track_append(&r->zombies, t);
-		return;
+		atomic_store_explicit(&t->state, TRACK_NOTIF_WAIT, memory_order_relaxed);
+		return true;
 	}
-	track_done(r, t);
+	track_release(r, t, idx);
+	return true;
 }
 
-/* Reap what is ready; with @wait, block for at least one.  cq_lock held. */
+/* Stash the user completion of @cqe, if any, for p2p_uring_wait_cqe().  cq_lock held. */
+static void process_cqe_stash(struct p2p_uring *r, const struct io_uring_cqe *cqe)
+{
+	struct io_uring_cqe out;
+
+	if (process_cqe(r, cqe, &out) && stash_push(r, out.user_data, out.res, out.flags))
+		pr_err("io_uring: completion of %llu lost (out of memory)",
+		       (unsigned long long)out.user_data);
+}
+
+/* Reap what is ready into the stash; with @wait, block for at least one.  cq_lock held. */
 static int reap(struct p2p_uring *r, bool wait)
 {
 	struct io_uring_cqe *cqe;
@@ -425,18 +563,11 @@ static int reap(struct p2p_uring *r, bool wait)
 	ready = io_uring_cq_ready(&r->ring);
 	if (!ready)
 		return 0;
-	/*
-	 * sq_lock guards the live list.  It also orders, for ThreadSanitizer,
-	 * the submitter's writes to each track before ours (the kernel does,
-	 * through the SQ and CQ tails, but TSan cannot see that).
-	 */
-	pthread_mutex_lock(&r->sq_lock);
 	io_uring_for_each_cqe(&r->ring, head, cqe) {
-		process_cqe(r, cqe);
+		process_cqe_stash(r, cqe);
 		if (++n == ready)
 			break;
 	}
-	pthread_mutex_unlock(&r->sq_lock);
 	io_uring_cq_advance(&r->ring, n);
 	return (int)n;
 }
@@ -468,9 +599,9 @@ static int flush_sq(struct p2p_uring *r)
 {
 	int ret;
 
-	pthread_mutex_lock(&r->sq_lock);
+	rlock_lock(&r->sq_lock);
 	ret = submit_locked(r);
-	pthread_mutex_unlock(&r->sq_lock);
+	rlock_unlock(&r->sq_lock);
 	return ret;
 }
 
@@ -484,7 +615,7 @@ static void flush_sq_all(struct p2p_uring *r)
 {
 	unsigned int fails = 0;
 
-	pthread_mutex_lock(&r->sq_lock);
+	rlock_lock(&r->sq_lock);
 	while (io_uring_sq_ready(&r->ring)) {
 		int ret = submit_locked(r);
 
@@ -500,7 +631,7 @@ static void flush_sq_all(struct p2p_uring *r)
 		}
 		sched_yield();
 	}
-	pthread_mutex_unlock(&r->sq_lock);
+	rlock_unlock(&r->sq_lock);
 }
 
 /* IORING_REGISTER_SYNC_CANCEL: @flags, matching @user_data unless ANY. */
@@ -517,10 +648,50 @@ static void cancel_sync(struct p2p_uring *r, uint64_t user_data, uint32_t flags)
 	io_uring_register_sync_cancel(&r->ring, &reg);
 }
 
-static void track_unpin(struct track *t)
+/* A live request as cancel_blockers() sees it. */
+struct live_req {
+	uint64_t seq, ud;
+	struct uslot *slot;
+	bool linked_in, drain, mark;
+};
+
+static int live_req_cmp(const void *a, const void *b)
 {
-	if (!--t->pins && t->dead)
-		free(t);
+	const struct live_req *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * The requests in flight in queue order, from the track table: *@drain_used
+ * gets the ring's flag.  NULL with *@n 0 if there are none (or no memory:
+ * the drain looks again).
+ */
+static struct live_req *live_snapshot(struct p2p_uring *r, size_t *n, bool *drain_used)
+{
+	struct live_req *v;
+
+	*n = 0;
+	rlock_lock(&r->sq_lock);
+	*drain_used = r->drain_used;
+	v = r->nr_tracks ? malloc(r->nr_tracks * sizeof(*v)) : NULL;
+	for (uint32_t i = 0; v && i < r->nr_tracks; i++) {
+		struct track *t = track_at(r, i);
+		/* gen before state: see struct track */
+		uint32_t gen = atomic_load_explicit(&t->gen, memory_order_acquire);
+
+		if (atomic_load_explicit(&t->state, memory_order_acquire) != TRACK_LIVE)
+			continue;
+		/* Under sq_lock nothing reuses the entry: these fields are its request's. */
+		v[(*n)++] = (struct live_req){
+			.seq = t->seq, .ud = (uint64_t)gen << 32 | (i + 1), .slot = t->slot,
+			.linked_in = t->linked_in, .drain = t->drain,
+		};
+	}
+	rlock_unlock(&r->sq_lock);
+	if (v && *n > 1)
+		qsort(v, *n, sizeof(*v), live_req_cmp);
+	return v;
 }
 
 /*
@@ -541,59 +712,35 @@ static void track_unpin(struct track *t)
  * is a read or write of a regular file or block device, which completes
  * once issued.  A request that is not issued yet (itself linked or
  * deferred) is not found; the drain calls again, and finds it once what
- * was ahead of it completed.
+ * was ahead of it completed.  The requests are named by index and
+ * generation: one that completed meanwhile is not found (-ENOENT), and the
+ * request that reuses its entry has another generation.
  */
 static void cancel_blockers(struct p2p_uring *r, struct uslot *s, bool late)
 {
-	struct track **v = NULL;
-	size_t n = 0, max = 0;
-	struct track *t, *upto = NULL;
+	size_t n, upto = 0;
 	bool drain_seen;
+	struct live_req *v = live_snapshot(r, &n, &drain_seen);
 
-	pthread_mutex_lock(&r->sq_lock);
-	drain_seen = late && r->drain_used;
-	for (t = r->live.next; t != &r->live; t = t->next) {
-		drain_seen |= t->drain;
-		if (t->slot != s)
+	drain_seen = late && drain_seen;
+	for (size_t i = 0; i < n; i++) {
+		drain_seen |= v[i].drain;
+		if (v[i].slot != s)
 			continue;
 		if (drain_seen)
-			upto = t;
-		for (struct track *c = t; c->linked_in && c->prev != &r->live &&
-					  c->prev->seq + 1 == c->seq;) {
-			c = c->prev;
-			if (!c->slot)
-				c->mark = true;
+			upto = i;
+		for (size_t c = i; c && v[c].linked_in && v[c - 1].seq + 1 == v[c].seq;) {
+			c--;
+			if (!v[c].slot)
+				v[c].mark = true;
 		}
 	}
-	for (t = r->live.next; t != &r->live; t = t->next) {
-		if (t == upto)
-			upto = NULL;
-		if (upto && !t->slot)
-			t->mark = true;
-		if (!t->mark)
-			continue;
-		t->mark = false;
-		if (n == max) {
-			size_t m = max ? 2 * max : 16;
-			struct track **w = realloc(v, m * sizeof(*w));
-
-			if (!w)
-				continue; /* try again at the next round */
-			v = w;
-			max = m;
-		}
-		t->pins++;
-		v[n++] = t;
-	}
-	pthread_mutex_unlock(&r->sq_lock);
-	if (!n)
-		return;
+	for (size_t i = 0; i < upto; i++)
+		if (!v[i].slot)
+			v[i].mark = true;
 	for (size_t i = 0; i < n; i++)
-		cancel_sync(r, (uintptr_t)v[i], IORING_ASYNC_CANCEL_ALL);
-	pthread_mutex_lock(&r->sq_lock);
-	for (size_t i = 0; i < n; i++)
-		track_unpin(v[i]);
-	pthread_mutex_unlock(&r->sq_lock);
+		if (v[i].mark)
+			cancel_sync(r, v[i].ud, IORING_ASYNC_CANCEL_ALL);
 	free(v);
 }
 
@@ -622,10 +769,10 @@ static void slot_drain(struct uslot *s)
 	while (slot_inflight(s)) {
 		now = p2p_now_ns();
 		cancel_blockers(r, s, now - start >= DRAIN_GRACE_NS);
-		if (!pthread_mutex_trylock(&r->cq_lock)) {
+		if (!rlock_trylock(&r->cq_lock)) {
 			if (slot_inflight(s))
 				reap_timeout(r, DRAIN_TICK_NS);
-			pthread_mutex_unlock(&r->cq_lock);
+			rlock_unlock(&r->cq_lock);
 		} else {
 			/* s->idle runs on CLOCK_MONOTONIC, p2p_now_ns()'s clock. */
 			uint64_t t = now + DRAIN_TICK_NS;
@@ -775,11 +922,11 @@ static int slot_map_locked(struct uslot *s)
  */
 static void slot_set_state(struct uslot *s, enum slot_state state)
 {
-	pthread_mutex_lock(&s->ring->sq_lock);
+	rlock_lock(&s->ring->sq_lock);
 	pthread_mutex_lock(&s->lock);
 	s->state = state;
 	pthread_mutex_unlock(&s->lock);
-	pthread_mutex_unlock(&s->ring->sq_lock);
+	rlock_unlock(&s->ring->sq_lock);
 }
 
 /*
@@ -790,17 +937,17 @@ static void slot_invalidate(struct p2p_attachment *attach)
 {
 	struct uslot *s = p2p_attachment_importer_priv(attach);
 
-	pthread_mutex_lock(&s->ring->sq_lock);
+	rlock_lock(&s->ring->sq_lock);
 	pthread_mutex_lock(&s->lock);
 	if (s->attach != attach) {
 		/* Not installed yet (a registration in progress): nothing is mapped. */
 		pthread_mutex_unlock(&s->lock);
-		pthread_mutex_unlock(&s->ring->sq_lock);
+		rlock_unlock(&s->ring->sq_lock);
 		return;
 	}
 	s->state = SLOT_INVALIDATING;
 	pthread_mutex_unlock(&s->lock);
-	pthread_mutex_unlock(&s->ring->sq_lock);
+	rlock_unlock(&s->ring->sq_lock);
 	slot_drain(s);
 	slot_unmap_locked(s);
 	slot_set_state(s, SLOT_UNMAPPED);
@@ -904,6 +1051,8 @@ struct slot_new {
 	struct upin *pin;
 	int target_fd;
 	int user_fd;
+	bool writable;
+	uint64_t size;
 };
 
 static int prep_uaddr(struct p2p_uring *r, uint64_t uaddr, uint64_t size, struct slot_new *n)
@@ -975,6 +1124,8 @@ static int prep_dmabuf(struct uslot *s, const struct io_uring_regbuf_desc *d, st
 	n->buf = buf;
 	n->target_fd = tfd;
 	n->user_fd = d->target_fd;
+	n->writable = p2p_dmabuf_writable(buf);
+	n->size = p2p_dmabuf_size(buf);
 	return 0;
 err_pin:
 	pin_put(s->ring, n->pin);
@@ -994,6 +1145,8 @@ static void slot_install(struct uslot *s, const struct slot_new *n)
 	s->pin = n->pin;
 	s->target_fd = n->target_fd;
 	s->user_fd = n->user_fd;
+	s->writable = n->writable;
+	s->size = n->size;
 	pthread_mutex_unlock(&s->lock);
 	slot_set_state(s, SLOT_UNMAPPED);
 }
@@ -1115,23 +1268,26 @@ static int queue_one(struct p2p_uring *r, uint64_t user_data, int32_t res,
 {
 	struct io_uring_sqe *sqe;
 	struct track *t;
+	uint32_t idx;
 
-	pthread_mutex_lock(&r->sq_lock);
-	t = track_new(r);
+	rlock_lock(&r->sq_lock);
+	t = track_new(r, &idx);
 	if (!t) {
-		pthread_mutex_unlock(&r->sq_lock);
+		rlock_unlock(&r->sq_lock);
 		return -ENOMEM;
 	}
-	t->user_data = user_data;
-	t->pending = 1;
-	t->res = res; /* a NOP's own result (0) adds nothing to it */
-	t->zc = in && (in->opcode == IORING_OP_SEND_ZC || in->opcode == IORING_OP_SENDMSG_ZC);
 	sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe) {
-		track_free(r, t);
-		pthread_mutex_unlock(&r->sq_lock);
+		track_free(r, t, idx);
+		rlock_unlock(&r->sq_lock);
 		return -EBUSY;
 	}
+	t->user_data = user_data;
+	t->slot = NULL;
+	t->pending = 1;
+	t->res = res; /* a NOP's own result (0) adds nothing to it */
+	t->flags = 0;
+	t->zc = in && (in->opcode == IORING_OP_SEND_ZC || in->opcode == IORING_OP_SENDMSG_ZC);
 	if (in) {
 		*sqe = *in;
 		if (real_idx >= 0)
@@ -1139,9 +1295,9 @@ static int queue_one(struct p2p_uring *r, uint64_t user_data, int32_t res,
 	} else {
 		io_uring_prep_nop(sqe);
 	}
-	io_uring_sqe_set_data(sqe, t);
+	sqe->user_data = track_ud(t, idx);
 	track_enlist(r, t, sqe->flags, sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
-	pthread_mutex_unlock(&r->sq_lock);
+	rlock_unlock(&r->sq_lock);
 	return 0;
 }
 
@@ -1174,6 +1330,7 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	struct upin *p = NULL;
 	bool tried_map = false;
 	struct track *t;
+	uint32_t idx;
 	int ret = 0;
 
 	/*
@@ -1182,16 +1339,16 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	 * our own dup of the target, so the I/O reaches the registered file
 	 * even if the caller has since reused that fd number.
 	 */
-	if ((in->flags & IOSQE_FIXED_FILE) ||
+	if (unlikely(in->flags & IOSQE_FIXED_FILE) ||
 	    (in->fd != s->user_fd && !same_file(in->fd, s->target_fd)))
 		return -EBADF;
 	/*
 	 * A READ_FIXED writes the buffer: not into one exported read-only
 	 * (io_import_fixed()'s direction check on a registered buffer).
 	 */
-	if (in->opcode == IORING_OP_READ_FIXED && !p2p_dmabuf_writable(s->buf))
+	if (in->opcode == IORING_OP_READ_FIXED && !s->writable)
 		return -EFAULT;
-	if (!len || __builtin_add_overflow(off, len, &end) || end > p2p_dmabuf_size(s->buf))
+	if (!len || __builtin_add_overflow(off, len, &end) || end > s->size)
 		return -EFAULT;
 	/*
 	 * Count the request in flight and queue its SQEs in one SQ-lock
@@ -1202,38 +1359,58 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 	 * on the CQ lock the drain holds.
 	 */
 again:
-	pthread_mutex_lock(&r->sq_lock);
-	if (s->state == SLOT_UNMAPPED && !tried_map) {
-		/* Not mapped (registration could not, or an invalidate since): map now. */
-		pthread_mutex_unlock(&r->sq_lock);
-		tried_map = true;
-		ret = slot_ensure_mapped(s, false);
-		if (ret)
-			return ret;
-		goto again;
+	rlock_lock(&r->sq_lock);
+	if (unlikely(s->state != SLOT_MAPPED)) {
+		if (s->state == SLOT_UNMAPPED && !tried_map) {
+			/* Not mapped (registration could not, or an invalidate since): map now. */
+			rlock_unlock(&r->sq_lock);
+			tried_map = true;
+			ret = slot_ensure_mapped(s, false);
+			if (ret)
+				return ret;
+			goto again;
+		}
+		rlock_unlock(&r->sq_lock);
+		return -EAGAIN; /* invalidated since it was mapped: a spurious EAGAIN (5.2) */
 	}
-	if (s->state != SLOT_MAPPED) {
-		ret = -EAGAIN; /* invalidated since it was mapped: a spurious EAGAIN (5.2) */
-	} else {
-		/* Which real buffers the range touches (stable while the slot is mapped). */
-		p = s->pin;
-		for (first = 0; first + 1 < p->real_n && p->real_off[first + 1] <= off; first++)
+	/* Which real buffers the range touches (stable while the slot is mapped). */
+	p = s->pin;
+	first = last = 0;
+	if (unlikely(p->real_n > 1)) {
+		for (; first + 1 < p->real_n && p->real_off[first + 1] <= off; first++)
 			;
 		for (last = first; last + 1 < p->real_n && p->real_off[last + 1] < end; last++)
 			;
-		if (io_uring_sq_space_left(&r->ring) < last - first + 1)
-			ret = -EBUSY;
 	}
-	if (!ret && !(t = track_new(r)))
+	if (unlikely(io_uring_sq_space_left(&r->ring) < last - first + 1))
+		ret = -EBUSY;
+	else if (!(t = track_new(r, &idx)))
 		ret = -ENOMEM;
 	if (ret) {
-		pthread_mutex_unlock(&r->sq_lock);
+		rlock_unlock(&r->sq_lock);
 		return ret;
 	}
 	atomic_fetch_add(&s->inflight, 1); /* the slot stays mapped until it completes */
 	t->user_data = in->user_data;
 	t->slot = s;
 	t->pending = last - first + 1;
+	t->res = 0;
+	t->flags = 0;
+	t->zc = false;
+	if (likely(p->real_n == 1)) {
+		/* One real buffer (the dma-buf is one range below 1 GiB). */
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+		*sqe = *in;
+		sqe->fd = s->target_fd;
+		sqe->addr = (uintptr_t)(p->real_host[0] + off);
+		sqe->buf_index = (uint16_t)p->real_base;
+		sqe->flags &= ~(IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
+		sqe->user_data = track_ud(t, idx);
+		track_enlist(r, t, in->flags, false);
+		rlock_unlock(&r->sq_lock);
+		return 0;
+	}
 	for (unsigned int i = first; i <= last; i++) {
 		uint64_t from = MAX(off, p->real_off[i]);
 		uint64_t to = MIN(end, p->real_off[i] + p->real_len[i]);
@@ -1246,15 +1423,33 @@ again:
 		sqe->off = in->off + done;
 		sqe->buf_index = (uint16_t)(p->real_base + i);
 		sqe->flags &= ~(IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
-		io_uring_sqe_set_data(sqe, t);
+		sqe->user_data = track_ud(t, idx);
 		done += to - from;
 	}
 	track_enlist(r, t, in->flags, false);
-	pthread_mutex_unlock(&r->sq_lock);
+	rlock_unlock(&r->sq_lock);
 	return 0;
 }
 
+static int submit_sqe_slow(struct p2p_uring *r, const struct io_uring_sqe *sqe);
+
 P2P_API int p2p_uring_submit_sqe(struct p2p_uring *r, const struct io_uring_sqe *sqe)
+{
+	/* The common case first: a fixed read or write on a DMABUF slot. */
+	if (likely(sqe->opcode == IORING_OP_READ_FIXED || sqe->opcode == IORING_OP_WRITE_FIXED) &&
+	    likely(sqe->buf_index < r->nr_slots) &&
+	    likely(r->slots[sqe->buf_index].type == IORING_REGBUF_DMABUF)) {
+		int ret = submit_dmabuf(r, &r->slots[sqe->buf_index], sqe);
+
+		if (likely(!ret) || ret == -EBUSY)
+			return ret;
+		return complete_now(r, sqe->user_data, ret);
+	}
+	return submit_sqe_slow(r, sqe);
+}
+
+/* Every other request (p2p_uring_submit_sqe()). */
+static int submit_sqe_slow(struct p2p_uring *r, const struct io_uring_sqe *sqe)
 {
 	bool fixed_rw = sqe->opcode == IORING_OP_READ_FIXED || sqe->opcode == IORING_OP_WRITE_FIXED;
 	bool vec_fixed = sqe->opcode == IORING_OP_READV_FIXED ||
@@ -1293,29 +1488,40 @@ P2P_API int p2p_uring_submit(struct p2p_uring *r)
 
 P2P_API int p2p_uring_wait_cqe(struct p2p_uring *r, struct io_uring_cqe *cqe, bool wait)
 {
-	int ret = 0;
+	struct io_uring_cqe *c;
+	int ret;
 
-	pthread_mutex_lock(&r->cq_lock);
+	rlock_lock(&r->cq_lock);
 	for (;;) {
-		if (r->stash_n) {
+		if (unlikely(r->stash_n)) {
+			/* Reaped by a drain or a wait that was cancelled. */
 			*cqe = r->stash[r->stash_head];
 			r->stash_head = (r->stash_head + 1) % r->stash_max;
 			r->stash_n--;
+			ret = 0;
 			break;
 		}
-		ret = reap(r, false);
-		if (ret > 0)
+		/* One real completion at a time: most make one user completion, no stash. */
+		if (!io_uring_peek_cqe(&r->ring, &c)) {
+			bool got = process_cqe(r, c, cqe);
+
+			io_uring_cqe_seen(&r->ring, c);
+			if (got) {
+				ret = 0;
+				break;
+			}
 			continue;
+		}
 		if (!wait) {
 			ret = -EAGAIN;
 			break;
 		}
-		ret = reap(r, true);
+		ret = io_uring_wait_cqe(&r->ring, &c);
 		if (ret < 0 && ret != -EINTR)
 			break;
 	}
-	pthread_mutex_unlock(&r->cq_lock);
-	return ret < 0 ? ret : 0;
+	rlock_unlock(&r->cq_lock);
+	return ret;
 }
 
 P2P_API bool p2p_uring_slot_mapped(struct p2p_uring *r, unsigned int slot)
@@ -1358,11 +1564,7 @@ P2P_API int p2p_uring_create(unsigned int entries, unsigned int nr_slots, struct
 	ret = io_uring_register_buffers_sparse(&r->ring, r->nr_real);
 	if (ret)
 		goto err_exit;
-	pthread_mutex_init(&r->sq_lock, NULL);
-	pthread_mutex_init(&r->cq_lock, NULL);
 	pthread_mutex_init(&r->idx_lock, NULL);
-	r->live.next = r->live.prev = &r->live;
-	r->zombies.next = r->zombies.prev = &r->zombies;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	for (unsigned int i = 0; i < nr_slots; i++) {
@@ -1388,6 +1590,30 @@ err_free:
 	return ret;
 }
 
+/* Requests queued and not completed.  cq_lock held. */
+static uint64_t in_flight(struct p2p_uring *r)
+{
+	uint64_t q;
+
+	rlock_lock(&r->sq_lock);
+	q = r->nr_queued;
+	rlock_unlock(&r->sq_lock);
+	return q - r->nr_done;
+}
+
+/* Completed zero-copy sends still waiting for their notification?  cq_lock held. */
+static bool notif_waits(struct p2p_uring *r)
+{
+	bool any = false;
+
+	rlock_lock(&r->sq_lock);
+	for (uint32_t i = 0; !any && i < r->nr_tracks; i++)
+		any = atomic_load_explicit(&track_at(r, i)->state, memory_order_acquire) ==
+		      TRACK_NOTIF_WAIT;
+	rlock_unlock(&r->sq_lock);
+	return any;
+}
+
 P2P_API void p2p_uring_destroy(struct p2p_uring *r)
 {
 	if (!r)
@@ -1399,38 +1625,26 @@ P2P_API void p2p_uring_destroy(struct p2p_uring *r)
 	 * drained) is cancelled at a later round.
 	 */
 	flush_sq_all(r);
-	pthread_mutex_lock(&r->cq_lock);
-	while (atomic_load(&r->tracks)) {
+	rlock_lock(&r->cq_lock);
+	while (in_flight(r)) {
 		cancel_sync(r, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
 		if (reap_timeout(r, DRAIN_TICK_NS) < 0)
 			break;
 	}
 	/* Notifications still owed to cancelled zero-copy sends: briefly, then drop them. */
-	for (int i = 0; i < 10 && r->zombies.next != &r->zombies; i++)
+	for (int i = 0; i < 10 && notif_waits(r); i++)
 		if (reap_timeout(r, DRAIN_TICK_NS) < 0)
 			break;
-	pthread_mutex_unlock(&r->cq_lock);
+	rlock_unlock(&r->cq_lock);
 	for (unsigned int i = 0; i < r->nr_slots; i++)
 		slot_clear(&r->slots[i]);
 	io_uring_queue_exit(&r->ring);
-	while (r->zombies.next != &r->zombies) {
-		struct track *z = r->zombies.next;
-
-		r->zombies.next = z->next;
-		free(z);
-	}
-	while (r->free_tracks) {
-		struct track *f = r->free_tracks;
-
-		r->free_tracks = f->next;
-		free(f);
-	}
+	for (unsigned int i = 0; i < TRACK_CHUNKS && r->chunks[i]; i++)
+		free(r->chunks[i]);
 	for (unsigned int i = 0; i < r->nr_slots; i++) {
 		pthread_mutex_destroy(&r->slots[i].lock);
 		pthread_cond_destroy(&r->slots[i].idle);
 	}
-	pthread_mutex_destroy(&r->sq_lock);
-	pthread_mutex_destroy(&r->cq_lock);
 	pthread_mutex_destroy(&r->idx_lock);
 	free(r->stash);
 	free(r->slots);
