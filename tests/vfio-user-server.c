@@ -190,7 +190,8 @@ static int vu_call_fds(int s, uint16_t cmd, const void *p, size_t len, const int
 	h->msg_id = id;
 	h->cmd = cmd;
 	h->msg_size = (uint32_t)(sizeof(*h) + len);
-	memcpy(buf + sizeof(*h), p, len);
+	if (len)
+		memcpy(buf + sizeof(*h), p, len);
 	if (raw_send(s, buf, sizeof(*h) + len, fds, nfds))
 		return -1;
 	for (;;) {
