@@ -43,6 +43,17 @@
 #define GPU_BAR2 (1u << 20)
 #define REVOKE_MS 300
 
+/* DEVICE_FEATURE GET | 11 with one range, flat (no flexible members inside) */
+struct feat11 {
+	struct {
+		uint32_t argsz, flags;
+	} f;
+	struct {
+		uint32_t region_index, open_flags, flags, nr_ranges;
+	} db;
+	struct vfio_region_dma_range r;
+} __attribute__((packed));
+
 static char dir[64], gpu_path[128], ce_path[128];
 
 /* ---- the server process -------------------------------------------------- */
@@ -731,11 +742,7 @@ static void test_many_clients(void)
 static void export_child(int rep, uint64_t off, bool ack)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}}}";
-	struct {
-		struct vfio_user_device_feature f;
-		struct vfio_device_feature_dma_buf db;
-		struct vfio_region_dma_range r;
-	} __attribute__((packed)) req = {
+	struct feat11 req = {
 		.f = { .argsz = 64, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
 		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
 		.r = { .offset = off, .length = 65536 },
@@ -869,11 +876,7 @@ static void test_revoke(int nack, int nnoack)
 static void test_export_errors(void)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":0}}}";
-	struct {
-		struct vfio_user_device_feature f;
-		struct vfio_device_feature_dma_buf db;
-		struct vfio_region_dma_range r;
-	} __attribute__((packed)) req = {
+	struct feat11 req = {
 		.f = { .argsz = 16, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
 		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
 		.r = { .offset = 0, .length = 4096 },
