@@ -21,8 +21,10 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -288,6 +290,47 @@ static void test_iommufd_file(void)
 	CHECK(t_count_fds() == fds0);
 }
 
+/*
+ * Dispatch trusts an fd it handed out only while the fd still names that
+ * file: one closed with a plain close(2) and reused by the kernel for
+ * another file (ours or not), or whose position a raw lseek moved, must
+ * resolve to what it names now.
+ */
+static void test_fd_reused(void)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	int fds0 = t_count_fds(), a, b, pipefd[2], n = 0;
+
+	t_section("fd reused behind the library's back");
+	/* dup3(2) made as a raw system call: the library does not see it. */
+	a = p2p_iommufd_open_fd(O_RDWR | O_CLOEXEC);
+	CHECK(a >= 0);
+	CHECK_OK(p2p_fd_ioctl(a, IOMMU_IOAS_ALLOC, &alloc));
+	CHECK(pipe(pipefd) == 0);
+	CHECK(syscall(SYS_dup3, pipefd[0], a, O_CLOEXEC) == a);
+	CHECK(write(pipefd[1], "x", 1) == 1);
+	CHECK_ERR(p2p_fd_ioctl(a, IOMMU_IOAS_ALLOC, &alloc), -EINVAL);
+	CHECK(ioctl(a, FIONREAD, &n) == 0 && n == 1);
+	CHECK_OK(p2p_close(a)); /* the pipe's fd; the iommufd's orphaned reference goes */
+	close(pipefd[0]);
+	close(pipefd[1]);
+
+	/* Now naming another of our files: the ioctl reaches that one. */
+	a = p2p_iommufd_open_fd(O_RDWR | O_CLOEXEC);
+	b = p2p_dma_heap_open_fd("system", O_RDONLY | O_CLOEXEC);
+	CHECK(a >= 0 && b >= 0);
+	CHECK_OK(p2p_fd_ioctl(a, IOMMU_IOAS_ALLOC, &alloc));
+	CHECK(syscall(SYS_dup3, b, a, O_CLOEXEC) == a);
+	CHECK_ERR(p2p_fd_ioctl(a, IOMMU_IOAS_ALLOC, &alloc), -ENOTTY);
+	CHECK_OK(p2p_close(a));
+	/* A raw lseek moves the shared position: still resolved, by inode. */
+	CHECK(lseek(b, 0, SEEK_SET) == 0);
+	CHECK(p2p_fd_is_file(b));
+	CHECK_ERR(p2p_fd_ioctl(b, IOMMU_IOAS_ALLOC, &alloc), -ENOTTY);
+	CHECK_OK(p2p_close(b));
+	CHECK(t_count_fds() == fds0);
+}
+
 static void test_heap_file(void)
 {
 	int fds0 = t_count_fds(), hfd;
@@ -390,6 +433,7 @@ int main(int argc, char **argv)
 	test_dmabuf_lifetime();
 	test_last_close();
 	test_iommufd_file();
+	test_fd_reused();
 	test_heap_file();
 	test_exec();
 	return t_end();

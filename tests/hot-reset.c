@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "pci/pci.h"
+#include "vfio/vfio_priv.h" /* the function's memory_lock (struct vfio_pci_core) */
 
 #define PAGE 4096ull
 #define BAR2_SIZE (1ull << 20)
@@ -293,10 +293,10 @@ static void *hold_memory_lock(void *arg)
 {
 	struct holder *h = arg;
 
-	pthread_rwlock_rdlock(&h->pci->memory_lock);
+	pthread_rwlock_rdlock(&vfio_pci_core(h->pci)->memory_lock);
 	sem_post(&h->held);
 	sem_wait(&h->release);
-	pthread_rwlock_unlock(&h->pci->memory_lock);
+	pthread_rwlock_unlock(&vfio_pci_core(h->pci)->memory_lock);
 	return NULL;
 }
 

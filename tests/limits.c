@@ -341,6 +341,9 @@ static void memlock_case(void)
 		/* Pinning the slot's pages is refused: a clear error, no data. */
 		CHECK_ERR(cqe.res, -ENOMEM);
 		CHECK(!p2p_uring_slot_mapped(ring, 0));
+		/* The pin at registration failed the same way; a prefetch says why. */
+		CHECK_ERR(p2p_uring_prefetch(ring, 0), -ENOMEM);
+		CHECK(!p2p_uring_slot_mapped(ring, 0));
 		p2p_uring_destroy(ring);
 	}
 	set_limit(RLIMIT_MEMLOCK, limit_max(RLIMIT_MEMLOCK));

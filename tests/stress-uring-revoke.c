@@ -21,7 +21,7 @@
  *   requests; then not one BAR byte may differ from the snapshot (any
  *   kernel write of file data into the pinned pages would change one: the
  *   file never contains the canary byte).  After the un-revoke, reads must
- *   complete again (the slot maps again lazily, 5.2).
+ *   complete again (the slot maps again on its next I/O, 5.2).
  * - FLR and VFIO_DEVICE_RESET rounds (revoke, reset and un-revoke in one
  *   call): every request completes with its full length or -EAGAIN /
  *   -ENODEV, and reads complete again afterwards.

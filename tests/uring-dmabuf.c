@@ -17,10 +17,13 @@
  * (p2p_mem_ptr), for single- and multi-range (unsorted) dma-bufs with I/O
  * crossing range boundaries, and for a system heap dma-buf (6.1).
  *
- * Token lifecycle (5.2): mapping is lazy; a revoke (COMMAND.MEM off, D3hot,
- * FLR, VFIO_DEVICE_RESET) unmaps the slot and I/O gets ENODEV while
- * revoked; after an un-revoke the next I/O maps again; a dead device's
- * dma-buf stays ENODEV.  Re-registering a slot replaces its buffer, and
+ * Token lifecycle (5.2, issue 10): registration maps and pins the slot; a
+ * revoke (COMMAND.MEM off, D3hot, FLR, VFIO_DEVICE_RESET) unmaps the slot
+ * and I/O gets ENODEV while revoked (p2p_uring_prefetch() too); after an
+ * un-revoke the next I/O, or p2p_uring_prefetch(), maps again; a dead
+ * device's dma-buf stays ENODEV.  The slots of one dma-buf share one pin:
+ * more slots than the ring's real buffers could pin one by one all map,
+ * unregistering one keeps the others working, and a revoke unmaps them all.  Re-registering a slot replaces its buffer, and
  * p2p_uring_destroy() with registered (and busy) slots leaks no fd.
  */
 #define _GNU_SOURCE
@@ -424,8 +427,9 @@ static void test_io_edges(void)
 	dfd = t_dmabuf(gpu.vdev, BAR, &r, 1);
 	CHECK(dfd >= 0);
 	CHECK_ERR(p2p_uring_register_dmabuf(ring, 5, dfd, file_fd), 0);
-	/* 5.2: mapping is lazy. */
-	CHECK(!p2p_uring_slot_mapped(ring, 5));
+	/* Issue 10: registration maps and pins (not the first I/O). */
+	CHECK(p2p_uring_slot_mapped(ring, 5));
+	CHECK_OK(p2p_uring_prefetch(ring, 5));
 
 	/* Offset 0. */
 	memset(bar, 0, size);
@@ -635,7 +639,7 @@ static void test_multi_range(void)
 	dfd = t_dmabuf(mr.vdev, BAR, mr_ranges, ARRAY_SIZE(mr_ranges));
 	CHECK(dfd >= 0);
 	CHECK_ERR(p2p_uring_register_dmabuf(ring, 8, dfd, file_fd), 0);
-	CHECK(!p2p_uring_slot_mapped(ring, 8));
+	CHECK(p2p_uring_slot_mapped(ring, 8));
 
 	for (unsigned int i = 0; i < ARRAY_SIZE(cross); i++) {
 		uint64_t foff = 4096 * i + i;
@@ -718,7 +722,7 @@ static void test_heap(void)
 	CHECK_OK(p2p_dmabuf_mmap(buf, NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &p));
 	va = p;
 	CHECK_ERR(p2p_uring_register_dmabuf(ring, 10, hfd, file_fd), 0);
-	CHECK(!p2p_uring_slot_mapped(ring, 10));
+	CHECK(p2p_uring_slot_mapped(ring, 10));
 	memset(va, 0, size);
 	CHECK_ERR(rw(IORING_OP_READ_FIXED, file_fd, 10, 0, (uint32_t)size, 4096), (int)size);
 	CHECK(p2p_uring_slot_mapped(ring, 10));
@@ -772,6 +776,8 @@ static void revoke_cycle(const char *how, int (*revoke)(void), int (*restore)(vo
 	CHECK_ERR(rw(IORING_OP_WRITE_FIXED, file_fd, 5, 0, 4096, 0), -ENODEV);
 	/* Validation still comes first. */
 	CHECK_ERR(rw(IORING_OP_READ_FIXED, file_fd, 5, 0, 0, 0), -EFAULT);
+	CHECK(!p2p_uring_slot_mapped(ring, 5));
+	CHECK_ERR(p2p_uring_prefetch(ring, 5), -ENODEV);
 	CHECK(!p2p_uring_slot_mapped(ring, 5));
 	CHECK(!memcmp(snap, bar, MiB));
 	free(snap);
@@ -913,7 +919,7 @@ static void test_reregister(void)
 	d = (struct io_uring_regbuf_desc){ .type = IORING_REGBUF_DMABUF, .dmabuf_fd = fb,
 					   .target_fd = file_fd };
 	CHECK_ERR(update_ext(4, &d, 1), 1);
-	CHECK(!p2p_uring_slot_mapped(ring, 4));
+	CHECK(p2p_uring_slot_mapped(ring, 4));
 	CHECK_ERR(rw(IORING_OP_READ_FIXED, file_fd, 4, 0, 128 * KiB, MiB), 128 * KiB);
 	want = file_bytes(file_fd, MiB, 128 * KiB);
 	CHECK(!memcmp(b, want, 128 * KiB));
@@ -933,6 +939,10 @@ static void test_reregister(void)
 	CHECK_ERR(rw(IORING_OP_READ_FIXED, file_fd, 4, 0, 4096, 0), -ENODEV);
 	CHECK_ERR(rw(IORING_OP_READ_FIXED, file_fd, 5, 0, 4096, 0), -ENODEV);
 	CHECK_OK(t_mem_enable(gpu.vdev, true));
+	/* An explicit prefetch maps one of them again before its I/O. */
+	CHECK_OK(p2p_uring_prefetch(ring, 4));
+	CHECK(p2p_uring_slot_mapped(ring, 4));
+	CHECK(!p2p_uring_slot_mapped(ring, 5));
 	CHECK_ERR(rw(IORING_OP_READ_FIXED, file_fd, 4, 0, 4096, 0), 4096);
 	CHECK_ERR(rw(IORING_OP_READ_FIXED, file_fd, 5, 0, 4096, 0), 4096);
 
@@ -1065,7 +1075,7 @@ static void test_destroy(void)
 	CHECK_ERR(rw_on(r, IORING_OP_READ_FIXED, file_fd, 1, 0, 4096, 0), 4096);
 	CHECK_ERR(rw_on(r, IORING_OP_READ_FIXED, file_fd, 3, (uintptr_t)ubuf, 4096, 0), 4096);
 	CHECK(p2p_uring_slot_mapped(r, 0) && p2p_uring_slot_mapped(r, 1));
-	CHECK(!p2p_uring_slot_mapped(r, 2));
+	CHECK(p2p_uring_slot_mapped(r, 2)); /* mapped at registration, no I/O yet */
 	/* Requests still in flight (and completions never reaped). */
 	for (unsigned int i = 0; i < 8; i++) {
 		struct io_uring_sqe sqe = {
@@ -1102,6 +1112,89 @@ static void test_destroy(void)
 	CHECK(t_count_fds() == before);
 }
 
+/*
+ * Issue 10: the slots of one dma-buf share one pin.  A ring of 4 slots has
+ * 64 real buffers; a 20-range dma-buf needs 20, so pinned slot by slot only
+ * 3 of 4 slots could map.  Unregistering one slot keeps the pin for the
+ * others; a revoke unmaps them all (and writes nothing); prefetch errors.
+ */
+static void test_shared_pin(void)
+{
+	enum { NR = 20, RLEN = 64 * KiB };
+	struct vfio_region_dma_range rg[NR];
+	struct p2p_uring *r;
+	struct io_uring_regbuf_desc d = { .type = IORING_REGBUF_EMPTY };
+	struct io_uring_rsrc_update2 up = {
+		.resv = IORING_RSRC_UPDATE_EXTENDED, .data = (uintptr_t)&d, .nr = 1,
+	};
+	uint8_t *bar = gpu_bar + 8 * MiB, *want, *snap;
+	char ubuf[4096];
+	struct iovec iov = { ubuf, sizeof(ubuf) };
+	int dfd;
+
+	t_section("shared-pin");
+	/* Every other 64 KiB block from BAR offset 8 MiB, in reverse order. */
+	for (unsigned int i = 0; i < NR; i++)
+		rg[i] = (struct vfio_region_dma_range){ 8 * MiB + 2 * (NR - 1 - i) * RLEN, RLEN };
+	dfd = t_dmabuf(gpu.vdev, BAR, rg, NR);
+	CHECK(dfd >= 0);
+	CHECK_OK(p2p_uring_create(16, 4, &r));
+	for (unsigned int i = 0; i < 4; i++) {
+		CHECK_ERR(p2p_uring_register_dmabuf(r, i, dfd, file_fd), 0);
+		CHECK(p2p_uring_slot_mapped(r, i));
+	}
+	memset(bar, 0, 2 * NR * RLEN);
+	for (unsigned int i = 0; i < 4; i++) {
+		/* Across a range boundary, a different part of the dma-buf per slot. */
+		uint64_t off = (uint64_t)(4 * i + 1) * RLEN - 100;
+
+		CHECK_ERR(rw_on(r, IORING_OP_READ_FIXED, file_fd, i, off, 200, 4096 * i), 200);
+		want = file_bytes(file_fd, 4096 * i, 200);
+		CHECK(!memcmp(bar + 2 * (NR - 1 - (4 * i)) * RLEN + RLEN - 100, want, 100));
+		CHECK(!memcmp(bar + 2 * (NR - 2 - (4 * i)) * RLEN, want + 100, 100));
+		free(want);
+	}
+	/* Slot 0 goes: the others keep the pin. */
+	up.offset = 0;
+	CHECK_ERR(p2p_uring_register_buffers_update(r, &up), 1);
+	CHECK(!p2p_uring_slot_mapped(r, 0));
+	CHECK_ERR(rw_on(r, IORING_OP_READ_FIXED, file_fd, 1, 0, 4096, 0), 4096);
+	CHECK(p2p_uring_slot_mapped(r, 1) && p2p_uring_slot_mapped(r, 2));
+
+	/* A revoke unmaps every slot of the dma-buf; nothing lands while revoked. */
+	CHECK_OK(t_mem_enable(gpu.vdev, false));
+	for (unsigned int i = 1; i < 4; i++) {
+		CHECK(!p2p_uring_slot_mapped(r, i));
+		CHECK_ERR(p2p_uring_prefetch(r, i), -ENODEV);
+	}
+	snap = malloc(2 * NR * RLEN);
+	CHECK(snap);
+	memcpy(snap, bar, 2 * NR * RLEN);
+	CHECK_ERR(rw_on(r, IORING_OP_READ_FIXED, file_fd, 2, 0, 4096, 8192), -ENODEV);
+	CHECK(!memcmp(snap, bar, 2 * NR * RLEN));
+	free(snap);
+	CHECK_OK(t_mem_enable(gpu.vdev, true));
+	for (unsigned int i = 1; i < 4; i++) {
+		CHECK(!p2p_uring_slot_mapped(r, i));
+		CHECK_OK(p2p_uring_prefetch(r, i));
+		CHECK(p2p_uring_slot_mapped(r, i));
+	}
+	CHECK_ERR(rw_on(r, IORING_OP_READ_FIXED, file_fd, 3, NR * RLEN - 4096, 4096, 0), 4096);
+	want = file_bytes(file_fd, 0, 4096);
+	CHECK(!memcmp(bar + RLEN - 4096, want, 4096));
+	free(want);
+
+	/* prefetch: beyond the table, EMPTY -> EINVAL; UADDR -> 0. */
+	CHECK_ERR(p2p_uring_prefetch(r, 4), -EINVAL);
+	CHECK_ERR(p2p_uring_prefetch(r, 0), -EINVAL);
+	up.resv = 0;
+	up.data = (uintptr_t)&iov;
+	CHECK_ERR(p2p_uring_register_buffers_update(r, &up), 1);
+	CHECK_OK(p2p_uring_prefetch(r, 0));
+	p2p_uring_destroy(r);
+	CHECK_OK(p2p_close(dfd));
+}
+
 int main(void)
 {
 	t_begin();
@@ -1121,6 +1214,7 @@ int main(void)
 	test_revoke();
 	test_dead_device();
 	test_reregister();
+	test_shared_pin();
 	test_reaper_thread();
 
 	t_section("teardown");

@@ -12,10 +12,14 @@
  *
  * Each DMABUF slot is a dynamic, peer-to-peer, revocable importer: its
  * mapping (the kernel's pin of the pages, as registered fixed buffers) is
- * made lazily on the first I/O.  On a revoke it stops new submissions
- * (-EAGAIN while it is being invalidated, -ENODEV once the exporter says
- * revoked), drains the I/O in flight and unregisters the fixed buffers
- * before the revoke returns; after an un-revoke the next I/O maps again.
+ * made when the slot is registered, so the first I/O pays nothing for it.
+ * The slots of one ring registered with the same dma-buf share one pin (as
+ * a kernel dma token is per dma-buf and device).  On a revoke each slot
+ * stops new submissions (-EAGAIN while it is being invalidated, -ENODEV
+ * once the exporter says revoked) and drains the I/O in flight, and the
+ * fixed buffers are unregistered before the revoke returns, in one update
+ * for all of the dma-buf's slots.  After an un-revoke a slot maps again on
+ * its next I/O, or at once with p2p_uring_prefetch().
  * So that a revoke ends in bounded time, the drain cancels what a DMABUF
  * request waits behind (the requests ahead of it in its link chain; for a
  * drained one, every request queued before it): those complete with
@@ -111,7 +115,9 @@ P2P_API void p2p_uring_destroy(struct p2p_uring *ring);
  * a target that is not a regular file or block device (no dma token)
  * -> -EOPNOTSUPP, and the exporter's attach errors (-EOPNOTSUPP, -ENODEV).
  * Slots beyond the table -> -EINVAL.  A slot being replaced is drained and
- * unregistered first.
+ * unregistered first.  A DMABUF slot is mapped and pinned before this
+ * returns; if that fails (revoked, RLIMIT_MEMLOCK) it stays registered and
+ * unmapped, and its next I/O (or p2p_uring_prefetch()) reports the error.
  *
  * Return: the number of slots updated; -errno only if the first descriptor
  * failed.  Nothing after the first failing descriptor is applied, and a
@@ -154,6 +160,22 @@ P2P_API int p2p_uring_wait_cqe(struct p2p_uring *ring, struct io_uring_cqe *cqe,
 
 /** p2p_uring_slot_mapped() - is a DMABUF slot currently mapped (pinned)? */
 P2P_API bool p2p_uring_slot_mapped(struct p2p_uring *ring, unsigned int slot);
+
+/**
+ * p2p_uring_prefetch() - map and pin a DMABUF slot now
+ *
+ * Registration maps a DMABUF slot already; this maps one that is not
+ * mapped (registered while revoked or short of locked memory, or
+ * invalidated since, e.g. after an un-revoke), so that its next I/O does
+ * not pay for it.  Waits for a revoke in progress (takes the dma-buf's
+ * resv).
+ *
+ * Return: 0 (mapped, or a UADDR slot, pinned since its registration),
+ * -EINVAL for a slot beyond the table or EMPTY, -ENODEV while the dma-buf
+ * is revoked, -ENOMEM (pinning refused: RLIMIT_MEMLOCK) or another error of
+ * the exporter's map.
+ */
+P2P_API int p2p_uring_prefetch(struct p2p_uring *ring, unsigned int slot);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@
 #include <p2pbuf/dmabuf.h>
 
 #include "../util/private.h"
+#include "exporter.h"
 
 struct p2p_mem {
 	struct kref ref;
@@ -26,9 +27,7 @@ struct p2p_mem {
 	bool huge;
 };
 
-/* p2p_mem_create() with the memory at @fd_off in its memfd (src/core/mem.c). */
-int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_off,
-	       struct p2p_mem **out);
+/* mem_create(): exporter.h */
 
 struct p2p_fence {
 	struct kref ref;
@@ -99,8 +98,6 @@ struct p2p_dmabuf {
 /* src/core/cpumap.c */
 int cpumap_block_all(struct p2p_dmabuf *buf);
 int cpumap_unblock_all(struct p2p_dmabuf *buf);
-int cpumap_create(struct p2p_dmabuf *buf, void *addr, size_t length, int prot, int flags,
-		  uint64_t offset, uint64_t pgoff_tag, void **out);
 bool cpumap_range_mapped(uintptr_t addr, size_t len);
 int uffd_get(void);
 void cpumap_fork_prepare(void);
@@ -108,8 +105,7 @@ void cpumap_fork_parent(void);
 void cpumap_fork_child(void);
 void cpumap_fork_reblock(struct p2p_dmabuf *buf);
 
-/* src/core/dmabuf.c: revoke and un-revoke in this process only. */
-int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
+/* src/core/dmabuf.c: un-revoke in this process only (dmabuf_revoke_local(): exporter.h). */
 int dmabuf_unrevoke_local(struct p2p_dmabuf *buf);
 
 /* src/core/tree.c: the state shared with fork children. */
@@ -118,10 +114,6 @@ void tree_buf_release(struct p2p_dmabuf *buf);
 int tree_set_state(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
 bool tree_state_ok(const struct p2p_dmabuf *buf);
 
-/* A reference unless the buffer's release has started (the kernel's get_file_rcu()). */
-bool dmabuf_tryget(struct p2p_dmabuf *buf);
-/* True once the last reference is gone (the release runs or is about to). */
-bool dmabuf_dying(const struct p2p_dmabuf *buf);
 
 /* Find the range holding byte @off of @buf; *roff is the offset within it. */
 unsigned int dmabuf_find_range(const struct p2p_dmabuf *buf, uint64_t off, uint64_t *roff);

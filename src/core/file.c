@@ -14,6 +14,15 @@
  * entry records the inode too, so an fd the program closed behind the
  * library's back and that now names another file is not taken for ours.
  *
+ * Dispatch resolves an fd in one cheap system call: every token's file
+ * position is set once to a tag unique to its file (FILE_TAG_BASE + a
+ * serial; the token is empty, sealed and never read or written through the
+ * kernel, and the library keeps the file position of read(2)/write(2)
+ * itself), which every fd on the same open file shares.  An fd found in the
+ * fd table whose lseek(SEEK_CUR) gives its file's tag is that file; any
+ * other answer (closed behind our back and reused, or moved by a raw
+ * lseek) falls back to fstat(2) and the inode table.
+ *
  * Locking: tab_lock (rw) protects the inode table and writes to the fd
  * table; it is a leaf lock (docs/locking.md).  file->pos_lock serialises
  * read(2)/write(2) at the file position.  ops->release is called with no
@@ -45,7 +54,11 @@ struct p2p_file {
 	struct p2p_file *hnext; /* inode table, under tab_lock */
 	pthread_mutex_t pos_lock;
 	uint64_t pos;
+	off_t tag; /* the token's file position, see above */
 };
+
+#define FILE_TAG_BASE ((off_t)1 << 61)
+static atomic_ullong file_serial;
 
 struct fd_slot {
 	_Atomic(struct p2p_file *) file;
@@ -115,6 +128,9 @@ P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const ch
 	}
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
+	f->tag = FILE_TAG_BASE + (off_t)(atomic_fetch_add(&file_serial, 1) & ((1ull << 60) - 1));
+	if (lseek(f->token_fd, f->tag, SEEK_SET) != f->tag)
+		f->tag = -1; /* no fast path for this file: lookups take fstat(2) */
 	h = hash(f->dev, f->ino);
 	pthread_rwlock_wrlock(&tab_lock);
 	f->hnext = buckets[h];
@@ -267,11 +283,38 @@ static struct p2p_file *file_by_inode(int fd, int *err)
 	return f;
 }
 
+/*
+ * The file of an fd the library handed out, with a reference, by the fd
+ * table and the token's tag; NULL if that cannot tell (not in the table, or
+ * the fd now names something else): the caller asks the inode table.
+ */
+static struct p2p_file *file_by_tag(int fd)
+{
+	struct fd_slot *s = fd_slot(fd, false);
+	struct p2p_file *f;
+
+	if (!s || !atomic_load_explicit(&s->file, memory_order_relaxed))
+		return NULL;
+	/* Under tab_lock: a slot's reference is dropped only after its entry is cleared. */
+	pthread_rwlock_rdlock(&tab_lock);
+	f = atomic_load_explicit(&s->file, memory_order_acquire);
+	if (f && !p2p_file_tryget(f))
+		f = NULL;
+	pthread_rwlock_unlock(&tab_lock);
+	if (f && (f->tag < 0 || lseek(fd, 0, SEEK_CUR) != f->tag)) {
+		p2p_file_put(f);
+		f = NULL;
+	}
+	return f;
+}
+
 P2P_API int p2p_file_from_fd(int fd, const struct p2p_file_ops *ops, struct p2p_file **out)
 {
-	int err;
-	struct p2p_file *f = file_by_inode(fd, &err);
+	int err = 0;
+	struct p2p_file *f = file_by_tag(fd);
 
+	if (!f)
+		f = file_by_inode(fd, &err);
 	if (!f)
 		return err;
 	if (ops && f->ops != ops) {

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * Emulated PCI functions: creation, device sets, the virtual config space
- * (identity, BAR sizing, PM, PCIe and MSI capabilities) and BAR memory.
+ * Emulated PCI functions: creation, device sets, the config space as the
+ * function shows it after reset (identity, BAR sizing, PM, PCIe and MSI
+ * capabilities) and its write semantics, BAR memory, the sysfs views.
  *
- * Locking: see pci.h.  Config space contents change only under
- * memory_lock held for write (src/vfio takes it).
+ * Locking: see pci.h.  The live config space is the driver's (VFIO's
+ * vconfig): pci_config_*() work on the image they are given, under the
+ * driver's lock.
  */
 #define _GNU_SOURCE
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "pci_priv.h"
 
@@ -54,13 +55,13 @@ static uint32_t bar_addr_mask(const struct p2p_pci_dev *dev, int i)
 	return 0;
 }
 
-void pci_config_reset(struct p2p_pci_dev *dev)
+void pci_config_reset(const struct p2p_pci_dev *dev, struct pci_config *cfg)
 {
-	uint8_t *c = dev->config;
+	uint8_t *c = cfg->config;
 	uint16_t cmd = CMD_MEM | CMD_MASTER;
 
-	memset(c, 0, sizeof(dev->config));
-	memset(dev->wmask, 0, sizeof(dev->wmask));
+	memset(c, 0, sizeof(cfg->config));
+	memset(cfg->wmask, 0, sizeof(cfg->wmask));
 	put16(c, 0x00, dev->vendor_id);
 	put16(c, 0x02, dev->device_id);
 	put16(c, 0x06, 0x0010); /* capability list */
@@ -77,23 +78,23 @@ void pci_config_reset(struct p2p_pci_dev *dev)
 		if (dev->bars[i].flags & P2P_BAR_IO)
 			cmd |= CMD_IO;
 		if (dev->bars[i].size)
-			dev->bar_regs[i] = ((uint32_t)dev->bar_bus[i] & bar_addr_mask(dev, i)) |
+			cfg->bar_regs[i] = ((uint32_t)dev->bar_bus[i] & bar_addr_mask(dev, i)) |
 					   bar_flag_bits(&dev->bars[i]);
 		else if (bar_addr_mask(dev, i))
-			dev->bar_regs[i] = (uint32_t)(dev->bar_bus[i - 1] >> 32);
+			cfg->bar_regs[i] = (uint32_t)(dev->bar_bus[i - 1] >> 32);
 		else
-			dev->bar_regs[i] = 0;
+			cfg->bar_regs[i] = 0;
 	}
 	put16(c, 0x04, cmd);
-	put16(dev->wmask, 0x04, 0x0547);
-	dev->wmask[0x3c] = 0xff;
+	put16(cfg->wmask, 0x04, 0x0547);
+	cfg->wmask[0x3c] = 0xff;
 
 	/* Power management capability, PMCSR: D0, No_Soft_Reset. */
 	c[P2P_PCI_CAP_PM] = 0x01;
 	c[P2P_PCI_CAP_PM + 1] = P2P_PCI_CAP_EXP;
 	put16(c, P2P_PCI_CAP_PM + 2, 0x0003);
 	put16(c, P2P_PCI_PM_CTRL, 0x0008);
-	put16(dev->wmask, P2P_PCI_PM_CTRL, 0x0003);
+	put16(cfg->wmask, P2P_PCI_PM_CTRL, 0x0003);
 
 	/* PCI Express capability, endpoint, FLR if the function has it. */
 	c[P2P_PCI_CAP_EXP] = 0x10;
@@ -101,7 +102,7 @@ void pci_config_reset(struct p2p_pci_dev *dev)
 	put16(c, P2P_PCI_CAP_EXP + 2, 0x0002);
 	put32(c, P2P_PCI_EXP_DEVCAP, (dev->flags & P2P_PCI_NO_FLR) ? 0 : P2P_PCI_EXP_DEVCAP_FLR);
 	put16(c, P2P_PCI_EXP_DEVCTL, 0x2810);
-	put16(dev->wmask, P2P_PCI_EXP_DEVCTL, 0x7fff);
+	put16(cfg->wmask, P2P_PCI_EXP_DEVCTL, 0x7fff);
 
 	/*
 	 * MSI capability: 64-bit address, Multiple Message Capable = 8 vectors
@@ -114,24 +115,20 @@ void pci_config_reset(struct p2p_pci_dev *dev)
 	c[P2P_PCI_CAP_MSI] = 0x05;
 	c[P2P_PCI_CAP_MSI + 1] = 0;
 	put16(c, P2P_PCI_CAP_MSI + 2, 0x0080 | (uint16_t)(__builtin_ctz(P2P_PCI_MAX_VECTORS) << 1));
-	put16(dev->wmask, P2P_PCI_CAP_MSI + 2, 0x0071);
-	put32(dev->wmask, P2P_PCI_CAP_MSI + 4, 0xfffffffc);
-	put32(dev->wmask, P2P_PCI_CAP_MSI + 8, 0xffffffff);
-	put16(dev->wmask, P2P_PCI_CAP_MSI + 12, 0xffff);
-	dev->low_power = false;
+	put16(cfg->wmask, P2P_PCI_CAP_MSI + 2, 0x0071);
+	put32(cfg->wmask, P2P_PCI_CAP_MSI + 4, 0xfffffffc);
+	put32(cfg->wmask, P2P_PCI_CAP_MSI + 8, 0xffffffff);
+	put16(cfg->wmask, P2P_PCI_CAP_MSI + 12, 0xffff);
 }
 
-bool pci_memory_enabled_locked(const struct p2p_pci_dev *dev)
+bool pci_config_memory_decode(const struct p2p_pci_dev *dev, const struct pci_config *cfg)
 {
-	/* Never-opened functions have no vconfig: not enabled (1.7 item 6). */
-	if (!dev->open_count)
+	if ((cfg->config[P2P_PCI_PM_CTRL] & 0x3) == 3)
 		return false;
-	if (dev->low_power || (dev->config[P2P_PCI_PM_CTRL] & 0x3) == 3)
-		return false;
-	return (dev->flags & P2P_PCI_VF) || (dev->config[0x04] & CMD_MEM);
+	return (dev->flags & P2P_PCI_VF) || (cfg->config[0x04] & CMD_MEM);
 }
 
-uint32_t pci_config_get(const struct p2p_pci_dev *dev, unsigned int off, unsigned int size)
+uint32_t pci_config_get(const struct pci_config *cfg, unsigned int off, unsigned int size)
 {
 	uint32_t v = 0;
 
@@ -140,16 +137,17 @@ uint32_t pci_config_get(const struct p2p_pci_dev *dev, unsigned int off, unsigne
 		uint8_t b;
 
 		if (o >= 0x10 && o < 0x28)
-			b = (uint8_t)(dev->bar_regs[(o - 0x10) / 4] >> (8 * (o & 3)));
+			b = (uint8_t)(cfg->bar_regs[(o - 0x10) / 4] >> (8 * (o & 3)));
 		else
-			b = dev->config[o];
+			b = cfg->config[o];
 		v |= (uint32_t)b << (8 * i);
 	}
 	return v;
 }
 
-/* Apply a write to vconfig; side effects are the caller's (src/vfio). */
-void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size, uint32_t v)
+/* Apply a write to @cfg (vconfig); side effects are the caller's (src/vfio). */
+void pci_config_set(const struct p2p_pci_dev *dev, struct pci_config *cfg, unsigned int off,
+		    unsigned int size, uint32_t v)
 {
 	for (unsigned int i = 0; i < size; i++) {
 		unsigned int o = off + i;
@@ -158,13 +156,13 @@ void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size
 		if (o >= 0x10 && o < 0x28) {
 			int bar = (int)(o - 0x10) / 4;
 			unsigned int sh = 8 * (o & 3);
-			uint32_t reg = dev->bar_regs[bar];
+			uint32_t reg = cfg->bar_regs[bar];
 			uint32_t mask = bar_addr_mask(dev, bar);
 
 			reg = (reg & ~(0xffu << sh)) | ((uint32_t)b << sh);
-			dev->bar_regs[bar] = (reg & mask) | (dev->bar_regs[bar] & ~mask);
+			cfg->bar_regs[bar] = (reg & mask) | (cfg->bar_regs[bar] & ~mask);
 		} else {
-			dev->config[o] = (dev->config[o] & ~dev->wmask[o]) | (b & dev->wmask[o]);
+			cfg->config[o] = (cfg->config[o] & ~cfg->wmask[o]) | (b & cfg->wmask[o]);
 		}
 	}
 }
@@ -172,50 +170,6 @@ void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size
 void pci_dev_get(struct p2p_pci_dev *dev)
 {
 	kref_get(&dev->ref);
-}
-
-/*
- * The function's bus-master and interrupt state: the IO address space its
- * DMA goes through and the eventfds its MSI vectors, error and request
- * interrupts signal (set through VFIO_DEVICE_SET_IRQS by src/vfio).
- */
-static void dma_irq_init(struct p2p_pci_dev *dev)
-{
-	pthread_rwlock_init(&dev->dma_lock, NULL);
-	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
-		dev->irq_fds[i] = -1;
-	dev->err_fd = dev->req_fd = -1;
-}
-
-/* Drop the IO address space and close every trigger (close_device, release). */
-void pci_dma_irq_close(struct p2p_pci_dev *dev)
-{
-	struct p2p_ioas *ioas;
-
-	pthread_rwlock_wrlock(&dev->dma_lock);
-	ioas = dev->ioas;
-	dev->ioas = NULL;
-	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
-		if (dev->irq_fds[i] >= 0)
-			close(dev->irq_fds[i]);
-		dev->irq_fds[i] = -1;
-	}
-	if (dev->err_fd >= 0)
-		close(dev->err_fd);
-	if (dev->req_fd >= 0)
-		close(dev->req_fd);
-	dev->err_fd = dev->req_fd = -1;
-	pthread_rwlock_unlock(&dev->dma_lock);
-	if (ioas) {
-		p2p_ioas_detach_device(ioas);
-		p2p_ioas_put(ioas);
-	}
-}
-
-static void dma_irq_release(struct p2p_pci_dev *dev)
-{
-	pci_dma_irq_close(dev);
-	pthread_rwlock_destroy(&dev->dma_lock);
 }
 
 /*
@@ -276,11 +230,7 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	dev->ops = info->ops;
 	dev->priv = info->priv;
 	memcpy(dev->bars, info->bars, sizeof(dev->bars));
-	pthread_mutex_init(&dev->open_lock, NULL);
-	pthread_rwlock_init(&dev->memory_lock, NULL);
-	list_init(&dev->dmabufs);
 	list_init(&dev->set_node);
-	dma_irq_init(dev);
 
 	for (int i = 0; i < 6; i++) {
 		const struct p2p_pci_bar_desc *b = &dev->bars[i];
@@ -301,6 +251,13 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 			dev->bar_bus[i] = 0x1000 + (uint64_t)i * 0x100;
 	}
 
+	/* Bound before it joins its set: a hot reset of the set sees its driver state. */
+	dev->driver = &vfio_pci_driver;
+	ret = dev->driver->probe(dev);
+	if (ret) {
+		dev->driver = NULL;
+		goto err;
+	}
 	if (info->devset) {
 		dev->set = info->devset;
 		kref_get(&dev->set->ref);
@@ -312,12 +269,12 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	pthread_mutex_lock(&dev->set->lock);
 	list_add_tail(&dev->set_node, &dev->set->devs);
 	pthread_mutex_unlock(&dev->set->lock);
-	pci_config_reset(dev);
 	*out = dev;
 	return 0;
 
 err:
-	dma_irq_release(dev);
+	if (dev->driver)
+		dev->driver->remove(dev);
 	for (int i = 0; i < 6; i++)
 		p2p_mem_put(dev->bar_mem[i]);
 	free(dev);
@@ -337,11 +294,9 @@ P2P_API void p2p_pci_dev_put(struct p2p_pci_dev *dev)
 	p2p_pci_devset_put(set);
 	if (dev->ops && dev->ops->release)
 		dev->ops->release(dev);
-	dma_irq_release(dev);
+	dev->driver->remove(dev);
 	for (int i = 0; i < 6; i++)
 		p2p_mem_put(dev->bar_mem[i]);
-	pthread_rwlock_destroy(&dev->memory_lock);
-	pthread_mutex_destroy(&dev->open_lock);
 	free(dev);
 }
 
@@ -362,26 +317,6 @@ P2P_API struct p2p_mem *p2p_pci_dev_bar_mem(const struct p2p_pci_dev *dev, int b
 	return dev->bar_mem[bar];
 }
 
-P2P_API bool p2p_pci_dev_memory_enabled(struct p2p_pci_dev *dev)
-{
-	bool en;
-
-	pthread_rwlock_rdlock(&dev->memory_lock);
-	en = pci_memory_enabled_locked(dev);
-	pthread_rwlock_unlock(&dev->memory_lock);
-	return en;
-}
-
-P2P_API unsigned int p2p_pci_dev_open_count(struct p2p_pci_dev *dev)
-{
-	unsigned int n;
-
-	pthread_mutex_lock(&dev->open_lock);
-	n = dev->open_count;
-	pthread_mutex_unlock(&dev->open_lock);
-	return n;
-}
-
 /* ---------------------------------------------------------------------- */
 /* Views for sysfs (the door's /sys/bus/pci/devices/BDF/)                  */
 
@@ -393,20 +328,10 @@ P2P_API unsigned int p2p_pci_dev_group(struct p2p_pci_dev *pdev)
 P2P_API int p2p_pci_dev_config_read(struct p2p_pci_dev *pdev, unsigned int off, void *buf,
 				    size_t len)
 {
-	uint8_t *b = buf;
-
 	if (off > P2P_PCI_CFG_SIZE || len > P2P_PCI_CFG_SIZE - off)
 		return -EINVAL;
-	pthread_mutex_lock(&pdev->open_lock);
-	/* Closed: what the function shows after reset (open_device resets it too). */
-	pthread_rwlock_wrlock(&pdev->memory_lock);
-	if (!pdev->open_count)
-		pci_config_reset(pdev);
-	for (size_t i = 0; i < len; i++)
-		b[i] = (uint8_t)pci_config_get(pdev, off + (unsigned int)i, 1);
-	pthread_rwlock_unlock(&pdev->memory_lock);
-	pthread_mutex_unlock(&pdev->open_lock);
-	return 0;
+	/* The live config space is the driver's (closed: as after reset). */
+	return pdev->driver->config_read(pdev, off, buf, len);
 }
 
 P2P_API int p2p_pci_dev_bar_info(struct p2p_pci_dev *pdev, int bar, uint64_t *bus_addr,

@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The emulated PCI function model as the VFIO layer sees it (the part of
- * the kernel's include/linux/pci.h and vfio_pci_core_device that vfio-pci
- * uses): the function, its device set, the virtual config space accessors.
- * What only the model itself uses is in pci_priv.h.
+ * the kernel's include/linux/pci.h that vfio-pci uses): the function
+ * (identity, BARs and their memory, bus addresses, device set, model ops
+ * and reset), the driver bound to it, and the register layout and write
+ * semantics of its config space (struct pci_config).  What only the model
+ * itself uses is in pci_priv.h.
+ *
+ * What vfio-pci keeps in the kernel's struct vfio_pci_core_device (the
+ * open count, the live config space or vconfig, the low-power state, the
+ * function's dma-bufs, its IOAS and interrupt eventfds) is the driver's:
+ * src/vfio/vfio_priv.h, behind dev->driver_data.  The model reaches it
+ * only through the driver's ops (struct pci_driver).
  *
  * Locks (their order: docs/locking.md): set->lock serializes a hot reset
- * over the set and protects its list; dev->open_lock the open count and
- * the config space set-up at first open; dev->memory_lock (rw, the
- * vfio-pci memory_lock) the config space, low-power state and the list of
- * the function's dma-bufs; dev->dma_lock (rw) its IOAS and interrupt
- * eventfds.
+ * over the set and protects its list.  A function's fields here are set
+ * at creation and do not change; the driver's state has its own locks.
  */
 #ifndef P2PBUF_PCI_H
 #define P2PBUF_PCI_H
@@ -18,7 +23,7 @@
 #include <p2pbuf/file.h>
 #include <p2pbuf/vfio.h>
 
-#include "../core/core.h"
+#include "../util/private.h"
 
 #define P2P_PCI_MAX_VECTORS 8
 
@@ -27,6 +32,25 @@ struct p2p_pci_devset {
 	pthread_mutex_t lock;
 	struct list_head devs; /* under lock */
 };
+
+/*
+ * The driver of a function (the kernel's struct pci_driver): every
+ * function is bound to vfio_pci_driver at creation.
+ * @probe: create the driver's state (dev->driver_data) before the function
+ *	joins its device set; 0 or -errno (-ENOMEM)
+ * @remove: free it, once the function's last reference is gone and the
+ *	model's release has run
+ * @config_read: bytes [@off, @off + @len) of the config space as the
+ *	function shows it now (the range is checked); 0 or -errno
+ */
+struct pci_driver {
+	int (*probe)(struct p2p_pci_dev *dev);
+	void (*remove)(struct p2p_pci_dev *dev);
+	int (*config_read)(struct p2p_pci_dev *dev, unsigned int off, void *buf, size_t len);
+};
+
+/* src/vfio/vfio_main.c */
+extern const struct pci_driver vfio_pci_driver;
 
 struct p2p_pci_dev {
 	struct kref ref;
@@ -43,34 +67,29 @@ struct p2p_pci_dev {
 	const struct p2p_pci_dev_ops *ops;
 	void *priv;
 
-	pthread_mutex_t open_lock;
-	unsigned int open_count;
+	const struct pci_driver *driver;
+	void *driver_data; /* the driver's (struct vfio_pci_core), opaque here */
+};
 
-	/* The rest is under memory_lock (write to change). */
-	pthread_rwlock_t memory_lock;
-	uint8_t config[P2P_PCI_CFG_SIZE]; /* vconfig, valid while open */
+/*
+ * A config space image: the registers, the bits a write may change, and
+ * the BAR registers (apart: their address bits are masked by the BAR
+ * size).  pci_config_reset() fills one as the function shows it after a
+ * reset; the live copy is the driver's (its vconfig), under its locks.
+ */
+struct pci_config {
+	uint8_t config[P2P_PCI_CFG_SIZE];
 	uint8_t wmask[P2P_PCI_CFG_SIZE];
 	uint32_t bar_regs[6];
-	bool low_power;
-	struct list_head dmabufs; /* struct vfio_dmabuf */
-
-	/* Device DMA and interrupts (set by src/vfio/dma_irq.c), under dma_lock. */
-	pthread_rwlock_t dma_lock;
-	struct p2p_ioas *ioas;
-	int irq_fds[P2P_PCI_MAX_VECTORS];
-	int err_fd, req_fd; /* VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX triggers */
 };
 
 /* src/pci/pci.c */
-void pci_config_reset(struct p2p_pci_dev *dev);
-bool pci_memory_enabled_locked(const struct p2p_pci_dev *dev);
-uint32_t pci_config_get(const struct p2p_pci_dev *dev, unsigned int off, unsigned int size);
-void pci_config_set(struct p2p_pci_dev *dev, unsigned int off, unsigned int size, uint32_t v);
+void pci_config_reset(const struct p2p_pci_dev *dev, struct pci_config *cfg);
+/* Does the function decode memory with @cfg: D0 to D2, and COMMAND.MEM set (a VF ignores it)? */
+bool pci_config_memory_decode(const struct p2p_pci_dev *dev, const struct pci_config *cfg);
+uint32_t pci_config_get(const struct pci_config *cfg, unsigned int off, unsigned int size);
+void pci_config_set(const struct p2p_pci_dev *dev, struct pci_config *cfg, unsigned int off,
+		    unsigned int size, uint32_t v);
 void pci_dev_get(struct p2p_pci_dev *dev);
-
-/* Drop the function's IO address space and close its interrupt triggers (close_device). */
-void pci_dma_irq_close(struct p2p_pci_dev *dev);
-void pci_irq_request(struct p2p_pci_dev *dev);
-
 
 #endif

@@ -2,12 +2,13 @@
 /*
  * What only the PCI function model itself (src/pci) uses, as the kernel's
  * drivers/pci/pci.h: the register layout of the emulated config space.
- * The VFIO layer goes through pci.h: pci_config_get() / pci_config_set(),
- * pci_memory_enabled_locked().
+ * The VFIO layer goes through pci.h: pci_config_reset(), pci_config_get(),
+ * pci_config_set(), pci_config_memory_decode() on its vconfig.
  */
 #ifndef P2PBUF_PCI_PRIV_H
 #define P2PBUF_PCI_PRIV_H
 
+#include "../core/exporter.h" /* mem_create(): BAR memory */
 #include "pci.h"
 
 /* PCI_COMMAND bits */

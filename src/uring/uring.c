@@ -17,10 +17,12 @@
  * behind, if anything, is found there (see slot_drain()).
  *
  * Locking (the order is docs/locking.md's): ring->cq_lock protects reaping
- * the real CQ and the stash, ring->sq_lock the real SQ, slot->lock a
- * slot's state and inflight count, ring->idx_lock the real-buffer index
- * allocator; dma-buf resv is held by the invalidate callback and taken
- * with trylock on submission.
+ * the real CQ and the stash, ring->sq_lock the real SQ and the track
+ * cache; a slot's state is written under sq_lock and slot->lock, so a
+ * submission reads it under sq_lock alone (its inflight count is atomic);
+ * ring->idx_lock guards the real-buffer index allocator and the pin list;
+ * dma-buf resv guards a pin's real buffers, is held by the invalidate
+ * callback and taken with trylock on submission.
  * - A submission never waits for resv, so a revoke in progress gives
  *   -EAGAIN.
  * - A submission takes sq_lock, never cq_lock, so a thread blocked in a CQ
@@ -78,13 +80,37 @@ struct uslot {
 	int target_fd; /* our dup of the target file: the real SQEs use it */
 	int user_fd;   /* the fd number the target was registered with */
 	struct p2p_sgt *sgt;
+	struct upin *pin; /* the real buffers, shared by the ring's slots of this dma-buf */
+	enum slot_state state;
+	/*
+	 * Requests in flight: incremented under sq_lock, decremented as they
+	 * complete.  A drain waiting on @idle counts itself in @idle_waiters
+	 * (under @lock) before it looks at @inflight, and a completion that
+	 * takes it to 0 looks at @idle_waiters after: one of them sees the other.
+	 */
+	atomic_uint inflight;
+	atomic_uint idle_waiters;
+	pthread_cond_t idle; /* inflight went to 0 (slot->lock) */
+};
+
+/*
+ * The real buffers pinning one dma-buf's pages in one ring, shared by every
+ * slot of the ring registered with that dma-buf (as a kernel dma token is
+ * per dma-buf and device, kernel-semantics 5.2).  They are registered when
+ * the first of those slots maps and unregistered, in one update, when the
+ * last mapped one unmaps: a revoke, which invalidates every slot of the
+ * dma-buf under one hold of resv, unpins them all with one syscall.
+ * @users is under the ring's idx_lock, the rest under the dma-buf's resv.
+ */
+struct upin {
+	struct upin *next;
+	struct p2p_dmabuf *buf; /* the key; the slots hold the references */
+	unsigned int users;	/* slots registered with @buf */
+	unsigned int mapped;	/* of those, slots mapped: the real buffers are in use */
 	unsigned int real_base, real_n;
 	uint64_t *real_off;  /* dma-buf offset where each real buffer starts */
 	uint8_t **real_host; /* its host address */
 	uint64_t *real_len;
-	enum slot_state state;
-	unsigned int inflight;
-	pthread_cond_t idle; /* inflight went to 0 (slot->lock) */
 };
 
 struct track {
@@ -113,6 +139,7 @@ struct p2p_uring {
 	struct uslot *slots;
 	unsigned int nr_slots, nr_real;
 	uint8_t *real_used; /* allocator bitmap (bytes) */
+	struct upin *pins;  /* idx_lock */
 	struct io_uring_cqe *stash;
 	size_t stash_head, stash_n, stash_max;
 	atomic_uint tracks; /* requests handed to the real ring, not yet completed */
@@ -123,22 +150,47 @@ struct p2p_uring {
 	bool prev_links_out;  /* the last SQE queued carries IOSQE_IO_(HARD)LINK */
 	bool drain_next;      /* a drain inside a link: the next chain is drained too */
 	bool drain_used;      /* an IOSQE_IO_DRAIN was ever queued */
+	struct track *free_tracks; /* completed tracks kept for reuse */
+	unsigned int nr_free_tracks;
 };
 
+/* Keep this many completed tracks for reuse: no malloc/free per request. */
+#define TRACK_CACHE 256
+
+/* A zeroed track, counted in r->tracks.  sq_lock held. */
 static struct track *track_new(struct p2p_uring *r)
 {
-	struct track *t = calloc(1, sizeof(*t));
+	struct track *t = r->free_tracks;
 
+	if (t) {
+		r->free_tracks = t->next;
+		r->nr_free_tracks--;
+		memset(t, 0, sizeof(*t));
+	} else {
+		t = calloc(1, sizeof(*t));
+	}
 	if (t)
 		atomic_fetch_add(&r->tracks, 1);
 	return t;
 }
 
-/* A track that never got onto the live list. */
+/* Free @t, or keep it for track_new().  sq_lock held. */
+static void track_recycle(struct p2p_uring *r, struct track *t)
+{
+	if (r->nr_free_tracks < TRACK_CACHE) {
+		t->next = r->free_tracks;
+		r->free_tracks = t;
+		r->nr_free_tracks++;
+	} else {
+		free(t);
+	}
+}
+
+/* A track that never got onto the live list.  sq_lock held. */
 static void track_free(struct p2p_uring *r, struct track *t)
 {
 	atomic_fetch_sub(&r->tracks, 1);
-	free(t);
+	track_recycle(r, t);
 }
 
 /* The ring's track lists (live, zombies): @head is a sentinel.  sq_lock held. */
@@ -180,20 +232,20 @@ static void track_enlist(struct p2p_uring *r, struct track *t, uint8_t sqe_flags
 }
 
 /* Take @t off its list (live or zombies) and free it unless pinned.  sq_lock held. */
-static void track_release(struct track *t)
+static void track_release(struct p2p_uring *r, struct track *t)
 {
 	track_unlink(t);
 	if (t->pins)
 		t->dead = true;
 	else
-		free(t);
+		track_recycle(r, t);
 }
 
 /* @t completed: off the live list, freed unless pinned.  sq_lock held. */
 static void track_done(struct p2p_uring *r, struct track *t)
 {
 	atomic_fetch_sub(&r->tracks, 1);
-	track_release(t);
+	track_release(r, t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -221,6 +273,43 @@ static void idx_free(struct p2p_uring *r, unsigned int base, unsigned int n)
 {
 	pthread_mutex_lock(&r->idx_lock);
 	memset(&r->real_used[base], 0, n);
+	pthread_mutex_unlock(&r->idx_lock);
+}
+
+/* The ring's pin record of @buf, made if needed, with one more user. */
+static struct upin *pin_get(struct p2p_uring *r, struct p2p_dmabuf *buf)
+{
+	struct upin *p;
+
+	pthread_mutex_lock(&r->idx_lock);
+	for (p = r->pins; p && p->buf != buf; p = p->next)
+		;
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (p) {
+			p->buf = buf;
+			p->next = r->pins;
+			r->pins = p;
+		}
+	}
+	if (p)
+		p->users++;
+	pthread_mutex_unlock(&r->idx_lock);
+	return p;
+}
+
+/* Drop a user of @p (which no longer maps it). */
+static void pin_put(struct p2p_uring *r, struct upin *p)
+{
+	pthread_mutex_lock(&r->idx_lock);
+	if (!--p->users) {
+		struct upin **pp;
+
+		for (pp = &r->pins; *pp != p; pp = &(*pp)->next)
+			;
+		*pp = p->next;
+		free(p);
+	}
 	pthread_mutex_unlock(&r->idx_lock);
 }
 
@@ -279,7 +368,7 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 	if (t->notif_wait) {
 		/* The notification of a zero-copy send that already completed. */
 		stash_push(r, t->user_data, cqe->res, cqe->flags);
-		track_release(t);
+		track_release(r, t);
 		return;
 	}
 	if (cqe->flags & IORING_CQE_F_MORE) {
@@ -299,10 +388,11 @@ static void process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe)
 	if (stash_push(r, t->user_data, t->res, t->flags & ~IORING_CQE_F_MORE))
 		pr_err("io_uring: completion of %llu lost (out of memory)",
 		       (unsigned long long)t->user_data);
-	if (t->slot) {
+	if (t->slot && atomic_fetch_sub(&t->slot->inflight, 1) == 1 &&
+	    atomic_load(&t->slot->idle_waiters)) {
+		/* A drain waits (see slot_drain()): wake it. */
 		pthread_mutex_lock(&t->slot->lock);
-		if (!--t->slot->inflight)
-			pthread_cond_broadcast(&t->slot->idle);
+		pthread_cond_broadcast(&t->slot->idle);
 		pthread_mutex_unlock(&t->slot->lock);
 	}
 	if (t->zc && cqe->res == -ECANCELED && !(cqe->flags & IORING_CQE_F_NOTIF)) {
@@ -509,12 +599,7 @@ static void cancel_blockers(struct p2p_uring *r, struct uslot *s, bool late)
 
 static unsigned int slot_inflight(struct uslot *s)
 {
-	unsigned int inflight;
-
-	pthread_mutex_lock(&s->lock);
-	inflight = s->inflight;
-	pthread_mutex_unlock(&s->lock);
-	return inflight;
+	return atomic_load(&s->inflight);
 }
 
 /*
@@ -548,8 +633,10 @@ static void slot_drain(struct uslot *s)
 						  .tv_nsec = (long)(t % 1000000000u) };
 
 			pthread_mutex_lock(&s->lock);
-			if (s->inflight)
+			atomic_fetch_add(&s->idle_waiters, 1);
+			if (atomic_load(&s->inflight))
 				pthread_cond_timedwait(&s->idle, &s->lock, &until);
+			atomic_fetch_sub(&s->idle_waiters, 1);
 			pthread_mutex_unlock(&s->lock);
 		}
 	}
@@ -558,75 +645,141 @@ static void slot_drain(struct uslot *s)
 /* ---------------------------------------------------------------------- */
 /* The DMABUF token                                                        */
 
-/* Unregister the real buffers and unmap.  resv held, no I/O in flight. */
-static void slot_unmap_locked(struct uslot *s)
+/* Unregister @p's real buffers: one update for all of them.  resv held. */
+static void pin_release(struct p2p_uring *r, struct upin *p)
 {
-	if (s->real_n) {
-		real_update(s->ring, s->real_base, NULL, s->real_n);
-		idx_free(s->ring, s->real_base, s->real_n);
+	if (p->real_n) {
+		real_update(r, p->real_base, NULL, p->real_n);
+		idx_free(r, p->real_base, p->real_n);
 	}
-	s->real_n = 0;
-	free(s->real_off);
-	free(s->real_host);
-	free(s->real_len);
-	s->real_off = NULL;
-	s->real_host = NULL;
-	s->real_len = NULL;
-	if (s->sgt)
-		p2p_attachment_unmap(s->attach, s->sgt);
-	s->sgt = NULL;
+	p->real_n = 0;
+	free(p->real_off);
+	free(p->real_host);
+	free(p->real_len);
+	p->real_off = NULL;
+	p->real_host = NULL;
+	p->real_len = NULL;
 }
 
-/* Map and register the real buffers.  resv held, slot UNMAPPED. */
-static int slot_map_locked(struct uslot *s)
+/*
+ * Register real buffers over @sgt into @p (the kernel pins the exporter's
+ * pages here): one per range, cut at REAL_MAX_LEN.  resv held.
+ */
+static int pin_acquire(struct p2p_uring *r, struct upin *p, const struct p2p_sgt *sgt)
 {
 	struct iovec *iov = NULL;
 	unsigned int n = 0;
 	uint64_t pos = 0;
 	int ret;
 
-	ret = p2p_attachment_map(s->attach, &s->sgt);
-	if (ret)
-		return ret;
-	for (unsigned int i = 0; i < s->sgt->nents; i++)
-		n += (unsigned int)((s->sgt->ents[i].length + REAL_MAX_LEN - 1) / REAL_MAX_LEN);
-	s->real_off = calloc(n, sizeof(*s->real_off));
-	s->real_host = calloc(n, sizeof(*s->real_host));
-	s->real_len = calloc(n, sizeof(*s->real_len));
+	for (unsigned int i = 0; i < sgt->nents; i++)
+		n += (unsigned int)((sgt->ents[i].length + REAL_MAX_LEN - 1) / REAL_MAX_LEN);
+	p->real_off = calloc(n, sizeof(*p->real_off));
+	p->real_host = calloc(n, sizeof(*p->real_host));
+	p->real_len = calloc(n, sizeof(*p->real_len));
 	iov = calloc(n, sizeof(*iov));
-	if (!s->real_off || !s->real_host || !s->real_len || !iov) {
+	if (!p->real_off || !p->real_host || !p->real_len || !iov) {
 		ret = -ENOMEM;
 		goto err;
 	}
 	n = 0;
-	for (unsigned int i = 0; i < s->sgt->nents; i++) {
-		const struct p2p_phys_range *e = &s->sgt->ents[i];
+	for (unsigned int i = 0; i < sgt->nents; i++) {
+		const struct p2p_phys_range *e = &sgt->ents[i];
 
 		for (uint64_t o = 0; o < e->length; o += REAL_MAX_LEN, n++) {
-			s->real_off[n] = pos + o;
-			s->real_host[n] = p2p_mem_ptr(e->mem, e->offset + o);
-			s->real_len[n] = MIN(REAL_MAX_LEN, e->length - o);
-			iov[n] = (struct iovec){ s->real_host[n], s->real_len[n] };
+			p->real_off[n] = pos + o;
+			p->real_host[n] = p2p_mem_ptr(e->mem, e->offset + o);
+			p->real_len[n] = MIN(REAL_MAX_LEN, e->length - o);
+			iov[n] = (struct iovec){ p->real_host[n], p->real_len[n] };
 		}
 		pos += e->length;
 	}
-	ret = idx_alloc(s->ring, n, &s->real_base);
+	ret = idx_alloc(r, n, &p->real_base);
 	if (ret)
 		goto err;
-	s->real_n = n;
-	/* The kernel pins the exporter's pages here. */
-	ret = real_update(s->ring, s->real_base, iov, n);
+	ret = real_update(r, p->real_base, iov, n);
 	if (ret) {
-		idx_free(s->ring, s->real_base, n);
-		s->real_n = 0;
+		idx_free(r, p->real_base, n);
 		goto err;
 	}
+	p->real_n = n;
 	free(iov);
 	return 0;
 err:
 	free(iov);
-	slot_unmap_locked(s);
+	pin_release(r, p);
 	return ret;
+}
+
+/* Are @p's real buffers exactly @sgt's memory?  resv held, @p in use. */
+static bool pin_matches(const struct upin *p, const struct p2p_sgt *sgt)
+{
+	unsigned int n = 0;
+	uint64_t pos = 0;
+
+	for (unsigned int i = 0; i < sgt->nents; i++) {
+		const struct p2p_phys_range *e = &sgt->ents[i];
+
+		for (uint64_t o = 0; o < e->length; o += REAL_MAX_LEN, n++)
+			if (n >= p->real_n || p->real_off[n] != pos + o ||
+			    p->real_host[n] != p2p_mem_ptr(e->mem, e->offset + o) ||
+			    p->real_len[n] != MIN(REAL_MAX_LEN, e->length - o))
+				return false;
+		pos += e->length;
+	}
+	return n == p->real_n;
+}
+
+/* Unmap @s; the last mapped slot of its pin unregisters the real buffers.  resv held, no I/O in flight. */
+static void slot_unmap_locked(struct uslot *s)
+{
+	if (!s->sgt)
+		return;
+	if (!--s->pin->mapped)
+		pin_release(s->ring, s->pin);
+	p2p_attachment_unmap(s->attach, s->sgt);
+	s->sgt = NULL;
+}
+
+/* Map @s and pin its pages (or share the pin of a mapped slot of its dma-buf).  resv held, slot UNMAPPED. */
+static int slot_map_locked(struct uslot *s)
+{
+	struct upin *p = s->pin;
+	int ret;
+
+	ret = p2p_attachment_map(s->attach, &s->sgt);
+	if (ret) {
+		s->sgt = NULL;
+		return ret;
+	}
+	if (!p->mapped) {
+		ret = pin_acquire(s->ring, p, s->sgt);
+	} else if (!pin_matches(p, s->sgt)) {
+		/* One exporter, two answers for the same buffer: refuse rather than pin stale pages. */
+		pr_err("io_uring: slot %u: the dma-buf maps to other memory than its other slots",
+		       s->index);
+		ret = -EIO;
+	}
+	if (ret) {
+		p2p_attachment_unmap(s->attach, s->sgt);
+		s->sgt = NULL;
+		return ret;
+	}
+	p->mapped++;
+	return 0;
+}
+
+/*
+ * A slot's state is written under sq_lock and its lock, so a submission
+ * reads it under sq_lock alone.
+ */
+static void slot_set_state(struct uslot *s, enum slot_state state)
+{
+	pthread_mutex_lock(&s->ring->sq_lock);
+	pthread_mutex_lock(&s->lock);
+	s->state = state;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->ring->sq_lock);
 }
 
 /*
@@ -637,19 +790,20 @@ static void slot_invalidate(struct p2p_attachment *attach)
 {
 	struct uslot *s = p2p_attachment_importer_priv(attach);
 
+	pthread_mutex_lock(&s->ring->sq_lock);
 	pthread_mutex_lock(&s->lock);
 	if (s->attach != attach) {
 		/* Not installed yet (a registration in progress): nothing is mapped. */
 		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->ring->sq_lock);
 		return;
 	}
 	s->state = SLOT_INVALIDATING;
 	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->ring->sq_lock);
 	slot_drain(s);
 	slot_unmap_locked(s);
-	pthread_mutex_lock(&s->lock);
-	s->state = SLOT_UNMAPPED;
-	pthread_mutex_unlock(&s->lock);
+	slot_set_state(s, SLOT_UNMAPPED);
 }
 
 static const struct p2p_dmabuf_importer_ops slot_importer_ops = {
@@ -669,6 +823,7 @@ static void slot_clear(struct uslot *s)
 		slot_unmap_locked(s);
 		p2p_dmabuf_resv_unlock(s->buf);
 		p2p_dmabuf_detach(s->attach);
+		pin_put(s->ring, s->pin);
 		p2p_dmabuf_put(s->buf);
 		close(s->target_fd);
 	}
@@ -677,9 +832,46 @@ static void slot_clear(struct uslot *s)
 	s->real = -1;
 	s->buf = NULL;
 	s->attach = NULL;
+	s->pin = NULL;
 	s->target_fd = -1;
-	s->state = SLOT_UNMAPPED;
 	pthread_mutex_unlock(&s->lock);
+	slot_set_state(s, SLOT_UNMAPPED);
+}
+
+/*
+ * Make sure the DMABUF slot @s is mapped: 0, -EAGAIN (being invalidated,
+ * or resv busy and @wait false) or the exporter's map error (-ENODEV while
+ * revoked).  A submission does not wait for resv (it is held while
+ * invalidating); registration and p2p_uring_prefetch() do.
+ */
+static int slot_ensure_mapped(struct uslot *s, bool wait)
+{
+	bool unmapped;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->state != SLOT_UNMAPPED) {
+		ret = s->state == SLOT_MAPPED ? 0 : -EAGAIN;
+		pthread_mutex_unlock(&s->lock);
+		return ret;
+	}
+	pthread_mutex_unlock(&s->lock);
+
+	if (wait)
+		p2p_dmabuf_resv_lock(s->buf);
+	else if (!p2p_dmabuf_resv_trylock(s->buf))
+		return -EAGAIN;
+	/* Under resv only this function and the invalidate callback change an UNMAPPED slot. */
+	pthread_mutex_lock(&s->lock);
+	unmapped = s->state == SLOT_UNMAPPED;
+	pthread_mutex_unlock(&s->lock);
+	if (unmapped) {
+		ret = slot_map_locked(s);
+		if (!ret)
+			slot_set_state(s, SLOT_MAPPED);
+	}
+	p2p_dmabuf_resv_unlock(s->buf);
+	return ret;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -709,6 +901,7 @@ struct slot_new {
 	int real;
 	struct p2p_dmabuf *buf;
 	struct p2p_attachment *attach;
+	struct upin *pin;
 	int target_fd;
 	int user_fd;
 };
@@ -763,21 +956,28 @@ static int prep_dmabuf(struct uslot *s, const struct io_uring_regbuf_desc *d, st
 		ret = -EOPNOTSUPP;
 		goto err_put;
 	}
+	n->pin = pin_get(s->ring, buf);
+	if (!n->pin) {
+		ret = -ENOMEM;
+		goto err_put;
+	}
 	tfd = fcntl(d->target_fd, F_DUPFD_CLOEXEC, 0);
 	if (tfd < 0) {
 		ret = -errno;
-		goto err_put;
+		goto err_pin;
 	}
 	ret = p2p_dmabuf_attach(buf, &info, &n->attach);
 	if (ret) {
 		close(tfd);
-		goto err_put;
+		goto err_pin;
 	}
 	n->type = IORING_REGBUF_DMABUF;
 	n->buf = buf;
 	n->target_fd = tfd;
 	n->user_fd = d->target_fd;
 	return 0;
+err_pin:
+	pin_put(s->ring, n->pin);
 err_put:
 	p2p_dmabuf_put(buf);
 	return ret;
@@ -791,10 +991,11 @@ static void slot_install(struct uslot *s, const struct slot_new *n)
 	s->real = n->real;
 	s->buf = n->buf;
 	s->attach = n->attach;
+	s->pin = n->pin;
 	s->target_fd = n->target_fd;
 	s->user_fd = n->user_fd;
-	s->state = SLOT_UNMAPPED;
 	pthread_mutex_unlock(&s->lock);
+	slot_set_state(s, SLOT_UNMAPPED);
 }
 
 P2P_API int p2p_uring_register_buffers_update(struct p2p_uring *r,
@@ -849,9 +1050,34 @@ P2P_API int p2p_uring_register_buffers_update(struct p2p_uring *r,
 			break;
 		slot_clear(s);
 		slot_install(s, &n);
+		/*
+		 * Map and pin now, not inside the first I/O.  A failure (revoked:
+		 * -ENODEV; out of locked memory) leaves the slot registered and
+		 * unmapped: its next I/O or p2p_uring_prefetch() reports it.
+		 */
+		if (n.type == IORING_REGBUF_DMABUF)
+			(void)slot_ensure_mapped(s, true);
 	}
 	/* __io_sqe_buffers_update(): the count done so far wins over a later error. */
 	return done ? (int)done : ret;
+}
+
+P2P_API int p2p_uring_prefetch(struct p2p_uring *r, unsigned int slot)
+{
+	struct uslot *s;
+	uint32_t type;
+
+	if (slot >= r->nr_slots)
+		return -EINVAL;
+	s = &r->slots[slot];
+	pthread_mutex_lock(&s->lock);
+	type = s->type;
+	pthread_mutex_unlock(&s->lock);
+	if (type == IORING_REGBUF_UADDR)
+		return 0; /* pinned since its registration */
+	if (type != IORING_REGBUF_DMABUF)
+		return -EINVAL;
+	return slot_ensure_mapped(s, true);
 }
 
 P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *r, unsigned int slot, int dmabuf_fd,
@@ -887,20 +1113,23 @@ P2P_API int p2p_uring_register_dmabuf(struct p2p_uring *r, unsigned int slot, in
 static int queue_one(struct p2p_uring *r, uint64_t user_data, int32_t res,
 		     const struct io_uring_sqe *in, int real_idx)
 {
-	struct track *t = track_new(r);
 	struct io_uring_sqe *sqe;
+	struct track *t;
 
-	if (!t)
+	pthread_mutex_lock(&r->sq_lock);
+	t = track_new(r);
+	if (!t) {
+		pthread_mutex_unlock(&r->sq_lock);
 		return -ENOMEM;
+	}
 	t->user_data = user_data;
 	t->pending = 1;
 	t->res = res; /* a NOP's own result (0) adds nothing to it */
 	t->zc = in && (in->opcode == IORING_OP_SEND_ZC || in->opcode == IORING_OP_SENDMSG_ZC);
-	pthread_mutex_lock(&r->sq_lock);
 	sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe) {
-		pthread_mutex_unlock(&r->sq_lock);
 		track_free(r, t);
+		pthread_mutex_unlock(&r->sq_lock);
 		return -EBUSY;
 	}
 	if (in) {
@@ -938,44 +1167,14 @@ static int submit_passthrough(struct p2p_uring *r, const struct io_uring_sqe *in
 	return queue_one(r, in->user_data, 0, in, real_idx);
 }
 
-/*
- * Make sure @s is mapped: 0, -EAGAIN (being invalidated, or resv busy) or
- * the exporter's map error (-ENODEV while revoked).
- */
-static int slot_ensure_mapped(struct uslot *s)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&s->lock);
-	if (s->state != SLOT_UNMAPPED) {
-		ret = s->state == SLOT_MAPPED ? 0 : -EAGAIN;
-		pthread_mutex_unlock(&s->lock);
-		return ret;
-	}
-	pthread_mutex_unlock(&s->lock);
-
-	/* Lazy map: take resv without waiting (it is held while invalidating). */
-	if (!p2p_dmabuf_resv_trylock(s->buf))
-		return -EAGAIN;
-	pthread_mutex_lock(&s->lock);
-	if (s->state == SLOT_UNMAPPED) {
-		pthread_mutex_unlock(&s->lock);
-		ret = slot_map_locked(s);
-		pthread_mutex_lock(&s->lock);
-		if (!ret)
-			s->state = SLOT_MAPPED;
-	}
-	pthread_mutex_unlock(&s->lock);
-	p2p_dmabuf_resv_unlock(s->buf);
-	return ret;
-}
-
 static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_uring_sqe *in)
 {
 	uint64_t off = in->addr, len = in->len, end, done = 0;
 	unsigned int first, last;
+	struct upin *p = NULL;
+	bool tried_map = false;
 	struct track *t;
-	int ret;
+	int ret = 0;
 
 	/*
 	 * The target check (5.1: another file is EBADF) costs a kcmp() only
@@ -994,54 +1193,58 @@ static int submit_dmabuf(struct p2p_uring *r, struct uslot *s, const struct io_u
 		return -EFAULT;
 	if (!len || __builtin_add_overflow(off, len, &end) || end > p2p_dmabuf_size(s->buf))
 		return -EFAULT;
-	ret = slot_ensure_mapped(s);
-	if (ret)
-		return ret;
-	t = track_new(r);
-	if (!t)
-		return -ENOMEM;
 	/*
 	 * Count the request in flight and queue its SQEs in one SQ-lock
-	 * section.  slot_invalidate() marks the slot before slot_drain()
-	 * flushes the SQ under that lock, so every request it then waits for
-	 * is in the kernel: none can sit counted but unqueued while its
-	 * submitter blocks on the CQ lock the drain holds.
+	 * section (the slot's state is written under sq_lock too).
+	 * slot_invalidate() marks the slot before slot_drain() flushes the SQ
+	 * under that lock, so every request it then waits for is in the
+	 * kernel: none can sit counted but unqueued while its submitter blocks
+	 * on the CQ lock the drain holds.
 	 */
+again:
 	pthread_mutex_lock(&r->sq_lock);
-	pthread_mutex_lock(&s->lock);
+	if (s->state == SLOT_UNMAPPED && !tried_map) {
+		/* Not mapped (registration could not, or an invalidate since): map now. */
+		pthread_mutex_unlock(&r->sq_lock);
+		tried_map = true;
+		ret = slot_ensure_mapped(s, false);
+		if (ret)
+			return ret;
+		goto again;
+	}
 	if (s->state != SLOT_MAPPED) {
 		ret = -EAGAIN; /* invalidated since it was mapped: a spurious EAGAIN (5.2) */
 	} else {
-		/* Which real buffers the range touches. */
-		for (first = 0; first + 1 < s->real_n && s->real_off[first + 1] <= off; first++)
+		/* Which real buffers the range touches (stable while the slot is mapped). */
+		p = s->pin;
+		for (first = 0; first + 1 < p->real_n && p->real_off[first + 1] <= off; first++)
 			;
-		for (last = first; last + 1 < s->real_n && s->real_off[last + 1] < end; last++)
+		for (last = first; last + 1 < p->real_n && p->real_off[last + 1] < end; last++)
 			;
 		if (io_uring_sq_space_left(&r->ring) < last - first + 1)
 			ret = -EBUSY;
-		else
-			s->inflight++; /* the slot stays mapped until it completes */
 	}
-	pthread_mutex_unlock(&s->lock);
+	if (!ret && !(t = track_new(r)))
+		ret = -ENOMEM;
 	if (ret) {
 		pthread_mutex_unlock(&r->sq_lock);
-		track_free(r, t);
 		return ret;
 	}
+	atomic_fetch_add(&s->inflight, 1); /* the slot stays mapped until it completes */
 	t->user_data = in->user_data;
 	t->slot = s;
 	t->pending = last - first + 1;
 	for (unsigned int i = first; i <= last; i++) {
-		uint64_t from = MAX(off, s->real_off[i]);
-		uint64_t to = MIN(end, s->real_off[i] + s->real_len[i]);
+		uint64_t from = MAX(off, p->real_off[i]);
+		uint64_t to = MIN(end, p->real_off[i] + p->real_len[i]);
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 
 		*sqe = *in;
 		sqe->fd = s->target_fd;
-		sqe->addr = (uintptr_t)(s->real_host[i] + (from - s->real_off[i]));
+		sqe->addr = (uintptr_t)(p->real_host[i] + (from - p->real_off[i]));
 		sqe->len = (uint32_t)(to - from);
 		sqe->off = in->off + done;
-		sqe->buf_index = (uint16_t)(s->real_base + i);
+		sqe->buf_index = (uint16_t)(p->real_base + i);
 		sqe->flags &= ~(IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
 		io_uring_sqe_set_data(sqe, t);
 		done += to - from;
@@ -1215,6 +1418,12 @@ P2P_API void p2p_uring_destroy(struct p2p_uring *r)
 
 		r->zombies.next = z->next;
 		free(z);
+	}
+	while (r->free_tracks) {
+		struct track *f = r->free_tracks;
+
+		r->free_tracks = f->next;
+		free(f);
 	}
 	for (unsigned int i = 0; i < r->nr_slots; i++) {
 		pthread_mutex_destroy(&r->slots[i].lock);

@@ -5,12 +5,65 @@
  * the revoke triggers of kernel-semantics 1.7 (COMMAND.MEM, PM D3hot/D0,
  * FLR through DEVCTL).
  *
- * Locking: every access holds dev->memory_lock, for write when it writes
- * (a revoke trigger), for read when it reads (pci.h; the order is
+ * The vconfig (vc->vconfig) is VFIO's, as the kernel's vdev->vconfig:
+ * reset at first open from what the function shows after reset
+ * (pci_config_reset()), written with the function's write semantics
+ * (pci_config_set()).
+ *
+ * Locking: every access holds vc->memory_lock, for write when it writes
+ * (a revoke trigger), for read when it reads (vfio_priv.h; the order is
  * docs/locking.md's).
  */
 #define _GNU_SOURCE
 #include "vfio_priv.h"
+
+/* __vfio_pci_memory_enabled() */
+bool vfio_memory_enabled_locked(const struct p2p_pci_dev *dev)
+{
+	const struct vfio_pci_core *vc = vfio_pci_core(dev);
+
+	/* Never-opened functions have no vconfig: not enabled (1.7 item 6). */
+	if (!vc->open_count || vc->low_power)
+		return false;
+	return pci_config_memory_decode(dev, &vc->vconfig);
+}
+
+void vfio_vconfig_reset(struct p2p_pci_dev *dev)
+{
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
+
+	pci_config_reset(dev, &vc->vconfig);
+	vc->low_power = false;
+}
+
+P2P_API bool p2p_pci_dev_memory_enabled(struct p2p_pci_dev *dev)
+{
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
+	bool en;
+
+	pthread_rwlock_rdlock(&vc->memory_lock);
+	en = vfio_memory_enabled_locked(dev);
+	pthread_rwlock_unlock(&vc->memory_lock);
+	return en;
+}
+
+/* The driver's config_read (sysfs "config"): no side effects on the device. */
+int vfio_config_read_raw(struct p2p_pci_dev *dev, unsigned int off, void *buf, size_t len)
+{
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
+	uint8_t *b = buf;
+
+	pthread_mutex_lock(&vc->open_lock);
+	/* Closed: what the function shows after reset (open_device resets it too). */
+	pthread_rwlock_wrlock(&vc->memory_lock);
+	if (!vc->open_count)
+		vfio_vconfig_reset(dev);
+	for (size_t i = 0; i < len; i++)
+		b[i] = (uint8_t)pci_config_get(&vc->vconfig, off + (unsigned int)i, 1);
+	pthread_rwlock_unlock(&vc->memory_lock);
+	pthread_mutex_unlock(&vc->open_lock);
+	return 0;
+}
 
 static bool range_hits(unsigned int off, unsigned int size, unsigned int reg,
 		       unsigned int reg_size)
@@ -22,6 +75,7 @@ static bool range_hits(unsigned int off, unsigned int size, unsigned int reg,
 static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsigned int size,
 			       uint32_t val)
 {
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	bool flr = false;
 	int ret = 0, err;
 
@@ -36,17 +90,17 @@ static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsign
 	 * device.  Work out what the write would do on a copy first.
 	 */
 	if (range_hits(off, size, 0x04, 2) || range_hits(off, size, P2P_PCI_PM_CTRL, 2)) {
-		uint8_t cmd = dev->config[0x04], pm = dev->config[P2P_PCI_PM_CTRL];
+		uint8_t cmd = vc->vconfig.config[0x04], pm = vc->vconfig.config[P2P_PCI_PM_CTRL];
 
-		pci_config_set(dev, off, size, val);
-		bool enabled_after = pci_memory_enabled_locked(dev);
+		pci_config_set(dev, &vc->vconfig, off, size, val);
+		bool enabled_after = vfio_memory_enabled_locked(dev);
 
-		dev->config[0x04] = cmd;
-		dev->config[P2P_PCI_PM_CTRL] = pm;
+		vc->vconfig.config[0x04] = cmd;
+		vc->vconfig.config[P2P_PCI_PM_CTRL] = pm;
 		if (!enabled_after)
 			ret = vfio_dmabufs_move(dev, true);
 	}
-	pci_config_set(dev, off, size, val);
+	pci_config_set(dev, &vc->vconfig, off, size, val);
 
 	if (flr) {
 		/* FLR from DEVCTL: revoke, reset, un-revoke if memory is enabled. */
@@ -56,7 +110,7 @@ static int config_write_locked(struct p2p_pci_dev *dev, unsigned int off, unsign
 			dev->ops->reset(dev);
 	}
 	/* MEM set / D0 / reset done: un-revoke only if memory is now enabled. */
-	if (pci_memory_enabled_locked(dev)) {
+	if (vfio_memory_enabled_locked(dev)) {
 		err = vfio_dmabufs_move(dev, false);
 		ret = ret ? ret : err;
 	}
@@ -71,6 +125,7 @@ int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, u
 		       bool write)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	size_t done = 0;
 	int err = 0;
 
@@ -78,9 +133,9 @@ int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, u
 	if (off >= P2P_PCI_CFG_SIZE || len > P2P_PCI_CFG_SIZE - off)
 		return -EFAULT;
 	if (write)
-		pthread_rwlock_wrlock(&dev->memory_lock);
+		pthread_rwlock_wrlock(&vc->memory_lock);
 	else
-		pthread_rwlock_rdlock(&dev->memory_lock);
+		pthread_rwlock_rdlock(&vc->memory_lock);
 	while (done < len) {
 		unsigned int o = (unsigned int)(off + done);
 		unsigned int sz = (o % 4 == 0 && len - done >= 4) ? 4
@@ -93,12 +148,12 @@ int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, u
 
 			err = err ? err : e;
 		} else {
-			v = pci_config_get(dev, o, sz);
+			v = pci_config_get(&vc->vconfig, o, sz);
 			memcpy(buf + done, &v, sz);
 		}
 		done += sz;
 	}
-	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_rwlock_unlock(&vc->memory_lock);
 	/* Written, but a CPU mapping could not be revoked: say so. */
 	return err ? err : (int)len;
 }

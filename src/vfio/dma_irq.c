@@ -7,8 +7,8 @@
  * and request triggers (VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX)
  * are one eventfd each.
  *
- * Locking: dev->dma_lock (rw) protects dev->ioas, dev->irq_fds, err_fd and
- * req_fd.  DMA and interrupts take it for read; attach/detach and SET_IRQS
+ * Locking: vc->dma_lock (rw) protects vc->ioas, vc->irq_fds, err_fd and
+ * req_fd (struct vfio_pci_core, vfio_priv.h).  DMA and interrupts take it for read; attach/detach and SET_IRQS
  * for write.  It is independent of memory_lock, and comes before the IOAS
  * locks.
  */
@@ -21,27 +21,71 @@
 
 #include "vfio_priv.h"
 
-/* Disable every MSI vector. */
-static void irqs_clear(struct p2p_pci_dev *dev)
+/*
+ * The function's bus-master and interrupt state: the IO address space its
+ * DMA goes through and the eventfds its MSI vectors, error and request
+ * interrupts signal.
+ */
+void vfio_dma_irq_init(struct vfio_pci_core *vc)
 {
-	pthread_rwlock_wrlock(&dev->dma_lock);
-	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
-		if (dev->irq_fds[i] >= 0)
-			close(dev->irq_fds[i]);
-		dev->irq_fds[i] = -1;
-	}
-	pthread_rwlock_unlock(&dev->dma_lock);
+	pthread_rwlock_init(&vc->dma_lock, NULL);
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++)
+		vc->irq_fds[i] = -1;
+	vc->err_fd = vc->req_fd = -1;
 }
 
-/* close_device: the last file is gone, DMA and interrupts with it. */
-static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
+/* Drop the IO address space and close every trigger (close_device, release). */
+void vfio_dma_irq_close(struct vfio_pci_core *vc)
+{
+	struct p2p_ioas *ioas;
+
+	pthread_rwlock_wrlock(&vc->dma_lock);
+	ioas = vc->ioas;
+	vc->ioas = NULL;
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
+		if (vc->irq_fds[i] >= 0)
+			close(vc->irq_fds[i]);
+		vc->irq_fds[i] = -1;
+	}
+	if (vc->err_fd >= 0)
+		close(vc->err_fd);
+	if (vc->req_fd >= 0)
+		close(vc->req_fd);
+	vc->err_fd = vc->req_fd = -1;
+	pthread_rwlock_unlock(&vc->dma_lock);
+	if (ioas) {
+		p2p_ioas_detach_device(ioas);
+		p2p_ioas_put(ioas);
+	}
+}
+
+void vfio_dma_irq_release(struct vfio_pci_core *vc)
+{
+	vfio_dma_irq_close(vc);
+	pthread_rwlock_destroy(&vc->dma_lock);
+}
+
+/* Disable every MSI vector. */
+static void irqs_clear(struct vfio_pci_core *vc)
+{
+	pthread_rwlock_wrlock(&vc->dma_lock);
+	for (int i = 0; i < P2P_PCI_MAX_VECTORS; i++) {
+		if (vc->irq_fds[i] >= 0)
+			close(vc->irq_fds[i]);
+		vc->irq_fds[i] = -1;
+	}
+	pthread_rwlock_unlock(&vc->dma_lock);
+}
+
+/* Point the function's DMA at @ioas (a reference), or nowhere. */
+static void set_ioas(struct vfio_pci_core *vc, struct p2p_ioas *ioas)
 {
 	struct p2p_ioas *old;
 
-	pthread_rwlock_wrlock(&dev->dma_lock);
-	old = dev->ioas;
-	dev->ioas = ioas;
-	pthread_rwlock_unlock(&dev->dma_lock);
+	pthread_rwlock_wrlock(&vc->dma_lock);
+	old = vc->ioas;
+	vc->ioas = ioas;
+	pthread_rwlock_unlock(&vc->dma_lock);
 	if (old) {
 		p2p_ioas_detach_device(old);
 		p2p_ioas_put(old);
@@ -54,24 +98,25 @@ P2P_API int p2p_vfio_device_attach_ioas(struct p2p_vfio_device *vdev, struct p2p
 
 	if (ret)
 		return ret;
-	set_ioas(vdev->pdev, p2p_ioas_ref(ioas));
+	set_ioas(vfio_pci_core(vdev->pdev), p2p_ioas_ref(ioas));
 	return 0;
 }
 
 P2P_API void p2p_vfio_device_detach_ioas(struct p2p_vfio_device *vdev)
 {
-	set_ioas(vdev->pdev, NULL);
+	set_ioas(vfio_pci_core(vdev->pdev), NULL);
 }
 
 P2P_API int p2p_pci_dev_dma_begin(struct p2p_pci_dev *dev, uint64_t iova, uint64_t len,
 				  unsigned int access, struct p2p_dma_seg *seg)
 {
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	int ret = -ENOENT;
 
-	pthread_rwlock_rdlock(&dev->dma_lock);
-	if (dev->ioas)
-		ret = p2p_ioas_dma_begin(dev->ioas, iova, len, access, seg);
-	pthread_rwlock_unlock(&dev->dma_lock);
+	pthread_rwlock_rdlock(&vc->dma_lock);
+	if (vc->ioas)
+		ret = p2p_ioas_dma_begin(vc->ioas, iova, len, access, seg);
+	pthread_rwlock_unlock(&vc->dma_lock);
 	return ret;
 }
 
@@ -102,14 +147,15 @@ P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *dat
 
 P2P_API bool p2p_pci_dev_raise_irq(struct p2p_pci_dev *dev, unsigned int vector)
 {
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	bool sent = false;
 
 	if (vector >= P2P_PCI_MAX_VECTORS)
 		return false;
-	pthread_rwlock_rdlock(&dev->dma_lock);
-	if (dev->irq_fds[vector] >= 0)
-		sent = eventfd_write(dev->irq_fds[vector], 1) == 0;
-	pthread_rwlock_unlock(&dev->dma_lock);
+	pthread_rwlock_rdlock(&vc->dma_lock);
+	if (vc->irq_fds[vector] >= 0)
+		sent = eventfd_write(vc->irq_fds[vector], 1) == 0;
+	pthread_rwlock_unlock(&vc->dma_lock);
 	return sent;
 }
 
@@ -122,16 +168,17 @@ P2P_API bool p2p_pci_dev_raise_irq(struct p2p_pci_dev *dev, unsigned int vector)
  */
 static uint32_t irq_count(struct p2p_pci_dev *dev, uint32_t index)
 {
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	uint32_t n = 0;
 
 	if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX)
 		return 1;
-	pthread_rwlock_rdlock(&dev->memory_lock);
+	pthread_rwlock_rdlock(&vc->memory_lock);
 	if (index == VFIO_PCI_INTX_IRQ_INDEX)
-		n = pci_config_get(dev, 0x3d, 1) ? 1 : 0;
+		n = pci_config_get(&vc->vconfig, 0x3d, 1) ? 1 : 0;
 	else if (index == VFIO_PCI_MSI_IRQ_INDEX)
-		n = 1u << ((pci_config_get(dev, P2P_PCI_CAP_MSI + 2, 2) >> 1) & 0x7);
-	pthread_rwlock_unlock(&dev->memory_lock);
+		n = 1u << ((pci_config_get(&vc->vconfig, P2P_PCI_CAP_MSI + 2, 2) >> 1) & 0x7);
+	pthread_rwlock_unlock(&vc->memory_lock);
 	return n < P2P_PCI_MAX_VECTORS ? n : P2P_PCI_MAX_VECTORS;
 }
 
@@ -176,14 +223,14 @@ static int eventfd_dup(int fd)
 }
 
 /* The MSI vectors (vfio_pci_set_msi_trigger), eventfds in @fds (read by the caller). */
-static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *hdr,
+static long set_msi_trigger(struct vfio_pci_core *vc, const struct vfio_irq_set *hdr,
 			    const int32_t *fds)
 {
 	uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
 	int newfds[P2P_PCI_MAX_VECTORS];
 
 	if (type == VFIO_IRQ_SET_DATA_NONE && !hdr->count) {
-		irqs_clear(dev);
+		irqs_clear(vc);
 		return 0;
 	}
 	if (type != VFIO_IRQ_SET_DATA_EVENTFD)
@@ -199,15 +246,15 @@ static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *
 			return err;
 		}
 	}
-	pthread_rwlock_wrlock(&dev->dma_lock);
+	pthread_rwlock_wrlock(&vc->dma_lock);
 	for (uint32_t i = 0; i < hdr->count; i++) {
-		int *slot = &dev->irq_fds[hdr->start + i];
+		int *slot = &vc->irq_fds[hdr->start + i];
 
 		if (*slot >= 0)
 			close(*slot);
 		*slot = newfds[i];
 	}
-	pthread_rwlock_unlock(&dev->dma_lock);
+	pthread_rwlock_unlock(&vc->dma_lock);
 	return 0;
 }
 
@@ -216,11 +263,11 @@ static long set_msi_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *
  * an eventfd sets it, -1 releases it; DATA_NONE with count 1 or DATA_BOOL
  * true signals it (loopback testing), DATA_NONE with count 0 releases it.
  */
-static long set_ctx_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *hdr,
+static long set_ctx_trigger(struct vfio_pci_core *vc, const struct vfio_irq_set *hdr,
 			    const void *data)
 {
 	uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
-	int *slot = hdr->index == VFIO_PCI_ERR_IRQ_INDEX ? &dev->err_fd : &dev->req_fd;
+	int *slot = hdr->index == VFIO_PCI_ERR_IRQ_INDEX ? &vc->err_fd : &vc->req_fd;
 	int32_t fd = -1;
 	int old = -1;
 	long ret = 0;
@@ -234,7 +281,7 @@ static long set_ctx_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *
 		if (fd >= 0 && (fd = eventfd_dup(fd)) < 0)
 			return fd;
 	}
-	pthread_rwlock_wrlock(&dev->dma_lock);
+	pthread_rwlock_wrlock(&vc->dma_lock);
 	switch (type) {
 	case VFIO_IRQ_SET_DATA_NONE:
 		if (*slot < 0)
@@ -253,7 +300,7 @@ static long set_ctx_trigger(struct p2p_pci_dev *dev, const struct vfio_irq_set *
 		*slot = fd;
 		break;
 	}
-	pthread_rwlock_unlock(&dev->dma_lock);
+	pthread_rwlock_unlock(&vc->dma_lock);
 	if (old >= 0)
 		close(old);
 	return ret;
@@ -299,10 +346,10 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd)
 		return -ENOTTY; /* no masking: INTx has no vector, MSI has no mask bits */
 	switch (hdr->index) {
 	case VFIO_PCI_MSI_IRQ_INDEX:
-		return set_msi_trigger(dev, hdr, data);
+		return set_msi_trigger(vfio_pci_core(dev), hdr, data);
 	case VFIO_PCI_ERR_IRQ_INDEX:
 	case VFIO_PCI_REQ_IRQ_INDEX:
-		return set_ctx_trigger(dev, hdr, data);
+		return set_ctx_trigger(vfio_pci_core(dev), hdr, data);
 	default:
 		return -ENOTTY;
 	}
@@ -312,10 +359,12 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd)
  * vfio_pci_core_request(): the function is being taken away (unregistered):
  * ask the user to release it through the REQ trigger, if it set one.
  */
-void pci_irq_request(struct p2p_pci_dev *dev)
+void vfio_pci_request(struct p2p_pci_dev *dev)
 {
-	pthread_rwlock_rdlock(&dev->dma_lock);
-	if (dev->req_fd >= 0)
-		eventfd_write(dev->req_fd, 1);
-	pthread_rwlock_unlock(&dev->dma_lock);
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
+
+	pthread_rwlock_rdlock(&vc->dma_lock);
+	if (vc->req_fd >= 0)
+		eventfd_write(vc->req_fd, 1);
+	pthread_rwlock_unlock(&vc->dma_lock);
 }

@@ -5,7 +5,7 @@
  * internal dma-bufs behind BAR mmaps (3.1) and the revoke/un-revoke walk
  * over a function's dma-bufs (1.6, 1.7).
  *
- * Locking: dev->memory_lock (write) protects dev->dmabufs and each
+ * Locking: vc->memory_lock (write) protects vc->dmabufs and each
  * priv->pdev back-pointer; status changes happen under memory_lock write
  * and resv (p2p_dmabuf_revoke takes resv).  The release of a listed buffer
  * takes memory_lock to unlink it, so a walk under memory_lock needs no
@@ -18,7 +18,7 @@
 #include "vfio_priv.h"
 
 struct vfio_dmabuf {
-	struct list_head node;	     /* pdev->dmabufs, under memory_lock */
+	struct list_head node;	     /* vc->dmabufs, under memory_lock */
 	struct p2p_pci_dev *pdev;    /* NULL once cleaned up by device close */
 	struct p2p_vfio_device *file; /* BAR mmap dma-bufs hold the device file */
 	struct p2p_dmabuf *buf;
@@ -40,7 +40,7 @@ int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 	struct vfio_dmabuf *p;
 	int ret = 0, err;
 
-	list_for_each_entry(p, &dev->dmabufs, node) {
+	list_for_each_entry(p, &vfio_pci_core(dev)->dmabufs, node) {
 		if (dmabuf_dying(p->buf))
 			continue;
 		if (revoke)
@@ -65,7 +65,7 @@ void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 	struct vfio_dmabuf *p, *n;
 	int err;
 
-	list_for_each_entry_safe(p, n, &dev->dmabufs, node) {
+	list_for_each_entry_safe(p, n, &vfio_pci_core(dev)->dmabufs, node) {
 		/*
 		 * Its release unlinks it.  Its importers drained their DMA
 		 * before dropping their references, and a failed tryget is an
@@ -157,10 +157,12 @@ static void vfio_release(struct p2p_dmabuf *buf)
 	 */
 	dev = p->pdev;
 	if (dev) {
-		pthread_rwlock_wrlock(&dev->memory_lock);
+		struct vfio_pci_core *vc = vfio_pci_core(dev);
+
+		pthread_rwlock_wrlock(&vc->memory_lock);
 		list_del_init(&p->node);
 		p->pdev = NULL;
-		pthread_rwlock_unlock(&dev->memory_lock);
+		pthread_rwlock_unlock(&vc->memory_lock);
 		p2p_pci_dev_put(dev);
 	}
 	if (p->file)
@@ -186,6 +188,7 @@ static int vfio_export(struct p2p_vfio_device *vdev, int bar,
 		       int open_flags, struct p2p_dmabuf **out)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	struct p2p_phys_range *pr;
 	struct vfio_dmabuf *p;
 	struct p2p_dmabuf_export_info info = { .argsz = sizeof(info) };
@@ -213,8 +216,8 @@ static int vfio_export(struct p2p_vfio_device *vdev, int bar,
 	info.flags = P2P_EXPORT_OPEN_FLAGS; /* exp_info.flags = open_flags */
 	info.open_flags = (uint32_t)open_flags;
 
-	pthread_rwlock_wrlock(&dev->memory_lock);
-	if (!pci_memory_enabled_locked(dev))
+	pthread_rwlock_wrlock(&vc->memory_lock);
+	if (!vfio_memory_enabled_locked(dev))
 		info.flags |= P2P_EXPORT_REVOKED;
 	ret = p2p_dmabuf_export(&info, out);
 	if (!ret) {
@@ -225,10 +228,10 @@ static int vfio_export(struct p2p_vfio_device *vdev, int bar,
 			kref_get(&vdev->ref);
 			p->file = vdev;
 		}
-		list_add_tail(&p->node, &dev->dmabufs);
+		list_add_tail(&p->node, &vc->dmabufs);
 		p = NULL;
 	}
-	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_rwlock_unlock(&vc->memory_lock);
 out:
 	free(p);
 	free(pr);
@@ -345,6 +348,7 @@ out:
 static int vfio_feature_lookup(struct p2p_vfio_device *vdev, int fd, struct p2p_dmabuf **out)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	struct vfio_dmabuf *p;
 	struct p2p_dmabuf *buf;
 	int ret = p2p_dmabuf_get(fd, &buf);
@@ -356,9 +360,9 @@ static int vfio_feature_lookup(struct p2p_vfio_device *vdev, int fd, struct p2p_
 		return -ENODEV;
 	}
 	p = p2p_dmabuf_priv(buf);
-	pthread_rwlock_wrlock(&dev->memory_lock);
+	pthread_rwlock_wrlock(&vc->memory_lock);
 	if (p->pdev != dev) {
-		pthread_rwlock_unlock(&dev->memory_lock);
+		pthread_rwlock_unlock(&vc->memory_lock);
 		p2p_dmabuf_put(buf);
 		return -ENODEV;
 	}
@@ -394,7 +398,7 @@ int vfio_feature_dma_buf_revoke(struct p2p_vfio_device *vdev, uint32_t flags, ui
 	if (ret)
 		return ret > 0 ? 0 : ret;
 	ret = p2p_dmabuf_revoke(buf, P2P_DMABUF_PERM_REVOKED);
-	pthread_rwlock_unlock(&vdev->pdev->memory_lock);
+	pthread_rwlock_unlock(&vfio_pci_core(vdev->pdev)->memory_lock);
 	p2p_dmabuf_put(buf);
 	return ret;
 }
@@ -415,7 +419,7 @@ int vfio_feature_dma_buf_memattr(struct p2p_vfio_device *vdev, uint32_t flags, u
 		ret = -ENOENT;
 	else
 		atomic_store(&p->memattr, arg.memattr);
-	pthread_rwlock_unlock(&vdev->pdev->memory_lock);
+	pthread_rwlock_unlock(&vfio_pci_core(vdev->pdev)->memory_lock);
 	p2p_dmabuf_put(buf);
 	return ret;
 }

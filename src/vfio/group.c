@@ -102,7 +102,7 @@ P2P_API void p2p_vfio_unregister(struct p2p_pci_dev *pdev)
 	pthread_mutex_unlock(&vfio_lock);
 	if (r) {
 		/* Ask a user holding the function to release it (REQ trigger). */
-		pci_irq_request(r->pdev);
+		vfio_pci_request(r->pdev);
 		p2p_pci_dev_put(r->pdev);
 		free(r);
 	}

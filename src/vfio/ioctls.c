@@ -11,7 +11,7 @@
  * cdev ioctls VFIO_DEVICE_BIND_IOMMUFD, ATTACH/DETACH_IOMMUFD_PT.
  *
  * Locking: vdev->lock serializes bind, attach and detach; the features
- * take dev->memory_lock for write (pci.h; the order is docs/locking.md's).
+ * take vc->memory_lock for write (vfio_priv.h; the order is docs/locking.md's).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -22,7 +22,7 @@
 /* Re-evaluate memory_enabled and move the dma-bufs.  memory_lock held (write). */
 static int vfio_sync_dmabufs(struct p2p_pci_dev *dev)
 {
-	return vfio_dmabufs_move(dev, !pci_memory_enabled_locked(dev));
+	return vfio_dmabufs_move(dev, !vfio_memory_enabled_locked(dev));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -32,20 +32,21 @@ static int feature_low_power(struct p2p_vfio_device *vdev, uint32_t flags, uint3
 			     bool entry)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	int ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0), err;
 
 	if (ret != 1)
 		return ret;
-	pthread_rwlock_wrlock(&dev->memory_lock);
+	pthread_rwlock_wrlock(&vc->memory_lock);
 	/* vfio_pci_runtime_pm_entry(): already engaged -> EINVAL (after the revoke). */
-	if (entry && dev->low_power)
+	if (entry && vc->low_power)
 		ret = -EINVAL;
 	else
 		ret = 0;
-	dev->low_power = entry;
+	vc->low_power = entry;
 	err = vfio_sync_dmabufs(dev);
 	ret = ret ? ret : err;
-	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_rwlock_unlock(&vc->memory_lock);
 	return ret;
 }
 

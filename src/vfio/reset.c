@@ -5,9 +5,9 @@
  * each revoking the function's dma-bufs first and un-revoking them once
  * memory is enabled again (kernel-semantics 1.7).
  *
- * Locking: a reset holds dev->memory_lock for write; a hot reset holds
+ * Locking: a reset holds vc->memory_lock for write; a hot reset holds
  * set->lock and takes every member's memory_lock with trylock (-EBUSY,
- * unwound) (pci.h; the order is docs/locking.md's).
+ * unwound) (vfio_priv.h, pci.h; the order is docs/locking.md's).
  */
 #define _GNU_SOURCE
 #include "vfio_priv.h"
@@ -15,22 +15,23 @@
 P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	int ret, err;
 
 	if (dev->flags & P2P_PCI_NO_FLR)
 		return -EINVAL;
-	pthread_rwlock_wrlock(&dev->memory_lock);
+	pthread_rwlock_wrlock(&vc->memory_lock);
 	/* Series ordering: to D0 first, then revoke (and zap), reset. */
-	dev->config[P2P_PCI_PM_CTRL] &= ~0x3;
-	dev->low_power = false;
+	vc->vconfig.config[P2P_PCI_PM_CTRL] &= ~0x3;
+	vc->low_power = false;
 	ret = vfio_dmabufs_move(dev, true);
 	if (dev->ops && dev->ops->reset)
 		dev->ops->reset(dev);
-	if (pci_memory_enabled_locked(dev)) {
+	if (vfio_memory_enabled_locked(dev)) {
 		err = vfio_dmabufs_move(dev, false);
 		ret = ret ? ret : err;
 	}
-	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_rwlock_unlock(&vc->memory_lock);
 	return ret;
 }
 
@@ -80,7 +81,7 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 		}
 	}
 	list_for_each_entry(d, &set->devs, set_node) {
-		if (pthread_rwlock_trywrlock(&d->memory_lock)) {
+		if (pthread_rwlock_trywrlock(&vfio_pci_core(d)->memory_lock)) {
 			ret = -EBUSY;
 			break;
 		}
@@ -91,7 +92,7 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 	if (!ret) {
 		list_for_each_entry(d, &set->devs, set_node) {
 			/* vfio_pci_set_power_state(D0) on every member before pci_reset_bus(). */
-			d->config[P2P_PCI_PM_CTRL] &= ~0x3;
+			vfio_pci_core(d)->vconfig.config[P2P_PCI_PM_CTRL] &= ~0x3;
 			if (d->ops && d->ops->reset)
 				d->ops->reset(d);
 		}
@@ -100,12 +101,12 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 	if (locked_last) {
 		for (struct list_head *n = &locked_last->set_node; n != &set->devs; n = n->prev) {
 			d = list_entry(n, struct p2p_pci_dev, set_node);
-			/* pci_memory_enabled_locked() checks open_count first. */
-			if (pci_memory_enabled_locked(d)) {
+			/* vfio_memory_enabled_locked() checks open_count first. */
+			if (vfio_memory_enabled_locked(d)) {
 				err = vfio_dmabufs_move(d, false);
 				zap_err = zap_err ? zap_err : err;
 			}
-			pthread_rwlock_unlock(&d->memory_lock);
+			pthread_rwlock_unlock(&vfio_pci_core(d)->memory_lock);
 		}
 	}
 out:

@@ -3,11 +3,13 @@
  * The VFIO device file (drivers/vfio/vfio_main.c, vfio_pci_rdwr.c): its
  * creation and lifetime, open_device / close_device, region reads and
  * writes at index << 40 offsets, BAR mmap through dma-bufs
- * (kernel-semantics 3.1), and its file operations.
+ * (kernel-semantics 3.1), and its file operations.  Also the driver every
+ * function is bound to (vfio_pci_driver), which creates and frees the
+ * function's VFIO state (struct vfio_pci_core).
  *
  * Locking: vdev->lock serializes bind, attach and detach of a cdev;
- * dev->open_lock the open count; BAR reads and writes hold
- * dev->memory_lock for read (pci.h; the order is docs/locking.md's).
+ * vc->open_lock the open count; BAR reads and writes hold
+ * vc->memory_lock for read (vfio_priv.h; the order is docs/locking.md's).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -17,6 +19,55 @@
 #include "vfio_priv.h"
 
 static const struct p2p_file_ops vfio_device_fops;
+
+/* ---------------------------------------------------------------------- */
+/* The driver: a function's VFIO state (vfio_pci_core_init_dev())          */
+
+static int vfio_pci_probe(struct p2p_pci_dev *dev)
+{
+	struct vfio_pci_core *vc = calloc(1, sizeof(*vc));
+
+	if (!vc)
+		return -ENOMEM;
+	vc->pdev = dev;
+	pthread_mutex_init(&vc->open_lock, NULL);
+	pthread_rwlock_init(&vc->memory_lock, NULL);
+	list_init(&vc->dmabufs);
+	vfio_dma_irq_init(vc);
+	dev->driver_data = vc;
+	return 0;
+}
+
+static void vfio_pci_remove(struct p2p_pci_dev *dev)
+{
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
+
+	vfio_dma_irq_release(vc);
+	pthread_rwlock_destroy(&vc->memory_lock);
+	pthread_mutex_destroy(&vc->open_lock);
+	dev->driver_data = NULL;
+	free(vc);
+}
+
+const struct pci_driver vfio_pci_driver = {
+	.probe = vfio_pci_probe,
+	.remove = vfio_pci_remove,
+	.config_read = vfio_config_read_raw,
+};
+
+P2P_API unsigned int p2p_pci_dev_open_count(struct p2p_pci_dev *dev)
+{
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
+	unsigned int n;
+
+	pthread_mutex_lock(&vc->open_lock);
+	n = vc->open_count;
+	pthread_mutex_unlock(&vc->open_lock);
+	return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Device files                                                            */
 
 /*
  * A device file: the file holds one reference on @vdev (dropped at its
@@ -58,14 +109,14 @@ err_put:
 /* open_device: the first open creates the virtual config space. */
 void vfio_device_open_device(struct p2p_vfio_device *vdev)
 {
-	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(vdev->pdev);
 
-	pthread_mutex_lock(&dev->open_lock);
-	pthread_rwlock_wrlock(&dev->memory_lock);
-	if (!dev->open_count++)
-		pci_config_reset(dev);
-	pthread_rwlock_unlock(&dev->memory_lock);
-	pthread_mutex_unlock(&dev->open_lock);
+	pthread_mutex_lock(&vc->open_lock);
+	pthread_rwlock_wrlock(&vc->memory_lock);
+	if (!vc->open_count++)
+		vfio_vconfig_reset(vdev->pdev);
+	pthread_rwlock_unlock(&vc->memory_lock);
+	pthread_mutex_unlock(&vc->open_lock);
 	vdev->opened = true;
 }
 
@@ -73,19 +124,20 @@ void vfio_device_open_device(struct p2p_vfio_device *vdev)
 void vfio_device_close_device(struct p2p_vfio_device *vdev)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	bool closing;
 
-	pthread_mutex_lock(&dev->open_lock);
-	pthread_rwlock_wrlock(&dev->memory_lock);
-	closing = !--dev->open_count;
+	pthread_mutex_lock(&vc->open_lock);
+	pthread_rwlock_wrlock(&vc->memory_lock);
+	closing = !--vc->open_count;
 	if (closing) {
 		vfio_dmabufs_cleanup(dev);
-		dev->low_power = false;
+		vc->low_power = false;
 	}
-	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_rwlock_unlock(&vc->memory_lock);
 	if (closing)
-		pci_dma_irq_close(dev);
-	pthread_mutex_unlock(&dev->open_lock);
+		vfio_dma_irq_close(vc);
+	pthread_mutex_unlock(&vc->open_lock);
 }
 
 P2P_API int p2p_vfio_device_open(struct p2p_pci_dev *dev, struct p2p_vfio_device **out)
@@ -155,6 +207,7 @@ static ssize_t region_rw(struct p2p_vfio_device *vdev, void *buf, size_t len, ui
 			 bool write)
 {
 	struct p2p_pci_dev *dev = vdev->pdev;
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
 	uint64_t index = P2P_VFIO_OFFSET_TO_INDEX(offset), off = offset & P2P_VFIO_OFFSET_MASK;
 	const struct p2p_pci_bar_desc *b;
 	ssize_t ret;
@@ -168,8 +221,8 @@ static ssize_t region_rw(struct p2p_vfio_device *vdev, void *buf, size_t len, ui
 		return -EINVAL;
 	/* vfio_pci_bar_rw(): an access running past the end is cut short there. */
 	len = MIN(len, b->size - off);
-	pthread_rwlock_rdlock(&dev->memory_lock);
-	if (!(b->flags & P2P_BAR_IO) && !pci_memory_enabled_locked(dev)) {
+	pthread_rwlock_rdlock(&vc->memory_lock);
+	if (!(b->flags & P2P_BAR_IO) && !vfio_memory_enabled_locked(dev)) {
 		ret = -EIO;
 	} else if (b->flags & P2P_BAR_TRAP) {
 		ret = dev->ops && dev->ops->bar_rw
@@ -186,7 +239,7 @@ static ssize_t region_rw(struct p2p_vfio_device *vdev, void *buf, size_t len, ui
 			memcpy(buf, p, len);
 		ret = (ssize_t)len;
 	}
-	pthread_rwlock_unlock(&dev->memory_lock);
+	pthread_rwlock_unlock(&vc->memory_lock);
 	return ret;
 }
 

@@ -15,7 +15,9 @@
  *   group.c     - the registry, groups (/dev/vfio/N), the device cdev
  *   container.c - containers (/dev/vfio/vfio) and type1
  *
- * The PCI function model is reached through src/pci/pci.h only; the IOMMU
+ * The PCI function model is reached through src/pci/pci.h only (VFIO is
+ * the driver bound to every function: vfio_pci_driver, vfio_main.c); the
+ * dma-buf core through the public API and src/core/exporter.h; the IOMMU
  * layer through the public API (include/p2pbuf/iommu.h).  Locks: each file
  * says what its own protect; their order is docs/locking.md's.
  */
@@ -28,11 +30,47 @@
 #include <p2pbuf/iommu.h>
 #include <p2pbuf/vfio.h>
 
+#include "../core/exporter.h"
 #include "../pci/pci.h"
 
 struct vfio_group;
 struct vfio_container;
 struct p2p_iommufd_device;
+
+/*
+ * The VFIO state of a function (the kernel's struct vfio_pci_core_device):
+ * created with the function (vfio_pci_driver.probe), freed with it
+ * (.remove); the function's driver_data.
+ *
+ * Locks: open_lock the open count and the vconfig reset at first open;
+ * memory_lock (rw, vfio-pci's memory_lock) the vconfig, the low-power
+ * state and the list of the function's dma-bufs (dmabuf.c); dma_lock (rw)
+ * its IOAS and interrupt eventfds (dma_irq.c).  Order: docs/locking.md.
+ */
+struct vfio_pci_core {
+	struct p2p_pci_dev *pdev;
+
+	pthread_mutex_t open_lock;
+	unsigned int open_count;
+
+	/* The rest is under memory_lock (write to change). */
+	pthread_rwlock_t memory_lock;
+	struct pci_config vconfig; /* valid while open */
+	bool low_power;
+	struct list_head dmabufs; /* struct vfio_dmabuf */
+
+	/* Device DMA and interrupts (dma_irq.c), under dma_lock. */
+	pthread_rwlock_t dma_lock;
+	struct p2p_ioas *ioas;
+	int irq_fds[P2P_PCI_MAX_VECTORS];
+	int err_fd, req_fd; /* VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX triggers */
+};
+
+/* The VFIO state of @dev (pci_get_drvdata()). */
+static inline struct vfio_pci_core *vfio_pci_core(const struct p2p_pci_dev *dev)
+{
+	return dev->driver_data;
+}
 
 /*
  * One open device file (the kernel's struct vfio_device_file): the file
@@ -43,7 +81,7 @@ struct p2p_vfio_device {
 	struct kref ref;
 	struct p2p_pci_dev *pdev;
 	struct p2p_file *file; /* NULL once the file is released (mmaps may remain) */
-	bool opened;	       /* counted in pdev->open_count */
+	bool opened;	       /* counted in the function's open_count */
 	bool cdev;	       /* /dev/vfio/devices/vfioN: nothing but BIND until bound */
 	struct vfio_group *group; /* from VFIO_GROUP_GET_DEVICE_FD: holds the group file */
 	pthread_mutex_t lock;	  /* bind, attach, detach */
@@ -95,6 +133,11 @@ void vfio_device_close_device(struct p2p_vfio_device *vdev);
 void vfio_device_file_put(struct p2p_vfio_device *vdev);
 
 /* config.c */
+/* Memory decoding on: open, not in low power, and the vconfig decodes (1.7). memory_lock held. */
+bool vfio_memory_enabled_locked(const struct p2p_pci_dev *dev);
+/* The vconfig as after reset, low power off.  memory_lock held for write. */
+void vfio_vconfig_reset(struct p2p_pci_dev *dev);
+int vfio_config_read_raw(struct p2p_pci_dev *dev, unsigned int off, void *buf, size_t len);
 int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, uint64_t off,
 		       bool write);
 
@@ -102,6 +145,12 @@ int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, u
 long vfio_ioctl_hot_reset(struct p2p_vfio_device *vdev, void *arg, void *cmd);
 
 /* dma_irq.c */
+void vfio_dma_irq_init(struct vfio_pci_core *vc);
+/* Drop the function's IO address space and close its interrupt triggers (close_device). */
+void vfio_dma_irq_close(struct vfio_pci_core *vc);
+void vfio_dma_irq_release(struct vfio_pci_core *vc);
+/* vfio_pci_core_request(): signal the REQ trigger, if set (unregister). */
+void vfio_pci_request(struct p2p_pci_dev *dev);
 long vfio_ioctl_get_irq_info(struct p2p_vfio_device *vdev, void *arg, void *cmd);
 long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd);
 
