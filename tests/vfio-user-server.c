@@ -43,6 +43,20 @@
 #define GPU_BAR2 (1u << 20)
 #define REVOKE_MS 300
 
+/*
+ * The raw calls return 0, a positive errno of the reply, or a negative
+ * local failure: only 0 passes (CHECK_ERR would let a positive errno by).
+ */
+#define CHECK_VU(expr, want)                                                                 \
+	do {                                                                                 \
+		long _r = (long)(expr);                                                      \
+		if (_r != (want)) {                                                          \
+			fprintf(stderr, "%s:%d: [%s] %s = %ld, want %d\n", __FILE__, __LINE__,     \
+				t_current ? t_current : "-", #expr, _r, (want));                  \
+			t_failures++;                                                        \
+		}                                                                            \
+	} while (0)
+
 /* DEVICE_FEATURE GET | 11 with one range, flat (no flexible members inside) */
 struct feat11 {
 	struct {
@@ -182,6 +196,60 @@ static int raw_recv(int s, struct rep *r)
 }
 
 static uint16_t next_id = 100;
+static double now(void);
+
+/*
+ * The client memory the server reaches with DMA_READ / DMA_WRITE (a range
+ * mapped without an fd): [dmem_iova, + dmem_len) is dmem.  Accesses in
+ * [dfail_lo, dfail_hi) get an error reply (EFAULT).  Counted and checked
+ * against dmem_max (the max_data_xfer_size the client announced).
+ */
+static uint8_t *dmem;
+static uint64_t dmem_iova, dmem_len, dfail_lo, dfail_hi, dmem_max = 1 << 20;
+static unsigned int n_dma_read, n_dma_write, n_dma_bad;
+
+/* Serve one DMA_READ/DMA_WRITE command @r; false if it is another command. */
+static bool serve_dma(int s, const struct rep *r)
+{
+	static uint8_t buf[sizeof(struct vfio_user_header) + 16 + (1 << 17)];
+	struct vfio_user_header *h = (void *)buf;
+	struct vfio_user_dma_region_access a;
+	size_t len = sizeof(*h) + sizeof(a);
+	bool ok;
+
+	if (r->h.cmd != VFIO_USER_DMA_READ && r->h.cmd != VFIO_USER_DMA_WRITE)
+		return false;
+	memset(h, 0, sizeof(*h));
+	h->msg_id = r->h.msg_id;
+	h->cmd = r->h.cmd;
+	h->flags = VFIO_USER_F_TYPE_REPLY;
+	memcpy(&a, r->p, sizeof(a));
+	ok = r->len >= sizeof(a) && dmem && a.count && a.count <= dmem_max &&
+	     a.addr >= dmem_iova && a.addr - dmem_iova + a.count <= dmem_len &&
+	     (r->h.cmd == VFIO_USER_DMA_READ ? r->len == sizeof(a)
+					      : r->len == sizeof(a) + a.count);
+	if (!ok)
+		n_dma_bad++;
+	if (ok && a.addr < dfail_hi && a.addr + a.count > dfail_lo)
+		ok = false;
+	if (!ok) {
+		h->flags |= VFIO_USER_F_ERROR;
+		h->error_no = EFAULT;
+		len = sizeof(*h);
+	} else if (r->h.cmd == VFIO_USER_DMA_READ) {
+		n_dma_read++;
+		memcpy(buf + len, dmem + (a.addr - dmem_iova), a.count);
+		len += a.count;
+	} else {
+		n_dma_write++;
+		memcpy(dmem + (a.addr - dmem_iova), r->p + sizeof(a), a.count);
+	}
+	if (ok)
+		memcpy(buf + sizeof(*h), &a, sizeof(a));
+	h->msg_size = (uint32_t)len;
+	raw_send(s, buf, len, NULL, 0);
+	return true;
+}
 
 /*
  * Send a command, return the error_no of its reply (0 = success), -1 on
@@ -213,7 +281,8 @@ static int vu_call_fds(int s, uint16_t cmd, const void *p, size_t len, const int
 						      .msg_size = 16, .flags = 1 };
 			if (r->fd >= 0)
 				close(r->fd);
-			raw_send(s, &a, sizeof(a), NULL, 0);
+			if (!serve_dma(s, r))
+				raw_send(s, &a, sizeof(a), NULL, 0);
 			continue;
 		}
 		if (r->h.msg_id != id || r->h.cmd != cmd)
@@ -305,18 +374,22 @@ static int ce_memfd(size_t size, uint8_t **va)
 	return *va == MAP_FAILED ? -1 : fd;
 }
 
-/* Program the engine: @n descriptors copying @len bytes src -> dst, IRQ on the last. */
-static int ce_run(int s, uint8_t *va, uint32_t n, uint64_t src, uint64_t dst, uint64_t len)
+/*
+ * Program the engine: @n descriptors copying @len bytes src -> dst, IRQ on
+ * the last; the ring at @base (va), completions at @base + 0x1000.
+ */
+static int ce_run_at(int s, uint8_t *va, uint64_t base, uint32_t n, uint64_t src, uint64_t dst,
+		     uint64_t len)
 {
 	struct p2p_ce_desc *ring = (void *)va;
 	uint32_t head;
 
 	memset(va, 0, 0x2000);
 	for (uint32_t i = 0; i < n; i++)
-		ring[i] = (struct p2p_ce_desc){ .src = IOVA + src, .dst = IOVA + dst, .len = len,
+		ring[i] = (struct p2p_ce_desc){ .src = base + src, .dst = base + dst, .len = len,
 						.flags = i == n - 1 ? P2P_CE_DESC_IRQ : 0, .id = i + 1 };
-	if (ce_w(s, P2P_CE_REG_CTRL, 0, 4) || ce_w(s, P2P_CE_REG_RING, IOVA, 8) ||
-	    ce_w(s, P2P_CE_REG_RING_SIZE, 64, 4) || ce_w(s, P2P_CE_REG_COMPL, IOVA + 0x1000, 8) ||
+	if (ce_w(s, P2P_CE_REG_CTRL, 0, 4) || ce_w(s, P2P_CE_REG_RING, base, 8) ||
+	    ce_w(s, P2P_CE_REG_RING_SIZE, 64, 4) || ce_w(s, P2P_CE_REG_COMPL, base + 0x1000, 8) ||
 	    ce_w(s, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4) ||
 	    reg_read(s, 0, P2P_CE_REG_HEAD, &head, 4))
 		return -1;
@@ -326,6 +399,29 @@ static int ce_run(int s, uint8_t *va, uint32_t n, uint64_t src, uint64_t dst, ui
 		memset(ring, 0, (head % 64) * sizeof(*ring));
 	}
 	return ce_w(s, P2P_CE_REG_DOORBELL, head + n, 4) ? -1 : (int)(head % 64);
+}
+
+static int ce_run(int s, uint8_t *va, uint32_t n, uint64_t src, uint64_t dst, uint64_t len)
+{
+	return ce_run_at(s, va, IOVA, n, src, dst, len);
+}
+
+/* Serve the server's DMA commands until *@st leaves PENDING or @secs pass. */
+static void serve_until(int s, volatile uint32_t *st, double secs)
+{
+	double t = now();
+	static struct rep r;
+
+	while (*st == P2P_CE_PENDING && now() - t < secs) {
+		struct pollfd p = { .fd = s, .events = POLLIN };
+
+		if (poll(&p, 1, 10) == 1) {
+			if (raw_recv(s, &r))
+				break;
+			if ((r.h.flags & 0xf) == VFIO_USER_F_TYPE_COMMAND)
+				serve_dma(s, &r);
+		}
+	}
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -359,7 +455,7 @@ static void test_basics(void)
 		char big[256];
 		memcpy(big, buf, 4);
 		strcpy(big + 4, js);
-		CHECK_ERR(vu_call(s, VFIO_USER_VERSION, big, 4 + strlen(js) + 1, &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_VERSION, big, 4 + strlen(js) + 1, &r), 0);
 		CHECK(r.len > 4 && r.p[r.len - 1] == 0);
 		CHECK(((uint16_t *)r.p)[0] == 0 && ((uint16_t *)r.p)[1] == 2);
 		CHECK(strstr((char *)r.p + 4, "\"max_msg_fds\":8") != NULL);
@@ -375,7 +471,7 @@ static void test_basics(void)
 	{
 		struct vfio_user_device_info di = { .argsz = sizeof(di) };
 
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), &r), 0);
 		memcpy(&di, r.p, sizeof(di));
 		CHECK(r.len == 16 && di.argsz == 16);
 		CHECK(di.flags == (VFIO_USER_DEVICE_FLAGS_RESET | VFIO_USER_DEVICE_FLAGS_PCI));
@@ -393,7 +489,7 @@ static void test_basics(void)
 		uint8_t *bar;
 		uint8_t want[256], got[256];
 
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), &r), 0);
 		memcpy(&ri, r.p, sizeof(ri));
 		CHECK(r.len == 32 && r.fd < 0);
 		CHECK(ri.argsz == 64 && (ri.flags & VFIO_USER_REGION_INFO_FLAG_MMAP) &&
@@ -402,7 +498,7 @@ static void test_basics(void)
 		ri.argsz = 64;
 		ri.flags = ri.cap_offset = 0;
 		ri.size = ri.offset = 0;
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), &r), 0);
 		memcpy(&ri, r.p, sizeof(ri));
 		memcpy(&cap, r.p + 32, sizeof(cap));
 		memcpy(&area, r.p + 48, sizeof(area));
@@ -417,16 +513,16 @@ static void test_basics(void)
 		for (int i = 0; i < 256; i++)
 			want[i] = (uint8_t)(i * 7 + 1);
 		memcpy(bar + 8192, want, sizeof(want));
-		CHECK_ERR(reg_read(s, 2, 8192, got, sizeof(got)), 0);
+		CHECK_VU(reg_read(s, 2, 8192, got, sizeof(got)), 0);
 		CHECK(!memcmp(want, got, sizeof(got)));
-		CHECK_ERR(reg_write(s, 2, 12288, want, 128), 0);
+		CHECK_VU(reg_write(s, 2, 12288, want, 128), 0);
 		CHECK(!memcmp(bar + 12288, want, 128));
 		munmap(bar, GPU_BAR2);
 		close(r.fd);
 
 		/* config region: no fd, no caps */
 		ri = (struct vfio_user_region_info){ .argsz = 32, .index = 7 };
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), &r), 0);
 		memcpy(&ri, r.p, sizeof(ri));
 		CHECK(r.fd < 0 && ri.argsz == 32 && !(ri.flags & VFIO_USER_REGION_INFO_FLAG_MMAP));
 		ri = (struct vfio_user_region_info){ .argsz = 16, .index = 2 };
@@ -440,7 +536,7 @@ static void test_basics(void)
 		uint32_t id = 0, v;
 		struct vfio_user_region_access a = { .offset = 0, .region = 7, .count = 4 };
 
-		CHECK_ERR(reg_read(s, 7, 0, &id, 4), 0);
+		CHECK_VU(reg_read(s, 7, 0, &id, 4), 0);
 		CHECK(id == 0x01101b36);
 		CHECK(reg_read(s, 9, 0, &v, 4) == EINVAL);
 		a.count = (1u << 20) + 1; /* over max_data_xfer_size */
@@ -470,22 +566,22 @@ static void test_basics(void)
 			.flags = VFIO_USER_DEVICE_FEATURE_PROBE | VFIO_USER_DEVICE_FEATURE_GET | 11 };
 		int efd = eventfd(0, EFD_CLOEXEC), two[2] = { efd, efd };
 
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_GET_IRQ_INFO, &ii, sizeof(ii), &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_GET_IRQ_INFO, &ii, sizeof(ii), &r), 0);
 		memcpy(&ii, r.p, sizeof(ii));
 		CHECK(ii.count >= 1 && (ii.flags & VFIO_USER_IRQ_INFO_EVENTFD));
 		ii.index = 99;
 		CHECK(vu_call(s, VFIO_USER_DEVICE_GET_IRQ_INFO, &ii, sizeof(ii), NULL) == EINVAL);
-		CHECK_ERR(vu_call_fds(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), &efd, 1, NULL), 0);
+		CHECK_VU(vu_call_fds(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), &efd, 1, NULL), 0);
 		CHECK(vu_call_fds(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), two, 2, NULL) == EINVAL);
 		is.flags = VFIO_USER_IRQ_SET_DATA_EVENTFD | VFIO_USER_IRQ_SET_ACTION_TRIGGER;
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), NULL), 0); /* de-assign */
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), NULL), 0); /* de-assign */
 		is.flags = VFIO_USER_IRQ_SET_DATA_NONE | VFIO_USER_IRQ_SET_DATA_BOOL;
 		CHECK(vu_call(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), NULL) == EINVAL);
 		close(efd);
 
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0);
 		CHECK(vu_call(s, VFIO_USER_DEVICE_RESET, "x", 1, NULL) == EINVAL);
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_FEATURE, &f, sizeof(f), &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_FEATURE, &f, sizeof(f), &r), 0);
 		CHECK(r.len == 8);
 		f.flags = VFIO_USER_DEVICE_FEATURE_PROBE | VFIO_USER_DEVICE_FEATURE_GET | 1;
 		CHECK(vu_call(s, VFIO_USER_DEVICE_FEATURE, &f, sizeof(f), NULL) == ENOTTY);
@@ -517,7 +613,7 @@ static void test_basics(void)
 		} nr = { .h = { .msg_id = 1, .cmd = 4, .msg_size = 32, .flags = VFIO_USER_F_NO_REPLY },
 			 .di = { .argsz = 16 } };
 		CHECK_OK(raw_send(s, &nr, sizeof(nr), NULL, 0));
-		CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), &r), 0);
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), &r), 0);
 		CHECK(r.h.msg_id == next_id - 1); /* the NO_REPLY command got nothing */
 	}
 	close(s);
@@ -571,14 +667,14 @@ static void test_malformed(void)
 		struct vfio_user_header h = { .msg_id = 9, .cmd = 4, .msg_size = 16, .flags = 1 };
 
 		CHECK_OK(raw_send(s, &h, sizeof(h), NULL, 0)); /* a stray reply: ignored */
-		CHECK_ERR(vu_version(s, "{}"), 0);
+		CHECK_VU(vu_version(s, "{}"), 0);
 		close(s);
 	}
 	/* The server is still fine. */
 	{
 		int s = vu_connect(gpu_path);
 
-		CHECK_ERR(vu_version(s, "{}"), 0);
+		CHECK_VU(vu_version(s, "{}"), 0);
 		close(s);
 	}
 }
@@ -592,13 +688,13 @@ static void test_dma(void)
 
 	t_section("DMA_MAP with a memfd, copy-engine DMA into it, SET_IRQS eventfd");
 	s = vu_connect(ce_path);
-	CHECK_ERR(vu_version(s, "{}"), 0);
+	CHECK_VU(vu_version(s, "{}"), 0);
 	fd = ce_memfd(size, &va);
 	CHECK(fd >= 0);
-	CHECK_ERR(dma_map(s, fd, 0, IOVA, size), 0);
+	CHECK_VU(dma_map(s, fd, 0, IOVA, size), 0);
 	CHECK(dma_map(s, fd, 0, IOVA + 4096, 4096) == EEXIST); /* overlap */
 	CHECK(dma_map(s, fd, 0, IOVA + size, 0) == EINVAL);
-	CHECK_ERR(dma_map(s, -1, 0, IOVA + size, 1 << 20), 0); /* fd-less: recorded */
+	CHECK_VU(dma_map(s, -1, 0, IOVA + size, 1 << 20), 0); /* fd-less: recorded */
 	{
 		struct vfio_user_dma_map m = { .argsz = 32, .flags = 3, .addr = 1 << 30, .size = 4096 };
 		int two[2] = { fd, fd };
@@ -614,7 +710,7 @@ static void test_dma(void)
 							 VFIO_USER_IRQ_SET_ACTION_TRIGGER,
 						.index = 1, .count = 1 };
 
-		CHECK_ERR(vu_call_fds(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), &efd, 1, NULL), 0);
+		CHECK_VU(vu_call_fds(s, VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), &efd, 1, NULL), 0);
 	}
 	for (int i = 0; i < 65536; i++)
 		va[0x10000 + i] = (uint8_t)(i * 13 + 5);
@@ -633,16 +729,166 @@ static void test_dma(void)
 	CHECK(dma_unmap(s, 0, IOVA, 4096) == ENOENT);
 	CHECK(dma_unmap(s, 4, IOVA, size) == EINVAL);
 	CHECK(dma_unmap(s, VFIO_USER_F_DMA_UNMAP_ALL, IOVA, size) == EINVAL);
-	CHECK_ERR(dma_unmap(s, 0, IOVA, size), 0);
+	CHECK_VU(dma_unmap(s, 0, IOVA, size), 0);
 	/* Unmapped: the engine now faults on its ring. */
 	memset(va + 0x30000, 0, 65536);
-	CHECK_ERR(dma_map(s, fd, 0, IOVA, size), 0);
-	CHECK_ERR(dma_unmap(s, VFIO_USER_F_DMA_UNMAP_ALL, 0, 0), 0);
+	CHECK_VU(dma_map(s, fd, 0, IOVA, size), 0);
+	CHECK_VU(dma_unmap(s, VFIO_USER_F_DMA_UNMAP_ALL, 0, 0), 0);
 	CHECK(dma_unmap(s, 0, IOVA + size, 1 << 20) == ENOENT); /* ALL took the fd-less one too */
-	CHECK_ERR(dma_map(s, fd, 0, IOVA, size), 0);	       /* free again */
-	CHECK_ERR(dma_unmap(s, 0, IOVA, size), 0);
+	CHECK_VU(dma_map(s, fd, 0, IOVA, size), 0);	       /* free again */
+	CHECK_VU(dma_unmap(s, 0, IOVA, size), 0);
 	close(efd);
 	close(s);
+	munmap(va, size);
+	close(fd);
+}
+
+/*
+ * DMA_MAP without an fd: the engine's ring, completions and data live in
+ * anonymous memory of the client, reached only through DMA_READ/DMA_WRITE.
+ */
+#define FDLESS_IOVA 0x80000000ull
+static void test_dma_fdless(void)
+{
+	const char *js = "{\"capabilities\":{\"max_data_xfer_size\":16384}}";
+	size_t size = 1 << 20, len = 256 << 10;
+	volatile struct p2p_ce_compl *cp;
+	uint8_t *va;
+	int s, slot;
+
+	t_section("DMA_MAP without an fd: engine DMA as DMA_READ/DMA_WRITE, max_data_xfer_size chunks");
+	s = vu_connect(ce_path);
+	CHECK_VU(vu_version(s, js), 0);
+	va = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(va != MAP_FAILED);
+	dmem = va;
+	dmem_iova = FDLESS_IOVA;
+	dmem_len = size;
+	dmem_max = 16384;
+	CHECK_VU(dma_map(s, -1, 0, FDLESS_IOVA, size), 0);
+	CHECK(dma_map(s, -1, 0, FDLESS_IOVA + 4096, 4096) == EEXIST);
+	for (size_t i = 0; i < len; i++)
+		va[0x10000 + i] = (uint8_t)(i * 7 + 1);
+	n_dma_read = n_dma_write = n_dma_bad = 0;
+	slot = ce_run_at(s, va, FDLESS_IOVA, 1, 0x10000, 0x80000, len);
+	CHECK(slot >= 0);
+	cp = (void *)(va + 0x1000 + 16 * (slot < 0 ? 0 : slot));
+	serve_until(s, &cp->status, 5);
+	printf("# %u DMA_READ, %u DMA_WRITE messages for a %zu KiB copy\n", n_dma_read, n_dma_write,
+	       len >> 10);
+	CHECK(cp->status == P2P_CE_OK && cp->bytes == len);
+	CHECK(!memcmp(va + 0x10000, va + 0x80000, len));
+	CHECK(n_dma_bad == 0);
+	/* the data in chunks of at most 16 KiB, plus the ring read */
+	CHECK(n_dma_read >= len / 16384 + 1 && n_dma_write >= len / 16384 + 1);
+
+	t_section("DMA_READ answered with an error: the engine sees a translation fault");
+	memset(va + 0x80000, 0, len);
+	dfail_lo = FDLESS_IOVA + 0x10000 + 4096;
+	dfail_hi = dfail_lo + 1;
+	slot = ce_run_at(s, va, FDLESS_IOVA, 1, 0x10000, 0x80000, 65536);
+	CHECK(slot >= 0);
+	cp = (void *)(va + 0x1000 + 16 * (slot < 0 ? 0 : slot));
+	serve_until(s, &cp->status, 5);
+	CHECK(cp->status == P2P_CE_FAULT);
+	CHECK(cp->bytes < 65536);
+	dfail_lo = dfail_hi = 0;
+
+	t_section("DMA_UNMAP of an fd-less map: the engine faults there afterwards");
+	CHECK_VU(dma_unmap(s, 0, FDLESS_IOVA, size), 0);
+	CHECK_VU(dma_map(s, -1, 0, FDLESS_IOVA, size), 0); /* the range is free again */
+	CHECK_VU(dma_unmap(s, VFIO_USER_F_DMA_UNMAP_ALL, 0, 0), 0);
+	close(s);
+	dmem = NULL;
+	dmem_max = 1 << 20;
+	munmap(va, size);
+}
+
+/*
+ * A client killed while the engine waits for its DMA_READ: the copy
+ * faults (the completion, if the ring is still there, says FAULT), the
+ * engine moves on at once, the client's maps go.
+ */
+static void test_dma_fdless_kill(void)
+{
+	size_t size = 1 << 20;
+	int fd, s2, p[2];
+	uint32_t head = 0, status = 0;
+	double t0, t1;
+	uint8_t *va;
+	pid_t pid;
+	char c;
+
+	t_section("a client killed while the engine waits on its DMA_READ: the copy faults, no hang");
+	fd = ce_memfd(size, &va); /* ring and completions, shared with the child */
+	CHECK(fd >= 0);
+	s2 = vu_connect(ce_path);
+	CHECK_VU(vu_version(s2, "{}"), 0);
+	CHECK_VU(vu_call(s2, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0);
+	CHECK_OK(pipe(p));
+	pid = fork();
+	if (pid == 0) {
+		static struct rep r;
+		int s = vu_connect(ce_path);
+		uint8_t *anon = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		/* ring in the memfd at IOVA; data in anonymous memory at FDLESS_IOVA */
+		if (anon == MAP_FAILED || vu_version(s, "{}") || dma_map(s, fd, 0, IOVA, size) ||
+		    dma_map(s, -1, 0, FDLESS_IOVA, size))
+			_exit(1);
+		if (ce_run_at(s, va, IOVA, 1, FDLESS_IOVA - IOVA, FDLESS_IOVA - IOVA + 65536,
+			      65536) != 0)
+			_exit(2);
+		/* The engine's first DMA_READ of the source: never answered. */
+		while (raw_recv(s, &r) == 0)
+			if (r.h.cmd == VFIO_USER_DMA_READ)
+				break;
+		if (write(p[1], "r", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	CHECK(read(p[0], &c, 1) == 1 && c == 'r');
+	kill(pid, SIGKILL);
+	t0 = now();
+	waitpid(pid, NULL, 0);
+	/* The engine gets past the descriptor (HEAD moves) well before the DMA timeout. */
+	for (;;) {
+		CHECK_VU(reg_read(s2, 0, P2P_CE_REG_HEAD, &head, 4), 0);
+		t1 = now();
+		if (head == 1 || t1 - t0 > 3)
+			break;
+		usleep(1000);
+	}
+	printf("# engine done with the descriptor %.1f ms after the kill\n", (t1 - t0) * 1e3);
+	CHECK(head == 1);
+	CHECK(t1 - t0 < REVOKE_MS / 1000.0 * 0.8);
+	CHECK_VU(reg_read(s2, 0, P2P_CE_REG_STATUS, &status, 4), 0);
+	{
+		struct p2p_ce_compl *cp = (void *)(va + 0x1000);
+
+		/* Either the completion landed (FAULT) or its ring was gone (RING_FAULT). */
+		printf("# completion status %u, engine status %#x\n", cp->status, status);
+		CHECK(cp->status == P2P_CE_FAULT ||
+		      (cp->status == P2P_CE_PENDING && (status & P2P_CE_STATUS_RING_FAULT)));
+	}
+	/* Its maps are gone: the ranges can be mapped again. */
+	for (;;) {
+		int ret = dma_map(s2, -1, 0, FDLESS_IOVA, size);
+
+		t1 = now();
+		if (ret == 0 || t1 - t0 > 2)
+			break;
+		CHECK(ret == EEXIST);
+		usleep(1000);
+	}
+	CHECK(t1 - t0 < 1.0);
+	CHECK_VU(dma_unmap(s2, VFIO_USER_F_DMA_UNMAP_ALL, 0, 0), 0);
+	CHECK_VU(vu_call(s2, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0);
+	close(s2);
+	close(p[0]);
+	close(p[1]);
 	munmap(va, size);
 	close(fd);
 }
@@ -658,7 +904,7 @@ static void test_kill9(void)
 
 	t_section("kill -9 of a client in the middle of DMA: its maps gone within 1 s");
 	s2 = vu_connect(ce_path);
-	CHECK_ERR(vu_version(s2, "{}"), 0);
+	CHECK_VU(vu_version(s2, "{}"), 0);
 	CHECK_OK(pipe(p));
 	pid = fork();
 	if (pid == 0) {
@@ -690,7 +936,7 @@ static void test_kill9(void)
 	printf("# maps of the killed client gone after %.1f ms\n", (t1 - t0) * 1e3);
 	CHECK(t1 - t0 < 1.0);
 	/* The survivor carries on: reset the engine, copy through its own memory. */
-	CHECK_ERR(vu_call(s2, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0);
+	CHECK_VU(vu_call(s2, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0);
 	for (int i = 0; i < 4096; i++)
 		va[0x10000 + i] = (uint8_t)(i + 3);
 	{
@@ -704,7 +950,7 @@ static void test_kill9(void)
 		CHECK(cp->status == P2P_CE_OK);
 		CHECK(!memcmp(va + 0x10000, va + 0x20000, 4096));
 	}
-	CHECK_ERR(dma_unmap(s2, 0, IOVA, 4 << 20), 0);
+	CHECK_VU(dma_unmap(s2, 0, IOVA, 4 << 20), 0);
 	munmap(va, 4 << 20);
 	close(fd);
 	close(s2);
@@ -720,14 +966,14 @@ static void test_many_clients(void)
 	t_section("16 clients at once");
 	for (int i = 0; i < 16; i++) {
 		s[i] = vu_connect(gpu_path);
-		CHECK_ERR(vu_version(s[i], "{}"), 0);
+		CHECK_VU(vu_version(s[i], "{}"), 0);
 	}
 	for (int round = 0; round < 4; round++)
 		for (int i = 0; i < 16; i++) {
 			uint32_t v = (uint32_t)(i * 100 + round);
 
-			CHECK_ERR(reg_write(s[i], 2, (uint64_t)i * 4096, &v, 4), 0);
-			CHECK_ERR(reg_read(s[(i + 1) % 16], 2, (uint64_t)i * 4096, &id, 4), 0);
+			CHECK_VU(reg_write(s[i], 2, (uint64_t)i * 4096, &v, 4), 0);
+			CHECK_VU(reg_read(s[(i + 1) % 16], 2, (uint64_t)i * 4096, &id, 4), 0);
 			CHECK(id == v);
 		}
 	for (int i = 0; i < 16; i++)
@@ -840,9 +1086,9 @@ static void test_revoke(int nack, int nnoack)
 		CHECK(read(p[0], &c, 1) == 1 && c == 'm');
 	usleep(20000); /* canaries are landing */
 	s = vu_connect(gpu_path);
-	CHECK_ERR(vu_version(s, "{}"), 0);
+	CHECK_VU(vu_version(s, "{}"), 0);
 	t0 = now();
-	CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0); /* a revoke trigger */
+	CHECK_VU(vu_call(s, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0); /* a revoke trigger */
 	dt = now() - t0;
 	printf("# reset (revoke) returned after %.1f ms\n", dt * 1e3);
 	if (nnoack)
@@ -852,9 +1098,9 @@ static void test_revoke(int nack, int nnoack)
 	/* Every acking client has zapped before the revoke returned: nothing lands after. */
 	if (!nnoack) {
 		for (int i = 0; i < (n < 16 ? n : 16); i++) {
-			CHECK_ERR(reg_read(s, 2, (uint64_t)i * 65536, before, 65536), 0);
+			CHECK_VU(reg_read(s, 2, (uint64_t)i * 65536, before, 65536), 0);
 			usleep(20000);
-			CHECK_ERR(reg_read(s, 2, (uint64_t)i * 65536, after, 65536), 0);
+			CHECK_VU(reg_read(s, 2, (uint64_t)i * 65536, after, 65536), 0);
 			CHECK(!memcmp(before, after, 65536));
 			/* canaries did land before the revoke (0xc0de before, 0xdead after the notice) */
 			CHECK(((uint32_t *)(void *)before)[0] >> 16 == 0xc0de ||
@@ -897,8 +1143,8 @@ static void test_export_errors(void)
 	int s = vu_connect(gpu_path);
 
 	t_section("feature 11 export: argsz retry, kernel errnos, DMABUF_CLOSE");
-	CHECK_ERR(vu_version(s, js), 0);
-	CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_FEATURE, &req, sizeof(req), &r), 0);
+	CHECK_VU(vu_version(s, js), 0);
+	CHECK_VU(vu_call(s, VFIO_USER_DEVICE_FEATURE, &req, sizeof(req), &r), 0);
 	memcpy(&d, r.p, sizeof(d));
 	CHECK(r.fd < 0 && r.len == sizeof(d) && d.argsz == 48 && d.nr_ranges == 0);
 	req.f.argsz = 48;
@@ -912,14 +1158,14 @@ static void test_export_errors(void)
 	req.db.nr_ranges = 5; /* more than carried */
 	CHECK(vu_call(s, VFIO_USER_DEVICE_FEATURE, &req, sizeof(req), NULL) == EINVAL);
 	req.db.nr_ranges = 1;
-	CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_FEATURE, &req, sizeof(req), &r), 0);
+	CHECK_VU(vu_call(s, VFIO_USER_DEVICE_FEATURE, &req, sizeof(req), &r), 0);
 	memcpy(&d, r.p, sizeof(d));
 	CHECK(r.fd >= 0 && d.argsz == 48 && d.nr_ranges == 1 && d.export_id);
 	close(r.fd);
 	cl.export_id = d.export_id + 100;
 	CHECK(vu_call(s, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL) == ENOENT);
 	cl.export_id = d.export_id;
-	CHECK_ERR(vu_call(s, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL), 0);
+	CHECK_VU(vu_call(s, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL), 0);
 	CHECK(vu_call(s, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL) == ENOENT);
 	close(s);
 }
@@ -955,6 +1201,8 @@ int main(void)
 	test_basics();
 	test_malformed();
 	test_dma();
+	test_dma_fdless();
+	test_dma_fdless_kill();
 	test_kill9();
 	test_many_clients();
 	test_export_errors();

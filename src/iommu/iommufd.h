@@ -59,6 +59,7 @@ enum pages_kind {
 	PAGES_USER,
 	PAGES_MEMFD,
 	PAGES_DMABUF,
+	PAGES_CALLBACK, /* no memory: accesses call cb_ops->rw (p2p_ioas_map_callback()) */
 };
 
 struct pages_seg {
@@ -96,6 +97,10 @@ struct ioas_pages {
 	struct pages_seg *segs;
 	pthread_mutex_t mutex;
 	struct p2p_fence *drain; /* under mutex */
+
+	/* CALLBACK: fixed at creation */
+	const struct p2p_ioas_callback_ops *cb_ops;
+	void *cb_priv;
 };
 
 struct ioas_area {
@@ -114,6 +119,12 @@ struct ioas_area {
 	bool revocable;
 	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
 	bool fragile;
+	/*
+	 * A callback area (pages of kind PAGES_CALLBACK): no host memory;
+	 * p2p_ioas_dma_begin() says -EREMOTE and p2p_ioas_callback_rw() calls
+	 * the owner, counted in `inflight` like DMA.
+	 */
+	bool callback;
 	/*
 	 * DMA in flight through this area (p2p_ioas_dma_begin() to
 	 * p2p_ioas_dma_end()), plus AREA_DYING once an unmap has taken the
@@ -206,6 +217,8 @@ int pages_memfd(int fd, uint64_t start, uint64_t length, uint32_t flags,
 		struct ioas_pages **out, uint64_t *off);
 int pages_dmabuf(struct p2p_dmabuf *buf, uint64_t start, uint64_t len, bool extended,
 		 struct ioas_pages **out);
+int pages_callback(const struct p2p_ioas_callback_ops *ops, void *priv, uint64_t length,
+		   uint32_t flags, struct ioas_pages **out);
 
 /* device.c */
 int iommufd_option(struct iommufd_ucmd *ucmd);

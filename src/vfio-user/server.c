@@ -61,7 +61,7 @@ struct vu_map {
 	struct vu_map *next;
 	struct vu_client *owner;
 	uint64_t addr, size;
-	bool in_ioas; /* mapped with an fd (IOAS area) */
+	bool in_ioas; /* an IOAS area: the fd's memory, or (no fd) a callback area */
 };
 
 struct vu_export {
@@ -381,7 +381,7 @@ static int json_u64(struct json_object *o, const char *key, uint64_t *v, bool *p
 	return 0;
 }
 
-static int parse_caps(struct vu_client *c, const char *json, bool *want_dmabuf, bool *want_revoke)
+static int parse_caps(const char *json, uint32_t *max_xfer, bool *want_dmabuf, bool *want_revoke)
 {
 	struct json_object *root, *caps, *x;
 	uint64_t v;
@@ -402,7 +402,7 @@ static int parse_caps(struct vu_client *c, const char *json, bool *want_dmabuf, 
 	if (json_u64(caps, VFIO_USER_CAP_MAX_DATA_XFER_SIZE, &v, &present))
 		goto out;
 	if (present)
-		c->peer_max_xfer = v > VU_SERVER_MAX_XFER ? VU_SERVER_MAX_XFER : (uint32_t)v;
+		*max_xfer = v > VU_SERVER_MAX_XFER ? VU_SERVER_MAX_XFER : v ? (uint32_t)v : 1;
 	if (json_u64(caps, VFIO_USER_CAP_MAX_DMA_MAPS, &v, &present) ||
 	    json_u64(caps, VFIO_USER_CAP_PGSIZES, &v, &present))
 		goto out;
@@ -431,6 +431,7 @@ static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 	const struct vfio_user_version *v = payload(m);
 	size_t len = payload_len(m);
 	bool want_dmabuf = false, want_revoke = false;
+	uint32_t max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	struct vfio_user_version rv;
 	struct json_object *root, *caps, *twin, *p2p;
 	const char *js;
@@ -445,7 +446,7 @@ static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 	if (len > sizeof(*v)) {
 		if (!memchr(v->data, 0, len - sizeof(*v)))
 			return reply_err(c, m, EINVAL);
-		if (v->data[0] && parse_caps(c, v->data, &want_dmabuf, &want_revoke))
+		if (v->data[0] && parse_caps(v->data, &max_xfer, &want_dmabuf, &want_revoke))
 			return reply_err(c, m, EINVAL);
 	}
 	rv.major = VFIO_USER_MAJOR;
@@ -495,6 +496,7 @@ static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 		c->versioned = true;
 		c->p2p_dmabuf = want_dmabuf;
 		c->p2p_revoke = want_revoke;
+		c->peer_max_xfer = max_xfer; /* read by device threads (map_dma_rw()) */
 		pthread_mutex_unlock(&c->lock);
 		ret = (m->hdr.flags & VFIO_USER_F_NO_REPLY) ? 0 : client_sendv(c, &h, iov, 2, NULL, 0);
 	}
@@ -509,6 +511,69 @@ static struct vu_map *map_find(struct vu_dev *d, uint64_t addr, uint64_t size)
 			return m;
 	return NULL;
 }
+
+/*
+ * A device access to a range the client mapped without an fd (the IOAS's
+ * callback area, p2p_ioas_map_callback()): DMA_READ / DMA_WRITE messages of
+ * at most the client's max_data_xfer_size, each waiting for its reply.  Runs
+ * on the device's thread with no lock held; the unmap of the area waits for
+ * it.  Any failure (error reply, malformed reply, client gone, no reply in
+ * the timeout) is -EFAULT: the device sees a translation fault.  A client
+ * that does not answer in time is disconnected.
+ */
+static int map_dma_rw(void *priv, uint64_t iova, void *data, uint64_t len, bool write)
+{
+	struct vu_map *map = priv;
+	struct vu_client *c = map->owner;
+	uint8_t *d = data;
+	uint32_t max;
+
+	pthread_mutex_lock(&c->lock);
+	max = c->peer_max_xfer;
+	pthread_mutex_unlock(&c->lock);
+	while (len) {
+		uint64_t n = len < max ? len : max;
+		struct vfio_user_dma_region_access a = { .addr = iova, .count = n };
+		struct iovec iov[2] = {
+			{ .iov_base = &a, .iov_len = sizeof(a) },
+			{ .iov_base = d, .iov_len = n },
+		};
+		struct vu_msg r = { 0 };
+		int ret = client_call(c, write ? VFIO_USER_DMA_WRITE : VFIO_USER_DMA_READ, iov,
+				      write ? 2 : 1, c->srv->revoke_timeout_ms, &r);
+
+		if (ret == -ETIMEDOUT)
+			client_kill(c);
+		if (ret)
+			return -EFAULT;
+		if (write) {
+			/* The reply: addr and count (the spec's 12 bytes or libvfio-user's 16). */
+			ret = payload_len(&r) >= 12 ? 0 : -EFAULT;
+		} else {
+			struct vfio_user_dma_region_access ra;
+
+			ret = -EFAULT;
+			if (payload_len(&r) == sizeof(ra) + n) {
+				memcpy(&ra, payload(&r), sizeof(ra));
+				if (ra.addr == iova && ra.count == n) {
+					memcpy(d, (const uint8_t *)payload(&r) + sizeof(ra), n);
+					ret = 0;
+				}
+			}
+		}
+		vu_msg_release(&r);
+		if (ret)
+			return ret;
+		d += n;
+		iova += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static const struct p2p_ioas_callback_ops map_callback_ops = {
+	.rw = map_dma_rw,
+};
 
 static int cmd_dma_map(struct vu_client *c, struct vu_msg *m)
 {
@@ -542,6 +607,13 @@ static int cmd_dma_map(struct vu_client *c, struct vu_msg *m)
 
 		/* Held under dev->lock: maps of one device are serialized. */
 		ret = p2p_ioas_map_file(d->ioas, m->fds[0], a.offset, a.size, &iova, fl);
+		map->in_ioas = !ret;
+	} else if (!ret && (a.flags & (VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE))) {
+		/* No fd: the device's DMA there becomes DMA_READ/DMA_WRITE messages. */
+		uint32_t fl = ((a.flags & VFIO_USER_F_DMA_REGION_READ) ? P2P_IOAS_MAP_READABLE : 0) |
+			      ((a.flags & VFIO_USER_F_DMA_REGION_WRITE) ? P2P_IOAS_MAP_WRITEABLE : 0);
+
+		ret = p2p_ioas_map_callback(d->ioas, a.addr, a.size, fl, &map_callback_ops, map);
 		map->in_ioas = !ret;
 	}
 	if (!ret) {
