@@ -8,7 +8,7 @@
  * WIN_IOVA, a 16 KiB read-only window at RO_IOVA and a peer function's
  * BAR2 (a dma-buf) read-write at PEER_IOVA.  The input is a sequence of
  * operations: register writes and reads through BAR0 of either device at
- * any offset and size, arbitrary bytes (garbage descriptors, commands,
+ * any offset and size (the engine has two channels: either one's registers), arbitrary bytes (garbage descriptors, commands,
  * ring pointers into any of the mappings or nowhere) written into the
  * window, doorbells, MSI eventfds, resets, and revoking or re-enabling
  * the peer BAR (COMMAND.MEM) while the devices run.
@@ -38,6 +38,7 @@
 #define RO_IOVA 0x200000ull
 #define PEER_IOVA 0x400000ull
 #define MAX_OPS 64
+#define CE_CHANNELS 2 /* the engine's, whatever the machine: two queues racing */
 
 struct state {
 	struct p2p_iommufd *ictx;
@@ -111,8 +112,11 @@ static void quiesce_one(struct p2p_vfio_device *v, unsigned int head, unsigned i
 
 static void quiesce(struct state *s)
 {
-	quiesce_one(s->cev, P2P_CE_REG_HEAD, P2P_CE_REG_DOORBELL, P2P_CE_REG_STATUS,
-		    P2P_CE_REG_CTRL, P2P_CE_STATUS_BUSY);
+	for (unsigned int c = 0; c < CE_CHANNELS; c++)
+		quiesce_one(s->cev, P2P_CE_CHAN_REG(c, P2P_CE_REG_HEAD),
+			    P2P_CE_CHAN_REG(c, P2P_CE_REG_DOORBELL),
+			    P2P_CE_CHAN_REG(c, P2P_CE_REG_STATUS), P2P_CE_CHAN_REG(c, P2P_CE_REG_CTRL),
+			    P2P_CE_STATUS_BUSY);
 	quiesce_one(s->sdv, P2P_SD_REG_SQ_HEAD, P2P_SD_REG_SQ_TAIL, P2P_SD_REG_STATUS,
 		    P2P_SD_REG_CTRL, P2P_SD_STATUS_BUSY);
 	/* The storage device completes what it fetched on its own: wait for it. */
@@ -158,6 +162,8 @@ static void op_reg(struct state *s, struct fin *in, bool storage)
 		len = 1 + fin_u8(in) % 9;
 	} else {
 		off = (storage ? sd_regs : ce_regs)[(k >> 1) % 6];
+		if (!storage) /* bit 6: channel 1's copy of the register */
+			off = P2P_CE_CHAN_REG((k >> 6) & 1, off);
 		if (len == 8 && off % 8)
 			len = 4;
 	}
@@ -252,6 +258,8 @@ static void op_reset(struct state *s, struct fin *in)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static const struct p2p_copy_engine_opts ce_opts = { .argsz = sizeof(ce_opts),
+							     .channels = CE_CHANNELS };
 	struct fin in = { data, size };
 	struct state s = { 0 };
 	uint64_t iova;
@@ -259,7 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int fds = fz_fds_begin();
 
 	if (p2p_iommufd_open(&s.ictx) || p2p_ioas_alloc(s.ictx, &id, &s.ioas) ||
-	    p2p_copy_engine_create("0000:05:00.0", NULL, 5, &s.ce) ||
+	    p2p_copy_engine_create_opts("0000:05:00.0", NULL, 5, &ce_opts, &s.ce) ||
 	    p2p_storage_create("0000:06:00.0", NULL, 6, NULL, 64u << 10, &s.sd) ||
 	    fz_dev_create("0000:07:00.0", NULL, 7, &s.peer, &s.peerv) ||
 	    p2p_vfio_device_open(s.ce, &s.cev) || p2p_vfio_device_open(s.sd, &s.sdv) ||

@@ -16,6 +16,8 @@ have_pc json-c || need="$need libjson-c-dev"
 # tests/qemu-vfio.sh: Debian's QEMU runs a guest under p2pbuf exec (the guest
 # itself is built from .debs fetched with apt-get download, not installed).
 have_cmd qemu-system-x86_64 || need="$need qemu-system-x86"
+# p2pbuf bench --plot (and tests/bench-plot.sh) draw with gnuplot.
+have_cmd gnuplot || need="$need gnuplot-nox"
 # ASan/UBSan come with gcc; the TSan build uses clang, whose runtimes are only
 # recommended by the clang package: ask for them explicitly.
 # libFuzzer (make fuzz, the fuzz part of make check) is in the same package

@@ -31,6 +31,11 @@
  *   reprogrammed; ring and completion faults set STATUS.RING_FAULT.
  * - Unmapping an area while the engine copies into it, then revoking the
  *   dma-buf behind it, neither deadlocks nor tears the copy.
+ * - Channels: one per online core by default, a chosen count through the
+ *   options; each channel's registers are its own, channels run
+ *   independently, each signals its own MSI vector; a copy split over all
+ *   channels lands whole; reset with every channel busy finishes each
+ *   descriptor whole or drops it; a revoke fails every piece.
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -287,14 +292,14 @@ static double now(void)
  * Wait until HEAD passes @idx without touching the eventfd (the interrupt
  * tests count it).  The deadline only turns a hung engine into a failure.
  */
-static void wait_done(uint32_t idx)
+static void wait_done_on(struct ce_drv *d, uint32_t idx)
 {
 	double deadline = now() + 60;
 
-	for (unsigned int i = 0; (int32_t)(ce_drv_head(&drv) - idx) <= 0; i++) {
+	for (unsigned int i = 0; (int32_t)(ce_drv_head(d) - idx) <= 0; i++) {
 		if (now() > deadline) {
-			fprintf(stderr, "[%s] engine stuck: head %u, waiting for %u\n", t_current,
-				ce_drv_head(&drv), idx);
+			fprintf(stderr, "[%s] engine stuck: channel %u head %u, waiting for %u\n",
+				t_current, d->chan, ce_drv_head(d), idx);
 			exit(T_EXIT_FAIL);
 		}
 		if (i < 1000)
@@ -302,6 +307,11 @@ static void wait_done(uint32_t idx)
 		else
 			usleep(100);
 	}
+}
+
+static void wait_done(uint32_t idx)
+{
+	wait_done_on(&drv, idx);
 }
 
 static void wait_not_busy(void)
@@ -791,6 +801,223 @@ static void test_large(void)
 	verify_all("large");
 }
 
+/* ---------------------------------------------------------------------- */
+/* Channels                                                                */
+
+static struct p2p_vfio_device *cv4;
+
+static uint64_t reg4(uint64_t off, size_t len)
+{
+	uint64_t v = 0;
+
+	CHECK_ERR(p2p_vfio_device_pread(cv4, &v, len, P2P_VFIO_REGION_OFFSET(0) + off), (long)len);
+	return v;
+}
+
+static void reg4_wr(uint64_t off, size_t len, uint64_t v)
+{
+	CHECK_ERR(p2p_vfio_device_pwrite(cv4, &v, len, P2P_VFIO_REGION_OFFSET(0) + off), (long)len);
+}
+
+/* Install @fd for MSI vector @vec of the 4-channel engine. */
+static void set_vector(uint32_t vec, int fd)
+{
+	uint8_t buf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	struct vfio_irq_set *irq = (struct vfio_irq_set *)buf;
+	int32_t efd = fd;
+
+	*irq = (struct vfio_irq_set){
+		.argsz = sizeof(buf),
+		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = VFIO_PCI_MSI_IRQ_INDEX,
+		.start = vec,
+		.count = 1,
+	};
+	memcpy(irq->data, &efd, sizeof(efd));
+	CHECK_OK(p2p_vfio_device_ioctl(cv4, VFIO_DEVICE_SET_IRQS, irq));
+}
+
+/*
+ * Several channels: the default count, options, per-channel registers,
+ * channels that run independently (one disabled, another finishes), one
+ * MSI vector per channel, a copy split over every channel, reset with all
+ * of them busy, and a revoke seen by every piece.
+ */
+static void test_channels(void)
+{
+	struct p2p_copy_engine_opts o = { .argsz = sizeof(o), .channels = 4 };
+	struct {
+		struct p2p_copy_engine_opts o;
+		uint32_t more;
+	} big = { { sizeof(big), 2 }, 0 };
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t want = cores < 1 ? 1 : cores > P2P_CE_MAX_CHANNELS ? P2P_CE_MAX_CHANNELS : cores;
+	uint32_t idx0, idx3, last[P2P_CE_MAX_CHANNELS], used;
+	struct p2p_pci_dev *pci4, *other = NULL;
+	struct ce_multi m;
+	uint64_t bytes;
+	int efds[4];
+
+	t_section("channels: registers");
+	/* The default engine: one channel per online core; CHANNELS is read-only. */
+	CHECK(reg(P2P_CE_REG_CHANNELS, 4) == want);
+	CHECK(reg_wr_rd(P2P_CE_REG_CHANNELS, 4, 99) == want);
+	CHECK(reg(P2P_CE_REG_ID, 8) == (P2P_CE_ID | want << 32));
+	CHECK(ce_drv_channels(cev) == want);
+
+	/* Options: too many channels, a short struct, a non-zero unknown tail. */
+	o.channels = P2P_CE_MAX_CHANNELS + 1;
+	CHECK_ERR(p2p_copy_engine_create_opts("0000:02:00.5", NULL, 5, &o, &other), -EINVAL);
+	o = (struct p2p_copy_engine_opts){ .argsz = 4, .channels = 4 };
+	CHECK_ERR(p2p_copy_engine_create_opts("0000:02:00.5", NULL, 5, &o, &other), -EINVAL);
+	big.more = 1;
+	CHECK_ERR(p2p_copy_engine_create_opts("0000:02:00.5", NULL, 5, &big.o, &other), -EINVAL);
+	CHECK(other == NULL);
+	big.more = 0;
+	CHECK_OK(p2p_copy_engine_create_opts("0000:02:00.5", NULL, 5, &big.o, &other));
+	if (other)
+		p2p_pci_dev_put(other);
+
+	o = (struct p2p_copy_engine_opts){ .argsz = sizeof(o), .channels = 4 };
+	CHECK_OK(p2p_copy_engine_create_opts("0000:02:00.4", NULL, 4, &o, &pci4));
+	CHECK_OK(p2p_vfio_device_open(pci4, &cv4));
+	CHECK_OK(p2p_vfio_device_attach_ioas(cv4, ioas));
+	if (t_failures)
+		exit(T_EXIT_FAIL);
+	CHECK(reg4(P2P_CE_REG_CHANNELS, 4) == 4);
+	/* Each channel's registers are its own; the blocks of channels it lacks are reserved. */
+	reg4_wr(P2P_CE_CHAN_REG(2, P2P_CE_REG_RING), 8, 0x2000);
+	reg4_wr(P2P_CE_CHAN_REG(3, P2P_CE_REG_RING_SIZE), 4, 16);
+	CHECK(reg4(P2P_CE_CHAN_REG(2, P2P_CE_REG_RING), 8) == 0x2000);
+	CHECK(reg4(P2P_CE_CHAN_REG(3, P2P_CE_REG_RING_SIZE), 4) == 16);
+	CHECK(reg4(P2P_CE_REG_RING, 8) == 0 && reg4(P2P_CE_CHAN_REG(1, P2P_CE_REG_RING), 8) == 0);
+	CHECK(reg4(P2P_CE_CHAN_REG(3, P2P_CE_REG_RING), 8) == 0);
+	CHECK(reg4(P2P_CE_CHAN_REG(2, P2P_CE_REG_RING_SIZE), 4) == 0);
+	reg4_wr(P2P_CE_CHAN_REG(1, 0), 4, 0x1234); /* channel 1's ID/CHANNELS slots: reserved */
+	CHECK(reg4(P2P_CE_CHAN_REG(1, 0), 4) == 0 && reg4(P2P_CE_CHAN_REG(1, 4), 4) == 0);
+	reg4_wr(P2P_CE_CHAN_REG(4, P2P_CE_REG_RING), 8, 0x5000);
+	CHECK(reg4(P2P_CE_CHAN_REG(4, P2P_CE_REG_RING), 8) == 0);
+	/* Reset clears every channel. */
+	CHECK_OK(p2p_vfio_device_reset(cv4));
+	CHECK(reg4(P2P_CE_CHAN_REG(2, P2P_CE_REG_RING), 8) == 0);
+	CHECK(reg4(P2P_CE_CHAN_REG(3, P2P_CE_REG_RING_SIZE), 4) == 0);
+
+	t_section("channels: independent queues");
+	CHECK_OK(ce_multi_init(&m, cv4, ioas, RING, 0));
+	CHECK(m.nchan == 4);
+	if (t_failures)
+		exit(T_EXIT_FAIL);
+	/* Channel 0 disabled holds its descriptor; channel 3 runs its own meanwhile. */
+	reg4_wr(P2P_CE_CHAN_REG(0, P2P_CE_REG_CTRL), 4, 0);
+	idx0 = ce_drv_queue(&m.ch[0], S(PAGE * 350), IOVA_G0 + 20 * MiB, 5000, 0, 1);
+	idx3 = ce_drv_queue(&m.ch[3], S(PAGE * 352), IOVA_G1 + 20 * MiB, 6000, 0, 2);
+	CHECK_OK(ce_drv_kick(&m.ch[0]));
+	CHECK_OK(ce_drv_kick(&m.ch[3]));
+	wait_done_on(&m.ch[3], idx3);
+	CHECK(ce_drv_compl(&m.ch[3], idx3)->status == P2P_CE_OK);
+	CHECK(ce_drv_head(&m.ch[0]) == idx0);
+	CHECK(ce_drv_compl(&m.ch[0], idx0)->status == P2P_CE_PENDING);
+	reg4_wr(P2P_CE_CHAN_REG(0, P2P_CE_REG_CTRL), 4, P2P_CE_CTRL_ENABLE);
+	wait_done_on(&m.ch[0], idx0);
+	CHECK(ce_drv_compl(&m.ch[0], idx0)->status == P2P_CE_OK);
+	ref_copy(S(PAGE * 350), IOVA_G0 + 20 * MiB, 5000);
+	ref_copy(S(PAGE * 352), IOVA_G1 + 20 * MiB, 6000);
+	verify_all("channels: independent");
+
+	t_section("channels: MSI vectors");
+	for (int c = 0; c < 4; c++) {
+		efds[c] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		CHECK(efds[c] >= 0);
+		set_vector(P2P_CE_CHAN_VECTOR(c), efds[c]);
+	}
+	for (uint32_t c = 0; c < 4; c++) {
+		uint32_t i = ce_drv_queue(&m.ch[c], S(PAGE * 360 + c * 64), IOVA_G0 + 21 * MiB + c * PAGE,
+					  64, P2P_CE_DESC_IRQ, 10 + c);
+		struct pollfd pfd = { .fd = efds[c], .events = POLLIN };
+
+		ref_copy(S(PAGE * 360 + c * 64), IOVA_G0 + 21 * MiB + c * PAGE, 64);
+		CHECK_OK(ce_drv_kick(&m.ch[c]));
+		CHECK(poll(&pfd, 1, 60000) == 1);
+		CHECK((int32_t)(ce_drv_head(&m.ch[c]) - i) > 0);
+		for (int k = 0; k < 4; k++) {
+			eventfd_t v = 0;
+
+			CHECK((eventfd_read(efds[k], &v) == 0 ? v : 0) == (k == (int)c));
+		}
+	}
+	for (int c = 0; c < 4; c++) {
+		set_vector(P2P_CE_CHAN_VECTOR(c), m.efd);
+		close(efds[c]);
+	}
+
+	t_section("channels: split copy");
+	CHECK(ce_multi_copy(&m, IOVA_G0, IOVA_G1, 32 * MiB, &bytes) == P2P_CE_OK);
+	CHECK(bytes == 32 * MiB);
+	ref_copy(IOVA_G0, IOVA_G1, 32 * MiB);
+	/* Odd offsets and length, system memory -> BAR: four pieces, one per channel. */
+	used = ce_multi_queue(&m, 0, IOVA_SYS + 5, IOVA_G0 + 7, 9 * MiB + 333, 1 * MiB,
+			      P2P_CE_DESC_IRQ, 77, last);
+	CHECK(used == 4);
+	CHECK_OK(ce_multi_kick(&m));
+	bytes = 0;
+	for (uint32_t c = 0; c < used; c++) {
+		CHECK_OK(ce_drv_wait(&m.ch[c], last[c]));
+		CHECK(ce_drv_compl(&m.ch[c], last[c])->status == P2P_CE_OK);
+		CHECK(ce_drv_compl(&m.ch[c], last[c])->id == 77);
+		bytes += ce_drv_compl(&m.ch[c], last[c])->bytes;
+	}
+	CHECK(bytes == 9 * MiB + 333);
+	ref_copy(IOVA_SYS + 5, IOVA_G0 + 7, 9 * MiB + 333);
+	/* Smaller than two pieces: one channel. */
+	CHECK(ce_multi_queue(&m, 0, S(0), IOVA_G1 + 22 * MiB, 1000, 1 * MiB, 0, 78, last) == 1);
+	CHECK_OK(ce_multi_kick(&m));
+	wait_done_on(&m.ch[0], last[0]);
+	ref_copy(S(0), IOVA_G1 + 22 * MiB, 1000);
+	verify_all("channels: split copy");
+
+	t_section("channels: reset in flight");
+	for (int round = 0; round < 3; round++) {
+		uint32_t ix[4];
+
+		for (uint32_t c = 0; c < 4; c++)
+			ix[c] = ce_drv_queue(&m.ch[c], IOVA_G0 + c * 8 * MiB, IOVA_G1 + c * 8 * MiB,
+					     8 * MiB, 0, 500 + c);
+		CHECK_OK(ce_multi_kick(&m));
+		if (round & 1)
+			sched_yield();
+		CHECK_OK(p2p_vfio_device_reset(cv4));
+		for (uint32_t c = 0; c < 4; c++) {
+			const struct p2p_ce_compl *r = ce_drv_compl(&m.ch[c], ix[c]);
+
+			CHECK(r->status == P2P_CE_PENDING ||
+			      (r->status == P2P_CE_OK && r->bytes == 8 * MiB));
+			if (r->status == P2P_CE_OK)
+				ref_copy(IOVA_G0 + c * 8 * MiB, IOVA_G1 + c * 8 * MiB, 8 * MiB);
+			CHECK(reg4(P2P_CE_CHAN_REG(c, P2P_CE_REG_HEAD), 4) == 0);
+			CHECK(reg4(P2P_CE_CHAN_REG(c, P2P_CE_REG_CTRL), 4) == 0);
+		}
+		verify_all("channels: reset in flight");
+		ce_multi_fini(&m);
+		CHECK_OK(ce_multi_init(&m, cv4, ioas, RING, 0));
+	}
+
+	t_section("channels: revoke");
+	CHECK_OK(t_mem_enable(gpu1.vdev, false));
+	CHECK(ce_multi_copy(&m, IOVA_G0, IOVA_G1, 16 * MiB, &bytes) == P2P_CE_REVOKED);
+	CHECK(bytes == 0);
+	verify_all("channels: revoked");
+	CHECK_OK(t_mem_enable(gpu1.vdev, true));
+	remap_gpu1();
+	CHECK(ce_multi_copy(&m, IOVA_G1, IOVA_G0, 16 * MiB, &bytes) == P2P_CE_OK);
+	ref_copy(IOVA_G1, IOVA_G0, 16 * MiB);
+	verify_all("channels: after revoke");
+
+	ce_multi_fini(&m);
+	p2p_vfio_device_detach_ioas(cv4);
+	p2p_vfio_device_close(cv4);
+	p2p_pci_dev_put(pci4);
+}
+
 static void test_faults(void)
 {
 	t_section("faults");
@@ -1193,6 +1420,7 @@ int main(void)
 	test_random_batches();
 	test_order();
 	test_large();
+	test_channels();
 	test_faults();
 	test_truncated_memfd();
 	test_revoke();

@@ -442,9 +442,8 @@ static void child_env_init(struct child_env *ce, const char *preload, const char
 	ce->door[n + 1] = v;
 }
 
-/* Run one worker; add its "key ns" lines to @samples[figure][@round]. */
-static void run_worker(const struct child_env *ce, const char *mode, bool door,
-		       uint64_t (*samples)[64], unsigned int round)
+/* Run one worker; put its "key ns" lines in @row[2 x figure + door]. */
+static void run_worker(const struct child_env *ce, const char *mode, bool door, uint64_t *row)
 {
 	char *argv[] = { (char *)"p2pbuf", (char *)"bench-preload-worker", (char *)mode,
 			 (char *)ce->bar, NULL };
@@ -481,7 +480,7 @@ static void run_worker(const struct child_env *ce, const char *mode, bool door,
 		}
 		for (size_t i = 0; i < ARRAY_SIZE(figures); i++)
 			if (!strcmp(key, figures[i].key))
-				samples[2 * i + door][round] = ns;
+				row[2 * i + door] = ns;
 	}
 	fclose(f);
 	if (waitpid(pid, &st, 0) < 0)
@@ -493,20 +492,29 @@ static void run_worker(const struct child_env *ce, const char *mode, bool door,
 	}
 }
 
+/*
+ * One arm of a round: arm 0 the workers without the door (pass-through
+ * plain, emulated native), arm 1 the same under the door.
+ */
+static void preload_sample(void *c, unsigned int arm, uint64_t *row)
+{
+	const struct child_env *ce = c;
+
+	run_worker(ce, "pass", arm, row);
+	run_worker(ce, arm ? "door" : "native", arm, row);
+}
+
 int bench_preload(const struct bench_opts *o)
 {
 	uint64_t bar = o->size ? o->size : 256ull << 20;
-	unsigned int n = o->iterations ? o->iterations : 7;
-	static uint64_t samples[2 * ARRAY_SIZE(figures)][64];
 	static struct child_env ce;
+	static struct bench_series s;
 	struct bench_report *r;
 	char preload[PATH_MAX], config[PATH_MAX], txt[160];
 	const char *dir = getenv("TMPDIR");
 	ssize_t len;
 	int fd, ret;
 
-	if (n > 63)
-		n = 63;
 	ret = cli_find_preload(preload, sizeof(preload));
 	if (ret) {
 		fprintf(stderr, "p2pbuf bench preload: cannot find libp2pbuf-preload.so (%s; set P2PBUF_PRELOAD)\n",
@@ -549,22 +557,14 @@ int bench_preload(const struct bench_opts *o)
 	report_fact(r, "pages", hugepage_mode_name());
 	report_fact(r, "pass-through", "with the door in use: a heap dma-buf open and mapped through it");
 
-	for (unsigned int it = 0; it < n + 1; it++) {
-		/* The first round warms up (it writes into row n, never reported). */
-		unsigned int row = it ? it - 1 : n;
-		bool door_first = it & 1;
-
-		for (int k = 0; k < 2; k++) {
-			bool door = door_first ^ k;
-
-			run_worker(&ce, "pass", door, samples, row);
-		}
-		for (int k = 0; k < 2; k++) {
-			bool door = door_first ^ k;
-
-			run_worker(&ce, door ? "door" : "native", door, samples, row);
-		}
-	}
+	report_plot_axis(r, "us per call (median, min-max)", true);
+	/* Plain (native) and door workers alternate which goes first, round by round. */
+	bench_series_init(&s, "plain vs door", 2, 2 * ARRAY_SIZE(figures));
+	s.npairs = ARRAY_SIZE(figures);
+	for (size_t i = 0; i < ARRAY_SIZE(figures); i++)
+		s.pair[i] = (struct bench_pair){ .num = 2 * i + 1, .den = 2 * i,
+						 .max_ratio = figures[i].limit };
+	bench_interleave(r, &s, 7, preload_sample, &ce);
 	unlink(config);
 
 	for (size_t i = 0; i < ARRAY_SIZE(figures); i++) {
@@ -576,18 +576,27 @@ int bench_preload(const struct bench_opts *o)
 		snprintf(name, sizeof(name), "%s_%s", base, fg->key);
 		snprintf(what, sizeof(what), "%s%s: %u x %s", base,
 			 fg->pass ? "" : " p2p_*", fg->calls, fg->what);
-		mb = report_median(r, name, what, samples[2 * i], n);
+		mb = report_series_median(r, &s, 2 * i, name, what);
 		snprintf(name, sizeof(name), "door_%s", fg->key);
 		snprintf(what, sizeof(what), "door: %u x %s", fg->calls, fg->what);
-		md = report_median(r, name, what, samples[2 * i + 1], n);
+		md = report_series_median(r, &s, 2 * i + 1, name, what);
 		if (!r_json(r) && fg->calls > 1)
 			printf("   %-28s per call: %s %.0f ns, door %.0f ns (%+.0f ns)\n", "", base,
 			       mb * 1e6 / fg->calls, md * 1e6 / fg->calls,
 			       (md - mb) * 1e6 / fg->calls);
 		snprintf(name, sizeof(name), "%s_door/%s", fg->key, base);
-		report_ratio(r, name, md / mb);
+		report_series_ratio(r, &s, 2 * i + 1, 2 * i, name);
 		snprintf(text, sizeof(text), "<= %.2f x %s", fg->limit, base);
-		report_target(r, name, md / mb, fg->limit, false, text);
+		report_series_target(r, &s, 2 * i + 1, 2 * i, name, fg->limit, false, text);
+		for (unsigned int d = 0; d < 2; d++) {
+			uint64_t v[BENCH_MAX_ROUNDS];
+			double us = 1e3 * fg->calls, m;
+
+			memcpy(v, s.ns[2 * i + d], s.rounds * sizeof(v[0]));
+			m = median_ns(v, s.rounds); /* sorts v: before reading v[0] */
+			report_plot(r, fg->key, d ? "door" : "without the door (plain / native p2p_*)",
+				    m / us, (double)v[0] / us, (double)v[s.rounds - 1] / us);
+		}
 	}
 	return report_finish(r);
 }

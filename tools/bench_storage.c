@@ -8,8 +8,9 @@
  *       policy as the BAR: a memfd mapping);
  *   (c) raw: io_uring reads of the same blocks at the same depth straight
  *       into (b)'s memory, no device in between.
- * Interleaved (a and b alternate which goes first), medians of whole-image
- * passes after a checked warm-up pass.  Target: a/b throughput >= 0.9.
+ * Interleaved round by round (a, b and c in a rotating order), rounds until
+ * the spread settles (bench_interleave()), medians of whole-image passes
+ * after a checked warm-up pass.  Target: a/b throughput >= 0.9.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -84,13 +85,32 @@ static bool same_as_file(int fd, const uint8_t *mem, uint64_t size)
 	return ok;
 }
 
+/* Figure 0: into system memory (b), 1: into the peer BAR (a), 2: raw io_uring (c). */
+struct storage_ctx {
+	struct sd_drv *drv;
+	struct io_uring *ring;
+	uint64_t bar_iova, sys_iova, size, bs;
+	uint8_t *sys;
+	int img;
+};
+
+static void storage_sample(void *c, unsigned int arm, uint64_t *row)
+{
+	struct storage_ctx *x = c;
+
+	if (arm == 2)
+		row[2] = raw_uring_read(x->ring, x->img, x->sys, x->size, (uint32_t)x->bs, QD,
+					false);
+	else
+		row[arm] = pass_device(x->drv, arm ? x->bar_iova : x->sys_iova, x->size, x->bs);
+}
+
 int bench_storage(const struct bench_opts *o)
 {
 	static const uint64_t sizes[] = { 128 << 10, 1 << 20 };
 	uint64_t size = o->size ? o->size : 256ull << 20;
-	unsigned int n = o->iterations ? o->iterations : 7;
-	uint64_t *ta = calloc(n, 8), *tb = calloc(n, 8), *tc = calloc(n, 8);
 	struct bench_report *r = report_new("storage", o);
+	struct bench_series s;
 	struct vfio_region_dma_range whole = { 0, size };
 	struct p2p_pci_dev *sdpci, *gpupci;
 	struct p2p_vfio_device *sdv, *gpuv;
@@ -104,8 +124,6 @@ int bench_storage(const struct bench_opts *o)
 	int img, sysfd, dbuf, ret;
 	uint32_t id;
 
-	if (!ta || !tb || !tc)
-		die("alloc", ENOMEM);
 	snprintf(txt, sizeof(txt), "%llu MiB, page-cached, QD %d, one interrupt per command",
 		 (unsigned long long)(size >> 20), QD);
 	report_fact(r, "image", txt);
@@ -113,6 +131,7 @@ int bench_storage(const struct bench_opts *o)
 	report_fact(r, "b", "storage device -> system memory (memfd, p2p_ioas_map)");
 	report_fact(r, "c", "raw io_uring reads, same depth, into b's memory (no device)");
 	report_fact(r, "pages", hugepage_mode_name());
+	report_plot_axis(r, "GB/s (median, min-max)", false);
 
 	img = bench_data_file(size, path, sizeof(path));
 	if ((ret = p2p_iommufd_open(&ctx)) || (ret = p2p_ioas_alloc(ctx, &id, &ioas)))
@@ -157,25 +176,25 @@ int bench_storage(const struct bench_opts *o)
 			die("data check", EIO);
 		memset(bar, 0, size);
 		memset(sys, 0, size);
-		for (unsigned int it = 0; it < n; it++) {
-			/* Interleaved, alternating which of a and b goes first. */
-			if (it & 1)
-				tb[it] = pass_device(&drv, sys_iova, size, bs);
-			ta[it] = pass_device(&drv, bar_iova, size, bs);
-			if (!(it & 1))
-				tb[it] = pass_device(&drv, sys_iova, size, bs);
-			tc[it] = raw_uring_read(&ring, img, sys, size, (uint32_t)bs, QD, false);
+		{
+			struct storage_ctx x = { &drv, &ring, bar_iova, sys_iova, size, bs, sys, img };
+
+			snprintf(name, sizeof(name), "%llu KiB blocks", (unsigned long long)(bs >> 10));
+			bench_series_init(&s, name, 3, 3);
+			s.npairs = 1;
+			s.pair[0].max_ratio = 1 / 0.9; /* peer time <= system time / 0.9 */
+			bench_interleave(r, &s, 7, storage_sample, &x);
 		}
 		if (!same_as_file(img, bar, size) || !same_as_file(img, sys, size))
 			die("data check", EIO);
 		snprintf(what, sizeof(what), "%llu commands of %llu KiB",
 			 (unsigned long long)(size / bs), (unsigned long long)(bs >> 10));
 		snprintf(name, sizeof(name), "a_peer_bar_%lluK", (unsigned long long)(bs >> 10));
-		ma = report_median(r, name, what, ta, n);
+		ma = report_series_median(r, &s, 1, name, what);
 		snprintf(name, sizeof(name), "b_system_%lluK", (unsigned long long)(bs >> 10));
-		mb = report_median(r, name, what, tb, n);
+		mb = report_series_median(r, &s, 0, name, what);
 		snprintf(name, sizeof(name), "c_raw_uring_%lluK", (unsigned long long)(bs >> 10));
-		mc = report_median(r, name, "io_uring reads, no device", tc, n);
+		mc = report_series_median(r, &s, 2, name, "io_uring reads, no device");
 		if (!o->json)
 			printf("   %-28s peer %.2f GB/s, system %.2f GB/s, raw %.2f GB/s\n", "",
 			       gb / (ma / 1e3), gb / (mb / 1e3), gb / (mc / 1e3));
@@ -185,12 +204,16 @@ int bench_storage(const struct bench_opts *o)
 		report_ratio(r, name, gb / (mb / 1e3));
 		snprintf(name, sizeof(name), "%lluK_raw_GBps", (unsigned long long)(bs >> 10));
 		report_ratio(r, name, gb / (mc / 1e3));
-		/* Throughput ratios: time of b over time of a. */
+		/* Throughput ratios, per round: time of the other over time of this one. */
 		snprintf(name, sizeof(name), "%lluK_system/raw", (unsigned long long)(bs >> 10));
-		report_ratio(r, name, mc / mb);
+		report_series_ratio(r, &s, 2, 0, name);
 		snprintf(name, sizeof(name), "%lluK_peer/system", (unsigned long long)(bs >> 10));
-		report_ratio(r, name, mb / ma);
-		report_target(r, name, mb / ma, 0.9, true, "peer >= 0.9 x system memory");
+		report_series_ratio(r, &s, 0, 1, name);
+		report_series_target(r, &s, 0, 1, name, 0.9, true, "peer >= 0.9 x system memory");
+		snprintf(name, sizeof(name), "%llu KiB", (unsigned long long)(bs >> 10));
+		report_series_plot(r, &s, 1, name, "p2pbuf storage -> peer BAR", (double)size);
+		report_series_plot(r, &s, 0, name, "storage -> system memory", (double)size);
+		report_series_plot(r, &s, 2, name, "raw io_uring", (double)size);
 	}
 
 	io_uring_queue_exit(&ring);
@@ -207,8 +230,5 @@ int bench_storage(const struct bench_opts *o)
 	p2p_ioas_put(ioas);
 	p2p_iommufd_close(ctx);
 	close(img);
-	free(ta);
-	free(tb);
-	free(tc);
 	return report_finish(r);
 }

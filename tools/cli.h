@@ -10,9 +10,16 @@
 
 #include "bench_util.h"
 
-/* An emulated GPU-like function: BAR0 16 KiB registers, BAR2 64-bit VRAM. */
+/*
+ * An emulated GPU-like function: BAR0 16 KiB registers, BAR2 64-bit VRAM,
+ * huge pages where allowed, VRAM pre-faulted on all cores (P2P_PCI_PREFAULT).
+ */
 int cli_gpu_create(const char *bdf, uint64_t vram, struct p2p_pci_devset *set, uint32_t group,
 		   struct p2p_pci_dev **pci, struct p2p_vfio_device **vdev);
+/* The same with the P2P_PCI_* @flags given (e.g. without P2P_PCI_PREFAULT: fresh VRAM). */
+int cli_gpu_create_flags(const char *bdf, uint64_t vram, struct p2p_pci_devset *set,
+			 uint32_t group, uint32_t flags, struct p2p_pci_dev **pci,
+			 struct p2p_vfio_device **vdev);
 /* Flip COMMAND.MEM through the config region. */
 int cli_mem_enable(struct p2p_vfio_device *vdev, bool on);
 /* Parse "256M", "1G", "4096" ... ; 0 on error. */

@@ -35,9 +35,17 @@ static void usage(FILE *f)
 int cli_gpu_create(const char *bdf, uint64_t vram, struct p2p_pci_devset *set, uint32_t group,
 		   struct p2p_pci_dev **pci, struct p2p_vfio_device **vdev)
 {
+	return cli_gpu_create_flags(bdf, vram, set, group, P2P_PCI_HUGE | P2P_PCI_PREFAULT, pci,
+				    vdev);
+}
+
+int cli_gpu_create_flags(const char *bdf, uint64_t vram, struct p2p_pci_devset *set,
+			 uint32_t group, uint32_t flags, struct p2p_pci_dev **pci,
+			 struct p2p_vfio_device **vdev)
+{
 	struct p2p_pci_dev_info info = {
 		.argsz = sizeof(info),
-		.flags = P2P_PCI_HUGE,
+		.flags = flags,
 		.name = bdf,
 		.vendor_id = 0x1b36,
 		.device_id = 0x0110,

@@ -3,12 +3,16 @@
  * Emulated devices that DMA: the copy engine and the storage device.
  *
  * The copy engine is a PCI function whose BAR0 holds registers (accesses
- * go through the VFIO region, as a userspace driver's would).  The driver
- * puts a descriptor ring and a completion array in IOVA space, rings the
- * doorbell, and gets an MSI (eventfd) per descriptor that asks for one.
- * The engine runs on its own thread and translates every IOVA through the
- * IOAS its function is attached to, so copies reach system memory, its
- * own BAR or another device's BAR exported as a dma-buf (peer to peer).
+ * go through the VFIO region, as a userspace driver's would).  It has
+ * several channels, as DMA engines do: each channel is a queue with its
+ * own descriptor ring, completion array, doorbell and worker thread.  The
+ * driver puts a channel's ring and completion array in IOVA space, rings
+ * its doorbell, and gets an MSI (eventfd) per descriptor that asks for
+ * one.  Channels run in parallel, each in order; a driver splits a large
+ * copy into one descriptor per channel to use several cores' memory
+ * bandwidth.  Every IOVA is translated through the IOAS the function is
+ * attached to, so copies reach system memory, its own BAR or another
+ * device's BAR exported as a dma-buf (peer to peer).
  */
 #ifndef P2PBUF_DEVICES_H
 #define P2PBUF_DEVICES_H
@@ -21,8 +25,14 @@
 extern "C" {
 #endif
 
-/* BAR0 registers, little endian, 4 KiB. */
+/*
+ * BAR0 registers, little endian, 4 KiB.  Channel 0's registers are at the
+ * offsets below; channel c's at P2P_CE_CHAN_REG(c, reg), the same layout
+ * P2P_CE_CHAN_STRIDE bytes further per channel (offsets 0x00-0x07 of
+ * channels >= 1 and the blocks of channels the engine lacks are reserved).
+ */
 #define P2P_CE_REG_ID 0x00	  /* RO u32: P2P_CE_ID */
+#define P2P_CE_REG_CHANNELS 0x04  /* RO u32: number of channels (0 on engines before channels: 1) */
 #define P2P_CE_REG_RING 0x08	  /* u64: descriptor ring IOVA */
 #define P2P_CE_REG_RING_SIZE 0x10 /* u32: entries, a power of two <= 65536 */
 #define P2P_CE_REG_COMPL 0x18	  /* u64: completion array IOVA */
@@ -32,6 +42,12 @@ extern "C" {
 #define P2P_CE_REG_STATUS 0x2c	  /* RO u32: P2P_CE_STATUS_* */
 #define P2P_CE_BAR0_SIZE 4096
 #define P2P_CE_ID 0x45433250u /* "P2CE" */
+#define P2P_CE_CHAN_STRIDE 0x40
+#define P2P_CE_MAX_CHANNELS (P2P_CE_BAR0_SIZE / P2P_CE_CHAN_STRIDE) /* 64 */
+/* Offset of channel @c's register @reg (one of the P2P_CE_REG_* from RING to STATUS). */
+#define P2P_CE_CHAN_REG(c, reg) ((uint64_t)(c) * P2P_CE_CHAN_STRIDE + (reg))
+/* MSI vector channel @c signals (the function has 8). */
+#define P2P_CE_CHAN_VECTOR(c) ((unsigned int)(c) % 8u)
 
 #define P2P_CE_CTRL_ENABLE 0x1
 #define P2P_CE_STATUS_BUSY 0x1
@@ -45,7 +61,7 @@ struct p2p_ce_desc {
 	uint32_t flags; /* P2P_CE_DESC_* */
 	uint32_t id;	/* echoed in the completion */
 };
-#define P2P_CE_DESC_IRQ 0x1 /* raise MSI vector 0 when done */
+#define P2P_CE_DESC_IRQ 0x1 /* raise the channel's MSI vector when done */
 
 /** struct p2p_ce_compl - one completion record, 16 bytes */
 struct p2p_ce_compl {
@@ -66,15 +82,48 @@ enum p2p_ce_status {
 P2P_API const char *p2p_ce_status_name(uint32_t status);
 
 /**
- * p2p_copy_engine_create() - plug in a copy engine
+ * p2p_copy_engine_create() - plug in a copy engine with the default channels
  * @name: BDF; @set, @group: as struct p2p_pci_dev_info
  * @out: the function (one reference; p2p_pci_dev_put() unplugs it and
- *	stops its thread)
+ *	stops its threads)
+ *
+ * As p2p_copy_engine_create_opts() with no options: one channel per online
+ * core (at most P2P_CE_MAX_CHANNELS).
  *
  * Return: 0 or -errno.
  */
 P2P_API int p2p_copy_engine_create(const char *name, struct p2p_pci_devset *set, uint32_t group,
 				   struct p2p_pci_dev **out);
+
+/**
+ * struct p2p_copy_engine_opts - options of p2p_copy_engine_create_opts()
+ * @argsz: sizeof(struct p2p_copy_engine_opts) as the caller knows it
+ * @channels: number of channels, 1 to P2P_CE_MAX_CHANNELS; 0: one per
+ *	online core (at most P2P_CE_MAX_CHANNELS)
+ *
+ * Bytes past the members this library knows must be zero.
+ */
+struct p2p_copy_engine_opts {
+	uint32_t argsz;
+	uint32_t channels;
+};
+
+/**
+ * p2p_copy_engine_create_opts() - plug in a copy engine
+ * @name: BDF; @set, @group: as struct p2p_pci_dev_info
+ * @opts: options, or NULL for the defaults
+ * @out: the function (one reference; p2p_pci_dev_put() unplugs it and
+ *	stops its threads)
+ *
+ * Starts one worker thread per channel.  Thread-safe.
+ *
+ * Return: 0 or -EINVAL (@opts too small, too many channels, a non-zero
+ * unknown tail), -ENOMEM, -EAGAIN (a thread could not be created), the
+ * errors of p2p_pci_dev_create().
+ */
+P2P_API int p2p_copy_engine_create_opts(const char *name, struct p2p_pci_devset *set,
+					uint32_t group, const struct p2p_copy_engine_opts *opts,
+					struct p2p_pci_dev **out);
 
 /* ---------------------------------------------------------------------- */
 /* The storage device                                                      */

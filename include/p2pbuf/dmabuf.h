@@ -43,6 +43,7 @@ struct p2p_mem;
 /** p2p_mem_create() flags */
 enum {
 	P2P_MEM_HUGE = 1u << 0, /* ask for transparent huge pages where the system allows */
+	P2P_MEM_POPULATE = 1u << 1, /* pre-fault every page at creation (p2p_mem_populate()) */
 };
 
 /**
@@ -52,12 +53,31 @@ enum {
  * @flags: P2P_MEM_* flags
  * @out: the new object, one reference owned by the caller
  *
- * Pages are allocated lazily on first touch.
+ * Pages are allocated lazily on first touch, or all at creation with
+ * P2P_MEM_POPULATE (as p2p_mem_populate(mem, 0)).
  *
- * Return: 0 or -EINVAL, -ENOMEM, -EMFILE.
+ * Return: 0 or -EINVAL, -ENOMEM (also: the memory cannot be populated),
+ * -EMFILE.
  */
 P2P_API int p2p_mem_create(const char *name, uint64_t size, unsigned int flags,
 			   struct p2p_mem **out);
+/**
+ * p2p_mem_populate() - pre-fault all of @mem, in parallel
+ * @mem: the memory
+ * @nthreads: threads to use, the caller included; 0: one per online core
+ *
+ * Allocates every page of @mem and builds the page tables of the device
+ * view (p2p_mem_ptr()), so that the first DMA into fresh memory costs what
+ * a repeat does.  Slices of at least 8 MiB (2 MiB aligned) are populated
+ * with MADV_POPULATE_WRITE, one thread each; the caller populates one and
+ * waits for the others.  Existing contents are kept.  Blocks until done;
+ * thread-safe; takes no lock.  Importers' own CPU mappings still build
+ * their page tables when they map (cheaply: the pages exist).
+ *
+ * Return: 0, or -EINVAL (NULL @mem), -ENOMEM (out of memory: the pages
+ * populated so far stay), -EFAULT.
+ */
+P2P_API int p2p_mem_populate(struct p2p_mem *mem, unsigned int nthreads);
 /** p2p_mem_get() - take a reference. Paired with p2p_mem_put(). */
 P2P_API struct p2p_mem *p2p_mem_get(struct p2p_mem *mem);
 /** p2p_mem_put() - drop a reference; the last one unmaps and closes the memfd. */
@@ -448,6 +468,19 @@ P2P_API int p2p_fence_wait(struct p2p_fence *fence, int64_t timeout_ns);
 
 /* ---------------------------------------------------------------------- */
 /* CPU mappings                                                           */
+
+/**
+ * p2p_dmabuf_populate() - pre-fault the memory behind a dma-buf, in parallel
+ * @buf: the buffer (exporter side: every range's p2p_mem)
+ * @nthreads: as p2p_mem_populate(): 0 is one thread per online core
+ *
+ * p2p_mem_populate() of each range of @buf: a heap buffer or a BAR's
+ * dma-buf gets its pages before its first mmap or DMA.  Revocation does
+ * not matter (it stops importers, not the exporter's memory).
+ *
+ * Return: 0, or -EINVAL (NULL @buf), -ENOMEM, -EFAULT.
+ */
+P2P_API int p2p_dmabuf_populate(struct p2p_dmabuf *buf, unsigned int nthreads);
 
 /**
  * p2p_dmabuf_mmap() - map a buffer into this process

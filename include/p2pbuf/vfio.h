@@ -52,6 +52,7 @@ enum {
 	P2P_PCI_NO_FLR = 1u << 1,     /* no FLR capability: VFIO_DEVICE_RESET gives EINVAL */
 	P2P_PCI_NO_DMABUF = 1u << 2,  /* a variant driver without get_dmabuf_phys: EOPNOTSUPP */
 	P2P_PCI_HUGE = 1u << 3,	      /* back BAR memory with transparent huge pages */
+	P2P_PCI_PREFAULT = 1u << 4,   /* pre-fault BAR memory at creation, on all cores */
 };
 
 /**

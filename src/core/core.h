@@ -28,6 +28,8 @@ struct p2p_mem {
 };
 
 /* mem_create(): exporter.h */
+/* Populate [base, base + len) on @nthreads threads, 0: every core (src/core/mem.c). */
+int mem_populate_range(void *base, size_t len, unsigned int nthreads);
 
 struct p2p_fence {
 	struct kref ref;

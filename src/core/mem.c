@@ -5,11 +5,20 @@
  * The library keeps one shared mapping of each memfd (the device view, used
  * by emulated DMA engines); it is never revoked.  Objects are refcounted and
  * immutable after creation, so no lock is needed.
+ *
+ * Pre-faulting (p2p_mem_populate(), P2P_MEM_POPULATE): the device view is
+ * populated with MADV_POPULATE_WRITE over slices, one thread per online
+ * core, so fresh memory costs its page allocation once, spread over every
+ * core, instead of ~2.5 us per 4 KiB page inside the first DMA into it.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 #include "core.h"
 
@@ -68,6 +77,119 @@ void *p2p_reserve_va(void *hint, size_t len, size_t align, bool fixed)
 	return aligned;
 }
 
+/* One slice of a parallel populate. */
+struct pop_slice {
+	uint8_t *p;
+	size_t len;
+	int err;
+	pthread_t thread;
+	bool started;
+};
+
+/*
+ * Populate [p, p + len) for writing.  Without MADV_POPULATE_WRITE (Linux
+ * < 5.14: EINVAL) every page is written by an atomic add of 0, which
+ * faults it in without changing a byte a device may be writing meanwhile.
+ */
+static int populate_slice(uint8_t *p, size_t len)
+{
+	while (madvise(p, len, MADV_POPULATE_WRITE)) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EINVAL)
+			return -errno;
+		for (size_t off = 0; off < len; off += P2P_PAGE_SIZE)
+			__atomic_fetch_add(p + off, 0, __ATOMIC_RELAXED);
+		break;
+	}
+	return 0;
+}
+
+static void *populate_thread(void *arg)
+{
+	struct pop_slice *s = arg;
+
+	s->err = populate_slice(s->p, s->len);
+	return NULL;
+}
+
+/* The number of online cores, at least 1. */
+static unsigned int online_cores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned int)n;
+}
+
+/*
+ * Populate [base, base + len) with @nthreads threads (0: one per online
+ * core), the caller being one of them: 2 MiB-aligned slices of at least
+ * 8 MiB, so small ranges take no thread.  A thread that cannot be created
+ * leaves its slice to the caller.  Returns 0 or the first -errno.
+ */
+int mem_populate_range(void *base, size_t len, unsigned int nthreads)
+{
+	const size_t min_slice = 8u << 20;
+	struct pop_slice *sl;
+	size_t slice;
+	unsigned int n;
+	int ret = 0;
+
+	if (!len)
+		return 0;
+	n = nthreads ? nthreads : online_cores();
+	if (n > len / min_slice)
+		n = (unsigned int)(len / min_slice);
+	if (n <= 1)
+		return populate_slice(base, len);
+	slice = ALIGN_UP((len + n - 1) / n, P2P_HUGE_SIZE);
+	sl = calloc(n, sizeof(*sl));
+	if (!sl)
+		return populate_slice(base, len);
+	for (unsigned int i = 0; i < n; i++) {
+		size_t off = MIN((size_t)i * slice, len);
+
+		sl[i].p = (uint8_t *)base + off;
+		sl[i].len = MIN(slice, len - off);
+		if (i && sl[i].len)
+			sl[i].started = !pthread_create(&sl[i].thread, NULL, populate_thread, &sl[i]);
+	}
+	for (unsigned int i = 0; i < n; i++)
+		if (!sl[i].started && sl[i].len)
+			sl[i].err = populate_slice(sl[i].p, sl[i].len);
+	for (unsigned int i = 0; i < n; i++) {
+		if (sl[i].started)
+			pthread_join(sl[i].thread, NULL);
+		if (sl[i].err && !ret)
+			ret = sl[i].err;
+	}
+	free(sl);
+	return ret;
+}
+
+P2P_API int p2p_mem_populate(struct p2p_mem *mem, unsigned int nthreads)
+{
+	if (!mem)
+		return -EINVAL;
+	return mem_populate_range(mem->base, mem->size, nthreads);
+}
+
+P2P_API int p2p_dmabuf_populate(struct p2p_dmabuf *buf, unsigned int nthreads)
+{
+	if (!buf)
+		return -EINVAL;
+	/* Ranges are immutable after export; the memory outlives the buffer's ref. */
+	for (unsigned int i = 0; i < buf->nr_ranges; i++) {
+		const struct p2p_phys_range *r = &buf->ranges[i];
+		int ret = mem_populate_range((uint8_t *)r->mem->base + r->offset, r->length,
+					     nthreads);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 P2P_API int p2p_mem_create(const char *name, uint64_t size, unsigned int flags,
 			   struct p2p_mem **out)
 {
@@ -82,7 +204,7 @@ int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_
 	int ret;
 
 	if (!size || !IS_ALIGNED(size, P2P_PAGE_SIZE) || size > (1ull << 46) ||
-	    (flags & ~P2P_MEM_HUGE) || !IS_ALIGNED(fd_off, P2P_HUGE_SIZE) || fd_off > (1ull << 50))
+	    (flags & ~(P2P_MEM_HUGE | P2P_MEM_POPULATE)) || !IS_ALIGNED(fd_off, P2P_HUGE_SIZE) || fd_off > (1ull << 50))
 		return -EINVAL;
 	mem = calloc(1, sizeof(*mem));
 	if (!mem)
@@ -113,6 +235,13 @@ int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_
 	}
 	if (mem->huge)
 		madvise(mem->base, size, MADV_HUGEPAGE);
+	if (flags & P2P_MEM_POPULATE) {
+		ret = mem_populate_range(mem->base, size, 0);
+		if (ret) {
+			munmap(mem->base, size);
+			goto err_close;
+		}
+	}
 	*out = mem;
 	return 0;
 

@@ -198,7 +198,8 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 
 	if (!info || info->argsz < sizeof(*info))
 		return -EINVAL;
-	if (info->flags & ~(P2P_PCI_VF | P2P_PCI_NO_FLR | P2P_PCI_NO_DMABUF | P2P_PCI_HUGE))
+	if (info->flags & ~(P2P_PCI_VF | P2P_PCI_NO_FLR | P2P_PCI_NO_DMABUF | P2P_PCI_HUGE |
+			    P2P_PCI_PREFAULT))
 		return -EINVAL;
 	for (int i = 0; i < 6; i++) {
 		const struct p2p_pci_bar_desc *b = &info->bars[i];
@@ -241,7 +242,8 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 			continue;
 		snprintf(name, sizeof(name), "%s/bar%d", dev->name, i);
 		ret = mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
-				 (dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0,
+				 ((dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0) |
+					 ((dev->flags & P2P_PCI_PREFAULT) ? P2P_MEM_POPULATE : 0),
 				 bar_fd_offset(i, ALIGN_UP(sz, P2P_PAGE_SIZE)), &dev->bar_mem[i]);
 		if (ret)
 			goto err;
