@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,14 @@ struct vu_pending {
 	bool done;
 	int err;
 	struct vu_msg reply;
+	/*
+	 * A notice nobody waits for on a thread (notify_revoke_async()): the
+	 * reader signals @fence at the reply or the disconnect and frees the
+	 * entry; the watchdog disconnects the client after @deadline.
+	 */
+	struct p2p_fence *fence;
+	struct timespec deadline;
+	bool expired;
 };
 
 struct vu_qent {
@@ -140,6 +149,13 @@ struct vu_dev {
 struct p2p_vfio_user_server {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a client went away */
+	/* The watchdog (revoke deadlines); wd_lock is a leaf lock. */
+	pthread_mutex_t wd_lock;
+	pthread_cond_t wd_cond; /* nr_async became non-zero, or wd_stop */
+	atomic_uint nr_async;	/* notices waiting for their ack, every client */
+	bool wd_stop;
+	pthread_t watchdog;
+	bool has_watchdog;
 	struct vu_dev *devs;
 	unsigned int nr_clients;
 	uint32_t revoke_timeout_ms;
@@ -196,6 +212,17 @@ static int reply_err(struct vu_client *c, const struct vu_msg *req, int err)
 	return ret;
 }
 
+static void deadline_in(struct timespec *dl, uint32_t timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, dl);
+	dl->tv_sec += timeout_ms / 1000;
+	dl->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl->tv_nsec >= 1000000000L) {
+		dl->tv_sec++;
+		dl->tv_nsec -= 1000000000L;
+	}
+}
+
 /*
  * Send a command to the client and wait for its reply, at most @timeout_ms.
  * Return: 0 (reply in @out if non-NULL, else released), -ETIMEDOUT,
@@ -221,13 +248,7 @@ static int client_call(struct vu_client *c, uint16_t cmd, const struct iovec *io
 
 	ret = client_sendv(c, &h, iov, iovcnt, NULL, 0);
 
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	deadline_in(&dl, timeout_ms);
 	pthread_mutex_lock(&c->lock);
 	while (!ret && !p.done && !c->dead) {
 		if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) == ETIMEDOUT && !p.done)
@@ -270,19 +291,114 @@ static void notify_revoke(struct vu_client *c, uint64_t id, uint32_t flags)
 		client_kill(c); /* what the server can enforce: it loses everything */
 }
 
-/* The core's move-notify: called with the buffer's resv held by every revoke. */
+/* An async notice is over (acked, or the client is gone). */
+static void async_done(struct p2p_vfio_user_server *srv, struct vu_pending *p)
+{
+	p2p_fence_signal(p->fence);
+	p2p_fence_put(p->fence);
+	vu_msg_release(&p->reply);
+	free(p);
+	atomic_fetch_sub(&srv->nr_async, 1);
+}
+
+/*
+ * Send the notice and return: @fence (a reference, taken over) is signalled
+ * when the client acks or goes away; the watchdog disconnects it at the
+ * deadline.  Return: 0, or -errno with @fence untouched (not sent).
+ */
+static int notify_revoke_async(struct vu_client *c, uint64_t id, uint32_t flags,
+			       struct p2p_fence *fence)
+{
+	struct p2p_vfio_user_server *srv = c->srv;
+	struct vfio_user_p2p_revoke r = { .argsz = sizeof(r), .flags = flags, .export_id = id };
+	struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
+	struct vfio_user_header h = { .cmd = VFIO_USER_P2P_REVOKE,
+				      .flags = VFIO_USER_F_TYPE_COMMAND };
+	struct vu_pending *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->cmd = VFIO_USER_P2P_REVOKE;
+	p->fence = fence;
+	deadline_in(&p->deadline, srv->revoke_timeout_ms);
+	/* Only the leaf wd_lock: we run under the buffer's resv and the exporter's locks. */
+	pthread_mutex_lock(&srv->wd_lock);
+	atomic_fetch_add(&srv->nr_async, 1);
+	pthread_cond_broadcast(&srv->wd_cond);
+	pthread_mutex_unlock(&srv->wd_lock);
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		/* Gone already: nothing of it can be waited for. */
+		pthread_mutex_unlock(&c->lock);
+		async_done(srv, p);
+		return 0;
+	}
+	p->msg_id = h.msg_id = c->next_id++;
+	p->next = c->pending;
+	c->pending = p;
+	pthread_mutex_unlock(&c->lock);
+	/* A failed send kills the client: its reader's exit completes the entry. */
+	client_sendv(c, &h, &iov, 1, NULL, 0);
+	return 0;
+}
+
+/*
+ * The core's move-notify: called with the buffer's resv held by every
+ * revoke.  The notice goes out at once and a fence on the buffer waits for
+ * the ack, so a device-wide revoke (its exporter batches the fences) sends
+ * every client its notices first and then waits for all of them with one
+ * deadline.  Without memory for the fence: send and wait here.
+ */
 static void export_invalidate(struct p2p_attachment *attach)
 {
 	struct vu_export *e = p2p_attachment_importer_priv(attach);
+	struct vu_client *c = e->client;
 	uint32_t flags = VFIO_USER_P2P_REVOKE_F_REVOKED;
+	struct p2p_fence *f = NULL;
+	bool want;
 
 	if (p2p_dmabuf_status(e->buf) == P2P_DMABUF_PERM_REVOKED)
 		flags |= VFIO_USER_P2P_REVOKE_F_FOR_GOOD;
-	notify_revoke(e->client, e->id, flags);
+	pthread_mutex_lock(&c->lock);
+	want = c->p2p_revoke;
+	pthread_mutex_unlock(&c->lock);
+	if (!want)
+		return;
+	if (!p2p_fence_create(&f)) {
+		if (!p2p_dmabuf_resv_add_fence(e->buf, f) &&
+		    !notify_revoke_async(c, e->id, flags, p2p_fence_ref(f))) {
+			p2p_fence_put(f);
+			return;
+		}
+		/* Not sent: the fence (maybe on the buffer already) must not stall the revoke. */
+		p2p_fence_signal(f);
+		p2p_fence_put(f);
+	}
+	notify_revoke(c, e->id, flags);
+}
+
+/* The buffer is usable again (un-revoke): flags 0, nothing to wait for. */
+static void export_restore(struct p2p_attachment *attach)
+{
+	struct vu_export *e = p2p_attachment_importer_priv(attach);
+	struct vu_client *c = e->client;
+	struct vfio_user_p2p_revoke r = { .argsz = sizeof(r), .flags = 0, .export_id = e->id };
+	struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
+	struct vfio_user_header h = { .cmd = VFIO_USER_P2P_REVOKE,
+				      .flags = VFIO_USER_F_TYPE_COMMAND };
+	bool want;
+
+	pthread_mutex_lock(&c->lock);
+	want = c->p2p_revoke && !c->dead;
+	h.msg_id = c->next_id++; /* its reply matches nothing: dropped */
+	pthread_mutex_unlock(&c->lock);
+	if (want)
+		client_sendv(c, &h, &iov, 1, NULL, 0);
 }
 
 static const struct p2p_dmabuf_importer_ops export_importer = {
 	.invalidate_mappings = export_invalidate,
+	.restore = export_restore,
 };
 
 /* Wrap dma-buf @fd of the client into an export with the server's importer. */
@@ -1226,6 +1342,19 @@ static void *reader_main(void *arg)
 			for (p = c->pending; p; p = p->next)
 				if (p->msg_id == m.hdr.msg_id && p->cmd == m.hdr.cmd && !p->done)
 					break;
+			if (p && p->fence) {
+				/* An async notice: acked (an error reply counts: the client answered). */
+				for (struct vu_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
+					if (*pp == p) {
+						*pp = p->next;
+						break;
+					}
+				}
+				pthread_mutex_unlock(&c->lock);
+				vu_msg_release(&m);
+				async_done(c->srv, p);
+				continue;
+			}
 			if (p) {
 				p->done = true;
 				p->err = (m.hdr.flags & VFIO_USER_F_ERROR) ? (int)m.hdr.error_no : 0;
@@ -1258,7 +1387,83 @@ static void *reader_main(void *arg)
 	pthread_mutex_lock(&c->lock);
 	c->dead = true;
 	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
+	/* Async notices end with the connection: nothing will ack them now. */
+	{
+		struct vu_pending *gone = NULL;
+
+		for (struct vu_pending **pp = &c->pending; *pp;) {
+			struct vu_pending *p = *pp;
+
+			if (p->fence) {
+				*pp = p->next;
+				p->next = gone;
+				gone = p;
+			} else {
+				pp = &p->next;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		while (gone) {
+			struct vu_pending *n = gone->next;
+
+			async_done(c->srv, gone);
+			gone = n;
+		}
+	}
+	return NULL;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * The revoke deadline of async notices: a client that has not acked in
+ * time is disconnected (its reader's exit then signals the fences, and the
+ * revoke returns).  Wakes every 5 ms while notices are out, sleeps otherwise.
+ */
+static void *watchdog_main(void *arg)
+{
+	struct p2p_vfio_user_server *srv = arg;
+
+	for (;;) {
+		struct timespec now;
+		struct vu_dev *devs;
+
+		pthread_mutex_lock(&srv->wd_lock);
+		while (!srv->wd_stop && !atomic_load(&srv->nr_async))
+			pthread_cond_wait(&srv->wd_cond, &srv->wd_lock);
+		if (srv->wd_stop) {
+			pthread_mutex_unlock(&srv->wd_lock);
+			break;
+		}
+		pthread_mutex_unlock(&srv->wd_lock);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		/* Devices are only added (at the head) until the watchdog has stopped. */
+		pthread_mutex_lock(&srv->lock);
+		devs = srv->devs;
+		pthread_mutex_unlock(&srv->lock);
+		for (struct vu_dev *d = devs; d; d = d->next) {
+			pthread_mutex_lock(&d->lock);
+			for (struct vu_client *c = d->clients; c; c = c->next) {
+				bool kill = false;
+
+				pthread_mutex_lock(&c->lock);
+				for (struct vu_pending *p = c->pending; p; p = p->next) {
+					if (p->fence && !p->expired && ts_before(&p->deadline, &now)) {
+						p->expired = true;
+						kill = true;
+					}
+				}
+				pthread_mutex_unlock(&c->lock);
+				if (kill)
+					client_kill(c); /* what the server can enforce */
+			}
+			pthread_mutex_unlock(&d->lock);
+		}
+		usleep(5000);
+	}
 	return NULL;
 }
 
@@ -1437,8 +1642,20 @@ P2P_API int p2p_vfio_user_server_create(const struct p2p_vfio_user_server_info *
 		return -ENOMEM;
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
+	pthread_mutex_init(&srv->wd_lock, NULL);
+	pthread_cond_init(&srv->wd_cond, NULL);
+	atomic_init(&srv->nr_async, 0);
 	srv->revoke_timeout_ms = info && info->revoke_timeout_ms ? info->revoke_timeout_ms : 1000;
 	srv->max_clients = info && info->max_clients ? info->max_clients : 64;
+	if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv)) {
+		pthread_cond_destroy(&srv->wd_cond);
+		pthread_mutex_destroy(&srv->wd_lock);
+		pthread_cond_destroy(&srv->cond);
+		pthread_mutex_destroy(&srv->lock);
+		free(srv);
+		return -EAGAIN;
+	}
+	srv->has_watchdog = true;
 	*out = srv;
 	return 0;
 }
@@ -1625,11 +1842,19 @@ P2P_API void p2p_vfio_user_server_destroy(struct p2p_vfio_user_server *srv)
 	while (srv->nr_clients)
 		pthread_cond_wait(&srv->cond, &srv->lock);
 	pthread_mutex_unlock(&srv->lock);
+	pthread_mutex_lock(&srv->wd_lock);
+	srv->wd_stop = true;
+	pthread_cond_broadcast(&srv->wd_cond);
+	pthread_mutex_unlock(&srv->wd_lock);
+	if (srv->has_watchdog)
+		pthread_join(srv->watchdog, NULL);
 	while ((d = srv->devs)) {
 		srv->devs = d->next;
 		dev_free(d);
 	}
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
+	pthread_cond_destroy(&srv->wd_cond);
+	pthread_mutex_destroy(&srv->wd_lock);
 	free(srv);
 }
