@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "device.h"
 
 static void serve_usage(FILE *f)
 {
@@ -32,43 +33,6 @@ static void serve_usage(FILE *f)
 		   "  --socket-dir DIR         where the sockets go (must exist)\n"
 		   "  --revoke-timeout-ms N    how long a revoke waits for a client's ack before\n"
 		   "                           disconnecting it (default 1000)\n");
-}
-
-static uint32_t serve_bar_flags(uint32_t door)
-{
-	return ((door & DOOR_BAR_MEM64) ? P2P_BAR_MEM64 : 0) |
-	       ((door & DOOR_BAR_PREFETCH) ? P2P_BAR_PREFETCH : 0) |
-	       ((door & DOOR_BAR_IO) ? P2P_BAR_IO : 0);
-}
-
-static int serve_create(const struct door_dev *d, struct p2p_pci_dev **out)
-{
-	struct p2p_pci_dev_info info = {
-		.argsz = sizeof(info),
-		.name = d->bdf,
-		.vendor_id = d->vendor,
-		.device_id = d->device,
-		.class_code = d->class_code,
-		.group = d->group,
-	};
-
-	switch (d->kind) {
-	case DOOR_COPY_ENGINE:
-		return p2p_copy_engine_create(d->bdf, NULL, d->group, out);
-	case DOOR_STORAGE:
-		return p2p_storage_create(d->bdf, NULL, d->group, d->file, d->file ? 0 : d->size, out);
-	case DOOR_GPU:
-		break;
-	}
-	info.flags = ((d->fn_flags & DOOR_FN_VF) ? P2P_PCI_VF : 0) |
-		     ((d->fn_flags & DOOR_FN_NO_FLR) ? P2P_PCI_NO_FLR : 0) |
-		     ((d->fn_flags & DOOR_FN_NO_DMABUF) ? P2P_PCI_NO_DMABUF : 0) |
-		     ((d->fn_flags & DOOR_FN_HUGE) ? P2P_PCI_HUGE : 0);
-	for (int i = 0; i < 6; i++) {
-		info.bars[i].size = d->bar_size[i];
-		info.bars[i].flags = serve_bar_flags(d->bar_flags[i]);
-	}
-	return p2p_pci_dev_create(&info, out);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -141,7 +105,7 @@ int cmd_serve(int argc, char **argv)
 		const struct door_dev *d = &cfg.devs[i];
 		char path[PATH_MAX];
 
-		ret = serve_create(d, &pdev[i]);
+		ret = door_dev_create(d, &pdev[i]);
 		if (ret) {
 			fprintf(stderr, "p2pbuf serve: %s: %s %s: %s\n", d->source,
 				door_kind_name(d->kind), d->bdf, p2p_strerror(ret));
