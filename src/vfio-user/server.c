@@ -16,8 +16,13 @@
  * client (feature 11), and a whole-BAR dma-buf per region fd it handed out,
  * gets a revocable importer of the server's; its invalidate callback (the
  * core's move-notify, called by every revoke trigger) sends the owning client
- * VFIO_USER_P2P_REVOKE and waits for the ack, bounded by the revoke timeout;
- * a client that does not ack in time is disconnected.
+ * VFIO_USER_P2P_REVOKE and leaves a fence on the buffer that the ack signals
+ * (the exporter's revoke batch waits for all of them together); the watchdog
+ * disconnects a client that does not ack within the revoke timeout.  Its
+ * restore callback sends the flags-0 notice when the buffer is usable again.
+ *
+ * DMA_MAP without an fd maps a callback area into the IOAS: the device's
+ * accesses there call map_dma_rw(), which sends DMA_READ/DMA_WRITE.
  *
  * Locking: client->lock protects the queue, the pending waits and the dead
  * flag; client->send_lock serializes writes on the socket; dev->lock the
