@@ -339,7 +339,8 @@ P2P_API int p2p_dmabuf_revoke(struct p2p_dmabuf *buf, enum p2p_dmabuf_status sta
  *
  * Only flips the state (under resv) and re-enables the existing CPU mappings
  * (they fault back in on use, with the old contents).  Importers are not
- * told: they map again on their own.  If UFFDIO_UNREGISTER fails, the
+ * remapped: they map again on their own; those with a @restore callback
+ * are told (after a real TEMP_REVOKED -> OK change).  If UFFDIO_UNREGISTER fails, the
  * pieces are mapped again over the range instead.  Calling it when not
  * revoked only retries CPU mappings left blocked by an earlier failure.
  *
@@ -358,9 +359,14 @@ P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf);
  *	publish fences for work in flight (or wait for it), and unmap within a
  *	bounded time (from this callback or later, with resv held).  Must not
  *	take the exporter's outer locks.
+ * @restore: optional; called with resv held once a temporary revoke is
+ *	lifted (p2p_dmabuf_unrevoke(): the state is OK again and CPU mappings
+ *	are re-enabled), so the importer may map again.  Must not block for
+ *	long nor take the exporter's outer locks (they may be held).
  */
 struct p2p_dmabuf_importer_ops {
 	void (*invalidate_mappings)(struct p2p_attachment *attach);
+	void (*restore)(struct p2p_attachment *attach);
 };
 
 enum {

@@ -210,6 +210,40 @@ P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, u
 			     uint32_t flags);
 
 /**
+ * struct p2p_ioas_callback_ops - the owner of a callback area
+ * @rw: a device or emulated access of @len bytes at @iova (all inside the
+ *	area): @write copies @data to the owner's memory, else fills @data
+ *	from it.  Return 0 or -errno (what the access then returns; device
+ *	models report any error but -ENODEV and -EPERM as a translation
+ *	fault).  Called with no p2pbuf lock held, from the device's thread;
+ *	it may block (bounded by the owner), and must not unmap its own area.
+ */
+struct p2p_ioas_callback_ops {
+	int (*rw)(void *priv, uint64_t iova, void *data, uint64_t len, bool write);
+};
+
+/**
+ * p2p_ioas_map_callback() - map [@iova, +@length) to an owner's callbacks
+ * @flags: P2P_IOAS_MAP_READABLE and/or P2P_IOAS_MAP_WRITEABLE (the IOVA is
+ *	always fixed)
+ * @ops, @priv: called for every access to the range (kept until unmapped)
+ *
+ * Memory that is not in this process (a vfio-user client's, reached with
+ * DMA_READ/DMA_WRITE messages).  p2p_ioas_dma_begin() on it is -EREMOTE:
+ * device models bounce through p2p_pci_dev_dma_rw() / p2p_ioas_access_rw()
+ * (which call @ops->rw via p2p_ioas_callback_rw()).  Calls in flight count
+ * as DMA in flight: p2p_ioas_unmap() of the area waits for them, and after
+ * it returns @ops is never called for the area again.  p2p_ioas_copy() of
+ * the range is -EINVAL.
+ *
+ * Return: 0 or -EINVAL (no @ops->rw, @length 0, bad @flags, alignment),
+ * -EOVERFLOW, -EEXIST, -ENOMEM.
+ */
+P2P_API int p2p_ioas_map_callback(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
+				  uint32_t flags, const struct p2p_ioas_callback_ops *ops,
+				  void *priv);
+
+/**
  * p2p_ioas_unmap() - IOMMU_IOAS_UNMAP
  * @iova, @length: the range; 0, 0 unmaps everything (0 even when empty,
  *	as the ioctl's iova 0, length U64_MAX)
@@ -236,6 +270,7 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
  * p2p_ioas_access_rw() - emulated (CPU) access through the IOAS
  *
  * What an mdev-style emulated device does with iommufd_access_rw().
+ * Callback areas are reached through their callbacks.
  * Return: 0, -ENOENT (not mapped), -EPERM (protection), -EINVAL for a
  * dma-buf backed area (kernel-semantics 2.4) or @len 0, -EOVERFLOW if
  * @iova + @len - 1 wraps, -EFAULT for memory the program truncated.
@@ -274,10 +309,23 @@ struct p2p_dma_seg {
  *
  * Return: 0; -ENOENT if nothing is mapped at @iova (translation fault),
  * -EPERM for an access the mapping does not allow, -ENODEV if the area's
- * dma-buf was revoked.
+ * dma-buf was revoked, -EREMOTE for a callback area
+ * (p2p_ioas_map_callback(): no memory here, use p2p_ioas_callback_rw()).
  */
 P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t len,
 			       unsigned int access, struct p2p_dma_seg *seg);
+/**
+ * p2p_ioas_callback_rw() - access the callback area at @iova (one run)
+ * @done: bytes handled, up to the end of the area (call again for the rest)
+ *
+ * Calls the area's @ops->rw with no lock held; an unmap of the area waits
+ * for the call.  Return: 0, -ENOENT (nothing mapped), -EINVAL (@len 0, or
+ * not a callback area: use p2p_ioas_dma_begin()), -EPERM, or the error of
+ * @ops->rw.
+ */
+P2P_API int p2p_ioas_callback_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
+				 bool write, uint64_t *done);
+
 /** p2p_ioas_dma_end() - the DMA through @seg is over */
 P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg);
 

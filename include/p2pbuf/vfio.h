@@ -291,7 +291,9 @@ P2P_API void p2p_vfio_device_detach_ioas(struct p2p_vfio_device *vdev);
  * p2p_pci_dev_dma_begin() - device model side: translate a DMA address
  *
  * p2p_ioas_dma_begin() through the function's IOAS.  Return: 0, -ENOENT
- * (nothing mapped, or no IOAS attached), -EPERM, -ENODEV (revoked).
+ * (nothing mapped, or no IOAS attached), -EPERM, -ENODEV (revoked),
+ * -EREMOTE (a callback area, p2p_ioas_map_callback(): no memory to hand
+ * out; bounce through p2p_pci_dev_dma_rw()).
  */
 P2P_API int p2p_pci_dev_dma_begin(struct p2p_pci_dev *dev, uint64_t iova, uint64_t len,
 				  unsigned int access, struct p2p_dma_seg *seg);
@@ -299,8 +301,10 @@ P2P_API int p2p_pci_dev_dma_begin(struct p2p_pci_dev *dev, uint64_t iova, uint64
 /**
  * p2p_pci_dev_dma_rw() - device model side: copy to or from DMA space
  *
- * Translates in runs.  Return: 0, the first error of p2p_pci_dev_dma_begin(), or
- * -EFAULT if memory the program truncated (a memfd) was reached.
+ * Translates in runs; callback areas are reached through their callbacks
+ * (p2p_ioas_callback_rw(), which may block).  Return: 0, the first error of
+ * p2p_pci_dev_dma_begin() or of a callback, or -EFAULT if memory the
+ * program truncated (a memfd) was reached.
  */
 P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *data, uint64_t len,
 			       bool write);

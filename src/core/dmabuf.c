@@ -351,6 +351,50 @@ P2P_API int p2p_dmabuf_unrevoke(struct p2p_dmabuf *buf)
 	return tree_set_state(buf, P2P_DMABUF_OK);
 }
 
+static __thread struct dmabuf_revoke_batch *revoke_batch;
+
+void dmabuf_revoke_batch_begin(struct dmabuf_revoke_batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->nested = revoke_batch != NULL;
+	if (!b->nested)
+		revoke_batch = b;
+}
+
+void dmabuf_revoke_batch_end(struct dmabuf_revoke_batch *b)
+{
+	if (b->nested)
+		return;
+	revoke_batch = NULL;
+	for (unsigned int i = 0; i < b->nr; i++) {
+		p2p_fence_wait(b->fences[i], -1);
+		p2p_fence_put(b->fences[i]);
+	}
+	free(b->fences);
+	b->fences = NULL;
+	b->nr = b->max = 0;
+}
+
+/* Hand @f (a reference) to this thread's batch; false if there is none or no room. */
+static bool revoke_batch_take(struct p2p_fence *f)
+{
+	struct dmabuf_revoke_batch *b = revoke_batch;
+
+	if (!b)
+		return false;
+	if (b->nr == b->max) {
+		unsigned int n = b->max ? b->max * 2 : 16;
+		struct p2p_fence **nf = realloc(b->fences, n * sizeof(*nf));
+
+		if (!nf)
+			return false; /* waited for here instead */
+		b->fences = nf;
+		b->max = n;
+	}
+	b->fences[b->nr++] = f;
+	return true;
+}
+
 /* Revoke in this process only (kernel-semantics 7.2). */
 int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
 {
@@ -377,6 +421,8 @@ int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
 		if (a->importer_ops && a->importer_ops->invalidate_mappings)
 			a->importer_ops->invalidate_mappings(a);
 	for (unsigned int i = 0; i < buf->nr_fences; i++) {
+		if (revoke_batch_take(buf->fences[i]))
+			continue; /* waited for by dmabuf_revoke_batch_end() */
 		p2p_fence_wait(buf->fences[i], -1);
 		p2p_fence_put(buf->fences[i]);
 	}
@@ -394,7 +440,7 @@ int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status)
 
 int dmabuf_unrevoke_local(struct p2p_dmabuf *buf)
 {
-	int cur;
+	int cur, ret;
 
 	pthread_mutex_lock(&buf->resv);
 	cur = atomic_load(&buf->status);
@@ -405,7 +451,19 @@ int dmabuf_unrevoke_local(struct p2p_dmabuf *buf)
 	atomic_store(&buf->status, P2P_DMABUF_OK);
 	pthread_mutex_unlock(&buf->resv);
 	/* Also when already OK: finishes an un-zap that failed before. */
-	return cpumap_unblock_all(buf);
+	ret = cpumap_unblock_all(buf);
+	if (cur != P2P_DMABUF_OK) {
+		/* Usable again: tell the importers that want to know (restore). */
+		struct p2p_attachment *a;
+
+		pthread_mutex_lock(&buf->resv);
+		if (atomic_load(&buf->status) == P2P_DMABUF_OK)
+			list_for_each_entry(a, &buf->attachments, node)
+				if (a->importer_ops && a->importer_ops->restore)
+					a->importer_ops->restore(a);
+		pthread_mutex_unlock(&buf->resv);
+	}
+	return ret;
 }
 
 P2P_API int p2p_dmabuf_attach(struct p2p_dmabuf *buf, const struct p2p_attach_info *info,

@@ -39,4 +39,21 @@ bool dmabuf_dying(const struct p2p_dmabuf *buf);
 /* Revoke in this process only (src/core/dmabuf.c): fork children keep theirs. */
 int dmabuf_revoke_local(struct p2p_dmabuf *buf, enum p2p_dmabuf_status status);
 
+/*
+ * A revoke batch: between _begin() and _end() on one thread, each revoke
+ * still invalidates its importers under its resv, but the fences they
+ * publish are waited for together in _end() (no lock held), so importers
+ * that wait for someone else (a vfio-user client's ack) overlap their waits
+ * across buffers: a device-wide revoke costs the slowest, not the sum.
+ * The exporter's walk (vfio_dmabufs_move()) runs inside one.  Nested
+ * batches join the outer one.
+ */
+struct dmabuf_revoke_batch {
+	struct p2p_fence **fences;
+	unsigned int nr, max;
+	bool nested;
+};
+void dmabuf_revoke_batch_begin(struct dmabuf_revoke_batch *b);
+void dmabuf_revoke_batch_end(struct dmabuf_revoke_batch *b);
+
 #endif

@@ -62,6 +62,26 @@ static uint32_t err_status(int err)
 	}
 }
 
+#define CE_BOUNCE (64u << 10)
+
+/*
+ * A run with no memory here (-EREMOTE: a callback area, e.g. a vfio-user
+ * client's memory mapped without an fd): copied through a bounce buffer
+ * with p2p_pci_dev_dma_rw(), which calls the area's owner.
+ */
+static uint32_t ce_bounce(struct p2p_pci_dev *dev, uint64_t src, uint64_t dst, uint64_t len,
+			  uint64_t *n)
+{
+	uint8_t buf[CE_BOUNCE];
+	int ret;
+
+	*n = MIN(len, (uint64_t)CE_BOUNCE);
+	ret = p2p_pci_dev_dma_rw(dev, src, buf, *n, false);
+	if (!ret)
+		ret = p2p_pci_dev_dma_rw(dev, dst, buf, *n, true);
+	return ret ? err_status(ret) : P2P_CE_OK;
+}
+
 /* Copy @len bytes from @src to @dst IOVA, in runs. */
 static uint32_t ce_copy(struct p2p_pci_dev *dev, uint64_t src, uint64_t dst, uint64_t len,
 			uint64_t *done)
@@ -73,13 +93,21 @@ static uint32_t ce_copy(struct p2p_pci_dev *dev, uint64_t src, uint64_t dst, uin
 		int ret;
 
 		ret = p2p_pci_dev_dma_begin(dev, src + *done, len - *done, P2P_DMA_READ, &s);
+		if (!ret) {
+			ret = p2p_pci_dev_dma_begin(dev, dst + *done, s.len, P2P_DMA_WRITE, &d);
+			if (ret)
+				p2p_ioas_dma_end(&s);
+		}
+		if (ret == -EREMOTE) {
+			uint32_t st = ce_bounce(dev, src + *done, dst + *done, len - *done, &n);
+
+			if (st != P2P_CE_OK)
+				return st;
+			*done += n;
+			continue;
+		}
 		if (ret)
 			return err_status(ret);
-		ret = p2p_pci_dev_dma_begin(dev, dst + *done, s.len, P2P_DMA_WRITE, &d);
-		if (ret) {
-			p2p_ioas_dma_end(&s);
-			return err_status(ret);
-		}
 		n = MIN(s.len, d.len);
 		/* Memory the program truncated under us: a translation fault. */
 		ret = dma_copy(d.host, s.host, n, ioas_seg_fragile(&d) || ioas_seg_fragile(&s));

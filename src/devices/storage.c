@@ -63,6 +63,7 @@
 #define SD_MAX_PART (1ull << 30) /* bytes per readv/writev (below MAX_RW_COUNT) */
 #define SD_MAX_QUEUE 4096
 #define SD_SUBMIT_BATCH 8	  /* commands fetched before submitting */
+#define SD_BOUNCE (256u << 10)	  /* bytes per part through a bounce buffer */
 
 /* A command between fetch and completion; owned by the worker. */
 struct sd_slot {
@@ -74,6 +75,8 @@ struct sd_slot {
 	unsigned int nseg;
 	struct p2p_dma_seg seg[SD_MAX_IOV];
 	struct iovec iov[SD_MAX_IOV];
+	bool bounced;	 /* the I/O in flight is on `bounce` (a callback area) */
+	uint8_t *bounce; /* SD_BOUNCE bytes, allocated at first use */
 };
 
 struct storage {
@@ -207,6 +210,49 @@ static struct io_uring_sqe *sd_get_sqe(struct storage *sd)
 }
 
 /*
+ * The next part of @s starts in a callback area (-EREMOTE: memory that is
+ * not in this process, e.g. a vfio-user client's mapped without an fd):
+ * its I/O goes through the slot's bounce buffer, and p2p_pci_dev_dma_rw()
+ * (which calls the area's owner, blocking this thread for that long) moves
+ * the data: before a WRITE's I/O, after a READ's (sd_io_done()).
+ */
+static bool sd_queue_bounce(struct storage *sd, struct sd_slot *s, uint64_t iova, uint64_t want,
+			    off_t off)
+{
+	bool read = s->cmd.opcode == P2P_SD_OP_READ;
+	uint64_t n = MIN(want, (uint64_t)SD_BOUNCE);
+	struct io_uring_sqe *sqe;
+	int ret;
+
+	if (!s->bounce)
+		s->bounce = malloc(SD_BOUNCE);
+	if (!s->bounce) {
+		s->status = P2P_SD_IO_ERROR;
+		return false;
+	}
+	if (!read) {
+		ret = p2p_pci_dev_dma_rw(sd->dev, iova, s->bounce, n, false);
+		if (ret) {
+			s->status = err_status(ret);
+			return false;
+		}
+	}
+	sqe = sd_get_sqe(sd);
+	if (!sqe) {
+		s->status = P2P_SD_IO_ERROR;
+		return false;
+	}
+	if (read)
+		io_uring_prep_read(sqe, sd->fd, s->bounce, (unsigned int)n, (uint64_t)off);
+	else
+		io_uring_prep_write(sqe, sd->fd, s->bounce, (unsigned int)n, (uint64_t)off);
+	io_uring_sqe_set_data(sqe, s);
+	s->part = n;
+	s->bounced = true;
+	return true;
+}
+
+/*
  * Translate the next part of @s (up to SD_MAX_IOV runs, SD_MAX_PART bytes)
  * and queue its readv/writev.  Returns false if the command is finished
  * (translation failed): the caller completes it.
@@ -226,6 +272,11 @@ static bool sd_queue_part(struct storage *sd, struct sd_slot *s)
 		int ret = p2p_pci_dev_dma_begin(sd->dev, iova + got, want - got,
 						read ? P2P_DMA_WRITE : P2P_DMA_READ, seg);
 
+		if (ret == -EREMOTE && !s->nseg)
+			return sd_queue_bounce(sd, s, iova, want,
+					       (off_t)(s->cmd.lba * P2P_SD_BLOCK + s->done));
+		if (ret == -EREMOTE)
+			break; /* the runs so far; the next part bounces */
 		if (ret) {
 			/* Nothing of this part was transferred. */
 			sd_end_segs(s);
@@ -266,6 +317,7 @@ static bool sd_start(struct storage *sd, struct sd_slot *s)
 	s->status = P2P_SD_OK;
 	s->done = s->len = s->part = 0;
 	s->nseg = 0;
+	s->bounced = false;
 	switch (c->opcode) {
 	case P2P_SD_OP_READ:
 	case P2P_SD_OP_WRITE:
@@ -294,7 +346,10 @@ static bool sd_start(struct storage *sd, struct sd_slot *s)
 /* The CQE of @s's I/O: @res is its result.  Returns true if more I/O was queued. */
 static bool sd_io_done(struct storage *sd, struct sd_slot *s, int res)
 {
+	bool bounced = s->bounced;
+
 	sd_end_segs(s);
+	s->bounced = false;
 	if (s->cmd.opcode == P2P_SD_OP_FLUSH) {
 		if (res < 0)
 			s->status = P2P_SD_IO_ERROR;
@@ -311,6 +366,15 @@ static bool sd_io_done(struct storage *sd, struct sd_slot *s, int res)
 	if (!res && s->part) {
 		s->status = P2P_SD_IO_ERROR; /* nothing: the image shrank under us */
 		return false;
+	}
+	if (bounced && s->cmd.opcode == P2P_SD_OP_READ && res > 0) {
+		int ret = p2p_pci_dev_dma_rw(sd->dev, s->cmd.data + s->done, s->bounce,
+					     (uint64_t)res, true);
+
+		if (ret) {
+			s->status = err_status(ret);
+			return false;
+		}
 	}
 	/*
 	 * A short transfer goes on from where it stopped: the next one says
@@ -582,6 +646,8 @@ static void sd_free(struct storage *sd)
 	pthread_mutex_destroy(&sd->lock);
 	pthread_cond_destroy(&sd->kick);
 	pthread_cond_destroy(&sd->idle);
+	for (unsigned int i = 0; i < SD_MAX_INFLIGHT; i++)
+		free(sd->slots[i].bounce);
 	free(sd->slots);
 	free(sd);
 }

@@ -30,6 +30,7 @@
 #include <p2pbuf/p2pbuf.h>
 
 #include "contract.h"
+#include "device.h"
 #include "door.h"
 
 static struct door_config cfg;
@@ -91,43 +92,6 @@ const char *door_root(size_t *len)
 
 /* ---------------------------------------------------------------------- */
 /* Devices                                                                 */
-
-static uint32_t pci_bar_flags(uint32_t door)
-{
-	return ((door & DOOR_BAR_MEM64) ? P2P_BAR_MEM64 : 0) |
-	       ((door & DOOR_BAR_PREFETCH) ? P2P_BAR_PREFETCH : 0) |
-	       ((door & DOOR_BAR_IO) ? P2P_BAR_IO : 0);
-}
-
-static int create_device(const struct door_dev *d, struct p2p_pci_dev **out)
-{
-	struct p2p_pci_dev_info info = {
-		.argsz = sizeof(info),
-		.name = d->bdf,
-		.vendor_id = d->vendor,
-		.device_id = d->device,
-		.class_code = d->class_code,
-		.group = d->group,
-	};
-
-	switch (d->kind) {
-	case DOOR_COPY_ENGINE:
-		return p2p_copy_engine_create(d->bdf, NULL, d->group, out);
-	case DOOR_STORAGE:
-		return p2p_storage_create(d->bdf, NULL, d->group, d->file, d->file ? 0 : d->size, out);
-	case DOOR_GPU:
-		break;
-	}
-	info.flags = ((d->fn_flags & DOOR_FN_VF) ? P2P_PCI_VF : 0) |
-		     ((d->fn_flags & DOOR_FN_NO_FLR) ? P2P_PCI_NO_FLR : 0) |
-		     ((d->fn_flags & DOOR_FN_NO_DMABUF) ? P2P_PCI_NO_DMABUF : 0) |
-		     ((d->fn_flags & DOOR_FN_HUGE) ? P2P_PCI_HUGE : 0);
-	for (int i = 0; i < 6; i++) {
-		info.bars[i].size = d->bar_size[i];
-		info.bars[i].flags = pci_bar_flags(d->bar_flags[i]);
-	}
-	return p2p_pci_dev_create(&info, out);
-}
 
 /*
  * The function's config space: the contract's side-effect-free read, or
@@ -248,7 +212,7 @@ static int write_resource(const char *top, unsigned int slot, const uint8_t *con
 
 				if (d->kind == DOOR_GPU) {
 					size = d->bar_size[i];
-					pflags = pci_bar_flags(d->bar_flags[i]);
+					pflags = door_pci_bar_flags(d->bar_flags[i]);
 				} else if (i == 0) {
 					size = d->kind == DOOR_COPY_ENGINE ? P2P_CE_BAR0_SIZE
 									   : P2P_SD_BAR0_SIZE;
@@ -559,7 +523,7 @@ static void init_fn(void)
 		unsigned int idx;
 
 		cdevs[i] = -1;
-		ret = create_device(d, &pdevs[i]);
+		ret = door_dev_create(d, &pdevs[i]);
 		if (ret) {
 			/* Say why, and go on with the others (the host's ENOENT for it). */
 			door_say("%s %s (%s) left out: %s", door_kind_name(d->kind), d->bdf,

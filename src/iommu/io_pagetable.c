@@ -630,9 +630,12 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		a->prot = flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
 		a->pages = pages;
 		a->revocable = pages->kind == PAGES_DMABUF;
-		a->fragile = !a->revocable;
+		a->callback = pages->kind == PAGES_CALLBACK;
+		a->fragile = !a->revocable && !a->callback;
 		a->direct = NULL;
-		if (pages->kind != PAGES_DMABUF)
+		if (a->callback)
+			; /* no memory: p2p_ioas_dma_begin() says -EREMOTE */
+		else if (pages->kind != PAGES_DMABUF)
 			a->direct = pages->host + pages_off;
 		else if (pages->nsegs == 1)
 			a->direct = pages->segs[0].host + (pages_off - pages->segs[0].off);
@@ -776,6 +779,24 @@ P2P_API int p2p_ioas_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uin
 	return ret ? ret : iopt_map_file(ioas, fd, start, length, iova, flags);
 }
 
+P2P_API int p2p_ioas_map_callback(struct p2p_ioas *ioas, uint64_t iova, uint64_t length,
+				  uint32_t flags, const struct p2p_ioas_callback_ops *ops, void *priv)
+{
+	const uint32_t prot = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+	struct ioas_pages *p;
+	int ret;
+
+	if (!ops || !ops->rw || !length || (flags & ~prot) || !(flags & prot))
+		return -EINVAL;
+	ret = pages_callback(ops, priv, length, flags, &p);
+	if (ret)
+		return ret;
+	ret = ioas_add(ioas, p, 0, length, &iova, flags | IOMMU_IOAS_MAP_FIXED_IOVA);
+	if (ret)
+		pages_put(p);
+	return ret;
+}
+
 P2P_API int p2p_ioas_map_dma(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t iova,
 			     uint32_t flags)
 {
@@ -901,6 +922,11 @@ P2P_API int p2p_ioas_copy(struct p2p_ioas *dst, struct p2p_ioas *src, uint64_t s
 				break;
 			}
 			parts = np;
+		}
+		/* A callback area belongs to its owner's IOAS: its unmap ends the calls. */
+		if (a->callback) {
+			ret = -EINVAL;
+			break;
 		}
 		/* iopt_map_pages(): a writeable copy of pages mapped read-only. */
 		if ((flags & IOMMU_IOAS_MAP_WRITEABLE) && !a->pages->writable) {
@@ -1056,6 +1082,10 @@ P2P_API int p2p_ioas_dma_begin(struct p2p_ioas *ioas, uint64_t iova, uint64_t le
 		area_dma_done(a);
 		return -EPERM;
 	}
+	if (a->callback) {
+		area_dma_done(a);
+		return -EREMOTE; /* no memory to hand out: p2p_ioas_callback_rw() */
+	}
 	in = iova - a->iova;
 	avail = a->length - in;
 	if (a->direct) {
@@ -1090,6 +1120,43 @@ P2P_API void p2p_ioas_dma_end(struct p2p_dma_seg *seg)
 	area_dma_done(a);
 }
 
+P2P_API int p2p_ioas_callback_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
+				 bool write, uint64_t *done)
+{
+	const struct p2p_ioas_callback_ops *ops = NULL;
+	struct ioas_area *a;
+	void *priv = NULL;
+	uint64_t n = 0;
+	int ret = 0;
+
+	*done = 0;
+	if (!len)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&ioas->lock);
+	a = find_area(ioas, iova);
+	if (!a) {
+		ret = -ENOENT;
+	} else if (!a->callback) {
+		ret = -EINVAL;
+	} else if (!(a->prot & (write ? IOMMU_IOAS_MAP_WRITEABLE : IOMMU_IOAS_MAP_READABLE))) {
+		ret = -EPERM;
+	} else {
+		/* Counted as DMA in flight: an unmap of the area waits for the call. */
+		atomic_fetch_add(&a->inflight, 1);
+		n = MIN(len, a->length - (iova - a->iova));
+		ops = a->pages->cb_ops;
+		priv = a->pages->cb_priv;
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	if (ret)
+		return ret;
+	ret = ops->rw(priv, iova, data, n, write);
+	area_dma_done(a);
+	if (!ret)
+		*done = n;
+	return ret;
+}
+
 P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data, uint64_t len,
 			       bool write)
 {
@@ -1114,6 +1181,17 @@ P2P_API int p2p_ioas_access_rw(struct p2p_ioas *ioas, uint64_t iova, void *data,
 			return ret;
 		ret = p2p_ioas_dma_begin(ioas, iova, len, write ? P2P_DMA_WRITE : P2P_DMA_READ,
 					 &seg);
+		if (ret == -EREMOTE) {
+			uint64_t n;
+
+			ret = p2p_ioas_callback_rw(ioas, iova, d, len, write, &n);
+			if (ret)
+				return ret;
+			d += n;
+			iova += n;
+			len -= n;
+			continue;
+		}
 		if (ret)
 			return ret;
 		/* A truncated memfd: -EFAULT, as iommufd_access_rw() on an unpinnable page. */

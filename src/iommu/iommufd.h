@@ -59,6 +59,7 @@ enum pages_kind {
 	PAGES_USER,
 	PAGES_MEMFD,
 	PAGES_DMABUF,
+	PAGES_CALLBACK, /* no memory: accesses call cb_ops->rw (p2p_ioas_map_callback()) */
 };
 
 struct pages_seg {
@@ -93,6 +94,10 @@ struct ioas_pages {
 	struct ioas_area *areas; /* under mutex: the areas on these pages (DMABUF) */
 	atomic_uint busy; /* areas a revoke waits for (AREA_PENDING set), under mutex */
 	struct p2p_fence *drain; /* under mutex */
+
+	/* CALLBACK: fixed at creation */
+	const struct p2p_ioas_callback_ops *cb_ops;
+	void *cb_priv;
 };
 
 /*
@@ -113,7 +118,13 @@ struct ioas_area {
 	 * count with one atomic add and checks the flags it returns.
 	 */
 	atomic_uint inflight;
-	uint16_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
+	uint8_t prot; /* IOMMU_IOAS_MAP_READABLE | WRITEABLE */
+	/*
+	 * A callback area (pages of kind PAGES_CALLBACK): no host memory;
+	 * p2p_ioas_dma_begin() says -EREMOTE and p2p_ioas_callback_rw() calls
+	 * the owner, counted in `inflight` like DMA.
+	 */
+	bool callback;
 	/* A dma-buf area: on pages->areas, revoked with it. */
 	bool revocable;
 	/* The program's memory (process memory, a memfd): may vanish, copy guarded. */
@@ -234,6 +245,8 @@ int pages_memfd(int fd, uint64_t start, uint64_t length, uint32_t flags,
 		struct ioas_pages **out, uint64_t *off);
 int pages_dmabuf(struct p2p_dmabuf *buf, uint64_t start, uint64_t len, bool extended,
 		 struct ioas_pages **out);
+int pages_callback(const struct p2p_ioas_callback_ops *ops, void *priv, uint64_t length,
+		   uint32_t flags, struct ioas_pages **out);
 
 /* device.c */
 int iommufd_option(struct iommufd_ucmd *ucmd);

@@ -181,6 +181,22 @@ void pages_area_idle(struct ioas_pages *p)
 	pthread_mutex_unlock(&p->mutex);
 }
 
+/* Pages with no memory behind them: accesses call @ops (p2p_ioas_map_callback()). */
+int pages_callback(const struct p2p_ioas_callback_ops *ops, void *priv, uint64_t length,
+		   uint32_t flags, struct ioas_pages **out)
+{
+	struct ioas_pages *p = pages_new(PAGES_CALLBACK);
+
+	if (!p)
+		return -ENOMEM;
+	p->len = length;
+	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
+	p->cb_ops = ops;
+	p->cb_priv = priv;
+	*out = p;
+	return 0;
+}
+
 /* Host address and contiguous bytes at @off of @p. */
 uint8_t *pages_host(const struct ioas_pages *p, uint64_t off, uint64_t *avail)
 {

@@ -120,6 +120,28 @@ P2P_API int p2p_pci_dev_dma_begin(struct p2p_pci_dev *dev, uint64_t iova, uint64
 	return ret;
 }
 
+/*
+ * A callback area of the function's IOAS (-EREMOTE from the translation):
+ * the call may block, so it runs on a reference of the IOAS, not under
+ * dma_lock (a detach does not wait for it; the area's unmap does).
+ */
+static int dma_rw_callback(struct vfio_pci_core *vc, uint64_t iova, void *data, uint64_t len,
+			   bool write, uint64_t *done)
+{
+	struct p2p_ioas *ioas = NULL;
+	int ret;
+
+	pthread_rwlock_rdlock(&vc->dma_lock);
+	if (vc->ioas)
+		ioas = p2p_ioas_ref(vc->ioas);
+	pthread_rwlock_unlock(&vc->dma_lock);
+	if (!ioas)
+		return -ENOENT;
+	ret = p2p_ioas_callback_rw(ioas, iova, data, len, write, done);
+	p2p_ioas_put(ioas);
+	return ret;
+}
+
 P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *data, uint64_t len,
 			       bool write)
 {
@@ -130,6 +152,17 @@ P2P_API int p2p_pci_dev_dma_rw(struct p2p_pci_dev *dev, uint64_t iova, void *dat
 		int ret = p2p_pci_dev_dma_begin(dev, iova, len, write ? P2P_DMA_WRITE : P2P_DMA_READ,
 						&seg);
 
+		if (ret == -EREMOTE) {
+			uint64_t n;
+
+			ret = dma_rw_callback(vfio_pci_core(dev), iova, d, len, write, &n);
+			if (ret)
+				return ret;
+			d += n;
+			iova += n;
+			len -= n;
+			continue;
+		}
 		if (ret)
 			return ret;
 		/* Memory the program truncated: a translation fault, not SIGBUS. */

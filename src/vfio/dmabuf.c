@@ -37,9 +37,12 @@ static const struct p2p_dmabuf_ops vfio_dmabuf_ops;
  */
 int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 {
+	struct dmabuf_revoke_batch batch;
 	struct vfio_dmabuf *p;
 	int ret = 0, err;
 
+	/* Importers' fences are waited for once, together (exporter.h). */
+	dmabuf_revoke_batch_begin(&batch);
 	list_for_each_entry(p, &vfio_pci_core(dev)->dmabufs, node) {
 		if (dmabuf_dying(p->buf))
 			continue;
@@ -50,6 +53,7 @@ int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 		if (err && err != -EBADFD && !ret) /* EBADFD: revoked for good, stays so */
 			ret = err;
 	}
+	dmabuf_revoke_batch_end(&batch);
 	return ret;
 }
 
@@ -62,9 +66,11 @@ int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
  */
 void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 {
+	struct dmabuf_revoke_batch batch;
 	struct vfio_dmabuf *p, *n;
 	int err;
 
+	dmabuf_revoke_batch_begin(&batch);
 	list_for_each_entry_safe(p, n, &vfio_pci_core(dev)->dmabufs, node) {
 		/*
 		 * Its release unlinks it.  Its importers drained their DMA
@@ -88,6 +94,7 @@ void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev)
 		p2p_pci_dev_put(dev); /* the registration reference */
 		p2p_dmabuf_put(p->buf);
 	}
+	dmabuf_revoke_batch_end(&batch);
 }
 
 static int vfio_attach(struct p2p_dmabuf *buf, struct p2p_attachment *a)

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: MIT
+/*
+ * p2pbuf serve: the configured devices served over vfio-user, one Unix
+ * socket each (DIR/<BDF>), until SIGINT or SIGTERM (docs/vfio-user.md).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <p2pbuf/p2pbuf.h>
+
+#include "cli.h"
+#include "config.h"
+#include "device.h"
+
+static void serve_usage(FILE *f)
+{
+	fprintf(f, "usage: p2pbuf serve [--config FILE] --socket-dir DIR [--revoke-timeout-ms N]\n"
+		   "\n"
+		   "Serve each configured device (the door's configuration format; without\n"
+		   "--config the embedded default set of `p2pbuf run`) to vfio-user clients on\n"
+		   "the Unix socket DIR/<BDF>.  One line per socket is printed when it is ready.\n"
+		   "SIGINT or SIGTERM disconnect the clients, unlink the sockets and exit 0.\n"
+		   "\n"
+		   "  --config FILE            device configuration (docs/door-config.md)\n"
+		   "  --socket-dir DIR         where the sockets go (must exist)\n"
+		   "  --revoke-timeout-ms N    how long a revoke waits for a client's ack before\n"
+		   "                           disconnecting it (default 1000)\n");
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket-dir", required_argument, NULL, 's' },
+		{ "revoke-timeout-ms", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct door_config cfg;
+	struct p2p_pci_dev *pdev[DOOR_MAX_DEVICES] = { 0 };
+	struct p2p_vfio_user_server_info info = { .argsz = sizeof(info) };
+	struct p2p_vfio_user_server *srv = NULL;
+	const char *config = NULL, *dir = NULL;
+	char err[512];
+	sigset_t set;
+	int c, ret, sig, rc = 1;
+
+	while ((c = getopt_long(argc, argv, "c:s:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 's':
+			dir = optarg;
+			break;
+		case 't': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end || end == optarg || !v || v > 600000) {
+				fprintf(stderr, "p2pbuf serve: --revoke-timeout-ms: 1..600000\n");
+				return 2;
+			}
+			info.revoke_timeout_ms = (uint32_t)v;
+			break;
+		}
+		case 'h':
+			serve_usage(stdout);
+			return 0;
+		default:
+			serve_usage(stderr);
+			return 2;
+		}
+	}
+	if (!dir || optind != argc) {
+		serve_usage(stderr);
+		return 2;
+	}
+	ret = door_config_read(&cfg, config, NULL, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "p2pbuf serve: %s\n", ret == -ENOMEM ? "out of memory" : err);
+		return 2;
+	}
+	/* Signals are taken synchronously by this thread; every other thread blocks them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	ret = p2p_vfio_user_server_create(&info, &srv);
+	if (ret) {
+		fprintf(stderr, "p2pbuf serve: %s\n", p2p_strerror(ret));
+		goto out;
+	}
+	for (unsigned int i = 0; i < cfg.n; i++) {
+		const struct door_dev *d = &cfg.devs[i];
+		char path[PATH_MAX];
+
+		ret = door_dev_create(d, &pdev[i]);
+		if (ret) {
+			fprintf(stderr, "p2pbuf serve: %s: %s %s: %s\n", d->source,
+				door_kind_name(d->kind), d->bdf, p2p_strerror(ret));
+			goto out;
+		}
+		if (snprintf(path, sizeof(path), "%s/%s", dir, d->bdf) >= (int)sizeof(path)) {
+			fprintf(stderr, "p2pbuf serve: socket path too long\n");
+			goto out;
+		}
+		ret = p2p_vfio_user_server_add(srv, pdev[i], path);
+		if (ret) {
+			fprintf(stderr, "p2pbuf serve: %s: %s\n", path, p2p_strerror(ret));
+			goto out;
+		}
+		printf("p2pbuf serve: %s %s on %s\n", door_kind_name(d->kind), d->bdf, path);
+		fflush(stdout);
+	}
+	do
+		sig = sigwaitinfo(&set, NULL);
+	while (sig < 0 && errno == EINTR);
+	rc = 0;
+out:
+	p2p_vfio_user_server_destroy(srv);
+	for (unsigned int i = 0; i < cfg.n; i++)
+		if (pdev[i])
+			p2p_pci_dev_put(pdev[i]);
+	door_config_free(&cfg);
+	return rc;
+}
