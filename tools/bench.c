@@ -8,7 +8,8 @@
  *           device created pre-faulted on all cores + map + touch, target
  *           d/b <= 0.75
  *   revoke  revoke + un-revoke of a dma-buf with 1 and 64 attachments and a
- *           live CPU mapping vs raw MADV_DONTNEED; target <= 1.3x raw + 100 us
+ *           live CPU mapping vs raw MADV_DONTNEED of the same pages (and, shown
+ *           only, of a separate memfd); target <= 1.3x raw + 100 us
  *   p2p     BAR-to-BAR copies through the copy engine, 4 KiB to 64 MiB,
  *           single- and 8-range dma-bufs, on one channel and split over N
  *           (one per core), vs 1- and N-thread memcpy between the same two
@@ -457,6 +458,9 @@ static int bench_revoke(const struct bench_opts *o)
 	snprintf(txt, sizeof(txt), "%llu MiB", (unsigned long long)(size >> 20));
 	report_fact(r, "size", txt);
 	report_fact(r, "pages", hugepage_mode_name());
+	report_fact(r, "cpu revoke", p2p_cpu_revoke_method() == P2P_CPU_REVOKE_UFFD
+					     ? "userfaultfd (register + MADV_DONTNEED; un-revoke: unregister)"
+					     : "remap (MAP_FIXED of an empty memfd; un-revoke: map back)");
 	report_fact(r, "baseline", "raw MADV_DONTNEED of the same populated pages (the dma-buf's CPU mapping), interleaved with each case; a separate memfd is shown too");
 	report_plot_axis(r, "ms (median, min-max)", false);
 	revoke_case(r, size, 1);
