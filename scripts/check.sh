@@ -69,7 +69,7 @@ run_dir() { # build dir, label, filter regex
 
 run_dir build gcc '.'
 # CPU revocation without userfaultfd (remapping to an empty memfd), forced.
-P2PBUF_CPU_REVOKE=remap run_dir build gcc,remap '^test-(dmabuf-mmap|revoke-triggers|multi-range|vfio-regions|hot-reset|stress-revoke)$'
+P2PBUF_CPU_REVOKE=remap run_dir build gcc,remap '^test-(dmabuf-mmap|revoke-triggers|multi-range|vfio-regions|hot-reset|stress-revoke|revoke-zap)$'
 # Whole-program tests of the CLI, as a user runs it.
 for t in tests/*.sh; do
 	run_one cli "$(basename "$t" .sh)" bash "$t" build/tools/p2pbuf
