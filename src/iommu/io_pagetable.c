@@ -364,6 +364,166 @@ static int insert_area(struct p2p_ioas *ioas, struct ioas_area *a)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Domains: backends mirroring the IOAS (iopt_area_fill_domains())         */
+
+struct p2p_ioas_domain {
+	struct list_head node; /* ioas->domains, under domain_lock */
+	struct p2p_ioas *ioas;
+	const struct p2p_ioas_domain_ops *ops;
+	void *priv;
+};
+
+static void area_domain_desc(const struct ioas_area *a, struct p2p_ioas_domain_area *d)
+{
+	const struct ioas_pages *p = a->pages;
+
+	memset(d, 0, sizeof(*d));
+	d->iova = a->iova;
+	d->length = a->length;
+	d->prot = a->prot;
+	d->fd = -1;
+	if (p->kind == PAGES_DMABUF) {
+		d->kind = P2P_IOAS_DOMAIN_DMABUF;
+	} else if (p->fd >= 0) {
+		d->kind = P2P_IOAS_DOMAIN_FD;
+		d->fd = p->fd;
+		d->fd_offset = p->fd_start + a->pages_off;
+		d->va = p->host + a->pages_off;
+	} else {
+		d->kind = P2P_IOAS_DOMAIN_VA;
+		d->va = p->host + a->pages_off;
+	}
+}
+
+/* Map @a into every domain; on failure unmap it from those done.  domain_lock held. */
+static int domains_map(struct p2p_ioas *ioas, const struct ioas_area *a)
+{
+	struct p2p_ioas_domain_area d;
+	struct p2p_ioas_domain *dom, *undo;
+	int ret;
+
+	area_domain_desc(a, &d);
+	list_for_each_entry(dom, &ioas->domains, node) {
+		ret = dom->ops->map(dom->priv, &d);
+		if (!ret)
+			continue;
+		list_for_each_entry(undo, &ioas->domains, node) {
+			if (undo == dom)
+				break;
+			undo->ops->unmap(undo->priv, a->iova, a->length);
+		}
+		return ret;
+	}
+	return 0;
+}
+
+static void area_drain(struct p2p_ioas *ioas, struct ioas_area **gone, size_t n);
+
+/* Take a just-inserted area out again (its pages stay the caller's). */
+static void area_take_out(struct p2p_ioas *ioas, struct ioas_area *a)
+{
+	pthread_rwlock_wrlock(&ioas->lock);
+	for (size_t i = 0; i < ioas->nr; i++) {
+		if (ioas->areas[i] != a)
+			continue;
+		memmove(&ioas->areas[i], &ioas->areas[i + 1], (ioas->nr - i - 1) * sizeof(void *));
+		memmove(&ioas->starts[i], &ioas->starts[i + 1],
+			(ioas->nr - i - 1) * sizeof(uint64_t));
+		ioas->nr--;
+		pt_remove_area(ioas, a);
+		break;
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	area_drain(ioas, &a, 1);
+}
+
+P2P_API int p2p_ioas_domain_attach(struct p2p_ioas *ioas, const struct p2p_ioas_domain_ops *ops,
+				   void *priv, struct p2p_ioas_domain **out)
+{
+	struct p2p_ioas_domain *dom;
+	struct ioas_area **snap = NULL;
+	size_t n = 0, i;
+	int ret = 0;
+
+	if (!ioas || !ops || !ops->map || !ops->unmap || !out)
+		return -EINVAL;
+	dom = calloc(1, sizeof(*dom));
+	if (!dom)
+		return -ENOMEM;
+	dom->ioas = p2p_ioas_ref(ioas);
+	dom->ops = ops;
+	dom->priv = priv;
+	pthread_mutex_lock(&ioas->domain_lock);
+	/* Areas change only under domain_lock: the snapshot stays true. */
+	pthread_rwlock_rdlock(&ioas->lock);
+	if (ioas->nr) {
+		snap = malloc(ioas->nr * sizeof(*snap));
+		if (snap) {
+			n = ioas->nr;
+			memcpy(snap, ioas->areas, n * sizeof(*snap));
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	for (i = 0; !ret && i < n; i++) {
+		struct p2p_ioas_domain_area d;
+
+		area_domain_desc(snap[i], &d);
+		ret = ops->map(priv, &d);
+	}
+	if (ret) {
+		while (i-- > 1)
+			ops->unmap(priv, snap[i - 1]->iova, snap[i - 1]->length);
+	} else {
+		list_add_tail(&dom->node, &ioas->domains);
+		atomic_fetch_add(&ioas->ndomains, 1);
+	}
+	pthread_mutex_unlock(&ioas->domain_lock);
+	free(snap);
+	if (ret) {
+		p2p_ioas_put(dom->ioas);
+		free(dom);
+		return ret;
+	}
+	*out = dom;
+	return 0;
+}
+
+P2P_API void p2p_ioas_domain_detach(struct p2p_ioas_domain *dom)
+{
+	struct p2p_ioas *ioas;
+
+	if (!dom)
+		return;
+	ioas = dom->ioas;
+	pthread_mutex_lock(&ioas->domain_lock);
+	list_del_init(&dom->node);
+	atomic_fetch_sub(&ioas->ndomains, 1);
+	/* iopt_table_remove_domain(): every area leaves the domain. */
+	pthread_rwlock_rdlock(&ioas->lock);
+	size_t n = ioas->nr;
+	struct ioas_area **snap = n ? malloc(n * sizeof(*snap)) : NULL;
+
+	if (snap)
+		memcpy(snap, ioas->areas, n * sizeof(*snap));
+	pthread_rwlock_unlock(&ioas->lock);
+	if (!snap && n)
+		dom->ops->unmap(dom->priv, 0, 0); /* no memory: everything at once */
+	for (size_t i = 0; snap && i < n; i++)
+		dom->ops->unmap(dom->priv, snap[i]->iova, snap[i]->length);
+	pthread_mutex_unlock(&ioas->domain_lock);
+	free(snap);
+	p2p_ioas_put(ioas);
+	free(dom);
+}
+
+bool ioas_has_domains(struct p2p_ioas *ioas)
+{
+	return atomic_load(&ioas->ndomains) != 0;
+}
+
 /*
  * Place [*iova, +length) onto @pages at @pages_off.  Takes over the
  * caller's pages reference on success.
@@ -378,6 +538,7 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
+	pthread_mutex_lock(&ioas->domain_lock);
 	pthread_rwlock_wrlock(&ioas->lock);
 	align = iopt_alignment(ioas);
 	/* Keep the low-order alignment of the backing where we can (2.3). */
@@ -418,6 +579,12 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		ret = insert_area(ioas, a);
 	}
 	pthread_rwlock_unlock(&ioas->lock);
+	if (!ret && !list_empty(&ioas->domains)) {
+		ret = domains_map(ioas, a);
+		if (ret)
+			area_take_out(ioas, a);
+	}
+	pthread_mutex_unlock(&ioas->domain_lock);
 	if (ret)
 		free(a);
 	return ret;
@@ -507,6 +674,9 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 
 	if (ret)
 		return ret;
+	/* A domain gets the file behind the area (a backend maps it itself). */
+	if (ioas_has_domains(ioas))
+		p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	ret = ioas_add(ioas, p, off, length, iova, flags);
 	if (ret)
 		pages_put(p);
@@ -623,6 +793,7 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 	} else if (__builtin_add_overflow(iova, length - 1, &last)) {
 		return -EOVERFLOW;
 	}
+	pthread_mutex_lock(&ioas->domain_lock);
 	pthread_rwlock_wrlock(&ioas->lock);
 	first = find_upper(ioas, iova);
 	/* An area's last byte, never its end: an area may end at IOVA 2^64 - 1. */
@@ -656,6 +827,15 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 			pt_remove_area(ioas, gone[i]);
 	}
 	pthread_rwlock_unlock(&ioas->lock);
+	/* The domains first (a backend drains its own DMA), no IOAS lock held. */
+	if (gone) {
+		struct p2p_ioas_domain *dom;
+
+		list_for_each_entry(dom, &ioas->domains, node)
+			for (size_t i = 0; i < n; i++)
+				dom->ops->unmap(dom->priv, gone[i]->iova, gone[i]->length);
+	}
+	pthread_mutex_unlock(&ioas->domain_lock);
 	if (gone)
 		area_drain(ioas, gone, n);
 	for (size_t i = 0; i < n && gone; i++) {
@@ -905,6 +1085,9 @@ P2P_API unsigned int p2p_ioas_nr_areas(struct p2p_ioas *ioas)
 /* The IO page table of a new IOAS: an empty root. */
 int iopt_init(struct p2p_ioas *ioas)
 {
+	pthread_mutex_init(&ioas->domain_lock, NULL);
+	list_init(&ioas->domains);
+	atomic_init(&ioas->ndomains, 0);
 	ioas->pt_root = calloc(PT_ENTRIES, sizeof(uintptr_t));
 	return ioas->pt_root ? 0 : -ENOMEM;
 }
@@ -916,6 +1099,7 @@ void iopt_destroy(struct p2p_ioas *ioas)
 	free(ioas->starts);
 	free(ioas->allowed);
 	pt_free(ioas->pt_root, PT_LEVELS - 1);
+	pthread_mutex_destroy(&ioas->domain_lock);
 }
 
 /* iopt_disable_large_pages() / iopt_enable_large_pages() */

@@ -88,6 +88,8 @@ struct ioas_pages {
 	uint8_t *host; /* USER, MEMFD: contiguous */
 	void *map_base; /* MEMFD: our mapping, unmapped at free */
 	size_t map_len;
+	int fd;		   /* MEMFD mapped while a domain was attached: its file, or -1 */
+	uint64_t fd_start; /* where host[0] is in fd */
 
 	/* DMABUF */
 	struct p2p_attachment *attach;
@@ -143,6 +145,14 @@ struct p2p_ioas {
 	uint32_t nr_allowed;
 	uintptr_t *pt_root; /* the IO page table (io_pagetable.c) */
 	bool no_large_pages; /* IOMMU_OPTION_HUGE_PAGES 0: 4 KiB alignment */
+	/*
+	 * Attached domains (p2p_ioas_domain_attach()), told of every map and
+	 * unmap.  domain_lock serializes them with the area changes that
+	 * concern them; it comes before ioas->lock.
+	 */
+	pthread_mutex_t domain_lock;
+	struct list_head domains; /* under domain_lock */
+	atomic_uint ndomains;
 };
 
 
@@ -193,6 +203,7 @@ int iopt_map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *io
 int iopt_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
 		  uint64_t *iova, uint32_t flags);
 int ioas_set_large_pages(struct p2p_ioas *ioas, bool enable);
+bool ioas_has_domains(struct p2p_ioas *ioas);
 bool ioas_large_pages(struct p2p_ioas *ioas);
 
 /* pages.c */

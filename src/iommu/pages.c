@@ -36,6 +36,7 @@ static struct ioas_pages *pages_new(enum pages_kind kind)
 		return NULL;
 	atomic_init(&p->count, PAGES_REF);
 	p->kind = kind;
+	p->fd = -1;
 	pthread_mutex_init(&p->mutex, NULL);
 	atomic_init(&p->revoked, false);
 	return p;
@@ -75,6 +76,8 @@ static void pages_free(struct ioas_pages *p)
 	}
 	if (p->map_base)
 		munmap(p->map_base, p->map_len);
+	if (p->fd >= 0)
+		close(p->fd);
 	free(p->segs);
 	pthread_mutex_destroy(&p->mutex);
 	free(p);
@@ -340,6 +343,7 @@ int pages_memfd(int fd, uint64_t start, uint64_t length, uint32_t flags,
 	p->map_len = plen;
 	p->len = plen;
 	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
+	p->fd_start = pstart;
 	*off = start - pstart;
 	*out = p;
 	return 0;

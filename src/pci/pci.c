@@ -124,7 +124,7 @@ void pci_config_reset(struct p2p_pci_dev *dev)
 bool pci_memory_enabled_locked(const struct p2p_pci_dev *dev)
 {
 	/* Never-opened functions have no vconfig: not enabled (1.7 item 6). */
-	if (!dev->open_count)
+	if (!dev->open_count || dev->backend_state != P2P_PCI_BACKEND_OK)
 		return false;
 	if (dev->low_power || (dev->config[P2P_PCI_PM_CTRL] & 0x3) == 3)
 		return false;
@@ -187,8 +187,11 @@ static void dma_irq_init(struct p2p_pci_dev *dev)
 	dev->err_fd = dev->req_fd = -1;
 }
 
-/* Drop the IO address space and close every trigger (close_device, release). */
-void pci_dma_irq_close(struct p2p_pci_dev *dev)
+/*
+ * Drop the IO address space and close every trigger (close_device, release).
+ * @hooks: tell a backend (ops->ioas_detach); not at release, after ops->release.
+ */
+static void dma_irq_close(struct p2p_pci_dev *dev, bool hooks)
 {
 	struct p2p_ioas *ioas;
 
@@ -207,14 +210,21 @@ void pci_dma_irq_close(struct p2p_pci_dev *dev)
 	dev->err_fd = dev->req_fd = -1;
 	pthread_rwlock_unlock(&dev->dma_lock);
 	if (ioas) {
+		if (hooks && dev->ops && dev->ops->ioas_detach)
+			dev->ops->ioas_detach(dev, ioas);
 		p2p_ioas_detach_device(ioas);
 		p2p_ioas_put(ioas);
 	}
 }
 
+void pci_dma_irq_close(struct p2p_pci_dev *dev)
+{
+	dma_irq_close(dev, true);
+}
+
 static void dma_irq_release(struct p2p_pci_dev *dev)
 {
-	pci_dma_irq_close(dev);
+	dma_irq_close(dev, false);
 	pthread_rwlock_destroy(&dev->dma_lock);
 }
 
@@ -242,8 +252,10 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	static atomic_uint_fast64_t next_bus = 0x800000000000ull;
 	int ret;
 
-	if (!info || info->argsz < sizeof(*info))
+	if (!info || info->argsz < P2P_PCI_DEV_INFO_SIZE_V1)
 		return -EINVAL;
+	bool has_mems = info->argsz >= offsetof(struct p2p_pci_dev_info, bar_mems) +
+					     sizeof(info->bar_mems);
 	if (info->flags & ~(P2P_PCI_VF | P2P_PCI_NO_FLR | P2P_PCI_NO_DMABUF | P2P_PCI_HUGE))
 		return -EINVAL;
 	for (int i = 0; i < 6; i++) {
@@ -262,7 +274,15 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 			return -EINVAL;
 		if ((b->flags & P2P_BAR_MEM64) && (i == 5 || info->bars[i + 1].size))
 			return -EINVAL;
+		/* External memory: a memory BAR's, covering it. */
+		if (has_mems && info->bar_mems[i] &&
+		    ((b->flags & P2P_BAR_IO) || p2p_mem_size(info->bar_mems[i]) < b->size))
+			return -EINVAL;
 	}
+	if (has_mems)
+		for (int i = 0; i < 6; i++)
+			if (info->bar_mems[i] && !info->bars[i].size)
+				return -EINVAL;
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
@@ -290,9 +310,15 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 		if (!sz)
 			continue;
 		snprintf(name, sizeof(name), "%s/bar%d", dev->name, i);
-		ret = mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
-				 (dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0,
-				 bar_fd_offset(i, ALIGN_UP(sz, P2P_PAGE_SIZE)), &dev->bar_mem[i]);
+		if (has_mems && info->bar_mems[i]) {
+			dev->bar_mem[i] = p2p_mem_get(info->bar_mems[i]);
+			ret = 0;
+		} else {
+			ret = mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
+					 (dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0,
+					 bar_fd_offset(i, ALIGN_UP(sz, P2P_PAGE_SIZE)),
+					 &dev->bar_mem[i]);
+		}
 		if (ret)
 			goto err;
 		/* Naturally aligned bus addresses, as a BIOS would assign. */

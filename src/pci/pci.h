@@ -52,6 +52,7 @@ struct p2p_pci_dev {
 	uint8_t wmask[P2P_PCI_CFG_SIZE];
 	uint32_t bar_regs[6];
 	bool low_power;
+	uint8_t backend_state; /* enum p2p_pci_backend_state: not OK keeps memory disabled */
 	struct list_head dmabufs; /* struct vfio_dmabuf */
 
 	/* Device DMA and interrupts (set by src/vfio/dma_irq.c), under dma_lock. */

@@ -99,6 +99,12 @@ int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, u
 		done += sz;
 	}
 	pthread_rwlock_unlock(&dev->memory_lock);
+	/* A backend sees the write after the emulation did (no lock held). */
+	if (write && dev->ops && dev->ops->config_write) {
+		int e = dev->ops->config_write(dev, (unsigned int)off, buf, len);
+
+		err = err ? err : e;
+	}
 	/* Written, but a CPU mapping could not be revoked: say so. */
 	return err ? err : (int)len;
 }

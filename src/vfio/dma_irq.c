@@ -43,6 +43,8 @@ static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
 	dev->ioas = ioas;
 	pthread_rwlock_unlock(&dev->dma_lock);
 	if (old) {
+		if (dev->ops && dev->ops->ioas_detach)
+			dev->ops->ioas_detach(dev, old);
 		p2p_ioas_detach_device(old);
 		p2p_ioas_put(old);
 	}
@@ -50,10 +52,19 @@ static void set_ioas(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
 
 P2P_API int p2p_vfio_device_attach_ioas(struct p2p_vfio_device *vdev, struct p2p_ioas *ioas)
 {
+	const struct p2p_pci_dev_ops *ops = vdev->pdev->ops;
 	int ret = p2p_ioas_attach_device(ioas);
 
 	if (ret)
 		return ret;
+	/* A backend mirrors the IOAS (p2p_pci_dev_ops.ioas_attach) before DMA may use it. */
+	if (ops && ops->ioas_attach) {
+		ret = ops->ioas_attach(vdev->pdev, ioas);
+		if (ret) {
+			p2p_ioas_detach_device(ioas);
+			return ret;
+		}
+	}
 	set_ioas(vdev->pdev, p2p_ioas_ref(ioas));
 	return 0;
 }

@@ -53,6 +53,36 @@ int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 	return ret;
 }
 
+P2P_API int p2p_pci_dev_backend_state(struct p2p_pci_dev *dev, int state)
+{
+	struct vfio_dmabuf *p;
+	int ret = 0, err;
+
+	if (state < P2P_PCI_BACKEND_OK || state > P2P_PCI_BACKEND_GONE)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&dev->memory_lock);
+	if (dev->backend_state == P2P_PCI_BACKEND_GONE) {
+		ret = -EBADFD;
+	} else if (state == P2P_PCI_BACKEND_GONE) {
+		dev->backend_state = (uint8_t)state;
+		list_for_each_entry(p, &dev->dmabufs, node) {
+			if (dmabuf_dying(p->buf))
+				continue;
+			err = p2p_dmabuf_revoke(p->buf, P2P_DMABUF_PERM_REVOKED);
+			if (err && err != -EBADFD && !ret)
+				ret = err;
+		}
+	} else {
+		dev->backend_state = (uint8_t)state;
+		if (state == P2P_PCI_BACKEND_REVOKED)
+			ret = vfio_dmabufs_move(dev, true);
+		else if (pci_memory_enabled_locked(dev))
+			ret = vfio_dmabufs_move(dev, false);
+	}
+	pthread_rwlock_unlock(&dev->memory_lock);
+	return ret;
+}
+
 /*
  * close_device: revoke for good and unlink.  memory_lock held for write.
  * The reference taken here may be the last when it is dropped: that is
