@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vfio-user framing (msg.h): one whole message at a time, fds as SCM_RIGHTS.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "msg.h"
+
+#define VU_KNOWN_FLAGS (VFIO_USER_F_TYPE_MASK | VFIO_USER_F_NO_REPLY | VFIO_USER_F_ERROR)
+
+int vu_hdr_check(const struct vfio_user_header *hdr, size_t max)
+{
+	uint32_t type = hdr->flags & VFIO_USER_F_TYPE_MASK;
+
+	if (hdr->msg_size < sizeof(*hdr))
+		return -EBADMSG;
+	if (type != VFIO_USER_F_TYPE_COMMAND && type != VFIO_USER_F_TYPE_REPLY)
+		return -EBADMSG;
+	if (hdr->flags & ~VU_KNOWN_FLAGS)
+		return -EBADMSG;
+	if (type == VFIO_USER_F_TYPE_COMMAND && (hdr->flags & VFIO_USER_F_ERROR))
+		return -EBADMSG;
+	if (hdr->msg_size > max)
+		return -EMSGSIZE;
+	return 0;
+}
+
+int vu_msg_parse(const void *data, size_t len, size_t max, struct vu_msg *msg)
+{
+	int ret;
+
+	memset(msg, 0, sizeof(*msg));
+	if (len < sizeof(msg->hdr))
+		return -EBADMSG;
+	memcpy(&msg->hdr, data, sizeof(msg->hdr));
+	ret = vu_hdr_check(&msg->hdr, max);
+	if (ret)
+		return ret;
+	if (msg->hdr.msg_size != len)
+		return -EBADMSG;
+	msg->buf = malloc(len);
+	if (!msg->buf)
+		return -ENOMEM;
+	memcpy(msg->buf, data, len);
+	msg->size = len;
+	return 0;
+}
+
+static void close_fds(int *fds, unsigned int *n)
+{
+	for (unsigned int i = 0; i < *n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	*n = 0;
+}
+
+/*
+ * Read exactly @len bytes, collecting the fds that come with them.
+ * *@trunc is set if the kernel dropped fds (more than we had room for).
+ */
+static int recv_exact(int sock, void *buf, size_t len, struct vu_msg *msg, bool *trunc)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+		} cbuf;
+		struct iovec iov = { .iov_base = p, .iov_len = len };
+		struct msghdr mh = {
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = cbuf.buf,
+			.msg_controllen = sizeof(cbuf.buf),
+		};
+		ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == ECONNRESET ? -ECONNRESET : -errno;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			unsigned int nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			int fds[VU_MAX_FDS];
+
+			if (nfd > VU_MAX_FDS)
+				nfd = VU_MAX_FDS;
+			memcpy(fds, CMSG_DATA(c), nfd * sizeof(int));
+			for (unsigned int i = 0; i < nfd; i++) {
+				if (msg->nr_fds < VU_MAX_FDS) {
+					msg->fds[msg->nr_fds++] = fds[i];
+				} else {
+					close(fds[i]);
+					*trunc = true;
+				}
+			}
+		}
+		if (mh.msg_flags & MSG_CTRUNC)
+			*trunc = true;
+		if (n == 0)
+			return -ECONNRESET;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vu_msg_recv(int sock, size_t max, struct vu_msg *msg)
+{
+	bool trunc = false;
+	int ret;
+
+	memset(msg, 0, sizeof(*msg));
+	for (int i = 0; i < VU_MAX_FDS; i++)
+		msg->fds[i] = -1;
+	ret = recv_exact(sock, &msg->hdr, sizeof(msg->hdr), msg, &trunc);
+	if (ret)
+		goto fail;
+	ret = vu_hdr_check(&msg->hdr, max);
+	if (ret)
+		goto fail;
+	msg->size = msg->hdr.msg_size;
+	msg->buf = malloc(msg->size);
+	if (!msg->buf) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	memcpy(msg->buf, &msg->hdr, sizeof(msg->hdr));
+	ret = recv_exact(sock, msg->buf + sizeof(msg->hdr), msg->size - sizeof(msg->hdr), msg,
+			 &trunc);
+	if (ret)
+		goto fail;
+	if (trunc) {
+		ret = -ETOOMANYREFS;
+		goto fail;
+	}
+	return 0;
+fail:
+	free(msg->buf);
+	msg->buf = NULL;
+	close_fds(msg->fds, &msg->nr_fds);
+	return ret;
+}
+
+void vu_msg_release(struct vu_msg *msg)
+{
+	free(msg->buf);
+	msg->buf = NULL;
+	close_fds(msg->fds, &msg->nr_fds);
+}
+
+int vu_msg_sendv(int sock, struct vfio_user_header *hdr, const struct iovec *iov, int iovcnt,
+		 const int *fds, unsigned int nr_fds)
+{
+	struct iovec v[8];
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+	} cbuf;
+	struct msghdr mh = { .msg_iov = v };
+	size_t total = sizeof(*hdr);
+	int n = 1;
+
+	if (iovcnt < 0 || iovcnt > 7 || nr_fds > VU_MAX_FDS)
+		return -EINVAL;
+	v[0].iov_base = hdr;
+	v[0].iov_len = sizeof(*hdr);
+	for (int i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_len)
+			continue;
+		v[n++] = iov[i];
+		total += iov[i].iov_len;
+	}
+	if (total > UINT32_MAX)
+		return -EMSGSIZE;
+	hdr->msg_size = (uint32_t)total;
+	mh.msg_iovlen = (size_t)n;
+	if (nr_fds) {
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr_fds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nr_fds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nr_fds);
+	}
+	while (total) {
+		ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		/* The fds went with the first byte. */
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
+		total -= (size_t)w;
+		while (w > 0 && mh.msg_iovlen) {
+			if ((size_t)w >= mh.msg_iov[0].iov_len) {
+				w -= (ssize_t)mh.msg_iov[0].iov_len;
+				mh.msg_iov++;
+				mh.msg_iovlen--;
+			} else {
+				mh.msg_iov[0].iov_base = (uint8_t *)mh.msg_iov[0].iov_base + w;
+				mh.msg_iov[0].iov_len -= (size_t)w;
+				w = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+int vu_msg_send(int sock, struct vfio_user_header *hdr, const void *payload, size_t len,
+		const int *fds, unsigned int nr_fds)
+{
+	struct iovec iov = { .iov_base = (void *)payload, .iov_len = len };
+
+	return vu_msg_sendv(sock, hdr, &iov, payload ? 1 : 0, fds, nr_fds);
+}
+
+int vu_send_error(int sock, const struct vfio_user_header *req, int err)
+{
+	struct vfio_user_header h = {
+		.msg_id = req->msg_id,
+		.cmd = req->cmd,
+		.flags = VFIO_USER_F_TYPE_REPLY | VFIO_USER_F_ERROR,
+		.error_no = (uint32_t)(err < 0 ? -err : err),
+	};
+
+	return vu_msg_send(sock, &h, NULL, 0, NULL, 0);
+}
