@@ -73,6 +73,10 @@ enum {
  *	replace); a failure fails the attach.  Typically attaches a domain
  *	(p2p_ioas_domain_attach()) that mirrors the IOAS to the backend.
  * @ioas_detach: the function's DMA no longer goes through @ioas.
+ * @set_irqs: VFIO_DEVICE_SET_IRQS with DATA_EVENTFD (ACTION_TRIGGER) took
+ *	effect: vectors [@start, +@count) of @index signal @fds (the
+ *	caller's fds, -1 for none), or with @count 0 and @fds NULL: every
+ *	vector of @index was disabled.  Its error is the ioctl's.
  */
 struct p2p_pci_dev_ops {
 	void (*reset)(struct p2p_pci_dev *dev);
@@ -84,6 +88,8 @@ struct p2p_pci_dev_ops {
 	int (*reset_done)(struct p2p_pci_dev *dev);
 	int (*ioas_attach)(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
 	void (*ioas_detach)(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
+	int (*set_irqs)(struct p2p_pci_dev *dev, uint32_t index, uint32_t start, uint32_t count,
+			const int32_t *fds);
 };
 
 /**

@@ -308,15 +308,29 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd)
 		return -EFAULT;
 	if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
 		return -ENOTTY; /* no masking: INTx has no vector, MSI has no mask bits */
+	long ret;
+
 	switch (hdr->index) {
 	case VFIO_PCI_MSI_IRQ_INDEX:
-		return set_msi_trigger(dev, hdr, data);
+		ret = set_msi_trigger(dev, hdr, data);
+		break;
 	case VFIO_PCI_ERR_IRQ_INDEX:
 	case VFIO_PCI_REQ_IRQ_INDEX:
-		return set_ctx_trigger(dev, hdr, data);
+		ret = set_ctx_trigger(dev, hdr, data);
+		break;
 	default:
 		return -ENOTTY;
 	}
+	/* A backend raises the interrupts itself: give it the eventfds (no lock held). */
+	if (!ret && dev->ops && dev->ops->set_irqs) {
+		uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+
+		if (type == VFIO_IRQ_SET_DATA_EVENTFD)
+			ret = dev->ops->set_irqs(dev, hdr->index, hdr->start, hdr->count, data);
+		else if (type == VFIO_IRQ_SET_DATA_NONE && !hdr->count)
+			ret = dev->ops->set_irqs(dev, hdr->index, 0, 0, NULL);
+	}
+	return ret;
 }
 
 /*
