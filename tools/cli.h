@@ -21,6 +21,7 @@ uint64_t cli_parse_size(const char *s);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 /* libp2pbuf-preload.so as `p2pbuf exec` finds it: 0, or -errno. */
 int cli_find_preload(char *out, size_t len);
 

@@ -5,6 +5,7 @@
  *   p2pbuf run [options]          the main job: the whole story on emulated devices
  *   p2pbuf bench NAME [options]   benchmarks against their raw baselines, --json for scripts
  *   p2pbuf exec [options] -- PROGRAM   run an unmodified program through the kernel-uAPI door
+ *   p2pbuf serve --socket-dir DIR      serve the devices to other processes over vfio-user
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -26,6 +27,8 @@ static void usage(FILE *f)
 		   "                   (p2pbuf bench --help)\n"
 		   "  exec PROGRAM     run PROGRAM unmodified on the emulated devices through\n"
 		   "                   /dev/vfio, /dev/iommu and /dev/dma_heap (p2pbuf exec --help)\n"
+		   "  serve            serve the configured devices to other processes over\n"
+		   "                   vfio-user (p2pbuf serve --help)\n"
 		   "  help             this text\n");
 }
 
@@ -97,6 +100,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "exec"))
 		return cmd_exec(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "serve"))
+		return cmd_serve(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return cmd_bench(argc - 1, argv + 1);
 	/* Hidden: the measuring child of `p2pbuf bench preload`. */

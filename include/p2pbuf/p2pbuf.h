@@ -18,5 +18,6 @@
 #include <p2pbuf/devices.h>
 #include <p2pbuf/heap.h>
 #include <p2pbuf/uring.h>
+#include <p2pbuf/vfio_user.h>
 
 #endif

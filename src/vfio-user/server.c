@@ -1,0 +1,1557 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The vfio-user server: p2pbuf PCI functions served on Unix sockets.
+ *
+ * Model.  Each served function ("device") has the server's own open file
+ * (so its state survives client reconnects), one iommufd context with one
+ * IOAS attached to the function, a listening socket and an accept thread.
+ * Every client gets its own p2p_vfio_device_open() of the function and two
+ * threads: a reader that receives messages (commands go to a queue, replies
+ * to the server's own commands wake their waiter) and a worker that runs the
+ * commands in order.  Everything device-side goes through the public VFIO
+ * and IOAS entries: p2p_vfio_device_ioctl()/pread()/pwrite(),
+ * p2p_ioas_map_file()/unmap().
+ *
+ * Revocation (the p2pbuf extension).  Every dma-buf the server exports for a
+ * client (feature 11), and a whole-BAR dma-buf per region fd it handed out,
+ * gets a revocable importer of the server's; its invalidate callback (the
+ * core's move-notify, called by every revoke trigger) sends the owning client
+ * VFIO_USER_P2P_REVOKE and waits for the ack, bounded by the revoke timeout;
+ * a client that does not ack in time is disconnected.
+ *
+ * Locking: client->lock protects the queue, the pending waits and the dead
+ * flag; client->send_lock serializes writes on the socket; dev->lock the
+ * device's client list and map list; srv->lock the device list.  None is
+ * held across a call into the core, except send_lock (socket writes only).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <p2pbuf/dmabuf.h>
+#include <p2pbuf/iommu.h>
+#include <p2pbuf/vfio.h>
+#include <p2pbuf/vfio_user.h>
+
+#include "msg.h"
+#include "proto.h"
+
+#define VU_SERVER_MAX_XFER VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE
+#define VU_SERVER_MAX_MSG (VU_SERVER_MAX_XFER + 4096)
+#define VU_SERVER_MAX_DMA_MAPS 1024u
+#define VU_QUEUE_MAX 64
+#define VU_NUM_IRQ_INDEX 8
+
+struct vu_dev;
+struct vu_client;
+
+struct vu_map {
+	struct vu_map *next;
+	struct vu_client *owner;
+	uint64_t addr, size;
+	bool in_ioas; /* mapped with an fd (IOAS area) */
+};
+
+struct vu_export {
+	struct vu_export *next;
+	struct vu_client *client;
+	uint64_t id;		/* VFIO_USER_P2P_EXPORT_REGIONS for a region watcher */
+	uint32_t bar;
+	int fd;			/* the server's dma-buf fd */
+	struct p2p_dmabuf *buf;
+	struct p2p_attachment *attach;
+};
+
+struct vu_pending {
+	struct vu_pending *next;
+	uint16_t msg_id;
+	uint16_t cmd;
+	bool done;
+	int err;
+	struct vu_msg reply;
+};
+
+struct vu_qent {
+	struct vu_qent *next;
+	struct vu_msg msg;
+};
+
+struct vu_client {
+	struct vu_client *next; /* dev->clients */
+	struct p2p_vfio_user_server *srv;
+	struct vu_dev *dev;
+	int sock;
+	struct p2p_vfio_device *vdev;
+	pthread_t reader;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct vu_qent *qhead, **qtail;
+	unsigned int qlen;
+	struct vu_pending *pending;
+	bool dead;		/* the reader stopped: no more commands, no more replies */
+	bool versioned;
+	bool p2p_dmabuf, p2p_revoke;
+	uint32_t peer_max_xfer;
+	uint16_t next_id;
+
+	pthread_mutex_t send_lock;
+
+	/* worker-only state */
+	struct vu_export *exports; /* also walked by invalidate: under lock */
+	uint64_t next_export;
+	bool watched[6];
+	bool irq_set[VU_NUM_IRQ_INDEX];
+	uint32_t num_regions;
+};
+
+struct vu_dev {
+	struct vu_dev *next;
+	struct p2p_vfio_user_server *srv;
+	struct p2p_pci_dev *pdev;
+	struct p2p_vfio_device *vdev; /* the server's own file */
+	struct p2p_iommufd *ictx;
+	struct p2p_ioas *ioas;
+	int lfd;
+	char *path;
+	pthread_t acceptor;
+	bool has_acceptor;
+	int stop_pipe[2];
+
+	pthread_mutex_t lock;
+	struct vu_client *clients;
+	unsigned int nr_clients;
+	struct vu_map *maps;
+	unsigned int nr_maps;
+};
+
+struct p2p_vfio_user_server {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a client went away */
+	struct vu_dev *devs;
+	unsigned int nr_clients;
+	uint32_t revoke_timeout_ms;
+	uint32_t max_clients;
+	bool stopping;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Sending                                                                 */
+
+static void client_kill(struct vu_client *c)
+{
+	/* The reader sees EOF and the worker tears everything down. */
+	shutdown(c->sock, SHUT_RDWR);
+}
+
+static int client_sendv(struct vu_client *c, struct vfio_user_header *h, const struct iovec *iov,
+			int iovcnt, const int *fds, unsigned int nr_fds)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->send_lock);
+	ret = vu_msg_sendv(c->sock, h, iov, iovcnt, fds, nr_fds);
+	pthread_mutex_unlock(&c->send_lock);
+	if (ret)
+		client_kill(c); /* a partial write leaves the stream unusable */
+	return ret;
+}
+
+static int reply(struct vu_client *c, const struct vu_msg *req, const void *p, size_t len,
+		 const int *fds, unsigned int nr_fds)
+{
+	struct vfio_user_header h = {
+		.msg_id = req->hdr.msg_id,
+		.cmd = req->hdr.cmd,
+		.flags = VFIO_USER_F_TYPE_REPLY,
+	};
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+
+	if (req->hdr.flags & VFIO_USER_F_NO_REPLY)
+		return 0;
+	return client_sendv(c, &h, &iov, p ? 1 : 0, fds, nr_fds);
+}
+
+static int reply_err(struct vu_client *c, const struct vu_msg *req, int err)
+{
+	if (req->hdr.flags & VFIO_USER_F_NO_REPLY)
+		return 0;
+	pthread_mutex_lock(&c->send_lock);
+	int ret = vu_send_error(c->sock, &req->hdr, err);
+	pthread_mutex_unlock(&c->send_lock);
+	if (ret)
+		client_kill(c);
+	return ret;
+}
+
+/*
+ * Send a command to the client and wait for its reply, at most @timeout_ms.
+ * Return: 0 (reply in @out if non-NULL, else released), -ETIMEDOUT,
+ * -ECONNRESET (client gone), the client's error, -errno of sending.
+ */
+static int client_call(struct vu_client *c, uint16_t cmd, const struct iovec *iov, int iovcnt,
+		       uint32_t timeout_ms, struct vu_msg *out)
+{
+	struct vu_pending p = { .cmd = cmd };
+	struct vfio_user_header h = { .cmd = cmd, .flags = VFIO_USER_F_TYPE_COMMAND };
+	struct timespec dl;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->lock);
+		return -ECONNRESET;
+	}
+	p.msg_id = h.msg_id = c->next_id++;
+	p.next = c->pending;
+	c->pending = &p;
+	pthread_mutex_unlock(&c->lock);
+
+	ret = client_sendv(c, &h, iov, iovcnt, NULL, 0);
+
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (!ret && !p.done && !c->dead) {
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) == ETIMEDOUT && !p.done)
+			ret = -ETIMEDOUT;
+	}
+	for (struct vu_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
+		if (*pp == &p) {
+			*pp = p.next;
+			break;
+		}
+	}
+	if (!ret && !p.done)
+		ret = -ECONNRESET;
+	pthread_mutex_unlock(&c->lock);
+	if (!ret && p.err)
+		ret = -p.err;
+	if (!ret && out)
+		*out = p.reply;
+	else
+		vu_msg_release(&p.reply);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Revocation notices                                                      */
+
+static void notify_revoke(struct vu_client *c, uint64_t id, uint32_t flags)
+{
+	struct vfio_user_p2p_revoke r = { .argsz = sizeof(r), .flags = flags, .export_id = id };
+	struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	bool want = c->p2p_revoke;
+	pthread_mutex_unlock(&c->lock);
+	if (!want)
+		return;
+	ret = client_call(c, VFIO_USER_P2P_REVOKE, &iov, 1, c->srv->revoke_timeout_ms, NULL);
+	if (ret == -ETIMEDOUT || (ret && ret != -ECONNRESET))
+		client_kill(c); /* what the server can enforce: it loses everything */
+}
+
+/* The core's move-notify: called with the buffer's resv held by every revoke. */
+static void export_invalidate(struct p2p_attachment *attach)
+{
+	struct vu_export *e = p2p_attachment_importer_priv(attach);
+	uint32_t flags = VFIO_USER_P2P_REVOKE_F_REVOKED;
+
+	if (p2p_dmabuf_status(e->buf) == P2P_DMABUF_PERM_REVOKED)
+		flags |= VFIO_USER_P2P_REVOKE_F_FOR_GOOD;
+	notify_revoke(e->client, e->id, flags);
+}
+
+static const struct p2p_dmabuf_importer_ops export_importer = {
+	.invalidate_mappings = export_invalidate,
+};
+
+/* Wrap dma-buf @fd of the client into an export with the server's importer. */
+static int export_add(struct vu_client *c, int fd, uint64_t id, uint32_t bar,
+		      struct vu_export **out)
+{
+	struct p2p_attach_info ai = {
+		.argsz = sizeof(ai),
+		.flags = P2P_ATTACH_PEER2PEER,
+		.importer_ops = &export_importer,
+		.name = "vfio-user-server",
+	};
+	struct vu_export *e = calloc(1, sizeof(*e));
+	int ret;
+
+	if (!e) {
+		p2p_close(fd);
+		return -ENOMEM;
+	}
+	e->client = c;
+	e->id = id;
+	e->bar = bar;
+	e->fd = fd;
+	ret = p2p_dmabuf_get(fd, &e->buf);
+	if (ret)
+		goto fail;
+	ai.importer_priv = e;
+	ret = p2p_dmabuf_attach(e->buf, &ai, &e->attach);
+	if (ret)
+		goto fail;
+	pthread_mutex_lock(&c->lock);
+	e->next = c->exports;
+	c->exports = e;
+	pthread_mutex_unlock(&c->lock);
+	*out = e;
+	return 0;
+fail:
+	if (e->buf)
+		p2p_dmabuf_put(e->buf);
+	p2p_close(fd);
+	free(e);
+	return ret;
+}
+
+static void export_free(struct vu_export *e)
+{
+	p2p_dmabuf_detach(e->attach);
+	p2p_dmabuf_put(e->buf);
+	p2p_close(e->fd);
+	free(e);
+}
+
+/* A whole-BAR dma-buf whose revokes tell the client to zap its region mappings. */
+static void watch_region(struct vu_client *c, uint32_t bar, uint64_t size)
+{
+	struct vfio_region_dma_range r = { .offset = 0, .length = size };
+	struct vu_export *e;
+	int fd;
+
+	if (!c->p2p_revoke || bar >= 6 || c->watched[bar])
+		return;
+	fd = p2p_vfio_device_get_dmabuf(c->vdev, bar, &r, 1, O_CLOEXEC | O_RDWR);
+	if (fd < 0)
+		return; /* e.g. a function without dma-buf support: no notices */
+	if (export_add(c, fd, VFIO_USER_P2P_EXPORT_REGIONS, bar, &e) == 0)
+		c->watched[bar] = true;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Commands                                                                */
+
+static size_t payload_len(const struct vu_msg *m)
+{
+	return m->size - sizeof(struct vfio_user_header);
+}
+
+static const void *payload(const struct vu_msg *m)
+{
+	return m->buf + sizeof(struct vfio_user_header);
+}
+
+static int json_u64(struct json_object *o, const char *key, uint64_t *v, bool *present)
+{
+	struct json_object *x;
+
+	*present = false;
+	if (!json_object_object_get_ex(o, key, &x))
+		return 0;
+	if (!json_object_is_type(x, json_type_int))
+		return -EINVAL;
+	int64_t i = json_object_get_int64(x);
+	if (i < 0)
+		return -EINVAL;
+	*v = (uint64_t)i;
+	*present = true;
+	return 0;
+}
+
+static int parse_caps(struct vu_client *c, const char *json, bool *want_dmabuf, bool *want_revoke)
+{
+	struct json_object *root, *caps, *x;
+	uint64_t v;
+	bool present;
+	int ret = -EINVAL;
+
+	root = json_tokener_parse(json);
+	if (!root || !json_object_is_type(root, json_type_object))
+		goto out;
+	if (!json_object_object_get_ex(root, VFIO_USER_CAP, &caps)) {
+		ret = 0;
+		goto out;
+	}
+	if (!json_object_is_type(caps, json_type_object))
+		goto out;
+	if (json_u64(caps, VFIO_USER_CAP_MAX_FDS, &v, &present))
+		goto out;
+	if (json_u64(caps, VFIO_USER_CAP_MAX_DATA_XFER_SIZE, &v, &present))
+		goto out;
+	if (present)
+		c->peer_max_xfer = v > VU_SERVER_MAX_XFER ? VU_SERVER_MAX_XFER : (uint32_t)v;
+	if (json_u64(caps, VFIO_USER_CAP_MAX_DMA_MAPS, &v, &present) ||
+	    json_u64(caps, VFIO_USER_CAP_PGSIZES, &v, &present))
+		goto out;
+	if (json_object_object_get_ex(caps, VFIO_USER_CAP_TWIN_SOCKET, &x) &&
+	    !json_object_is_type(x, json_type_object))
+		goto out;
+	if (json_object_object_get_ex(caps, VFIO_USER_CAP_P2PBUF, &x)) {
+		if (!json_object_is_type(x, json_type_object))
+			goto out;
+		if (json_u64(x, VFIO_USER_CAP_P2PBUF_DMABUF, &v, &present))
+			goto out;
+		*want_dmabuf = present && v;
+		if (json_u64(x, VFIO_USER_CAP_P2PBUF_REVOKE, &v, &present))
+			goto out;
+		*want_revoke = present && v;
+	}
+	ret = 0;
+out:
+	if (root)
+		json_object_put(root);
+	return ret;
+}
+
+static int cmd_version(struct vu_client *c, const struct vu_msg *m)
+{
+	const struct vfio_user_version *v = payload(m);
+	size_t len = payload_len(m);
+	bool want_dmabuf = false, want_revoke = false;
+	struct vfio_user_version rv;
+	struct json_object *root, *caps, *twin, *p2p;
+	const char *js;
+	int ret;
+
+	if (c->versioned || len < sizeof(*v) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	if (v->major != VFIO_USER_MAJOR) {
+		reply_err(c, m, EINVAL);
+		return -EPROTO; /* the spec: close the connection */
+	}
+	if (len > sizeof(*v)) {
+		if (!memchr(v->data, 0, len - sizeof(*v)))
+			return reply_err(c, m, EINVAL);
+		if (v->data[0] && parse_caps(c, v->data, &want_dmabuf, &want_revoke))
+			return reply_err(c, m, EINVAL);
+	}
+	rv.major = VFIO_USER_MAJOR;
+	rv.minor = v->minor < VFIO_USER_MINOR ? v->minor : VFIO_USER_MINOR;
+
+	root = json_object_new_object();
+	caps = json_object_new_object();
+	twin = json_object_new_object();
+	if (!root || !caps || !twin) {
+		json_object_put(root);
+		json_object_put(caps);
+		json_object_put(twin);
+		return reply_err(c, m, ENOMEM);
+	}
+	json_object_object_add(caps, VFIO_USER_CAP_MAX_FDS, json_object_new_int(VU_MAX_FDS));
+	json_object_object_add(caps, VFIO_USER_CAP_MAX_DATA_XFER_SIZE,
+			       json_object_new_int64(VU_SERVER_MAX_XFER));
+	json_object_object_add(caps, VFIO_USER_CAP_MAX_DMA_MAPS,
+			       json_object_new_int64(VU_SERVER_MAX_DMA_MAPS));
+	json_object_object_add(caps, VFIO_USER_CAP_PGSIZES, json_object_new_int64(4096));
+	json_object_object_add(twin, VFIO_USER_CAP_TWIN_SUPPORTED, json_object_new_boolean(0));
+	json_object_object_add(caps, VFIO_USER_CAP_TWIN_SOCKET, twin);
+	if (want_dmabuf || want_revoke) {
+		p2p = json_object_new_object();
+		if (p2p) {
+			json_object_object_add(p2p, VFIO_USER_CAP_P2PBUF_DMABUF,
+					       json_object_new_int(want_dmabuf));
+			json_object_object_add(p2p, VFIO_USER_CAP_P2PBUF_REVOKE,
+					       json_object_new_int(want_revoke));
+			json_object_object_add(caps, VFIO_USER_CAP_P2PBUF, p2p);
+		}
+	}
+	json_object_object_add(root, VFIO_USER_CAP, caps);
+	js = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+	{
+		struct vfio_user_header h = {
+			.msg_id = m->hdr.msg_id,
+			.cmd = m->hdr.cmd,
+			.flags = VFIO_USER_F_TYPE_REPLY,
+		};
+		struct iovec iov[2] = {
+			{ .iov_base = &rv, .iov_len = sizeof(rv) },
+			{ .iov_base = (void *)js, .iov_len = strlen(js) + 1 },
+		};
+
+		pthread_mutex_lock(&c->lock);
+		c->versioned = true;
+		c->p2p_dmabuf = want_dmabuf;
+		c->p2p_revoke = want_revoke;
+		pthread_mutex_unlock(&c->lock);
+		ret = (m->hdr.flags & VFIO_USER_F_NO_REPLY) ? 0 : client_sendv(c, &h, iov, 2, NULL, 0);
+	}
+	json_object_put(root);
+	return ret;
+}
+
+static struct vu_map *map_find(struct vu_dev *d, uint64_t addr, uint64_t size)
+{
+	for (struct vu_map *m = d->maps; m; m = m->next)
+		if (addr < m->addr + m->size && m->addr < addr + size)
+			return m;
+	return NULL;
+}
+
+static int cmd_dma_map(struct vu_client *c, struct vu_msg *m)
+{
+	struct vu_dev *d = c->dev;
+	struct vfio_user_dma_map a;
+	struct vu_map *map;
+	int ret = 0;
+
+	if (payload_len(m) != sizeof(a) || m->nr_fds > 1)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if (a.argsz != sizeof(a) || !a.size || a.addr + a.size < a.addr ||
+	    (a.flags & ~(VFIO_USER_F_DMA_REGION_READ | VFIO_USER_F_DMA_REGION_WRITE)))
+		return reply_err(c, m, EINVAL);
+	map = calloc(1, sizeof(*map));
+	if (!map)
+		return reply_err(c, m, ENOMEM);
+	map->owner = c;
+	map->addr = a.addr;
+	map->size = a.size;
+	pthread_mutex_lock(&d->lock);
+	if (map_find(d, a.addr, a.size))
+		ret = -EEXIST;
+	else if (d->nr_maps >= VU_SERVER_MAX_DMA_MAPS)
+		ret = -ENOSPC;
+	if (!ret && m->nr_fds) {
+		uint64_t iova = a.addr;
+		uint32_t fl = P2P_IOAS_MAP_FIXED_IOVA |
+			      ((a.flags & VFIO_USER_F_DMA_REGION_READ) ? P2P_IOAS_MAP_READABLE : 0) |
+			      ((a.flags & VFIO_USER_F_DMA_REGION_WRITE) ? P2P_IOAS_MAP_WRITEABLE : 0);
+
+		/* Held under dev->lock: maps of one device are serialized. */
+		ret = p2p_ioas_map_file(d->ioas, m->fds[0], a.offset, a.size, &iova, fl);
+		map->in_ioas = !ret;
+	}
+	if (!ret) {
+		map->next = d->maps;
+		d->maps = map;
+		d->nr_maps++;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (ret) {
+		free(map);
+		return reply_err(c, m, ret);
+	}
+	return reply(c, m, NULL, 0, NULL, 0);
+}
+
+/* Unmap one map (its owner's lock not needed: dev->lock protects the list). */
+static void map_drop(struct vu_dev *d, struct vu_map *map)
+{
+	if (map->in_ioas)
+		p2p_ioas_unmap(d->ioas, map->addr, map->size, NULL); /* waits for DMA in flight */
+	free(map);
+}
+
+/* Remove @c's maps matching (@addr, @size), or all of them with @all. */
+static int maps_remove(struct vu_client *c, bool all, uint64_t addr, uint64_t size)
+{
+	struct vu_dev *d = c->dev;
+	struct vu_map *gone = NULL;
+	int found = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (struct vu_map **pp = &d->maps; *pp;) {
+		struct vu_map *m = *pp;
+
+		if (m->owner == c && (all || (m->addr == addr && m->size == size))) {
+			*pp = m->next;
+			d->nr_maps--;
+			m->next = gone;
+			gone = m;
+			found++;
+		} else {
+			pp = &m->next;
+		}
+	}
+	/* Unmapped before dev->lock is dropped: no new map can take the range early. */
+	while (gone) {
+		struct vu_map *n = gone->next;
+
+		map_drop(d, gone);
+		gone = n;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return found;
+}
+
+static int cmd_dma_unmap(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_dma_unmap a;
+	bool all;
+
+	if (payload_len(m) != sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if (a.argsz < sizeof(a) || (a.flags & ~VFIO_USER_F_DMA_UNMAP_ALL))
+		return reply_err(c, m, EINVAL);
+	all = a.flags & VFIO_USER_F_DMA_UNMAP_ALL;
+	if (all && (a.addr || a.size))
+		return reply_err(c, m, EINVAL);
+	if (!maps_remove(c, all, a.addr, a.size) && !all)
+		return reply_err(c, m, ENOENT);
+	a.argsz = sizeof(a);
+	return reply(c, m, &a, sizeof(a), NULL, 0);
+}
+
+static int cmd_device_get_info(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_device_info a;
+	struct vfio_device_info k = { .argsz = sizeof(k) };
+	long ret;
+
+	if (payload_len(m) != sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if (a.argsz < sizeof(a))
+		return reply_err(c, m, EINVAL);
+	ret = p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_GET_INFO, &k);
+	if (ret < 0)
+		return reply_err(c, m, (int)ret);
+	a.argsz = sizeof(a);
+	a.flags = k.flags & (VFIO_USER_DEVICE_FLAGS_RESET | VFIO_USER_DEVICE_FLAGS_PCI);
+	a.num_regions = k.num_regions;
+	a.num_irqs = k.num_irqs;
+	return reply(c, m, &a, sizeof(a), NULL, 0);
+}
+
+static int cmd_get_region_info(struct vu_client *c, struct vu_msg *m)
+{
+	struct {
+		struct vfio_user_region_info info;
+		struct vfio_user_region_cap_sparse_mmap cap;
+		struct vfio_user_sparse_mmap_area area;
+	} VFIO_USER_PACKED r;
+	struct vfio_region_info k = { .argsz = sizeof(k) };
+	struct vfio_user_region_info a;
+	struct p2p_mem *mem = NULL;
+	size_t len = sizeof(r.info);
+	int fd = -1;
+	long ret;
+
+	if (payload_len(m) != sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if (a.argsz < sizeof(a) || a.index >= c->num_regions)
+		return reply_err(c, m, EINVAL);
+	k.index = a.index;
+	ret = p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_GET_REGION_INFO, &k);
+	if (ret < 0)
+		return reply_err(c, m, (int)ret);
+	memset(&r, 0, sizeof(r));
+	r.info.index = a.index;
+	r.info.size = k.size;
+	r.info.offset = k.offset;
+	r.info.flags = k.flags & (VFIO_USER_REGION_INFO_FLAG_READ | VFIO_USER_REGION_INFO_FLAG_WRITE);
+	if ((k.flags & VFIO_REGION_INFO_FLAG_MMAP) && a.index < 6 && k.size)
+		mem = p2p_pci_dev_bar_mem(p2p_vfio_device_pci(c->vdev), (int)a.index);
+	if (mem) {
+		/* The BAR's own memfd: byte 0 of the BAR sits at p2p_mem_fd_offset(). */
+		r.info.flags |= VFIO_USER_REGION_INFO_FLAG_MMAP | VFIO_USER_REGION_INFO_FLAG_CAPS;
+		r.info.offset = p2p_mem_fd_offset(mem);
+		r.cap.header.id = VFIO_USER_REGION_INFO_CAP_SPARSE_MMAP;
+		r.cap.header.version = 1;
+		r.cap.nr_areas = 1;
+		r.area.offset = 0;
+		r.area.size = k.size;
+		len = sizeof(r);
+		if (a.argsz >= len) {
+			r.info.cap_offset = sizeof(r.info);
+			fd = p2p_mem_fd(mem);
+		}
+	}
+	r.info.argsz = (uint32_t)len;
+	if (a.argsz < len) /* argsz retry: the needed size, no capabilities, no fd */
+		len = sizeof(r.info);
+	ret = reply(c, m, &r, len, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+	if (!ret && fd >= 0)
+		watch_region(c, a.index, k.size);
+	return (int)ret;
+}
+
+static int cmd_get_irq_info(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_irq_info a;
+	struct vfio_irq_info k = { .argsz = sizeof(k) };
+	long ret;
+
+	if (payload_len(m) != sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if (a.argsz < sizeof(a))
+		return reply_err(c, m, EINVAL);
+	k.index = a.index;
+	ret = p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_GET_IRQ_INFO, &k);
+	if (ret < 0)
+		return reply_err(c, m, (int)ret);
+	a.argsz = sizeof(a);
+	a.flags = k.flags;
+	a.count = k.count;
+	return reply(c, m, &a, sizeof(a), NULL, 0);
+}
+
+static int cmd_set_irqs(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_irq_set a;
+	size_t len = payload_len(m), extra;
+	struct vfio_irq_set *k;
+	uint32_t data = 0;
+	long ret;
+
+	if (len < sizeof(a))
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	extra = len - sizeof(a);
+	if (a.argsz != len)
+		return reply_err(c, m, EINVAL);
+	switch (a.flags & VFIO_USER_IRQ_SET_DATA_TYPE_MASK) {
+	case VFIO_USER_IRQ_SET_DATA_NONE:
+		if (extra || m->nr_fds)
+			return reply_err(c, m, EINVAL);
+		break;
+	case VFIO_USER_IRQ_SET_DATA_BOOL:
+		if (extra != a.count || m->nr_fds)
+			return reply_err(c, m, EINVAL);
+		data = a.count;
+		break;
+	case VFIO_USER_IRQ_SET_DATA_EVENTFD:
+		/* count fds, or none at all to de-assign */
+		if (extra || (m->nr_fds && m->nr_fds != a.count) || a.count > VU_MAX_FDS)
+			return reply_err(c, m, EINVAL);
+		data = a.count * (uint32_t)sizeof(int32_t);
+		break;
+	default:
+		return reply_err(c, m, EINVAL);
+	}
+	k = calloc(1, sizeof(*k) + data);
+	if (!k)
+		return reply_err(c, m, ENOMEM);
+	k->argsz = (uint32_t)(sizeof(*k) + data);
+	k->flags = a.flags;
+	k->index = a.index;
+	k->start = a.start;
+	k->count = a.count;
+	if ((a.flags & VFIO_USER_IRQ_SET_DATA_TYPE_MASK) == VFIO_USER_IRQ_SET_DATA_BOOL) {
+		memcpy(k->data, (const uint8_t *)payload(m) + sizeof(a), a.count);
+	} else if ((a.flags & VFIO_USER_IRQ_SET_DATA_TYPE_MASK) == VFIO_USER_IRQ_SET_DATA_EVENTFD) {
+		int32_t *fds = (int32_t *)(void *)k->data;
+
+		for (uint32_t i = 0; i < a.count; i++)
+			fds[i] = m->nr_fds ? m->fds[i] : -1;
+	}
+	ret = p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_SET_IRQS, k);
+	free(k);
+	if (ret < 0)
+		return reply_err(c, m, (int)ret);
+	/* The VFIO layer keeps its own duplicates; ours close with the message. */
+	if ((a.flags & VFIO_USER_IRQ_SET_DATA_TYPE_MASK) == VFIO_USER_IRQ_SET_DATA_EVENTFD &&
+	    a.index < VU_NUM_IRQ_INDEX)
+		c->irq_set[a.index] = true;
+	return reply(c, m, NULL, 0, NULL, 0);
+}
+
+static int region_check(struct vu_client *c, const struct vfio_user_region_access *a)
+{
+	if (a->region >= c->num_regions || a->offset >= (1ull << 40) || !a->count ||
+	    a->count > VU_SERVER_MAX_XFER || a->offset + a->count > (1ull << 40))
+		return -EINVAL;
+	return 0;
+}
+
+static int cmd_region_read(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_region_access a;
+	uint8_t *buf;
+	ssize_t n;
+	int ret;
+
+	if (payload_len(m) != sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if ((ret = region_check(c, &a)))
+		return reply_err(c, m, ret);
+	buf = malloc(sizeof(a) + a.count);
+	if (!buf)
+		return reply_err(c, m, ENOMEM);
+	n = p2p_vfio_device_pread(c->vdev, buf + sizeof(a), a.count,
+				  ((uint64_t)a.region << 40) | a.offset);
+	if (n < 0) {
+		free(buf);
+		return reply_err(c, m, (int)n);
+	}
+	a.count = (uint32_t)n;
+	memcpy(buf, &a, sizeof(a));
+	ret = reply(c, m, buf, sizeof(a) + (size_t)n, NULL, 0);
+	free(buf);
+	return ret;
+}
+
+static int cmd_region_write(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_region_access a;
+	ssize_t n;
+	int ret;
+
+	if (payload_len(m) < sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if ((ret = region_check(c, &a)))
+		return reply_err(c, m, ret);
+	if (payload_len(m) != sizeof(a) + a.count)
+		return reply_err(c, m, EINVAL);
+	n = p2p_vfio_device_pwrite(c->vdev, (const uint8_t *)payload(m) + sizeof(a), a.count,
+				   ((uint64_t)a.region << 40) | a.offset);
+	if (n < 0)
+		return reply_err(c, m, (int)n);
+	a.count = (uint32_t)n;
+	return reply(c, m, &a, sizeof(a), NULL, 0);
+}
+
+static int cmd_write_multi(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_write_multi w;
+	size_t len = payload_len(m);
+
+	if (len < sizeof(w) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&w, payload(m), sizeof(w));
+	if (!w.wr_cnt || w.wr_cnt > (len - sizeof(w)) / sizeof(struct vfio_user_write_multi_entry) ||
+	    len != sizeof(w) + w.wr_cnt * sizeof(struct vfio_user_write_multi_entry))
+		return reply_err(c, m, EINVAL);
+	for (uint64_t i = 0; i < w.wr_cnt; i++) {
+		struct vfio_user_write_multi_entry e;
+		struct vfio_user_region_access a;
+		ssize_t n;
+
+		memcpy(&e, (const uint8_t *)payload(m) + sizeof(w) + i * sizeof(e), sizeof(e));
+		a.offset = e.offset;
+		a.region = e.region;
+		a.count = e.count;
+		if (e.count > sizeof(e.data) || region_check(c, &a))
+			return reply_err(c, m, EINVAL);
+		n = p2p_vfio_device_pwrite(c->vdev, e.data, e.count,
+					   ((uint64_t)e.region << 40) | e.offset);
+		if (n < 0)
+			return reply_err(c, m, (int)n);
+	}
+	return reply(c, m, &w, sizeof(w), NULL, 0);
+}
+
+static struct vu_export *export_find(struct vu_client *c, uint64_t id)
+{
+	struct vu_export *e;
+
+	pthread_mutex_lock(&c->lock);
+	for (e = c->exports; e; e = e->next)
+		if (e->id == id && id != VFIO_USER_P2P_EXPORT_REGIONS)
+			break;
+	pthread_mutex_unlock(&c->lock);
+	return e;
+}
+
+/* Feature 11 GET: export BAR ranges as a dma-buf owned by this client. */
+static int feature_dmabuf(struct vu_client *c, struct vu_msg *m, uint32_t argsz, uint32_t flags)
+{
+	const uint8_t *p = (const uint8_t *)payload(m) + sizeof(struct vfio_user_device_feature);
+	size_t plen = payload_len(m) - sizeof(struct vfio_user_device_feature);
+	struct vfio_device_feature_dma_buf db;
+	struct vfio_user_p2p_dmabuf *r;
+	struct vfio_device_feature *k;
+	const struct p2p_phys_range *pr;
+	struct vu_export *e;
+	unsigned int nr;
+	size_t need;
+	int fd, ret, memfd;
+
+	if (plen < sizeof(db))
+		return reply_err(c, m, EINVAL);
+	memcpy(&db, p, sizeof(db));
+	if (db.nr_ranges > (plen - sizeof(db)) / sizeof(struct vfio_region_dma_range) ||
+	    plen != sizeof(db) + (size_t)db.nr_ranges * sizeof(struct vfio_region_dma_range))
+		return reply_err(c, m, EINVAL);
+	need = sizeof(*r) + (size_t)db.nr_ranges * sizeof(struct vfio_user_p2p_dmabuf_range);
+	if (argsz < need) {
+		struct vfio_user_p2p_dmabuf small = { .argsz = (uint32_t)need,
+						      .region_index = db.region_index };
+
+		return reply(c, m, &small, sizeof(small), NULL, 0);
+	}
+	k = malloc(sizeof(*k) + plen);
+	if (!k)
+		return reply_err(c, m, ENOMEM);
+	k->argsz = (uint32_t)(sizeof(*k) + plen);
+	k->flags = flags;
+	memcpy(k->data, p, plen);
+	fd = (int)p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_FEATURE, k);
+	free(k);
+	if (fd < 0)
+		return reply_err(c, m, fd);
+	ret = export_add(c, fd, ++c->next_export, db.region_index, &e);
+	if (ret)
+		return reply_err(c, m, ret);
+	pr = p2p_dmabuf_ranges(e->buf, &nr);
+	r = calloc(1, sizeof(*r) + nr * sizeof(r->ranges[0]));
+	if (!r || !nr) {
+		free(r);
+		return reply_err(c, m, ENOMEM);
+	}
+	r->argsz = (uint32_t)(sizeof(*r) + nr * sizeof(r->ranges[0]));
+	r->export_id = e->id;
+	r->region_index = db.region_index;
+	r->nr_ranges = nr;
+	for (unsigned int i = 0; i < nr; i++) {
+		r->ranges[i].fd_offset = p2p_mem_fd_offset(pr[i].mem) + pr[i].offset;
+		r->ranges[i].length = pr[i].length;
+		r->size += pr[i].length;
+	}
+	memfd = p2p_mem_fd(pr[0].mem);
+	ret = reply(c, m, r, r->argsz, &memfd, 1);
+	free(r);
+	return ret;
+}
+
+static int cmd_device_feature(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_device_feature a;
+	size_t len = payload_len(m);
+	struct vfio_device_feature *k;
+	uint32_t feature;
+	long ret;
+
+	if (len < sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	feature = a.flags & VFIO_USER_DEVICE_FEATURE_MASK;
+	if (feature == VFIO_DEVICE_FEATURE_DMA_BUF && (a.flags & VFIO_USER_DEVICE_FEATURE_GET) &&
+	    !(a.flags & VFIO_USER_DEVICE_FEATURE_PROBE)) {
+		if (!c->p2p_dmabuf)
+			return reply_err(c, m, ENOTTY); /* not negotiated: as an unknown feature */
+		return feature_dmabuf(c, m, a.argsz, a.flags);
+	}
+	k = malloc(sizeof(*k) + (len - sizeof(a)) + sizeof(int32_t));
+	if (!k)
+		return reply_err(c, m, ENOMEM);
+	k->argsz = (uint32_t)(sizeof(*k) + len - sizeof(a));
+	k->flags = a.flags;
+	memcpy(k->data, (const uint8_t *)payload(m) + sizeof(a), len - sizeof(a));
+	if (feature == VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE && (a.flags & VFIO_USER_DEVICE_FEATURE_SET) &&
+	    !(a.flags & VFIO_USER_DEVICE_FEATURE_PROBE)) {
+		/* The fd would be the client's: it names one of its exports' ids instead. */
+		struct vfio_device_feature_dma_buf_revoke rv;
+		struct vu_export *e;
+
+		if (len - sizeof(a) < sizeof(rv)) {
+			free(k);
+			return reply_err(c, m, EINVAL);
+		}
+		memcpy(&rv, k->data, sizeof(rv));
+		e = rv.dmabuf_fd >= 0 ? export_find(c, (uint64_t)rv.dmabuf_fd) : NULL;
+		if (!e) {
+			free(k);
+			return reply_err(c, m, EBADF);
+		}
+		rv.dmabuf_fd = e->fd;
+		memcpy(k->data, &rv, sizeof(rv));
+	}
+	ret = p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_FEATURE, k);
+	free(k);
+	if (ret < 0)
+		return reply_err(c, m, (int)ret);
+	if (ret > 0)
+		p2p_close((int)ret);
+	/* SET and PROBE: the reply is the request; no GET feature has data here. */
+	return reply(c, m, payload(m), len, NULL, 0);
+}
+
+static int cmd_dmabuf_close(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_p2p_dmabuf_close a;
+	struct vu_export *e = NULL;
+
+	if (!c->p2p_dmabuf || payload_len(m) != sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if (a.argsz < sizeof(a) || a.flags)
+		return reply_err(c, m, EINVAL);
+	pthread_mutex_lock(&c->lock);
+	for (struct vu_export **pp = &c->exports; *pp; pp = &(*pp)->next) {
+		if ((*pp)->id == a.export_id && a.export_id != VFIO_USER_P2P_EXPORT_REGIONS) {
+			e = *pp;
+			*pp = e->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!e)
+		return reply_err(c, m, ENOENT);
+	export_free(e);
+	return reply(c, m, NULL, 0, NULL, 0);
+}
+
+/* One command; a negative return disconnects the client. */
+static int dispatch(struct vu_client *c, struct vu_msg *m)
+{
+	if (!c->versioned && m->hdr.cmd != VFIO_USER_VERSION)
+		return reply_err(c, m, EINVAL);
+	switch (m->hdr.cmd) {
+	case VFIO_USER_VERSION:
+		return cmd_version(c, m);
+	case VFIO_USER_DMA_MAP:
+		return cmd_dma_map(c, m);
+	case VFIO_USER_DMA_UNMAP:
+		return cmd_dma_unmap(c, m);
+	case VFIO_USER_DEVICE_GET_INFO:
+		return cmd_device_get_info(c, m);
+	case VFIO_USER_DEVICE_GET_REGION_INFO:
+		return cmd_get_region_info(c, m);
+	case VFIO_USER_DEVICE_GET_IRQ_INFO:
+		return cmd_get_irq_info(c, m);
+	case VFIO_USER_DEVICE_SET_IRQS:
+		return cmd_set_irqs(c, m);
+	case VFIO_USER_REGION_READ:
+		return cmd_region_read(c, m);
+	case VFIO_USER_REGION_WRITE:
+		return cmd_region_write(c, m);
+	case VFIO_USER_REGION_WRITE_MULTI:
+		return cmd_write_multi(c, m);
+	case VFIO_USER_DEVICE_RESET:
+		if (payload_len(m) || m->nr_fds)
+			return reply_err(c, m, EINVAL);
+		{
+			int ret = p2p_vfio_device_reset(c->vdev);
+
+			return ret ? reply_err(c, m, ret) : reply(c, m, NULL, 0, NULL, 0);
+		}
+	case VFIO_USER_DEVICE_FEATURE:
+		return cmd_device_feature(c, m);
+	case VFIO_USER_P2P_DMABUF_CLOSE:
+		return cmd_dmabuf_close(c, m);
+	case VFIO_USER_DEVICE_GET_REGION_IO_FDS:
+	case VFIO_USER_MIG_DATA_READ:
+	case VFIO_USER_MIG_DATA_WRITE:
+		return reply_err(c, m, EOPNOTSUPP);
+	case VFIO_USER_DMA_READ:
+	case VFIO_USER_DMA_WRITE:
+	case VFIO_USER_P2P_REVOKE:
+		return reply_err(c, m, EINVAL); /* server-to-client commands */
+	default:
+		return reply_err(c, m, ENOSYS);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* Client threads                                                          */
+
+static void client_teardown(struct vu_client *c)
+{
+	struct p2p_vfio_user_server *srv = c->srv;
+	struct vu_dev *d = c->dev;
+	struct vu_export *e;
+
+	/* Everything the client held: maps (waiting for DMA in flight), exports, IRQs. */
+	maps_remove(c, true, 0, 0);
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		e = c->exports;
+		if (e)
+			c->exports = e->next;
+		pthread_mutex_unlock(&c->lock);
+		if (!e)
+			break;
+		export_free(e);
+	}
+	for (uint32_t i = 0; i < VU_NUM_IRQ_INDEX; i++) {
+		struct vfio_irq_set k = {
+			.argsz = sizeof(k),
+			.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+			.index = i,
+		};
+
+		if (c->irq_set[i])
+			p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_SET_IRQS, &k);
+	}
+	p2p_vfio_device_close(c->vdev);
+	close(c->sock);
+
+	pthread_mutex_lock(&d->lock);
+	for (struct vu_client **pp = &d->clients; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	d->nr_clients--;
+	pthread_mutex_unlock(&d->lock);
+
+	while (c->qhead) {
+		struct vu_qent *q = c->qhead;
+
+		c->qhead = q->next;
+		vu_msg_release(&q->msg);
+		free(q);
+	}
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->send_lock);
+	free(c);
+
+	pthread_mutex_lock(&srv->lock);
+	srv->nr_clients--;
+	pthread_cond_broadcast(&srv->cond);
+	pthread_mutex_unlock(&srv->lock);
+}
+
+static void *reader_main(void *arg)
+{
+	struct vu_client *c = arg;
+
+	for (;;) {
+		struct vu_qent *q;
+		struct vu_msg m;
+		int ret = vu_msg_recv(c->sock, VU_SERVER_MAX_MSG, &m);
+
+		if (ret == -ETOOMANYREFS) {
+			/* The message was read whole (in sync): refuse it. */
+			struct vu_msg hm = { .hdr = m.hdr };
+
+			reply_err(c, &hm, EINVAL);
+			continue;
+		}
+		if (ret)
+			break;
+		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
+			struct vu_pending *p;
+
+			pthread_mutex_lock(&c->lock);
+			for (p = c->pending; p; p = p->next)
+				if (p->msg_id == m.hdr.msg_id && p->cmd == m.hdr.cmd && !p->done)
+					break;
+			if (p) {
+				p->done = true;
+				p->err = (m.hdr.flags & VFIO_USER_F_ERROR) ? (int)m.hdr.error_no : 0;
+				if (p->err == 0 && (m.hdr.flags & VFIO_USER_F_ERROR))
+					p->err = EIO;
+				p->reply = m;
+				pthread_cond_broadcast(&c->cond);
+			}
+			pthread_mutex_unlock(&c->lock);
+			if (!p)
+				vu_msg_release(&m); /* a reply to nothing: dropped */
+			continue;
+		}
+		q = malloc(sizeof(*q));
+		if (!q) {
+			vu_msg_release(&m);
+			break;
+		}
+		q->msg = m;
+		q->next = NULL;
+		pthread_mutex_lock(&c->lock);
+		while (c->qlen >= VU_QUEUE_MAX && !c->dead)
+			pthread_cond_wait(&c->cond, &c->lock);
+		*c->qtail = q;
+		c->qtail = &q->next;
+		c->qlen++;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_lock(&c->lock);
+	c->dead = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct vu_client *c = arg;
+
+	for (;;) {
+		struct vu_qent *q;
+		int ret;
+
+		pthread_mutex_lock(&c->lock);
+		while (!c->qhead && !c->dead)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (c->dead) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		q = c->qhead;
+		c->qhead = q->next;
+		if (!c->qhead)
+			c->qtail = &c->qhead;
+		c->qlen--;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+
+		ret = dispatch(c, &q->msg);
+		vu_msg_release(&q->msg);
+		free(q);
+		if (ret < 0)
+			client_kill(c);
+	}
+	client_kill(c);
+	pthread_join(c->reader, NULL);
+	client_teardown(c);
+	return NULL;
+}
+
+static int client_start(struct vu_dev *d, int fd)
+{
+	struct p2p_vfio_user_server *srv = d->srv;
+	struct timeval tv = { .tv_sec = 2 };
+	struct vfio_device_info k = { .argsz = sizeof(k) };
+	pthread_condattr_t ca;
+	pthread_attr_t attr;
+	pthread_t worker;
+	struct vu_client *c;
+	int ret;
+
+	pthread_mutex_lock(&srv->lock);
+	if (srv->stopping) {
+		pthread_mutex_unlock(&srv->lock);
+		close(fd);
+		return -ESHUTDOWN;
+	}
+	srv->nr_clients++;
+	pthread_mutex_unlock(&srv->lock);
+	pthread_mutex_lock(&d->lock);
+	ret = d->nr_clients >= srv->max_clients ? -EBUSY : 0;
+	pthread_mutex_unlock(&d->lock);
+	if (ret) {
+		c = NULL;
+		goto fail_count;
+	}
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		ret = -ENOMEM;
+		goto fail_count;
+	}
+	c->srv = srv;
+	c->dev = d;
+	c->sock = fd;
+	c->qtail = &c->qhead;
+	c->peer_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
+	/* A client that stops reading cannot block a revoke or a reply for long. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	ret = p2p_vfio_device_open(d->pdev, &c->vdev);
+	if (ret)
+		goto fail_free;
+	if (p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_GET_INFO, &k) == 0)
+		c->num_regions = k.num_regions;
+
+	pthread_mutex_lock(&d->lock);
+	c->next = d->clients;
+	d->clients = c;
+	d->nr_clients++;
+	pthread_mutex_unlock(&d->lock);
+
+	ret = -pthread_create(&c->reader, NULL, reader_main, c);
+	if (ret)
+		goto fail_list;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = -pthread_create(&worker, &attr, worker_main, c);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		client_kill(c);
+		pthread_join(c->reader, NULL);
+		goto fail_list;
+	}
+	return 0;
+
+fail_list:
+	pthread_mutex_lock(&d->lock);
+	for (struct vu_client **pp = &d->clients; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	d->nr_clients--;
+	pthread_mutex_unlock(&d->lock);
+	p2p_vfio_device_close(c->vdev);
+fail_free:
+	if (c) {
+		pthread_mutex_destroy(&c->lock);
+		pthread_mutex_destroy(&c->send_lock);
+		pthread_cond_destroy(&c->cond);
+		free(c);
+	}
+fail_count:
+	close(fd);
+	pthread_mutex_lock(&srv->lock);
+	srv->nr_clients--;
+	pthread_cond_broadcast(&srv->cond);
+	pthread_mutex_unlock(&srv->lock);
+	return ret;
+}
+
+static void *acceptor_main(void *arg)
+{
+	struct vu_dev *d = arg;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = d->lfd, .events = POLLIN },
+			{ .fd = d->stop_pipe[0], .events = POLLIN },
+		};
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN) {
+			int fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (fd >= 0)
+				client_start(d, fd);
+		}
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Server                                                                  */
+
+P2P_API int p2p_vfio_user_server_create(const struct p2p_vfio_user_server_info *info,
+					struct p2p_vfio_user_server **out)
+{
+	struct p2p_vfio_user_server *srv;
+
+	if (!out || (info && (info->argsz < sizeof(*info) || info->flags)))
+		return -EINVAL;
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	pthread_mutex_init(&srv->lock, NULL);
+	pthread_cond_init(&srv->cond, NULL);
+	srv->revoke_timeout_ms = info && info->revoke_timeout_ms ? info->revoke_timeout_ms : 1000;
+	srv->max_clients = info && info->max_clients ? info->max_clients : 64;
+	*out = srv;
+	return 0;
+}
+
+static struct vu_dev *dev_find(struct p2p_vfio_user_server *srv, struct p2p_pci_dev *pdev)
+{
+	struct vu_dev *d;
+
+	pthread_mutex_lock(&srv->lock);
+	for (d = srv->devs; d; d = d->next)
+		if (d->pdev == pdev)
+			break;
+	pthread_mutex_unlock(&srv->lock);
+	return d;
+}
+
+static void dev_free(struct vu_dev *d)
+{
+	if (d->ioas) {
+		p2p_vfio_device_detach_ioas(d->vdev);
+		p2p_ioas_put(d->ioas);
+	}
+	if (d->ictx)
+		p2p_iommufd_close(d->ictx);
+	if (d->vdev)
+		p2p_vfio_device_close(d->vdev);
+	if (d->lfd >= 0)
+		close(d->lfd);
+	if (d->path) {
+		unlink(d->path);
+		free(d->path);
+	}
+	for (int i = 0; i < 2; i++)
+		if (d->stop_pipe[i] >= 0)
+			close(d->stop_pipe[i]);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+/* A device without a socket yet. */
+static int dev_new(struct p2p_vfio_user_server *srv, struct p2p_pci_dev *pdev, struct vu_dev **out)
+{
+	struct vu_dev *d = calloc(1, sizeof(*d));
+	uint32_t id;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	d->srv = srv;
+	d->lfd = -1;
+	d->stop_pipe[0] = d->stop_pipe[1] = -1;
+	pthread_mutex_init(&d->lock, NULL);
+	/* The creator's reference is borrowed: take our own through the open file. */
+	ret = p2p_vfio_device_open(pdev, &d->vdev);
+	if (ret)
+		goto fail;
+	ret = p2p_iommufd_open(&d->ictx);
+	if (ret)
+		goto fail;
+	ret = p2p_ioas_alloc(d->ictx, &id, &d->ioas);
+	if (ret)
+		goto fail;
+	ret = p2p_vfio_device_attach_ioas(d->vdev, d->ioas);
+	if (ret) {
+		p2p_ioas_put(d->ioas);
+		d->ioas = NULL;
+		goto fail;
+	}
+	*out = d;
+	return 0;
+fail:
+	dev_free(d);
+	return ret;
+}
+
+static void dev_link(struct p2p_vfio_user_server *srv, struct vu_dev *d, struct p2p_pci_dev *pdev)
+{
+	d->pdev = pdev; /* kept alive by d->vdev; the pointer identifies the device */
+	pthread_mutex_lock(&srv->lock);
+	d->next = srv->devs;
+	srv->devs = d;
+	pthread_mutex_unlock(&srv->lock);
+}
+
+P2P_API int p2p_vfio_user_server_add(struct p2p_vfio_user_server *srv, struct p2p_pci_dev *pdev,
+				     const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct vu_dev *d;
+	int ret;
+
+	if (!srv || !pdev || !path || strlen(path) >= sizeof(sa.sun_path))
+		return -EINVAL;
+	if (dev_find(srv, pdev))
+		return -EEXIST;
+	ret = dev_new(srv, pdev, &d);
+	if (ret)
+		return ret;
+	strcpy(sa.sun_path, path);
+	d->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (d->lfd < 0 || pipe2(d->stop_pipe, O_CLOEXEC)) {
+		ret = -errno;
+		goto fail;
+	}
+	if (bind(d->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(d->lfd, 64)) {
+		ret = -errno;
+		goto fail;
+	}
+	d->path = strdup(path);
+	if (!d->path) {
+		unlink(path);
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = -pthread_create(&d->acceptor, NULL, acceptor_main, d);
+	if (ret)
+		goto fail;
+	d->has_acceptor = true;
+	dev_link(srv, d, pdev);
+	return 0;
+fail:
+	dev_free(d);
+	return ret;
+}
+
+P2P_API int p2p_vfio_user_server_add_fd(struct p2p_vfio_user_server *srv, struct p2p_pci_dev *pdev,
+					int fd)
+{
+	struct vu_dev *d;
+	int ret;
+
+	if (!srv || !pdev || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -EINVAL;
+	}
+	d = dev_find(srv, pdev);
+	if (!d) {
+		ret = dev_new(srv, pdev, &d);
+		if (ret) {
+			close(fd);
+			return ret;
+		}
+		dev_link(srv, d, pdev);
+	}
+	return client_start(d, fd);
+}
+
+P2P_API unsigned int p2p_vfio_user_server_nr_clients(struct p2p_vfio_user_server *srv)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&srv->lock);
+	n = srv->nr_clients;
+	pthread_mutex_unlock(&srv->lock);
+	return n;
+}
+
+P2P_API void p2p_vfio_user_server_destroy(struct p2p_vfio_user_server *srv)
+{
+	struct vu_dev *d;
+
+	if (!srv)
+		return;
+	pthread_mutex_lock(&srv->lock);
+	srv->stopping = true;
+	pthread_mutex_unlock(&srv->lock);
+	/* No new clients. */
+	for (d = srv->devs; d; d = d->next) {
+		if (d->has_acceptor) {
+			if (write(d->stop_pipe[1], "x", 1) < 0)
+				shutdown(d->lfd, SHUT_RDWR);
+			pthread_join(d->acceptor, NULL);
+		}
+	}
+	/* Disconnect everyone; their workers drop what they held. */
+	for (d = srv->devs; d; d = d->next) {
+		pthread_mutex_lock(&d->lock);
+		for (struct vu_client *c = d->clients; c; c = c->next)
+			client_kill(c);
+		pthread_mutex_unlock(&d->lock);
+	}
+	pthread_mutex_lock(&srv->lock);
+	while (srv->nr_clients)
+		pthread_cond_wait(&srv->cond, &srv->lock);
+	pthread_mutex_unlock(&srv->lock);
+	while ((d = srv->devs)) {
+		srv->devs = d->next;
+		dev_free(d);
+	}
+	pthread_mutex_destroy(&srv->lock);
+	pthread_cond_destroy(&srv->cond);
+	free(srv);
+}
