@@ -243,7 +243,7 @@ static void test_domains(void)
 	CHECK(r.maps == 1 && r.last.iova == 0x100000 && r.last.length == 8192);
 	CHECK(r.last.kind == P2P_IOAS_DOMAIN_VA && r.last.va == anon && r.last.fd == -1);
 	CHECK(r.last.prot == (P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE));
-	/* A memfd mapped now is given as its file. */
+	/* A memfd is given as its file. */
 	CHECK_OK(p2p_ioas_map_file(ioas, fd, 4096, 8192, &iova2,
 				   P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE));
 	CHECK(r.maps == 2 && r.last.kind == P2P_IOAS_DOMAIN_FD && r.last.iova == 0x400000);

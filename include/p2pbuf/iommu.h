@@ -344,9 +344,9 @@ struct p2p_ioas_domain_ops {
  * @ops, @priv: the domain's side; @ops must outlive the domain
  * @out: the domain (it holds a reference on @ioas)
  *
- * Every area already mapped is given to ops->map first.  A memfd mapped
- * (p2p_ioas_map_file()) while a domain is attached is given as a file
- * (P2P_IOAS_DOMAIN_FD); one mapped before, as its VA.
+ * Every area already mapped is given to ops->map first.  A memfd area
+ * (p2p_ioas_map_file()) is given as its file (P2P_IOAS_DOMAIN_FD: the IOAS
+ * keeps a duplicate of the fd while the area lives).
  *
  * Return: 0, -EINVAL (NULL arguments), -ENOMEM, or ops->map's error
  * (the areas given before are unmapped again).

@@ -675,8 +675,7 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 	if (ret)
 		return ret;
 	/* A domain gets the file behind the area (a backend maps it itself). */
-	if (ioas_has_domains(ioas))
-		p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	ret = ioas_add(ioas, p, off, length, iova, flags);
 	if (ret)
 		pages_put(p);
