@@ -323,7 +323,7 @@ static void test_server_death(struct p2p_vfio_user_client *a, struct p2p_vfio_de
 	t0 = now_s();
 	CHECK_ERR(p2p_vfio_config_write(va, 0x3c, 1, 1), -ENODEV);
 	CHECK_ERR(p2p_vfio_user_dmabuf_export(a, 2, &r, 1, O_RDWR), -ENODEV);
-	for (int i = 0; i < 300 && !t_read_faults(ma); i++)
+	for (int i = 0; i < 900 && !(t_read_faults(ma) && t_read_faults(m)); i++)
 		usleep(1000);
 	CHECK(t_read_faults(ma) && t_read_faults(m));
 	CHECK(p2p_vfio_device_pread(va, &v, 1, P2P_VFIO_REGION_OFFSET(2)) == -EIO);
