@@ -446,8 +446,11 @@ out:
 		kill(server, SIGTERM);
 		waitpid(server, NULL, 0);
 	}
-	snprintf(p, sizeof(p), "%s/devices.conf", dir);
-	unlink(p);
+	/* A server killed with -9 leaves its sockets. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, i == 0 ? "devices.conf" : i == 1 ? GPU : CE);
+		unlink(p);
+	}
 	rmdir(dir);
 	return t_end();
 }
