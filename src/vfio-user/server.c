@@ -639,9 +639,11 @@ static int cmd_device_get_info(struct vu_client *c, struct vu_msg *m)
 
 static int cmd_get_region_info(struct vu_client *c, struct vu_msg *m)
 {
+	/* info (32), sparse mmap capability (16), one area (16) */
 	struct {
 		struct vfio_user_region_info info;
-		struct vfio_user_region_cap_sparse_mmap cap;
+		struct vfio_user_cap_header cap;
+		uint32_t nr_areas, reserved;
 		struct vfio_user_sparse_mmap_area area;
 	} VFIO_USER_PACKED r;
 	struct vfio_region_info k = { .argsz = sizeof(k) };
@@ -649,6 +651,10 @@ static int cmd_get_region_info(struct vu_client *c, struct vu_msg *m)
 	struct p2p_mem *mem = NULL;
 	size_t len = sizeof(r.info);
 	int fd = -1;
+
+	_Static_assert(sizeof(r) == sizeof(struct vfio_user_region_info) +
+				   sizeof(struct vfio_user_region_cap_sparse_mmap) +
+				   sizeof(struct vfio_user_sparse_mmap_area), "region info reply");
 	long ret;
 
 	if (payload_len(m) != sizeof(a) || m->nr_fds)
@@ -671,9 +677,9 @@ static int cmd_get_region_info(struct vu_client *c, struct vu_msg *m)
 		/* The BAR's own memfd: byte 0 of the BAR sits at p2p_mem_fd_offset(). */
 		r.info.flags |= VFIO_USER_REGION_INFO_FLAG_MMAP | VFIO_USER_REGION_INFO_FLAG_CAPS;
 		r.info.offset = p2p_mem_fd_offset(mem);
-		r.cap.header.id = VFIO_USER_REGION_INFO_CAP_SPARSE_MMAP;
-		r.cap.header.version = 1;
-		r.cap.nr_areas = 1;
+		r.cap.id = VFIO_USER_REGION_INFO_CAP_SPARSE_MMAP;
+		r.cap.version = 1;
+		r.nr_areas = 1;
 		r.area.offset = 0;
 		r.area.size = k.size;
 		len = sizeof(r);
