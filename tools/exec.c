@@ -5,19 +5,31 @@
  * Runs PROGRAM with libp2pbuf-preload.so (the kernel-uAPI door,
  * docs/door.md): the configuration is checked here first (a bad one is one
  * line naming the line and the problem, exit 2), what this user cannot do
- * is said on stderr, then LD_PRELOAD gets the library appended and
- * PROGRAM replaces this process.
+ * is said on stderr, then LD_PRELOAD gets the library appended and PROGRAM
+ * runs in a child.  This process stays as its parent to guarantee that the
+ * door's temporary trees go, however PROGRAM ends: every door process
+ * makes its tree under a directory of ours ($P2PBUF_DOOR_TMPDIR); we
+ * forward the signals a user sends us, wait for PROGRAM, remove the trees
+ * whose owner is gone (kill -9 included), and end as PROGRAM did: its exit
+ * status, or death by the same signal.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <p2pbuf/p2pbuf.h>
@@ -46,8 +58,12 @@ static void exec_usage(FILE *f)
 		"  --device SPEC   one more device, a config line (e.g. \"gpu 0000:04:00.0 vram=1G\")\n"
 		"  -q, --quiet     do not print what this user cannot do\n"
 		"\n"
-		"Exit status: PROGRAM's; 2 for a bad configuration or usage; 126/127 if PROGRAM\n"
-		"cannot be run.\n");
+		"PROGRAM runs as a child of p2pbuf exec, which forwards SIGINT, SIGTERM, SIGHUP,\n"
+		"SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH to it and removes the door's temporary\n"
+		"files when it ends, however it ends.\n"
+		"\n"
+		"Exit status: PROGRAM's (killed by a signal: p2pbuf exec dies of the same one);\n"
+		"2 for a bad configuration or usage; 126/127 if PROGRAM cannot be run.\n");
 }
 
 /* The preload library: $P2PBUF_PRELOAD, next to this binary in the build tree, or libdir. */
@@ -117,6 +133,150 @@ static bool is_static_elf(const char *path)
 	}
 	close(fd);
 	return !interp;
+}
+
+/* ---------------------------------------------------------------------- */
+/* PROGRAM as our child                                                    */
+
+/* Forwarded to PROGRAM when sent to us. */
+static const int fwd_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+static volatile pid_t child_pid;
+
+static void forward(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	/*
+	 * The terminal signals its whole foreground group, PROGRAM included
+	 * (SI_KERNEL): it has its own already.  PROGRAM signalling us is not
+	 * sent back to it.
+	 */
+	if (si->si_code == SI_KERNEL || si->si_pid == child_pid || child_pid <= 0)
+		return;
+	kill(child_pid, sig);
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/*
+ * The trees under @dir ("p2pbuf-door-PID-XXXXXX") whose owner is gone,
+ * then @dir if that empties it.  A process still running (a background
+ * job that outlived PROGRAM) keeps its tree, and removes it at its exit.
+ */
+static void remove_trees(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d))) {
+		long pid;
+
+		if (strncmp(e->d_name, "p2pbuf-door-", 12))
+			continue;
+		pid = strtol(e->d_name + 12, NULL, 10);
+		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+/* Run argv[0] as our child; return its exit status, or die as it died. */
+static int run_child(char **argv, const char *tree_dir)
+{
+	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
+	sigset_t block, old;
+	int status, sig, err;
+	pid_t pid;
+
+	/*
+	 * Descendants orphaned by PROGRAM come to us, so that their zombies
+	 * are reaped (a zombie's pid is still "alive") before the trees go.
+	 */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	sigemptyset(&block);
+	for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
+		sigaddset(&block, fwd_signals[i]);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	sigfillset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
+		sigaction(fwd_signals[i], &sa, NULL);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		/* Handlers become SIG_DFL at exec; the mask is inherited: restore it. */
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		execvp(argv[0], argv);
+		err = errno;
+		fprintf(stderr, "p2pbuf exec: %s: %s\n", argv[0], strerror(err));
+		_exit(err == ENOENT ? 127 : 126);
+	}
+	if (pid < 0) {
+		err = errno;
+		fprintf(stderr, "p2pbuf exec: fork: %s\n", strerror(err));
+		if (tree_dir)
+			remove_trees(tree_dir);
+		return 126;
+	}
+	child_pid = pid;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			status = W_EXITCODE(126, 0);
+			break;
+		}
+	}
+	child_pid = 0;
+	while (waitpid(-1, NULL, WNOHANG) > 0) /* orphaned zombies */
+		;
+	if (tree_dir)
+		remove_trees(tree_dir);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (!WIFSIGNALED(status))
+		return 126;
+	/* Die of the same signal; the core, if any, was PROGRAM's. */
+	sig = WTERMSIG(status);
+	{
+		struct rlimit nocore = { 0, 0 };
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		sigset_t one;
+
+		setrlimit(RLIMIT_CORE, &nocore);
+		sigemptyset(&dfl.sa_mask);
+		sigaction(sig, &dfl, NULL);
+		fflush(NULL);
+		sigemptyset(&one);
+		sigaddset(&one, sig);
+		sigprocmask(SIG_UNBLOCK, &one, NULL);
+		raise(sig);
+	}
+	return 128 + sig; /* a signal whose default is not to terminate */
+}
+
+/* $TMPDIR/p2pbuf-exec-XXXXXX for the door's trees, in @out; false if it cannot be made. */
+static bool make_tree_dir(char *out, size_t len)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(out, len, "%s/p2pbuf-exec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(out))
+		return true;
+	fprintf(stderr, "p2pbuf exec: warning: %s: %s: a program killed by a signal will leave\n"
+			"      its temporary tree behind\n", out, strerror(errno));
+	return false;
 }
 
 static void say_limits(const struct door_config *cfg)
@@ -265,9 +425,14 @@ int cmd_exec(int argc, char **argv)
 			return 1;
 		free(val);
 	}
-	fflush(NULL);
-	execvp(argv[optind], argv + optind);
-	ret = errno;
-	fprintf(stderr, "p2pbuf exec: %s: %s\n", argv[optind], strerror(ret));
-	return ret == ENOENT ? 127 : 126;
+	{
+		char dir[PATH_MAX];
+		bool have_dir = make_tree_dir(dir, sizeof(dir));
+
+		if (have_dir)
+			setenv("P2PBUF_DOOR_TMPDIR", dir, 1);
+		else
+			unsetenv("P2PBUF_DOOR_TMPDIR");
+		return run_child(argv + optind, have_dir ? dir : NULL);
+	}
 }

@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -383,13 +384,86 @@ static void remove_tree(void)
 }
 
 /*
+ * The host's PCI functions in the tree: /sys/bus/pci/devices/BDF for each
+ * host function whose BDF no emulated one has (the emulated win a clash),
+ * a copy of the host's link (../../../devices/pci0000:00/BDF), which
+ * resolves through /sys/devices/pci0000:00 in the tree, a link to the
+ * host's /sys/devices/pci0000:00: reads pass through to the real sysfs, and
+ * readlink and realpath answer as on the host.  The host's IOMMU groups
+ * likewise, as links to the real /sys/kernel/iommu_groups/N (an emulated
+ * group number wins).  No host sysfs: nothing to add.
+ */
+static int host_links(const char *top, const char *dir, bool devices)
+{
+	char rel[PATH_MAX], host[PATH_MAX], link[PATH_MAX], topdir[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	int ret = 0;
+
+	if (!d)
+		return 0;
+	while (!ret && (e = readdir(d))) {
+		const char *tail;
+		ssize_t n;
+
+		if (e->d_name[0] == '.' || strlen(e->d_name) > NAME_MAX)
+			continue;
+		snprintf(rel, sizeof(rel), "%s/%s", dir, e->d_name);
+		snprintf(host, sizeof(host), "%s", rel);
+		if (devices) {
+			n = readlink(host, link, sizeof(link) - 1);
+			if (n <= 0)
+				continue;
+			link[n] = 0;
+			tail = !strncmp(link, "../../../devices/", 17) ? link + 17 : NULL;
+			if (tail && *tail && strchr(tail, '/') && strncmp(tail, "p2pbuf/", 7)) {
+				/* /sys/devices/<top> of the tree -> the host's. */
+				snprintf(topdir, sizeof(topdir), "/sys/devices/%.*s",
+					 (int)(strchr(tail, '/') - tail), tail);
+				ret = tree_link(top, topdir, topdir);
+				if (ret == -EEXIST)
+					ret = 0;
+			} else {
+				snprintf(link, sizeof(link), "%s", host);
+			}
+		} else {
+			snprintf(link, sizeof(link), "%s", host);
+		}
+		if (!ret) {
+			ret = tree_link(top, rel, link);
+			if (ret == -EEXIST) /* an emulated function or group has it */
+				ret = 0;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+/* Where trees are made: $P2PBUF_DOOR_TMPDIR (p2pbuf exec's), else $TMPDIR, else /tmp. */
+static int make_top(char *top)
+{
+	const char *exec_dir = getenv("P2PBUF_DOOR_TMPDIR"), *tmp = getenv("TMPDIR");
+
+	if (exec_dir && *exec_dir) {
+		snprintf(top, PATH_MAX, "%s/p2pbuf-door-%d-XXXXXX", exec_dir, (int)getpid());
+		if (mkdtemp(top))
+			return 0;
+		if (errno != ENOENT)
+			return -errno;
+		/* PROGRAM has ended and p2pbuf exec removed its directory: on our own. */
+	}
+	snprintf(top, PATH_MAX, "%s/p2pbuf-door-%d-XXXXXX", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid());
+	return mkdtemp(top) ? 0 : -errno;
+}
+
+/*
  * Generate the whole tree for the devices made so far in a new directory
- * $TMPDIR/p2pbuf-door-XXXXXX, written to @top (PATH_MAX bytes).  On
- * failure nothing is left behind.
+ * (make_top()), written to @top (PATH_MAX bytes).  On failure nothing is
+ * left behind.
  */
 static int generate_tree(char *top, bool say)
 {
-	const char *tmp = getenv("TMPDIR");
 	static const char *const dirs[] = {
 		"/sys/devices/p2pbuf", "/sys/bus/pci/devices", "/sys/bus/pci/drivers/vfio-pci",
 		"/sys/kernel/iommu_groups", "/sys/kernel/debug/dma_buf", "/dev/vfio/devices",
@@ -397,9 +471,9 @@ static int generate_tree(char *top, bool say)
 	};
 	int ret = 0;
 
-	snprintf(top, PATH_MAX, "%s/p2pbuf-door-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(top))
-		return -errno;
+	ret = make_top(top);
+	if (ret)
+		return ret;
 	for (size_t i = 0; !ret && i < sizeof(dirs) / sizeof(dirs[0]); i++)
 		ret = tree_mkdirs(top, dirs[i]);
 	if (!ret && !(ret = tree_file(top, "/sys/kernel/debug/dma_buf/bufinfo", NULL, 0, 0444)) &&
@@ -414,6 +488,10 @@ static int generate_tree(char *top, bool say)
 			door_say("%s %s (%s): sysfs: %s", door_kind_name(cfg.devs[i].kind),
 				 cfg.devs[i].bdf, cfg.devs[i].source, strerror(-ret));
 	}
+	if (!ret)
+		ret = host_links(top, "/sys/bus/pci/devices", true);
+	if (!ret)
+		ret = host_links(top, "/sys/kernel/iommu_groups", false);
 	if (ret)
 		delete_tree(top);
 	return ret;
@@ -556,60 +634,168 @@ static bool config_slot(const char *rest, unsigned int *slot)
 	return false;
 }
 
+/* Is @path under one of the door's prefixes?  @path starts "/dev/" or "/sys/" or not at all. */
+static bool has_door_prefix(const char *path)
+{
+	if (strncmp(path, "/dev/", 5) && strncmp(path, "/sys/", 5))
+		return false;
+	/* path[5] first: /dev/null, /dev/shm/..., /sys/fs/... cost no strncmp. */
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		if (path[5] == prefixes[i].s[5] && !strncmp(path, prefixes[i].s, prefixes[i].len) &&
+		    (path[prefixes[i].len] == 0 || path[prefixes[i].len] == '/'))
+			return true;
+	}
+	return false;
+}
+
+/* Could lexical normalisation change @path?  "//", "/.", "/.." as components, a trailing "/". */
+static bool path_needs_norm(const char *p)
+{
+	for (; *p; p++) {
+		if (p[0] != '/')
+			continue;
+		if (p[1] == '/' || p[1] == 0)
+			return true;
+		if (p[1] == '.' &&
+		    (p[2] == '/' || p[2] == 0 || (p[2] == '.' && (p[3] == '/' || p[3] == 0))))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Lexical normalisation of absolute @in into @out (@len bytes): empty and
+ * "." components dropped, ".." takes the previous one away ("/.." is "/").
+ * *@dir: the path must name a directory (a trailing "/", or it ends in "."
+ * or "..").  Return: 0 or -ENAMETOOLONG.
+ */
+static int path_normalise(const char *in, char *out, size_t len, bool *dir)
+{
+	size_t n = 0;
+	const char *s = in;
+
+	*dir = false;
+	while (*s) {
+		const char *c;
+		size_t l;
+
+		while (*s == '/')
+			s++;
+		if (!*s) {
+			*dir = true;
+			break;
+		}
+		c = s;
+		while (*s && *s != '/')
+			s++;
+		l = (size_t)(s - c);
+		*dir = (l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.');
+		if (l == 1 && c[0] == '.')
+			continue;
+		if (l == 2 && c[0] == '.' && c[1] == '.') {
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--; /* the slash before it */
+			continue;
+		}
+		if (n + 1 + l >= len)
+			return -ENAMETOOLONG;
+		out[n++] = '/';
+		memcpy(out + n, c, l);
+		n += l;
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = 0;
+	return 0;
+}
+
 enum door_node door_map_path(const char *path, struct door_target *t)
 {
-	const struct prefix *p = NULL;
+	char norm[PATH_MAX];
+	bool raw_mine, dir = false;
+	enum door_node node;
 	unsigned int n;
 
 	if (!door_might_be_mine(path))
 		return DOOR_NOT_MINE;
-	/* path[5] first: /dev/null, /dev/shm/..., /sys/fs/... cost no strncmp. */
-	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-		if (path[5] == prefixes[i].s[5] && !strncmp(path, prefixes[i].s, prefixes[i].len) &&
-		    (path[prefixes[i].len] == 0 || path[prefixes[i].len] == '/')) {
-			p = &prefixes[i];
-			break;
+	raw_mine = has_door_prefix(path);
+	if (path_needs_norm(path)) {
+		if (path_normalise(path, norm, sizeof(norm), &dir))
+			return DOOR_NOT_MINE; /* the host's ENAMETOOLONG */
+		if (!has_door_prefix(norm)) {
+			if (!raw_mine)
+				return DOOR_NOT_MINE;
+			/* Through a door directory out of the door: the host's, normalised. */
+			if (strlen(norm) + 2 > sizeof(t->path))
+				return DOOR_NOT_MINE;
+			snprintf(t->path, sizeof(t->path), "%s%s", norm, dir && norm[1] ? "/" : "");
+			t->num = 0;
+			t->name[0] = 0;
+			return t->node = DOOR_TREE;
 		}
-	}
-	if (!p)
+		path = norm;
+	} else if (!raw_mine) {
 		return DOOR_NOT_MINE;
+	}
 	/* From here on p2pbuf files may exist: the fd wrappers start looking. */
 	if (!atomic_load_explicit(&door_active, memory_order_relaxed))
 		atomic_store_explicit(&door_active, true, memory_order_release);
 	if (door_init())
 		return DOOR_NOT_MINE;
-	if (rootlen + strlen(path) >= sizeof(t->path))
+	if (rootlen + strlen(path) + 1 >= sizeof(t->path))
 		return DOOR_NOT_MINE;
 	memcpy(t->path, root, rootlen);
 	strcpy(t->path + rootlen, path);
 	t->num = 0;
 	t->name[0] = 0;
-	if (!strcmp(path, "/dev/vfio/vfio"))
-		return t->node = DOOR_VFIO_CONTAINER;
-	if (!strncmp(path, "/dev/vfio/devices/vfio", 22) && parse_index(path + 22, &n)) {
+	node = DOOR_TREE;
+	if (!strcmp(path, "/dev/vfio/vfio")) {
+		node = DOOR_VFIO_CONTAINER;
+	} else if (!strncmp(path, "/dev/vfio/devices/vfio", 22) && parse_index(path + 22, &n)) {
 		t->num = n;
-		return t->node = DOOR_VFIO_CDEV;
-	}
-	if (!strncmp(path, "/dev/vfio/", 10) && parse_index(path + 10, &n)) {
+		node = DOOR_VFIO_CDEV;
+	} else if (!strncmp(path, "/dev/vfio/", 10) && parse_index(path + 10, &n)) {
 		t->num = n;
-		return t->node = DOOR_VFIO_GROUP;
-	}
-	if (!strcmp(path, "/dev/iommu"))
-		return t->node = DOOR_IOMMUFD;
-	if (!strncmp(path, "/dev/dma_heap/", 14) && path[14] && !strchr(path + 14, '/') &&
-	    strcmp(path + 14, ".") && strcmp(path + 14, "..") &&
-	    strlen(path + 14) < sizeof(t->name)) {
+		node = DOOR_VFIO_GROUP;
+	} else if (!strcmp(path, "/dev/iommu")) {
+		node = DOOR_IOMMUFD;
+	} else if (!strncmp(path, "/dev/dma_heap/", 14) && path[14] && !strchr(path + 14, '/') &&
+		   strlen(path + 14) < sizeof(t->name)) {
 		strcpy(t->name, path + 14);
-		return t->node = DOOR_DMA_HEAP;
-	}
-	if (!strcmp(path, "/sys/kernel/debug/dma_buf/bufinfo"))
-		return t->node = DOOR_BUFINFO;
-	if ((!strncmp(path, "/sys/bus/pci/devices/", 21) && config_slot(path + 21, &n)) ||
-	    (!strncmp(path, "/sys/devices/p2pbuf/", 20) && config_slot(path + 20, &n))) {
+		node = DOOR_DMA_HEAP;
+	} else if (!strcmp(path, "/sys/kernel/debug/dma_buf/bufinfo")) {
+		node = DOOR_BUFINFO;
+	} else if ((!strncmp(path, "/sys/bus/pci/devices/", 21) && config_slot(path + 21, &n)) ||
+		   (!strncmp(path, "/sys/devices/p2pbuf/", 20) && config_slot(path + 20, &n))) {
 		t->num = n;
-		return t->node = DOOR_PCI_CONFIG;
+		node = DOOR_PCI_CONFIG;
 	}
-	return t->node = DOOR_TREE;
+	if (dir) {
+		/* "/dev/iommu/": the tree's file answers ENOTDIR, a directory is itself. */
+		strcat(t->path, "/");
+		t->num = 0;
+		t->name[0] = 0;
+		node = DOOR_TREE;
+	}
+	return t->node = node;
+}
+
+bool door_node_target(enum door_node node, unsigned int num, const char *name,
+		      struct door_target *t)
+{
+	char path[64 + NAME_MAX];
+
+	switch (node) {
+	case DOOR_VFIO_CONTAINER: snprintf(path, sizeof(path), "/dev/vfio/vfio"); break;
+	case DOOR_VFIO_GROUP: snprintf(path, sizeof(path), "/dev/vfio/%u", num); break;
+	case DOOR_VFIO_CDEV: snprintf(path, sizeof(path), "/dev/vfio/devices/vfio%u", num); break;
+	case DOOR_IOMMUFD: snprintf(path, sizeof(path), "/dev/iommu"); break;
+	case DOOR_DMA_HEAP: snprintf(path, sizeof(path), "/dev/dma_heap/%s", name); break;
+	default: return false;
+	}
+	return door_map_path(path, t) == node;
 }
 
 bool door_node_rdev(const struct door_target *t, unsigned int *major, unsigned int *minor)

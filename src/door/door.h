@@ -36,13 +36,15 @@ struct door_target {
 
 /*
  * door_might_be_mine() - the fast filter: can @path be a door path at all?
- * A few byte compares; false for every path not starting "/dev/" or "/sys/".
+ * A few byte compares; false for every path not starting "/dev/", "/sys/",
+ * "//" or "/." (the last two may normalise to a door path: "//dev/iommu").
  */
 static inline bool door_might_be_mine(const char *path)
 {
 	return path && path[0] == '/' &&
 	       ((path[1] == 'd' && path[2] == 'e' && path[3] == 'v' && path[4] == '/') ||
-		(path[1] == 's' && path[2] == 'y' && path[3] == 's' && path[4] == '/'));
+		(path[1] == 's' && path[2] == 'y' && path[3] == 's' && path[4] == '/') ||
+		path[1] == '/' || path[1] == '.');
 }
 
 /*
@@ -57,10 +59,22 @@ extern atomic_bool door_active;
 /*
  * door_map_path() - is @path one of the door's, and what is it?
  * Creates the devices and the tree on the first door path (door_init()).
+ * "//", "." and ".." are resolved lexically first (docs/door.md, "Paths"):
+ * /dev/vfio/../vfio/vfio is the container.  A path that names a door
+ * directory but normalises to one outside the door (/dev/vfio/../null) is
+ * DOOR_TREE with @t->path the normalised host path.
  * Return: DOOR_NOT_MINE, or the node with @t filled.  If the door could
  * not start, its paths are DOOR_NOT_MINE (the host answers: ENOENT).
  */
 enum door_node door_map_path(const char *path, struct door_target *t);
+
+/*
+ * door_node_target() - @t for device node @node (group or cdev number @num,
+ * heap @name), as door_map_path() fills it for the node's path: what
+ * fstat(2) of an fd opened there describes.  False if the door has no tree.
+ */
+bool door_node_target(enum door_node node, unsigned int num, const char *name,
+		      struct door_target *t);
 
 /* door_init() - create the devices and the tree once; 0 or -errno. */
 int door_init(void);
@@ -68,7 +82,9 @@ int door_init(void);
 /*
  * door_tree_generate() - generate another copy of the tree (for tests:
  * tests/fail-nth.c) for the devices door_init() made, in a new directory
- * $TMPDIR/p2pbuf-door-XXXXXX written to @top (PATH_MAX bytes).
+ * DIR/p2pbuf-door-PID-XXXXXX written to @top (PATH_MAX bytes); DIR is
+ * $P2PBUF_DOOR_TMPDIR (set by `p2pbuf exec`, which removes what is left
+ * there when PROGRAM ends), else $TMPDIR, else /tmp.
  * Return: 0, or -errno with nothing left behind.
  * door_tree_delete() - remove such a copy.
  */

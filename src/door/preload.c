@@ -61,6 +61,8 @@ int __lxstat(int ver, const char *path, struct stat *buf);
 int __lxstat64(int ver, const char *path, struct stat64 *buf);
 int __fxstatat(int ver, int dirfd, const char *path, struct stat *buf, int flags);
 int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *buf, int flags);
+int __fxstat(int ver, int fd, struct stat *buf);
+int __fxstat64(int ver, int fd, struct stat64 *buf);
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
@@ -82,6 +84,8 @@ REAL_DECL(stat); REAL_DECL(stat64); REAL_DECL(lstat); REAL_DECL(lstat64);
 REAL_DECL(fstatat); REAL_DECL(fstatat64); REAL_DECL(statx);
 REAL_DECL(__xstat); REAL_DECL(__xstat64); REAL_DECL(__lxstat); REAL_DECL(__lxstat64);
 REAL_DECL(__fxstatat); REAL_DECL(__fxstatat64);
+REAL_DECL(fstat); REAL_DECL(fstat64); REAL_DECL(__fxstat); REAL_DECL(__fxstat64);
+REAL_DECL(lseek); REAL_DECL(lseek64); REAL_DECL(ftruncate); REAL_DECL(ftruncate64);
 REAL_DECL(access); REAL_DECL(faccessat); REAL_DECL(readlink); REAL_DECL(readlinkat);
 REAL_DECL(realpath); REAL_DECL(opendir); REAL_DECL(scandir); REAL_DECL(scandir64);
 REAL_DECL(ioctl); REAL_DECL(mmap); REAL_DECL(mmap64); REAL_DECL(munmap);
@@ -142,9 +146,56 @@ static inline bool mine_fd(int fd)
 /* ---------------------------------------------------------------------- */
 /* The open family                                                         */
 
+/*
+ * Device fds opened through /dev/vfio/devices/vfioN: the VFIO layer's
+ * device files look the same whether they came from the cdev or from
+ * VFIO_GROUP_GET_DEVICE_FD, but fstat(2) tells them apart in the kernel (a
+ * character device, or the anon inode "[vfio-device]").  The door remembers
+ * the last CDEV_MEMORY cdev opens by inode (the file's token memfd: unique
+ * while the file lives, and memfd inode numbers are not reused soon).
+ */
+#define CDEV_MEMORY 256
+static pthread_mutex_t cdev_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cdev_open {
+	dev_t dev;
+	ino_t ino;
+	unsigned int index;
+} cdev_opens[CDEV_MEMORY];
+static unsigned int cdev_next;
+
+static void cdev_opened(int fd, unsigned int index)
+{
+	struct stat st;
+
+	if (REAL(fstat)(fd, &st))
+		return;
+	pthread_mutex_lock(&cdev_lock);
+	cdev_opens[cdev_next % CDEV_MEMORY] = (struct cdev_open){ st.st_dev, st.st_ino, index + 1 };
+	cdev_next++;
+	pthread_mutex_unlock(&cdev_lock);
+}
+
+/* The cdev index of the device file with inode @dev/@ino, or -1 (not opened as a cdev). */
+static int cdev_lookup(dev_t dev, ino_t ino)
+{
+	int ret = -1;
+
+	pthread_mutex_lock(&cdev_lock);
+	for (unsigned int i = 0; i < CDEV_MEMORY; i++) {
+		if (cdev_opens[i].index && cdev_opens[i].ino == ino && cdev_opens[i].dev == dev) {
+			ret = (int)cdev_opens[i].index - 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&cdev_lock);
+	return ret;
+}
+
 static int open_mine(const struct door_target *t, int flags, mode_t mode,
 		     int (*real)(const char *, int, ...))
 {
+	int fd;
+
 	if (t->node == DOOR_TREE)
 		return real(t->path, flags, mode);
 	if ((flags & O_CREAT) && (flags & O_EXCL)) {
@@ -155,7 +206,10 @@ static int open_mine(const struct door_target *t, int flags, mode_t mode,
 		errno = ENOTDIR;
 		return -1;
 	}
-	return (int)ret_errno(door_open_node(t, flags));
+	fd = door_open_node(t, flags);
+	if (fd >= 0 && t->node == DOOR_VFIO_CDEV)
+		cdev_opened(fd, t->num);
+	return (int)ret_errno(fd);
 }
 
 #define OPEN_MODE(flags, mode)                                                           \
@@ -349,6 +403,274 @@ EXPORT FILE *fopen64(const char *path, const char *mode)
 		call_real;                                                               \
 	} while (0)
 
+/*
+ * fstat(2) and friends on the door's fds describe what the kernel's do
+ * (docs/door.md, "What fstat, lseek and ftruncate show"):
+ * - an fd opened on a device node (container, group, cdev, iommufd, heap):
+ *   the node, exactly as stat(2) of its path in the door shows it;
+ * - a dma-buf: an inode of the dmabuf pseudo filesystem, which shows no file
+ *   type (st_mode 0600), st_size and st_blocks of the buffer's size, one
+ *   link; its number is the one bufinfo lists (the token memfd's);
+ * - a device fd from VFIO_GROUP_GET_DEVICE_FD: the kernel's anon inode
+ *   ("[vfio-device]"), the very inode every anon_inode file shares, read
+ *   from an eventfd.
+ */
+enum fd_kind { FD_NODE, FD_DMABUF, FD_ANON, FD_OTHER };
+
+/* The name the file gave its token memfd, after "<kind>:": "/memfd:vfio-group:1 (deleted)". */
+static bool token_name(int fd, const char *kind, char *out, size_t len)
+{
+	char proc[48], link[PATH_MAX], *s, *e;
+	ssize_t n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = REAL(readlink)(proc, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = 0;
+	s = strstr(link, kind);
+	if (!s || s[strlen(kind)] != ':')
+		return false;
+	s += strlen(kind) + 1;
+	e = strstr(s, " (deleted)");
+	if (e)
+		*e = 0;
+	if (!*s || strlen(s) >= len)
+		return false;
+	strcpy(out, s);
+	return true;
+}
+
+/*
+ * What p2pbuf file @fd is for fstat: FD_NODE with @t, FD_DMABUF with
+ * *@size, FD_ANON, or FD_OTHER (the memfd underneath describes it).
+ * Return: the kind, or -errno (-EBADF: @fd closed meanwhile).
+ */
+static int fd_kind(int fd, struct door_target *t, uint64_t *size)
+{
+	struct p2p_file *f;
+	enum door_node node = DOOR_NOT_MINE;
+	const char *kind;
+	char name[NAME_MAX + 1] = "";
+	unsigned long num = 0;
+	int r = p2p_file_from_fd(fd, NULL, &f), ret = FD_OTHER;
+
+	if (r)
+		return r == -EINVAL ? FD_OTHER : r;
+	kind = p2p_file_ops(f)->name;
+	if (!strcmp(kind, "dmabuf")) {
+		struct p2p_dmabuf *buf;
+
+		p2p_file_put(f);
+		if (p2p_dmabuf_get(fd, &buf))
+			return FD_OTHER;
+		*size = p2p_dmabuf_size(buf);
+		p2p_dmabuf_put(buf);
+		return FD_DMABUF;
+	}
+	if (!strcmp(kind, "vfio-container")) {
+		node = DOOR_VFIO_CONTAINER;
+	} else if (!strcmp(kind, "iommufd")) {
+		node = DOOR_IOMMUFD;
+	} else if (!strcmp(kind, "vfio-group")) {
+		if (token_name(fd, kind, name, sizeof(name)))
+			node = DOOR_VFIO_GROUP, num = strtoul(name, NULL, 10);
+	} else if (!strcmp(kind, "dma-heap")) {
+		if (token_name(fd, kind, name, sizeof(name)))
+			node = DOOR_DMA_HEAP;
+	} else if (!strcmp(kind, "vfio-device")) {
+		struct stat st;
+		int idx = REAL(fstat)(fd, &st) ? -1 : cdev_lookup(st.st_dev, st.st_ino);
+
+		if (idx >= 0)
+			node = DOOR_VFIO_CDEV, num = (unsigned long)idx;
+		else
+			ret = FD_ANON;
+	}
+	p2p_file_put(f);
+	if (node != DOOR_NOT_MINE && door_node_target(node, (unsigned int)num, name, t))
+		ret = FD_NODE;
+	return ret;
+}
+
+/* An anon_inode file's fd, to read the shared anon inode from: an eventfd. */
+static int anon_fd(void)
+{
+	return eventfd(0, EFD_CLOEXEC);
+}
+
+#define FSTAT_MINE(fname, stype, real_stat, real_fstat)                                  \
+	static int fname(int fd, stype *st)                                              \
+	{                                                                                \
+		struct door_target t;                                                    \
+		uint64_t size = 0;                                                       \
+		int kind = fd_kind(fd, &t, &size), r, e;                                 \
+		switch (kind) {                                                          \
+		case FD_NODE:                                                            \
+			r = real_stat(t.path, st);                                       \
+			if (!r)                                                          \
+				FIX_STAT(&t, st);                                        \
+			return r;                                                        \
+		case FD_DMABUF:                                                          \
+			r = real_fstat(fd, st);                                          \
+			if (!r) {                                                        \
+				st->st_mode = S_IRUSR | S_IWUSR;                         \
+				st->st_nlink = 1;                                        \
+				st->st_rdev = 0;                                         \
+				st->st_size = (off_t)size;                               \
+				st->st_blocks = (blkcnt_t)(size >> 9);                   \
+				st->st_blksize = 4096;                                   \
+			}                                                                \
+			return r;                                                        \
+		case FD_ANON:                                                            \
+			e = anon_fd();                                                   \
+			if (e < 0)                                                       \
+				return -1;                                               \
+			r = real_fstat(e, st);                                           \
+			REAL(close)(e);                                                  \
+			return r;                                                        \
+		case FD_OTHER:                                                           \
+			return real_fstat(fd, st);                                       \
+		default:                                                                 \
+			return (int)ret_errno(kind);                                     \
+		}                                                                        \
+	}
+FSTAT_MINE(fstat_mine, struct stat, REAL(stat), REAL(fstat))
+FSTAT_MINE(fstat64_mine, struct stat64, REAL(stat64), REAL(fstat64))
+
+static int statx_mine(int fd, int flags, unsigned int mask, struct statx *stx)
+{
+	struct door_target t;
+	uint64_t size = 0;
+	unsigned int maj, min;
+	int kind = fd_kind(fd, &t, &size), r, e;
+
+	flags &= ~AT_EMPTY_PATH;
+	switch (kind) {
+	case FD_NODE:
+		r = REAL(statx)(AT_FDCWD, t.path, flags, mask, stx);
+		if (!r && door_node_rdev(&t, &maj, &min)) {
+			stx->stx_mode = (uint16_t)(S_IFCHR | (stx->stx_mode & 07777));
+			stx->stx_rdev_major = maj;
+			stx->stx_rdev_minor = min;
+			stx->stx_size = 0;
+		}
+		return r;
+	case FD_DMABUF:
+		r = REAL(statx)(fd, "", flags | AT_EMPTY_PATH, mask, stx);
+		if (!r) {
+			stx->stx_mode = S_IRUSR | S_IWUSR;
+			stx->stx_nlink = 1;
+			stx->stx_rdev_major = stx->stx_rdev_minor = 0;
+			stx->stx_size = size;
+			stx->stx_blocks = size >> 9;
+			stx->stx_blksize = 4096;
+		}
+		return r;
+	case FD_ANON:
+		e = anon_fd();
+		if (e < 0)
+			return -1;
+		r = REAL(statx)(e, "", flags | AT_EMPTY_PATH, mask, stx);
+		REAL(close)(e);
+		return r;
+	case FD_OTHER:
+		return REAL(statx)(fd, "", flags | AT_EMPTY_PATH, mask, stx);
+	default:
+		return (int)ret_errno(kind);
+	}
+}
+
+EXPORT int fstat(int fd, struct stat *st)
+{
+	if (mine_fd(fd))
+		return fstat_mine(fd, st);
+	return REAL(fstat)(fd, st);
+}
+
+EXPORT int fstat64(int fd, struct stat64 *st)
+{
+	if (mine_fd(fd))
+		return fstat64_mine(fd, st);
+	return REAL(fstat64)(fd, st);
+}
+
+EXPORT int __fxstat(int ver, int fd, struct stat *st)
+{
+	if (mine_fd(fd))
+		return fstat_mine(fd, st);
+	return REAL(__fxstat)(ver, fd, st);
+}
+
+EXPORT int __fxstat64(int ver, int fd, struct stat64 *st)
+{
+	if (mine_fd(fd))
+		return fstat64_mine(fd, st);
+	return REAL(__fxstat64)(ver, fd, st);
+}
+
+/* fstatat(fd, "", st, AT_EMPTY_PATH) and statx() alike are fstat(fd). */
+static bool empty_path(const char *path) __attribute__((noinline));
+static bool empty_path(const char *path)
+{
+	return !path || !*path; /* statx(2) takes NULL since Linux 6.11 */
+}
+#define EMPTY_PATH_MINE(dirfd, path, flags)                                              \
+	(unlikely((flags) & AT_EMPTY_PATH) && empty_path(path) && mine_fd(dirfd))
+
+/*
+ * lseek: a dma-buf has the kernel's dma_buf_llseek() (SEEK_END or SEEK_SET
+ * of 0 give the size or 0, without moving anything; all else EINVAL); the
+ * other files have no llseek in their file_operations: ESPIPE.  A whence
+ * past SEEK_MAX is EINVAL first, as in ksys_lseek().
+ */
+static off64_t lseek_mine(int fd, off64_t off, int whence)
+{
+	struct p2p_dmabuf *buf;
+	uint64_t size;
+	int r;
+
+	if ((unsigned int)whence > SEEK_HOLE)
+		return ret_errno(-EINVAL);
+	r = p2p_dmabuf_get(fd, &buf);
+	if (r)
+		return ret_errno(r == -EINVAL ? -ESPIPE : r);
+	size = p2p_dmabuf_size(buf);
+	p2p_dmabuf_put(buf);
+	if (off != 0 || (whence != SEEK_SET && whence != SEEK_END))
+		return ret_errno(-EINVAL);
+	return whence == SEEK_END ? (off64_t)size : 0;
+}
+
+EXPORT off_t lseek(int fd, off_t off, int whence)
+{
+	if (mine_fd(fd))
+		return (off_t)lseek_mine(fd, off, whence);
+	return REAL(lseek)(fd, off, whence);
+}
+
+EXPORT off64_t lseek64(int fd, off64_t off, int whence)
+{
+	if (mine_fd(fd))
+		return lseek_mine(fd, off, whence);
+	return REAL(lseek64)(fd, off, whence);
+}
+
+/* ftruncate: none of them is a regular file (do_ftruncate()): EINVAL. */
+EXPORT int ftruncate(int fd, off_t len)
+{
+	if (mine_fd(fd))
+		return (int)ret_errno(-EINVAL);
+	return REAL(ftruncate)(fd, len);
+}
+
+EXPORT int ftruncate64(int fd, off64_t len)
+{
+	if (mine_fd(fd))
+		return (int)ret_errno(-EINVAL);
+	return REAL(ftruncate64)(fd, len);
+}
+
 #define STAT_WRAPPER(name, stype)                                                        \
 	EXPORT int name(const char *path, stype *st)                                     \
 	{                                                                                \
@@ -377,29 +699,33 @@ XSTAT_WRAPPER(__xstat64, struct stat64)
 XSTAT_WRAPPER(__lxstat, struct stat)
 XSTAT_WRAPPER(__lxstat64, struct stat64)
 
-#define FSTATAT_WRAPPER(name, stype)                                                     \
+#define FSTATAT_WRAPPER(name, stype, mine)                                               \
 	EXPORT int name(int dirfd, const char *path, stype *st, int flags)               \
 	{                                                                                \
 		struct door_target t;                                                    \
 		int r;                                                                   \
+		if (EMPTY_PATH_MINE(dirfd, path, flags))                                 \
+			return mine(dirfd, st);                                          \
 		PATH_CALL(path, t,                                                       \
 			  r = REAL(name)(dirfd, t.path, st, flags); if (!r) FIX_STAT(&t, st); return r, \
 			  return REAL(name)(dirfd, path, st, flags));                    \
 	}
-FSTATAT_WRAPPER(fstatat, struct stat)
-FSTATAT_WRAPPER(fstatat64, struct stat64)
+FSTATAT_WRAPPER(fstatat, struct stat, fstat_mine)
+FSTATAT_WRAPPER(fstatat64, struct stat64, fstat64_mine)
 
-#define FXSTATAT_WRAPPER(name, stype)                                                    \
+#define FXSTATAT_WRAPPER(name, stype, mine)                                              \
 	EXPORT int name(int ver, int dirfd, const char *path, stype *st, int flags)      \
 	{                                                                                \
 		struct door_target t;                                                    \
 		int r;                                                                   \
+		if (EMPTY_PATH_MINE(dirfd, path, flags))                                 \
+			return mine(dirfd, st);                                          \
 		PATH_CALL(path, t,                                                       \
 			  r = REAL(name)(ver, dirfd, t.path, st, flags); if (!r) FIX_STAT(&t, st); return r, \
 			  return REAL(name)(ver, dirfd, path, st, flags));               \
 	}
-FXSTATAT_WRAPPER(__fxstatat, struct stat)
-FXSTATAT_WRAPPER(__fxstatat64, struct stat64)
+FXSTATAT_WRAPPER(__fxstatat, struct stat, fstat_mine)
+FXSTATAT_WRAPPER(__fxstatat64, struct stat64, fstat64_mine)
 
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
@@ -407,6 +733,8 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, stru
 	unsigned int maj, min;
 	int r;
 
+	if (EMPTY_PATH_MINE(dirfd, path, flags))
+		return statx_mine(dirfd, flags, mask, stx);
 	if (unlikely(door_might_be_mine(path)) && door_map_path(path, &t) != DOOR_NOT_MINE) {
 		r = REAL(statx)(dirfd, t.path, flags, mask, stx);
 		if (!r && S_ISREG(stx->stx_mode) && door_node_rdev(&t, &maj, &min)) {
@@ -1105,6 +1433,12 @@ WRAP(int, creat, (const char *p, mode_t m), (p, m))
 WRAP(int, creat64, (const char *p, mode_t m), (p, m))
 WRAP(FILE *, fopen, (const char *p, const char *m), (p, m))
 WRAP(FILE *, fopen64, (const char *p, const char *m), (p, m))
+WRAP(int, fstat, (int fd, struct stat *s), (fd, s))
+WRAP(int, fstat64, (int fd, struct stat64 *s), (fd, s))
+WRAP(off_t, lseek, (int fd, off_t o, int w), (fd, o, w))
+WRAP(off64_t, lseek64, (int fd, off64_t o, int w), (fd, o, w))
+WRAP(int, ftruncate, (int fd, off_t l), (fd, l))
+WRAP(int, ftruncate64, (int fd, off64_t l), (fd, l))
 WRAP(int, stat, (const char *p, struct stat *s), (p, s))
 WRAP(int, stat64, (const char *p, struct stat64 *s), (p, s))
 WRAP(int, lstat, (const char *p, struct stat *s), (p, s))

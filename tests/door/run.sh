@@ -17,7 +17,7 @@ result() { # name rc output
 	esac
 }
 
-for t in sysfs legacy iommufd heap fds bufinfo; do
+for t in sysfs legacy iommufd heap fds bufinfo fstat paths; do
 	out=$(timeout 60 "$p2pbuf" exec -q -- "$build/tests/door/door-$t" 2>&1)
 	result "$t" $? "$out"
 done
@@ -107,11 +107,79 @@ if [ $rc == 2 ] && [[ $out == *"--device:1: 0000:01:00.0 is already used"* ]] &&
 else
 	result bad-config-env 1 "exit $rc: $out"
 fi
-# No temporary tree left behind by a program that used the door.
-before=$(ls -d "${TMPDIR:-/tmp}"/p2pbuf-door-* 2>/dev/null | wc -l)
-"$p2pbuf" exec -q -- ls /sys/bus/pci/devices >/dev/null 2>&1
-after=$(ls -d "${TMPDIR:-/tmp}"/p2pbuf-door-* 2>/dev/null | wc -l)
-[ "$before" == "$after" ]; result tree-removed $? "p2pbuf-door-* dirs: $before before, $after after"
+# No temporary tree left behind by a program that used the door (a private
+# $TMPDIR, so that other jobs' trees do not count).
+tmp=$(mktemp -d)
+TMPDIR=$tmp "$p2pbuf" exec -q -- ls /sys/bus/pci/devices >/dev/null 2>&1
+left=$(ls -A "$tmp")
+[ -z "$left" ]; result tree-removed $? "left in \$TMPDIR: $left"
+
+# Nor by one killed with SIGKILL while its tree exists: `p2pbuf exec` is
+# its parent and removes it; it then dies of the same signal (137).
+out=$(TMPDIR=$tmp "$p2pbuf" exec -q -- bash -c \
+	'exec 3</sys/bus/pci/devices/0000:01:00.0/vendor; ls -d "$P2PBUF_DOOR_TMPDIR"/p2pbuf-door-$$-*; kill -9 $$' 2>&1)
+rc=$?
+left=$(ls -A "$tmp")
+if [ $rc = 137 ] && [[ $out == "$tmp/p2pbuf-exec-"*"/p2pbuf-door-"* ]] && [ -z "$left" ]; then
+	result tree-removed-kill9 0 ""
+else
+	result tree-removed-kill9 1 "exit $rc (want 137), tree while running: $out, left: $left"
+fi
+rm -rf "$tmp"
+
+# Exit status and death by signal reproduced exactly; the signals a user
+# sends to `p2pbuf exec` reach PROGRAM.
+out=$(python3 - "$p2pbuf" <<'PY' 2>&1
+import signal, subprocess, sys
+p2pbuf = sys.argv[1]
+bad = []
+def run(*cmd):
+    return subprocess.run([p2pbuf, "exec", "-q", "--", *cmd], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=30).returncode
+for code in (0, 1, 42, 255):
+    r = run("sh", "-c", "exit %d" % code)
+    if r != code: bad.append("exit %d: got %d" % (code, r))
+for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGSEGV, signal.SIGUSR1, signal.SIGABRT):
+    r = run("sh", "-c", "kill -%d $$" % sig)
+    if r != -sig: bad.append("killed by %s: got %d" % (sig.name, r))
+def forwarded(sig, script, want):
+    p = subprocess.Popen([p2pbuf, "exec", "-q", "--", "sh", "-c", script], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    ready = p.stdout.readline().strip()
+    p.send_signal(sig)
+    out, _ = p.communicate(timeout=30)
+    if ready != "ready" or p.returncode != want[0] or want[1] not in out:
+        bad.append("%s sent to p2pbuf exec: exit %d output %r (want %d, %r)" %
+                   (sig.name, p.returncode, ready + out, want[0], want[1]))
+loop = "echo ready; while :; do sleep 0.02; done"
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+            signal.SIGUSR2, signal.SIGWINCH):
+    forwarded(sig, 'trap "echo got; exit 7" %s; %s' % (sig.name[3:], loop), (7, "got"))
+forwarded(signal.SIGTERM, loop, (-signal.SIGTERM, ""))
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+)
+result exit-and-signals $? "$out"
+
+# The host's PCI functions are listed with the emulated ones (an emulated
+# BDF wins a clash) and read through to the real sysfs.
+host=$(ls /sys/bus/pci/devices 2>/dev/null)
+if [ -z "$host" ]; then
+	result host-pci 77 "SKIP: the host has no PCI functions"
+else
+	first=$(head -1 <<<"$host")
+	want=$(printf '%s\n' $host 0000:01:00.0 0000:02:00.0 0000:03:00.0 | sort -u)
+	got=$("$p2pbuf" exec -q -- ls /sys/bus/pci/devices 2>&1)
+	why=""
+	[ "$got" == "$want" ] || why+="listing: $(diff <(echo "$want") <(echo "$got") | head -5)"$'\n'
+	a=$(cat /sys/bus/pci/devices/$first/vendor /sys/bus/pci/devices/$first/class; readlink /sys/bus/pci/devices/$first; realpath /sys/bus/pci/devices/$first/driver 2>&1)
+	b=$("$p2pbuf" exec -q -- sh -c "cat /sys/bus/pci/devices/$first/vendor /sys/bus/pci/devices/$first/class; readlink /sys/bus/pci/devices/$first; realpath /sys/bus/pci/devices/$first/driver" 2>&1)
+	[ "$a" == "$b" ] || why+="$first reads differently: $a vs $b"$'\n'
+	b=$("$p2pbuf" exec -q --device "gpu $first" -- cat /sys/bus/pci/devices/$first/vendor 2>&1)
+	[ "$b" == 0x1b36 ] || why+="an emulated $first does not win: vendor $b"$'\n'
+	if [ -z "$why" ]; then result host-pci 0 ""; else result host-pci 1 "$why"; fi
+fi
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]

@@ -3,7 +3,8 @@
  * (a) Enumerate PCI functions through sysfs as QEMU and lspci do: readdir
  * /sys/bus/pci/devices, read vendor, device, class and resource, follow
  * iommu_group and driver, read config; then the /dev nodes a VFIO user
- * stats.  Expects the default `p2pbuf exec` set.
+ * stats.  Expects the default `p2pbuf exec` set; the host's own functions,
+ * listed beside the emulated ones, read as the host's sysfs.
  */
 #include <libgen.h>
 #include <limits.h>
@@ -31,6 +32,20 @@ int main(void)
 		}
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
 		CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode), "%s is not a directory", path);
+		if (strcmp(bdf, "0000:01:00.0") && strcmp(bdf, "0000:02:00.0") &&
+		    strcmp(bdf, "0000:03:00.0")) {
+			/* The host's functions are listed too, and read as the host's sysfs. */
+			char *rp = realpath(path, NULL);
+
+			snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", bdf);
+			CHECK(read_text(path, buf, sizeof(buf)) == 0 && !strncmp(buf, "0x", 2),
+			      "host function %s: vendor %s", bdf, buf);
+			CHECK(rp && !strncmp(rp, "/sys/devices/", 13) && !strstr(rp, "p2pbuf"),
+			      "host function %s: realpath %s", bdf, rp ? rp : "-");
+			free(rp);
+			free(list[i]);
+			continue;
+		}
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", bdf);
 		CHECK(read_text(path, buf, sizeof(buf)) == 0 && !strcmp(buf, "0x1b36"), "%s: %s", path, buf);
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
