@@ -17,8 +17,12 @@
  * except dom_lock around domain attach/detach (domain callbacks take none).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -364,8 +368,11 @@ static void client_gone(struct p2p_vfio_user_client *c)
 {
 	struct vu_export *e;
 
-	if (c->pdev)
+	if (c->pdev) {
 		p2p_pci_dev_backend_state(c->pdev, P2P_PCI_BACKEND_GONE);
+		/* Removed: no longer listed for VFIO users (nothing if it was not). */
+		p2p_vfio_unregister(c->pdev);
+	}
 	for (;;) {
 		struct p2p_dmabuf *buf = NULL;
 
@@ -514,7 +521,80 @@ static int hook_set_irqs(struct p2p_pci_dev *dev, uint32_t index, uint32_t start
 	return ret;
 }
 
-/* The IOAS mirror: each area one DMA_MAP (with its memfd when it has one). */
+/*
+ * The file behind process memory [va, va + len) when one shared mapping
+ * (MAP_SHARED of a memfd, a file, or shared anonymous memory) covers it
+ * all: a new fd of it (the caller closes it) with *@off where @va is in
+ * it; -1 for private or anonymous memory, or when the file cannot be had.
+ * Looked up at every map (/proc/self/maps, then the mapping's file through
+ * /proc/self/map_files, or, without the privilege that takes, an fd of
+ * ours open on the same inode): nothing is cached, so a mapping replaced
+ * since is never mistaken for the old one.  The file is checked to be
+ * the mapping's (device and inode) before it is used.
+ */
+static int va_file(const void *va, uint64_t len, uint64_t *off)
+{
+	uintptr_t s = (uintptr_t)va, e = s + len;
+	unsigned long lo, hi, ino, maj, min;
+	unsigned long long pgoff;
+	char line[512], perms[8], path[64];
+	struct stat st;
+	bool found = false;
+	FILE *f;
+	int fd = -1;
+
+	if (e < s)
+		return -1;
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx %7s %llx %lx:%lx %lu", &lo, &hi, perms, &pgoff, &maj, &min,
+			   &ino) != 7)
+			continue;
+		if (s < lo || s >= hi)
+			continue;
+		found = e <= hi && perms[3] == 's' && ino;
+		break;
+	}
+	fclose(f);
+	if (!found)
+		return -1;
+	*off = pgoff + (s - lo);
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", lo, hi);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		/* No CAP_CHECKPOINT_RESTORE: an fd of ours on the same inode, reopened. */
+		struct dirent *de;
+		DIR *d = opendir("/proc/self/fd");
+
+		while (d && fd < 0 && (de = readdir(d))) {
+			int n = atoi(de->d_name);
+
+			if (de->d_name[0] == '.' || fstat(n, &st) || st.st_ino != ino ||
+			    major(st.st_dev) != maj || minor(st.st_dev) != min || !S_ISREG(st.st_mode))
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", n);
+			fd = open(path, O_RDWR | O_CLOEXEC);
+		}
+		if (d)
+			closedir(d);
+		if (fd < 0)
+			return -1;
+	}
+	if (fstat(fd, &st) || st.st_ino != ino || major(st.st_dev) != maj ||
+	    minor(st.st_dev) != min || (uint64_t)st.st_size < *off + len) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * The IOAS mirror: each area one DMA_MAP, with the file behind it when it
+ * has one (a memfd area, a dma-buf's memory, shared process memory), so
+ * the server maps it; without one the server's DMA comes as DMA_READ/WRITE.
+ */
 static int dom_map(void *priv, const struct p2p_ioas_domain_area *a)
 {
 	struct p2p_vfio_user_client *c = priv;
@@ -524,12 +604,20 @@ static int dom_map(void *priv, const struct p2p_ioas_domain_area *a)
 			 ((a->prot & IOMMU_IOAS_MAP_WRITEABLE) ? VFIO_USER_F_DMA_REGION_WRITE : 0),
 		.addr = a->iova, .size = a->length,
 	};
-	bool fd = a->kind == P2P_IOAS_DOMAIN_FD;
-	int ret;
+	int fd = a->fd, own = -1, ret;
 
-	if (fd)
+	if (fd >= 0) {
 		m.offset = a->fd_offset;
-	ret = vu_call1(c, VFIO_USER_DMA_MAP, &m, sizeof(m), fd ? &a->fd : NULL, fd ? 1 : 0, NULL);
+	} else if (a->kind == P2P_IOAS_DOMAIN_VA) {
+		uint64_t off = 0;
+
+		own = fd = va_file(a->va, a->length, &off);
+		m.offset = off;
+	}
+	ret = vu_call1(c, VFIO_USER_DMA_MAP, &m, sizeof(m), fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0,
+		       NULL);
+	if (own >= 0)
+		close(own);
 	/* A removed device does no DMA: nothing to mirror. */
 	return ret == -ENODEV ? 0 : ret;
 }

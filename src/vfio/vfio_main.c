@@ -32,6 +32,12 @@ int vfio_device_create(struct p2p_pci_dev *dev, bool cdev, int oflags,
 
 	if (!kref_get_unless_zero(&dev->ref))
 		return -ENODEV;
+	/* A function whose backend is gone for good is removed: no new opens. */
+	pthread_rwlock_rdlock(&dev->memory_lock);
+	ret = dev->backend_state == P2P_PCI_BACKEND_GONE ? -ENODEV : 0;
+	pthread_rwlock_unlock(&dev->memory_lock);
+	if (ret)
+		goto err_put;
 	vdev = calloc(1, sizeof(*vdev));
 	if (!vdev) {
 		ret = -ENOMEM;
