@@ -17,7 +17,7 @@ prog=$build/tests/door/door-remote
 dir=$(mktemp -d)
 srv=
 cleanup() {
-	[ -n "$srv" ] && kill -9 "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
+	[ -n "$srv" ] && { kill -9 "$srv"; wait "$srv"; } 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -52,6 +52,8 @@ out=$(timeout 60 "$p2pbuf" exec -q --connect "$gpu" -- "$prog" write 5 2>&1) ||
 	bad "write: $out"
 out=$(timeout 60 "$p2pbuf" exec -q --connect "$gpu" --connect "$ce" -- "$prog" dma 5 2>&1) ||
 	bad "dma: $out"
+out=$(timeout 60 "$p2pbuf" exec -q --connect "$gpu" -- "$prog" check 2>&1) ||
+	bad "check: $out"
 
 # The server dies under a program holding the GPU.
 mkfifo "$dir/in"
@@ -63,8 +65,7 @@ for _ in $(seq 500); do
 	sleep 0.02
 done
 grep -q ready "$dir/dead.out" || bad "dead: the program did not get ready: $(cat "$dir/dead.out")"
-kill -9 "$srv"
-wait "$srv" 2>/dev/null
+{ kill -9 "$srv"; wait "$srv"; } 2>/dev/null
 srv=
 sleep 0.3
 echo go >&3

@@ -299,16 +299,19 @@ struct p2p_ioas_domain;
 enum p2p_ioas_domain_kind {
 	P2P_IOAS_DOMAIN_VA = 0,	    /* process memory: @va (no file to share) */
 	P2P_IOAS_DOMAIN_FD = 1,	    /* a memfd: @fd at @fd_offset (and @va, this process's view) */
-	P2P_IOAS_DOMAIN_DMABUF = 2, /* a dma-buf import: translate each access (revocable) */
+	P2P_IOAS_DOMAIN_DMABUF = 2, /* a dma-buf import (revocable): its memory's file in @fd
+				     * when one range covers the area, else -1 (translate
+				     * each access through the IOAS) */
 };
 
 /**
  * struct p2p_ioas_domain_area - one area as a domain sees it
  * @iova, @length: the range; @prot: IOMMU_IOAS_MAP_READABLE | WRITEABLE
  * @kind: enum p2p_ioas_domain_kind
- * @fd: FD: the file behind the area, valid during the call only (dup it)
- * @fd_offset: FD: where @iova is in @fd
- * @va: VA and FD: where @iova is in this process
+ * @fd: FD, DMABUF: the file behind the area (-1: none), valid during the
+ *	call only (dup it)
+ * @fd_offset: where @iova is in @fd
+ * @va: where @iova is in this process (VA, FD; DMABUF with an @fd)
  */
 struct p2p_ioas_domain_area {
 	uint64_t iova;
@@ -331,7 +334,14 @@ struct p2p_ioas_domain_area {
  * Both are called with no IOAS lock held but serialized with each other
  * and with every map and unmap of the IOAS: they must not map or unmap
  * the same IOAS, but may translate through it (p2p_ioas_dma_begin(),
- * p2p_ioas_access_rw()) from other threads.
+ * p2p_ioas_access_rw()) from other threads.  One exception: when the
+ * dma-buf behind a DMABUF area is revoked, @unmap is called for it from
+ * the revoke (the dma-buf's reservation lock held, not serialized with
+ * the IOAS's other maps and unmaps, only with those of that area), and the
+ * area is never given to @map again (kernel-semantics 2.5: no remap, even
+ * after an un-revoke; a domain attached after the revoke does not get it;
+ * its later unmap is not passed on).  @unmap must then not take that
+ * dma-buf's reservation lock.
  */
 struct p2p_ioas_domain_ops {
 	int (*map)(void *priv, const struct p2p_ioas_domain_area *area);

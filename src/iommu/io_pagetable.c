@@ -385,6 +385,19 @@ static void area_domain_desc(const struct ioas_area *a, struct p2p_ioas_domain_a
 	d->fd = -1;
 	if (p->kind == PAGES_DMABUF) {
 		d->kind = P2P_IOAS_DOMAIN_DMABUF;
+		/* Within one segment: its memory's file, for a backend to map. */
+		for (unsigned int i = 0; i < p->nsegs; i++) {
+			const struct pages_seg *g = &p->segs[i];
+
+			if (a->pages_off < g->off || a->pages_off - g->off >= g->len)
+				continue;
+			if (g->fd >= 0 && a->length <= g->len - (a->pages_off - g->off)) {
+				d->fd = g->fd;
+				d->fd_offset = g->fd_off + (a->pages_off - g->off);
+				d->va = g->host + (a->pages_off - g->off);
+			}
+			break;
+		}
 	} else if (p->fd >= 0) {
 		d->kind = P2P_IOAS_DOMAIN_FD;
 		d->fd = p->fd;
@@ -396,22 +409,96 @@ static void area_domain_desc(const struct ioas_area *a, struct p2p_ioas_domain_a
 	}
 }
 
+/*
+ * Fill @dom with @a (iopt_area_fill_domain()).  domain_lock held.  Over
+ * dma-buf pages the domain is tracked on the pages, so that a revoke
+ * unmaps it there (pages_domains_revoke()); pages revoked already are not
+ * mapped, and that is success (kernel-semantics 2.5: never remapped).
+ */
+static int domain_fill(struct p2p_ioas_domain *dom, const struct ioas_area *a)
+{
+	struct ioas_pages *p = a->pages;
+	struct p2p_ioas_domain_area d;
+	struct pages_dom *t;
+	int ret = 0;
+
+	area_domain_desc(a, &d);
+	if (p->kind != PAGES_DMABUF)
+		return dom->ops->map(dom->priv, &d);
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->dom = dom;
+	t->iova = a->iova;
+	t->length = a->length;
+	pthread_mutex_lock(&p->dom_mutex);
+	if (atomic_load(&p->revoked))
+		t->revoked = true;
+	else
+		ret = dom->ops->map(dom->priv, &d);
+	if (!ret)
+		list_add_tail(&t->node, &p->doms);
+	pthread_mutex_unlock(&p->dom_mutex);
+	if (ret)
+		free(t);
+	return ret;
+}
+
+/* Take @a out of @dom; a range a revoke took out already is skipped.  domain_lock held. */
+static void domain_unfill(struct p2p_ioas_domain *dom, const struct ioas_area *a)
+{
+	struct ioas_pages *p = a->pages;
+	struct pages_dom *t;
+
+	if (p->kind != PAGES_DMABUF) {
+		dom->ops->unmap(dom->priv, a->iova, a->length);
+		return;
+	}
+	pthread_mutex_lock(&p->dom_mutex);
+	list_for_each_entry(t, &p->doms, node) {
+		if (t->dom != dom || t->iova != a->iova)
+			continue;
+		if (!t->revoked)
+			dom->ops->unmap(dom->priv, a->iova, a->length);
+		list_del_init(&t->node);
+		free(t);
+		break;
+	}
+	pthread_mutex_unlock(&p->dom_mutex);
+}
+
+/*
+ * The dma-buf behind @p is revoked (resv held): every domain filled with
+ * it is unmapped there, once; a later un-revoke maps nothing back.
+ */
+void pages_domains_revoke(struct ioas_pages *p)
+{
+	struct pages_dom *t;
+
+	pthread_mutex_lock(&p->dom_mutex);
+	list_for_each_entry(t, &p->doms, node) {
+		if (t->revoked)
+			continue;
+		t->revoked = true;
+		t->dom->ops->unmap(t->dom->priv, t->iova, t->length);
+	}
+	pthread_mutex_unlock(&p->dom_mutex);
+}
+
 /* Map @a into every domain; on failure unmap it from those done.  domain_lock held. */
 static int domains_map(struct p2p_ioas *ioas, const struct ioas_area *a)
 {
-	struct p2p_ioas_domain_area d;
 	struct p2p_ioas_domain *dom, *undo;
 	int ret;
 
-	area_domain_desc(a, &d);
 	list_for_each_entry(dom, &ioas->domains, node) {
-		ret = dom->ops->map(dom->priv, &d);
+		ret = domain_fill(dom, a);
 		if (!ret)
 			continue;
 		list_for_each_entry(undo, &ioas->domains, node) {
 			if (undo == dom)
 				break;
-			undo->ops->unmap(undo->priv, a->iova, a->length);
+			domain_unfill(undo, a);
 		}
 		return ret;
 	}
@@ -467,15 +554,11 @@ P2P_API int p2p_ioas_domain_attach(struct p2p_ioas *ioas, const struct p2p_ioas_
 		}
 	}
 	pthread_rwlock_unlock(&ioas->lock);
-	for (i = 0; !ret && i < n; i++) {
-		struct p2p_ioas_domain_area d;
-
-		area_domain_desc(snap[i], &d);
-		ret = ops->map(priv, &d);
-	}
+	for (i = 0; !ret && i < n; i++)
+		ret = domain_fill(dom, snap[i]);
 	if (ret) {
 		while (i-- > 1)
-			ops->unmap(priv, snap[i - 1]->iova, snap[i - 1]->length);
+			domain_unfill(dom, snap[i - 1]);
 	} else {
 		list_add_tail(&dom->node, &ioas->domains);
 		atomic_fetch_add(&ioas->ndomains, 1);
@@ -501,20 +584,23 @@ P2P_API void p2p_ioas_domain_detach(struct p2p_ioas_domain *dom)
 	pthread_mutex_lock(&ioas->domain_lock);
 	list_del_init(&dom->node);
 	atomic_fetch_sub(&ioas->ndomains, 1);
-	/* iopt_table_remove_domain(): every area leaves the domain. */
-	pthread_rwlock_rdlock(&ioas->lock);
-	size_t n = ioas->nr;
-	struct ioas_area **snap = n ? malloc(n * sizeof(*snap)) : NULL;
+	/*
+	 * iopt_table_remove_domain(): every area leaves the domain.  Areas
+	 * change only under domain_lock, which we hold: one at a time, no
+	 * snapshot to allocate.
+	 */
+	for (size_t i = 0;; i++) {
+		struct ioas_area *a = NULL;
 
-	if (snap)
-		memcpy(snap, ioas->areas, n * sizeof(*snap));
-	pthread_rwlock_unlock(&ioas->lock);
-	if (!snap && n)
-		dom->ops->unmap(dom->priv, 0, 0); /* no memory: everything at once */
-	for (size_t i = 0; snap && i < n; i++)
-		dom->ops->unmap(dom->priv, snap[i]->iova, snap[i]->length);
+		pthread_rwlock_rdlock(&ioas->lock);
+		if (i < ioas->nr)
+			a = ioas->areas[i];
+		pthread_rwlock_unlock(&ioas->lock);
+		if (!a)
+			break;
+		domain_unfill(dom, a);
+	}
 	pthread_mutex_unlock(&ioas->domain_lock);
-	free(snap);
 	p2p_ioas_put(ioas);
 	free(dom);
 }
@@ -832,7 +918,7 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 
 		list_for_each_entry(dom, &ioas->domains, node)
 			for (size_t i = 0; i < n; i++)
-				dom->ops->unmap(dom->priv, gone[i]->iova, gone[i]->length);
+				domain_unfill(dom, gone[i]);
 	}
 	pthread_mutex_unlock(&ioas->domain_lock);
 	if (gone)
