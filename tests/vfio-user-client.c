@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -45,19 +46,21 @@ static void sock_path(char *out, size_t n, const char *bdf)
 	snprintf(out, n, "%s/%s", dir, bdf);
 }
 
-static bool start_server(void)
+/* `p2pbuf serve` of @conf in directory @d, up once @bdf's socket is there; its pid or -1. */
+static pid_t serve(const char *d, const char *conf, const char *bdf)
 {
-	char cfg[96], p[96];
+	char cfg[128], p[128];
+	pid_t pid;
 	FILE *f;
 
-	snprintf(cfg, sizeof(cfg), "%s/devices.conf", dir);
+	snprintf(cfg, sizeof(cfg), "%s/devices.conf", d);
 	f = fopen(cfg, "w");
 	if (!f)
-		return false;
-	fprintf(f, "gpu %s group=1 bar0=16K bar2=2M,64,pf\ncopy-engine %s group=2\n", GPU, CE);
+		return -1;
+	fputs(conf, f);
 	fclose(f);
-	server = fork();
-	if (server == 0) {
+	pid = fork();
+	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 
 		dup2(null, 1);
@@ -69,23 +72,31 @@ static bool start_server(void)
 		for (int i = 0; i < 2 && (slash = strrchr(exe, '/')); i++)
 			*slash = 0;
 		strcat(exe, "/tools/p2pbuf");
-		execl(exe, "p2pbuf", "serve", "--config", cfg, "--socket-dir", dir,
+		execl(exe, "p2pbuf", "serve", "--config", cfg, "--socket-dir", d,
 		      "--revoke-timeout-ms", "2000", (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; pid > 0 && i < 500; i++) {
 		struct stat st;
 
-		sock_path(p, sizeof(p), CE);
+		snprintf(p, sizeof(p), "%s/%s", d, bdf);
 		if (!stat(p, &st))
-			return true;
-		if (waitpid(server, NULL, WNOHANG) == server) {
-			server = -1;
-			return false;
-		}
+			return pid;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;
 		usleep(10000);
 	}
-	return false;
+	return -1;
+}
+
+static bool start_server(void)
+{
+	char conf[160];
+
+	snprintf(conf, sizeof(conf), "gpu %s group=1 bar0=16K bar2=2M,64,pf\ncopy-engine %s group=2\n",
+		 GPU, CE);
+	server = serve(dir, conf, CE);
+	return server > 0;
 }
 
 static struct p2p_vfio_user_client *connect_to(const char *bdf, const char *name)
@@ -333,6 +344,243 @@ static void test_server_death(struct p2p_vfio_user_client *a, struct p2p_vfio_de
 }
 
 /* ---------------------------------------------------------------------- */
+/* Peer to peer across processes                                           */
+
+static struct p2p_vfio_user_client *connect_at(const char *d, const char *bdf, const char *name)
+{
+	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci), .name = name };
+	struct p2p_vfio_user_client *c = NULL;
+	char p[128];
+
+	snprintf(p, sizeof(p), "%s/%s", d, bdf);
+	CHECK_OK(p2p_vfio_user_connect(p, &ci, &c));
+	return c;
+}
+
+#define P2P_IOVA 0x400000ull
+#define P2P_LEN (8 * PG)
+#define P2P_BAR_OFF (16 * PG)
+
+struct engine {
+	struct p2p_vfio_device *v;
+	struct p2p_ce_desc *ring;
+	struct p2p_ce_compl *compl;
+	uint32_t tail;
+	atomic_bool stop, reset_done;
+	unsigned int ok_before, ok_after, fault_after, other;
+};
+
+/* One copy src -> BAR (the dma-buf's IOVA), waited for: its status, 0 on a timeout. */
+static uint32_t engine_copy(struct engine *e, uint64_t dst, uint32_t len)
+{
+	uint32_t idx = e->tail & 3;
+
+	e->ring[idx] = (struct p2p_ce_desc){ .src = 0x12000, .dst = dst, .len = len, .id = e->tail };
+	memset(&e->compl[idx], 0, sizeof(e->compl[idx]));
+	e->tail++;
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	if (reg_write(e->v, P2P_CE_REG_DOORBELL, e->tail, 4))
+		return 0;
+	for (int i = 0; i < 5000 && reg_read(e->v, P2P_CE_REG_HEAD, 4) != e->tail; i++)
+		usleep(200);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return e->compl[idx].status;
+}
+
+/* DMA into the other server's BAR, over and over, while the main thread resets it. */
+static void *engine_main(void *arg)
+{
+	struct engine *e = arg;
+
+	while (!atomic_load(&e->stop)) {
+		bool after = atomic_load(&e->reset_done);
+		uint32_t st = engine_copy(e, P2P_IOVA + 64, 2 * PG);
+
+		if (st == P2P_CE_OK && !after)
+			e->ok_before++;
+		else if (st == P2P_CE_OK)
+			e->ok_after++;
+		else if (after && (st == P2P_CE_FAULT || st == P2P_CE_REVOKED))
+			e->fault_after++;
+		else if (!after && (st == P2P_CE_FAULT || st == P2P_CE_REVOKED))
+			; /* the revoke is under way */
+		else
+			e->other++;
+	}
+	return NULL;
+}
+
+/*
+ * Two p2pbuf serve processes: the copy engine in one (A), the GPU in the
+ * other (B).  A dma-buf of B's BAR2, imported into the IOAS of A's engine,
+ * goes to A with the BAR's memory fd: A's engine DMAs straight into B's
+ * BAR.  A reset of B revokes it: the client unmaps it from A (drained)
+ * before it acks, so once the reset returns nothing lands in the BAR
+ * (canaries written through a new connection), and the engine's DMAs
+ * fault.  On the way: shared anonymous memory mapped by VA is DMA'd into
+ * by A (the client found its file).
+ */
+static void test_p2p(void)
+{
+	char da[96], db[96], conf[128];
+	pid_t sa, sb;
+	struct p2p_vfio_user_client *ce = NULL, *gpu = NULL, *late = NULL;
+	struct p2p_vfio_device *vce = NULL, *vgpu = NULL, *vlate = NULL;
+	struct vfio_region_dma_range r = { .offset = P2P_BAR_OFF, .length = P2P_LEN };
+	struct p2p_iommufd *ictx = NULL;
+	struct p2p_ioas *ioas = NULL;
+	struct engine e = { .tail = 0 };
+	uint8_t *mem = NULL, *m = NULL, *bar = NULL, *shared;
+	uint32_t id, st;
+	uint64_t iova;
+	pthread_t th;
+	int mfd = memfd_create("p2p-ce", MFD_CLOEXEC), buf = -1;
+	size_t bad = 0;
+
+	t_section("peer to peer across processes");
+	snprintf(da, sizeof(da), "%s/a", dir);
+	snprintf(db, sizeof(db), "%s/b", dir);
+	CHECK(!mkdir(da, 0700) && !mkdir(db, 0700));
+	snprintf(conf, sizeof(conf), "copy-engine %s group=2\n", CE);
+	sa = serve(da, conf, CE);
+	snprintf(conf, sizeof(conf), "gpu %s group=1 bar0=16K bar2=2M,64,pf\n", GPU);
+	sb = serve(db, conf, GPU);
+	CHECK(sa > 0 && sb > 0);
+	if (sa <= 0 || sb <= 0)
+		goto out;
+	ce = connect_at(da, CE, "0000:42:00.0");
+	gpu = connect_at(db, GPU, "0000:41:00.0");
+	if (!ce || !gpu)
+		goto out;
+	CHECK_OK(p2p_vfio_device_open(p2p_vfio_user_client_pci(ce), &vce));
+	CHECK_OK(p2p_vfio_device_open(p2p_vfio_user_client_pci(gpu), &vgpu));
+	CHECK(mfd >= 0 && ftruncate(mfd, 4 * PG) == 0);
+	mem = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	CHECK(mem != MAP_FAILED);
+	if (!vce || !vgpu || mem == MAP_FAILED)
+		goto out;
+	CHECK_OK(p2p_iommufd_open(&ictx));
+	CHECK_OK(p2p_ioas_alloc(ictx, &id, &ioas));
+	CHECK_OK(p2p_vfio_device_attach_ioas(vce, ioas));
+	/* Ring 0x10000, completions 0x11000, source 0x12000 (memfd, with its fd). */
+	iova = 0x10000;
+	CHECK_OK(p2p_ioas_map_file(ioas, mfd, 0, 4 * PG, &iova,
+				   P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE |
+					   P2P_IOAS_MAP_WRITEABLE));
+	buf = p2p_vfio_user_dmabuf_export(gpu, 2, &r, 1, O_RDWR | O_CLOEXEC);
+	CHECK(buf >= 0);
+	if (buf < 0)
+		goto out;
+	CHECK_OK(p2p_fd_mmap(buf, NULL, P2P_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, 0,
+			     (void **)&m));
+	iova = P2P_IOVA;
+	CHECK_OK(p2p_ioas_map_file(ioas, buf, 0, P2P_LEN, &iova,
+				   P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE |
+					   P2P_IOAS_MAP_WRITEABLE));
+	e.v = vce;
+	e.ring = (struct p2p_ce_desc *)mem;
+	e.compl = (struct p2p_ce_compl *)(mem + PG);
+	for (uint32_t i = 0; i < 2 * PG; i++)
+		mem[2 * PG + i] = (uint8_t)(i * 7 + 3);
+	CHECK_OK(reg_write(vce, P2P_CE_REG_RING, 0x10000, 8));
+	CHECK_OK(reg_write(vce, P2P_CE_REG_RING_SIZE, 4, 4));
+	CHECK_OK(reg_write(vce, P2P_CE_REG_COMPL, 0x11000, 8));
+	CHECK_OK(reg_write(vce, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4));
+	if (!m)
+		goto out;
+
+	/* Data: A's engine writes B's BAR, seen through the dma-buf's mapping here. */
+	memset(m, 0, P2P_LEN);
+	CHECK((st = engine_copy(&e, P2P_IOVA + 100, 2 * PG)) == P2P_CE_OK);
+	CHECK(!memcmp(m + 100, mem + 2 * PG, 2 * PG) && m[99] == 0 && m[100 + 2 * PG] == 0);
+
+	/* Shared process memory mapped by VA goes with its file (found through /proc). */
+	shared = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CHECK(shared != MAP_FAILED);
+	iova = 0x20000;
+	if (shared != MAP_FAILED) {
+		CHECK_OK(p2p_ioas_map(ioas, shared, 2 * PG, &iova,
+				      P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE |
+					      P2P_IOAS_MAP_WRITEABLE));
+		CHECK((st = engine_copy(&e, 0x20000, 2 * PG)) == P2P_CE_OK);
+		CHECK(!memcmp(shared, mem + 2 * PG, 2 * PG));
+		CHECK_OK(p2p_ioas_unmap(ioas, 0x20000, 2 * PG, NULL));
+		munmap(shared, 2 * PG);
+	}
+
+	/* B resets while A's engine keeps writing its BAR. */
+	pthread_create(&th, NULL, engine_main, &e);
+	for (int i = 0; i < 2000 && e.ok_before < 3; i++)
+		usleep(1000);
+	CHECK_OK(p2p_vfio_device_ioctl(vgpu, VFIO_DEVICE_RESET, NULL));
+	atomic_store(&e.reset_done, true);
+	/* A new connection's view of the BAR (ours stay revoked: no restore notice). */
+	late = connect_at(db, GPU, "0000:43:00.0");
+	if (late && !p2p_vfio_device_open(p2p_vfio_user_client_pci(late), &vlate))
+		p2p_vfio_device_mmap(vlate, NULL, BAR2, PROT_READ | PROT_WRITE, MAP_SHARED,
+				     P2P_VFIO_REGION_OFFSET(2), (void **)&bar);
+	CHECK(bar != NULL);
+	if (bar)
+		memset(bar + P2P_BAR_OFF, 0xee, P2P_LEN);
+	for (int i = 0; i < 2000 && e.fault_after < 5; i++)
+		usleep(1000);
+	atomic_store(&e.stop, true);
+	pthread_join(th, NULL);
+	for (size_t i = 0; bar && i < P2P_LEN; i++)
+		bad += bar[P2P_BAR_OFF + i] != 0xee;
+	CHECK(bar && !bad);
+	CHECK(e.ok_before >= 3 && e.ok_after == 0 && e.fault_after >= 5 && e.other == 0);
+	if (bad || e.ok_after || e.fault_after < 5 || e.ok_before < 3 || e.other)
+		fprintf(stderr, "p2p: %zu canary bytes changed; DMA ok %u before, %u after the "
+				"revoke, %u faults after, %u other\n",
+			bad, e.ok_before, e.ok_after, e.fault_after, e.other);
+	/* Never remapped (kernel-semantics 2.5); DMA into process memory goes on. */
+	CHECK((st = engine_copy(&e, P2P_IOVA, 64)) == P2P_CE_FAULT || st == P2P_CE_REVOKED);
+	CHECK(engine_copy(&e, 0x13000, 64) == P2P_CE_OK);
+	/* The stale area unmapped: that goes to A without a second unmap there. */
+	CHECK_OK(p2p_ioas_unmap(ioas, P2P_IOVA, P2P_LEN, NULL));
+	CHECK(p2p_vfio_user_client_alive(ce) && p2p_vfio_user_client_alive(gpu));
+out:
+	if (bar)
+		p2p_munmap(bar, BAR2);
+	if (m)
+		p2p_munmap(m, P2P_LEN);
+	if (buf >= 0)
+		p2p_close(buf);
+	if (vlate)
+		p2p_vfio_device_close(vlate);
+	if (vce)
+		p2p_vfio_device_close(vce);
+	if (vgpu)
+		p2p_vfio_device_close(vgpu);
+	if (ioas)
+		p2p_ioas_put(ioas);
+	if (ictx)
+		p2p_iommufd_close(ictx);
+	p2p_vfio_user_disconnect(late);
+	p2p_vfio_user_disconnect(ce);
+	p2p_vfio_user_disconnect(gpu);
+	if (mem && mem != MAP_FAILED)
+		munmap(mem, 4 * PG);
+	if (mfd >= 0)
+		close(mfd);
+	for (int i = 0; i < 2; i++) {
+		pid_t pid = i ? sb : sa;
+		char p[128];
+
+		if (pid > 0) {
+			kill(pid, SIGTERM);
+			waitpid(pid, NULL, 0);
+		}
+		snprintf(p, sizeof(p), "%s/devices.conf", i ? db : da);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/%s", i ? db : da, i ? GPU : CE);
+		unlink(p);
+		rmdir(i ? db : da);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
 /* A raw fake server for error paths                                       */
 
 struct fake {
@@ -435,6 +683,7 @@ int main(void)
 	test_copy_engine();
 	test_export_revoke(a, vb, ma);
 	test_server_death(a, va, ma);
+	test_p2p();
 	p2p_munmap(ma, BAR2);
 	p2p_munmap(mb, BAR2);
 	p2p_vfio_device_close(va);
