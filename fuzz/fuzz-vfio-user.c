@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -99,11 +100,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The first byte picks the device. */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		abort();
-	if (p2p_vfio_user_server_add_fd(srv, (data[0] & 1) ? ce : gpu, sv[1]))
-		abort();
+	{
+		int ret = p2p_vfio_user_server_add_fd(srv, (data[0] & 1) ? ce : gpu, sv[1]);
+
+		if (ret) {
+			fprintf(stderr, "add_fd: %s\n", p2p_strerror(ret));
+			abort();
+		}
+	}
 	data++;
 	size--;
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	if (!size)
+		shutdown(sv[0], SHUT_WR);
 	for (;;) {
 		struct pollfd p = { .fd = sv[0], .events = POLLIN | (sent < size ? POLLOUT : 0) };
 
