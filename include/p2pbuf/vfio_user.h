@@ -93,6 +93,8 @@ struct p2p_vfio_user_client;
 /** p2p_vfio_user_connect_info flags */
 enum {
 	P2P_VFIO_USER_NO_P2PBUF = 1u << 0, /* speak the specification only: no extension */
+	P2P_VFIO_USER_TRAP_BARS = 1u << 1, /* map no region fd: every BAR access is a
+					      REGION_READ/WRITE (no mmap, no dma-buf) */
 };
 
 /**

@@ -1058,7 +1058,8 @@ static int build_function(struct p2p_vfio_user_client *c, const char *path,
 			info.bars[i].flags |= P2P_BAR_MEM64;
 		if (bar & 8)
 			info.bars[i].flags |= P2P_BAR_PREFETCH;
-		if (reg->fd >= 0 && reg->mmap_all && reg->size >= P2P_PAGE_SIZE &&
+		if (!(ci->flags & P2P_VFIO_USER_TRAP_BARS) && reg->fd >= 0 && reg->mmap_all &&
+		    reg->size >= P2P_PAGE_SIZE &&
 		    !(reg->offset & P2P_PAGE_MASK)) {
 			ret = p2p_mem_create_from_fd(reg->fd, reg->offset, reg->size, 0,
 						     &info.bar_mems[i]);
@@ -1107,7 +1108,7 @@ P2P_API int p2p_vfio_user_connect(const char *socket_path,
 	if (!socket_path || !out || strlen(socket_path) >= sizeof(sa.sun_path))
 		return -EINVAL;
 	if (info) {
-		if (info->argsz < sizeof(ci) || (info->flags & ~P2P_VFIO_USER_NO_P2PBUF))
+		if (info->argsz < sizeof(ci) || (info->flags & ~(P2P_VFIO_USER_NO_P2PBUF | P2P_VFIO_USER_TRAP_BARS)))
 			return -EINVAL;
 		ci = *info;
 	}
