@@ -86,6 +86,7 @@ struct p2p_vfio_user_client {
 	struct p2p_pci_dev *pdev;
 	struct vu_region regions[VU_MAX_REGIONS];
 	uint32_t nr_regions, dev_flags;
+	int early_regions; /* P2P_PCI_BACKEND_*: a notice before the function existed */
 
 	pthread_mutex_t dom_lock;
 	struct p2p_ioas_domain *dom;
@@ -323,13 +324,31 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	bool revoke, for_good;
 	int ret = 0;
 
-	if (!c->p2p || !c->pdev || m->size - sizeof(m->hdr) < sizeof(r)) {
+	if (!c->p2p || m->size - sizeof(m->hdr) < sizeof(r)) {
 		reply_error(c, &m->hdr, c->p2p ? EINVAL : ENOSYS);
 		return;
 	}
+	/*
+	 * A notice while p2p_vfio_user_connect() still builds the function
+	 * (a reset by another client): nothing of ours maps the memory yet,
+	 * so the ack is true; an error reply would get us disconnected.  The
+	 * state of the regions is applied once the function exists.
+	 */
 	memcpy(&r, m->buf + sizeof(m->hdr), sizeof(r));
 	revoke = r.flags & VFIO_USER_P2P_REVOKE_F_REVOKED;
 	for_good = r.flags & VFIO_USER_P2P_REVOKE_F_FOR_GOOD;
+	pthread_mutex_lock(&c->lock);
+	if (!c->pdev) {
+		if (r.export_id == VFIO_USER_P2P_EXPORT_REGIONS)
+			c->early_regions = !revoke  ? P2P_PCI_BACKEND_OK :
+					   for_good ? P2P_PCI_BACKEND_GONE :
+						      P2P_PCI_BACKEND_REVOKED;
+		pthread_mutex_unlock(&c->lock);
+		if (revoke)
+			reply_to(c, &m->hdr, NULL, 0);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
 	if (r.export_id == VFIO_USER_P2P_EXPORT_REGIONS) {
 		ret = p2p_pci_dev_backend_state(c->pdev, !revoke  ? P2P_PCI_BACKEND_OK :
 							 for_good ? P2P_PCI_BACKEND_GONE :
@@ -347,7 +366,6 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 			ret = !revoke ? p2p_dmabuf_unrevoke(buf) :
 			      p2p_dmabuf_revoke(buf, for_good ? P2P_DMABUF_PERM_REVOKED :
 								P2P_DMABUF_TEMP_REVOKED);
-			p2p_dmabuf_put(buf);
 		}
 	}
 	if (ret == -EBADFD)
@@ -361,6 +379,13 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 		else
 			reply_to(c, &m->hdr, NULL, 0);
 	}
+	/*
+	 * After the ack: if the user closed the dma-buf meanwhile, this is the
+	 * last reference and its release sends DMABUF_CLOSE, which the server
+	 * carries out only once the revoke that waits for this ack is over.
+	 */
+	if (buf)
+		p2p_dmabuf_put(buf);
 }
 
 /* The server is gone: the function is removed, its exports revoked for good. */
@@ -989,6 +1014,7 @@ static int build_function(struct p2p_vfio_user_client *c, const char *path,
 	static atomic_uint next_local = 0;
 	struct vfio_user_device_info di = { .argsz = sizeof(di) };
 	struct p2p_pci_dev_info info = { .argsz = sizeof(info) };
+	struct p2p_pci_dev *pdev = NULL;
 	uint8_t cfg[64];
 	char name[32];
 	struct vu_msg r;
@@ -1072,10 +1098,19 @@ static int build_function(struct p2p_vfio_user_client *c, const char *path,
 			i++; /* the upper half */
 	}
 	atomic_fetch_add(&c->refs, 1); /* the function's */
-	ret = p2p_pci_dev_create(&info, &c->pdev);
+	ret = p2p_pci_dev_create(&info, &pdev);
 	if (ret) {
 		atomic_fetch_sub(&c->refs, 1);
-		c->pdev = NULL;
+	} else {
+		int early;
+
+		pthread_mutex_lock(&c->lock);
+		c->pdev = pdev;
+		early = c->early_regions;
+		pthread_mutex_unlock(&c->lock);
+		/* A revoke notice came while the function was being built. */
+		if (early != P2P_PCI_BACKEND_OK)
+			p2p_pci_dev_backend_state(pdev, (enum p2p_pci_backend_state)early);
 	}
 out:
 	for (int i = 0; i < 6; i++)
