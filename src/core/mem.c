@@ -252,6 +252,56 @@ err_free:
 	return ret;
 }
 
+P2P_API int p2p_mem_create_from_fd(int fd, uint64_t offset, uint64_t size, unsigned int flags,
+				   struct p2p_mem **out)
+{
+	struct p2p_mem *mem;
+	void *p;
+	int ret;
+
+	if (fd < 0)
+		return -EBADF;
+	if (!size || !IS_ALIGNED(size, P2P_PAGE_SIZE) || size > (1ull << 46) ||
+	    (flags & ~P2P_MEM_HUGE) || !IS_ALIGNED(offset, P2P_PAGE_SIZE) || offset > (1ull << 50))
+		return -EINVAL;
+	mem = calloc(1, sizeof(*mem));
+	if (!mem)
+		return -ENOMEM;
+	kref_init(&mem->ref);
+	mem->size = size;
+	mem->fd_off = offset;
+	mem->huge = (flags & P2P_MEM_HUGE) && p2p_hugepage_mode() != P2P_HUGEPAGE_NONE &&
+		    IS_ALIGNED(offset, P2P_HUGE_SIZE);
+	mem->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (mem->fd < 0) {
+		ret = -errno;
+		goto err_free;
+	}
+	p = p2p_reserve_va(NULL, size, mem->huge ? P2P_HUGE_SIZE : P2P_PAGE_SIZE, false);
+	if (p == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto err_close;
+	}
+	mem->base = mmap(p, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem->fd,
+			 (off_t)offset);
+	if (mem->base == MAP_FAILED) {
+		/* Not a shared-memory file, or opened read-only. */
+		ret = errno == EACCES || errno == ENODEV ? -EINVAL : -errno;
+		munmap(p, size);
+		goto err_close;
+	}
+	if (mem->huge)
+		madvise(mem->base, size, MADV_HUGEPAGE);
+	*out = mem;
+	return 0;
+
+err_close:
+	close(mem->fd);
+err_free:
+	free(mem);
+	return ret;
+}
+
 P2P_API struct p2p_mem *p2p_mem_get(struct p2p_mem *mem)
 {
 	kref_get(&mem->ref);
