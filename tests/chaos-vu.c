@@ -11,12 +11,16 @@
  * few hundred milliseconds and starts a new one in its slot.
  *
  * Invariants (docs/chaos.md):
- * - nothing lands in revoked memory: a shared generation counter is bumped
- *   by a client after its reset / memory-off returned (they are serialized
- *   by an exclusive flock; exports take it shared, so an export is valid at
- *   the generation it read); a CPU write through an export older than the
- *   current generation must fault, a DMA into such an import must fault,
- *   and a revoked mapping never comes back;
+ * - nothing lands in revoked memory: triggers (reset, memory off and on)
+ *   are serialized by an exclusive flock; a shared generation counter is
+ *   bumped after each, and a shared window counter is odd from the return
+ *   of a memory-off (every client acked its revoke) to the memory-on.  A
+ *   CPU write through an export wholly inside one such window must fault
+ *   (the trigger's own client checks its exports there too); after the
+ *   memory-on the exports come back (the server's restore notices, as
+ *   vfio-pci un-revokes its dma-bufs), but an import mapped into the
+ *   engine's IOAS before a trigger is never remapped: DMA into it after
+ *   the trigger must fault;
  * - nothing lands in unmapped memory: after DMA_UNMAP (p2p_ioas_unmap)
  *   returns, the engine's DMA to that IOVA faults and the canary there is
  *   intact;
@@ -40,6 +44,7 @@
 
 #include <p2pbuf/vfio_user.h>
 
+#include "drv_util.h"
 #include "harness.h"
 
 #define GPU "0000:01:00.0"
@@ -54,6 +59,7 @@
 /* Shared by the parent and every client: a memfd passed down as fd 3. */
 struct shared {
 	atomic_ulong gen;	      /* bumped after each completed revoke trigger */
+	atomic_ulong window;	      /* odd while memory decoding is off (revoked) */
 	atomic_ulong ops[NR_CLIENTS]; /* per slot */
 	atomic_ulong resets, revoked_writes, dma_ok, dma_fault, unmapped_faults, imports;
 };
@@ -81,8 +87,6 @@ struct export {
 	int fd;
 	uint8_t *m;
 	uint64_t off;
-	unsigned long gen;
-	bool revoked; /* seen faulting: must stay so */
 };
 
 struct child {
@@ -110,38 +114,22 @@ struct child {
 #define EXTRA_OFF 0x100000ull  /* a DMA-mapped then unmapped area */
 #define IMPORT_OFF 0x200000ull /* an export imported into the IOAS */
 
-static int reg_write(struct p2p_vfio_device *v, uint64_t off, uint64_t val, size_t len)
-{
-	ssize_t n = p2p_vfio_device_pwrite(v, &val, len, P2P_VFIO_REGION_OFFSET(0) + off);
-
-	return n == (ssize_t)len ? 0 : (n < 0 ? (int)n : -EIO);
-}
-
-static uint64_t reg_read(struct p2p_vfio_device *v, uint64_t off, size_t len)
-{
-	uint64_t val = 0;
-
-	if (p2p_vfio_device_pread(v, &val, len, P2P_VFIO_REGION_OFFSET(0) + off) != (ssize_t)len)
-		return ~0ull;
-	return val;
-}
-
 /* Take the engine (one ring for every client): program it with ours, drain what was left. */
 static bool engine_take(struct child *c)
 {
 	uint32_t head = 0;
 
 	flock(c->engine_lock, LOCK_EX);
-	if (reg_write(c->vce, P2P_CE_REG_CTRL, 0, 4) ||
-	    reg_write(c->vce, P2P_CE_REG_RING, c->base + OFF_RING, 8) ||
-	    reg_write(c->vce, P2P_CE_REG_RING_SIZE, 4, 4) ||
-	    reg_write(c->vce, P2P_CE_REG_COMPL, c->base + OFF_COMPL, 8) ||
-	    reg_write(c->vce, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4))
+	if (drv_reg_write(c->vce, P2P_CE_REG_CTRL, 0, 4) ||
+	    drv_reg_write(c->vce, P2P_CE_REG_RING, c->base + OFF_RING, 8) ||
+	    drv_reg_write(c->vce, P2P_CE_REG_RING_SIZE, 4, 4) ||
+	    drv_reg_write(c->vce, P2P_CE_REG_COMPL, c->base + OFF_COMPL, 8) ||
+	    drv_reg_write(c->vce, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4))
 		goto fail;
 	/* A killed client may have left descriptors: they run (and fault) first. */
 	for (int i = 0; i < 2000; i++) {
-		head = (uint32_t)reg_read(c->vce, P2P_CE_REG_HEAD, 4);
-		if (head == (uint32_t)reg_read(c->vce, P2P_CE_REG_DOORBELL, 4))
+		head = (uint32_t)drv_reg_read(c->vce, P2P_CE_REG_HEAD, 4);
+		if (head == (uint32_t)drv_reg_read(c->vce, P2P_CE_REG_DOORBELL, 4))
 			break;
 		usleep(500);
 	}
@@ -168,9 +156,9 @@ static uint32_t engine_copy(struct child *c, uint64_t src, uint64_t dst, uint32_
 	memset(&compl[idx], 0, sizeof(compl[idx]));
 	c->tail++;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	if (reg_write(c->vce, P2P_CE_REG_DOORBELL, c->tail, 4))
+	if (drv_reg_write(c->vce, P2P_CE_REG_DOORBELL, c->tail, 4))
 		return 0;
-	for (int i = 0; i < 10000 && (uint32_t)reg_read(c->vce, P2P_CE_REG_HEAD, 4) != c->tail; i++)
+	for (int i = 0; i < 10000 && (uint32_t)drv_reg_read(c->vce, P2P_CE_REG_HEAD, 4) != c->tail; i++)
 		usleep(100);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	return compl[idx].status;
@@ -196,7 +184,6 @@ static struct export *op_export(struct child *c)
 	e->off = c->slot * SLOT_BAR + (rnd(&c->seed) % (SLOT_BAR / EXP_LEN)) * EXP_LEN;
 	r = (struct vfio_region_dma_range){ .offset = e->off, .length = EXP_LEN };
 	flock(c->reset_lock, LOCK_SH);
-	e->gen = atomic_load(&c->sh->gen);
 	e->fd = p2p_vfio_user_dmabuf_export(c->gpu, 2, &r, 1, O_RDWR | O_CLOEXEC);
 	if (e->fd < 0)
 		fprintf(stderr, "chaos-vu[%u]: export: %s\n", c->slot, strerror(-e->fd));
@@ -208,33 +195,32 @@ static struct export *op_export(struct child *c)
 		CHECK(!t_write_faults(e->m + 8, (uint8_t)c->slot) && e->m[8] == (uint8_t)c->slot);
 	}
 	flock(c->reset_lock, LOCK_UN);
-	e->revoked = false;
 	return e->m ? e : NULL;
 }
 
-/* CPU access through an export: faults iff a trigger completed since it was made (or may). */
+/* CPU access through an export: faults if it ran wholly while memory decoding was off. */
 static void op_cpu(struct child *c)
 {
 	struct export *e = &c->exp[rnd(&c->seed) % NR_EXP];
-	unsigned long g;
+	unsigned long w;
 	bool faulted;
 
 	if (!e->m)
 		return;
-	g = atomic_load(&c->sh->gen);
+	w = atomic_load(&c->sh->window);
 	faulted = t_write_faults(e->m + (rnd(&c->seed) % EXP_LEN), 0xa5);
-	if (g > e->gen && !faulted) {
-		fprintf(stderr, "chaos-vu[%u]: a write through an export of generation %lu landed "
-				"at generation %lu\n", c->slot, e->gen, g);
+	if ((w & 1) && atomic_load(&c->sh->window) == w && !faulted) {
+		fprintf(stderr, "chaos-vu[%u]: a write through an export landed while memory "
+				"decoding was off\n", c->slot);
 		atomic_fetch_add(&c->sh->revoked_writes, 1);
 		CHECK(faulted);
 	}
-	if (e->revoked)
-		CHECK(faulted); /* never restored */
-	e->revoked = e->revoked || faulted;
 }
 
-/* Reset or memory decode off/on: every export of every client revoked before it returns. */
+/*
+ * Reset, or memory decode off then on: every export of every client is
+ * revoked before the trigger returns; with memory off, ours must fault.
+ */
 static void op_trigger(struct child *c, bool reset)
 {
 	flock(c->reset_lock, LOCK_EX);
@@ -244,13 +230,15 @@ static void op_trigger(struct child *c, bool reset)
 		CHECK_OK(p2p_vfio_config_write(c->vgpu, 0x04, 2, 0x0004));
 	atomic_fetch_add(&c->sh->gen, 1);
 	atomic_fetch_add(&c->sh->resets, 1);
+	if (!reset) {
+		atomic_fetch_add(&c->sh->window, 1);
+		for (int i = 0; i < NR_EXP; i++)
+			if (c->exp[i].m)
+				CHECK(t_read_faults(c->exp[i].m));
+		atomic_fetch_add(&c->sh->window, 1);
+	}
 	CHECK_OK(p2p_vfio_config_write(c->vgpu, 0x04, 2, 0x0006));
 	flock(c->reset_lock, LOCK_UN);
-	for (int i = 0; i < NR_EXP; i++)
-		if (c->exp[i].m) {
-			CHECK(t_read_faults(c->exp[i].m));
-			c->exp[i].revoked = true;
-		}
 }
 
 /* DMA within our memory, checked. */
@@ -319,26 +307,32 @@ static void op_import(struct child *c)
 {
 	struct export *e = op_export(c);
 	uint64_t iova = c->base + IMPORT_OFF;
-	unsigned long g;
+	unsigned long g, gm;
 	uint32_t st;
+	int ret;
 
 	if (!e)
 		return;
-	if (p2p_ioas_map_file(c->ioas, e->fd, 0, EXP_LEN, &iova,
-			      P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE |
-				      P2P_IOAS_MAP_WRITEABLE))
+	/* Mapped at generation gm: a later trigger revokes it for this IOAS for good. */
+	flock(c->reset_lock, LOCK_SH);
+	gm = atomic_load(&c->sh->gen);
+	ret = p2p_ioas_map_file(c->ioas, e->fd, 0, EXP_LEN, &iova,
+				P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE |
+					P2P_IOAS_MAP_WRITEABLE);
+	flock(c->reset_lock, LOCK_UN);
+	if (ret)
 		return; /* revoked meanwhile: the map is refused, fine */
 	memset(c->mem + OFF_SRC, 0x5c, PG);
 	if (engine_take(c)) {
 		g = atomic_load(&c->sh->gen);
 		st = engine_copy(c, c->base + OFF_SRC, iova + PG, PG);
 		engine_put(c);
-		if (g > e->gen)
+		if (g > gm)
 			CHECK(st == P2P_CE_FAULT || st == P2P_CE_REVOKED);
 		else
 			CHECK(st == P2P_CE_OK || st == P2P_CE_FAULT || st == P2P_CE_REVOKED);
 		if (st == P2P_CE_OK && !t_read_faults(e->m + PG))
-			CHECK(e->m[PG] == 0x5c || atomic_load(&c->sh->gen) > e->gen);
+			CHECK(e->m[PG] == 0x5c || atomic_load(&c->sh->gen) > gm);
 		atomic_fetch_add(&c->sh->imports, 1);
 		if (st != P2P_CE_OK)
 			atomic_fetch_add(&c->sh->dma_fault, 1);

@@ -23,6 +23,7 @@
 
 #include <p2pbuf/vfio_user.h>
 
+#include "drv_util.h"
 #include "harness.h"
 
 #define GPU "0000:01:00.0"
@@ -110,22 +111,6 @@ static struct p2p_vfio_user_client *connect_to(const char *bdf, const char *name
 	return c;
 }
 
-static int reg_write(struct p2p_vfio_device *v, uint64_t off, uint64_t val, size_t len)
-{
-	ssize_t n = p2p_vfio_device_pwrite(v, &val, len, P2P_VFIO_REGION_OFFSET(0) + off);
-
-	return n == (ssize_t)len ? 0 : (n < 0 ? (int)n : -EIO);
-}
-
-static uint64_t reg_read(struct p2p_vfio_device *v, uint64_t off, size_t len)
-{
-	uint64_t val = 0;
-
-	if (p2p_vfio_device_pread(v, &val, len, P2P_VFIO_REGION_OFFSET(0) + off) != (ssize_t)len)
-		return ~0ull;
-	return val;
-}
-
 /* Identity, BAR memory through the region fd (shared between two clients). */
 static void test_bars(struct p2p_vfio_user_client *a, struct p2p_vfio_user_client *b,
 		      struct p2p_vfio_device *va, struct p2p_vfio_device *vb, uint8_t **ma,
@@ -173,7 +158,7 @@ static void test_copy_engine(void)
 	if (!c)
 		return;
 	CHECK_OK(p2p_vfio_device_open(p2p_vfio_user_client_pci(c), &v));
-	CHECK(reg_read(v, P2P_CE_REG_ID, 4) == P2P_CE_ID);
+	CHECK(drv_reg_read(v, P2P_CE_REG_ID, 4) == P2P_CE_ID);
 	CHECK(mfd >= 0 && ftruncate(mfd, 4 * PG) == 0);
 	mem = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
 	anon = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -215,17 +200,17 @@ static void test_copy_engine(void)
 				      .count = 1 };
 	memcpy(irq->data, &e32, 4);
 	CHECK_OK(p2p_vfio_device_ioctl(v, VFIO_DEVICE_SET_IRQS, irq));
-	CHECK_OK(reg_write(v, P2P_CE_REG_RING, 0x10000, 8));
-	CHECK_OK(reg_write(v, P2P_CE_REG_RING_SIZE, 4, 4));
-	CHECK_OK(reg_write(v, P2P_CE_REG_COMPL, 0x11000, 8));
-	CHECK_OK(reg_write(v, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4));
-	CHECK_OK(reg_write(v, P2P_CE_REG_DOORBELL, 3, 4));
+	CHECK_OK(drv_reg_write(v, P2P_CE_REG_RING, 0x10000, 8));
+	CHECK_OK(drv_reg_write(v, P2P_CE_REG_RING_SIZE, 4, 4));
+	CHECK_OK(drv_reg_write(v, P2P_CE_REG_COMPL, 0x11000, 8));
+	CHECK_OK(drv_reg_write(v, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4));
+	CHECK_OK(drv_reg_write(v, P2P_CE_REG_DOORBELL, 3, 4));
 	struct pollfd pfd = { .fd = efd, .events = POLLIN };
 
 	CHECK(poll(&pfd, 1, 5000) == 1);
-	for (int i = 0; i < 500 && reg_read(v, P2P_CE_REG_HEAD, 4) != 3; i++)
+	for (int i = 0; i < 500 && drv_reg_read(v, P2P_CE_REG_HEAD, 4) != 3; i++)
 		usleep(2000);
-	CHECK(reg_read(v, P2P_CE_REG_HEAD, 4) == 3);
+	CHECK(drv_reg_read(v, P2P_CE_REG_HEAD, 4) == 3);
 	CHECK(compl[0].status == P2P_CE_OK && compl[1].status == P2P_CE_OK &&
 	      compl[2].status == P2P_CE_OK);
 	CHECK(mem[3 * PG] == 0xab && mem[3 * PG + PG - 1] == 0xab);
@@ -233,16 +218,16 @@ static void test_copy_engine(void)
 
 	/* Unmapped locally: unmapped in the server, its DMA faults there. */
 	ring[3] = (struct p2p_ce_desc){ .src = 0x20000, .dst = 0x20000 + 8 * PG, .len = 64, .id = 4 };
-	CHECK_OK(reg_write(v, P2P_CE_REG_DOORBELL, 4, 4));
-	for (int i = 0; i < 500 && reg_read(v, P2P_CE_REG_HEAD, 4) != 4; i++)
+	CHECK_OK(drv_reg_write(v, P2P_CE_REG_DOORBELL, 4, 4));
+	for (int i = 0; i < 500 && drv_reg_read(v, P2P_CE_REG_HEAD, 4) != 4; i++)
 		usleep(2000);
 	CHECK(compl[3].status == P2P_CE_FAULT);
 
 	/* An area unmapped here is gone from the server before the unmap returns. */
 	CHECK_OK(p2p_ioas_unmap(ioas, 0x20000, 2 * PG, NULL));
 	ring[0] = (struct p2p_ce_desc){ .src = 0x20000, .dst = 0x10800, .len = 64, .id = 5 };
-	CHECK_OK(reg_write(v, P2P_CE_REG_DOORBELL, 5, 4));
-	for (int i = 0; i < 500 && reg_read(v, P2P_CE_REG_HEAD, 4) != 5; i++)
+	CHECK_OK(drv_reg_write(v, P2P_CE_REG_DOORBELL, 5, 4));
+	for (int i = 0; i < 500 && drv_reg_read(v, P2P_CE_REG_HEAD, 4) != 5; i++)
 		usleep(2000);
 	CHECK(compl[0].id == 5 && compl[0].status == P2P_CE_FAULT);
 
@@ -379,9 +364,9 @@ static uint32_t engine_copy(struct engine *e, uint64_t dst, uint32_t len)
 	memset(&e->compl[idx], 0, sizeof(e->compl[idx]));
 	e->tail++;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	if (reg_write(e->v, P2P_CE_REG_DOORBELL, e->tail, 4))
+	if (drv_reg_write(e->v, P2P_CE_REG_DOORBELL, e->tail, 4))
 		return 0;
-	for (int i = 0; i < 5000 && reg_read(e->v, P2P_CE_REG_HEAD, 4) != e->tail; i++)
+	for (int i = 0; i < 5000 && drv_reg_read(e->v, P2P_CE_REG_HEAD, 4) != e->tail; i++)
 		usleep(200);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	return e->compl[idx].status;
@@ -482,10 +467,10 @@ static void test_p2p(void)
 	e.compl = (struct p2p_ce_compl *)(mem + PG);
 	for (uint32_t i = 0; i < 2 * PG; i++)
 		mem[2 * PG + i] = (uint8_t)(i * 7 + 3);
-	CHECK_OK(reg_write(vce, P2P_CE_REG_RING, 0x10000, 8));
-	CHECK_OK(reg_write(vce, P2P_CE_REG_RING_SIZE, 4, 4));
-	CHECK_OK(reg_write(vce, P2P_CE_REG_COMPL, 0x11000, 8));
-	CHECK_OK(reg_write(vce, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4));
+	CHECK_OK(drv_reg_write(vce, P2P_CE_REG_RING, 0x10000, 8));
+	CHECK_OK(drv_reg_write(vce, P2P_CE_REG_RING_SIZE, 4, 4));
+	CHECK_OK(drv_reg_write(vce, P2P_CE_REG_COMPL, 0x11000, 8));
+	CHECK_OK(drv_reg_write(vce, P2P_CE_REG_CTRL, P2P_CE_CTRL_ENABLE, 4));
 	if (!m)
 		goto out;
 

@@ -320,6 +320,22 @@ static void say_limits(const struct door_config *cfg)
 			"      checks of root (or of /dev permissions elsewhere) still apply.\n");
 }
 
+/* Append @line and a newline to the string *@buf of *@len bytes.  0 or -ENOMEM. */
+static int add_line(char **buf, size_t *len, const char *line)
+{
+	size_t l = strlen(line);
+	char *n = realloc(*buf, *len + l + 2);
+
+	if (!n)
+		return -ENOMEM;
+	memcpy(n + *len, line, l);
+	*len += l;
+	n[(*len)++] = '\n';
+	n[*len] = 0;
+	*buf = n;
+	return 0;
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -343,29 +359,18 @@ int cmd_exec(int argc, char **argv)
 		case 'c':
 			config = optarg;
 			break;
-		case 'd': {
-			size_t l = strlen(optarg);
-			char *nd;
-
+		case 'd':
 			if (strchr(optarg, '\n')) {
 				fprintf(stderr, "p2pbuf exec: --device: one line per --device\n");
 				return 2;
 			}
-			nd = realloc(devices, devlen + l + 2);
-			if (!nd)
+			if (add_line(&devices, &devlen, optarg))
 				return 1;
-			devices = nd;
-			memcpy(devices + devlen, optarg, l);
-			devlen += l;
-			devices[devlen++] = '\n';
-			devices[devlen] = 0;
 			break;
-		}
 		case 'C': {
 			/* A vfio-user server's socket: absolute, checked now, one a line. */
-			char abs[PATH_MAX], *nc;
+			char abs[PATH_MAX];
 			struct stat st;
-			size_t l;
 
 			if (!realpath(optarg, abs) || stat(abs, &st)) {
 				fprintf(stderr, "p2pbuf exec: --connect %s: %s\n", optarg, strerror(errno));
@@ -375,15 +380,8 @@ int cmd_exec(int argc, char **argv)
 				fprintf(stderr, "p2pbuf exec: --connect %s: not a socket\n", optarg);
 				return 2;
 			}
-			l = strlen(abs);
-			nc = realloc(connect, conlen + l + 2);
-			if (!nc)
+			if (add_line(&connect, &conlen, abs))
 				return 1;
-			connect = nc;
-			memcpy(connect + conlen, abs, l);
-			conlen += l;
-			connect[conlen++] = '\n';
-			connect[conlen] = 0;
 			break;
 		}
 		case 'q':
