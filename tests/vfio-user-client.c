@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <poll.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -47,36 +48,43 @@ static void sock_path(char *out, size_t n, const char *bdf)
 	snprintf(out, n, "%s/%s", dir, bdf);
 }
 
-/* `p2pbuf serve` of @conf in directory @d, up once @bdf's socket is there; its pid or -1. */
+/*
+ * `p2pbuf serve` of @conf in directory @d, up once @bdf's socket is there; its pid or -1.
+ * Spawned, not forked: this process has threads by then (clients' readers, the fork-tree
+ * helper), and a fork would run the library's fork handlers in the child (and TSan refuses
+ * threads after a multi-threaded fork).  Its output goes to @d/serve.log, so a server this
+ * test leaves behind when it dies holds none of our pipes.
+ */
 static pid_t serve(const char *d, const char *conf, const char *bdf)
 {
-	char cfg[128], p[128];
+	char cfg[128], p[128], log[128], exe[512], *slash;
+	char *argv[] = { "p2pbuf", "serve", "--config", cfg, "--socket-dir", (char *)d,
+			 "--revoke-timeout-ms", "2000", NULL };
+	posix_spawn_file_actions_t fa;
+	ssize_t n;
 	pid_t pid;
 	FILE *f;
 
 	snprintf(cfg, sizeof(cfg), "%s/devices.conf", d);
+	snprintf(log, sizeof(log), "%s/serve.log", d);
 	f = fopen(cfg, "w");
 	if (!f)
 		return -1;
 	fputs(conf, f);
 	fclose(f);
-	pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		dup2(null, 1);
-		char exe[512], *slash;
-		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 32);
-
-		/* build/tests/test-x -> build/tools/p2pbuf */
-		exe[n > 0 ? n : 0] = 0;
-		for (int i = 0; i < 2 && (slash = strrchr(exe, '/')); i++)
-			*slash = 0;
-		strcat(exe, "/tools/p2pbuf");
-		execl(exe, "p2pbuf", "serve", "--config", cfg, "--socket-dir", d,
-		      "--revoke-timeout-ms", "2000", (char *)NULL);
-		_exit(127);
-	}
+	/* build/tests/test-x -> build/tools/p2pbuf */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 32);
+	exe[n > 0 ? n : 0] = 0;
+	for (int i = 0; i < 2 && (slash = strrchr(exe, '/')); i++)
+		*slash = 0;
+	strcat(exe, "/tools/p2pbuf");
+	if (posix_spawn_file_actions_init(&fa))
+		return -1;
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	if (posix_spawn(&pid, exe, &fa, NULL, argv, environ))
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
 	for (int i = 0; pid > 0 && i < 500; i++) {
 		struct stat st;
 

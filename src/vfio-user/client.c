@@ -81,6 +81,12 @@ struct p2p_vfio_user_client {
 	uint16_t next_id;
 	struct list_head waiters, cmds, exports;
 	uint32_t timeout_ms;
+	/*
+	 * Set by negotiate() while the reader and worker threads already run
+	 * (they bound messages by max_xfer, and a notice may come right after
+	 * the VERSION reply): atomics (__atomic_*), read with vu_max_xfer()
+	 * and vu_p2p().
+	 */
 	uint32_t max_fds, max_xfer;
 	bool p2p;
 	struct p2p_pci_dev *pdev;
@@ -202,6 +208,16 @@ static int vu_call1(struct p2p_vfio_user_client *c, uint16_t cmd, const void *re
 	return vu_call(c, cmd, &iov, len ? 1 : 0, fds, nr_fds, reply);
 }
 
+static inline uint32_t vu_max_xfer(struct p2p_vfio_user_client *c)
+{
+	return __atomic_load_n(&c->max_xfer, __ATOMIC_RELAXED);
+}
+
+static inline bool vu_p2p(struct p2p_vfio_user_client *c)
+{
+	return __atomic_load_n(&c->p2p, __ATOMIC_ACQUIRE);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Reader and worker                                                       */
 
@@ -211,7 +227,7 @@ static void *reader_main(void *arg)
 
 	for (;;) {
 		struct vu_msg m;
-		int ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 + c->max_xfer,
+		int ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 + vu_max_xfer(c),
 				      &m);
 
 		if (ret == -ETOOMANYREFS)
@@ -292,7 +308,7 @@ static void serve_dma(struct p2p_vfio_user_client *c, struct vu_msg *m)
 		return;
 	}
 	memcpy(&a, m->buf + sizeof(m->hdr), sizeof(a));
-	if (!a.count || a.count > c->max_xfer || (write && plen - sizeof(a) != a.count) ||
+	if (!a.count || a.count > vu_max_xfer(c) || (write && plen - sizeof(a) != a.count) ||
 	    (!write && plen != sizeof(a))) {
 		reply_error(c, &m->hdr, EINVAL);
 		return;
@@ -324,8 +340,8 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	bool revoke, for_good;
 	int ret = 0;
 
-	if (!c->p2p || m->size - sizeof(m->hdr) < sizeof(r)) {
-		reply_error(c, &m->hdr, c->p2p ? EINVAL : ENOSYS);
+	if (!vu_p2p(c) || m->size - sizeof(m->hdr) < sizeof(r)) {
+		reply_error(c, &m->hdr, vu_p2p(c) ? EINVAL : ENOSYS);
 		return;
 	}
 	/*
@@ -468,7 +484,7 @@ static int region_rw(struct p2p_vfio_user_client *c, uint32_t region, uint64_t o
 	while (len) {
 		struct vfio_user_region_access a = {
 			.offset = off, .region = region,
-			.count = (uint32_t)MIN(len, (size_t)c->max_xfer),
+			.count = (uint32_t)MIN(len, (size_t)vu_max_xfer(c)),
 		};
 		struct iovec iov[2] = { { &a, sizeof(a) }, { d, a.count } };
 		struct vu_msg r;
@@ -808,7 +824,7 @@ P2P_API int p2p_vfio_user_dmabuf_export(struct p2p_vfio_user_client *c, uint32_t
 
 	if (!c || (!ranges && nr) || nr > 1024)
 		return -EINVAL;
-	if (!c->p2p)
+	if (!vu_p2p(c))
 		return -EOPNOTSUPP;
 	f.argsz = (uint32_t)(sizeof(rep) + nr * sizeof(struct vfio_user_p2p_dmabuf_range));
 	struct iovec iov[3] = { { &f, sizeof(f) }, { &d, sizeof(d) },
@@ -896,6 +912,8 @@ static int negotiate(struct p2p_vfio_user_client *c, bool want_p2p)
 	char json[256];
 	struct vfio_user_version v = { .major = VFIO_USER_MAJOR, .minor = VFIO_USER_MINOR };
 	struct json_object *root, *caps, *o, *p2p;
+	uint32_t max_fds, max_xfer;
+	bool use_p2p = false;
 	struct vu_msg r;
 	int ret, n;
 
@@ -914,8 +932,8 @@ static int negotiate(struct p2p_vfio_user_client *c, bool want_p2p)
 	memcpy(&v, r.buf + sizeof(r.hdr), sizeof(v));
 	if (v.major != VFIO_USER_MAJOR)
 		goto out;
-	c->max_fds = VFIO_USER_DEFAULT_MAX_FDS;
-	c->max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
+	max_fds = VFIO_USER_DEFAULT_MAX_FDS;
+	max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	ret = 0;
 	if (r.size > sizeof(r.hdr) + sizeof(v)) {
 		size_t jl = r.size - sizeof(r.hdr) - sizeof(v);
@@ -925,20 +943,22 @@ static int negotiate(struct p2p_vfio_user_client *c, bool want_p2p)
 		free(js);
 		if (root && json_object_object_get_ex(root, VFIO_USER_CAP, &caps)) {
 			if (json_object_object_get_ex(caps, VFIO_USER_CAP_MAX_FDS, &o))
-				c->max_fds = (uint32_t)json_object_get_int64(o);
+				max_fds = (uint32_t)json_object_get_int64(o);
 			if (json_object_object_get_ex(caps, VFIO_USER_CAP_MAX_DATA_XFER_SIZE, &o))
-				c->max_xfer = (uint32_t)json_object_get_int64(o);
+				max_xfer = (uint32_t)json_object_get_int64(o);
 			if (want_p2p && json_object_object_get_ex(caps, VFIO_USER_CAP_P2PBUF, &p2p) &&
 			    json_object_object_get_ex(p2p, VFIO_USER_CAP_P2PBUF_DMABUF, &o) &&
 			    json_object_get_int(o) == 1 &&
 			    json_object_object_get_ex(p2p, VFIO_USER_CAP_P2PBUF_REVOKE, &o) &&
 			    json_object_get_int(o) == 1)
-				c->p2p = true;
+				use_p2p = true;
 		}
 		json_object_put(root);
 	}
 	/* Never more than we said we accept, never less than a page. */
-	c->max_xfer = MAX(MIN(c->max_xfer, VU_OUR_XFER), 4096u);
+	__atomic_store_n(&c->max_fds, max_fds, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->max_xfer, MAX(MIN(max_xfer, VU_OUR_XFER), 4096u), __ATOMIC_RELAXED);
+	__atomic_store_n(&c->p2p, use_p2p, __ATOMIC_RELEASE);
 out:
 	vu_msg_release(&r);
 	return ret;
@@ -1210,7 +1230,7 @@ P2P_API struct p2p_pci_dev *p2p_vfio_user_client_pci(struct p2p_vfio_user_client
 
 P2P_API bool p2p_vfio_user_client_p2pbuf(struct p2p_vfio_user_client *c)
 {
-	return c->p2p;
+	return vu_p2p(c);
 }
 
 P2P_API bool p2p_vfio_user_client_alive(struct p2p_vfio_user_client *c)
