@@ -3,7 +3,8 @@
 #   make run      the main job: p2pbuf run, then a kernel-uAPI program through p2pbuf exec
 #   make check    every test, normally, under ASan+UBSan, threaded ones under TSan
 #   make bench    every benchmark
-#   make chaos    the chaos test, long (CHAOS_SECONDS=300; docs/chaos.md)
+#   make chaos    the chaos tests (in one process, across processes), long
+#                 (CHAOS_SECONDS=300 each; docs/chaos.md)
 #   make fuzz     every libFuzzer target, FUZZ_TIME seconds each (default 300)
 #   make install  install libraries, headers, pkg-config file, man pages, CLI
 PREFIX ?= /usr/local
@@ -38,6 +39,7 @@ bench: all
 
 chaos: all
 	@CHAOS_SECONDS=$(CHAOS_SECONDS) ./$(BUILD)/tests/test-chaos
+	@CHAOS_SECONDS=$(CHAOS_SECONDS) ./$(BUILD)/tests/chaos-vu
 fuzz: deps
 	@./scripts/fuzz.sh $(FUZZ_TARGETS)
 

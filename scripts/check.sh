@@ -77,7 +77,7 @@ done
 # Kernel-uAPI programs under p2pbuf exec, and pass-through (tests/door/run.sh).
 run_one door door-tests bash tests/door/run.sh build
 run_dir build-asan asan+ubsan '.'
-run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring|chaos|fork|mem-populate|vfio-user|ioas-callback)'
+run_dir build-tsan tsan '^test-(stress|copy-engine|storage|ioas-revoke|uring|chaos|fork|mem-populate|vfio-user|ioas-callback|pci-backend)'
 
 fuzz_out=$(./scripts/fuzz.sh --check 2>&1)
 fuzz_rc=$?

@@ -32,6 +32,11 @@
  *           pass-through calls vs the same without the door, <= 1.05x;
  *           emulated ioctls vs the native p2p_* calls, <= 1.2x; BAR mmap +
  *           touch vs p2p_vfio_device_mmap, <= 1.05x
+ *   vfio-user (bench_vfio_user.c) the door to other processes: region
+ *           access vs a raw request/reply, <= 1.3x; BAR through its region
+ *           fd vs a local memfd, >= 0.95x; DMA into client memory vs local,
+ *           >= 0.9x; revoke across 1 and 16 processes vs local + round
+ *           trips, <= 1.5x
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -903,18 +908,20 @@ static const struct {
 	{ "mmap", bench_mmap }, { "revoke", bench_revoke }, { "p2p", bench_p2p },
 	{ "iova", bench_iova }, { "io", bench_io },	    { "heap", bench_heap },
 	{ "storage", bench_storage }, { "preload", bench_preload },
+	{ "vfio-user", bench_vfio_user },
 };
 
 static void bench_usage(FILE *f)
 {
-	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|heap|storage|preload|all} [--json] [--strict] [-n ROUNDS] [-s SIZE]\n"
+	fprintf(f, "usage: p2pbuf bench {mmap|revoke|p2p|iova|io|heap|storage|preload|vfio-user|all} [--json] [--strict] [-n ROUNDS] [-s SIZE]\n"
 		   "                    [--max-rounds N] [--max-time SEC] [--plot FILE.svg|DIR]\n"
 		   "  --json       print one JSON object per benchmark (medians and spreads, ratios, targets)\n"
 		   "  --strict     exit 1 if a target is missed, else 3 if one is unsettled\n"
 		   "  -n, --iterations N   the minimum rounds per series (each figure's median is over its rounds)\n"
 		   "  --max-rounds N       rounds at most while the spread settles (default 3 x the minimum, <= 64)\n"
 		   "  --max-time SEC       seconds at most per series while it settles (default 20)\n"
-		   "  -s, --size SIZE      buffer size (default 512M; preload: the BAR, 256M)\n"
+		   "  -s, --size SIZE      buffer size (default 512M; preload: the BAR, 256M;\n"
+		   "                       vfio-user: the BAR, 64M)\n"
 		   "  --plot FILE.svg      draw each benchmark's figures beside their baselines with gnuplot\n"
 		   "                       (a directory: DIR/BENCH.svg; with all: FILE-BENCH.svg)\n");
 }
@@ -1043,7 +1050,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (!strcmp(name, "all"))
 		return ret;
-	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, io, heap, storage, preload, all)\n",
+	fprintf(stderr, "p2pbuf bench: unknown benchmark '%s' (mmap, revoke, p2p, iova, io, heap, storage, preload, vfio-user, all)\n",
 		name);
 	return 2;
 }

@@ -38,6 +38,9 @@ int bench_iova(const struct bench_opts *o);
 int bench_heap(const struct bench_opts *o);
 int bench_storage(const struct bench_opts *o);
 int bench_preload(const struct bench_opts *o);
+int bench_vfio_user(const struct bench_opts *o);
+/* The hidden `p2pbuf bench-vfio-user-worker` mode (tools/bench_vfio_user.c). */
+int cmd_bench_vfio_user_worker(int argc, char **argv);
 /* The hidden `p2pbuf bench-preload-worker` mode (tools/bench_preload.c). */
 int cmd_bench_preload_worker(int argc, char **argv);
 

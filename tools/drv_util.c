@@ -51,7 +51,11 @@ int drv_queue_map(struct p2p_ioas *ioas, size_t bytes, uint32_t prot, void **hos
 	int ret;
 
 	*mapped = false;
-	*host = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/*
+	 * Shared: a device served by another process (vfio-user) gets it with
+	 * its file (DMA_MAP with an fd) instead of a DMA_READ/WRITE per access.
+	 */
+	*host = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (*host == MAP_FAILED) {
 		*host = NULL;
 		return -ENOMEM;

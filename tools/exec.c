@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * p2pbuf exec [--config FILE] [--device SPEC]... [-q] [--] PROGRAM [ARGS]
+ * p2pbuf exec [--config FILE] [--device SPEC]... [--connect SOCKET]... [-q] [--] PROGRAM [ARGS]
  *
  * Runs PROGRAM with libp2pbuf-preload.so (the kernel-uAPI door,
  * docs/door.md): the configuration is checked here first (a bad one is one
@@ -46,7 +46,8 @@
 static void exec_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: p2pbuf exec [--config FILE] [--device SPEC]... [-q] [--] PROGRAM [ARGS]\n"
+		"usage: p2pbuf exec [--config FILE] [--device SPEC]... [--connect SOCKET]... [-q] [--]\n"
+		"                   PROGRAM [ARGS]\n"
 		"\n"
 		"Run PROGRAM unmodified on p2pbuf's emulated devices: /dev/vfio, /dev/iommu,\n"
 		"/dev/dma_heap and the sysfs VFIO users read answer as Linux's, through an\n"
@@ -56,6 +57,10 @@ static void exec_usage(FILE *f)
 		"                  p2pbuf run set: gpu 0000:01:00.0 (256 MiB BAR2), copy-engine\n"
 		"                  0000:02:00.0, storage 0000:03:00.0, each in its own IOMMU group\n"
 		"  --device SPEC   one more device, a config line (e.g. \"gpu 0000:04:00.0 vram=1G\")\n"
+		"  --connect SOCKET  a device served by a vfio-user server (p2pbuf serve's\n"
+		"                  DIR/BDF): it appears under /dev/vfio and sysfs as the others,\n"
+		"                  backed by the server; with --connect and no --config, no\n"
+		"                  default set (the --device lines only)\n"
 		"  -q, --quiet     do not print what this user cannot do\n"
 		"\n"
 		"PROGRAM runs as a child of p2pbuf exec, which forwards SIGINT, SIGTERM, SIGHUP,\n"
@@ -315,43 +320,68 @@ static void say_limits(const struct door_config *cfg)
 			"      checks of root (or of /dev permissions elsewhere) still apply.\n");
 }
 
+/* Append @line and a newline to the string *@buf of *@len bytes.  0 or -ENOMEM. */
+static int add_line(char **buf, size_t *len, const char *line)
+{
+	size_t l = strlen(line);
+	char *n = realloc(*buf, *len + l + 2);
+
+	if (!n)
+		return -ENOMEM;
+	memcpy(n + *len, line, l);
+	*len += l;
+	n[(*len)++] = '\n';
+	n[*len] = 0;
+	*buf = n;
+	return 0;
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "device", required_argument, NULL, 'd' },
+		{ "connect", required_argument, NULL, 'C' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct door_config cfg;
-	char err[512], preload[PATH_MAX], prog[PATH_MAX], *devices = NULL;
+	char err[512], preload[PATH_MAX], prog[PATH_MAX], *devices = NULL, *connect = NULL;
+	size_t conlen = 0;
 	const char *config = NULL;
 	size_t devlen = 0;
 	bool quiet = false;
 	int c, ret;
 
-	while ((c = getopt_long(argc, argv, "+c:d:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:d:C:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
 			break;
-		case 'd': {
-			size_t l = strlen(optarg);
-			char *nd;
-
+		case 'd':
 			if (strchr(optarg, '\n')) {
 				fprintf(stderr, "p2pbuf exec: --device: one line per --device\n");
 				return 2;
 			}
-			nd = realloc(devices, devlen + l + 2);
-			if (!nd)
+			if (add_line(&devices, &devlen, optarg))
 				return 1;
-			devices = nd;
-			memcpy(devices + devlen, optarg, l);
-			devlen += l;
-			devices[devlen++] = '\n';
-			devices[devlen] = 0;
+			break;
+		case 'C': {
+			/* A vfio-user server's socket: absolute, checked now, one a line. */
+			char abs[PATH_MAX];
+			struct stat st;
+
+			if (!realpath(optarg, abs) || stat(abs, &st)) {
+				fprintf(stderr, "p2pbuf exec: --connect %s: %s\n", optarg, strerror(errno));
+				return 2;
+			}
+			if (!S_ISSOCK(st.st_mode)) {
+				fprintf(stderr, "p2pbuf exec: --connect %s: not a socket\n", optarg);
+				return 2;
+			}
+			if (add_line(&connect, &conlen, abs))
+				return 1;
 			break;
 		}
 		case 'q':
@@ -372,7 +402,12 @@ int cmd_exec(int argc, char **argv)
 	}
 
 	/* The configuration, checked exactly as the preload library will read it. */
-	ret = door_config_read(&cfg, config, devices, err, sizeof(err));
+	if (connect && !config)
+		ret = devices ? door_config_parse(&cfg, devices, strlen(devices), "--device", 1, err,
+						  sizeof(err))
+			      : 0;
+	else
+		ret = door_config_read(&cfg, config, devices, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "p2pbuf exec: %s\n", ret == -ENOMEM ? "out of memory" : err);
 		return 2;
@@ -418,6 +453,10 @@ int cmd_exec(int argc, char **argv)
 		setenv("P2PBUF_DOOR_DEVICES", devices, 1);
 	else
 		unsetenv("P2PBUF_DOOR_DEVICES");
+	if (connect)
+		setenv("P2PBUF_DOOR_CONNECT", connect, 1);
+	else
+		unsetenv("P2PBUF_DOOR_CONNECT");
 	{
 		const char *old = getenv("LD_PRELOAD");
 		char *val;

@@ -115,6 +115,9 @@ int main(int argc, char **argv)
 	/* Hidden: the measuring child of `p2pbuf bench preload`. */
 	if (!strcmp(argv[1], "bench-preload-worker"))
 		return cmd_bench_preload_worker(argc - 1, argv + 1);
+	/* Hidden: a client process of `p2pbuf bench vfio-user`. */
+	if (!strcmp(argv[1], "bench-vfio-user-worker"))
+		return cmd_bench_vfio_user_worker(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

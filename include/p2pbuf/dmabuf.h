@@ -78,6 +78,26 @@ P2P_API int p2p_mem_create(const char *name, uint64_t size, unsigned int flags,
  * populated so far stay), -EFAULT.
  */
 P2P_API int p2p_mem_populate(struct p2p_mem *mem, unsigned int nthreads);
+/**
+ * p2p_mem_create_from_fd() - memory that lives in another process's file
+ * @fd: a shared-memory file (a memfd received over a socket, a file); it is
+ *	duplicated (O_CLOEXEC): the caller keeps its own fd
+ * @offset: where byte 0 of the memory is in @fd, page aligned
+ * @size: bytes, page multiple, non-zero
+ * @flags: P2P_MEM_* flags
+ * @out: the new object, one reference owned by the caller
+ *
+ * Everything the core does with a p2p_mem (BAR mmaps, dma-bufs and their
+ * userfaultfd revoke, IOAS imports, the device view of p2p_mem_ptr()) works
+ * on it: a vfio-user client backs a remote function's BARs with the region
+ * fds its server sent.  The file is not resized: a range past its end
+ * faults (SIGBUS on the CPU, -EFAULT for device DMA), as a truncated memfd.
+ *
+ * Return: 0 or -EINVAL (bad size, offset or flags, @fd not mappable
+ * shared), -EBADF, -ENOMEM, -EMFILE.
+ */
+P2P_API int p2p_mem_create_from_fd(int fd, uint64_t offset, uint64_t size, unsigned int flags,
+				   struct p2p_mem **out);
 /** p2p_mem_get() - take a reference. Paired with p2p_mem_put(). */
 P2P_API struct p2p_mem *p2p_mem_get(struct p2p_mem *mem);
 /** p2p_mem_put() - drop a reference; the last one unmaps and closes the memfd. */

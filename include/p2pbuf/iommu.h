@@ -340,6 +340,85 @@ P2P_API int p2p_ioas_attach_device(struct p2p_ioas *ioas);
 /** p2p_ioas_detach_device() - undo one p2p_ioas_attach_device() */
 P2P_API void p2p_ioas_detach_device(struct p2p_ioas *ioas);
 
+/* ---------------------------------------------------------------------- */
+/* Domains: a backend that mirrors the IOAS (a remote device's IOMMU)      */
+
+struct p2p_ioas_domain;
+
+/** What backs a domain area */
+enum p2p_ioas_domain_kind {
+	P2P_IOAS_DOMAIN_VA = 0,	    /* process memory: @va (no file to share) */
+	P2P_IOAS_DOMAIN_FD = 1,	    /* a memfd: @fd at @fd_offset (and @va, this process's view) */
+	P2P_IOAS_DOMAIN_DMABUF = 2, /* a dma-buf import (revocable): its memory's file in @fd
+				     * when one range covers the area, else -1 (translate
+				     * each access through the IOAS) */
+	P2P_IOAS_DOMAIN_CALLBACK = 3, /* a callback area (p2p_ioas_map_callback()): no
+				       * memory, @fd -1 and @va NULL: each access goes
+				       * through the IOAS to its owner */
+};
+
+/**
+ * struct p2p_ioas_domain_area - one area as a domain sees it
+ * @iova, @length: the range; @prot: IOMMU_IOAS_MAP_READABLE | WRITEABLE
+ * @kind: enum p2p_ioas_domain_kind
+ * @fd: FD, DMABUF: the file behind the area (-1: none), valid during the
+ *	call only (dup it)
+ * @fd_offset: where @iova is in @fd
+ * @va: where @iova is in this process (VA, FD; DMABUF with an @fd)
+ */
+struct p2p_ioas_domain_area {
+	uint64_t iova;
+	uint64_t length;
+	uint32_t prot;
+	uint32_t kind;
+	int fd;
+	uint64_t fd_offset;
+	void *va;
+};
+
+/**
+ * struct p2p_ioas_domain_ops - a domain's side
+ * @map: @area was mapped (or exists when the domain attaches); 0 or -errno
+ *	(a failure fails the map, or the attach)
+ * @unmap: [@iova, +@length) is unmapped: an area given to @map earlier, or
+ *	(0, 0) for everything.  Called before the unmap waits for the local
+ *	DMA and returns; the domain must be done with the memory on return.
+ *
+ * Both are called with no IOAS lock held but serialized with each other
+ * and with every map and unmap of the IOAS: they must not map or unmap
+ * the same IOAS, but may translate through it (p2p_ioas_dma_begin(),
+ * p2p_ioas_access_rw()) from other threads.  One exception: when the
+ * dma-buf behind a DMABUF area is revoked, @unmap is called for it from
+ * the revoke (the dma-buf's reservation lock held, not serialized with
+ * the IOAS's other maps and unmaps, only with those of that area), and the
+ * area is never given to @map again (kernel-semantics 2.5: no remap, even
+ * after an un-revoke; a domain attached after the revoke does not get it;
+ * its later unmap is not passed on).  @unmap must then not take that
+ * dma-buf's reservation lock.
+ */
+struct p2p_ioas_domain_ops {
+	int (*map)(void *priv, const struct p2p_ioas_domain_area *area);
+	void (*unmap)(void *priv, uint64_t iova, uint64_t length);
+};
+
+/**
+ * p2p_ioas_domain_attach() - attach a domain (iommufd fills an attached
+ * domain on every map and empties it on every unmap)
+ * @ops, @priv: the domain's side; @ops must outlive the domain
+ * @out: the domain (it holds a reference on @ioas)
+ *
+ * Every area already mapped is given to ops->map first.  A memfd area
+ * (p2p_ioas_map_file()) is given as its file (P2P_IOAS_DOMAIN_FD: the IOAS
+ * keeps a duplicate of the fd while the area lives).
+ *
+ * Return: 0, -EINVAL (NULL arguments), -ENOMEM, or ops->map's error
+ * (the areas given before are unmapped again).
+ */
+P2P_API int p2p_ioas_domain_attach(struct p2p_ioas *ioas, const struct p2p_ioas_domain_ops *ops,
+				   void *priv, struct p2p_ioas_domain **out);
+/** p2p_ioas_domain_detach() - ops->unmap of every area, then the domain is gone */
+P2P_API void p2p_ioas_domain_detach(struct p2p_ioas_domain *dom);
+
 /** p2p_ioas_nr_areas() - how many areas are mapped (for tests and tools) */
 P2P_API unsigned int p2p_ioas_nr_areas(struct p2p_ioas *ioas);
 

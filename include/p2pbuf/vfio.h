@@ -16,6 +16,7 @@
 #define P2PBUF_VFIO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -61,12 +62,35 @@ enum {
  *	reset; called with the function's memory lock held for write.
  * @bar_rw: accesses to a P2P_BAR_TRAP BAR; return 0 or -errno.
  * @release: the function is being destroyed.
+ *
+ * Backend hooks, for a function whose device lives elsewhere (a vfio-user
+ * server); each is called with none of the function's locks held, after
+ * the local emulation took its effect:
+ * @config_write: a config space write (@len bytes at @off) that reached
+ *	the virtual config space; its return is the write's error, if any.
+ * @reset_done: VFIO_DEVICE_RESET or a hot reset of the function happened
+ *	(an FLR through DEVCTL is a config write).
+ * @ioas_attach: the function's DMA now goes through @ioas (attach or
+ *	replace); a failure fails the attach.  Typically attaches a domain
+ *	(p2p_ioas_domain_attach()) that mirrors the IOAS to the backend.
+ * @ioas_detach: the function's DMA no longer goes through @ioas.
+ * @set_irqs: VFIO_DEVICE_SET_IRQS with DATA_EVENTFD (ACTION_TRIGGER) took
+ *	effect: vectors [@start, +@count) of @index signal @fds (the
+ *	caller's fds, -1 for none), or with @count 0 and @fds NULL: every
+ *	vector of @index was disabled.  Its error is the ioctl's.
  */
 struct p2p_pci_dev_ops {
 	void (*reset)(struct p2p_pci_dev *dev);
 	int (*bar_rw)(struct p2p_pci_dev *dev, int bar, uint64_t offset, void *data, size_t len,
 		      bool write);
 	void (*release)(struct p2p_pci_dev *dev);
+	int (*config_write)(struct p2p_pci_dev *dev, unsigned int off, const void *data,
+			    size_t len);
+	int (*reset_done)(struct p2p_pci_dev *dev);
+	int (*ioas_attach)(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
+	void (*ioas_detach)(struct p2p_pci_dev *dev, struct p2p_ioas *ioas);
+	int (*set_irqs)(struct p2p_pci_dev *dev, uint32_t index, uint32_t start, uint32_t count,
+			const int32_t *fds);
 };
 
 /**
@@ -80,6 +104,10 @@ struct p2p_pci_dev_ops {
  * @bars: BAR0..BAR5; a 64-bit BAR leaves the next slot empty
  * @ops: device callbacks, may be NULL
  * @priv: see p2p_pci_dev_priv()
+ * @bar_mems: optional (argsz covering it): the memory behind each memory
+ *	BAR instead of a new memfd (the function takes a reference), e.g.
+ *	p2p_mem_create_from_fd() over a region fd a vfio-user server sent;
+ *	at least the BAR's size.  NULL entries get a new memfd.
  */
 struct p2p_pci_dev_info {
 	uint32_t argsz;
@@ -93,7 +121,10 @@ struct p2p_pci_dev_info {
 	struct p2p_pci_bar_desc bars[6];
 	const struct p2p_pci_dev_ops *ops;
 	void *priv;
+	struct p2p_mem *bar_mems[6];
 };
+/* The size of struct p2p_pci_dev_info before @bar_mems (still accepted). */
+#define P2P_PCI_DEV_INFO_SIZE_V1 offsetof(struct p2p_pci_dev_info, bar_mems)
 
 /**
  * p2p_pci_devset_create() - a reset domain shared by several functions
@@ -133,6 +164,26 @@ P2P_API void *p2p_pci_dev_priv(const struct p2p_pci_dev *dev);
 P2P_API struct p2p_mem *p2p_pci_dev_bar_mem(const struct p2p_pci_dev *dev, int bar);
 /** p2p_pci_dev_memory_enabled() - D0 (or lower), not in low power, and MEM decode on */
 P2P_API bool p2p_pci_dev_memory_enabled(struct p2p_pci_dev *dev);
+/** Backend states of a function (p2p_pci_dev_backend_state()) */
+enum p2p_pci_backend_state {
+	P2P_PCI_BACKEND_OK = 0,	     /* the memory behind the BARs is there */
+	P2P_PCI_BACKEND_REVOKED = 1, /* taken away for now: no access until restored */
+	P2P_PCI_BACKEND_GONE = 2,    /* for good (the backend died): the function is removed */
+};
+/**
+ * p2p_pci_dev_backend_state() - the backend of the function changed its BARs
+ * @state: enum p2p_pci_backend_state; GONE is final
+ *
+ * REVOKED revokes every dma-buf of the function (BAR mmaps, exports: CPU
+ * zap, importers invalidated, their DMA drained) and keeps its memory
+ * disabled whatever the config space says, until OK un-revokes them (if
+ * memory decoding is on); GONE revokes them for good.  Takes the
+ * function's memory lock: never call it from a hook called under it.
+ *
+ * Return: 0, -EINVAL (bad state), -EBADFD (already GONE), or the error of
+ * a CPU mapping that could not be revoked.
+ */
+P2P_API int p2p_pci_dev_backend_state(struct p2p_pci_dev *dev, int state);
 /** p2p_pci_dev_open_count() - how many times the function is open */
 P2P_API unsigned int p2p_pci_dev_open_count(struct p2p_pci_dev *dev);
 

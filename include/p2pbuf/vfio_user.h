@@ -9,6 +9,7 @@
 #ifndef P2PBUF_VFIO_USER_H
 #define P2PBUF_VFIO_USER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <p2pbuf/common.h>
@@ -83,6 +84,97 @@ P2P_API unsigned int p2p_vfio_user_server_nr_clients(struct p2p_vfio_user_server
  * for their threads, close the devices and drop the references.
  */
 P2P_API void p2p_vfio_user_server_destroy(struct p2p_vfio_user_server *srv);
+
+/* ---------------------------------------------------------------------- */
+/* Client                                                                  */
+
+struct p2p_vfio_user_client;
+
+/** p2p_vfio_user_connect_info flags */
+enum {
+	P2P_VFIO_USER_NO_P2PBUF = 1u << 0, /* speak the specification only: no extension */
+	P2P_VFIO_USER_TRAP_BARS = 1u << 1, /* map no region fd: every BAR access is a
+					      REGION_READ/WRITE (no mmap, no dma-buf) */
+};
+
+/**
+ * struct p2p_vfio_user_connect_info - arguments of p2p_vfio_user_connect()
+ * @argsz: sizeof(struct p2p_vfio_user_connect_info)
+ * @flags: P2P_VFIO_USER_* flags
+ * @name: BDF of the local function; NULL: the socket's file name if it is a
+ *	BDF (p2pbuf serve names its sockets so), else 0000:7f:NN.0
+ * @group: IOMMU group of the local function; 0: one from 900 up
+ * @timeout_ms: longest wait for any reply (0: 5000); a server that does
+ *	not answer in time is treated as dead
+ */
+struct p2p_vfio_user_connect_info {
+	uint32_t argsz;
+	uint32_t flags;
+	const char *name;
+	uint32_t group;
+	uint32_t timeout_ms;
+};
+
+/**
+ * p2p_vfio_user_connect() - a PCI function backed by a vfio-user server
+ * @socket_path: the server's Unix socket
+ * @info: may be NULL (defaults)
+ * @out: the client; p2p_vfio_user_disconnect() ends it
+ *
+ * Negotiates VERSION (asking for the "p2pbuf" capability unless
+ * P2P_VFIO_USER_NO_P2PBUF), reads the device, its regions and its config
+ * space identity, and builds a struct p2p_pci_dev (p2p_vfio_user_client_pci())
+ * usable as a local one: BARs the server gave an fd for are backed by that
+ * memory (mmaps, dma-bufs, IOAS imports and revokes are the core's); the
+ * others are trapped, each access a REGION_READ/WRITE.  Config writes,
+ * VFIO_DEVICE_RESET and SET_IRQS (eventfds) are forwarded; the IOAS the
+ * function is attached to is mirrored with DMA_MAP/UNMAP (memfds with
+ * their fd, other memory without: the server's DMA_READ/WRITE are served
+ * from the IOAS).  When the server dies or the socket breaks, the function
+ * behaves as removed: its dma-bufs are revoked for good, forwarded
+ * operations fail with -ENODEV.  Every wait is bounded by @timeout_ms.
+ *
+ * Return: 0, -EINVAL (bad @info, path too long, not a PCI device),
+ * -ECONNREFUSED / -ENOENT (errors of connect(2)), -EPROTO (bad replies),
+ * -ETIMEDOUT, -ENOMEM, or what p2p_pci_dev_create() returns.
+ */
+P2P_API int p2p_vfio_user_connect(const char *socket_path,
+				  const struct p2p_vfio_user_connect_info *info,
+				  struct p2p_vfio_user_client **out);
+/** p2p_vfio_user_client_pci() - the function (borrowed; p2p_pci_dev_get()-free: take none) */
+P2P_API struct p2p_pci_dev *p2p_vfio_user_client_pci(struct p2p_vfio_user_client *c);
+/** p2p_vfio_user_client_p2pbuf() - the server granted the p2pbuf extension */
+P2P_API bool p2p_vfio_user_client_p2pbuf(struct p2p_vfio_user_client *c);
+/** p2p_vfio_user_client_alive() - the connection still works */
+P2P_API bool p2p_vfio_user_client_alive(struct p2p_vfio_user_client *c);
+
+/**
+ * p2p_vfio_user_dmabuf_export() - a dma-buf of BAR ranges of the remote device
+ * @bar: region index; @ranges, @nr: (offset, length) in the BAR
+ * @open_flags: O_CLOEXEC and the access mode
+ *
+ * VFIO_DEVICE_FEATURE_DMA_BUF over the wire (the p2pbuf extension): the
+ * server validates it as the kernel does and sends the memory's fd; the
+ * result is a local p2pbuf dma-buf over that memory (mmap, IOAS import,
+ * io_uring, passing it on), revoked locally (CPU zap, importers drained)
+ * when the server says its export is revoked, before the client acks.
+ *
+ * Return: a new dma-buf fd (close with p2p_close()), -EOPNOTSUPP (the
+ * extension was not negotiated), -ENODEV (the server is gone), or the
+ * server's errno (the kernel's for the ioctl).
+ */
+P2P_API int p2p_vfio_user_dmabuf_export(struct p2p_vfio_user_client *c, uint32_t bar,
+					const struct vfio_region_dma_range *ranges, uint32_t nr,
+					uint32_t open_flags);
+
+/**
+ * p2p_vfio_user_disconnect() - close the connection and drop the caller's
+ * reference to the function
+ *
+ * The function then behaves as removed (as after a server death); open
+ * files, mappings and dma-bufs of it keep it alive until they go.
+ */
+P2P_API void p2p_vfio_user_disconnect(struct p2p_vfio_user_client *c);
 
 #ifdef __cplusplus
 }

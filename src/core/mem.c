@@ -196,11 +196,42 @@ P2P_API int p2p_mem_create(const char *name, uint64_t size, unsigned int flags,
 	return mem_create(name, size, flags, 0, out);
 }
 
+/*
+ * Map @mem->fd at @mem->fd_off (size, huge already set) into a reserved
+ * range of our own: the device view.  @flags: P2P_MEM_POPULATE pre-faults
+ * it.  On failure nothing stays mapped; mmap's error is returned.
+ */
+static int mem_map(struct p2p_mem *mem, unsigned int flags)
+{
+	void *p = p2p_reserve_va(NULL, mem->size, mem->huge ? P2P_HUGE_SIZE : P2P_PAGE_SIZE,
+				 false);
+	int ret;
+
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	mem->base = mmap(p, mem->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem->fd,
+			 (off_t)mem->fd_off);
+	if (mem->base == MAP_FAILED) {
+		ret = -errno;
+		munmap(p, mem->size);
+		return ret;
+	}
+	if (mem->huge)
+		madvise(mem->base, mem->size, MADV_HUGEPAGE);
+	if (flags & P2P_MEM_POPULATE) {
+		ret = mem_populate_range(mem->base, mem->size, 0);
+		if (ret) {
+			munmap(mem->base, mem->size);
+			return ret;
+		}
+	}
+	return 0;
+}
+
 int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_off,
 	       struct p2p_mem **out)
 {
 	struct p2p_mem *mem;
-	void *p;
 	int ret;
 
 	if (!size || !IS_ALIGNED(size, P2P_PAGE_SIZE) || size > (1ull << 46) ||
@@ -221,26 +252,50 @@ int mem_create(const char *name, uint64_t size, unsigned int flags, uint64_t fd_
 	ret = fd_set_size(mem->fd, fd_off + size);
 	if (ret)
 		goto err_close;
-	p = p2p_reserve_va(NULL, size, mem->huge ? P2P_HUGE_SIZE : P2P_PAGE_SIZE, false);
-	if (p == MAP_FAILED) {
-		ret = -ENOMEM;
+	ret = mem_map(mem, flags);
+	if (ret)
 		goto err_close;
-	}
-	mem->base = mmap(p, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem->fd,
-			 (off_t)fd_off);
-	if (mem->base == MAP_FAILED) {
+	*out = mem;
+	return 0;
+
+err_close:
+	close(mem->fd);
+err_free:
+	free(mem);
+	return ret;
+}
+
+P2P_API int p2p_mem_create_from_fd(int fd, uint64_t offset, uint64_t size, unsigned int flags,
+				   struct p2p_mem **out)
+{
+	struct p2p_mem *mem;
+	int ret;
+
+	if (fd < 0)
+		return -EBADF;
+	if (!size || !IS_ALIGNED(size, P2P_PAGE_SIZE) || size > (1ull << 46) ||
+	    (flags & ~(P2P_MEM_HUGE | P2P_MEM_POPULATE)) || !IS_ALIGNED(offset, P2P_PAGE_SIZE) ||
+	    offset > (1ull << 50))
+		return -EINVAL;
+	mem = calloc(1, sizeof(*mem));
+	if (!mem)
+		return -ENOMEM;
+	kref_init(&mem->ref);
+	mem->size = size;
+	mem->fd_off = offset;
+	mem->huge = (flags & P2P_MEM_HUGE) && p2p_hugepage_mode() != P2P_HUGEPAGE_NONE &&
+		    IS_ALIGNED(offset, P2P_HUGE_SIZE);
+	mem->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (mem->fd < 0) {
 		ret = -errno;
-		munmap(p, size);
-		goto err_close;
+		goto err_free;
 	}
-	if (mem->huge)
-		madvise(mem->base, size, MADV_HUGEPAGE);
-	if (flags & P2P_MEM_POPULATE) {
-		ret = mem_populate_range(mem->base, size, 0);
-		if (ret) {
-			munmap(mem->base, size);
-			goto err_close;
-		}
+	ret = mem_map(mem, flags);
+	if (ret) {
+		/* Not a shared-memory file, or opened read-only. */
+		if (ret == -EACCES || ret == -ENODEV)
+			ret = -EINVAL;
+		goto err_close;
 	}
 	*out = mem;
 	return 0;

@@ -491,6 +491,19 @@ int door_config_read(struct door_config *cfg, const char *path, const char *extr
 
 int door_config_load(struct door_config *cfg, char *err, size_t errlen)
 {
+	const char *path = getenv("P2PBUF_DOOR_CONFIG"), *connect = getenv("P2PBUF_DOOR_CONNECT");
+
+	if ((!path || !*path) && connect && *connect) {
+		/* p2pbuf exec --connect without --config: no default set, the --device lines only. */
+		const char *extra = getenv("P2PBUF_DOOR_DEVICES");
+		int ret = 0;
+
+		if (extra && *extra)
+			ret = door_config_parse(cfg, extra, strlen(extra), "--device", 1, err, errlen);
+		if (ret)
+			door_config_free(cfg);
+		return ret;
+	}
 	return door_config_read(cfg, getenv("P2PBUF_DOOR_CONFIG"), getenv("P2PBUF_DOOR_DEVICES"),
 				err, errlen);
 }

@@ -80,7 +80,8 @@ void door_config_free(struct door_config *cfg);
  * door_config_load() - the configuration the environment asks for
  *
  * door_config_read() with $P2PBUF_DOOR_CONFIG and $P2PBUF_DOOR_DEVICES,
- * which `p2pbuf exec` sets.
+ * which `p2pbuf exec` sets; with $P2PBUF_DOOR_CONNECT set (--connect) and
+ * no file, no default set: the --device lines only.
  *
  * Return: 0 or -errno with @err set.
  */

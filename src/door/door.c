@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <p2pbuf/p2pbuf.h>
+#include <p2pbuf/vfio_user.h>
 
 #include "contract.h"
 #include "device.h"
@@ -42,6 +43,16 @@ static pid_t owner;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_ret = -EAGAIN;
 static bool cfg_loaded;
+/*
+ * Remote functions (p2pbuf exec --connect SOCKET): slots after the
+ * configured devices, each a vfio-user client of this process.  When its
+ * server dies the function is removed: unregistered, its entries taken
+ * out of the tree (door_remote_check(), on the next door path).
+ */
+static struct p2p_vfio_user_client *remotes[DOOR_MAX_DEVICES];
+static atomic_bool remote_gone[DOOR_MAX_DEVICES];
+static unsigned int nr_remotes;
+static pthread_mutex_t remote_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void door_say(const char *fmt, ...)
 {
@@ -445,7 +456,7 @@ static int generate_tree(char *top, bool say)
 	    !(ret = tree_file(top, "/dev/iommu", NULL, 0, 0666)))
 		ret = tree_file(top, "/dev/dma_heap/system", NULL, 0, 0444);
 	for (unsigned int i = 0; !ret && i < cfg.n; i++) {
-		if (!pdevs[i])
+		if (!pdevs[i] || atomic_load(&remote_gone[i]))
 			continue;
 		ret = build_device(top, i);
 		if (ret && say)
@@ -493,7 +504,11 @@ void door_release(void)
 			continue;
 		if (cdevs[i] >= 0 && DOOR_HAVE(p2p_vfio_unregister))
 			p2p_vfio_unregister(pdevs[i]);
-		p2p_pci_dev_put(pdevs[i]);
+		if (remotes[i])
+			p2p_vfio_user_disconnect(remotes[i]); /* puts the function */
+		else
+			p2p_pci_dev_put(pdevs[i]);
+		remotes[i] = NULL;
 		pdevs[i] = NULL;
 	}
 	init_ret = -ENODEV;
@@ -503,6 +518,134 @@ static void door_destructor(void) __attribute__((destructor));
 static void door_destructor(void)
 {
 	remove_tree();
+}
+
+/* An IOMMU group no configured device has, from 900 up. */
+static unsigned int free_group(void)
+{
+	for (unsigned int g = 900;; g++) {
+		bool used = false;
+
+		for (unsigned int i = 0; i < cfg.n && !used; i++)
+			used = cfg.devs[i].group == g;
+		if (!used)
+			return g;
+	}
+}
+
+/*
+ * $P2PBUF_DOOR_CONNECT (p2pbuf exec --connect): vfio-user sockets, one a
+ * line.  Each becomes a function of this process backed by its server
+ * (p2p_vfio_user_connect()), registered as the configured ones are; its
+ * BDF is the socket's name when that is one (p2pbuf serve's), its group
+ * one of its own.  A socket that does not answer is said and left out.
+ */
+static void connect_remotes(void)
+{
+	const char *env = getenv("P2PBUF_DOOR_CONNECT");
+	char *list, *save = NULL;
+
+	if (!env || !*env)
+		return;
+	list = strdup(env);
+	for (char *path = list ? strtok_r(list, "\n", &save) : NULL; path;
+	     path = strtok_r(NULL, "\n", &save)) {
+		struct p2p_vfio_user_connect_info ci = {
+			.argsz = sizeof(ci), .group = free_group(),
+		};
+		struct p2p_vfio_user_client *c;
+		struct p2p_pci_dev *pdev;
+		struct door_dev *d;
+		unsigned int slot = cfg.n, idx;
+		bool clash = false;
+		int ret;
+
+		if (slot >= DOOR_MAX_DEVICES) {
+			door_say("--connect %s left out: more than %d devices", path, DOOR_MAX_DEVICES);
+			break;
+		}
+		ret = p2p_vfio_user_connect(path, &ci, &c);
+		if (ret) {
+			door_say("--connect %s left out: %s", path, strerror(-ret));
+			continue;
+		}
+		pdev = p2p_vfio_user_client_pci(c);
+		for (unsigned int i = 0; i < cfg.n && !clash; i++)
+			clash = !strcmp(cfg.devs[i].bdf, p2p_pci_dev_name(pdev));
+		if (clash) {
+			door_say("--connect %s left out: %s is configured already", path,
+				 p2p_pci_dev_name(pdev));
+			p2p_vfio_user_disconnect(c);
+			continue;
+		}
+		d = &cfg.devs[slot];
+		memset(d, 0, sizeof(*d));
+		d->kind = DOOR_GPU; /* BARs from p2p_pci_dev_bar_info(), not from the line */
+		snprintf(d->bdf, sizeof(d->bdf), "%s", p2p_pci_dev_name(pdev));
+		d->group = p2p_pci_dev_group(pdev);
+		snprintf(d->source, sizeof(d->source), "--connect %s", path);
+		cfg.n++;
+		nr_remotes++;
+		remotes[slot] = c;
+		pdevs[slot] = pdev;
+		cdevs[slot] = -1;
+		if (DOOR_HAVE(p2p_vfio_register)) {
+			ret = p2p_vfio_register(pdev, &idx);
+			if (ret)
+				door_say("remote %s (%s): not visible to VFIO users: %s", d->bdf,
+					 d->source, strerror(-ret));
+			else
+				cdevs[slot] = (int)idx;
+		}
+	}
+	free(list);
+}
+
+/*
+ * A remote function whose server is gone is removed, as a hot-unplugged
+ * one: unregistered (new opens of its nodes fail), its /sys and /dev
+ * entries taken out of the tree.  Open files of it answer ENODEV.
+ */
+static void remote_remove(unsigned int slot)
+{
+	const struct door_dev *d = &cfg.devs[slot];
+	char p[PATH_MAX + 64];
+
+	if (DOOR_HAVE(p2p_vfio_unregister))
+		p2p_vfio_unregister(pdevs[slot]);
+	if (!rootlen)
+		return;
+	snprintf(p, sizeof(p), "%s/sys/bus/pci/devices/%s", root, d->bdf);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/sys/bus/pci/drivers/vfio-pci/%s", root, d->bdf);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/sys/kernel/iommu_groups/%u", root, d->group);
+	delete_tree(p);
+	snprintf(p, sizeof(p), "%s/sys/devices/p2pbuf/%s", root, d->bdf);
+	delete_tree(p);
+	snprintf(p, sizeof(p), "%s/dev/vfio/%u", root, d->group);
+	unlink(p);
+	if (cdevs[slot] >= 0) {
+		snprintf(p, sizeof(p), "%s/dev/vfio/devices/vfio%d", root, cdevs[slot]);
+		unlink(p);
+	}
+}
+
+static void door_remote_check(void)
+{
+	if (!nr_remotes)
+		return;
+	for (unsigned int i = 0; i < cfg.n; i++) {
+		if (!remotes[i] || atomic_load(&remote_gone[i]) ||
+		    p2p_vfio_user_client_alive(remotes[i]))
+			continue;
+		pthread_mutex_lock(&remote_lock);
+		if (!atomic_load(&remote_gone[i])) {
+			remote_remove(i);
+			atomic_store(&remote_gone[i], true);
+		}
+		pthread_mutex_unlock(&remote_lock);
+	}
 }
 
 static void init_fn(void)
@@ -540,6 +683,7 @@ static void init_fn(void)
 				cdevs[i] = (int)idx;
 		}
 	}
+	connect_remotes();
 	init_ret = build_tree();
 	if (init_ret)
 		door_say("cannot generate the /sys and /dev tree: %s", strerror(-init_ret));
@@ -590,7 +734,8 @@ static bool config_slot(const char *rest, unsigned int *slot)
 	for (unsigned int i = 0; i < cfg.n; i++) {
 		size_t l = strlen(cfg.devs[i].bdf);
 
-		if (pdevs[i] && !strncmp(rest, cfg.devs[i].bdf, l) && !strcmp(rest + l, "/config")) {
+		if (pdevs[i] && !atomic_load(&remote_gone[i]) && !strncmp(rest, cfg.devs[i].bdf, l) &&
+		    !strcmp(rest + l, "/config")) {
 			*slot = i;
 			return true;
 		}
@@ -708,6 +853,7 @@ enum door_node door_map_path(const char *path, struct door_target *t)
 		atomic_store_explicit(&door_active, true, memory_order_release);
 	if (door_init())
 		return DOOR_NOT_MINE;
+	door_remote_check();
 	if (rootlen + strlen(path) + 1 >= sizeof(t->path))
 		return DOOR_NOT_MINE;
 	memcpy(t->path, root, rootlen);

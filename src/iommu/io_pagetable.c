@@ -584,6 +584,254 @@ static int insert_area(struct p2p_ioas *ioas, struct ioas_area *a)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Domains: backends mirroring the IOAS (iopt_area_fill_domains())         */
+
+struct p2p_ioas_domain {
+	struct list_head node; /* ioas->domains, under domain_lock */
+	struct p2p_ioas *ioas;
+	const struct p2p_ioas_domain_ops *ops;
+	void *priv;
+};
+
+static void area_domain_desc(const struct ioas_area *a, struct p2p_ioas_domain_area *d)
+{
+	const struct ioas_pages *p = a->pages;
+
+	memset(d, 0, sizeof(*d));
+	d->iova = a->iova;
+	d->length = a->length;
+	d->prot = a->prot;
+	d->fd = -1;
+	if (p->kind == PAGES_DMABUF) {
+		d->kind = P2P_IOAS_DOMAIN_DMABUF;
+		/* Within one segment: its memory's file, for a backend to map. */
+		for (unsigned int i = 0; i < p->nsegs; i++) {
+			const struct pages_seg *g = &p->segs[i];
+
+			if (a->pages_off < g->off || a->pages_off - g->off >= g->len)
+				continue;
+			if (g->fd >= 0 && a->length <= g->len - (a->pages_off - g->off)) {
+				d->fd = g->fd;
+				d->fd_offset = g->fd_off + (a->pages_off - g->off);
+				d->va = g->host + (a->pages_off - g->off);
+			}
+			break;
+		}
+	} else if (p->kind == PAGES_CALLBACK) {
+		d->kind = P2P_IOAS_DOMAIN_CALLBACK; /* no memory here: no @fd, no @va */
+	} else if (p->fd >= 0) {
+		d->kind = P2P_IOAS_DOMAIN_FD;
+		d->fd = p->fd;
+		d->fd_offset = p->fd_start + a->pages_off;
+		d->va = p->host + a->pages_off;
+	} else {
+		d->kind = P2P_IOAS_DOMAIN_VA;
+		d->va = p->host + a->pages_off;
+	}
+}
+
+/*
+ * Fill @dom with @a (iopt_area_fill_domain()).  domain_lock held.  Over
+ * dma-buf pages the domain is tracked on the pages, so that a revoke
+ * unmaps it there (pages_domains_revoke()); pages revoked already are not
+ * mapped, and that is success (kernel-semantics 2.5: never remapped).
+ */
+static int domain_fill(struct p2p_ioas_domain *dom, const struct ioas_area *a)
+{
+	struct ioas_pages *p = a->pages;
+	struct p2p_ioas_domain_area d;
+	struct pages_dom *t;
+	int ret = 0;
+
+	area_domain_desc(a, &d);
+	if (p->kind != PAGES_DMABUF)
+		return dom->ops->map(dom->priv, &d);
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->dom = dom;
+	t->iova = a->iova;
+	t->length = a->length;
+	pthread_mutex_lock(&p->dom_mutex);
+	if (atomic_load(&p->revoked))
+		t->revoked = true;
+	else
+		ret = dom->ops->map(dom->priv, &d);
+	if (!ret)
+		list_add_tail(&t->node, &p->doms);
+	pthread_mutex_unlock(&p->dom_mutex);
+	if (ret)
+		free(t);
+	return ret;
+}
+
+/* Take @a out of @dom; a range a revoke took out already is skipped.  domain_lock held. */
+static void domain_unfill(struct p2p_ioas_domain *dom, const struct ioas_area *a)
+{
+	struct ioas_pages *p = a->pages;
+	struct pages_dom *t;
+
+	if (p->kind != PAGES_DMABUF) {
+		dom->ops->unmap(dom->priv, a->iova, a->length);
+		return;
+	}
+	pthread_mutex_lock(&p->dom_mutex);
+	list_for_each_entry(t, &p->doms, node) {
+		if (t->dom != dom || t->iova != a->iova)
+			continue;
+		if (!t->revoked)
+			dom->ops->unmap(dom->priv, a->iova, a->length);
+		list_del_init(&t->node);
+		free(t);
+		break;
+	}
+	pthread_mutex_unlock(&p->dom_mutex);
+}
+
+/*
+ * The dma-buf behind @p is revoked (resv held): every domain filled with
+ * it is unmapped there, once; a later un-revoke maps nothing back.
+ */
+void pages_domains_revoke(struct ioas_pages *p)
+{
+	struct pages_dom *t;
+
+	pthread_mutex_lock(&p->dom_mutex);
+	list_for_each_entry(t, &p->doms, node) {
+		if (t->revoked)
+			continue;
+		t->revoked = true;
+		t->dom->ops->unmap(t->dom->priv, t->iova, t->length);
+	}
+	pthread_mutex_unlock(&p->dom_mutex);
+}
+
+/* Map @a into every domain; on failure unmap it from those done.  domain_lock held. */
+static int domains_map(struct p2p_ioas *ioas, const struct ioas_area *a)
+{
+	struct p2p_ioas_domain *dom, *undo;
+	int ret;
+
+	list_for_each_entry(dom, &ioas->domains, node) {
+		ret = domain_fill(dom, a);
+		if (!ret)
+			continue;
+		list_for_each_entry(undo, &ioas->domains, node) {
+			if (undo == dom)
+				break;
+			domain_unfill(undo, a);
+		}
+		return ret;
+	}
+	return 0;
+}
+
+/*
+ * Take a just-inserted area out of the IOAS and its IO page table again;
+ * the caller drains and retires it (area_drain(), area_retire()).
+ */
+static void area_take_out(struct p2p_ioas *ioas, struct ioas_area *a)
+{
+	pthread_rwlock_wrlock(&ioas->lock);
+	for (size_t i = 0; i < ioas->nr; i++) {
+		if (ioas->areas[i] != a)
+			continue;
+		memmove(&ioas->areas[i], &ioas->areas[i + 1], (ioas->nr - i - 1) * sizeof(void *));
+		memmove(&ioas->starts[i], &ioas->starts[i + 1],
+			(ioas->nr - i - 1) * sizeof(uint64_t));
+		ioas->nr--;
+		pt_remove_area(ioas, a);
+		break;
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+}
+
+P2P_API int p2p_ioas_domain_attach(struct p2p_ioas *ioas, const struct p2p_ioas_domain_ops *ops,
+				   void *priv, struct p2p_ioas_domain **out)
+{
+	struct p2p_ioas_domain *dom;
+	struct ioas_area **snap = NULL;
+	size_t n = 0, i;
+	int ret = 0;
+
+	if (!ioas || !ops || !ops->map || !ops->unmap || !out)
+		return -EINVAL;
+	dom = calloc(1, sizeof(*dom));
+	if (!dom)
+		return -ENOMEM;
+	dom->ioas = p2p_ioas_ref(ioas);
+	dom->ops = ops;
+	dom->priv = priv;
+	pthread_mutex_lock(&ioas->domain_lock);
+	/* Areas change only under domain_lock: the snapshot stays true. */
+	pthread_rwlock_rdlock(&ioas->lock);
+	if (ioas->nr) {
+		snap = malloc(ioas->nr * sizeof(*snap));
+		if (snap) {
+			n = ioas->nr;
+			memcpy(snap, ioas->areas, n * sizeof(*snap));
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	pthread_rwlock_unlock(&ioas->lock);
+	for (i = 0; !ret && i < n; i++)
+		ret = domain_fill(dom, snap[i]);
+	if (ret) {
+		while (i-- > 1)
+			domain_unfill(dom, snap[i - 1]);
+	} else {
+		list_add_tail(&dom->node, &ioas->domains);
+		atomic_fetch_add(&ioas->ndomains, 1);
+	}
+	pthread_mutex_unlock(&ioas->domain_lock);
+	free(snap);
+	if (ret) {
+		p2p_ioas_put(dom->ioas);
+		free(dom);
+		return ret;
+	}
+	*out = dom;
+	return 0;
+}
+
+P2P_API void p2p_ioas_domain_detach(struct p2p_ioas_domain *dom)
+{
+	struct p2p_ioas *ioas;
+
+	if (!dom)
+		return;
+	ioas = dom->ioas;
+	pthread_mutex_lock(&ioas->domain_lock);
+	list_del_init(&dom->node);
+	atomic_fetch_sub(&ioas->ndomains, 1);
+	/*
+	 * iopt_table_remove_domain(): every area leaves the domain.  Areas
+	 * change only under domain_lock, which we hold: one at a time, no
+	 * snapshot to allocate.
+	 */
+	for (size_t i = 0;; i++) {
+		struct ioas_area *a = NULL;
+
+		pthread_rwlock_rdlock(&ioas->lock);
+		if (i < ioas->nr)
+			a = ioas->areas[i];
+		pthread_rwlock_unlock(&ioas->lock);
+		if (!a)
+			break;
+		domain_unfill(dom, a);
+	}
+	pthread_mutex_unlock(&ioas->domain_lock);
+	p2p_ioas_put(ioas);
+	free(dom);
+}
+
+bool ioas_has_domains(struct p2p_ioas *ioas)
+{
+	return atomic_load(&ioas->ndomains) != 0;
+}
+
 /*
  * Place [*iova, +length) onto @pages at @pages_off.  Takes over the
  * caller's pages reference on success.
@@ -595,10 +843,13 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 	struct ioas_area *a;
 	int ret = 0;
 
+	/* Areas change under domain_lock: a domain attaching sees each once. */
+	pthread_mutex_lock(&ioas->domain_lock);
 	pthread_rwlock_wrlock(&ioas->lock);
 	a = area_alloc(ioas);
 	if (!a) {
 		pthread_rwlock_unlock(&ioas->lock);
+		pthread_mutex_unlock(&ioas->domain_lock);
 		return -ENOMEM;
 	}
 	align = iopt_alignment(ioas);
@@ -647,15 +898,32 @@ static int ioas_add(struct p2p_ioas *ioas, struct ioas_pages *pages, uint64_t pa
 		if (ret) {
 			/* Never published: no DMA, only stale counts that back out. */
 			pthread_rwlock_unlock(&ioas->lock);
-			area_drain(ioas, &a, 1);
-			pages_get(pages); /* the caller keeps its reference on failure */
-			area_retire(ioas, &a, 1);
-			return ret;
+			pthread_mutex_unlock(&ioas->domain_lock);
+			goto err_retire;
 		}
 	}
 	pthread_rwlock_unlock(&ioas->lock);
-	if (ret)
+	if (ret) {
+		pthread_mutex_unlock(&ioas->domain_lock);
 		area_free(a);
+		return ret;
+	}
+	if (!list_empty(&ioas->domains)) {
+		ret = domains_map(ioas, a);
+		if (ret) {
+			/* Published meanwhile: out of the IO page table, then drained. */
+			area_take_out(ioas, a);
+			pthread_mutex_unlock(&ioas->domain_lock);
+			goto err_retire;
+		}
+	}
+	pthread_mutex_unlock(&ioas->domain_lock);
+	return 0;
+
+err_retire:
+	area_drain(ioas, &a, 1);
+	pages_get(pages); /* the caller keeps its reference on failure */
+	area_retire(ioas, &a, 1);
 	return ret;
 }
 
@@ -743,6 +1011,8 @@ static int map_memfd(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t len
 
 	if (ret)
 		return ret;
+	/* A domain gets the file behind the area (a backend maps it itself). */
+	p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	ret = ioas_add(ioas, p, off, length, iova, flags);
 	if (ret)
 		pages_put(p);
@@ -837,6 +1107,7 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 	} else if (__builtin_add_overflow(iova, length - 1, &last)) {
 		return -EOVERFLOW;
 	}
+	pthread_mutex_lock(&ioas->domain_lock);
 	pthread_rwlock_wrlock(&ioas->lock);
 	first = find_upper(ioas, iova);
 	/* An area's last byte, never its end: an area may end at IOVA 2^64 - 1. */
@@ -870,6 +1141,18 @@ P2P_API int p2p_ioas_unmap(struct p2p_ioas *ioas, uint64_t iova, uint64_t length
 			pt_remove_area(ioas, gone[i]);
 	}
 	pthread_rwlock_unlock(&ioas->lock);
+	/*
+	 * The domains first (a backend drains its own DMA), no IOAS lock held;
+	 * the records are not recycled before area_retire().
+	 */
+	if (gone) {
+		struct p2p_ioas_domain *dom;
+
+		list_for_each_entry(dom, &ioas->domains, node)
+			for (size_t i = 0; i < n; i++)
+				domain_unfill(dom, gone[i]);
+	}
+	pthread_mutex_unlock(&ioas->domain_lock);
 	if (gone) {
 		area_drain(ioas, gone, n);
 		for (size_t i = 0; i < n; i++)
@@ -1246,6 +1529,9 @@ P2P_API unsigned int p2p_ioas_nr_areas(struct p2p_ioas *ioas)
 /* The IO page table of a new IOAS: an empty root. */
 int iopt_init(struct p2p_ioas *ioas)
 {
+	pthread_mutex_init(&ioas->domain_lock, NULL);
+	list_init(&ioas->domains);
+	atomic_init(&ioas->ndomains, 0);
 	ioas->pt_root = calloc(PT_ENTRIES, sizeof(pte_t));
 	return ioas->pt_root ? 0 : -ENOMEM;
 }
@@ -1261,6 +1547,7 @@ void iopt_destroy(struct p2p_ioas *ioas)
 	for (size_t i = 0; i < ioas->nr_chunks; i++)
 		free(ioas->chunks[i]);
 	free(ioas->chunks);
+	pthread_mutex_destroy(&ioas->domain_lock);
 }
 
 /* iopt_disable_large_pages() / iopt_enable_large_pages() */

@@ -20,7 +20,8 @@
  * table, each HWPT's users and each device's HWPT; ioas->lock (rw) an
  * IOAS's areas, allowed ranges and IO page table; ioas->drain_lock the
  * wakeup of an unmap waiting for DMA; pages->mutex one pages object's
- * revoke fence and SGT.
+ * revoke fence and SGT; pages->dom_mutex (after ioas->domain_lock and
+ * resv, before nothing of the IOMMU layer) its list of filled domains.
  */
 #ifndef P2PBUF_IOMMUFD_H
 #define P2PBUF_IOMMUFD_H
@@ -66,6 +67,20 @@ struct pages_seg {
 	uint64_t off; /* offset within the pages object */
 	uint64_t len;
 	uint8_t *host;
+	int fd;		/* the memory's file (p2p_mem_fd(), borrowed), or -1 */
+	uint64_t fd_off; /* where host[0] is in fd */
+};
+
+/*
+ * A domain filled with an area over dma-buf pages (iommufd's per-pages
+ * tracking list, kernel-semantics 2.5): the revoke unmaps it from the
+ * domain without walking IOAS -> area (the lock order forbids it).
+ */
+struct pages_dom {
+	struct list_head node; /* pages->doms, under pages->dom_mutex */
+	struct p2p_ioas_domain *dom;
+	uint64_t iova, length;
+	bool revoked; /* unmapped from the domain by a revoke: never again */
 };
 
 /*
@@ -84,6 +99,8 @@ struct ioas_pages {
 	uint8_t *host; /* USER, MEMFD: contiguous */
 	void *map_base; /* MEMFD: our mapping, unmapped at free */
 	size_t map_len;
+	int fd;		   /* MEMFD mapped while a domain was attached: its file, or -1 */
+	uint64_t fd_start; /* where host[0] is in fd */
 
 	/* DMABUF */
 	struct p2p_attachment *attach;
@@ -94,6 +111,9 @@ struct ioas_pages {
 	struct ioas_area *areas; /* under mutex: the areas on these pages (DMABUF) */
 	atomic_uint busy; /* areas a revoke waits for (AREA_PENDING set), under mutex */
 	struct p2p_fence *drain; /* under mutex */
+	/* DMABUF: the domains filled with these pages (struct pages_dom). */
+	pthread_mutex_t dom_mutex;
+	struct list_head doms;
 
 	/* CALLBACK: fixed at creation */
 	const struct p2p_ioas_callback_ops *cb_ops;
@@ -180,6 +200,14 @@ struct p2p_ioas {
 	_Atomic(uintptr_t) *pt_pool; /* tables left in the current chunk */
 	size_t pt_pool_left;
 	bool no_large_pages; /* IOMMU_OPTION_HUGE_PAGES 0: 4 KiB alignment */
+	/*
+	 * Attached domains (p2p_ioas_domain_attach()), told of every map and
+	 * unmap.  domain_lock serializes them with the area changes that
+	 * concern them; it comes before ioas->lock.
+	 */
+	pthread_mutex_t domain_lock;
+	struct list_head domains; /* under domain_lock */
+	atomic_uint ndomains;
 };
 
 
@@ -230,6 +258,8 @@ int iopt_map_user(struct p2p_ioas *ioas, void *va, uint64_t length, uint64_t *io
 int iopt_map_file(struct p2p_ioas *ioas, int fd, uint64_t start, uint64_t length,
 		  uint64_t *iova, uint32_t flags);
 int ioas_set_large_pages(struct p2p_ioas *ioas, bool enable);
+bool ioas_has_domains(struct p2p_ioas *ioas);
+void pages_domains_revoke(struct ioas_pages *p);
 bool ioas_large_pages(struct p2p_ioas *ioas);
 
 /* pages.c */

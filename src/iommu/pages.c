@@ -42,7 +42,10 @@ static struct ioas_pages *pages_new(enum pages_kind kind)
 		return NULL;
 	atomic_init(&p->count, PAGES_REF);
 	p->kind = kind;
+	p->fd = -1;
 	pthread_mutex_init(&p->mutex, NULL);
+	pthread_mutex_init(&p->dom_mutex, NULL);
+	list_init(&p->doms);
 	atomic_init(&p->revoked, false);
 	atomic_init(&p->busy, 0);
 	return p;
@@ -82,7 +85,16 @@ static void pages_free(struct ioas_pages *p)
 	}
 	if (p->map_base)
 		munmap(p->map_base, p->map_len);
+	if (p->fd >= 0)
+		close(p->fd);
 	free(p->segs);
+	while (!list_empty(&p->doms)) { /* not reached: every area unfilled its domains */
+		struct pages_dom *t = list_entry(p->doms.next, struct pages_dom, node);
+
+		list_del_init(&t->node);
+		free(t);
+	}
+	pthread_mutex_destroy(&p->dom_mutex);
 	pthread_mutex_destroy(&p->mutex);
 	free(p);
 }
@@ -160,6 +172,8 @@ static void pages_invalidate(struct p2p_attachment *attach)
 		p->sgt = NULL;
 	}
 	pthread_mutex_unlock(&p->mutex);
+	/* Every domain filled with these pages loses them (a backend drains its DMA). */
+	pages_domains_revoke(p);
 }
 
 static const struct p2p_dmabuf_importer_ops pages_importer_ops = {
@@ -278,6 +292,9 @@ int pages_dmabuf(struct p2p_dmabuf *buf, uint64_t start, uint64_t len, bool exte
 				.off = s - start,
 				.len = e - s,
 				.host = p2p_mem_ptr(ranges[i].mem, ranges[i].offset + (s - rs)),
+				.fd = p2p_mem_fd(ranges[i].mem),
+				.fd_off = p2p_mem_fd_offset(ranges[i].mem) + ranges[i].offset +
+					  (s - rs),
 			};
 		pos = re;
 	}
@@ -384,6 +401,7 @@ int pages_memfd(int fd, uint64_t start, uint64_t length, uint32_t flags,
 	p->map_len = plen;
 	p->len = plen;
 	p->writable = flags & IOMMU_IOAS_MAP_WRITEABLE;
+	p->fd_start = pstart;
 	*off = start - pstart;
 	*out = p;
 	return 0;

@@ -196,8 +196,10 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 	static atomic_uint_fast64_t next_bus = 0x800000000000ull;
 	int ret;
 
-	if (!info || info->argsz < sizeof(*info))
+	if (!info || info->argsz < P2P_PCI_DEV_INFO_SIZE_V1)
 		return -EINVAL;
+	bool has_mems = info->argsz >= offsetof(struct p2p_pci_dev_info, bar_mems) +
+					     sizeof(info->bar_mems);
 	if (info->flags & ~(P2P_PCI_VF | P2P_PCI_NO_FLR | P2P_PCI_NO_DMABUF | P2P_PCI_HUGE |
 			    P2P_PCI_PREFAULT))
 		return -EINVAL;
@@ -217,7 +219,15 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 			return -EINVAL;
 		if ((b->flags & P2P_BAR_MEM64) && (i == 5 || info->bars[i + 1].size))
 			return -EINVAL;
+		/* External memory: a memory BAR's, covering it. */
+		if (has_mems && info->bar_mems[i] &&
+		    ((b->flags & P2P_BAR_IO) || p2p_mem_size(info->bar_mems[i]) < b->size))
+			return -EINVAL;
 	}
+	if (has_mems)
+		for (int i = 0; i < 6; i++)
+			if (info->bar_mems[i] && !info->bars[i].size)
+				return -EINVAL;
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
@@ -241,10 +251,17 @@ P2P_API int p2p_pci_dev_create(const struct p2p_pci_dev_info *info, struct p2p_p
 		if (!sz)
 			continue;
 		snprintf(name, sizeof(name), "%s/bar%d", dev->name, i);
-		ret = mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
-				 ((dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0) |
-					 ((dev->flags & P2P_PCI_PREFAULT) ? P2P_MEM_POPULATE : 0),
-				 bar_fd_offset(i, ALIGN_UP(sz, P2P_PAGE_SIZE)), &dev->bar_mem[i]);
+		if (has_mems && info->bar_mems[i]) {
+			dev->bar_mem[i] = p2p_mem_get(info->bar_mems[i]);
+			ret = 0;
+		} else {
+			ret = mem_create(name, ALIGN_UP(sz, P2P_PAGE_SIZE),
+					 ((dev->flags & P2P_PCI_HUGE) ? P2P_MEM_HUGE : 0) |
+						 ((dev->flags & P2P_PCI_PREFAULT) ? P2P_MEM_POPULATE
+										   : 0),
+					 bar_fd_offset(i, ALIGN_UP(sz, P2P_PAGE_SIZE)),
+					 &dev->bar_mem[i]);
+		}
 		if (ret)
 			goto err;
 		/* Naturally aligned bus addresses, as a BIOS would assign. */
@@ -317,6 +334,28 @@ P2P_API struct p2p_mem *p2p_pci_dev_bar_mem(const struct p2p_pci_dev *dev, int b
 	if (bar < 0 || bar >= 6)
 		return NULL;
 	return dev->bar_mem[bar];
+}
+
+/*
+ * The backend's state is the function's (hardware: the kernel's
+ * pci_dev->error_state); the driver bound to it reacts (disables memory,
+ * revokes its dma-bufs) in backend_changed, which reads the state again
+ * under its own lock: of two racing changes, the last one stored wins.
+ */
+P2P_API int p2p_pci_dev_backend_state(struct p2p_pci_dev *dev, int state)
+{
+	uint8_t old;
+
+	if (state < P2P_PCI_BACKEND_OK || state > P2P_PCI_BACKEND_GONE)
+		return -EINVAL;
+	old = atomic_load_explicit(&dev->backend_state, memory_order_relaxed);
+	do {
+		if (old == P2P_PCI_BACKEND_GONE)
+			return -EBADFD;
+	} while (!atomic_compare_exchange_weak_explicit(&dev->backend_state, &old, (uint8_t)state,
+							memory_order_acq_rel,
+							memory_order_relaxed));
+	return dev->driver->backend_changed(dev);
 }
 
 /* ---------------------------------------------------------------------- */

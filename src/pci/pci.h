@@ -15,7 +15,15 @@
  *
  * Locks (their order: docs/locking.md): set->lock serializes a hot reset
  * over the set and protects its list.  A function's fields here are set
- * at creation and do not change; the driver's state has its own locks.
+ * at creation and do not change, but for backend_state; the driver's
+ * state has its own locks.
+ *
+ * backend_state is hardware state (the kernel's pci_dev->error_state, not
+ * vfio-pci's): whether the memory behind the BARs is there (a remote
+ * function's backend revoked it, or died).  It is an atomic, written by
+ * p2p_pci_dev_backend_state() only (GONE is final), read by anyone; the
+ * driver reacts to a change through pci_driver.backend_changed, under its
+ * own locks, reading the state again there (so the last change wins).
  */
 #ifndef P2PBUF_PCI_H
 #define P2PBUF_PCI_H
@@ -42,11 +50,17 @@ struct p2p_pci_devset {
  *	model's release has run
  * @config_read: bytes [@off, @off + @len) of the config space as the
  *	function shows it now (the range is checked); 0 or -errno
+ * @backend_changed: dev->backend_state changed (the kernel's
+ *	pci_error_handlers.error_detected / resume): apply the state read
+ *	now (not OK: memory disabled, dma-bufs revoked; GONE: for good; OK:
+ *	restored if memory decoding is on); called with no lock held; 0 or
+ *	the error of a CPU mapping that could not be revoked
  */
 struct pci_driver {
 	int (*probe)(struct p2p_pci_dev *dev);
 	void (*remove)(struct p2p_pci_dev *dev);
 	int (*config_read)(struct p2p_pci_dev *dev, unsigned int off, void *buf, size_t len);
+	int (*backend_changed)(struct p2p_pci_dev *dev);
 };
 
 /* src/vfio/vfio_main.c */
@@ -66,6 +80,7 @@ struct p2p_pci_dev {
 	uint64_t bar_bus[6]; /* emulated bus address of each BAR */
 	const struct p2p_pci_dev_ops *ops;
 	void *priv;
+	_Atomic uint8_t backend_state; /* enum p2p_pci_backend_state (see above) */
 
 	const struct pci_driver *driver;
 	void *driver_data; /* the driver's (struct vfio_pci_core), opaque here */
@@ -82,6 +97,13 @@ struct pci_config {
 	uint8_t wmask[P2P_PCI_CFG_SIZE];
 	uint32_t bar_regs[6];
 };
+
+/* enum p2p_pci_backend_state of @dev (GONE: the function is removed). */
+static inline int pci_backend_state(const struct p2p_pci_dev *dev)
+{
+	return atomic_load_explicit(&((struct p2p_pci_dev *)dev)->backend_state,
+				    memory_order_acquire);
+}
 
 /* src/pci/pci.c */
 void pci_config_reset(const struct p2p_pci_dev *dev, struct pci_config *cfg);

@@ -25,6 +25,9 @@ bool vfio_memory_enabled_locked(const struct p2p_pci_dev *dev)
 	/* Never-opened functions have no vconfig: not enabled (1.7 item 6). */
 	if (!vc->open_count || vc->low_power)
 		return false;
+	/* Its backend took the memory away (revoked, or gone for good). */
+	if (pci_backend_state(dev) != P2P_PCI_BACKEND_OK)
+		return false;
 	return pci_config_memory_decode(dev, &vc->vconfig);
 }
 
@@ -154,6 +157,12 @@ int vfio_config_access(struct p2p_vfio_device *vdev, uint8_t *buf, size_t len, u
 		done += sz;
 	}
 	pthread_rwlock_unlock(&vc->memory_lock);
+	/* A backend sees the write after the emulation did (no lock held). */
+	if (write && dev->ops && dev->ops->config_write) {
+		int e = dev->ops->config_write(dev, (unsigned int)off, buf, len);
+
+		err = err ? err : e;
+	}
 	/* Written, but a CPU mapping could not be revoked: say so. */
 	return err ? err : (int)len;
 }

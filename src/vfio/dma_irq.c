@@ -34,9 +34,13 @@ void vfio_dma_irq_init(struct vfio_pci_core *vc)
 	vc->err_fd = vc->req_fd = -1;
 }
 
-/* Drop the IO address space and close every trigger (close_device, release). */
-void vfio_dma_irq_close(struct vfio_pci_core *vc)
+/*
+ * Drop the IO address space and close every trigger (close_device, release).
+ * @hooks: tell a backend (ops->ioas_detach); not at release, after ops->release.
+ */
+static void dma_irq_close(struct vfio_pci_core *vc, bool hooks)
 {
+	struct p2p_pci_dev *dev = vc->pdev;
 	struct p2p_ioas *ioas;
 
 	pthread_rwlock_wrlock(&vc->dma_lock);
@@ -54,14 +58,21 @@ void vfio_dma_irq_close(struct vfio_pci_core *vc)
 	vc->err_fd = vc->req_fd = -1;
 	pthread_rwlock_unlock(&vc->dma_lock);
 	if (ioas) {
+		if (hooks && dev->ops && dev->ops->ioas_detach)
+			dev->ops->ioas_detach(dev, ioas);
 		p2p_ioas_detach_device(ioas);
 		p2p_ioas_put(ioas);
 	}
 }
 
+void vfio_dma_irq_close(struct vfio_pci_core *vc)
+{
+	dma_irq_close(vc, true);
+}
+
 void vfio_dma_irq_release(struct vfio_pci_core *vc)
 {
-	vfio_dma_irq_close(vc);
+	dma_irq_close(vc, false);
 	pthread_rwlock_destroy(&vc->dma_lock);
 }
 
@@ -80,6 +91,7 @@ static void irqs_clear(struct vfio_pci_core *vc)
 /* Point the function's DMA at @ioas (a reference), or nowhere. */
 static void set_ioas(struct vfio_pci_core *vc, struct p2p_ioas *ioas)
 {
+	struct p2p_pci_dev *dev = vc->pdev;
 	struct p2p_ioas *old;
 
 	pthread_rwlock_wrlock(&vc->dma_lock);
@@ -87,6 +99,8 @@ static void set_ioas(struct vfio_pci_core *vc, struct p2p_ioas *ioas)
 	vc->ioas = ioas;
 	pthread_rwlock_unlock(&vc->dma_lock);
 	if (old) {
+		if (dev->ops && dev->ops->ioas_detach)
+			dev->ops->ioas_detach(dev, old);
 		p2p_ioas_detach_device(old);
 		p2p_ioas_put(old);
 	}
@@ -94,10 +108,19 @@ static void set_ioas(struct vfio_pci_core *vc, struct p2p_ioas *ioas)
 
 P2P_API int p2p_vfio_device_attach_ioas(struct p2p_vfio_device *vdev, struct p2p_ioas *ioas)
 {
+	const struct p2p_pci_dev_ops *ops = vdev->pdev->ops;
 	int ret = p2p_ioas_attach_device(ioas);
 
 	if (ret)
 		return ret;
+	/* A backend mirrors the IOAS (p2p_pci_dev_ops.ioas_attach) before DMA may use it. */
+	if (ops && ops->ioas_attach) {
+		ret = ops->ioas_attach(vdev->pdev, ioas);
+		if (ret) {
+			p2p_ioas_detach_device(ioas);
+			return ret;
+		}
+	}
 	set_ioas(vfio_pci_core(vdev->pdev), p2p_ioas_ref(ioas));
 	return 0;
 }
@@ -377,15 +400,29 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd)
 		return -EFAULT;
 	if (action != VFIO_IRQ_SET_ACTION_TRIGGER)
 		return -ENOTTY; /* no masking: INTx has no vector, MSI has no mask bits */
+	long ret;
+
 	switch (hdr->index) {
 	case VFIO_PCI_MSI_IRQ_INDEX:
-		return set_msi_trigger(vfio_pci_core(dev), hdr, data);
+		ret = set_msi_trigger(vfio_pci_core(dev), hdr, data);
+		break;
 	case VFIO_PCI_ERR_IRQ_INDEX:
 	case VFIO_PCI_REQ_IRQ_INDEX:
-		return set_ctx_trigger(vfio_pci_core(dev), hdr, data);
+		ret = set_ctx_trigger(vfio_pci_core(dev), hdr, data);
+		break;
 	default:
 		return -ENOTTY;
 	}
+	/* A backend raises the interrupts itself: give it the eventfds (no lock held). */
+	if (!ret && dev->ops && dev->ops->set_irqs) {
+		uint32_t type = hdr->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+
+		if (type == VFIO_IRQ_SET_DATA_EVENTFD)
+			ret = dev->ops->set_irqs(dev, hdr->index, hdr->start, hdr->count, data);
+		else if (type == VFIO_IRQ_SET_DATA_NONE && !hdr->count)
+			ret = dev->ops->set_irqs(dev, hdr->index, 0, 0, NULL);
+	}
+	return ret;
 }
 
 /*

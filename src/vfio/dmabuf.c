@@ -58,6 +58,44 @@ int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke)
 }
 
 /*
+ * pci_driver.backend_changed (vfio_main.c): apply the function's backend
+ * state as it is now (pci.h), under memory_lock for write: REVOKED
+ * revokes every dma-buf for now (vfio_memory_enabled_locked() keeps them
+ * so until OK), GONE for good, OK un-revokes them if memory decoding is on.
+ */
+int vfio_backend_changed(struct p2p_pci_dev *dev)
+{
+	struct vfio_pci_core *vc = vfio_pci_core(dev);
+	struct dmabuf_revoke_batch batch;
+	struct vfio_dmabuf *p;
+	int ret = 0, err;
+
+	pthread_rwlock_wrlock(&vc->memory_lock);
+	switch (pci_backend_state(dev)) {
+	case P2P_PCI_BACKEND_GONE:
+		dmabuf_revoke_batch_begin(&batch);
+		list_for_each_entry(p, &vc->dmabufs, node) {
+			if (dmabuf_dying(p->buf))
+				continue;
+			err = p2p_dmabuf_revoke(p->buf, P2P_DMABUF_PERM_REVOKED);
+			if (err && err != -EBADFD && !ret)
+				ret = err;
+		}
+		dmabuf_revoke_batch_end(&batch);
+		break;
+	case P2P_PCI_BACKEND_REVOKED:
+		ret = vfio_dmabufs_move(dev, true);
+		break;
+	default:
+		if (vfio_memory_enabled_locked(dev))
+			ret = vfio_dmabufs_move(dev, false);
+		break;
+	}
+	pthread_rwlock_unlock(&vc->memory_lock);
+	return ret;
+}
+
+/*
  * close_device: revoke for good and unlink.  memory_lock held for write.
  * The reference taken here may be the last when it is dropped: that is
  * safe under memory_lock, because the buffer is unlinked (its release

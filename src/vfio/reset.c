@@ -32,6 +32,10 @@ P2P_API int p2p_vfio_device_reset(struct p2p_vfio_device *vdev)
 		ret = ret ? ret : err;
 	}
 	pthread_rwlock_unlock(&vc->memory_lock);
+	if (dev->ops && dev->ops->reset_done) {
+		err = dev->ops->reset_done(dev);
+		ret = ret ? ret : err;
+	}
 	return ret;
 }
 
@@ -111,6 +115,11 @@ P2P_API int p2p_vfio_device_hot_reset(struct p2p_vfio_device *vdev, const int32_
 	}
 out:
 	pthread_mutex_unlock(&set->lock);
+	/* The caller's function's backend (a remote function is a set of one). */
+	if (!ret && vdev->pdev->ops && vdev->pdev->ops->reset_done) {
+		err = vdev->pdev->ops->reset_done(vdev->pdev);
+		zap_err = zap_err ? zap_err : err;
+	}
 	return ret ? ret : zap_err;
 }
 

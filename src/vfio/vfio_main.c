@@ -53,6 +53,7 @@ const struct pci_driver vfio_pci_driver = {
 	.probe = vfio_pci_probe,
 	.remove = vfio_pci_remove,
 	.config_read = vfio_config_read_raw,
+	.backend_changed = vfio_backend_changed,
 };
 
 P2P_API unsigned int p2p_pci_dev_open_count(struct p2p_pci_dev *dev)
@@ -83,6 +84,11 @@ int vfio_device_create(struct p2p_pci_dev *dev, bool cdev, int oflags,
 
 	if (!kref_get_unless_zero(&dev->ref))
 		return -ENODEV;
+	/* A function whose backend is gone for good is removed: no new opens. */
+	if (pci_backend_state(dev) == P2P_PCI_BACKEND_GONE) {
+		ret = -ENODEV;
+		goto err_put;
+	}
 	vdev = calloc(1, sizeof(*vdev));
 	if (!vdev) {
 		ret = -ENOMEM;

@@ -46,6 +46,11 @@ struct p2p_iommufd_device;
  * memory_lock (rw, vfio-pci's memory_lock) the vconfig, the low-power
  * state and the list of the function's dma-bufs (dmabuf.c); dma_lock (rw)
  * its IOAS and interrupt eventfds (dma_irq.c).  Order: docs/locking.md.
+ * The backend state (revoked or gone) is not here: it is the function's
+ * (hardware state, pci.h's backend_state, an atomic); memory_lock only
+ * orders this driver's reaction to it (vfio_backend_changed()): memory
+ * decoding reads it under memory_lock, every change is followed by a
+ * backend_changed that takes memory_lock and applies the state then.
  */
 struct vfio_pci_core {
 	struct p2p_pci_dev *pdev;
@@ -157,6 +162,8 @@ long vfio_ioctl_set_irqs(struct p2p_vfio_device *vdev, void *arg, void *cmd);
 /* dmabuf.c: the VFIO exporter */
 int vfio_dmabufs_move(struct p2p_pci_dev *dev, bool revoke);
 void vfio_dmabufs_cleanup(struct p2p_pci_dev *dev);
+/* pci_driver.backend_changed: apply pci_backend_state(); takes memory_lock. */
+int vfio_backend_changed(struct p2p_pci_dev *dev);
 int vfio_feature_dma_buf(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,
 			 void *data);
 int vfio_feature_dma_buf_revoke(struct p2p_vfio_device *vdev, uint32_t flags, uint32_t argsz,

@@ -1,0 +1,1256 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vfio-user client: a vfio-user server's device as a struct p2p_pci_dev.
+ *
+ * Threads: the caller's threads send requests and wait (bounded) for their
+ * replies; one reader thread receives every message, hands replies to
+ * their waiters by msg_id and queues the server's commands (DMA_READ,
+ * DMA_WRITE, our REVOKE notices) for one worker thread, so a command that
+ * takes the function's locks never holds up the replies another thread
+ * waits for under them (a trapped BAR access holds the memory lock).
+ * When the connection breaks the worker marks the function removed
+ * (p2p_pci_dev_backend_state(GONE)) and revokes the exports for good.
+ *
+ * Locks: c->lock protects the waiters, the command queue, the exports list
+ * and the state; c->send_lock serializes writes to the socket; c->dom_lock
+ * the IOAS mirror (the domain).  None is held while calling into the core,
+ * except dom_lock around domain attach/detach (domain callbacks take none).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <p2pbuf/vfio_user.h>
+
+#include "../core/core.h"
+#include "msg.h"
+
+#define VU_CONFIG_REGION 7
+#define VU_MAX_REGIONS 9
+#define VU_DEFAULT_TIMEOUT_MS 5000u
+#define VU_OUR_XFER (1u << 20)
+
+struct vu_waiter {
+	struct list_head node;
+	uint16_t id;
+	bool done;
+	struct vu_msg msg;
+};
+
+struct vu_cmd {
+	struct list_head node;
+	struct vu_msg msg;
+};
+
+struct vu_export {
+	struct list_head node; /* c->exports, under c->lock */
+	struct p2p_vfio_user_client *c;
+	uint64_t id;
+	struct p2p_dmabuf *buf; /* weak: the buffer's release unlinks us */
+	struct p2p_mem *mem;
+};
+
+struct vu_region {
+	uint32_t flags;
+	uint64_t size;
+	uint64_t offset;
+	int fd;
+	bool mmap_all; /* the fd covers the whole region */
+};
+
+struct p2p_vfio_user_client {
+	atomic_int refs; /* the user's, the function's */
+	int sock;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_mutex_t send_lock;
+	pthread_t reader, worker;
+	bool threads;
+	bool dead, stop;
+	bool gone_done; /* the worker marked the function removed */
+	uint16_t next_id;
+	struct list_head waiters, cmds, exports;
+	uint32_t timeout_ms;
+	/*
+	 * Set by negotiate() while the reader and worker threads already run
+	 * (they bound messages by max_xfer, and a notice may come right after
+	 * the VERSION reply): atomics (__atomic_*), read with vu_max_xfer()
+	 * and vu_p2p().
+	 */
+	uint32_t max_fds, max_xfer;
+	bool p2p;
+	struct p2p_pci_dev *pdev;
+	struct vu_region regions[VU_MAX_REGIONS];
+	uint32_t nr_regions, dev_flags;
+	int early_regions; /* P2P_PCI_BACKEND_*: a notice before the function existed */
+
+	pthread_mutex_t dom_lock;
+	struct p2p_ioas_domain *dom;
+	struct p2p_ioas *dom_ioas;
+};
+
+static void client_put(struct p2p_vfio_user_client *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	for (int i = 0; i < VU_MAX_REGIONS; i++)
+		if (c->regions[i].fd >= 0)
+			close(c->regions[i].fd);
+	if (c->sock >= 0)
+		close(c->sock);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->send_lock);
+	pthread_mutex_destroy(&c->dom_lock);
+	free(c);
+}
+
+static void deadline_after(struct timespec *ts, uint32_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* The connection is over: wake everyone (c->lock held). */
+static void mark_dead_locked(struct p2p_vfio_user_client *c)
+{
+	if (!c->dead)
+		shutdown(c->sock, SHUT_RDWR);
+	c->dead = true;
+	pthread_cond_broadcast(&c->cond);
+}
+
+static int send_msg(struct p2p_vfio_user_client *c, struct vfio_user_header *hdr,
+		    const struct iovec *iov, int iovcnt, const int *fds, unsigned int nr_fds)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->send_lock);
+	ret = vu_msg_sendv(c->sock, hdr, iov, iovcnt, fds, nr_fds);
+	pthread_mutex_unlock(&c->send_lock);
+	return ret;
+}
+
+/*
+ * One request and its reply.  @reply (may be NULL) gets the whole message;
+ * release it with vu_msg_release().  Return: 0, the server's -errno,
+ * -ENODEV (connection gone), -ETIMEDOUT (no reply in time: the connection
+ * is then dropped, as a dead server).
+ */
+static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct iovec *iov,
+		   int iovcnt, const int *fds, unsigned int nr_fds, struct vu_msg *reply)
+{
+	struct vu_waiter w = { .done = false };
+	struct vfio_user_header hdr = { .cmd = cmd, .flags = VFIO_USER_F_TYPE_COMMAND };
+	struct timespec dl;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENODEV;
+	}
+	w.id = hdr.msg_id = c->next_id++;
+	list_add_tail(&w.node, &c->waiters);
+	pthread_mutex_unlock(&c->lock);
+
+	ret = send_msg(c, &hdr, iov, iovcnt, fds, nr_fds);
+	deadline_after(&dl, c->timeout_ms);
+	pthread_mutex_lock(&c->lock);
+	if (ret) {
+		mark_dead_locked(c);
+	} else {
+		while (!w.done && !c->dead && ret != ETIMEDOUT)
+			ret = pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+		if (!w.done) {
+			if (!c->dead)
+				pr_warn("vfio-user: no reply to command %u in %u ms: dropping the server",
+					cmd, c->timeout_ms);
+			mark_dead_locked(c);
+		}
+	}
+	list_del_init(&w.node);
+	pthread_mutex_unlock(&c->lock);
+	if (!w.done)
+		return ret == ETIMEDOUT ? -ETIMEDOUT : -ENODEV;
+	if (w.msg.hdr.flags & VFIO_USER_F_ERROR) {
+		ret = w.msg.hdr.error_no ? -(int)w.msg.hdr.error_no : -EIO;
+		vu_msg_release(&w.msg);
+		return ret;
+	}
+	if (reply)
+		*reply = w.msg;
+	else
+		vu_msg_release(&w.msg);
+	return 0;
+}
+
+static int vu_call1(struct p2p_vfio_user_client *c, uint16_t cmd, const void *req, size_t len,
+		    const int *fds, unsigned int nr_fds, struct vu_msg *reply)
+{
+	struct iovec iov = { .iov_base = (void *)req, .iov_len = len };
+
+	return vu_call(c, cmd, &iov, len ? 1 : 0, fds, nr_fds, reply);
+}
+
+static inline uint32_t vu_max_xfer(struct p2p_vfio_user_client *c)
+{
+	return __atomic_load_n(&c->max_xfer, __ATOMIC_RELAXED);
+}
+
+static inline bool vu_p2p(struct p2p_vfio_user_client *c)
+{
+	return __atomic_load_n(&c->p2p, __ATOMIC_ACQUIRE);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reader and worker                                                       */
+
+static void *reader_main(void *arg)
+{
+	struct p2p_vfio_user_client *c = arg;
+
+	for (;;) {
+		struct vu_msg m;
+		int ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 + vu_max_xfer(c),
+				      &m);
+
+		if (ret == -ETOOMANYREFS)
+			continue;
+		pthread_mutex_lock(&c->lock);
+		if (ret) {
+			mark_dead_locked(c);
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
+			struct vu_waiter *w;
+			bool found = false;
+
+			list_for_each_entry(w, &c->waiters, node) {
+				if (w->id != m.hdr.msg_id || w->done)
+					continue;
+				w->msg = m;
+				w->done = true;
+				found = true;
+				break;
+			}
+			if (found)
+				pthread_cond_broadcast(&c->cond);
+			pthread_mutex_unlock(&c->lock);
+			if (!found)
+				vu_msg_release(&m); /* a late reply to a timed-out request */
+			continue;
+		}
+		struct vu_cmd *q = malloc(sizeof(*q));
+
+		if (!q) {
+			pthread_mutex_unlock(&c->lock);
+			vu_send_error(c->sock, &m.hdr, ENOMEM);
+			vu_msg_release(&m);
+			continue;
+		}
+		q->msg = m;
+		list_add_tail(&q->node, &c->cmds);
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+static void reply_to(struct p2p_vfio_user_client *c, const struct vfio_user_header *req,
+		     const struct iovec *iov, int iovcnt)
+{
+	struct vfio_user_header hdr = {
+		.msg_id = req->msg_id, .cmd = req->cmd, .flags = VFIO_USER_F_TYPE_REPLY,
+	};
+
+	if (req->flags & VFIO_USER_F_NO_REPLY)
+		return;
+	send_msg(c, &hdr, iov, iovcnt, NULL, 0);
+}
+
+static void reply_error(struct p2p_vfio_user_client *c, const struct vfio_user_header *req,
+			int err)
+{
+	if (req->flags & VFIO_USER_F_NO_REPLY)
+		return;
+	pthread_mutex_lock(&c->send_lock);
+	vu_send_error(c->sock, req, err);
+	pthread_mutex_unlock(&c->send_lock);
+}
+
+/* DMA_READ / DMA_WRITE: the device's DMA to memory mapped without an fd. */
+static void serve_dma(struct p2p_vfio_user_client *c, struct vu_msg *m)
+{
+	struct vfio_user_dma_region_access a;
+	size_t plen = m->size - sizeof(m->hdr);
+	bool write = m->hdr.cmd == VFIO_USER_DMA_WRITE;
+	void *data = NULL;
+	int ret;
+
+	if (plen < sizeof(a) || !c->pdev) {
+		reply_error(c, &m->hdr, EINVAL);
+		return;
+	}
+	memcpy(&a, m->buf + sizeof(m->hdr), sizeof(a));
+	if (!a.count || a.count > vu_max_xfer(c) || (write && plen - sizeof(a) != a.count) ||
+	    (!write && plen != sizeof(a))) {
+		reply_error(c, &m->hdr, EINVAL);
+		return;
+	}
+	if (write) {
+		ret = p2p_pci_dev_dma_rw(c->pdev, a.addr, m->buf + sizeof(m->hdr) + sizeof(a),
+					 a.count, true);
+	} else {
+		data = malloc(a.count);
+		ret = data ? p2p_pci_dev_dma_rw(c->pdev, a.addr, data, a.count, false) : -ENOMEM;
+	}
+	if (ret) {
+		free(data);
+		reply_error(c, &m->hdr, ret == -ENOENT ? EFAULT : -ret);
+		return;
+	}
+	struct iovec iov[2] = { { &a, sizeof(a) }, { data, write ? 0 : a.count } };
+
+	reply_to(c, &m->hdr, iov, write ? 1 : 2);
+	free(data);
+}
+
+/* A REVOKE notice: revoke locally (CPU zap, DMA drained), then ack. */
+static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
+{
+	struct vfio_user_p2p_revoke r;
+	struct vu_export *e;
+	struct p2p_dmabuf *buf = NULL;
+	bool revoke, for_good;
+	int ret = 0;
+
+	if (!vu_p2p(c) || m->size - sizeof(m->hdr) < sizeof(r)) {
+		reply_error(c, &m->hdr, vu_p2p(c) ? EINVAL : ENOSYS);
+		return;
+	}
+	/*
+	 * A notice while p2p_vfio_user_connect() still builds the function
+	 * (a reset by another client): nothing of ours maps the memory yet,
+	 * so the ack is true; an error reply would get us disconnected.  The
+	 * state of the regions is applied once the function exists.
+	 */
+	memcpy(&r, m->buf + sizeof(m->hdr), sizeof(r));
+	revoke = r.flags & VFIO_USER_P2P_REVOKE_F_REVOKED;
+	for_good = r.flags & VFIO_USER_P2P_REVOKE_F_FOR_GOOD;
+	pthread_mutex_lock(&c->lock);
+	if (!c->pdev) {
+		if (r.export_id == VFIO_USER_P2P_EXPORT_REGIONS)
+			c->early_regions = !revoke  ? P2P_PCI_BACKEND_OK :
+					   for_good ? P2P_PCI_BACKEND_GONE :
+						      P2P_PCI_BACKEND_REVOKED;
+		pthread_mutex_unlock(&c->lock);
+		if (revoke)
+			reply_to(c, &m->hdr, NULL, 0);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (r.export_id == VFIO_USER_P2P_EXPORT_REGIONS) {
+		ret = p2p_pci_dev_backend_state(c->pdev, !revoke  ? P2P_PCI_BACKEND_OK :
+							 for_good ? P2P_PCI_BACKEND_GONE :
+								    P2P_PCI_BACKEND_REVOKED);
+	} else {
+		pthread_mutex_lock(&c->lock);
+		list_for_each_entry(e, &c->exports, node) {
+			if (e->id == r.export_id && dmabuf_tryget(e->buf)) {
+				buf = e->buf;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (buf) {
+			ret = !revoke ? p2p_dmabuf_unrevoke(buf) :
+			      p2p_dmabuf_revoke(buf, for_good ? P2P_DMABUF_PERM_REVOKED :
+								P2P_DMABUF_TEMP_REVOKED);
+		}
+	}
+	if (ret == -EBADFD)
+		ret = 0; /* revoked for good already: nothing maps it */
+	if (ret)
+		pr_err("vfio-user: a revoke notice could not be applied (%d)", ret);
+	/* The ack; a restore needs none, but a reply hurts no one who did not wait. */
+	if (revoke) {
+		if (ret)
+			reply_error(c, &m->hdr, -ret);
+		else
+			reply_to(c, &m->hdr, NULL, 0);
+	}
+	/*
+	 * After the ack: if the user closed the dma-buf meanwhile, this is the
+	 * last reference and its release sends DMABUF_CLOSE, which the server
+	 * carries out only once the revoke that waits for this ack is over.
+	 */
+	if (buf)
+		p2p_dmabuf_put(buf);
+}
+
+/* The server is gone: the function is removed, its exports revoked for good. */
+static void client_gone(struct p2p_vfio_user_client *c)
+{
+	struct vu_export *e;
+
+	if (c->pdev) {
+		p2p_pci_dev_backend_state(c->pdev, P2P_PCI_BACKEND_GONE);
+		/* Removed: no longer listed for VFIO users (nothing if it was not). */
+		p2p_vfio_unregister(c->pdev);
+	}
+	for (;;) {
+		struct p2p_dmabuf *buf = NULL;
+
+		pthread_mutex_lock(&c->lock);
+		list_for_each_entry(e, &c->exports, node) {
+			if (e->id != UINT64_MAX && dmabuf_tryget(e->buf)) {
+				buf = e->buf;
+				e->id = UINT64_MAX; /* done with this one */
+				break;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!buf)
+			break;
+		p2p_dmabuf_revoke(buf, P2P_DMABUF_PERM_REVOKED);
+		p2p_dmabuf_put(buf);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct p2p_vfio_user_client *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct vu_cmd *q;
+
+		while (list_empty(&c->cmds) && !c->dead)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (list_empty(&c->cmds))
+			break;
+		q = list_entry(c->cmds.next, struct vu_cmd, node);
+		list_del_init(&q->node);
+		pthread_mutex_unlock(&c->lock);
+		switch (q->msg.hdr.cmd) {
+		case VFIO_USER_DMA_READ:
+		case VFIO_USER_DMA_WRITE:
+			serve_dma(c, &q->msg);
+			break;
+		case VFIO_USER_P2P_REVOKE:
+			serve_revoke(c, &q->msg);
+			break;
+		default:
+			reply_error(c, &q->msg.hdr, ENOSYS);
+			break;
+		}
+		vu_msg_release(&q->msg);
+		free(q);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	client_gone(c);
+	pthread_mutex_lock(&c->lock);
+	c->gone_done = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The function's hooks                                                    */
+
+static int region_rw(struct p2p_vfio_user_client *c, uint32_t region, uint64_t off, void *data,
+		     size_t len, bool write)
+{
+	uint8_t *d = data;
+
+	while (len) {
+		struct vfio_user_region_access a = {
+			.offset = off, .region = region,
+			.count = (uint32_t)MIN(len, (size_t)vu_max_xfer(c)),
+		};
+		struct iovec iov[2] = { { &a, sizeof(a) }, { d, a.count } };
+		struct vu_msg r;
+		int ret = vu_call(c, write ? VFIO_USER_REGION_WRITE : VFIO_USER_REGION_READ, iov,
+				  write ? 2 : 1, NULL, 0, &r);
+
+		if (ret)
+			return ret;
+		if (!write) {
+			struct vfio_user_region_access ra;
+
+			if (r.size < sizeof(r.hdr) + sizeof(ra)) {
+				vu_msg_release(&r);
+				return -EPROTO;
+			}
+			memcpy(&ra, r.buf + sizeof(r.hdr), sizeof(ra));
+			if (ra.count > a.count || r.size - sizeof(r.hdr) - sizeof(ra) < ra.count ||
+			    !ra.count) {
+				vu_msg_release(&r);
+				return -EPROTO;
+			}
+			memcpy(d, r.buf + sizeof(r.hdr) + sizeof(ra), ra.count);
+			a.count = ra.count;
+		}
+		vu_msg_release(&r);
+		d += a.count;
+		off += a.count;
+		len -= a.count;
+	}
+	return 0;
+}
+
+static int hook_bar_rw(struct p2p_pci_dev *dev, int bar, uint64_t offset, void *data, size_t len,
+		       bool write)
+{
+	return region_rw(p2p_pci_dev_priv(dev), (uint32_t)bar, offset, data, len, write);
+}
+
+static int hook_config_write(struct p2p_pci_dev *dev, unsigned int off, const void *data,
+			     size_t len)
+{
+	return region_rw(p2p_pci_dev_priv(dev), VU_CONFIG_REGION, off, (void *)data, len, true);
+}
+
+static int hook_reset_done(struct p2p_pci_dev *dev)
+{
+	return vu_call1(p2p_pci_dev_priv(dev), VFIO_USER_DEVICE_RESET, NULL, 0, NULL, 0, NULL);
+}
+
+static int hook_set_irqs(struct p2p_pci_dev *dev, uint32_t index, uint32_t start, uint32_t count,
+			 const int32_t *fds)
+{
+	struct p2p_vfio_user_client *c = p2p_pci_dev_priv(dev);
+	struct vfio_user_irq_set s = {
+		.argsz = sizeof(s), .index = index,
+		.flags = VFIO_USER_IRQ_SET_ACTION_TRIGGER,
+	};
+	int ret = 0;
+
+	if (!count) {
+		s.flags |= VFIO_USER_IRQ_SET_DATA_NONE;
+		return vu_call1(c, VFIO_USER_DEVICE_SET_IRQS, &s, sizeof(s), NULL, 0, NULL);
+	}
+	/* One vector per message: an fd to assign, or none (-1) to de-assign. */
+	s.flags |= VFIO_USER_IRQ_SET_DATA_EVENTFD;
+	for (uint32_t i = 0; i < count && !ret; i++) {
+		s.start = start + i;
+		s.count = fds[i] >= 0 ? 1 : 0;
+		if (!s.count)
+			s.flags = VFIO_USER_IRQ_SET_ACTION_TRIGGER | VFIO_USER_IRQ_SET_DATA_NONE;
+		ret = vu_call1(c, VFIO_USER_DEVICE_SET_IRQS, &s, sizeof(s), &fds[i],
+			       fds[i] >= 0 ? 1 : 0, NULL);
+		s.flags = VFIO_USER_IRQ_SET_ACTION_TRIGGER | VFIO_USER_IRQ_SET_DATA_EVENTFD;
+	}
+	return ret;
+}
+
+/*
+ * The file behind process memory [va, va + len) when one shared mapping
+ * (MAP_SHARED of a memfd, a file, or shared anonymous memory) covers it
+ * all: a new fd of it (the caller closes it) with *@off where @va is in
+ * it; -1 for private or anonymous memory, or when the file cannot be had.
+ * Looked up at every map (/proc/self/maps, then the mapping's file through
+ * /proc/self/map_files, or, without the privilege that takes, an fd of
+ * ours open on the same inode): nothing is cached, so a mapping replaced
+ * since is never mistaken for the old one.  The file is checked to be
+ * the mapping's (device and inode) before it is used.
+ */
+static int va_file(const void *va, uint64_t len, uint64_t *off)
+{
+	uintptr_t s = (uintptr_t)va, e = s + len;
+	unsigned long lo, hi, ino, maj, min;
+	unsigned long long pgoff;
+	char line[512], perms[8], path[64];
+	struct stat st;
+	bool found = false;
+	FILE *f;
+	int fd = -1;
+
+	if (e < s)
+		return -1;
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx %7s %llx %lx:%lx %lu", &lo, &hi, perms, &pgoff, &maj, &min,
+			   &ino) != 7)
+			continue;
+		if (s < lo || s >= hi)
+			continue;
+		found = e <= hi && perms[3] == 's' && ino;
+		break;
+	}
+	fclose(f);
+	if (!found)
+		return -1;
+	*off = pgoff + (s - lo);
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", lo, hi);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		/* No CAP_CHECKPOINT_RESTORE: an fd of ours on the same inode, reopened. */
+		struct dirent *de;
+		DIR *d = opendir("/proc/self/fd");
+
+		while (d && fd < 0 && (de = readdir(d))) {
+			int n = atoi(de->d_name);
+
+			if (de->d_name[0] == '.' || fstat(n, &st) || st.st_ino != ino ||
+			    major(st.st_dev) != maj || minor(st.st_dev) != min || !S_ISREG(st.st_mode))
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", n);
+			fd = open(path, O_RDWR | O_CLOEXEC);
+		}
+		if (d)
+			closedir(d);
+		if (fd < 0)
+			return -1;
+	}
+	if (fstat(fd, &st) || st.st_ino != ino || major(st.st_dev) != maj ||
+	    minor(st.st_dev) != min || (uint64_t)st.st_size < *off + len) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * The IOAS mirror: each area one DMA_MAP, with the file behind it when it
+ * has one (a memfd area, a dma-buf's memory, shared process memory), so
+ * the server maps it; without one the server's DMA comes as DMA_READ/WRITE.
+ */
+static int dom_map(void *priv, const struct p2p_ioas_domain_area *a)
+{
+	struct p2p_vfio_user_client *c = priv;
+	struct vfio_user_dma_map m = {
+		.argsz = sizeof(m),
+		.flags = ((a->prot & IOMMU_IOAS_MAP_READABLE) ? VFIO_USER_F_DMA_REGION_READ : 0) |
+			 ((a->prot & IOMMU_IOAS_MAP_WRITEABLE) ? VFIO_USER_F_DMA_REGION_WRITE : 0),
+		.addr = a->iova, .size = a->length,
+	};
+	int fd = a->fd, own = -1, ret;
+
+	if (fd >= 0) {
+		m.offset = a->fd_offset;
+	} else if (a->kind == P2P_IOAS_DOMAIN_VA) {
+		uint64_t off = 0;
+
+		own = fd = va_file(a->va, a->length, &off);
+		m.offset = off;
+	}
+	ret = vu_call1(c, VFIO_USER_DMA_MAP, &m, sizeof(m), fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0,
+		       NULL);
+	if (own >= 0)
+		close(own);
+	/* A removed device does no DMA: nothing to mirror. */
+	return ret == -ENODEV ? 0 : ret;
+}
+
+static void dom_unmap(void *priv, uint64_t iova, uint64_t length)
+{
+	struct vfio_user_dma_unmap u = { .argsz = sizeof(u), .addr = iova, .size = length };
+
+	if (!iova && !length)
+		u.flags = VFIO_USER_F_DMA_UNMAP_ALL;
+	vu_call1(priv, VFIO_USER_DMA_UNMAP, &u, sizeof(u), NULL, 0, NULL);
+}
+
+static const struct p2p_ioas_domain_ops dom_ops = { .map = dom_map, .unmap = dom_unmap };
+
+static void dom_drop_locked(struct p2p_vfio_user_client *c)
+{
+	if (!c->dom)
+		return;
+	p2p_ioas_domain_detach(c->dom);
+	c->dom = NULL;
+	c->dom_ioas = NULL;
+}
+
+static int hook_ioas_attach(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
+{
+	struct p2p_vfio_user_client *c = p2p_pci_dev_priv(dev);
+	int ret;
+
+	pthread_mutex_lock(&c->dom_lock);
+	dom_drop_locked(c);
+	ret = p2p_ioas_domain_attach(ioas, &dom_ops, c, &c->dom);
+	if (!ret)
+		c->dom_ioas = ioas;
+	else
+		c->dom = NULL;
+	pthread_mutex_unlock(&c->dom_lock);
+	return ret;
+}
+
+static void hook_ioas_detach(struct p2p_pci_dev *dev, struct p2p_ioas *ioas)
+{
+	struct p2p_vfio_user_client *c = p2p_pci_dev_priv(dev);
+
+	pthread_mutex_lock(&c->dom_lock);
+	if (c->dom_ioas == ioas)
+		dom_drop_locked(c);
+	pthread_mutex_unlock(&c->dom_lock);
+}
+
+static void hook_release(struct p2p_pci_dev *dev)
+{
+	struct p2p_vfio_user_client *c = p2p_pci_dev_priv(dev);
+
+	pthread_mutex_lock(&c->dom_lock);
+	dom_drop_locked(c);
+	pthread_mutex_unlock(&c->dom_lock);
+	client_put(c);
+}
+
+static const struct p2p_pci_dev_ops client_pci_ops = {
+	.bar_rw = hook_bar_rw,
+	.release = hook_release,
+	.config_write = hook_config_write,
+	.reset_done = hook_reset_done,
+	.ioas_attach = hook_ioas_attach,
+	.ioas_detach = hook_ioas_detach,
+	.set_irqs = hook_set_irqs,
+};
+
+/* ---------------------------------------------------------------------- */
+/* Exports (the p2pbuf extension)                                          */
+
+static int exp_map(struct p2p_attachment *attach, struct p2p_sgt **out)
+{
+	struct p2p_dmabuf *buf = p2p_attachment_dmabuf(attach);
+	unsigned int n;
+	const struct p2p_phys_range *r = p2p_dmabuf_ranges(buf, &n);
+	struct p2p_sgt *sgt;
+
+	if (p2p_dmabuf_status(buf) != P2P_DMABUF_OK)
+		return -ENODEV;
+	sgt = malloc(sizeof(*sgt) + n * sizeof(sgt->ents[0]));
+	if (!sgt)
+		return -ENOMEM;
+	sgt->nents = n;
+	memcpy(sgt->ents, r, n * sizeof(*r));
+	*out = sgt;
+	return 0;
+}
+
+static void exp_unmap(struct p2p_attachment *attach, struct p2p_sgt *sgt)
+{
+	(void)attach;
+	free(sgt);
+}
+
+static int exp_iommufd_map(struct p2p_attachment *attach, struct p2p_phys_range *out)
+{
+	struct p2p_dmabuf *buf = p2p_attachment_dmabuf(attach);
+	unsigned int n;
+	const struct p2p_phys_range *r = p2p_dmabuf_ranges(buf, &n);
+
+	if (n != 1)
+		return -EOPNOTSUPP;
+	if (p2p_dmabuf_status(buf) != P2P_DMABUF_OK)
+		return -ENODEV;
+	*out = r[0];
+	return 0;
+}
+
+static int exp_mmap(struct p2p_dmabuf *buf, uint64_t offset, uint64_t length, int prot, int flags)
+{
+	(void)buf;
+	(void)offset;
+	(void)length;
+	if ((flags & MAP_TYPE) == MAP_PRIVATE || (prot & ~(PROT_READ | PROT_WRITE)))
+		return -EINVAL;
+	return 0;
+}
+
+static void exp_release(struct p2p_dmabuf *buf)
+{
+	struct vu_export *e = p2p_dmabuf_priv(buf);
+	struct p2p_vfio_user_client *c = e->c;
+	struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl), .export_id = e->id };
+	bool tell;
+
+	pthread_mutex_lock(&c->lock);
+	list_del_init(&e->node);
+	tell = !c->dead && e->id != UINT64_MAX;
+	pthread_mutex_unlock(&c->lock);
+	if (tell)
+		vu_call1(c, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL, 0, NULL);
+	p2p_mem_put(e->mem);
+	free(e);
+	client_put(c);
+}
+
+static const struct p2p_dmabuf_ops exp_ops = {
+	.map = exp_map,
+	.unmap = exp_unmap,
+	.mmap = exp_mmap,
+	.release = exp_release,
+	.iommufd_map = exp_iommufd_map,
+};
+
+P2P_API int p2p_vfio_user_dmabuf_export(struct p2p_vfio_user_client *c, uint32_t bar,
+					const struct vfio_region_dma_range *ranges, uint32_t nr,
+					uint32_t open_flags)
+{
+	struct vfio_user_device_feature f = { .flags = VFIO_USER_DEVICE_FEATURE_GET |
+						       VFIO_DEVICE_FEATURE_DMA_BUF };
+	struct vfio_device_feature_dma_buf d = { .region_index = bar, .open_flags = open_flags,
+						 .nr_ranges = nr };
+	struct vfio_user_p2p_dmabuf rep;
+	struct p2p_phys_range *pr = NULL;
+	struct vu_export *e = NULL;
+	struct p2p_dmabuf *buf;
+	struct vu_msg r;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	int ret, fd = -1;
+
+	if (!c || (!ranges && nr) || nr > 1024)
+		return -EINVAL;
+	if (!vu_p2p(c))
+		return -EOPNOTSUPP;
+	f.argsz = (uint32_t)(sizeof(rep) + nr * sizeof(struct vfio_user_p2p_dmabuf_range));
+	struct iovec iov[3] = { { &f, sizeof(f) }, { &d, sizeof(d) },
+				{ (void *)ranges, nr * sizeof(*ranges) } };
+
+	ret = vu_call(c, VFIO_USER_DEVICE_FEATURE, iov, nr ? 3 : 2, NULL, 0, &r);
+	if (ret)
+		return ret;
+	ret = -EPROTO;
+	if (r.size < sizeof(r.hdr) + sizeof(rep) || r.nr_fds != 1)
+		goto out;
+	memcpy(&rep, r.buf + sizeof(r.hdr), sizeof(rep));
+	if (!rep.nr_ranges || rep.nr_ranges != nr ||
+	    r.size - sizeof(r.hdr) - sizeof(rep) < rep.nr_ranges * sizeof(rep.ranges[0]))
+		goto out;
+	fd = r.fds[0];
+	pr = calloc(nr, sizeof(*pr));
+	e = calloc(1, sizeof(*e));
+	if (!pr || !e) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	for (uint32_t i = 0; i < nr; i++) {
+		struct vfio_user_p2p_dmabuf_range rg;
+
+		memcpy(&rg, r.buf + sizeof(r.hdr) + sizeof(rep) + i * sizeof(rg), sizeof(rg));
+		if (!rg.length || rg.fd_offset + rg.length < rg.fd_offset)
+			goto out_close;
+		lo = MIN(lo, rg.fd_offset);
+		hi = MAX(hi, rg.fd_offset + rg.length);
+		pr[i].offset = rg.fd_offset;
+		pr[i].length = rg.length;
+	}
+	lo &= ~(uint64_t)P2P_PAGE_MASK;
+	hi = ALIGN_UP(hi, P2P_PAGE_SIZE);
+	ret = p2p_mem_create_from_fd(fd, lo, hi - lo, 0, &e->mem);
+	if (ret)
+		goto out_close;
+	for (uint32_t i = 0; i < nr; i++) {
+		pr[i].mem = e->mem;
+		pr[i].offset -= lo;
+	}
+	e->c = c;
+	e->id = rep.export_id;
+	atomic_fetch_add(&c->refs, 1);
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s/bar%u@vfio-user", p2p_pci_dev_name(c->pdev), bar);
+	struct p2p_dmabuf_export_info info = {
+		.argsz = sizeof(info), .flags = P2P_EXPORT_OPEN_FLAGS, .name = name,
+		.ops = &exp_ops, .priv = e, .nr_ranges = nr, .ranges = pr,
+		.open_flags = open_flags,
+	};
+
+	list_init(&e->node);
+	ret = p2p_dmabuf_export(&info, &buf);
+	if (ret) {
+		struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl), .export_id = e->id };
+
+		vu_call1(c, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL, 0, NULL);
+		p2p_mem_put(e->mem);
+		client_put(c);
+		goto out_close;
+	}
+	e->buf = buf;
+	pthread_mutex_lock(&c->lock);
+	list_add_tail(&e->node, &c->exports);
+	pthread_mutex_unlock(&c->lock);
+	e = NULL;
+	ret = p2p_dmabuf_fd_install(buf, (int)(open_flags & O_CLOEXEC));
+	p2p_dmabuf_put(buf); /* the fd holds the buffer (or it goes now, on an error) */
+out_close:
+	free(e);
+	free(pr);
+out:
+	vu_msg_release(&r);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connect                                                                 */
+
+static int negotiate(struct p2p_vfio_user_client *c, bool want_p2p)
+{
+	char json[256];
+	struct vfio_user_version v = { .major = VFIO_USER_MAJOR, .minor = VFIO_USER_MINOR };
+	struct json_object *root, *caps, *o, *p2p;
+	uint32_t max_fds, max_xfer;
+	bool use_p2p = false;
+	struct vu_msg r;
+	int ret, n;
+
+	n = snprintf(json, sizeof(json),
+		     "{\"capabilities\":{\"max_msg_fds\":%u,\"max_data_xfer_size\":%u%s}}",
+		     VU_MAX_FDS, VU_OUR_XFER,
+		     want_p2p ? ",\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}" : "");
+	struct iovec iov[2] = { { &v, sizeof(v) }, { json, (size_t)n + 1 } };
+
+	ret = vu_call(c, VFIO_USER_VERSION, iov, 2, NULL, 0, &r);
+	if (ret)
+		return ret;
+	ret = -EPROTO;
+	if (r.size < sizeof(r.hdr) + sizeof(v))
+		goto out;
+	memcpy(&v, r.buf + sizeof(r.hdr), sizeof(v));
+	if (v.major != VFIO_USER_MAJOR)
+		goto out;
+	max_fds = VFIO_USER_DEFAULT_MAX_FDS;
+	max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
+	ret = 0;
+	if (r.size > sizeof(r.hdr) + sizeof(v)) {
+		size_t jl = r.size - sizeof(r.hdr) - sizeof(v);
+		char *js = strndup((char *)r.buf + sizeof(r.hdr) + sizeof(v), jl);
+
+		root = js ? json_tokener_parse(js) : NULL;
+		free(js);
+		if (root && json_object_object_get_ex(root, VFIO_USER_CAP, &caps)) {
+			if (json_object_object_get_ex(caps, VFIO_USER_CAP_MAX_FDS, &o))
+				max_fds = (uint32_t)json_object_get_int64(o);
+			if (json_object_object_get_ex(caps, VFIO_USER_CAP_MAX_DATA_XFER_SIZE, &o))
+				max_xfer = (uint32_t)json_object_get_int64(o);
+			if (want_p2p && json_object_object_get_ex(caps, VFIO_USER_CAP_P2PBUF, &p2p) &&
+			    json_object_object_get_ex(p2p, VFIO_USER_CAP_P2PBUF_DMABUF, &o) &&
+			    json_object_get_int(o) == 1 &&
+			    json_object_object_get_ex(p2p, VFIO_USER_CAP_P2PBUF_REVOKE, &o) &&
+			    json_object_get_int(o) == 1)
+				use_p2p = true;
+		}
+		json_object_put(root);
+	}
+	/* Never more than we said we accept, never less than a page. */
+	__atomic_store_n(&c->max_fds, max_fds, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->max_xfer, MAX(MIN(max_xfer, VU_OUR_XFER), 4096u), __ATOMIC_RELAXED);
+	__atomic_store_n(&c->p2p, use_p2p, __ATOMIC_RELEASE);
+out:
+	vu_msg_release(&r);
+	return ret;
+}
+
+/* GET_REGION_INFO with the argsz retry; the fd is kept. */
+static int region_info(struct p2p_vfio_user_client *c, uint32_t index)
+{
+	struct vu_region *reg = &c->regions[index];
+	uint32_t argsz = sizeof(struct vfio_user_region_info);
+	struct vfio_user_region_info ri;
+	struct vu_msg r;
+	int ret;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct vfio_user_region_info q = { .argsz = argsz, .index = index };
+
+		ret = vu_call1(c, VFIO_USER_DEVICE_GET_REGION_INFO, &q, sizeof(q), NULL, 0, &r);
+		if (ret)
+			return ret;
+		if (r.size < sizeof(r.hdr) + sizeof(ri)) {
+			vu_msg_release(&r);
+			return -EPROTO;
+		}
+		memcpy(&ri, r.buf + sizeof(r.hdr), sizeof(ri));
+		if (ri.argsz <= argsz || attempt)
+			break;
+		argsz = ri.argsz; /* the capabilities did not fit: ask again */
+		vu_msg_release(&r);
+		if (argsz > 65536)
+			return -EPROTO;
+	}
+	reg->flags = ri.flags;
+	reg->size = ri.size;
+	reg->offset = ri.offset;
+	reg->mmap_all = false;
+	if ((ri.flags & VFIO_USER_REGION_INFO_FLAG_MMAP) && r.nr_fds >= 1) {
+		reg->fd = r.fds[0];
+		r.fds[0] = -1;
+		reg->mmap_all = true;
+		/* A sparse mmap capability: mappable only if one area covers it all. */
+		size_t plen = r.size - sizeof(r.hdr);
+		uint32_t off = (ri.flags & VFIO_USER_REGION_INFO_FLAG_CAPS) ? ri.cap_offset : 0;
+
+		for (int hops = 0; off && hops < 16; hops++) {
+			struct vfio_user_cap_header h;
+
+			if (off < sizeof(ri) || off > plen || plen - off < sizeof(h))
+				break;
+			memcpy(&h, r.buf + sizeof(r.hdr) + off, sizeof(h));
+			if (h.id == VFIO_USER_REGION_INFO_CAP_SPARSE_MMAP) {
+				struct vfio_user_region_cap_sparse_mmap sp;
+				struct vfio_user_sparse_mmap_area a = { 0, 0 };
+
+				reg->mmap_all = false;
+				if (plen - off < sizeof(sp))
+					break;
+				memcpy(&sp, r.buf + sizeof(r.hdr) + off, sizeof(sp));
+				if (sp.nr_areas >= 1 && plen - off - sizeof(sp) >= sizeof(a))
+					memcpy(&a, r.buf + sizeof(r.hdr) + off + sizeof(sp), sizeof(a));
+				reg->mmap_all = sp.nr_areas == 1 && a.offset == 0 && a.size >= ri.size;
+			}
+			off = h.next;
+		}
+	}
+	vu_msg_release(&r);
+	return 0;
+}
+
+static int build_function(struct p2p_vfio_user_client *c, const char *path,
+			  const struct p2p_vfio_user_connect_info *ci)
+{
+	static atomic_uint next_local = 0;
+	struct vfio_user_device_info di = { .argsz = sizeof(di) };
+	struct p2p_pci_dev_info info = { .argsz = sizeof(info) };
+	struct p2p_pci_dev *pdev = NULL;
+	uint8_t cfg[64];
+	char name[32];
+	struct vu_msg r;
+	int ret;
+
+	ret = vu_call1(c, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), NULL, 0, &r);
+	if (ret)
+		return ret;
+	if (r.size < sizeof(r.hdr) + sizeof(di)) {
+		vu_msg_release(&r);
+		return -EPROTO;
+	}
+	memcpy(&di, r.buf + sizeof(r.hdr), sizeof(di));
+	vu_msg_release(&r);
+	if (!(di.flags & VFIO_USER_DEVICE_FLAGS_PCI) || di.num_regions <= VU_CONFIG_REGION)
+		return -EINVAL;
+	c->dev_flags = di.flags;
+	c->nr_regions = MIN(di.num_regions, (uint32_t)VU_MAX_REGIONS);
+	for (uint32_t i = 0; i <= VU_CONFIG_REGION; i++) {
+		if (i == 6)
+			continue; /* the ROM: not modelled */
+		ret = region_info(c, i);
+		if (ret)
+			return ret;
+	}
+	ret = region_rw(c, VU_CONFIG_REGION, 0, cfg, sizeof(cfg), false);
+	if (ret)
+		return ret;
+
+	unsigned int n = atomic_fetch_add(&next_local, 1);
+	const char *base = strrchr(path, '/');
+	unsigned int d0, b, s, f;
+	char ch;
+
+	base = base ? base + 1 : path;
+	if (ci->name)
+		snprintf(name, sizeof(name), "%s", ci->name);
+	else if (sscanf(base, "%4x:%2x:%2x.%1x%c", &d0, &b, &s, &f, &ch) == 4)
+		snprintf(name, sizeof(name), "%s", base);
+	else
+		snprintf(name, sizeof(name), "0000:7f:%02x.0", n % 32);
+	info.name = name;
+	info.vendor_id = (uint16_t)(cfg[0] | cfg[1] << 8);
+	info.device_id = (uint16_t)(cfg[2] | cfg[3] << 8);
+	info.class_code = (uint32_t)(cfg[9] | cfg[10] << 8 | cfg[11] << 16);
+	info.group = ci->group ? ci->group : 900 + n;
+	info.flags = (di.flags & VFIO_USER_DEVICE_FLAGS_RESET) ? 0 : P2P_PCI_NO_FLR;
+	info.ops = &client_pci_ops;
+	info.priv = c;
+	for (int i = 0; i < 6; i++) {
+		struct vu_region *reg = &c->regions[i];
+		uint32_t bar = (uint32_t)(cfg[0x10 + 4 * i] | cfg[0x11 + 4 * i] << 8 |
+					  cfg[0x12 + 4 * i] << 16 | (uint32_t)cfg[0x13 + 4 * i] << 24);
+
+		if (!reg->size)
+			continue;
+		if (reg->size & (reg->size - 1)) {
+			ret = -EPROTO;
+			goto out;
+		}
+		info.bars[i].size = reg->size;
+		if (bar & 1) {
+			info.bars[i].flags = P2P_BAR_IO | P2P_BAR_TRAP;
+			continue;
+		}
+		if (((bar >> 1) & 3) == 2)
+			info.bars[i].flags |= P2P_BAR_MEM64;
+		if (bar & 8)
+			info.bars[i].flags |= P2P_BAR_PREFETCH;
+		if (!(ci->flags & P2P_VFIO_USER_TRAP_BARS) && reg->fd >= 0 && reg->mmap_all &&
+		    reg->size >= P2P_PAGE_SIZE &&
+		    !(reg->offset & P2P_PAGE_MASK)) {
+			ret = p2p_mem_create_from_fd(reg->fd, reg->offset, reg->size, 0,
+						     &info.bar_mems[i]);
+			if (ret)
+				goto out;
+		} else {
+			info.bars[i].flags |= P2P_BAR_TRAP;
+		}
+		if (info.bars[i].flags & P2P_BAR_MEM64)
+			i++; /* the upper half */
+	}
+	atomic_fetch_add(&c->refs, 1); /* the function's */
+	ret = p2p_pci_dev_create(&info, &pdev);
+	if (ret) {
+		atomic_fetch_sub(&c->refs, 1);
+	} else {
+		int early;
+
+		pthread_mutex_lock(&c->lock);
+		c->pdev = pdev;
+		early = c->early_regions;
+		pthread_mutex_unlock(&c->lock);
+		/* A revoke notice came while the function was being built. */
+		if (early != P2P_PCI_BACKEND_OK)
+			p2p_pci_dev_backend_state(pdev, (enum p2p_pci_backend_state)early);
+	}
+out:
+	for (int i = 0; i < 6; i++)
+		p2p_mem_put(info.bar_mems[i]);
+	return ret;
+}
+
+static void stop_threads(struct p2p_vfio_user_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	mark_dead_locked(c);
+	pthread_mutex_unlock(&c->lock);
+	if (c->threads) {
+		pthread_join(c->reader, NULL);
+		pthread_join(c->worker, NULL);
+		c->threads = false;
+	}
+}
+
+P2P_API int p2p_vfio_user_connect(const char *socket_path,
+				  const struct p2p_vfio_user_connect_info *info,
+				  struct p2p_vfio_user_client **out)
+{
+	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci) };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct p2p_vfio_user_client *c;
+	pthread_condattr_t ca;
+	int ret;
+
+	if (!socket_path || !out || strlen(socket_path) >= sizeof(sa.sun_path))
+		return -EINVAL;
+	if (info) {
+		if (info->argsz < sizeof(ci) || (info->flags & ~(P2P_VFIO_USER_NO_P2PBUF | P2P_VFIO_USER_TRAP_BARS)))
+			return -EINVAL;
+		ci = *info;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	atomic_init(&c->refs, 1);
+	for (int i = 0; i < VU_MAX_REGIONS; i++)
+		c->regions[i].fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_mutex_init(&c->dom_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	list_init(&c->waiters);
+	list_init(&c->cmds);
+	list_init(&c->exports);
+	c->timeout_ms = ci.timeout_ms ? ci.timeout_ms : VU_DEFAULT_TIMEOUT_MS;
+	c->max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
+	c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->sock < 0) {
+		ret = -errno;
+		goto err;
+	}
+	strcpy(sa.sun_path, socket_path);
+	if (connect(c->sock, (struct sockaddr *)&sa, sizeof(sa))) {
+		ret = -errno;
+		goto err;
+	}
+	if (pthread_create(&c->reader, NULL, reader_main, c)) {
+		ret = -EAGAIN;
+		goto err;
+	}
+	if (pthread_create(&c->worker, NULL, worker_main, c)) {
+		pthread_mutex_lock(&c->lock);
+		mark_dead_locked(c);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->reader, NULL);
+		ret = -EAGAIN;
+		goto err;
+	}
+	c->threads = true;
+	ret = negotiate(c, !(ci.flags & P2P_VFIO_USER_NO_P2PBUF));
+	if (!ret)
+		ret = build_function(c, socket_path, &ci);
+	if (ret) {
+		stop_threads(c);
+		goto err;
+	}
+	*out = c;
+	return 0;
+
+err:
+	client_put(c);
+	return ret;
+}
+
+P2P_API struct p2p_pci_dev *p2p_vfio_user_client_pci(struct p2p_vfio_user_client *c)
+{
+	return c->pdev;
+}
+
+P2P_API bool p2p_vfio_user_client_p2pbuf(struct p2p_vfio_user_client *c)
+{
+	return vu_p2p(c);
+}
+
+P2P_API bool p2p_vfio_user_client_alive(struct p2p_vfio_user_client *c)
+{
+	bool alive;
+
+	pthread_mutex_lock(&c->lock);
+	alive = !c->dead;
+	pthread_mutex_unlock(&c->lock);
+	return alive;
+}
+
+P2P_API void p2p_vfio_user_disconnect(struct p2p_vfio_user_client *c)
+{
+	struct p2p_pci_dev *pdev;
+
+	if (!c)
+		return;
+	stop_threads(c);
+	pdev = c->pdev;
+	client_put(c);
+	p2p_pci_dev_put(pdev); /* its release drops the function's reference */
+}
