@@ -1179,15 +1179,13 @@ static int vu_script(int s, int memfd, int *res)
 {
 	static const char js[] =
 		"{\"capabilities\":{\"max_msg_fds\":1,\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}}}";
-	struct {
-		struct vfio_user_device_feature f;
-		struct vfio_device_feature_dma_buf db;
-		struct vfio_region_dma_range r;
-	} __attribute__((packed)) feat = {
-		.f = { .argsz = 64, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
-		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
-		.r = { .offset = 0, .length = PAGE },
-	};
+	/*
+	 * struct vfio_user_device_feature {argsz, flags}, the kernel's struct
+	 * vfio_device_feature_dma_buf {region_index, open_flags, flags,
+	 * nr_ranges}, one range {offset, length}.
+	 */
+	const uint32_t feat[10] = { 64, VFIO_USER_DEVICE_FEATURE_GET | 11, 2, O_RDWR, 0, 1,
+				    0, 0, PAGE, 0 };
 	uint8_t buf[256];
 	struct vfio_user_version *v = (void *)buf;
 	struct vfio_user_region_access *a = (void *)buf;

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -889,6 +890,8 @@ static pid_t vu_spawn(char *const args[], int out, bool in)
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		/* run dies: so does its server or second client, not left behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (in)
 			dup2(out, 0);
 		dup2(out, 1);
