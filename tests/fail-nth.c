@@ -18,6 +18,8 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +28,7 @@
 
 #include "door.h" /* the door's internals: path mapping, nodes, tree, config (src/door) */
 #include "failnth.h"
+#include "vfio-user/proto.h"
 #include "harness.h"
 
 #define PAGE 4096ul
@@ -1059,6 +1062,300 @@ static void revoke_device(void *map)
 	}
 }
 
+/* ---------------------------------------------------------------------- */
+/* The vfio-user server's calls: an in-process server driven by a raw     */
+/* client over a socketpair, the n-th failable call of its threads fails. */
+
+#define VU_GPU_BAR2 (1024 * 1024ul)
+#define VU_IOVA 0x100000ull
+#define VU_MAP_LEN (64 * 1024ul)
+
+struct vu_rep {
+	struct vfio_user_header h;
+	uint8_t p[4096];
+	int fd;
+};
+
+static uint16_t vu_id;
+
+static int vu_send(int s, uint16_t cmd, const void *p, size_t len, int fd)
+{
+	union {
+		struct cmsghdr a;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cb;
+	uint8_t buf[512];
+	struct vfio_user_header *h = (void *)buf;
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(*h) + len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	memset(h, 0, sizeof(*h));
+	h->msg_id = ++vu_id;
+	h->cmd = cmd;
+	h->msg_size = (uint32_t)(sizeof(*h) + len);
+	memcpy(buf + sizeof(*h), p, len);
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&cb, 0, sizeof(cb));
+		mh.msg_control = cb.b;
+		mh.msg_controllen = sizeof(cb.b);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(s, &mh, MSG_NOSIGNAL) == (ssize_t)iov.iov_len ? 0 : -1;
+}
+
+enum { VU_EOF = -1, VU_HANG = -2, VU_BAD = -3 };
+
+/* One reply: 0, its errno (> 0), VU_EOF (clean disconnect), VU_HANG (5 s), VU_BAD. */
+static int vu_reply(int s, uint16_t cmd, struct vu_rep *r, size_t *len)
+{
+	union {
+		struct cmsghdr a;
+		char b[CMSG_SPACE(sizeof(int) * 4)];
+	} cb;
+	struct pollfd pf = { .fd = s, .events = POLLIN };
+	struct iovec iov = { .iov_base = &r->h, .iov_len = sizeof(r->h) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
+			     .msg_controllen = sizeof(cb.b) };
+	size_t got = 0, want;
+	ssize_t n;
+
+	r->fd = -1;
+	*len = 0;
+	if (poll(&pf, 1, 5000) != 1)
+		return VU_HANG;
+	n = recvmsg(s, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (r->fd < 0)
+					r->fd = fd;
+				else
+					close(fd);
+			}
+	if (n == 0 || (n < 0 && errno == ECONNRESET))
+		return VU_EOF;
+	if (n != sizeof(r->h) || r->h.msg_size < sizeof(r->h) ||
+	    r->h.msg_size - sizeof(r->h) > sizeof(r->p))
+		return VU_BAD;
+	want = r->h.msg_size - sizeof(r->h);
+	while (got < want) {
+		n = recv(s, r->p + got, want - got, 0);
+		if (n <= 0)
+			return VU_BAD;
+		got += (size_t)n;
+	}
+	*len = want;
+	if ((r->h.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_REPLY ||
+	    r->h.msg_id != vu_id || r->h.cmd != cmd)
+		return VU_BAD;
+	return (r->h.flags & VFIO_USER_F_ERROR) ? (r->h.error_no ? (int)r->h.error_no : VU_BAD) : 0;
+}
+
+static int vu_do(int s, uint16_t cmd, const void *p, size_t len, int fd, struct vu_rep *r,
+		 size_t *rlen)
+{
+	if (vu_send(s, cmd, p, len, fd))
+		return errno == EPIPE || errno == ECONNRESET ? VU_EOF : VU_BAD;
+	return vu_reply(s, cmd, r, rlen);
+}
+
+/*
+ * The script: VERSION (with the p2pbuf capability), DEVICE_GET_INFO,
+ * GET_REGION_INFO of BAR2, REGION_WRITE + REGION_READ of BAR2, DMA_MAP of a
+ * memfd, feature 11 export, DMA_UNMAP.  Returns the step reached (7: all
+ * done) and in *@res how the last step ended (0 ok, errno, VU_*).  A success
+ * is checked: a wrong successful reply is VU_BAD.
+ */
+static int vu_script(int s, int memfd, int *res)
+{
+	static const char js[] =
+		"{\"capabilities\":{\"max_msg_fds\":1,\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}}}";
+	/*
+	 * struct vfio_user_device_feature {argsz, flags}, the kernel's struct
+	 * vfio_device_feature_dma_buf {region_index, open_flags, flags,
+	 * nr_ranges}, one range {offset, length}.
+	 */
+	const uint32_t feat[10] = { 64, VFIO_USER_DEVICE_FEATURE_GET | 11, 2, O_RDWR, 0, 1,
+				    0, 0, PAGE, 0 };
+	uint8_t buf[256];
+	struct vfio_user_version *v = (void *)buf;
+	struct vfio_user_region_access *a = (void *)buf;
+	struct vfio_user_device_info di = { .argsz = sizeof(di) };
+	struct vfio_user_region_info ri = { .argsz = 256, .index = 2 };
+	struct vfio_user_dma_map dm = { .argsz = sizeof(dm), .flags = 3, .addr = VU_IOVA,
+					.size = VU_MAP_LEN };
+	struct vfio_user_dma_unmap du = { .argsz = sizeof(du), .addr = VU_IOVA,
+					  .size = VU_MAP_LEN };
+	static struct vu_rep r;
+	uint64_t data = 0x0123456789abcdefull;
+	size_t len;
+	int step = 0;
+
+#define VU_STEP(call, ok)                                      \
+	do {                                                   \
+		*res = (call);                                 \
+		if (r.fd >= 0)                                 \
+			close(r.fd);                           \
+		if (!*res && !(ok))                            \
+			*res = VU_BAD;                         \
+		if (*res)                                      \
+			return step;                           \
+		step++;                                        \
+	} while (0)
+
+	v->major = 0;
+	v->minor = 2;
+	memcpy(v->data, js, sizeof(js));
+	VU_STEP(vu_do(s, VFIO_USER_VERSION, buf, sizeof(*v) + sizeof(js), -1, &r, &len),
+		len > sizeof(*v) && strstr((char *)r.p + 4, "\"dmabuf\""));
+	VU_STEP(vu_do(s, VFIO_USER_DEVICE_GET_INFO, &di, sizeof(di), -1, &r, &len),
+		len == sizeof(di) && ((struct vfio_user_device_info *)r.p)->num_regions >= 9);
+	VU_STEP(vu_do(s, VFIO_USER_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), -1, &r, &len),
+		len >= sizeof(ri) && ((struct vfio_user_region_info *)r.p)->size == VU_GPU_BAR2 &&
+			r.fd >= 0);
+	*a = (struct vfio_user_region_access){ .offset = 0x100, .region = 2, .count = 8 };
+	memcpy(buf + sizeof(*a), &data, 8);
+	VU_STEP(vu_do(s, VFIO_USER_REGION_WRITE, buf, sizeof(*a) + 8, -1, &r, &len), true);
+	VU_STEP(vu_do(s, VFIO_USER_REGION_READ, a, sizeof(*a), -1, &r, &len),
+		len == sizeof(*a) + 8 && !memcmp(r.p + sizeof(*a), &data, 8));
+	VU_STEP(vu_do(s, VFIO_USER_DMA_MAP, &dm, sizeof(dm), memfd, &r, &len), true);
+	VU_STEP(vu_do(s, VFIO_USER_DEVICE_FEATURE, &feat, sizeof(feat), -1, &r, &len),
+		len == sizeof(struct vfio_user_p2p_dmabuf) + 16 && r.fd >= 0);
+	VU_STEP(vu_do(s, VFIO_USER_DMA_UNMAP, &du, sizeof(du), -1, &r, &len), true);
+#undef VU_STEP
+	return step;
+}
+
+/*
+ * Mappings of files (memfds, dma-bufs, BARs): anonymous ones are left out,
+ * the allocators' (ASan's above all) and thread stacks' (glibc caches them)
+ * come and go with the server's threads.
+ */
+static int count_named_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char name[256] = "";
+
+		if (sscanf(line, "%*s %*s %*s %*s %*s %255s", name) == 1 && name[0] &&
+		    name[0] != '[')
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static int vu_clients_gone(struct p2p_vfio_user_server *srv)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (!p2p_vfio_user_server_nr_clients(srv))
+			return 0;
+		usleep(1000);
+	}
+	return -1;
+}
+
+static void vfio_user_section(void)
+{
+	static const char *const names[] = { "VERSION", "DEVICE_GET_INFO", "GET_REGION_INFO",
+					     "REGION_WRITE", "REGION_READ", "DMA_MAP",
+					     "feature 11 export", "DMA_UNMAP", "the end" };
+	struct p2p_vfio_user_server_info si = { .argsz = sizeof(si), .revoke_timeout_ms = 500 };
+	struct t_dev gpu = { 0 };
+	unsigned long n, failed = 0, disconnects = 0;
+	int memfd, res = 0;
+
+	t_section("vfio-user server: fail-nth over its calls");
+	CHECK_OK(t_dev_create(&gpu, "0000:05:00.0", VU_GPU_BAR2, 0, NULL, 5));
+	memfd = memfd_create("failnth-vu", MFD_CLOEXEC);
+	CHECK(memfd >= 0 && !ftruncate(memfd, VU_MAP_LEN));
+	if (!gpu.pci || memfd < 0)
+		return;
+	for (n = 0; n <= MAX_N; n++) {
+		struct snap before = { t_count_fds(), count_named_maps(), failnth_live_allocs(), 0 },
+			    after;
+		struct p2p_vfio_user_server *srv = NULL;
+		int sv[2] = { -1, -1 }, step = -1, ret;
+		bool hit;
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+			CHECK(0);
+			break;
+		}
+		/* n = 0: once without injection (lazy setups), then n = 1, 2, ... */
+		failnth_arm_others(n ? n : ~0ul);
+		ret = p2p_vfio_user_server_create(&si, &srv);
+		if (!ret) {
+			ret = p2p_vfio_user_server_add_fd(srv, gpu.pci, sv[1]);
+			sv[1] = -1; /* the server's, also on failure */
+		}
+		if (!ret) {
+			failnth_exclude_self(true); /* the raw client's own calls are not counted */
+			step = vu_script(sv[0], memfd, &res);
+			failnth_exclude_self(false);
+		}
+		/* The end of the run: disconnect (or destroy the server right away). */
+		close(sv[0]);
+		if (sv[1] >= 0)
+			close(sv[1]);
+		if (srv)
+			CHECK_OK(vu_clients_gone(srv));
+		hit = failnth_disarm_others();
+		p2p_vfio_user_server_destroy(srv);
+		if (step >= 0 && (res == VU_HANG || res == VU_BAD)) {
+			fprintf(stderr, "vfio-user n=%lu (%s failed): %s at %s\n", n,
+				failnth_victim_others(), res == VU_HANG ? "no reply in 5 s" :
+				"a bad or wrong reply", names[step]);
+			t_failures++;
+		}
+		if (!n) {
+			CHECK(step == 8 && !ret);
+			continue;
+		}
+		after = (struct snap){ t_count_fds(), count_named_maps(), failnth_live_allocs(), 0 };
+		if (after.fds != before.fds || after.maps != before.maps ||
+		    after.live != before.live) {
+			fprintf(stderr,
+				"vfio-user n=%lu (%s failed, %s): left fds %+d, maps %+d, heap blocks %+ld\n",
+				n, failnth_victim_others(), step < 0 ? "setup" : names[step],
+				after.fds - before.fds, after.maps - before.maps,
+				after.live - before.live);
+			t_failures++;
+		}
+		if (getenv("FAILNTH_VERBOSE"))
+			printf("  n=%lu %s -> %s: %d\n", n, failnth_victim_others(),
+			       step < 0 ? "setup" : names[step], step < 0 ? ret : res);
+		if (!hit) {
+			/* Fewer failable calls than n: the whole script must have worked. */
+			CHECK(!ret && step == 8);
+			break;
+		}
+		if (ret || step < 8)
+			failed++;
+		if (step >= 0 && res == VU_EOF)
+			disconnects++;
+	}
+	CHECK(n <= MAX_N);
+	printf("vfio-user server: %lu failable calls, %lu runs ended in an error, %lu of them in a disconnect\n",
+	       n - 1, failed, disconnects);
+	close(memfd);
+	t_dev_destroy(&gpu);
+}
+
 static void revocation(void)
 {
 	void *map, *bar;
@@ -1125,6 +1422,7 @@ int main(void)
 	}
 	revocation();
 	door_section();
+	vfio_user_section();
 
 	munmap(anon, LEN);
 	close(file_fd);

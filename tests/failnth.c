@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <pthread.h>
@@ -28,6 +29,11 @@ static __thread unsigned long fn_count; /* failable calls since arming */
 static __thread bool fn_hit;
 static __thread const char *fn_victim = "";
 static atomic_long fn_live;
+/* Injection into the other threads (failnth_arm_others): one count for all. */
+static atomic_ulong fn_g_nth, fn_g_count;
+static atomic_bool fn_g_hit;
+static const char *_Atomic fn_g_victim = "";
+static __thread bool fn_g_driver; /* the arming thread: its calls are not counted */
 
 void failnth_arm(unsigned long n)
 {
@@ -53,6 +59,35 @@ unsigned long failnth_calls(void)
 	return fn_count;
 }
 
+void failnth_exclude_self(bool exclude)
+{
+	fn_g_driver = exclude;
+}
+
+void failnth_arm_others(unsigned long n)
+{
+	atomic_store(&fn_g_count, 0);
+	atomic_store(&fn_g_hit, false);
+	atomic_store(&fn_g_victim, "");
+	atomic_store(&fn_g_nth, n);
+}
+
+bool failnth_disarm_others(void)
+{
+	atomic_store(&fn_g_nth, 0);
+	return atomic_load(&fn_g_hit);
+}
+
+const char *failnth_victim_others(void)
+{
+	return atomic_load(&fn_g_victim);
+}
+
+unsigned long failnth_calls_others(void)
+{
+	return atomic_load(&fn_g_count);
+}
+
 long failnth_live_allocs(void)
 {
 	return atomic_load(&fn_live);
@@ -61,8 +96,19 @@ long failnth_live_allocs(void)
 /* Should this call fail?  Sets errno to @err if so. */
 static bool should_fail(const char *name, int err)
 {
-	if (!fn_nth)
-		return false;
+	if (!fn_nth) {
+		unsigned long nth = atomic_load(&fn_g_nth);
+
+		if (!nth || fn_g_driver)
+			return false;
+		if (atomic_fetch_add(&fn_g_count, 1) + 1 != nth ||
+		    !atomic_compare_exchange_strong(&fn_g_nth, &nth, 0))
+			return false;
+		atomic_store(&fn_g_victim, name);
+		atomic_store(&fn_g_hit, true);
+		errno = err;
+		return true;
+	}
 	if (++fn_count != fn_nth)
 		return false;
 	fn_nth = 0; /* once */
@@ -369,6 +415,27 @@ int __wrap_ftruncate64(int fd, off_t len)
 	if (should_fail("ftruncate", EFBIG))
 		return -1;
 	return __real_ftruncate64(fd, len);
+}
+
+/* ---- sockets: sendmsg ENOBUFS, recvmsg ENOMEM (the vfio-user framing) ---- */
+
+ssize_t __real_sendmsg(int fd, const struct msghdr *m, int flags);
+ssize_t __real_recvmsg(int fd, struct msghdr *m, int flags);
+ssize_t __wrap_sendmsg(int fd, const struct msghdr *m, int flags);
+ssize_t __wrap_recvmsg(int fd, struct msghdr *m, int flags);
+
+ssize_t __wrap_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	if (should_fail("sendmsg", ENOBUFS))
+		return -1;
+	return __real_sendmsg(fd, m, flags);
+}
+
+ssize_t __wrap_recvmsg(int fd, struct msghdr *m, int flags)
+{
+	if (should_fail("recvmsg", ENOMEM))
+		return -1;
+	return __real_recvmsg(fd, m, flags);
 }
 
 /* ---- ioctl (userfaultfd's): ENOMEM; syscall: userfaultfd EMFILE, kcmp EPERM ---- */

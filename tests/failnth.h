@@ -30,6 +30,18 @@ const char *failnth_victim(void);
 /* Failable calls counted since failnth_arm(). */
 unsigned long failnth_calls(void);
 /*
+ * The same for every thread, counted together: the @n-th failable call
+ * made by any thread (a server's threads driven over a socket by the
+ * caller; the caller too unless it excludes itself) fails, once.  failnth_disarm_others() stops it and
+ * says whether a call was made to fail.
+ */
+void failnth_arm_others(unsigned long n);
+bool failnth_disarm_others(void);
+/* While armed so: are this thread's own calls left out of the count? */
+void failnth_exclude_self(bool exclude);
+const char *failnth_victim_others(void);
+unsigned long failnth_calls_others(void);
+/*
  * Blocks live from the wrapped allocators (malloc, calloc, realloc,
  * strdup, posix_memalign minus free), all threads: compare around an
  * operation to see a leak.

@@ -12,8 +12,13 @@
  * generated file into a 4-range VRAM dma-buf peer to peer, verified through
  * the CPU mapping and through io_uring; the engine copies part of it to a
  * heap buffer; a reset in the middle of a second transfer revokes every
- * importer, then the recovery.  The device closes for good, and a summary
- * table of the figures measured ends the story.
+ * importer, then the recovery.  The device closes for good.  Act 4, the
+ * vfio-user door: the GPU served by `p2pbuf serve` in a second process, this
+ * process and a second client process (this binary, --vfio-user-peer) export
+ * its BAR over the wire, map and import it; the second client's reset
+ * revokes it in every process (SIGBUS, IOAS faults, acks), the restore, the
+ * server stopped with SIGTERM.  A summary table of the figures measured ends
+ * the story.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,7 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -782,6 +791,330 @@ static int run_storage(const struct run_opts *o)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* The vfio-user door: the GPU served by another process                   */
+
+#define VU_BDF "0000:01:00.0"
+#define VU_LOCAL "0000:41:00.0" /* the name the served GPU gets in this process */
+#define VU_LEN (4ull << 20)	/* BAR2 [0, 4 MiB) exported over the wire */
+#define VU_IOVA 0x10000000ull
+
+/* One line from @fd (newline dropped) within @ms; its length or -1. */
+static int read_line(int fd, char *buf, size_t n, int ms)
+{
+	size_t got = 0;
+
+	while (got + 1 < n) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char ch;
+
+		if (poll(&p, 1, ms) != 1 || read(fd, &ch, 1) != 1)
+			return -1;
+		if (ch == '\n')
+			break;
+		buf[got++] = ch;
+	}
+	buf[got] = 0;
+	return (int)got;
+}
+
+static uint64_t vu_pattern(uint64_t i)
+{
+	return (i + 1) * 0xd6e8feb86659fd93ull;
+}
+
+/* Why the vfio-user act cannot run here, or NULL: said at the start. */
+static const char *vu_preflight(void)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return "Unix sockets are not available";
+	close(s);
+	if (access("/proc/self/exe", X_OK))
+		return "this binary cannot be run again through /proc/self/exe";
+	return NULL;
+}
+
+/*
+ * The second client: `p2pbuf run --vfio-user-peer SOCKET` with its stdin and
+ * stdout a socketpair to run.  It exports the same BAR range, maps it, and
+ * does what run asks: "check" (checksum of its mapping), "reset"
+ * (VFIO_DEVICE_RESET over the wire, then probes its mapping), "bye".
+ */
+static int vu_peer(const char *path)
+{
+	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci), .name = "0000:42:00.0" };
+	struct vfio_region_dma_range r = { 0, VU_LEN };
+	struct p2p_vfio_user_client *c;
+	struct p2p_vfio_device *v = NULL;
+	uint8_t *m = NULL, byte;
+	char line[64];
+	int fd, ret;
+
+	ret = p2p_vfio_user_connect(path, &ci, &c);
+	if (ret) {
+		dprintf(1, "error connect %d\n", ret);
+		return 1;
+	}
+	fd = p2p_vfio_user_dmabuf_export(c, 2, &r, 1, O_RDWR | O_CLOEXEC);
+	ret = fd < 0 ? fd : p2p_fd_mmap(fd, NULL, VU_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, 0,
+					(void **)&m);
+	ret = ret ? ret : p2p_vfio_device_open(p2p_vfio_user_client_pci(c), &v);
+	if (ret) {
+		dprintf(1, "error export %d\n", ret);
+		return 1;
+	}
+	dprintf(1, "ready %d\n", (int)getpid());
+	while (read_line(0, line, sizeof(line), 30000) >= 0) {
+		if (!strcmp(line, "check")) {
+			dprintf(1, "sum %016llx\n", (unsigned long long)checksum(m, VU_LEN));
+		} else if (!strcmp(line, "reset")) {
+			uint64_t t0 = now_ns();
+
+			ret = p2p_vfio_device_ioctl(v, VFIO_DEVICE_RESET, NULL);
+			t0 = now_ns() - t0;
+			dprintf(1, "reset %d %llu %d\n", ret, (unsigned long long)(t0 / 1000),
+				probe_read(m + VU_LEN / 2, &byte) == SIGBUS);
+		} else {
+			break;
+		}
+	}
+	p2p_munmap(m, VU_LEN);
+	p2p_close(fd);
+	p2p_vfio_device_close(v);
+	p2p_vfio_user_disconnect(c);
+	return 0;
+}
+
+/* `p2pbuf @args...` (this binary again) with @out as its stdout (and stdin if @in); its pid. */
+static pid_t vu_spawn(char *const args[], int out, bool in)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		/* run dies: so does its server or second client, not left behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (in)
+			dup2(out, 0);
+		dup2(out, 1);
+		execv("/proc/self/exe", args);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int run_vfio_user(uint64_t vram, const char *skip)
+{
+	const uint32_t rw = P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE;
+	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci), .name = VU_LOCAL };
+	struct vfio_region_dma_range r = { 0, VU_LEN };
+	char dir[] = "/tmp/p2pbuf-run-vu-XXXXXX", conf[64], path[96], line[256];
+	struct p2p_vfio_user_client *c = NULL;
+	struct p2p_iommufd *ictx = NULL;
+	struct p2p_ioas *ioas = NULL;
+	struct p2p_dma_seg seg;
+	pid_t server = -1, peer = -1;
+	uint8_t *m = NULL, *m2 = NULL, byte;
+	uint64_t iova = VU_IOVA, sum = 0;
+	int out[2] = { -1, -1 }, sv[2] = { -1, -1 }, fd = -1, fd2 = -1, ret, st;
+	bool restored = false;
+	FILE *f;
+
+	if (skip) {
+		step("The vfio-user door: skipped (%s, see the note at the start)", skip);
+		done();
+		return 0;
+	}
+	step("Serve the GPU %s over vfio-user: `p2pbuf serve` in a second process", VU_BDF);
+	snprintf(conf, sizeof(conf), "%s/devices.conf", mkdtemp(dir) ? dir : "/nonexistent");
+	snprintf(path, sizeof(path), "%s/%s", dir, VU_BDF);
+	f = fopen(conf, "w");
+	if (!f || pipe2(out, O_CLOEXEC)) {
+		fprintf(stderr, "p2pbuf run: vfio-user: %s: %s\n", conf, strerror(errno));
+		return 1;
+	}
+	fprintf(f, "gpu %s group=1 bar0=16K bar2=%lluM,64,pf\n", VU_BDF,
+		(unsigned long long)(vram >> 20));
+	fclose(f);
+	{
+		char *args[] = { "p2pbuf", "serve", "--config", conf, "--socket-dir", dir,
+				 "--revoke-timeout-ms", "1000", NULL };
+
+		server = vu_spawn(args, out[1], false);
+	}
+	close(out[1]);
+	ret = server > 0 ? read_line(out[0], line, sizeof(line), 10000) : -1;
+	say("server pid %d: \"%s\"", (int)server, ret >= 0 ? line : "(no answer)");
+	expect(ret >= 0 && strstr(line, path), "the server listens on DIR/<BDF>");
+	if (ret < 0)
+		goto out;
+	done();
+
+	step("This process (pid %d) connects, exports 4 MiB of BAR2 over the wire, maps it and imports it into its IO address space",
+	     (int)getpid());
+	ret = p2p_vfio_user_connect(path, &ci, &c);
+	expect(!ret, "p2p_vfio_user_connect: VERSION, device and region info, config identity");
+	if (ret)
+		goto out;
+	expect(p2p_vfio_user_client_p2pbuf(c), "the server granted the p2pbuf extension (dma-bufs, revoke)");
+	say("the remote GPU is the local PCI function %s here", VU_LOCAL);
+	fd = p2p_vfio_user_dmabuf_export(c, 2, &r, 1, O_RDWR | O_CLOEXEC);
+	ret = fd < 0 ? fd : p2p_fd_mmap(fd, NULL, VU_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, 0,
+					(void **)&m);
+	expect(!ret, "feature 11 over the wire: a dma-buf fd of the served BAR, mmap'd here");
+	ret = ret ? ret : p2p_iommufd_open(&ictx);
+	ret = ret ? ret : p2p_ioas_alloc(ictx, &(uint32_t){ 0 }, &ioas);
+	ret = ret ? ret : p2p_ioas_map_file(ioas, fd, 0, VU_LEN, &iova, rw | P2P_IOAS_MAP_FIXED_IOVA);
+	expect(!ret, "imported into a local IOAS at IOVA 0x10000000 (IOMMU_IOAS_MAP_FILE)");
+	if (ret)
+		goto out;
+	for (uint64_t i = 0; i < VU_LEN; i += 8) {
+		uint64_t v = vu_pattern(i);
+
+		memcpy(m + i, &v, 8);
+	}
+	sum = checksum(m, VU_LEN);
+	ret = p2p_ioas_dma_begin(ioas, VU_IOVA + VU_LEN - 8, 8, P2P_DMA_READ, &seg);
+	expect(!ret && !memcmp(seg.host, &(uint64_t){ vu_pattern(VU_LEN - 8) }, 8),
+	       "a pattern written through the mapping reads back through the IOAS");
+	if (!ret)
+		p2p_ioas_dma_end(&seg);
+	say("checksum %016llx", (unsigned long long)sum);
+	done();
+
+	step("A second client process reads the pattern through its own export of the same BAR");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+		fprintf(stderr, "p2pbuf run: socketpair: %s\n", strerror(errno));
+		goto out;
+	}
+	{
+		char *args[] = { "p2pbuf", "run", "--vfio-user-peer", path, NULL };
+
+		peer = vu_spawn(args, sv[1], true);
+	}
+	close(sv[1]);
+	ret = peer > 0 ? read_line(sv[0], line, sizeof(line), 10000) : -1;
+	say("client 2: pid %d, \"%s\"", (int)peer, ret >= 0 ? line : "(no answer)");
+	expect(ret >= 0 && !strncmp(line, "ready", 5), "client 2 connected, exported and mapped");
+	if (ret < 0 || strncmp(line, "ready", 5))
+		goto out;
+	dprintf(sv[0], "check\n");
+	ret = read_line(sv[0], line, sizeof(line), 10000);
+	say("client 2: \"%s\"", ret >= 0 ? line : "(no answer)");
+	expect(ret >= 0 && strtoull(line + 4, NULL, 16) == sum,
+	       "client 2 sees the same bytes (one memory, three processes)");
+	done();
+
+	step("Client 2 resets the GPU (VFIO_DEVICE_RESET over the wire): the revoke reaches every process");
+	dprintf(sv[0], "reset\n");
+	ret = read_line(sv[0], line, sizeof(line), 15000);
+	{
+		int rr = -1, bus = 0;
+		unsigned long long us = 0;
+
+		if (ret >= 0 && sscanf(line, "reset %d %llu %d", &rr, &us, &bus) != 3)
+			rr = -1;
+		say("client 2: the reset returned %s after %.3f ms (the server waited for every client's ack)",
+		    rr ? strerror(rr < 0 ? -rr : EIO) : "0", (double)us / 1e3);
+		expect(rr == 0, "DEVICE_RESET succeeded");
+		expect(bus == 1, "client 2: its own mapping raises SIGBUS");
+		figure("vfio-user: reset revoking 2 client processes (acks included)",
+		       (double)us / 1e3, "ms");
+	}
+	expect(probe_read(m + VU_LEN / 2, &byte) == SIGBUS,
+	       "this process: the mapping raises SIGBUS (zapped before the ack)");
+	ret = p2p_ioas_dma_begin(ioas, VU_IOVA, 8, P2P_DMA_WRITE, &seg);
+	if (!ret)
+		p2p_ioas_dma_end(&seg);
+	expect(ret == -ENODEV, "this process: DMA through the IOAS area faults (ENODEV)");
+	expect(p2p_vfio_user_client_alive(c),
+	       "this process acked in time (a silent client would have been disconnected)");
+	done();
+
+	step("Restore: the reset is over, the BAR is usable again");
+	for (int i = 0; i < 50 && !restored; i++) {
+		restored = !probe_read(m, &byte);
+		if (!restored)
+			usleep(10000);
+	}
+	if (restored) {
+		say("the server announced the restore (REVOKE notice with flags 0)");
+		expect(checksum(m, VU_LEN) == sum, "the same mapping works again, data intact");
+	} else {
+		say("this server does not announce restores (docs/vfio-user.md): the revoked");
+		say("mapping and IOAS area stay revoked, as kernel importers do; export again");
+		fd2 = p2p_vfio_user_dmabuf_export(c, 2, &r, 1, O_RDWR | O_CLOEXEC);
+		ret = fd2 < 0 ? fd2 : p2p_fd_mmap(fd2, NULL, VU_LEN, PROT_READ | PROT_WRITE,
+						  MAP_SHARED, 0, (void **)&m2);
+		expect(!ret && !probe_read(m2, &byte) && checksum(m2, VU_LEN) == sum,
+		       "a new export maps and works, data intact");
+	}
+	ret = p2p_ioas_unmap(ioas, VU_IOVA, VU_LEN, NULL);
+	ret = ret ? ret : p2p_ioas_map_file(ioas, fd2 >= 0 ? fd2 : fd, 0, VU_LEN, &iova,
+					     rw | P2P_IOAS_MAP_FIXED_IOVA);
+	ret = ret ? ret : p2p_ioas_dma_begin(ioas, VU_IOVA, 8, P2P_DMA_READ, &seg);
+	expect(!ret && !memcmp(seg.host, &(uint64_t){ vu_pattern(0) }, 8),
+	       "IOAS: unmap + MAP_FILE at the same IOVA, DMA works again");
+	if (!ret)
+		p2p_ioas_dma_end(&seg);
+	dprintf(sv[0], "bye\n");
+	ret = waitpid(peer, &st, 0) == peer && WIFEXITED(st) && !WEXITSTATUS(st);
+	peer = -1;
+	expect(ret, "client 2 unmapped, disconnected and exited 0");
+	done();
+
+	step("Stop the server with SIGTERM: the remote GPU is removed here");
+	kill(server, SIGTERM);
+	ret = waitpid(server, &st, 0) == server && WIFEXITED(st) && !WEXITSTATUS(st);
+	server = -1;
+	expect(ret, "p2pbuf serve exited 0 and removed its socket");
+	{
+		uint64_t t0 = now_ns();
+
+		while (p2p_vfio_user_client_alive(c) && now_ns() - t0 < 2000000000ull)
+			usleep(1000);
+		expect(!p2p_vfio_user_client_alive(c) && access(path, F_OK),
+		       "the connection is seen gone and the socket is unlinked");
+		while ((probe_read(m2 ? m2 : m, &byte) != SIGBUS) && now_ns() - t0 < 2000000000ull)
+			usleep(1000);
+		expect(probe_read(m2 ? m2 : m, &byte) == SIGBUS,
+		       "the dma-buf is revoked for good: its mapping faults");
+	}
+	done();
+out:
+	if (peer > 0) {
+		kill(peer, SIGKILL);
+		waitpid(peer, NULL, 0);
+	}
+	if (server > 0) {
+		kill(server, SIGTERM);
+		waitpid(server, NULL, 0);
+	}
+	if (m2)
+		p2p_munmap(m2, VU_LEN);
+	if (fd2 >= 0)
+		p2p_close(fd2);
+	if (ioas)
+		p2p_ioas_put(ioas);
+	if (ictx)
+		p2p_iommufd_close(ictx);
+	if (m)
+		p2p_munmap(m, VU_LEN);
+	if (fd >= 0)
+		p2p_close(fd);
+	if (c)
+		p2p_vfio_user_disconnect(c);
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (out[0] >= 0)
+		close(out[0]);
+	unlink(path);
+	unlink(conf);
+	rmdir(dir);
+	return 0;
+}
+
 static void summary(void)
 {
 	printf("\nSummary\n");
@@ -801,7 +1134,9 @@ static void run_usage(FILE *f)
 		   "                    first --file-size bytes are used) instead of a generated one\n"
 		   "  --file-size SIZE  bytes read into VRAM (multiple of 4M, <= VRAM; default: VRAM)\n"
 		   "  --gpus N          GPU-like devices (1-8, default 1); with 2 or more the copy\n"
-		   "                    engine also copies VRAM to VRAM between GPUs\n");
+		   "                    engine also copies VRAM to VRAM between GPUs\n"
+		   "  At the end the GPU is served by `p2pbuf serve` in a second process and used\n"
+		   "  over vfio-user by this process and a second client process.\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -811,6 +1146,7 @@ int cmd_run(int argc, char **argv)
 		{ "file", required_argument, NULL, 'f' },
 		{ "file-size", required_argument, NULL, 's' },
 		{ "gpus", required_argument, NULL, 'g' },
+		{ "vfio-user-peer", required_argument, NULL, 'P' }, /* internal: run's second client */
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -832,6 +1168,7 @@ int cmd_run(int argc, char **argv)
 	struct p2p_vfio_device *vdev;
 	struct p2p_dmabuf *buf;
 	uint8_t *va, *bar, byte;
+	const char *vu_skip;
 	int c, fd, ret, sig;
 
 	while ((c = getopt_long(argc, argv, "v:f:s:g:h", lo, NULL)) != -1) {
@@ -860,6 +1197,11 @@ int cmd_run(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'P':
+			sigaction(SIGBUS, &sa, NULL);
+			if (p2p_library_init())
+				return 1;
+			return vu_peer(optarg);
 		case 'h': run_usage(stdout); return 0;
 		default: run_usage(stderr); return 2;
 		}
@@ -898,6 +1240,9 @@ int cmd_run(int argc, char **argv)
 	printf("CPU revocation: %s\n", p2p_cpu_revoke_method() == P2P_CPU_REVOKE_UFFD
 						? "userfaultfd" : "remapping to an empty memfd");
 	preflight(ro.file_size);
+	vu_skip = vu_preflight();
+	if (vu_skip)
+		printf("note: the vfio-user act is skipped: %s.\n", vu_skip);
 
 	step("Plug in a GPU-like PCI function 0000:01:00.0 with a %llu MiB memory BAR and open it",
 	     (unsigned long long)mib);
@@ -1074,6 +1419,8 @@ int cmd_run(int argc, char **argv)
 		p2p_vfio_device_close(W.gvdevs[g]);
 		p2p_pci_dev_put(W.gpus[g]);
 	}
+	if (run_vfio_user(vram, vu_skip))
+		return 1;
 	summary();
 	printf("\n%s\n", failed ? "p2pbuf run: FAILED" : "p2pbuf run: all steps behaved as the kernel does");
 	return failed ? 1 : 0;
