@@ -28,11 +28,12 @@ for what in "the server listens on DIR/<BDF>" \
 	"a dma-buf fd of the served BAR, mmap'd here" \
 	"reads back through the IOAS" \
 	"client 2 sees the same bytes" \
-	"DEVICE_RESET succeeded" \
+	"COMMAND.MEM off succeeded" \
 	"client 2: its own mapping raises SIGBUS" \
 	"this process: the mapping raises SIGBUS" \
 	"this process: DMA through the IOAS area faults" \
 	"this process acked in time" \
+	"COMMAND.MEM on: client 2's own mapping works again" \
 	"IOAS: unmap + MAP_FILE at the same IOVA, DMA works again" \
 	"client 2 unmapped, disconnected and exited 0" \
 	"p2pbuf serve exited 0 and removed its socket" \
