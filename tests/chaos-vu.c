@@ -245,7 +245,7 @@ static void op_trigger(struct child *c, bool reset)
 static void op_dma(struct child *c)
 {
 	uint8_t v = (uint8_t)rnd(&c->seed), nv = (uint8_t)(v ^ 0xff);
-	uint32_t len = 1 + (uint32_t)(rnd(&c->seed) % (2 * PG));
+	uint32_t len = 1 + (uint32_t)(rnd(&c->seed) % (2 * PG - 1)); /* the byte after is ours */
 	uint32_t st;
 
 	memset(c->mem + OFF_SRC, v, 2 * PG);
@@ -255,6 +255,10 @@ static void op_dma(struct child *c)
 	st = engine_copy(c, c->base + OFF_SRC, c->base + OFF_DST, len);
 	engine_put(c);
 	CHECK(st == P2P_CE_OK);
+	if (c->mem[OFF_DST] != v || c->mem[OFF_DST + len - 1] != v || c->mem[OFF_DST + len] != nv)
+		fprintf(stderr, "chaos-vu[%u]: DMA of %u bytes (status %u): %#x %#x %#x, want %#x %#x %#x\n",
+			c->slot, len, st, c->mem[OFF_DST], c->mem[OFF_DST + len - 1],
+			c->mem[OFF_DST + len], v, v, nv);
 	CHECK(c->mem[OFF_DST] == v && c->mem[OFF_DST + len - 1] == v &&
 	      c->mem[OFF_DST + len] == nv);
 	atomic_fetch_add(&c->sh->dma_ok, 1);
@@ -497,6 +501,7 @@ static int server_threads(pid_t pid)
 
 static pid_t serve(void)
 {
+	const char *rt = getenv("CHAOS_VU_REVOKE_MS"); /* debugging: a stuck ack stays stuck */
 	char cfg[128], p[128];
 	pid_t pid;
 	FILE *f;
@@ -513,7 +518,7 @@ static pid_t serve(void)
 
 		dup2(null, 1);
 		execl(tools, "p2pbuf", "serve", "--config", cfg, "--socket-dir", dir,
-		      "--revoke-timeout-ms", "3000", (char *)NULL);
+		      "--revoke-timeout-ms", rt ? rt : "3000", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; pid > 0 && i < 1000; i++) {

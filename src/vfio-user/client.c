@@ -780,6 +780,37 @@ static int exp_mmap(struct p2p_dmabuf *buf, uint64_t offset, uint64_t length, in
 	return 0;
 }
 
+/*
+ * DMABUF_CLOSE without waiting for its reply (VFIO_USER_F_NO_REPLY): the
+ * last reference of an export can go on any thread, the worker included
+ * (serve_revoke() drops one), and the server carries a close out only
+ * after a revoke of the device in progress (it takes the device's dma-buf
+ * lock); a worker waiting for that reply holds up the next notice of the
+ * same revoke, whose ack the revoke waits for.  The server runs the
+ * client's commands in order, so a later command sees the export closed.
+ */
+static void vu_post_close(struct p2p_vfio_user_client *c, const struct vfio_user_p2p_dmabuf_close *cl)
+{
+	struct vfio_user_header hdr = {
+		.cmd = VFIO_USER_P2P_DMABUF_CLOSE,
+		.flags = VFIO_USER_F_TYPE_COMMAND | VFIO_USER_F_NO_REPLY,
+	};
+	struct iovec iov = { .iov_base = (void *)cl, .iov_len = sizeof(*cl) };
+
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	hdr.msg_id = c->next_id++;
+	pthread_mutex_unlock(&c->lock);
+	if (send_msg(c, &hdr, &iov, 1, NULL, 0)) {
+		pthread_mutex_lock(&c->lock);
+		mark_dead_locked(c);
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
 static void exp_release(struct p2p_dmabuf *buf)
 {
 	struct vu_export *e = p2p_dmabuf_priv(buf);
@@ -792,7 +823,7 @@ static void exp_release(struct p2p_dmabuf *buf)
 	tell = !c->dead && e->id != UINT64_MAX;
 	pthread_mutex_unlock(&c->lock);
 	if (tell)
-		vu_call1(c, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL, 0, NULL);
+		vu_post_close(c, &cl);
 	p2p_mem_put(e->mem);
 	free(e);
 	client_put(c);
@@ -884,7 +915,7 @@ P2P_API int p2p_vfio_user_dmabuf_export(struct p2p_vfio_user_client *c, uint32_t
 	if (ret) {
 		struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl), .export_id = e->id };
 
-		vu_call1(c, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL, 0, NULL);
+		vu_post_close(c, &cl);
 		p2p_mem_put(e->mem);
 		client_put(c);
 		goto out_close;
