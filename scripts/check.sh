@@ -70,6 +70,8 @@ run_dir() { # build dir, label, filter regex
 run_dir build gcc '.'
 # CPU revocation without userfaultfd (remapping to an empty memfd), forced.
 P2PBUF_CPU_REVOKE=remap run_dir build gcc,remap '^test-(dmabuf-mmap|revoke-triggers|multi-range|vfio-regions|hot-reset|stress-revoke|revoke-zap)$'
+# The chaos test across processes, short (make chaos runs it long).
+CHAOS_SECONDS=2 run_one gcc chaos-vu build/tests/chaos-vu
 # Whole-program tests of the CLI, as a user runs it.
 for t in tests/*.sh; do
 	run_one cli "$(basename "$t" .sh)" bash "$t" build/tools/p2pbuf

@@ -1140,6 +1140,88 @@ static void test_revoke(int nack, int nnoack)
 	close(p[0]);
 }
 
+/*
+ * A client killed (SIGKILL) while a revoke notice to it is pending, not
+ * acked: the revoke returns at its death, before the timeout, and the
+ * others carry on (the acking client acked, the device keeps serving, a
+ * new export works).
+ */
+static void test_revoke_kill(void)
+{
+	int p[2], k[2], s, st;
+	pid_t ack, silent, killer;
+	double t0, dt;
+	uint32_t v = 0, w = 0;
+	char c;
+
+	t_section("revoke: a client killed with a notice pending: the revoke returns at once");
+	CHECK_OK(pipe(p));
+	CHECK_OK(pipe(k));
+	ack = fork();
+	if (ack == 0) {
+		close(p[0]);
+		close(k[0]);
+		close(k[1]);
+		export_child(p[1], 0, true);
+	}
+	silent = fork();
+	if (silent == 0) {
+		close(p[0]);
+		close(p[1]);
+		close(k[0]);
+		export_child(k[1], 65536, false);
+	}
+	killer = fork();
+	if (killer == 0) {
+		/* Forward "mapped"; on "noticed" (not acked) kill it and say so. */
+		close(p[0]);
+		close(k[1]);
+		if (read(k[0], &c, 1) != 1 || c != 'm' || write(p[1], "m", 1) != 1)
+			_exit(1);
+		if (read(k[0], &c, 1) != 1 || c != 'n')
+			_exit(2);
+		kill(silent, SIGKILL);
+		_exit(write(p[1], "k", 1) == 1 ? 0 : 3);
+	}
+	close(p[1]);
+	close(k[0]);
+	close(k[1]);
+	for (int i = 0; i < 2; i++)
+		CHECK(read(p[0], &c, 1) == 1 && c == 'm');
+	s = vu_connect(gpu_path);
+	CHECK_ERR(vu_version(s, "{}"), 0);
+	t0 = now();
+	CHECK_ERR(vu_call(s, VFIO_USER_DEVICE_RESET, NULL, 0, NULL), 0);
+	dt = now() - t0;
+	printf("# reset (revoke) returned after %.1f ms (timeout %d ms)\n", dt * 1e3, REVOKE_MS);
+	CHECK(dt < REVOKE_MS / 1000.0);
+	{
+		int nn = 0, nk = 0;
+
+		for (int i = 0; i < 2; i++) {
+			CHECK(read(p[0], &c, 1) == 1);
+			nn += c == 'n';
+			nk += c == 'k';
+		}
+		CHECK(nn == 1 && nk == 1);
+	}
+	CHECK(waitpid(silent, &st, 0) == silent && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	CHECK(waitpid(killer, &st, 0) == killer && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* The others carry on: this connection, a new one, the acking client. */
+	CHECK_ERR(reg_read(s, 7, 0, &v, 4), 0);
+	CHECK(v != 0xffffffffu && v != 0);
+	close(s);
+	s = vu_connect(gpu_path);
+	CHECK_ERR(vu_version(s, "{}"), 0);
+	CHECK_ERR(reg_read(s, 7, 0, &w, 4), 0);
+	CHECK(w == v);
+	CHECK(waitpid(ack, &st, WNOHANG) == 0);
+	close(s);
+	kill(ack, SIGTERM);
+	CHECK(waitpid(ack, &st, 0) == ack);
+	close(p[0]);
+}
+
 static void test_export_errors(void)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":0}}}";
@@ -1259,6 +1341,7 @@ int main(void)
 	test_revoke(1, 1);
 	test_revoke(14, 2);
 	test_restore();
+	test_revoke_kill();
 
 	t_section("SIGTERM: the server stops cleanly, sockets unlinked");
 	kill(srv, SIGTERM);
