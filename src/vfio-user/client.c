@@ -39,6 +39,7 @@
 #define VU_MAX_REGIONS 9
 #define VU_DEFAULT_TIMEOUT_MS 5000u
 #define VU_OUR_XFER (1u << 20)
+#define VU_IDLE_NS 1000000L /* callers quiet this long: the reader thread reads again */
 
 struct vu_waiter {
 	struct list_head node;
@@ -77,6 +78,8 @@ struct p2p_vfio_user_client {
 	pthread_t reader, worker;
 	bool threads;
 	bool dead, stop;
+	bool reading; /* a thread holds the read role (receives from the socket) */
+	struct timespec idle_at; /* the reader thread takes the role back after it */
 	bool gone_done; /* the worker marked the function removed */
 	uint16_t next_id;
 	struct list_head waiters, cmds, exports;
@@ -147,6 +150,133 @@ static int send_msg(struct p2p_vfio_user_client *c, struct vfio_user_header *hdr
 }
 
 /*
+ * The read role.  Whoever holds it (c->reading) receives from the socket:
+ * a caller waiting for its reply when nobody else reads (so the common
+ * call is two wake-ups, as a raw request/reply), else the reader thread,
+ * which takes the role only once callers have been quiet for VU_IDLE_NS
+ * (it wakes every VU_IDLE_NS meanwhile).  Replies go to their waiters by
+ * msg_id, the server's commands (DMA_READ/WRITE, REVOKE notices) to the
+ * worker at once, whoever received them: a notice never waits behind a
+ * caller.
+ */
+static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m)
+{
+	struct vu_cmd *q;
+
+	if ((m->hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
+		struct vu_waiter *w;
+		bool found = false;
+
+		pthread_mutex_lock(&c->lock);
+		list_for_each_entry(w, &c->waiters, node) {
+			if (w->id != m->hdr.msg_id || w->done)
+				continue;
+			w->msg = *m;
+			w->done = true;
+			found = true;
+			break;
+		}
+		if (found)
+			pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		if (!found)
+			vu_msg_release(m); /* a late reply to a timed-out request */
+		return;
+	}
+	q = malloc(sizeof(*q));
+	if (!q) {
+		pthread_mutex_lock(&c->send_lock);
+		vu_send_error(c->sock, &m->hdr, ENOMEM);
+		pthread_mutex_unlock(&c->send_lock);
+		vu_msg_release(m);
+		return;
+	}
+	q->msg = *m;
+	pthread_mutex_lock(&c->lock);
+	list_add_tail(&q->node, &c->cmds);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Receive one message and deliver it, the read role held.  @dl (NULL: no
+ * limit) bounds the wait for its first byte.  Return: 0, -ETIMEDOUT, or
+ * the connection's error (it is over).
+ */
+static int read_one(struct p2p_vfio_user_client *c, const struct timespec *dl)
+{
+	struct vu_msg m;
+	int ret;
+
+	if (dl) {
+		struct pollfd p = { .fd = c->sock, .events = POLLIN };
+		struct timespec now;
+		long ms;
+
+		do {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			ms = (dl->tv_sec - now.tv_sec) * 1000L + (dl->tv_nsec - now.tv_nsec) / 1000000L;
+			if (ms < 0)
+				ms = 0;
+			ret = poll(&p, 1, (int)MIN(ms + 1, (long)INT32_MAX));
+		} while (ret < 0 && errno == EINTR);
+		if (ret == 0)
+			return -ETIMEDOUT;
+	}
+	ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 +
+			  __atomic_load_n(&c->max_xfer, __ATOMIC_RELAXED), &m);
+	if (ret == -ETOOMANYREFS)
+		return 0;
+	if (ret)
+		return ret;
+	deliver(c, &m);
+	return 0;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The reader thread: the read role while no caller has it (or was recently reading). */
+static void *reader_main(void *arg)
+{
+	struct p2p_vfio_user_client *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->dead) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (c->reading || !list_empty(&c->waiters) || ts_before(&now, &c->idle_at)) {
+			struct timespec dl = now;
+
+			dl.tv_nsec += VU_IDLE_NS;
+			if (dl.tv_nsec >= 1000000000L) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000L;
+			}
+			if (!c->reading && list_empty(&c->waiters))
+				dl = c->idle_at;
+			pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+			continue;
+		}
+		c->reading = true;
+		pthread_mutex_unlock(&c->lock);
+		int ret = read_one(c, NULL);
+
+		pthread_mutex_lock(&c->lock);
+		c->reading = false;
+		if (ret)
+			mark_dead_locked(c);
+		else if (!list_empty(&c->waiters))
+			pthread_cond_broadcast(&c->cond); /* a caller came meanwhile: its role */
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/*
  * One request and its reply.  @reply (may be NULL) gets the whole message;
  * release it with vu_msg_release().  Return: 0, the server's -errno,
  * -ENODEV (connection gone), -ETIMEDOUT (no reply in time: the connection
@@ -175,8 +305,23 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 	if (ret) {
 		mark_dead_locked(c);
 	} else {
-		while (!w.done && !c->dead && ret != ETIMEDOUT)
+		while (!w.done && !c->dead && ret != ETIMEDOUT) {
+			if (!c->reading) {
+				/* Nobody reads: we do (our reply, or anyone's message, handed on). */
+				c->reading = true;
+				pthread_mutex_unlock(&c->lock);
+				int r = read_one(c, &dl);
+
+				pthread_mutex_lock(&c->lock);
+				c->reading = false;
+				if (r == -ETIMEDOUT)
+					ret = ETIMEDOUT;
+				else if (r)
+					mark_dead_locked(c);
+				continue;
+			}
 			ret = pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+		}
 		if (!w.done) {
 			if (!c->dead)
 				pr_warn("vfio-user: no reply to command %u in %u ms: dropping the server",
@@ -185,6 +330,15 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 		}
 	}
 	list_del_init(&w.node);
+	/* Another caller waits for a reply nobody reads now: it takes the role. */
+	if (!c->reading && !list_empty(&c->waiters))
+		pthread_cond_broadcast(&c->cond);
+	clock_gettime(CLOCK_MONOTONIC, &c->idle_at);
+	c->idle_at.tv_nsec += VU_IDLE_NS;
+	if (c->idle_at.tv_nsec >= 1000000000L) {
+		c->idle_at.tv_sec++;
+		c->idle_at.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_unlock(&c->lock);
 	if (!w.done)
 		return ret == ETIMEDOUT ? -ETIMEDOUT : -ENODEV;
@@ -220,57 +374,6 @@ static inline bool vu_p2p(struct p2p_vfio_user_client *c)
 
 /* ---------------------------------------------------------------------- */
 /* Reader and worker                                                       */
-
-static void *reader_main(void *arg)
-{
-	struct p2p_vfio_user_client *c = arg;
-
-	for (;;) {
-		struct vu_msg m;
-		int ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 + vu_max_xfer(c),
-				      &m);
-
-		if (ret == -ETOOMANYREFS)
-			continue;
-		pthread_mutex_lock(&c->lock);
-		if (ret) {
-			mark_dead_locked(c);
-			pthread_mutex_unlock(&c->lock);
-			return NULL;
-		}
-		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
-			struct vu_waiter *w;
-			bool found = false;
-
-			list_for_each_entry(w, &c->waiters, node) {
-				if (w->id != m.hdr.msg_id || w->done)
-					continue;
-				w->msg = m;
-				w->done = true;
-				found = true;
-				break;
-			}
-			if (found)
-				pthread_cond_broadcast(&c->cond);
-			pthread_mutex_unlock(&c->lock);
-			if (!found)
-				vu_msg_release(&m); /* a late reply to a timed-out request */
-			continue;
-		}
-		struct vu_cmd *q = malloc(sizeof(*q));
-
-		if (!q) {
-			pthread_mutex_unlock(&c->lock);
-			vu_send_error(c->sock, &m.hdr, ENOMEM);
-			vu_msg_release(&m);
-			continue;
-		}
-		q->msg = m;
-		list_add_tail(&q->node, &c->cmds);
-		pthread_cond_broadcast(&c->cond);
-		pthread_mutex_unlock(&c->lock);
-	}
-}
 
 static void reply_to(struct p2p_vfio_user_client *c, const struct vfio_user_header *req,
 		     const struct iovec *iov, int iovcnt)

@@ -116,6 +116,8 @@ struct vu_client {
 	unsigned int qlen;
 	struct vu_pending *pending;
 	bool dead;		/* the reader stopped: no more commands, no more replies */
+	bool reading;		/* a thread holds the read role (see take_msg()) */
+	bool inflight;		/* a command runs (inline on the reader, or the worker's) */
 	bool versioned;
 	bool p2p_dmabuf, p2p_revoke;
 	uint32_t peer_max_xfer;
@@ -229,6 +231,16 @@ static void deadline_in(struct timespec *dl, uint32_t timeout_ms)
 }
 
 /*
+ * A reply is now awaited from the client: if nobody reads (the reader runs
+ * a command inline, which may be what waits for it), the worker reads.
+ */
+static void pending_added_locked(struct vu_client *c)
+{
+	if (!c->reading)
+		pthread_cond_broadcast(&c->cond);
+}
+
+/*
  * Send a command to the client and wait for its reply, at most @timeout_ms.
  * Return: 0 (reply in @out if non-NULL, else released), -ETIMEDOUT,
  * -ECONNRESET (client gone), the client's error, -errno of sending.
@@ -249,6 +261,7 @@ static int client_call(struct vu_client *c, uint16_t cmd, const struct iovec *io
 	p.msg_id = h.msg_id = c->next_id++;
 	p.next = c->pending;
 	c->pending = &p;
+	pending_added_locked(c);
 	pthread_mutex_unlock(&c->lock);
 
 	ret = client_sendv(c, &h, iov, iovcnt, NULL, 0);
@@ -341,6 +354,7 @@ static int notify_revoke_async(struct vu_client *c, uint64_t id, uint32_t flags,
 	p->msg_id = h.msg_id = c->next_id++;
 	p->next = c->pending;
 	c->pending = p;
+	pending_added_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	/* A failed send kills the client: its reader's exit completes the entry. */
 	client_sendv(c, &h, &iov, 1, NULL, 0);
@@ -1322,72 +1336,148 @@ static void client_teardown(struct vu_client *c)
 	pthread_mutex_unlock(&srv->lock);
 }
 
+/*
+ * Commands short enough to run on the reader thread when nothing of the
+ * client is queued or running (the client's order is kept): the common
+ * request then costs two wake-ups, as a raw request/reply.
+ */
+static bool cmd_inline_ok(uint16_t cmd)
+{
+	switch (cmd) {
+	case VFIO_USER_REGION_READ:
+	case VFIO_USER_REGION_WRITE:
+	case VFIO_USER_REGION_WRITE_MULTI:
+	case VFIO_USER_DEVICE_GET_INFO:
+	case VFIO_USER_DEVICE_GET_REGION_INFO:
+	case VFIO_USER_DEVICE_GET_IRQ_INFO:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Receive one message, the read role held (c->reading, set by the caller;
+ * this clears it).  A reply wakes its waiter; a command is queued for the
+ * worker, or, on the reader thread (@may_inline) with nothing of the
+ * client queued or running, run here: the role is given up meanwhile and,
+ * while a reply is awaited from the client (a revoke notice the command
+ * itself may wait for, DMA_READ/WRITE of a device thread), the worker
+ * reads (pending_added_locked()).  Return 0, or -1 when the connection is
+ * over.
+ */
+static int take_msg(struct vu_client *c, bool may_inline)
+{
+	struct vu_qent *q;
+	struct vu_msg m;
+	int ret = vu_msg_recv(c->sock, VU_SERVER_MAX_MSG, &m);
+
+	if (ret == -ETOOMANYREFS) {
+		/* The message was read whole (in sync): refuse it. */
+		struct vu_msg hm = { .hdr = m.hdr };
+
+		reply_err(c, &hm, EINVAL);
+		ret = 0;
+		goto out;
+	}
+	if (ret)
+		goto out;
+	if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
+		struct vu_pending *p;
+
+		pthread_mutex_lock(&c->lock);
+		for (p = c->pending; p; p = p->next)
+			if (p->msg_id == m.hdr.msg_id && p->cmd == m.hdr.cmd && !p->done)
+				break;
+		if (p && p->fence) {
+			/* An async notice: acked (an error reply counts: the client answered). */
+			for (struct vu_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
+				if (*pp == p) {
+					*pp = p->next;
+					break;
+				}
+			}
+			pthread_mutex_unlock(&c->lock);
+			vu_msg_release(&m);
+			async_done(c->srv, p);
+			goto out;
+		}
+		if (p) {
+			p->done = true;
+			p->err = (m.hdr.flags & VFIO_USER_F_ERROR) ? (int)m.hdr.error_no : 0;
+			if (p->err == 0 && (m.hdr.flags & VFIO_USER_F_ERROR))
+				p->err = EIO;
+			p->reply = m;
+			pthread_cond_broadcast(&c->cond);
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!p)
+			vu_msg_release(&m); /* a reply to nothing: dropped */
+		goto out;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (may_inline && !c->qhead && !c->inflight && cmd_inline_ok(m.hdr.cmd)) {
+		c->inflight = true;
+		c->reading = false;
+		if (c->pending)
+			pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		if (dispatch(c, &m) < 0)
+			client_kill(c);
+		vu_msg_release(&m);
+		pthread_mutex_lock(&c->lock);
+		c->inflight = false;
+		pthread_cond_broadcast(&c->cond); /* the worker: the queue, the role */
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	q = malloc(sizeof(*q));
+	if (!q) {
+		vu_msg_release(&m);
+		ret = -ENOMEM;
+		goto out;
+	}
+	q->msg = m;
+	q->next = NULL;
+	pthread_mutex_lock(&c->lock);
+	/* The worker reading (a reply awaited) never waits for itself to make room. */
+	while (may_inline && c->qlen >= VU_QUEUE_MAX && !c->dead)
+		pthread_cond_wait(&c->cond, &c->lock);
+	*c->qtail = q;
+	c->qtail = &q->next;
+	c->qlen++;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+out:
+	pthread_mutex_lock(&c->lock);
+	c->reading = false;
+	if (ret) {
+		c->dead = true;
+		pthread_cond_broadcast(&c->cond);
+	} else if (!may_inline || c->pending) {
+		pthread_cond_broadcast(&c->cond); /* the role is free: the reader, or the worker */
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret ? -1 : 0;
+}
+
 static void *reader_main(void *arg)
 {
 	struct vu_client *c = arg;
 
 	for (;;) {
-		struct vu_qent *q;
-		struct vu_msg m;
-		int ret = vu_msg_recv(c->sock, VU_SERVER_MAX_MSG, &m);
-
-		if (ret == -ETOOMANYREFS) {
-			/* The message was read whole (in sync): refuse it. */
-			struct vu_msg hm = { .hdr = m.hdr };
-
-			reply_err(c, &hm, EINVAL);
-			continue;
-		}
-		if (ret)
-			break;
-		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
-			struct vu_pending *p;
-
-			pthread_mutex_lock(&c->lock);
-			for (p = c->pending; p; p = p->next)
-				if (p->msg_id == m.hdr.msg_id && p->cmd == m.hdr.cmd && !p->done)
-					break;
-			if (p && p->fence) {
-				/* An async notice: acked (an error reply counts: the client answered). */
-				for (struct vu_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
-					if (*pp == p) {
-						*pp = p->next;
-						break;
-					}
-				}
-				pthread_mutex_unlock(&c->lock);
-				vu_msg_release(&m);
-				async_done(c->srv, p);
-				continue;
-			}
-			if (p) {
-				p->done = true;
-				p->err = (m.hdr.flags & VFIO_USER_F_ERROR) ? (int)m.hdr.error_no : 0;
-				if (p->err == 0 && (m.hdr.flags & VFIO_USER_F_ERROR))
-					p->err = EIO;
-				p->reply = m;
-				pthread_cond_broadcast(&c->cond);
-			}
-			pthread_mutex_unlock(&c->lock);
-			if (!p)
-				vu_msg_release(&m); /* a reply to nothing: dropped */
-			continue;
-		}
-		q = malloc(sizeof(*q));
-		if (!q) {
-			vu_msg_release(&m);
-			break;
-		}
-		q->msg = m;
-		q->next = NULL;
 		pthread_mutex_lock(&c->lock);
-		while (c->qlen >= VU_QUEUE_MAX && !c->dead)
+		while (c->reading && !c->dead)
 			pthread_cond_wait(&c->cond, &c->lock);
-		*c->qtail = q;
-		c->qtail = &q->next;
-		c->qlen++;
-		pthread_cond_broadcast(&c->cond);
+		if (c->dead) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		c->reading = true;
 		pthread_mutex_unlock(&c->lock);
+		if (take_msg(c, true))
+			break;
 	}
 	pthread_mutex_lock(&c->lock);
 	c->dead = true;
@@ -1481,17 +1571,26 @@ static void *worker_main(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&c->lock);
-		while (!c->qhead && !c->dead)
+		while (!c->dead && !(c->qhead && !c->inflight) && !(c->pending && !c->reading))
 			pthread_cond_wait(&c->cond, &c->lock);
 		if (c->dead) {
 			pthread_mutex_unlock(&c->lock);
 			break;
+		}
+		if (!c->qhead || c->inflight) {
+			/* A reply is awaited and nobody reads: the read role, for one message. */
+			c->reading = true;
+			pthread_mutex_unlock(&c->lock);
+			if (take_msg(c, false))
+				break;
+			continue;
 		}
 		q = c->qhead;
 		c->qhead = q->next;
 		if (!c->qhead)
 			c->qtail = &c->qhead;
 		c->qlen--;
+		c->inflight = true;
 		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->lock);
 
@@ -1500,6 +1599,9 @@ static void *worker_main(void *arg)
 		free(q);
 		if (ret < 0)
 			client_kill(c);
+		pthread_mutex_lock(&c->lock);
+		c->inflight = false;
+		pthread_mutex_unlock(&c->lock);
 	}
 	client_kill(c);
 	pthread_join(c->reader, NULL);
