@@ -3,11 +3,16 @@
  * vfio-user client: a vfio-user server's device as a struct p2p_pci_dev.
  *
  * Threads: the caller's threads send requests and wait (bounded) for their
- * replies; one reader thread receives every message, hands replies to
- * their waiters by msg_id and queues the server's commands (DMA_READ,
- * DMA_WRITE, our REVOKE notices) for one worker thread, so a command that
- * takes the function's locks never holds up the replies another thread
- * waits for under them (a trapped BAR access holds the memory lock).
+ * replies; whoever holds the read role receives: a caller reads its own
+ * reply when nobody else reads (leader/follower: two wake-ups per request,
+ * as a raw request/reply), the reader thread once callers have been quiet
+ * for a while.  Replies go to their waiters by msg_id; the server's
+ * commands (DMA_READ, DMA_WRITE, our REVOKE notices) to one worker thread
+ * at once, whoever read them, so a command that takes the function's locks
+ * never holds up the replies another thread waits for under them (a
+ * trapped BAR access holds the memory lock), and a notice never waits
+ * behind a caller.  The worker never waits for the server (DMABUF_CLOSE is
+ * posted without a reply).
  * When the connection breaks the worker marks the function removed
  * (p2p_pci_dev_backend_state(GONE)) and revokes the exports for good.
  *
@@ -45,6 +50,8 @@ struct vu_waiter {
 	struct list_head node;
 	uint16_t id;
 	bool done;
+	bool expired; /* no reply by @dl: the reader thread ended the connection */
+	struct timespec dl;
 	struct vu_msg msg;
 };
 
@@ -73,7 +80,8 @@ struct p2p_vfio_user_client {
 	atomic_int refs; /* the user's, the function's */
 	int sock;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;  /* callers, the reader thread: replies, the read role, the end */
+	pthread_cond_t wcond; /* the worker: commands, the end */
 	pthread_mutex_t send_lock;
 	pthread_t reader, worker;
 	bool threads;
@@ -113,6 +121,7 @@ static void client_put(struct p2p_vfio_user_client *c)
 		close(c->sock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->wcond);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_mutex_destroy(&c->dom_lock);
 	free(c);
@@ -136,6 +145,7 @@ static void mark_dead_locked(struct p2p_vfio_user_client *c)
 		shutdown(c->sock, SHUT_RDWR);
 	c->dead = true;
 	pthread_cond_broadcast(&c->cond);
+	pthread_cond_broadcast(&c->wcond);
 }
 
 static int send_msg(struct p2p_vfio_user_client *c, struct vfio_user_header *hdr,
@@ -159,7 +169,7 @@ static int send_msg(struct p2p_vfio_user_client *c, struct vfio_user_header *hdr
  * worker at once, whoever received them: a notice never waits behind a
  * caller.
  */
-static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m)
+static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m, const struct vu_waiter *self)
 {
 	struct vu_cmd *q;
 
@@ -176,8 +186,8 @@ static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m)
 			found = true;
 			break;
 		}
-		if (found)
-			pthread_cond_broadcast(&c->cond);
+		if (found && w != self)
+			pthread_cond_broadcast(&c->cond); /* (the reader's own reply: it knows) */
 		pthread_mutex_unlock(&c->lock);
 		if (!found)
 			vu_msg_release(m); /* a late reply to a timed-out request */
@@ -194,42 +204,28 @@ static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	q->msg = *m;
 	pthread_mutex_lock(&c->lock);
 	list_add_tail(&q->node, &c->cmds);
-	pthread_cond_broadcast(&c->cond);
+	pthread_cond_signal(&c->wcond);
 	pthread_mutex_unlock(&c->lock);
 }
 
 /*
- * Receive one message and deliver it, the read role held.  @dl (NULL: no
- * limit) bounds the wait for its first byte.  Return: 0, -ETIMEDOUT, or
- * the connection's error (it is over).
+ * Receive one message and deliver it, the read role held.  A caller blocks
+ * in it with no timeout of its own (no poll() on the fast path): the reader
+ * thread ends the connection when a waiter's deadline passes (see
+ * reader_main()), which wakes it.  Return: 0, or the connection's error
+ * (it is over).
  */
-static int read_one(struct p2p_vfio_user_client *c, const struct timespec *dl)
+static int read_one(struct p2p_vfio_user_client *c, const struct vu_waiter *self)
 {
 	struct vu_msg m;
-	int ret;
+	/* What we told the server we take (c->max_xfer, negotiated, is never more). */
+	int ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
 
-	if (dl) {
-		struct pollfd p = { .fd = c->sock, .events = POLLIN };
-		struct timespec now;
-		long ms;
-
-		do {
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			ms = (dl->tv_sec - now.tv_sec) * 1000L + (dl->tv_nsec - now.tv_nsec) / 1000000L;
-			if (ms < 0)
-				ms = 0;
-			ret = poll(&p, 1, (int)MIN(ms + 1, (long)INT32_MAX));
-		} while (ret < 0 && errno == EINTR);
-		if (ret == 0)
-			return -ETIMEDOUT;
-	}
-	ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 +
-			  __atomic_load_n(&c->max_xfer, __ATOMIC_RELAXED), &m);
 	if (ret == -ETOOMANYREFS)
 		return 0;
 	if (ret)
 		return ret;
-	deliver(c, &m);
+	deliver(c, &m, self);
 	return 0;
 }
 
@@ -259,6 +255,16 @@ static void *reader_main(void *arg)
 			if (!c->reading && list_empty(&c->waiters))
 				dl = c->idle_at;
 			pthread_cond_timedwait(&c->cond, &c->lock, &dl);
+			/* The deadline of a caller blocked reading: the connection ends. */
+			struct vu_waiter *w;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			list_for_each_entry(w, &c->waiters, node) {
+				if (!w->done && !w->expired && ts_before(&w->dl, &now)) {
+					w->expired = true;
+					mark_dead_locked(c);
+				}
+			}
 			continue;
 		}
 		c->reading = true;
@@ -296,11 +302,12 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 		return -ENODEV;
 	}
 	w.id = hdr.msg_id = c->next_id++;
+	deadline_after(&dl, c->timeout_ms);
+	w.dl = dl;
 	list_add_tail(&w.node, &c->waiters);
 	pthread_mutex_unlock(&c->lock);
 
 	ret = send_msg(c, &hdr, iov, iovcnt, fds, nr_fds);
-	deadline_after(&dl, c->timeout_ms);
 	pthread_mutex_lock(&c->lock);
 	if (ret) {
 		mark_dead_locked(c);
@@ -310,11 +317,11 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 				/* Nobody reads: we do (our reply, or anyone's message, handed on). */
 				c->reading = true;
 				pthread_mutex_unlock(&c->lock);
-				int r = read_one(c, &dl);
+				int r = read_one(c, &w);
 
 				pthread_mutex_lock(&c->lock);
 				c->reading = false;
-				if (r == -ETIMEDOUT)
+				if (w.expired)
 					ret = ETIMEDOUT;
 				else if (r)
 					mark_dead_locked(c);
@@ -323,7 +330,7 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 			ret = pthread_cond_timedwait(&c->cond, &c->lock, &dl);
 		}
 		if (!w.done) {
-			if (!c->dead)
+			if (!c->dead || w.expired)
 				pr_warn("vfio-user: no reply to command %u in %u ms: dropping the server",
 					cmd, c->timeout_ms);
 			mark_dead_locked(c);
@@ -341,7 +348,7 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (!w.done)
-		return ret == ETIMEDOUT ? -ETIMEDOUT : -ENODEV;
+		return ret == ETIMEDOUT || w.expired ? -ETIMEDOUT : -ENODEV;
 	if (w.msg.hdr.flags & VFIO_USER_F_ERROR) {
 		ret = w.msg.hdr.error_no ? -(int)w.msg.hdr.error_no : -EIO;
 		vu_msg_release(&w.msg);
@@ -545,7 +552,7 @@ static void *worker_main(void *arg)
 		struct vu_cmd *q;
 
 		while (list_empty(&c->cmds) && !c->dead)
-			pthread_cond_wait(&c->cond, &c->lock);
+			pthread_cond_wait(&c->wcond, &c->lock);
 		if (list_empty(&c->cmds))
 			break;
 		q = list_entry(c->cmds.next, struct vu_cmd, node);
@@ -1313,6 +1320,7 @@ P2P_API int p2p_vfio_user_connect(const char *socket_path,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cond, &ca);
+	pthread_cond_init(&c->wcond, &ca);
 	pthread_condattr_destroy(&ca);
 	list_init(&c->waiters);
 	list_init(&c->cmds);

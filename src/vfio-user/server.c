@@ -8,7 +8,10 @@
  * Every client gets its own p2p_vfio_device_open() of the function and two
  * threads: a reader that receives messages (commands go to a queue, replies
  * to the server's own commands wake their waiter) and a worker that runs the
- * commands in order.  Everything device-side goes through the public VFIO
+ * commands in order.  Short commands (region access, the GET_*INFO) run on
+ * the reader itself when nothing of the client is queued or running (two
+ * wake-ups per request); meanwhile the worker reads if a reply is awaited
+ * from the client (take_msg()).  Everything device-side goes through the public VFIO
  * and IOAS entries: p2p_vfio_device_ioctl()/pread()/pwrite(),
  * p2p_ioas_map_file()/unmap().
  *
@@ -1427,7 +1430,8 @@ static int take_msg(struct vu_client *c, bool may_inline)
 		vu_msg_release(&m);
 		pthread_mutex_lock(&c->lock);
 		c->inflight = false;
-		pthread_cond_broadcast(&c->cond); /* the worker: the queue, the role */
+		if (c->qhead || c->pending)
+			pthread_cond_broadcast(&c->cond); /* the worker: the queue, the role */
 		pthread_mutex_unlock(&c->lock);
 		return 0;
 	}
