@@ -1222,6 +1222,72 @@ static void test_revoke_kill(void)
 	close(p[0]);
 }
 
+/*
+ * A client that turns memory decoding off (a REGION_WRITE: run inline on
+ * the server's reader thread, whose revoke then waits for this client's
+ * own ack) and never acks: the watchdog disconnects it after the revoke
+ * timeout, the revoke returns and the device keeps serving.  The thread
+ * that read the disconnect ends the notices (not the reader thread, which
+ * is the one waiting).
+ */
+static void test_revoke_inline_silent(void)
+{
+	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}}}";
+	struct feat11 req = {
+		.f = { .argsz = 64, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
+		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
+		.r = { .offset = 0, .length = 65536 },
+	};
+	struct vfio_user_header h = { .cmd = VFIO_USER_REGION_WRITE };
+	struct vfio_user_region_access a = { .offset = 4, .region = 7, .count = 2 };
+	uint8_t wr[sizeof(h) + sizeof(a) + 2];
+	static struct rep r;
+	uint16_t cmd = 0;
+	bool noticed = false;
+	double t0, dt;
+	int s = vu_connect(gpu_path);
+
+	t_section("revoke: a silent client's own memory-off (run inline) ends at the timeout");
+	CHECK_VU(vu_version(s, js), 0);
+	CHECK_VU(vu_call(s, VFIO_USER_DEVICE_FEATURE, &req, sizeof(req), &r), 0);
+	CHECK(r.fd >= 0);
+	if (r.fd >= 0)
+		close(r.fd);
+	CHECK_VU(reg_read(s, 7, 4, &cmd, 2), 0);
+	CHECK(cmd & 0x2);
+	h.msg_id = next_id++;
+	h.msg_size = sizeof(wr);
+	memcpy(wr, &h, sizeof(h));
+	memcpy(wr + sizeof(h), &a, sizeof(a));
+	cmd &= (uint16_t)~0x2;
+	memcpy(wr + sizeof(h) + sizeof(a), &cmd, 2);
+	t0 = now();
+	CHECK_OK(raw_send(s, wr, sizeof(wr), NULL, 0));
+	/* The notice, never acked; then the disconnect (no reply can come first). */
+	while (raw_recv(s, &r) == 0) {
+		if ((r.h.flags & 0xf) == VFIO_USER_F_TYPE_COMMAND && r.h.cmd == VFIO_USER_P2P_REVOKE)
+			noticed = true;
+		if (r.fd >= 0)
+			close(r.fd);
+	}
+	dt = now() - t0;
+	printf("# disconnected %.1f ms after the write (timeout %d ms)\n", dt * 1e3, REVOKE_MS);
+	CHECK(noticed);
+	CHECK(dt < 3.0);
+	close(s);
+	/* The revoke returned: the device serves; memory back on (bounded: a hang fails). */
+	alarm(10);
+	s = vu_connect(gpu_path);
+	CHECK_VU(vu_version(s, "{}"), 0);
+	cmd |= 0x2;
+	CHECK_VU(reg_write(s, 7, 4, &cmd, 2), 0);
+	cmd = 0;
+	CHECK_VU(reg_read(s, 7, 4, &cmd, 2), 0);
+	CHECK(cmd & 0x2);
+	alarm(0);
+	close(s);
+}
+
 static void test_export_errors(void)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":0}}}";
@@ -1342,6 +1408,7 @@ int main(void)
 	test_revoke(14, 2);
 	test_restore();
 	test_revoke_kill();
+	test_revoke_inline_silent();
 
 	t_section("SIGTERM: the server stops cleanly, sockets unlinked");
 	kill(srv, SIGTERM);

@@ -27,10 +27,11 @@
  * DMA_MAP without an fd maps a callback area into the IOAS: the device's
  * accesses there call map_dma_rw(), which sends DMA_READ/DMA_WRITE.
  *
- * Locking: client->lock protects the queue, the pending waits and the dead
- * flag; client->send_lock serializes writes on the socket; dev->lock the
- * device's client list and map list; srv->lock the device list.  None is
- * held across a call into the core, except send_lock (socket writes only).
+ * Locking: client->lock protects the queue, the pending waits, the dead
+ * flag and the read role (reading, inflight); client->send_lock serializes
+ * writes on the socket; dev->lock the device's client list and map list;
+ * srv->lock the device list.  None is held across a call into the core,
+ * except send_lock (socket writes only).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1360,6 +1361,40 @@ static bool cmd_inline_ok(uint16_t cmd)
 }
 
 /*
+ * The connection is over: no more commands, no more replies.  The async
+ * notices end with it (nothing will ack them now): their fences are
+ * signalled here, by whichever thread's receive ended it, since the other
+ * may be the one waiting for them (a command run inline on the reader
+ * whose revoke waits for this client's ack).  Idempotent.
+ */
+static void client_end(struct vu_client *c)
+{
+	struct vu_pending *gone = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	c->dead = true;
+	pthread_cond_broadcast(&c->cond);
+	for (struct vu_pending **pp = &c->pending; *pp;) {
+		struct vu_pending *p = *pp;
+
+		if (p->fence) {
+			*pp = p->next;
+			p->next = gone;
+			gone = p;
+		} else {
+			pp = &p->next;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	while (gone) {
+		struct vu_pending *n = gone->next;
+
+		async_done(c->srv, gone);
+		gone = n;
+	}
+}
+
+/*
  * Receive one message, the read role held (c->reading, set by the caller;
  * this clears it).  A reply wakes its waiter; a command is queued for the
  * worker, or, on the reader thread (@may_inline) with nothing of the
@@ -1456,14 +1491,14 @@ static int take_msg(struct vu_client *c, bool may_inline)
 out:
 	pthread_mutex_lock(&c->lock);
 	c->reading = false;
-	if (ret) {
-		c->dead = true;
-		pthread_cond_broadcast(&c->cond);
-	} else if (!may_inline || c->pending) {
+	if (!ret && (!may_inline || c->pending))
 		pthread_cond_broadcast(&c->cond); /* the role is free: the reader, or the worker */
-	}
 	pthread_mutex_unlock(&c->lock);
-	return ret ? -1 : 0;
+	if (ret) {
+		client_end(c);
+		return -1;
+	}
+	return 0;
 }
 
 static void *reader_main(void *arg)
@@ -1483,32 +1518,7 @@ static void *reader_main(void *arg)
 		if (take_msg(c, true))
 			break;
 	}
-	pthread_mutex_lock(&c->lock);
-	c->dead = true;
-	pthread_cond_broadcast(&c->cond);
-	/* Async notices end with the connection: nothing will ack them now. */
-	{
-		struct vu_pending *gone = NULL;
-
-		for (struct vu_pending **pp = &c->pending; *pp;) {
-			struct vu_pending *p = *pp;
-
-			if (p->fence) {
-				*pp = p->next;
-				p->next = gone;
-				gone = p;
-			} else {
-				pp = &p->next;
-			}
-		}
-		pthread_mutex_unlock(&c->lock);
-		while (gone) {
-			struct vu_pending *n = gone->next;
-
-			async_done(c->srv, gone);
-			gone = n;
-		}
-	}
+	client_end(c);
 	return NULL;
 }
 
