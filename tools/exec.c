@@ -18,7 +18,6 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -36,6 +35,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "device.h"
 #include "preflight.h"
 
 #ifndef P2PBUF_LIBDIR
@@ -160,17 +160,6 @@ static void forward(int sig, siginfo_t *si, void *uc)
 	kill(child_pid, sig);
 }
 
-static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 /*
  * The trees under @dir ("p2pbuf-door-PID-XXXXXX") whose owner is gone,
  * then @dir if that empties it.  A process still running (a background
@@ -191,7 +180,7 @@ static void remove_trees(const char *dir)
 		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		door_tree_remove(path);
 	}
 	if (d)
 		closedir(d);

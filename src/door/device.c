@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
  * Configured devices made real (device.h): used by the door and by
- * `p2pbuf serve`, so both create exactly the same functions.
+ * `p2pbuf serve`, so both create exactly the same functions; and the removal
+ * of a door tree, shared by the door and `p2pbuf exec`.
  */
+#define _GNU_SOURCE /* nftw(), FTW_DEPTH */
 #include <p2pbuf/p2pbuf.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "device.h"
 
@@ -42,4 +48,20 @@ int door_dev_create(const struct door_dev *d, struct p2p_pci_dev **out)
 		info.bars[i].flags = door_pci_bar_flags(d->bar_flags[i]);
 	}
 	return p2p_pci_dev_create(&info, out);
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+void door_tree_remove(const char *top)
+{
+	nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }

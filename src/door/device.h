@@ -27,4 +27,11 @@ uint32_t door_pci_bar_flags(uint32_t door_flags);
  */
 int door_dev_create(const struct door_dev *d, struct p2p_pci_dev **out);
 
+/*
+ * door_tree_remove() - remove a door tree (the preload library's own, or
+ * one p2pbuf exec finds left by a process that is gone), depth first,
+ * without following its symlinks.
+ */
+void door_tree_remove(const char *top);
+
 #endif

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -334,27 +333,11 @@ static int build_device(const char *top, unsigned int slot)
 	return tree_file(top, rel, NULL, 0, 0600);
 }
 
-static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void delete_tree(const char *top)
-{
-	nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void remove_tree(void)
 {
 	if (!rootlen || getpid() != owner)
 		return;
-	delete_tree(root);
+	door_tree_remove(root);
 	rootlen = 0;
 }
 
@@ -468,7 +451,7 @@ static int generate_tree(char *top, bool say)
 	if (!ret)
 		ret = host_links(top, "/sys/kernel/iommu_groups", false);
 	if (ret)
-		delete_tree(top);
+		door_tree_remove(top);
 	return ret;
 }
 
@@ -493,7 +476,7 @@ int door_tree_generate(char *top)
 
 void door_tree_delete(const char *top)
 {
-	delete_tree(top);
+	door_tree_remove(top);
 }
 
 void door_release(void)
@@ -620,9 +603,9 @@ static void remote_remove(unsigned int slot)
 	snprintf(p, sizeof(p), "%s/sys/bus/pci/drivers/vfio-pci/%s", root, d->bdf);
 	unlink(p);
 	snprintf(p, sizeof(p), "%s/sys/kernel/iommu_groups/%u", root, d->group);
-	delete_tree(p);
+	door_tree_remove(p);
 	snprintf(p, sizeof(p), "%s/sys/devices/p2pbuf/%s", root, d->bdf);
-	delete_tree(p);
+	door_tree_remove(p);
 	snprintf(p, sizeof(p), "%s/dev/vfio/%u", root, d->group);
 	unlink(p);
 	if (cdevs[slot] >= 0) {
