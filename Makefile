@@ -21,7 +21,8 @@ all: deps $(BUILD)/build.ninja
 deps:
 	@./scripts/deps.sh
 
-$(BUILD)/build.ninja:
+# Order-only on deps: with make -j the configure must wait for meson to be installed.
+$(BUILD)/build.ninja: | deps
 	@meson setup $(BUILD) --prefix=$(PREFIX) $(MESON_OPTS) >/dev/null
 
 run: all
