@@ -15,7 +15,9 @@
  *            (ioctl(2)) vs the native p2p_vfio_device_ioctl() /
  *            p2p_iommufd_ioctl() on the library in a child without the
  *            door, target <= 1.2x; BAR2 mmap + touch of 256 MiB (mmap(2)
- *            of the device fd vs p2p_vfio_device_mmap()), target <= 1.05x
+ *            of the device fd vs p2p_vfio_device_mmap()), target <= 1.05x;
+ *            both sides' GPU made from the same config line by
+ *            door_dev_create() (gpu_config_line())
  *
  * Per-call costs are hundreds of nanoseconds: each child times batches of
  * calls with CLOCK_MONOTONIC (a warm-up batch, then REPS batches)
@@ -40,6 +42,8 @@
 #include <linux/dma-heap.h>
 
 #include "cli.h"
+#include "config.h"
+#include "device.h"
 
 #define die bench_die
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -58,6 +62,19 @@
 #define REPS 51u	/* timed batches per child: the fastest is the child's figure */
 #define BAR_REPS 5u	  /* timed BAR map + touch per child (fastest) */
 #define IOVA (1ull << 32) /* where the 4 KiB page is mapped */
+
+/*
+ * The GPU both sides use, as a door configuration line: the door makes it
+ * from P2PBUF_DOOR_CONFIG, the native worker from the same line through
+ * the same door_dev_create(), so that both get the same device flags and
+ * the same page population policy (the door does not pre-fault BARs: its
+ * pages are allocated by the first mapping, the warm-up, on both sides).
+ */
+static int gpu_config_line(char *buf, size_t len, uint64_t bar)
+{
+	return snprintf(buf, len, "gpu %s group=1 bar0=16K bar2=%llu,64,pf\n", BDF,
+			(unsigned long long)bar);
+}
 
 extern char **environ;
 
@@ -252,8 +269,19 @@ static void emu_open(struct emu *e, uint64_t bar)
 	}
 	if ((ret = p2p_library_init()))
 		wdie("p2p_library_init", ret);
-	if ((ret = cli_gpu_create(BDF, bar, NULL, 1, &e->pci, &e->vdev)))
-		wdie("device", ret);
+	{
+		static struct door_config cfg;
+		char line[128], err[256];
+		int n = gpu_config_line(line, sizeof(line), bar);
+
+		if ((ret = door_config_parse(&cfg, line, (size_t)n, "bench", 1, err, sizeof(err))))
+			wdie(err, -ret);
+		if ((ret = door_dev_create(&cfg.devs[0], &e->pci)))
+			wdie("device", ret);
+		door_config_free(&cfg);
+		if ((ret = p2p_vfio_device_open(e->pci, &e->vdev)))
+			wdie("device open", ret);
+	}
 	if ((ret = p2p_iommufd_open(&e->ctx)))
 		wdie("iommufd", ret);
 }
@@ -538,8 +566,7 @@ int bench_preload(const struct bench_opts *o)
 	fd = mkostemps(config, 5, O_CLOEXEC);
 	if (fd < 0)
 		die("config file", errno);
-	len = snprintf(txt, sizeof(txt), "gpu %s group=1 bar0=16K bar2=%llu,64,pf\n", BDF,
-		       (unsigned long long)bar);
+	len = gpu_config_line(txt, sizeof(txt), bar);
 	if (write(fd, txt, (size_t)len) != len)
 		die("config file", errno);
 	close(fd);
