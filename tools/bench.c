@@ -14,9 +14,10 @@
  *           single- and 8-range dma-bufs, on one channel and split over N
  *           (one per core), vs 1- and N-thread memcpy between the same two
  *           mappings; targets 1 channel >= 0.9x 1-thread memcpy at >= 2 MiB,
- *           N channels >= 0.9x the best memcpy at >= 8 MiB; first touch:
- *           the first copy into a new device's (pre-faulted) VRAM <= 1.2x
- *           a repeat
+ *           N channels >= 0.9x the best memcpy at >= 8 MiB (per round);
+ *           first touch: the first copy into a new device's (pre-faulted)
+ *           VRAM <= 1.2x a repeat, beside raw memcpy into a new populated
+ *           memfd
  *   iova    (bench_iova.c) IOVA translations per second with 10, 10 000
  *           and 100 000 areas, random and sequential order, process memory
  *           and dma-buf, vs a bare sorted-array lookup; targets >= 50 M/s at
@@ -685,14 +686,15 @@ static void pool_stop(struct memcpy_pool *p)
 	pthread_cond_destroy(&p->done);
 }
 
-static uint64_t p2p_memcpy_pass_multi(struct memcpy_pool *p, struct p2p_side *a,
-				      struct p2p_side *b, int k, uint64_t size, unsigned int count)
+/* One pass of @count copies of @size bytes from @src to @dst, sliced over the pool. */
+static uint64_t pool_pass(struct memcpy_pool *p, uint8_t *dst, uint8_t *src, uint64_t size,
+			  unsigned int count)
 {
 	uint64_t t0 = now_ns();
 
 	pthread_mutex_lock(&p->lock);
-	p->dst = b->va[k];
-	p->src = a->va[k];
+	p->dst = dst;
+	p->src = src;
 	p->size = size;
 	p->count = count;
 	p->pending = p->n - 1;
@@ -706,6 +708,12 @@ static uint64_t p2p_memcpy_pass_multi(struct memcpy_pool *p, struct p2p_side *a,
 	pthread_mutex_unlock(&p->lock);
 	__asm__ volatile("" ::: "memory");
 	return now_ns() - t0;
+}
+
+static uint64_t p2p_memcpy_pass_multi(struct memcpy_pool *p, struct p2p_side *a,
+				      struct p2p_side *b, int k, uint64_t size, unsigned int count)
+{
+	return pool_pass(p, b->va[k], a->va[k], size, count);
 }
 
 /* The baseline: the same copies with memcpy between the two CPU mappings. */
@@ -723,85 +731,198 @@ static uint64_t p2p_memcpy_pass(struct p2p_side *a, struct p2p_side *b, int k, u
 	return now_ns() - t0;
 }
 
-/*
- * First touch: one 32 MiB engine copy into the VRAM of a device created
- * just before (pre-faulted or not), then the same copy again; ns in
- * *@first and *@repeat.
- */
-static void p2p_first_copy(struct ce_multi *m, struct p2p_ioas *ioas, struct p2p_side *a,
-			   bool prefault, uint64_t *first, uint64_t *repeat)
+/* What the p2p series share. */
+struct p2p_ctx {
+	struct ce_multi *m;
+	struct p2p_ioas *ioas;
+	struct memcpy_pool *pool;
+	struct p2p_side *a, *b;
+	/* the copy series: layout, size, copies per sample */
+	int k;
+	uint64_t size;
+	unsigned int count;
+	unsigned int calls; /* arms run so far: the last arm of a round derives figures */
+};
+
+/* Copy series: arms 0-3 write figures 0-3; figure 4 is the faster memcpy of the round. */
+enum { P2P_ENGINE1, P2P_ENGINEN, P2P_MEMCPY1, P2P_MEMCPYN, P2P_BEST, P2P_NFIG };
+
+static void p2p_copy_sample(void *c, unsigned int arm, uint64_t *row)
 {
-	const uint64_t len = 32ull << 20;
-	struct vfio_region_dma_range r = { 0, len };
+	struct p2p_ctx *x = c;
+
+	switch (arm) {
+	case P2P_ENGINE1:
+		row[arm] = p2p_engine_pass(&x->m->ch[0], x->a, x->b, x->k, x->size, x->count);
+		break;
+	case P2P_ENGINEN:
+		row[arm] = p2p_engine_pass_multi(x->m, x->a, x->b, x->k, x->size, x->count);
+		break;
+	case P2P_MEMCPY1:
+		row[arm] = p2p_memcpy_pass(x->a, x->b, x->k, x->size, x->count);
+		break;
+	default:
+		row[arm] = p2p_memcpy_pass_multi(x->pool, x->a, x->b, x->k, x->size, x->count);
+		break;
+	}
+	/* bench_interleave() runs the 4 arms once per round, in a row: the last derives. */
+	if (++x->calls % 4 == 0)
+		row[P2P_BEST] = MIN(row[P2P_MEMCPY1], row[P2P_MEMCPYN]);
+}
+
+/*
+ * First touch: a 32 MiB copy into fresh memory, then the same copy again.
+ * Arms: 0 the raw reference, a careful user's: a new memfd populated with
+ * MADV_POPULATE_WRITE, then the N-thread memcpy pool from A's CPU mapping
+ * (figures 0 first, 1 repeat); 1 the engine, all channels, into the VRAM of
+ * a device created just before with P2P_PCI_PREFAULT (2, 3); 2 the same
+ * without P2P_PCI_PREFAULT (4, 5).  Creation and population are untimed.
+ */
+enum { FT_RAW_FIRST, FT_RAW_REPEAT, FT_PF_FIRST, FT_PF_REPEAT, FT_FRESH_FIRST, FT_FRESH_REPEAT,
+       FT_NFIG };
+
+#define FT_LEN (32ull << 20)
+
+static void p2p_first_raw(struct p2p_ctx *x, uint64_t *row)
+{
+	uint8_t *dst;
+	int fd = raw_memfd(FT_LEN);
+
+	dst = raw_mmap(fd, FT_LEN, false);
+	if (madvise(dst, FT_LEN, MADV_POPULATE_WRITE))
+		die("MADV_POPULATE_WRITE", errno);
+	row[FT_RAW_FIRST] = pool_pass(x->pool, dst, x->a->va[0], FT_LEN, 1);
+	row[FT_RAW_REPEAT] = pool_pass(x->pool, dst, x->a->va[0], FT_LEN, 1);
+	raw_unmap(dst, FT_LEN, fd);
+}
+
+static void p2p_first_sample(void *c, unsigned int arm, uint64_t *row)
+{
+	struct p2p_ctx *x = c;
+	struct vfio_region_dma_range r = { 0, FT_LEN };
+	bool prefault = arm == 1;
+	unsigned int fig = prefault ? FT_PF_FIRST : FT_FRESH_FIRST;
 	struct p2p_pci_dev *pci;
 	struct p2p_vfio_device *vdev;
 	uint64_t iova, t0;
 	int fd, ret;
 
-	ret = cli_gpu_create_flags("0000:c3:00.0", len, NULL, 1,
+	if (!arm) {
+		p2p_first_raw(x, row);
+		return;
+	}
+	ret = cli_gpu_create_flags("0000:c3:00.0", FT_LEN, NULL, 1,
 				   P2P_PCI_HUGE | (prefault ? P2P_PCI_PREFAULT : 0), &pci, &vdev);
 	if (ret)
 		die("device", ret);
 	fd = p2p_vfio_device_get_dmabuf(vdev, 2, &r, 1, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		die("DMA_BUF", fd);
-	ret = p2p_ioas_map_file(ioas, fd, 0, len, &iova,
+	ret = p2p_ioas_map_file(x->ioas, fd, 0, FT_LEN, &iova,
 				P2P_IOAS_MAP_READABLE | P2P_IOAS_MAP_WRITEABLE);
 	if (ret)
 		die("IOAS map_file", ret);
-	t0 = now_ns();
-	if (ce_multi_copy(m, a->iova[0], iova, len, NULL) != P2P_CE_OK)
-		die("engine copy", EIO);
-	*first = now_ns() - t0;
-	t0 = now_ns();
-	if (ce_multi_copy(m, a->iova[0], iova, len, NULL) != P2P_CE_OK)
-		die("engine copy", EIO);
-	*repeat = now_ns() - t0;
-	p2p_ioas_unmap(ioas, iova, len, NULL);
+	for (unsigned int i = 0; i < 2; i++) {
+		t0 = now_ns();
+		if (ce_multi_copy(x->m, x->a->iova[0], iova, FT_LEN, NULL) != P2P_CE_OK)
+			die("engine copy", EIO);
+		row[fig + i] = now_ns() - t0;
+	}
+	p2p_ioas_unmap(x->ioas, iova, FT_LEN, NULL);
 	p2p_close(fd);
 	p2p_vfio_device_close(vdev);
 	p2p_pci_dev_put(pci);
 }
 
-static void p2p_first_touch(struct bench_report *r, struct ce_multi *m, struct p2p_ioas *ioas,
-			    struct p2p_side *a, unsigned int n)
+static void p2p_first_touch(struct bench_report *r, struct p2p_ctx *x)
 {
-	uint64_t *f = calloc(n, 8), *rp = calloc(n, 8), *fc = calloc(n, 8), *rc = calloc(n, 8);
-	double mf, mr;
+	static struct bench_series s;
 
-	if (!f || !rp || !fc || !rc)
-		die("calloc", ENOMEM);
 	if (!r_json(r))
-		printf("   -- first touch: 32 MiB engine copy into the VRAM of a new device\n");
-	for (unsigned int i = 0; i < n; i++) {
-		/* Alternate which goes first. */
-		p2p_first_copy(m, ioas, a, i & 1, i & 1 ? &f[i] : &fc[i], i & 1 ? &rp[i] : &rc[i]);
-		p2p_first_copy(m, ioas, a, !(i & 1), i & 1 ? &fc[i] : &f[i],
-			       i & 1 ? &rc[i] : &rp[i]);
+		printf("   -- first touch: 32 MiB copy into new memory, then the same copy again\n");
+	bench_series_init(&s, "first touch", 3, FT_NFIG);
+	/* Settle on the target and on the raw reference (the fresh case is shown only). */
+	s.npairs = 2;
+	s.pair[0] = (struct bench_pair){ .num = FT_PF_FIRST, .den = FT_PF_REPEAT, .max_ratio = 1.2 };
+	s.pair[1] = (struct bench_pair){ .num = FT_RAW_FIRST, .den = FT_RAW_REPEAT };
+	bench_interleave(r, &s, 7, p2p_first_sample, x);
+	report_series_median(r, &s, FT_PF_FIRST, "first_copy_prefaulted",
+			     "engine: first copy, VRAM pre-faulted (default)");
+	report_series_median(r, &s, FT_PF_REPEAT, "repeat_copy_prefaulted", "the same copy again");
+	report_series_ratio(r, &s, FT_PF_FIRST, FT_PF_REPEAT, "first/repeat");
+	report_series_target(r, &s, FT_PF_FIRST, FT_PF_REPEAT, "first/repeat", 1.2, false,
+			     "first copy <= 1.2 x repeat");
+	report_series_median(r, &s, FT_RAW_FIRST, "first_copy_raw_memfd",
+			     "raw: N-thread memcpy into a new memfd after MADV_POPULATE_WRITE");
+	report_series_median(r, &s, FT_RAW_REPEAT, "repeat_copy_raw_memfd", "the same copy again");
+	report_series_ratio(r, &s, FT_RAW_FIRST, FT_RAW_REPEAT, "first/repeat_raw_memfd");
+	report_series_median(r, &s, FT_FRESH_FIRST, "first_copy_fresh",
+			     "engine: first copy, VRAM not pre-faulted");
+	report_series_median(r, &s, FT_FRESH_REPEAT, "repeat_copy_fresh", "the same copy again");
+	report_series_ratio(r, &s, FT_FRESH_FIRST, FT_FRESH_REPEAT, "first/repeat_not_prefaulted");
+}
+
+/* One copy series (layout @k, @size): interleaved rounds, medians, ratios and targets. */
+static void p2p_copy_series(struct bench_report *r, struct p2p_ctx *x, int k, uint64_t size)
+{
+	static const char *const layout[] = { "1range", "8range" };
+	static const char *const cname[] = { "engine1", "engineN", "memcpy1", "memcpyN" };
+	static struct bench_series s;
+	unsigned int nch = x->m->nchan;
+	double ms[4], gb[4], bytes;
+	char name[64], what[96];
+
+	x->k = k;
+	x->size = size;
+	/* Enough descriptors per sample to move >= 128 MiB (and <= 1024). */
+	x->count = (unsigned int)MIN(1024, MAX(4, (128ull << 20) / size));
+	x->calls = 0;
+	bytes = (double)size * x->count;
+	snprintf(name, sizeof(name), "%s %llu KiB", layout[k], (unsigned long long)(size >> 10));
+	bench_series_init(&s, name, 4, P2P_NFIG);
+	/*
+	 * Watched per round, as time ratios (engine / memcpy <= 1 / 0.9 is
+	 * the throughput target >= 0.9): 1 channel vs 1-thread memcpy, N
+	 * channels vs the faster memcpy; limits from the sizes they apply to.
+	 */
+	s.npairs = 2;
+	s.pair[0] = (struct bench_pair){ .num = P2P_ENGINE1, .den = P2P_MEMCPY1,
+					 .max_ratio = size >= (2ull << 20) ? 1 / 0.9 : 0 };
+	s.pair[1] = (struct bench_pair){ .num = P2P_ENGINEN, .den = P2P_BEST,
+					 .max_ratio = size >= (8ull << 20) ? 1 / 0.9 : 0 };
+	bench_interleave(r, &s, 7, p2p_copy_sample, x);
+
+	snprintf(what, sizeof(what), "%u copies of %llu KiB", x->count,
+		 (unsigned long long)(size >> 10));
+	for (int c = 0; c < 4; c++) {
+		snprintf(name, sizeof(name), "%s_%s_%lluK", cname[c], layout[k],
+			 (unsigned long long)(size >> 10));
+		ms[c] = report_series_median(r, &s, (unsigned int)c, name, what);
+		gb[c] = bytes / (ms[c] * 1e6);
 	}
-	mf = report_median(r, "first_copy_prefaulted", "first copy, VRAM pre-faulted (default)",
-			   f, n);
-	mr = report_median(r, "repeat_copy_prefaulted", "the same copy again", rp, n);
-	report_ratio(r, "first/repeat", mf / mr);
-	report_target(r, "first/repeat", mf / mr, 1.2, false, "first copy <= 1.2 x repeat");
-	mf = report_median(r, "first_copy_fresh", "first copy, VRAM not pre-faulted", fc, n);
-	mr = report_median(r, "repeat_copy_fresh", "the same copy again", rc, n);
-	report_ratio(r, "first/repeat_not_prefaulted", mf / mr);
-	free(f);
-	free(rp);
-	free(fc);
-	free(rc);
+	if (!r_json(r))
+		printf("   %-28s engine 1ch %.2f, %uch %.2f GB/s; memcpy 1t %.2f, %ut %.2f GB/s (medians)\n",
+		       "", gb[0], nch, gb[1], gb[2], nch, gb[3]);
+	/* Throughput ratios per round: memcpy time / engine time. */
+	snprintf(name, sizeof(name), "%s_%lluK_engine1/memcpy1", layout[k],
+		 (unsigned long long)(size >> 10));
+	report_series_ratio(r, &s, P2P_MEMCPY1, P2P_ENGINE1, name);
+	if (size >= (2ull << 20))
+		report_series_target(r, &s, P2P_MEMCPY1, P2P_ENGINE1, name, 0.9, true,
+				     ">= 0.9 x 1-thread memcpy (1 channel)");
+	snprintf(name, sizeof(name), "%s_%lluK_engineN/best_memcpy", layout[k],
+		 (unsigned long long)(size >> 10));
+	report_series_ratio(r, &s, P2P_BEST, P2P_ENGINEN, name);
+	if (size >= (8ull << 20))
+		report_series_target(r, &s, P2P_BEST, P2P_ENGINEN, name, 0.9, true,
+				     ">= 0.9 x best of 1- and N-thread memcpy (per round)");
 }
 
 static int bench_p2p(const struct bench_opts *o)
 {
 	static const uint64_t sizes[] = { 4096, 65536, 2ull << 20, 8ull << 20, 16ull << 20,
 					  64ull << 20 };
-	static const char *const layout[] = { "1range", "8range" };
-	static const char *const cname[] = { "engine1", "engineN", "memcpy1", "memcpyN" };
-	unsigned int n = o->iterations ? o->iterations : 7;
 	struct bench_report *r = report_new("p2p", o);
-	uint64_t *t[4];
 	struct p2p_pci_dev *cepci;
 	struct p2p_vfio_device *cev;
 	struct p2p_iommufd *ctx;
@@ -809,18 +930,16 @@ static int bench_p2p(const struct bench_opts *o)
 	struct p2p_side a, b;
 	struct memcpy_pool pool;
 	struct ce_multi *m = calloc(1, sizeof(*m));
+	struct p2p_ctx x;
 	unsigned int nch;
 	char txt[128];
 	uint32_t id;
 	int ret;
 
-	for (int i = 0; i < 4; i++)
-		if (!(t[i] = calloc(n, 8)))
-			die("calloc", ENOMEM);
 	if (!m)
 		die("calloc", ENOMEM);
 	report_fact(r, "copy", "BAR of device A -> BAR of device B, through dma-bufs in the engine's IOAS");
-	report_fact(r, "baseline", "memcpy between the CPU mappings of the same two dma-bufs, 1 and N threads (a pool started once)");
+	report_fact(r, "baseline", "memcpy between the CPU mappings of the same two dma-bufs, 1 and N threads (a pool started once), interleaved round by round");
 	if ((ret = p2p_copy_engine_create("0000:c0:00.0", NULL, 3, &cepci)) ||
 	    (ret = p2p_vfio_device_open(cepci, &cev)) || (ret = p2p_iommufd_open(&ctx)) ||
 	    (ret = p2p_ioas_alloc(ctx, &id, &ioas)) ||
@@ -831,61 +950,16 @@ static int bench_p2p(const struct bench_opts *o)
 	snprintf(txt, sizeof(txt), "%u (one per online core); N = %u", nch, nch);
 	report_fact(r, "channels", txt);
 	report_fact(r, "split", "copies >= 512 KiB: one piece per channel; smaller: round robin");
+	report_fact(r, "ratios", "per round: memcpy time / engine time (throughput engine / memcpy); best = the faster memcpy of the round");
 	pool_start(&pool, nch);
 	p2p_side_init(&a, "0000:c1:00.0", ioas);
 	p2p_side_init(&b, "0000:c2:00.0", ioas);
+	x = (struct p2p_ctx){ .m = m, .ioas = ioas, .pool = &pool, .a = &a, .b = &b };
 
-	for (int k = 0; k < 2; k++) {
-		for (size_t si = 0; si < ARRAY_SIZE(sizes); si++) {
-			uint64_t size = sizes[si];
-			/* Enough descriptors per sample to move >= 128 MiB (and <= 1024). */
-			unsigned int count = (unsigned int)MIN(1024, MAX(4, (128ull << 20) / size));
-			double ms[4], gb[4], bytes = (double)size * count, best;
-			char name[64], what[96];
-
-			/* Interleaved round by round, in a rotating order; the first round warms up. */
-			for (unsigned int it = 0; it < n + 1; it++) {
-				for (unsigned int j = 0; j < 4; j++) {
-					unsigned int c = (it + j) % 4;
-					uint64_t v;
-
-					switch (c) {
-					case 0: v = p2p_engine_pass(&m->ch[0], &a, &b, k, size, count); break;
-					case 1: v = p2p_engine_pass_multi(m, &a, &b, k, size, count); break;
-					case 2: v = p2p_memcpy_pass(&a, &b, k, size, count); break;
-					default: v = p2p_memcpy_pass_multi(&pool, &a, &b, k, size, count); break;
-					}
-					if (it)
-						t[c][it - 1] = v;
-				}
-			}
-			snprintf(what, sizeof(what), "%u copies of %llu KiB", count,
-				 (unsigned long long)(size >> 10));
-			for (int c = 0; c < 4; c++) {
-				snprintf(name, sizeof(name), "%s_%s_%lluK", cname[c], layout[k],
-					 (unsigned long long)(size >> 10));
-				ms[c] = report_median(r, name, what, t[c], n);
-				gb[c] = bytes / (ms[c] * 1e6);
-			}
-			if (!o->json)
-				printf("   %-28s engine 1ch %.2f, %uch %.2f GB/s; memcpy 1t %.2f, %ut %.2f GB/s\n",
-				       "", gb[0], nch, gb[1], gb[2], nch, gb[3]);
-			snprintf(name, sizeof(name), "%s_%lluK_engine1/memcpy1", layout[k],
-				 (unsigned long long)(size >> 10));
-			report_ratio(r, name, gb[0] / gb[2]);
-			if (size >= (2ull << 20))
-				report_target(r, name, gb[0] / gb[2], 0.9, true,
-					      ">= 0.9 x 1-thread memcpy (1 channel)");
-			best = MAX(gb[2], gb[3]);
-			snprintf(name, sizeof(name), "%s_%lluK_engineN/best_memcpy", layout[k],
-				 (unsigned long long)(size >> 10));
-			report_ratio(r, name, gb[1] / best);
-			if (size >= (8ull << 20))
-				report_target(r, name, gb[1] / best, 0.9, true,
-					      ">= 0.9 x best of 1- and N-thread memcpy");
-		}
-	}
-	p2p_first_touch(r, m, ioas, &a, n);
+	for (int k = 0; k < 2; k++)
+		for (size_t si = 0; si < ARRAY_SIZE(sizes); si++)
+			p2p_copy_series(r, &x, k, sizes[si]);
+	p2p_first_touch(r, &x);
 	ce_multi_fini(m);
 	p2p_side_fini(&a, ioas);
 	p2p_side_fini(&b, ioas);
@@ -894,8 +968,6 @@ static int bench_p2p(const struct bench_opts *o)
 	p2p_pci_dev_put(cepci);
 	p2p_ioas_put(ioas);
 	p2p_iommufd_close(ctx);
-	for (int i = 0; i < 4; i++)
-		free(t[i]);
 	free(m);
 	return report_finish(r);
 }
