@@ -96,10 +96,10 @@ vu = json.loads(sys.argv[2])
 common(vu, 3, 16, 12)
 for k in ("region_read_4_1cpu", "raw_rr_32_36_2cpu", "region_write_4096_sched",
           "revoke_1_part_notice", "revoke_1_part_client_to_unrevoke",
-          "local_prefaulted_revoke_16"):
+          "local_unprefaulted_revoke_16"):
     if k not in vu["medians_ms"]:
         bad.append("vfio-user: no " + k)
-if "revoke_1/(local_prefaulted+rtts)" not in vu["ratios"] or \
+if "revoke_1/(local_unprefaulted+rtts)" not in vu["ratios"] or \
         "region sched placement" not in vu["facts"]:
     bad.append("vfio-user: the revoke's other baseline or the placement fact")
 if bad:

@@ -35,14 +35,16 @@
  *           same mappings (N dma-bufs of a local function, mapped and
  *           touched, reset) + one socket round trip per client and one
  *           for the reset request itself; target <= 1.5x.  The local
- *           function is made as `p2pbuf serve` makes its functions (VRAM
- *           not pre-faulted), so the pages are in the same state: with a
- *           pre-faulted local function its own device view keeps them
- *           mapped and the zap skips the last-unmap accounting, which the
- *           clients' zaps cannot (printed too, as local_prefaulted).  The
- *           parts: when the clients start applying the notice, and when
- *           the un-revoke notice that follows the acks reaches them
- *           (stamped by an importer of each client's own).
+ *           function's VRAM is pre-faulted (as `p2pbuf run` and the other
+ *           benchmarks make theirs): its device view keeps every page
+ *           mapped, so a zap never drops a page's last mapping.  `p2pbuf
+ *           serve` does not pre-fault, so each client's zap drops the last
+ *           mapping of every page (per-page accounting): the local revoke
+ *           of a function made that way is printed beside it
+ *           (local_unprefaulted, information).  The parts: when the
+ *           clients start applying the notice, and when the un-revoke
+ *           notice that follows the acks reaches them (stamped by an
+ *           importer of each client's own).
  *
  * The revoke clients are this binary's hidden `bench-vfio-user-worker`
  * mode, driven over a socketpair.
@@ -966,11 +968,11 @@ static uint64_t local_revoke_once(struct local_rev *l, unsigned int nr, uint64_t
 
 /* The figures of a revoke series. */
 enum {
-	RV_BUDGET,	/* local (as served) + (N + 1) round trips: the baseline */
+	RV_BUDGET,	/* local (pre-faulted) + (N + 1) round trips: the baseline */
 	RV_REMOTE,	/* the reset from a client until it returns */
-	RV_LOCAL,	/* local revoke, VRAM not pre-faulted (as p2pbuf serve's) */
+	RV_LOCAL,	/* local revoke, VRAM pre-faulted (cli_gpu_create) */
 	RV_RTT,		/* one socket round trip */
-	RV_LOCAL_PF,	/* local revoke, VRAM pre-faulted (cli_gpu_create) */
+	RV_LOCAL_NP,	/* local revoke, VRAM not pre-faulted (as p2pbuf serve's) */
 	RV_NOTICE,	/* reset sent -> the last client applies its notice */
 	RV_CLIENT,	/* -> the last client sees the un-revoke that follows the acks */
 	RV_NFIG,
@@ -979,7 +981,7 @@ enum {
 struct revoke_ctx {
 	struct workers w;
 	struct p2p_vfio_device *ctl;
-	struct local_rev l, lpf;
+	struct local_rev l, lnp;
 	unsigned int nr;
 	uint64_t size;
 	int sock;
@@ -987,8 +989,8 @@ struct revoke_ctx {
 
 /*
  * Arm 0: the baseline, local revoke + a round trip batch; arm 1: the
- * remote revoke and its parts; arm 2: the local revoke of a pre-faulted
- * function (information).
+ * remote revoke and its parts; arm 2: the local revoke of a function made
+ * as p2pbuf serve makes its own, VRAM not pre-faulted (information).
  */
 static void revoke_sample(void *ctx, unsigned int arm, uint64_t *row)
 {
@@ -1003,7 +1005,7 @@ static void revoke_sample(void *ctx, unsigned int arm, uint64_t *row)
 		return;
 	}
 	if (arm == 2) {
-		row[RV_LOCAL_PF] = local_revoke_once(&x->lpf, x->nr, x->size);
+		row[RV_LOCAL_NP] = local_revoke_once(&x->lnp, x->nr, x->size);
 		return;
 	}
 	if ((ret = cli_mem_enable(x->ctl, true)))
@@ -1028,10 +1030,10 @@ static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 	int ret;
 
 	c = vu_connect(b, GPU, "0000:75:00.0", 0, &x.ctl);
-	/* As p2pbuf serve makes its functions: VRAM not pre-faulted. */
-	if ((ret = cli_gpu_create_flags("0000:76:00.0", b->bar, NULL, 76, P2P_PCI_HUGE, &x.l.pci,
-					&x.l.v)) ||
-	    (ret = cli_gpu_create("0000:77:00.0", b->bar, NULL, 77, &x.lpf.pci, &x.lpf.v)))
+	/* The baseline pre-faulted (cli_gpu_create); as p2pbuf serve makes them: not. */
+	if ((ret = cli_gpu_create("0000:76:00.0", b->bar, NULL, 76, &x.l.pci, &x.l.v)) ||
+	    (ret = cli_gpu_create_flags("0000:77:00.0", b->bar, NULL, 77, P2P_PCI_HUGE,
+					&x.lnp.pci, &x.lnp.v)))
 		die("local function", ret);
 	echo = echo_start(&x.sock);
 	snprintf(txt, sizeof(txt),
@@ -1040,13 +1042,12 @@ static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 		 (unsigned long long)(x.size >> 20));
 	report_fact(r, "revoke", txt);
 	report_fact(r, "revoke baseline",
-		    "local reset of N such dma-bufs of a local function made as p2pbuf serve makes "
-		    "its own (VRAM not pre-faulted) + (N + 1) socket round trips (each client's "
-		    "ack, the reset request)");
+		    "local reset of N such dma-bufs of a local function (VRAM pre-faulted) + "
+		    "(N + 1) socket round trips (each client's ack, the reset request)");
 	for (size_t ci = 0; ci < ARRAY_SIZE(clients); ci++) {
 		struct bench_series s;
 		char name[64], what[96], sname[32], xl[32];
-		double mv, ml, mr, mpf, v[BENCH_MAX_ROUNDS];
+		double ml, mr, mnp, v[BENCH_MAX_ROUNDS];
 		unsigned int n;
 
 		x.nr = clients[ci];
@@ -1060,13 +1061,13 @@ static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 		snprintf(what, sizeof(what), "%u client%s x %llu MiB", x.nr, x.nr > 1 ? "s" : "",
 			 (unsigned long long)(x.size >> 20));
 		snprintf(name, sizeof(name), "revoke_%u_clients", x.nr);
-		mv = report_series_median(r, &s, RV_REMOTE, name, what);
+		report_series_median(r, &s, RV_REMOTE, name, what);
 		snprintf(name, sizeof(name), "local_revoke_%u", x.nr);
 		ml = report_series_median(r, &s, RV_LOCAL, name,
-					  "local, VRAM not pre-faulted (as served): the baseline");
-		snprintf(name, sizeof(name), "local_prefaulted_revoke_%u", x.nr);
-		mpf = report_series_median(r, &s, RV_LOCAL_PF, name,
-					   "local, VRAM pre-faulted (device view maps every page)");
+					  "local, VRAM pre-faulted: the baseline");
+		snprintf(name, sizeof(name), "local_unprefaulted_revoke_%u", x.nr);
+		mnp = report_series_median(r, &s, RV_LOCAL_NP, name,
+					   "local, VRAM not pre-faulted, as p2pbuf serve's");
 		snprintf(name, sizeof(name), "round_trip_%u", x.nr);
 		mr = report_series_median(r, &s, RV_RTT, name, "one 32 B request, 16 B reply");
 		snprintf(name, sizeof(name), "revoke_%u_part_notice", x.nr);
@@ -1077,32 +1078,34 @@ static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 				     "-> zap, ack, server wakes, un-revoke notice applied");
 		if (!r_json(r))
 			printf("   %-28s budget: local %.3f ms + %u x round trip %.3f ms = %.3f ms"
-			       " (pre-faulted local: %.3f ms)\n",
-			       "", ml, x.nr + 1, mr, ml + (x.nr + 1) * mr, mpf);
+			       " (not pre-faulted local: %.3f ms)\n",
+			       "", ml, x.nr + 1, mr, ml + (x.nr + 1) * mr, mnp);
 		snprintf(name, sizeof(name), "revoke_%u/(local+rtts)", x.nr);
 		report_series_ratio(r, &s, RV_REMOTE, RV_BUDGET, name);
 		report_series_target(r, &s, RV_REMOTE, RV_BUDGET, name, 1.5, false,
 				     "<= 1.5 x (local revoke + a round trip per client)");
-		/* Information: against the pre-faulted local revoke (+ the same round trips). */
+		/*
+		 * Information: against the local revoke in the served function's
+		 * page state (VRAM not pre-faulted; + the same round trips).
+		 */
 		n = s.rounds;
 		for (unsigned int i = 0; i < n; i++)
 			v[i] = (double)s.ns[RV_REMOTE][i] /
-			       ((double)s.ns[RV_LOCAL_PF][i] + (x.nr + 1) * (double)s.ns[RV_RTT][i]);
+			       ((double)s.ns[RV_LOCAL_NP][i] + (x.nr + 1) * (double)s.ns[RV_RTT][i]);
 		qsort(v, n, sizeof(v[0]), cmp_dbl);
-		snprintf(name, sizeof(name), "revoke_%u/(local_prefaulted+rtts)", x.nr);
+		snprintf(name, sizeof(name), "revoke_%u/(local_unprefaulted+rtts)", x.nr);
 		report_ratio_spread(r, name, n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2,
 				    v[0], v[n - 1]);
 		snprintf(xl, sizeof(xl), "revoke %u", x.nr);
 		report_series_plot(r, &s, RV_REMOTE, xl, "p2pbuf", 0);
 		report_series_plot(r, &s, RV_BUDGET, xl, "raw baseline", 0);
-		(void)mv;
 	}
 	close(x.sock);
 	waitpid(echo, NULL, 0);
 	p2p_vfio_device_close(x.l.v);
 	p2p_pci_dev_put(x.l.pci);
-	p2p_vfio_device_close(x.lpf.v);
-	p2p_pci_dev_put(x.lpf.pci);
+	p2p_vfio_device_close(x.lnp.v);
+	p2p_pci_dev_put(x.lnp.pci);
 	p2p_vfio_device_close(x.ctl);
 	p2p_vfio_user_disconnect(c);
 }
