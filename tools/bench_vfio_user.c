@@ -44,7 +44,8 @@
  *           (local_unprefaulted, information).  The parts: when the
  *           clients start applying the notice, and when the un-revoke
  *           notice that follows the acks reaches them (stamped by an
- *           importer of each client's own).
+ *           importer of each client's own), and the CPU time the
+ *           clients' library threads and the server's threads took.
  *
  * The revoke clients are this binary's hidden `bench-vfio-user-worker`
  * mode, driven over a socketpair.
@@ -751,6 +752,34 @@ static void bench_dma(struct bench_report *r, const struct vu_bench *b)
 /* The worker's stamps: its own importer sees the notice and the un-revoke applied. */
 static _Atomic uint64_t w_inv, w_restore;
 
+/* CPU time (ns) of every thread of @pid but @skip (0: none) so far (schedstat). */
+static uint64_t proc_cpu_ns(pid_t pid, pid_t skip)
+{
+	char path[320];
+	struct dirent *e;
+	uint64_t sum = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(path)))
+		return 0;
+	while ((e = readdir(d))) {
+		unsigned long long run;
+		FILE *f;
+
+		if (e->d_name[0] == '.' || (skip && atoi(e->d_name) == skip))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+		if (!(f = fopen(path, "re")))
+			continue;
+		if (fscanf(f, "%llu", &run) == 1)
+			sum += run;
+		fclose(f);
+	}
+	closedir(d);
+	return sum;
+}
+
 static void w_invalidate(struct p2p_attachment *a)
 {
 	(void)a;
@@ -774,7 +803,8 @@ static const struct p2p_dmabuf_importer_ops w_importer = {
  * importer of its own (the stamps), maps and touches it and answers 'r';
  * on 's' it answers the stamps of the last revoke (when its notice was
  * applied, when the un-revoke was: CLOCK_MONOTONIC ns, once both came or
- * after 2 s); on EOF it leaves.
+ * after 2 s) and the CPU time its library's threads (all but this one)
+ * took since the 'm'; on EOF it leaves.
  */
 int cmd_bench_vfio_user_worker(int argc, char **argv)
 {
@@ -784,7 +814,7 @@ int cmd_bench_vfio_user_worker(int argc, char **argv)
 	struct p2p_vfio_user_client *c;
 	struct p2p_attachment *at = NULL;
 	struct p2p_dmabuf *buf = NULL;
-	uint64_t size;
+	uint64_t size, cpu0 = 0;
 	uint8_t *m = NULL;
 	int ctl, fd = -1, ret;
 	char cmd;
@@ -800,12 +830,13 @@ int cmd_bench_vfio_user_worker(int argc, char **argv)
 		struct vfio_region_dma_range rg = { .offset = 0, .length = size };
 
 		if (cmd == 's') {
-			uint64_t st[2];
+			uint64_t st[3];
 
 			for (int i = 0; i < 40000 && !atomic_load(&w_restore); i++)
 				usleep(50);
 			st[0] = atomic_load(&w_inv);
 			st[1] = atomic_load(&w_restore);
+			st[2] = proc_cpu_ns(getpid(), gettid()) - cpu0;
 			if (write(ctl, st, sizeof(st)) != sizeof(st))
 				break;
 			continue;
@@ -832,6 +863,7 @@ int cmd_bench_vfio_user_worker(int argc, char **argv)
 		touch_pages(m, size);
 		atomic_store(&w_inv, 0);
 		atomic_store(&w_restore, 0);
+		cpu0 = proc_cpu_ns(getpid(), gettid());
 		cmd = 'r';
 		if (write(ctl, &cmd, 1) != 1)
 			break;
@@ -899,20 +931,24 @@ static void workers_arm(struct workers *w)
 			die("worker died", -EPIPE);
 }
 
-/* The latest notice and un-revoke stamps over the workers (0 if one is missing). */
-static void workers_stamps(struct workers *w, uint64_t *inv, uint64_t *restore)
+/*
+ * The latest notice and un-revoke stamps over the workers (0 if one is
+ * missing), and the most CPU time one worker's library threads took.
+ */
+static void workers_stamps(struct workers *w, uint64_t *inv, uint64_t *restore, uint64_t *cpu)
 {
 	char cmd = 's';
 
-	*inv = *restore = 0;
+	*inv = *restore = *cpu = 0;
 	for (unsigned int i = 0; i < w->nr; i++)
 		if (write(w->ctl[i], &cmd, 1) != 1)
 			die("worker", -EPIPE);
 	for (unsigned int i = 0; i < w->nr; i++) {
-		uint64_t st[2];
+		uint64_t st[3];
 
 		if (read(w->ctl[i], st, sizeof(st)) != sizeof(st))
 			die("worker died", -EPIPE);
+		*cpu = st[2] > *cpu ? st[2] : *cpu;
 		*inv = !st[0] || (i && !*inv) ? 0 : st[0] > *inv ? st[0] : *inv;
 		*restore = !st[1] || (i && !*restore) ? 0 : st[1] > *restore ? st[1] : *restore;
 	}
@@ -975,6 +1011,8 @@ enum {
 	RV_LOCAL_NP,	/* local revoke, VRAM not pre-faulted (as p2pbuf serve's) */
 	RV_NOTICE,	/* reset sent -> the last client applies its notice */
 	RV_CLIENT,	/* -> the last client sees the un-revoke that follows the acks */
+	RV_CLIENT_CPU,	/* CPU time of a client's library threads (the most of any client) */
+	RV_SERVER_CPU,	/* CPU time of the server's threads while the reset ran */
 	RV_NFIG,
 };
 
@@ -984,6 +1022,7 @@ struct revoke_ctx {
 	struct local_rev l, lnp;
 	unsigned int nr;
 	uint64_t size;
+	pid_t server;
 	int sock;
 };
 
@@ -995,7 +1034,7 @@ struct revoke_ctx {
 static void revoke_sample(void *ctx, unsigned int arm, uint64_t *row)
 {
 	struct revoke_ctx *x = ctx;
-	uint64_t t, inv, restore;
+	uint64_t t, inv, restore, cpu, srv;
 	int ret;
 
 	if (arm == 0) {
@@ -1011,11 +1050,14 @@ static void revoke_sample(void *ctx, unsigned int arm, uint64_t *row)
 	if ((ret = cli_mem_enable(x->ctl, true)))
 		die("remote memory enable", ret);
 	workers_arm(&x->w);
+	srv = proc_cpu_ns(x->server, 0);
 	t = now_ns();
 	if ((ret = p2p_vfio_device_ioctl(x->ctl, VFIO_DEVICE_RESET, NULL)))
 		die("remote reset", ret);
 	row[RV_REMOTE] = now_ns() - t;
-	workers_stamps(&x->w, &inv, &restore);
+	row[RV_SERVER_CPU] = proc_cpu_ns(x->server, 0) - srv;
+	workers_stamps(&x->w, &inv, &restore, &cpu);
+	row[RV_CLIENT_CPU] = cpu;
 	row[RV_NOTICE] = inv > t ? inv - t : 0;
 	row[RV_CLIENT] = restore > inv && inv ? restore - inv : 0;
 }
@@ -1023,7 +1065,8 @@ static void revoke_sample(void *ctx, unsigned int arm, uint64_t *row)
 static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 {
 	static const unsigned int clients[] = { 1, MAX_CLIENTS };
-	struct revoke_ctx x = { .size = b->bar < REVOKE_SIZE ? b->bar : REVOKE_SIZE };
+	struct revoke_ctx x = { .size = b->bar < REVOKE_SIZE ? b->bar : REVOKE_SIZE,
+				.server = b->server };
 	struct p2p_vfio_user_client *c;
 	pid_t echo;
 	char txt[160];
@@ -1076,6 +1119,12 @@ static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 		snprintf(name, sizeof(name), "revoke_%u_part_client_to_unrevoke", x.nr);
 		report_series_median(r, &s, RV_CLIENT, name,
 				     "-> zap, ack, server wakes, un-revoke notice applied");
+		snprintf(name, sizeof(name), "revoke_%u_part_client_cpu", x.nr);
+		report_series_median(r, &s, RV_CLIENT_CPU, name,
+				     "CPU time of a client's library threads (zap, ack, un-revoke)");
+		snprintf(name, sizeof(name), "revoke_%u_part_server_cpu", x.nr);
+		report_series_median(r, &s, RV_SERVER_CPU, name,
+				     "CPU time of p2pbuf serve's threads during the reset");
 		if (!r_json(r))
 			printf("   %-28s budget: local %.3f ms + %u x round trip %.3f ms = %.3f ms"
 			       " (not pre-faulted local: %.3f ms)\n",
