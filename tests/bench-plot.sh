@@ -97,6 +97,7 @@ common(vu, 3, 16, 12)
 for k in ("region_read_4_1cpu", "raw_rr_32_36_2cpu", "region_write_4096_sched",
           "revoke_1_part_notice", "revoke_1_part_client_to_unrevoke",
           "revoke_1_part_client_cpu", "revoke_16_part_server_cpu",
+          "local_unprefaulted_revoke_1_cpu",
           "local_unprefaulted_revoke_16"):
     if k not in vu["medians_ms"]:
         bad.append("vfio-user: no " + k)

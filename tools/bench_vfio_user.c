@@ -45,7 +45,8 @@
  *           clients start applying the notice, and when the un-revoke
  *           notice that follows the acks reaches them (stamped by an
  *           importer of each client's own), and the CPU time the
- *           clients' library threads and the server's threads took.
+ *           clients' library threads and the server's threads took (the
+ *           local revokes' CPU time beside them).
  *
  * The revoke clients are this binary's hidden `bench-vfio-user-worker`
  * mode, driven over a socketpair.
@@ -66,6 +67,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p2pbuf/vfio_user.h>
@@ -974,10 +976,21 @@ struct local_rev {
 	uint8_t *m[MAX_CLIENTS];
 };
 
-static uint64_t local_revoke_once(struct local_rev *l, unsigned int nr, uint64_t size)
+/* This thread's CPU time (ns). */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The reset's wall time; *@cpu its CPU time (the revoke runs in this thread). */
+static uint64_t local_revoke_once(struct local_rev *l, unsigned int nr, uint64_t size,
+				  uint64_t *cpu)
 {
 	struct vfio_region_dma_range rg = { .offset = 0, .length = size };
-	uint64_t t;
+	uint64_t t, c;
 	int ret;
 
 	if ((ret = cli_mem_enable(l->v, true)))
@@ -991,10 +1004,12 @@ static uint64_t local_revoke_once(struct local_rev *l, unsigned int nr, uint64_t
 			die("local mmap", ret);
 		touch_pages(l->m[i], size);
 	}
+	c = thread_cpu_ns();
 	t = now_ns();
 	if ((ret = p2p_vfio_device_ioctl(l->v, VFIO_DEVICE_RESET, NULL)))
 		die("local reset", ret);
 	t = now_ns() - t;
+	*cpu = thread_cpu_ns() - c;
 	for (unsigned int i = 0; i < nr; i++) {
 		p2p_munmap(l->m[i], size);
 		p2p_close(l->fd[i]);
@@ -1013,6 +1028,8 @@ enum {
 	RV_CLIENT,	/* -> the last client sees the un-revoke that follows the acks */
 	RV_CLIENT_CPU,	/* CPU time of a client's library threads (the most of any client) */
 	RV_SERVER_CPU,	/* CPU time of the server's threads while the reset ran */
+	RV_LOCAL_CPU,	/* CPU time of the local revoke (pre-faulted) */
+	RV_LOCAL_NP_CPU, /* CPU time of the local revoke (not pre-faulted) */
 	RV_NFIG,
 };
 
@@ -1038,13 +1055,14 @@ static void revoke_sample(void *ctx, unsigned int arm, uint64_t *row)
 	int ret;
 
 	if (arm == 0) {
-		row[RV_LOCAL] = local_revoke_once(&x->l, x->nr, x->size);
+		row[RV_LOCAL] = local_revoke_once(&x->l, x->nr, x->size, &row[RV_LOCAL_CPU]);
 		row[RV_RTT] = echo_batch(x->sock, HDR + 16, HDR, 50) / 50;
 		row[RV_BUDGET] = row[RV_LOCAL] + (x->nr + 1) * row[RV_RTT];
 		return;
 	}
 	if (arm == 2) {
-		row[RV_LOCAL_NP] = local_revoke_once(&x->lnp, x->nr, x->size);
+		row[RV_LOCAL_NP] = local_revoke_once(&x->lnp, x->nr, x->size,
+						     &row[RV_LOCAL_NP_CPU]);
 		return;
 	}
 	if ((ret = cli_mem_enable(x->ctl, true)))
@@ -1125,6 +1143,11 @@ static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 		snprintf(name, sizeof(name), "revoke_%u_part_server_cpu", x.nr);
 		report_series_median(r, &s, RV_SERVER_CPU, name,
 				     "CPU time of p2pbuf serve's threads during the reset");
+		snprintf(name, sizeof(name), "local_revoke_%u_cpu", x.nr);
+		report_series_median(r, &s, RV_LOCAL_CPU, name, "CPU time of the local revoke");
+		snprintf(name, sizeof(name), "local_unprefaulted_revoke_%u_cpu", x.nr);
+		report_series_median(r, &s, RV_LOCAL_NP_CPU, name,
+				     "CPU time of the local revoke, not pre-faulted");
 		if (!r_json(r))
 			printf("   %-28s budget: local %.3f ms + %u x round trip %.3f ms = %.3f ms"
 			       " (not pre-faulted local: %.3f ms)\n",
