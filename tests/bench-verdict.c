@@ -11,7 +11,8 @@
  *    first arm alternating (2 arms) or rotating (3 arms);
  *  - settling: a steady ratio stops at the minimum rounds; a ratio whose
  *    median keeps moving runs to the cap and reports it did not settle; a
- *    watched limit inside the band keeps rounds going until it is decided.
+ *    watched limit inside the band keeps rounds going until it is decided,
+ *    also a limit on a figure itself (a constant denominator, den_ns).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -184,6 +185,22 @@ int main(void)
 		CHECK(report_series_target(r, &s, 1, 0, "watched", 1.1, false, "<= 1.1") ==
 		      BENCH_MET);
 		CHECK(report_finish(r) == 0);
+
+		/*
+		 * The same watch against a constant (den_ns, an absolute limit):
+		 * figure 1 <= 2.2 x 0.5 ms is the same decision, so 8 rounds too;
+		 * read against figure 0 (1 ms) it would be met at once (5).
+		 */
+		memset(&sr, 0, sizeof(sr));
+		sr.narms = 2;
+		sr.s.case_ratio = ratios;
+		sr.s.nratio = 12;
+		r = new_report(&o, "absolute");
+		bench_series_init(&s, "absolute", 2, 2);
+		s.pair[0] = (struct bench_pair){ .num = 1, .max_ratio = 2.2, .den_ns = 0.5e6 };
+		bench_interleave(r, &s, 5, synth_round_sample, &sr);
+		CHECK(s.rounds == 8 && s.settled && s.undecided == 0);
+		report_finish(r);
 
 		/* The same without the watch: it stops at the minimum, and says unsettled. */
 		memset(&sr, 0, sizeof(sr));

@@ -7,17 +7,21 @@
  * in sequential (IOVA) order.
  *
  * Baseline, interleaved with each case round by round over the same IOVAs
- * in the same order: what a careful program would write to translate with
- * no IOMMU semantics at all, a branchless binary search of a sorted array
- * of area starts plus a range check and the area's host address (no lock,
- * no in-flight count, no revocation).  Passes are timed on the thread's
- * CPU clock, so other jobs on a shared machine cost only their cache
- * pollution; the load average before and after is printed.
+ * in the same order (bench_interleave(): the four passes of a case rotate
+ * which goes first; one warm-up round): what a careful program would
+ * write to translate with no IOMMU semantics at all, a branchless binary
+ * search of a sorted array of area starts plus a range check and the
+ * area's host address (no lock, no in-flight count, no revocation).
+ * Passes are timed on the thread's CPU clock, so other jobs on a shared
+ * machine cost only their cache pollution; the load average before and
+ * after is printed.
  *
  * Targets: >= 50 M/s at 10 000 areas and >= 20 M/s at 100 000 areas, in
- * random order, for process memory and dma-buf areas alike.  Rounds are
- * added (up to 3x) while a target figure's spread exceeds 25% of its
- * median; the report says whether it settled.
+ * random order, for process memory and dma-buf areas alike, judged on the
+ * per-round rates (met, missed, or unsettled when the limit lies inside
+ * the noise band of their median).  Rounds go on until the translate /
+ * lookup ratios settle and the limits are decided (up to --max-rounds /
+ * --max-time); each series says whether it settled.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,8 +38,6 @@
 #define PAGE BENCH_PAGE
 #define die bench_die
 #define LOOKUPS (1u << 20)
-#define ROUNDS_MAX_FACTOR 3
-#define SPREAD_OK 0.25
 
 enum { RANDOM, SEQUENTIAL, NR_ORDERS };
 static const char *const order_name[NR_ORDERS] = { "random", "sequential" };
@@ -53,9 +55,12 @@ struct iova_case {
 	uint64_t *starts, *lasts;
 	uint8_t **hosts;
 	uint64_t *iovas[NR_ORDERS];
-	/* Nanoseconds per round: translation, baseline. */
-	uint64_t *t[NR_ORDERS], *b[NR_ORDERS];
 };
+
+/* The figures (and arms) of a case's series: per order, the baseline then the translation. */
+#define FIG_LOOKUP(o) (2 * (o))
+#define FIG_TRANSLATE(o) (2 * (o) + 1)
+#define NR_FIGS (2 * NR_ORDERS)
 
 /*
  * The thread's CPU clock: on a machine shared with other jobs, the time
@@ -77,7 +82,7 @@ static uint64_t xorshift(uint64_t *s)
 	return *s;
 }
 
-static void case_setup(struct iova_case *c, struct p2p_iommufd *ctx, unsigned int rounds_max)
+static void case_setup(struct iova_case *c, struct p2p_iommufd *ctx)
 {
 	uint64_t seed = 0x9e3779b97f4a7c15ull ^ c->cnt ^ ((uint64_t)c->dmabuf << 40);
 	uint64_t bar = 16384;
@@ -109,9 +114,7 @@ static void case_setup(struct iova_case *c, struct p2p_iommufd *ctx, unsigned in
 	c->hosts = calloc(c->cnt, sizeof(*c->hosts));
 	for (int o = 0; o < NR_ORDERS; o++) {
 		c->iovas[o] = calloc(LOOKUPS, sizeof(uint64_t));
-		c->t[o] = calloc(rounds_max, sizeof(uint64_t));
-		c->b[o] = calloc(rounds_max, sizeof(uint64_t));
-		if (!c->iovas[o] || !c->t[o] || !c->b[o])
+		if (!c->iovas[o])
 			die("memory", ENOMEM);
 	}
 	if (!c->starts || !c->lasts || !c->hosts)
@@ -152,11 +155,8 @@ static void case_teardown(struct iova_case *c)
 	free(c->starts);
 	free(c->lasts);
 	free(c->hosts);
-	for (int o = 0; o < NR_ORDERS; o++) {
+	for (int o = 0; o < NR_ORDERS; o++)
 		free(c->iovas[o]);
-		free(c->t[o]);
-		free(c->b[o]);
-	}
 }
 
 static uint64_t translate_pass(struct iova_case *c, const uint64_t *iovas)
@@ -199,66 +199,82 @@ static uint64_t baseline_pass(struct iova_case *c, const uint64_t *iovas)
 	return cpu_ns() - t0;
 }
 
-/* One round of a case: each order, translation then its baseline. */
-static void case_round(struct iova_case *c, unsigned int r, bool keep)
+/* One pass of arm @arm (= its figure): a bare lookup or a translation, in one order. */
+static void case_sample(void *ctx, unsigned int arm, uint64_t *row)
 {
-	for (int o = 0; o < NR_ORDERS; o++) {
-		uint64_t t = translate_pass(c, c->iovas[o]);
-		uint64_t b = baseline_pass(c, c->iovas[o]);
+	struct iova_case *c = ctx;
+	const uint64_t *iovas = c->iovas[arm / 2];
 
-		if (keep) {
-			c->t[o][r] = t;
-			c->b[o][r] = b;
-		}
-	}
+	row[arm] = arm & 1 ? translate_pass(c, iovas) : baseline_pass(c, iovas);
 }
 
-static double spread_of(const uint64_t *v, unsigned int n)
+/* The target limit (M/s) of @c in random order, or 0 when it has none. */
+static double case_limit(const struct iova_case *c)
 {
-	uint64_t *s = malloc(n * sizeof(*s)), lo = UINT64_MAX, hi = 0;
-	double med;
-
-	if (!s)
-		die("memory", ENOMEM);
-	memcpy(s, v, n * sizeof(*s));
-	for (unsigned int i = 0; i < n; i++) {
-		lo = s[i] < lo ? s[i] : lo;
-		hi = s[i] > hi ? s[i] : hi;
-	}
-	med = median_ns(s, n);
-	free(s);
-	return med > 0 ? (double)(hi - lo) / med : 0;
+	return c->cnt == 10000 ? 50 : c->cnt == 100000 ? 20 : 0;
 }
 
-static void case_report(struct bench_report *r, struct iova_case *c, unsigned int n)
+/* Per-round rates (M/s) of figure @fig; returns the rounds. */
+static unsigned int series_rates(const struct bench_series *s, unsigned int fig, double *v)
+{
+	for (unsigned int i = 0; i < s->rounds; i++)
+		v[i] = s->ns[fig][i] ? LOOKUPS * 1e3 / (double)s->ns[fig][i] : 0;
+	return s->rounds;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median (and min-max) of per-round rates of figure @fig. */
+static double rate_median(const struct bench_series *s, unsigned int fig, double *lo, double *hi)
+{
+	double v[BENCH_MAX_ROUNDS];
+	unsigned int n = series_rates(s, fig, v);
+
+	qsort(v, n, sizeof(v[0]), cmp_dbl);
+	*lo = n ? v[0] : 0;
+	*hi = n ? v[n - 1] : 0;
+	return !n ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void case_report(struct bench_report *r, struct iova_case *c, const struct bench_series *s)
 {
 	const char *kind = c->dmabuf ? "dmabuf" : "memory";
 
 	for (int o = 0; o < NR_ORDERS; o++) {
-		char name[64], what[128], text[32];
-		double mt, mb;
+		char name[64], what[128], text[32], x[48];
+		double v[BENCH_MAX_ROUNDS], mt, tlo, thi, mb, blo, bhi, limit = case_limit(c);
 
 		snprintf(what, sizeof(what), "%u lookups, %u %s areas, %s order", LOOKUPS, c->cnt,
 			 kind, order_name[o]);
 		snprintf(name, sizeof(name), "translate_%s_%u_%s", kind, c->cnt, order_name[o]);
-		mt = LOOKUPS / (report_median(r, name, what, c->t[o], n) * 1e3);
+		report_series_median(r, s, FIG_TRANSLATE(o), name, what);
 		snprintf(name, sizeof(name), "lookup_%s_%u_%s", kind, c->cnt, order_name[o]);
-		mb = LOOKUPS / (report_median(r, name, what, c->b[o], n) * 1e3);
-		/* report_median() sorted the samples: [0] is the fastest round. */
+		report_series_median(r, s, FIG_LOOKUP(o), name, what);
+		mt = rate_median(s, FIG_TRANSLATE(o), &tlo, &thi);
+		mb = rate_median(s, FIG_LOOKUP(o), &blo, &bhi);
 		if (!r_json(r))
 			printf("   %-28s translate %.1f M/s (%.1f-%.1f), bare lookup %.1f M/s (%.1f-%.1f)\n",
-			       "", mt, LOOKUPS / (c->t[o][n - 1] / 1e3), LOOKUPS / (c->t[o][0] / 1e3),
-			       mb, LOOKUPS / (c->b[o][n - 1] / 1e3), LOOKUPS / (c->b[o][0] / 1e3));
+			       "", mt, tlo, thi, mb, blo, bhi);
 		snprintf(name, sizeof(name), "translate_%s_%u_%s_Mps", kind, c->cnt, order_name[o]);
-		report_ratio(r, name, mt);
-		snprintf(name, sizeof(name), "%s_%u_%s_translate/lookup", kind, c->cnt, order_name[o]);
-		report_ratio(r, name, mt / mb);
-		if (o == RANDOM && (c->cnt == 10000 || c->cnt == 100000)) {
-			double limit = c->cnt == 10000 ? 50 : 20;
+		report_ratio_spread(r, name, mt, tlo, thi);
+		/* Time ratio per round: how many times a bare lookup a translation costs. */
+		snprintf(name, sizeof(name), "%s_%u_%s_translate/lookup_time", kind, c->cnt,
+			 order_name[o]);
+		report_series_ratio(r, s, FIG_TRANSLATE(o), FIG_LOOKUP(o), name);
+		snprintf(x, sizeof(x), "%s %u %s", kind, c->cnt, order_name[o]);
+		report_series_plot(r, s, FIG_TRANSLATE(o), x, "p2pbuf translate", LOOKUPS * 1e3);
+		report_series_plot(r, s, FIG_LOOKUP(o), x, "bare binary search", LOOKUPS * 1e3);
+		if (o == RANDOM && limit > 0) {
+			unsigned int n = series_rates(s, FIG_TRANSLATE(o), v);
 
 			snprintf(name, sizeof(name), "translate_%s_%u_random_Mps", kind, c->cnt);
 			snprintf(text, sizeof(text), ">= %.0f M/s", limit);
-			report_target(r, name, mt, limit, true, text);
+			report_target_values(r, name, v, n, limit, true, text);
 		}
 	}
 }
@@ -274,16 +290,19 @@ static void loadavg(char *buf, size_t len)
 		fclose(f);
 }
 
+/**
+ * bench_iova() - p2pbuf bench iova: translations per second vs a bare lookup
+ * @o: options; at least 5 interleaved rounds per case by default
+ *
+ * Return: the exit status (report_finish()).
+ */
 int bench_iova(const struct bench_opts *o)
 {
 	static const unsigned int counts[] = { 10, 10000, 100000 };
-	struct iova_case cases[2 * 3];
-	unsigned int n = o->iterations ? o->iterations : 5, rounds, nc = 0;
-	unsigned int rounds_max = n * ROUNDS_MAX_FACTOR;
 	struct bench_report *r = report_new("iova", o);
+	struct bench_series s;
 	struct p2p_iommufd *ctx;
 	char load[128], fact[160];
-	bool settled;
 	int ret;
 
 	report_fact(r, "translation", "p2p_ioas_dma_begin + p2p_ioas_dma_end of one IOVA");
@@ -293,37 +312,37 @@ int bench_iova(const struct bench_opts *o)
 	loadavg(load, sizeof(load));
 	snprintf(fact, sizeof(fact), "%s (%ld CPUs)", load, sysconf(_SC_NPROCESSORS_ONLN));
 	report_fact(r, "loadavg_before", fact);
+	report_plot_axis(r, "M translations/s (median, min-max; higher is faster)", false);
 	if ((ret = p2p_iommufd_open(&ctx)))
 		die("iommufd", ret);
+	/* One case at a time (the 100 000-area ones are large), its passes interleaved. */
 	for (int k = 0; k < 2; k++) {
 		for (size_t ci = 0; ci < 3; ci++) {
-			struct iova_case *c = &cases[nc++];
+			struct iova_case c = { .cnt = counts[ci], .dmabuf = k };
+			char sname[48];
+			double limit = case_limit(&c);
 
-			memset(c, 0, sizeof(*c));
-			c->cnt = counts[ci];
-			c->dmabuf = k;
+			snprintf(sname, sizeof(sname), "%u %s areas", c.cnt,
+				 c.dmabuf ? "dma-buf" : "memory");
+			case_setup(&c, ctx);
+			bench_series_init(&s, sname, NR_FIGS, NR_FIGS);
+			/* Watch translate/lookup per order, and the rate target itself. */
+			s.npairs = 0;
+			for (int ord = 0; ord < NR_ORDERS; ord++)
+				s.pair[s.npairs++] = (struct bench_pair){ .num = FIG_TRANSLATE(ord),
+									  .den = FIG_LOOKUP(ord) };
+			if (limit > 0)
+				/* >= limit M/s: the pass takes <= LOOKUPS / limit us. */
+				s.pair[s.npairs++] = (struct bench_pair){
+					.num = FIG_TRANSLATE(RANDOM), .max_ratio = 1,
+					.den_ns = LOOKUPS * 1e3 / limit };
+			bench_interleave(r, &s, 5, case_sample, &c);
+			case_report(r, &c, &s);
+			case_teardown(&c);
 		}
-	}
-	/* One case at a time (the 100 000-area ones are large), rounds interleaved within it. */
-	settled = true;
-	for (unsigned int i = 0; i < nc; i++) {
-		struct iova_case *c = &cases[i];
-
-		case_setup(c, ctx, rounds_max);
-		case_round(c, 0, false); /* warm-up */
-		for (rounds = 0; rounds < n; rounds++)
-			case_round(c, rounds, true);
-		while (rounds < rounds_max && spread_of(c->t[RANDOM], rounds) > SPREAD_OK)
-			case_round(c, rounds++, true);
-		if (spread_of(c->t[RANDOM], rounds) > SPREAD_OK)
-			settled = false;
-		case_report(r, c, rounds);
-		case_teardown(c);
 	}
 	p2p_iommufd_close(ctx);
 	loadavg(load, sizeof(load));
 	report_fact(r, "loadavg_after", load);
-	report_fact(r, "spread", settled ? "settled (random-order spread <= 25% of the median)" :
-		    "did NOT settle within 3x the rounds: the machine is loaded, verdicts are uncertain");
 	return report_finish(r);
 }

@@ -462,6 +462,17 @@ unsigned int bench_series_ratios(const struct bench_series *s, unsigned int num,
 	return s->rounds;
 }
 
+/* The per-round values of a watched pair: num over figure den, or over the constant den_ns. */
+static unsigned int pair_ratios(const struct bench_series *s, const struct bench_pair *pr,
+				double *v)
+{
+	if (!(pr->den_ns > 0))
+		return bench_series_ratios(s, pr->num, pr->den, v);
+	for (unsigned int i = 0; i < s->rounds; i++)
+		v[i] = (double)s->ns[pr->num][i] / pr->den_ns;
+	return s->rounds;
+}
+
 void bench_interleave(struct bench_report *r, struct bench_series *s, unsigned int min_rounds,
 		      bench_sample_fn fn, void *ctx)
 {
@@ -494,7 +505,7 @@ void bench_interleave(struct bench_report *r, struct bench_series *s, unsigned i
 		for (unsigned int p = 0; p < s->npairs; p++) {
 			const struct bench_pair *pr = &s->pair[p];
 			double lo, hi, mlo, mhi;
-			unsigned int n = bench_series_ratios(s, pr->num, pr->den, v);
+			unsigned int n = pair_ratios(s, pr, v);
 
 			hist[p][s->rounds - 1] = median_band(v, n, &lo, &hi);
 			if (pr->max_ratio > 0 && pr->slack_ns) {
@@ -502,7 +513,8 @@ void bench_interleave(struct bench_report *r, struct bench_series *s, unsigned i
 
 				for (unsigned int i = 0; i < n; i++)
 					e[i] = (double)s->ns[pr->num][i] -
-					       pr->max_ratio * (double)s->ns[pr->den][i];
+					       pr->max_ratio * (pr->den_ns > 0 ? pr->den_ns :
+							       (double)s->ns[pr->den][i]);
 				median_band(e, n, &lo, &hi);
 				if (verdict_of(lo, hi, pr->slack_ns, false) == BENCH_UNSETTLED)
 					undecided++;

@@ -90,7 +90,8 @@ void report_plot_axis(struct bench_report *r, const char *unit, bool log);
  * per round; by default every figure k >= 1 over figure 0).  After each
  * round from the minimum on, the median of each watched per-round ratio
  * over all rounds so far is taken; the series has settled when, for every
- * pair, those medians over the last BENCH_SETTLE_WINDOW rounds lie within
+ * pair (a ratio to figure den, or to the constant den_ns), those medians
+ * over the last BENCH_SETTLE_WINDOW rounds lie within
  * BENCH_SETTLE_TOL of each other (max/min - 1), and no pair with a
  * max_ratio has that limit inside its noise band (report_target_values()).
  * Rounds go on until it settles, up to the maximum rounds or seconds; the
@@ -110,6 +111,12 @@ struct bench_pair {
 	 * num - max_ratio x den against slack_ns)
 	 */
 	double max_ratio, slack_ns;
+	/*
+	 * Not 0: the denominator is this constant (nanoseconds) instead of
+	 * figure den, e.g. an absolute limit: num <= max_ratio x den_ns (a
+	 * rate target, judged while rounds go on)
+	 */
+	double den_ns;
 };
 
 struct bench_series {
