@@ -37,11 +37,12 @@
  *           for the reset request itself; target <= 1.5x.  The local
  *           function's VRAM is pre-faulted (as `p2pbuf run` and the other
  *           benchmarks make theirs): its device view keeps every page
- *           mapped, so a zap never drops a page's last mapping.  `p2pbuf
- *           serve` does not pre-fault, so each client's zap drops the last
- *           mapping of every page (per-page accounting): the local revoke
- *           of a function made that way is printed beside it
- *           (local_unprefaulted, information).  The parts: when the
+ *           mapped, so a zap never drops a page's last mapping.  The
+ *           served GPU is configured the same way (the `prefault` key of
+ *           its config line).  The local revoke of a function that is not
+ *           pre-faulted (each zap drops the last mapping of every page:
+ *           per-page accounting) is printed beside it (local_unprefaulted,
+ *           information).  The parts: when the
  *           clients start applying the notice, and when the un-revoke
  *           notice that follows the acks reaches them (stamped by an
  *           importer of each client's own), and the CPU time the
@@ -117,7 +118,7 @@ static void server_start(struct vu_bench *b)
 	f = fopen(cfg, "w");
 	if (!f)
 		die("config", errno);
-	fprintf(f, "gpu %s group=1 bar0=16K bar2=%lluM,64,pf\ncopy-engine %s group=2\n", GPU,
+	fprintf(f, "gpu %s group=1 bar0=16K bar2=%lluM,64,pf prefault\ncopy-engine %s group=2\n", GPU,
 		(unsigned long long)(b->bar >> 20), CE);
 	fclose(f);
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -1091,7 +1092,7 @@ static void bench_revoke_vu(struct bench_report *r, const struct vu_bench *b)
 	int ret;
 
 	c = vu_connect(b, GPU, "0000:75:00.0", 0, &x.ctl);
-	/* The baseline pre-faulted (cli_gpu_create); as p2pbuf serve makes them: not. */
+	/* The baseline pre-faulted (cli_gpu_create), as the served GPU; and, for information, not. */
 	if ((ret = cli_gpu_create("0000:76:00.0", b->bar, NULL, 76, &x.l.pci, &x.l.v)) ||
 	    (ret = cli_gpu_create_flags("0000:77:00.0", b->bar, NULL, 77, P2P_PCI_HUGE,
 					&x.lnp.pci, &x.lnp.v)))

@@ -308,6 +308,8 @@ static int parse_line(struct ctx *c, struct door_config *cfg, char *line)
 				return ret;
 		} else if (gpu && !val && !strcmp(key, "nohuge")) {
 			d->fn_flags &= ~DOOR_FN_HUGE;
+		} else if (gpu && !val && !strcmp(key, "prefault")) {
+			d->fn_flags |= DOOR_FN_PREFAULT;
 		} else if (gpu && !val && !strcmp(key, "noflr")) {
 			d->fn_flags |= DOOR_FN_NO_FLR;
 		} else if (gpu && !val && !strcmp(key, "nodmabuf")) {

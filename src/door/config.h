@@ -33,6 +33,7 @@ enum door_kind {
 #define DOOR_FN_NO_FLR 0x2u
 #define DOOR_FN_NO_DMABUF 0x4u
 #define DOOR_FN_HUGE 0x8u
+#define DOOR_FN_PREFAULT 0x10u
 
 struct door_dev {
 	enum door_kind kind;

@@ -42,7 +42,8 @@ int door_dev_create(const struct door_dev *d, struct p2p_pci_dev **out)
 	info.flags = ((d->fn_flags & DOOR_FN_VF) ? P2P_PCI_VF : 0) |
 		     ((d->fn_flags & DOOR_FN_NO_FLR) ? P2P_PCI_NO_FLR : 0) |
 		     ((d->fn_flags & DOOR_FN_NO_DMABUF) ? P2P_PCI_NO_DMABUF : 0) |
-		     ((d->fn_flags & DOOR_FN_HUGE) ? P2P_PCI_HUGE : 0);
+		     ((d->fn_flags & DOOR_FN_HUGE) ? P2P_PCI_HUGE : 0) |
+		     ((d->fn_flags & DOOR_FN_PREFAULT) ? P2P_PCI_PREFAULT : 0);
 	for (int i = 0; i < 6; i++) {
 		info.bars[i].size = d->bar_size[i];
 		info.bars[i].flags = door_pci_bar_flags(d->bar_flags[i]);

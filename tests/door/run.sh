@@ -22,6 +22,15 @@ for t in sysfs legacy iommufd heap fds bufinfo fstat paths; do
 	result "$t" $? "$out"
 done
 
+# The prefault key: BAR memory resident at creation with it, not without.
+cfg=$(mktemp)
+for pf in 1 0; do
+	echo "gpu 0000:0b:00.0 vram=64M$([ $pf = 1 ] && echo ' prefault')" >"$cfg"
+	out=$(timeout 60 "$p2pbuf" exec -q --config "$cfg" -- "$build/tests/door/door-prefault" 0000:0b:00.0 $pf $((64 << 20)) 2>&1)
+	result "prefault-$pf" $? "$out"
+done
+rm -f "$cfg"
+
 # As a user without privilege: `p2pbuf exec` says first what it cannot do
 # and why, then the programs work (revocation by remapping when the user has
 # no userfaultfd).  As root: the binaries and the library are copied where
