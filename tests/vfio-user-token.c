@@ -106,20 +106,31 @@ static pid_t serve(void)
 	return -1;
 }
 
-/* This program as process @role, with @pass as fd 3 and @ctl as fd 4. */
+/*
+ * This program as process @role, with @pass as fd 3 and @ctl as fd 4; role
+ * "door": tests/door/door-token under `p2pbuf exec`.
+ */
 static pid_t spawn_child(const char *role, int pass, int ctl)
 {
-	char exe[512];
+	char exe[512], tool[512], *slash;
 	char *argv[] = { exe, (char *)role, dir, NULL };
+	char *dargv[] = { tool, "exec", "-q", "--", exe, NULL };
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
 
 	exe_path(exe, sizeof(exe), false);
+	if (!strcmp(role, "door")) {
+		exe_path(tool, sizeof(tool), true);
+		slash = strrchr(exe, '/');
+		if (slash)
+			strcpy(slash, "/door/door-token");
+	}
 	if (posix_spawn_file_actions_init(&fa))
 		return -1;
 	posix_spawn_file_actions_adddup2(&fa, pass, 3);
 	posix_spawn_file_actions_adddup2(&fa, ctl, 4);
-	if (posix_spawn(&pid, exe, &fa, NULL, argv, environ))
+	if (posix_spawn(&pid, !strcmp(role, "door") ? tool : exe, &fa, NULL,
+			!strcmp(role, "door") ? dargv : argv, environ))
 		pid = -1;
 	posix_spawn_file_actions_destroy(&fa);
 	return pid;
@@ -194,6 +205,17 @@ static int child_a(void)
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	/* The test watches the token by its abstract name (getpeername: nothing written). */
+	{
+		char name[sizeof(((struct sockaddr_un *)0)->sun_path) + 1] = "";
+		struct sockaddr_un sa;
+		socklen_t sl = sizeof(sa);
+
+		memset(&sa, 0, sizeof(sa));
+		CHECK(!getpeername(fd, (struct sockaddr *)&sa, &sl) && !sa.sun_path[0]);
+		memcpy(name, sa.sun_path, sizeof(sa.sun_path));
+		ctl_send(4, name, sizeof(name));
+	}
 	CHECK(sendmsg(3, &mh, MSG_NOSIGNAL) == 1);
 	/* Everything of A goes: its mapping, its fd, its connection. */
 	if (m)
@@ -243,7 +265,7 @@ static bool b_wait_restored(void)
 
 static int child_b(void)
 {
-	char x, name[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+	char x;
 	union {
 		char b[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr a;
@@ -251,8 +273,6 @@ static int child_b(void)
 	struct iovec iov = { .iov_base = &x, .iov_len = 1 };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
 			     .msg_controllen = sizeof(u.b) };
-	struct sockaddr_un sa;
-	socklen_t sl = sizeof(sa);
 	struct p2p_vfio_device *cev = NULL;
 	struct p2p_pci_dev *ce = NULL;
 	struct p2p_iommufd *ictx = NULL;
@@ -275,12 +295,6 @@ static int child_b(void)
 		if (c->cmsg_type == SCM_RIGHTS)
 			memcpy(&fd, CMSG_DATA(c), sizeof(int));
 	CHECK(fd >= 0);
-	/* Tell the test which token it is (its abstract name): it watches it. */
-	memset(&sa, 0, sizeof(sa));
-	CHECK(!getpeername(fd, (struct sockaddr *)&sa, &sl) && !sa.sun_path[0]);
-	memcpy(name, sa.sun_path, sizeof(sa.sun_path));
-	name[sizeof(sa.sun_path)] = 0;
-	ctl_send(4, name, sizeof(name));
 	if (!ctl_expect(4, 'g'))
 		return t_end();
 
@@ -444,112 +458,105 @@ static void test_not_a_token(void)
 	p2p_iommufd_close(ictx);
 }
 
-int main(int argc, char **argv)
+/*
+ * A exports and passes on, B uses it, this process revokes and restores,
+ * B closes last.  @door: B is the kernel-uAPI program under `p2pbuf exec`.
+ */
+static void run(bool door)
 {
 	struct p2p_vfio_user_client *c = NULL;
 	struct p2p_vfio_device *vc = NULL;
 	int ab[2] = { -1, -1 }, ca[2] = { -1, -1 }, cb[2] = { -1, -1 };
-	char name[sizeof(((struct sockaddr_un *)0)->sun_path) + 1] = "", last = 0, p[128], x;
-	pid_t server = -1, pa = -1, pb = -1;
+	char name[sizeof(((struct sockaddr_un *)0)->sun_path) + 1] = "", last = 0, x;
+	pid_t pa = -1, pb = -1;
 	uint8_t *mc = NULL;
 	int st = 0;
 	double t0;
 
-	signal(SIGPIPE, SIG_IGN);
-	if (argc == 3) {
-		snprintf(dir, sizeof(dir), "%s", argv[2]);
-		if (!strcmp(argv[1], "A"))
-			return child_a();
-		if (!strcmp(argv[1], "B"))
-			return child_b();
-	}
-	t_begin();
-	t_require_uffd();
-	test_not_a_token();
-	snprintf(dir, sizeof(dir), "/tmp/p2p-vut-XXXXXX");
-	if (!mkdtemp(dir))
-		t_skip("no temporary directory");
-	server = serve();
-	if (server < 0) {
-		fprintf(stderr, "p2pbuf serve did not start\n");
-		t_failures++;
-		goto out;
-	}
+	t_section(door ? "door: A passes the fd on and goes" : "A passes the fd on and goes");
 	CHECK(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ab));
 	CHECK(!socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ca));
 	CHECK(!socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cb));
 	pa = spawn_child("A", ab[0], ca[1]);
-	pb = spawn_child("B", ab[1], cb[1]);
+	pb = spawn_child(door ? "door" : "B", ab[1], cb[1]);
 	close(ab[0]);
 	close(ab[1]);
 	close(ca[1]);
 	close(cb[1]);
 	CHECK(pa > 0 && pb > 0);
-
-	t_section("A passes the fd on and goes");
+	CHECK(ctl_recv(ca[0], name, sizeof(name)) == (ssize_t)sizeof(name));
+	name[sizeof(name) - 1] = 0;
+	CHECK(!name[0] && !strncmp(name + 1, "p2pbuf-dmabuf/", 14));
 	CHECK(ctl_expect(ca[0], 'a'));
 	CHECK(waitpid(pa, &st, 0) == pa && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	pa = -1;
-	CHECK(ctl_recv(cb[0], name, sizeof(name)) == (ssize_t)sizeof(name));
-	name[sizeof(name) - 1] = 0;
-	CHECK(!name[0] && !strncmp(name + 1, "p2pbuf-dmabuf/", 14));
 	/* A is gone, B has not used the fd yet: the export is still held by the token. */
 	CHECK_ERR(try_bind(name), -EADDRINUSE);
 	x = 'g';
 	ctl_send(cb[0], &x, 1);
 
-	t_section("a third client revokes");
+	t_section(door ? "door: a third client revokes" : "a third client revokes");
 	c = connect_gpu("0000:41:00.0");
 	if (!c)
 		goto out;
 	CHECK_OK(p2p_vfio_device_open(p2p_vfio_user_client_pci(c), &vc));
 	CHECK_OK(p2p_vfio_device_mmap(vc, NULL, BAR2, PROT_READ | PROT_WRITE, MAP_SHARED,
 				      P2P_VFIO_REGION_OFFSET(2), (void **)&mc));
-	CHECK(ctl_expect(cb[0], '1')); /* B maps, DMAs, and its writer runs */
+	CHECK(ctl_expect(cb[0], '1')); /* B maps, DMAs (and its writer runs) */
 	t0 = now_s();
 	CHECK_OK(p2p_vfio_config_write(vc, 0x04, 2, 0x0004)); /* memory decoding off */
-	printf("# revoke returned after %.1f ms (B acked)\n", (now_s() - t0) * 1e3);
+	printf("# %srevoke returned after %.1f ms (B acked)\n", door ? "door: " : "",
+	       (now_s() - t0) * 1e3);
 	x = 'r';
 	ctl_send(cb[0], &x, 1);
-	CHECK(ctl_recv(cb[0], &last, 1) == 1);
+	if (door)
+		CHECK(ctl_expect(cb[0], 'R'));
+	else
+		CHECK(ctl_recv(cb[0], &last, 1) == 1);
 
-	t_section("restore");
+	t_section(door ? "door: restore" : "restore");
 	CHECK_OK(p2p_vfio_config_write(vc, 0x04, 2, 0x0006));
-	/* Nothing of B landed after the revoke returned: the memory holds B's last store. */
 	for (int i = 0; i < 500 && t_read_faults(mc); i++)
 		usleep(10000);
-	CHECK(mc && !t_read_faults(mc + OFF) && mc[OFF + 8] == (uint8_t)last);
-	printf("# B's last store before the revoke: %u, in memory after it: %u\n", (uint8_t)last,
-	       mc ? mc[OFF + 8] : 0);
+	if (!door) {
+		/* Nothing of B landed after the revoke returned: the memory holds B's last store. */
+		CHECK(mc && !t_read_faults(mc + OFF) && mc[OFF + 8] == (uint8_t)last);
+		printf("# B's last store before the revoke: %u, in memory after it: %u\n",
+		       (uint8_t)last, mc ? mc[OFF + 8] : 0);
+	}
 	x = 'o';
 	ctl_send(cb[0], &x, 1);
 	CHECK(ctl_expect(cb[0], 'O'));
 
-	t_section("reset");
-	t0 = now_s();
-	CHECK_OK(p2p_vfio_device_reset(vc));
-	printf("# reset (revoke, B's ack, restore) returned after %.1f ms\n", (now_s() - t0) * 1e3);
-	x = 's';
-	ctl_send(cb[0], &x, 1);
-	CHECK(ctl_expect(cb[0], 'S'));
+	if (!door) {
+		t_section("reset");
+		t0 = now_s();
+		CHECK_OK(p2p_vfio_device_reset(vc));
+		printf("# reset (revoke, B's ack, restore) returned after %.1f ms\n",
+		       (now_s() - t0) * 1e3);
+		x = 's';
+		ctl_send(cb[0], &x, 1);
+		CHECK(ctl_expect(cb[0], 'S'));
+	}
 
-	t_section("B closes last: the export goes");
+	t_section(door ? "door: B closes last" : "B closes last: the export goes");
 	CHECK_ERR(try_bind(name), -EADDRINUSE);
 	x = 'c';
 	ctl_send(cb[0], &x, 1);
 	CHECK(ctl_expect(cb[0], 'C'));
-	/* B is still there, its fd closed: the server lets go of the export. */
+	/* B is still there (or exiting, for the door), its fd closed: the server lets go. */
 	t0 = now_s();
 	while (try_bind(name) == -EADDRINUSE && now_s() - t0 < 2)
 		usleep(1000);
 	CHECK_OK(try_bind(name));
-	printf("# the server let the export go %.1f ms after B closed its fd\n",
-	       (now_s() - t0) * 1e3);
-	x = 'e';
-	ctl_send(cb[0], &x, 1);
+	printf("# %sthe server let the export go %.1f ms after B closed its fd\n",
+	       door ? "door: " : "", (now_s() - t0) * 1e3);
+	if (!door) {
+		x = 'e';
+		ctl_send(cb[0], &x, 1);
+	}
 	CHECK(waitpid(pb, &st, 0) == pb && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	pb = -1;
-
 out:
 	if (mc)
 		p2p_munmap(mc, BAR2);
@@ -569,7 +576,34 @@ out:
 		close(ca[0]);
 	if (cb[0] >= 0)
 		close(cb[0]);
-	if (server > 0) {
+}
+
+int main(int argc, char **argv)
+{
+	pid_t server;
+	char p[128];
+
+	signal(SIGPIPE, SIG_IGN);
+	if (argc == 3) {
+		snprintf(dir, sizeof(dir), "%s", argv[2]);
+		if (!strcmp(argv[1], "A"))
+			return child_a();
+		if (!strcmp(argv[1], "B"))
+			return child_b();
+	}
+	t_begin();
+	t_require_uffd();
+	test_not_a_token();
+	snprintf(dir, sizeof(dir), "/tmp/p2p-vut-XXXXXX");
+	if (!mkdtemp(dir))
+		t_skip("no temporary directory");
+	server = serve();
+	if (server < 0) {
+		fprintf(stderr, "p2pbuf serve did not start\n");
+		t_failures++;
+	} else {
+		run(false);
+		run(true);
 		kill(server, SIGTERM);
 		waitpid(server, NULL, 0);
 	}
