@@ -1039,8 +1039,11 @@ static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, 
 	list_add_tail(&e->node, &c->exports);
 	pthread_mutex_unlock(&c->lock);
 	e = NULL;
-	if (rep.flags & VFIO_USER_P2P_DMABUF_F_FOR_GOOD)
-		p2p_dmabuf_revoke(buf, P2P_DMABUF_PERM_REVOKED);
+	/*
+	 * Revoked when the reply was made (DMABUF_GET): it starts revoked (for
+	 * good, too: no restore notice ever comes then).  No revoke here: the
+	 * resolver runs under the file layer's resolve_lock, below resv.
+	 */
 	*out = buf;
 out:
 	free(e);
