@@ -68,18 +68,19 @@ int file_create(const struct p2p_file_ops *ops, void *priv, const char *name, in
  * struct fd_resolver_ops - who may claim an fd that no file of this process is
  * @kind:    the p2p_file_ops name of the files it creates ("dmabuf"): only
  *           lookups that want that kind (or any) ask it
- * @resolve: called on the miss path of p2p_file_from_fd() and p2p_fd_adopt()
- *           with resolve_lock held (outermost; it may take any other lock and
- *           block), @st the fd's fstat(2).  Return -ENOENT if @fd is not its
- *           own, having written nothing to it; else 0 with *@out a new file
- *           (one reference, which moves to @fd) whose token is a dup of @fd
- *           (file_create()), or -errno.
+ * @claims:  on the miss path of p2p_file_from_fd() and p2p_fd_adopt(), no
+ *           lock held, @st the fd's fstat(2): is @fd its own?  Cheap, and
+ *           writes nothing to @fd.
+ * @resolve: then, with resolve_lock held (docs/locking.md; it may block):
+ *           0 with *@out a new file (one reference, which moves to @fd)
+ *           whose token is a dup of @fd (file_create()), or -errno.
  *
  * Registered by a subsystem (the vfio-user client) with
  * fd_resolver_register(); the core knows nothing of how fds are claimed.
  */
 struct fd_resolver_ops {
 	const char *kind;
+	bool (*claims)(int fd, const struct stat *st);
 	int (*resolve)(int fd, const struct stat *st, struct p2p_file **out);
 };
 int fd_resolver_register(const struct fd_resolver_ops *ops);

@@ -293,23 +293,30 @@ static struct p2p_file *find_locked(dev_t dev, ino_t ino)
 	return NULL;
 }
 
-/* The file of an open fd by inode, with a reference; NULL if it is none of ours. */
-static struct p2p_file *file_by_inode(int fd, int *err)
+/* file_by_inode() that leaves the fd's fstat(2) in *@st (for the miss path). */
+static struct p2p_file *file_by_inode_st(int fd, int *err, struct stat *st)
 {
 	struct p2p_file *f;
-	struct stat st;
 
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	if (fd < 0 || fstat(fd, st) < 0) {
 		*err = -EBADF;
 		return NULL;
 	}
 	pthread_rwlock_rdlock(&tab_lock);
-	f = find_locked(st.st_dev, st.st_ino);
+	f = find_locked(st->st_dev, st->st_ino);
 	if (f && !p2p_file_tryget(f))
 		f = NULL;
 	pthread_rwlock_unlock(&tab_lock);
 	*err = f ? 0 : -EINVAL;
 	return f;
+}
+
+/* The file of an open fd by inode, with a reference; NULL if it is none of ours. */
+static struct p2p_file *file_by_inode(int fd, int *err)
+{
+	struct stat st;
+
+	return file_by_inode_st(fd, err, &st);
 }
 
 /*
@@ -351,7 +358,7 @@ int fd_resolver_register(const struct fd_resolver_ops *ops)
 	unsigned int n;
 	int ret = 0;
 
-	if (!ops || !ops->resolve || !ops->kind)
+	if (!ops || !ops->claims || !ops->resolve || !ops->kind)
 		return -EINVAL;
 	pthread_mutex_lock(&resolve_lock);
 	n = atomic_load(&nr_resolvers);
@@ -377,41 +384,35 @@ out:
  * p2p_fd_adopt().  Return: the file with a reference for the caller, or
  * NULL with *@err -EINVAL (nobody's) or the resolver's error.
  */
-static struct p2p_file *file_resolve(int fd, const struct p2p_file_ops *ops, int *err)
+static struct p2p_file *file_resolve(int fd, const struct stat *st0,
+				     const struct p2p_file_ops *ops, int *err)
 {
 	unsigned int n = atomic_load_explicit(&nr_resolvers, memory_order_acquire);
 	struct p2p_file *f = NULL, *stale;
+	const struct fd_resolver_ops *r;
+	unsigned int i;
 	struct stat st;
 
-	if (!n)
-		return NULL;
+	/* Who claims it: a cheap look that writes nothing, no lock. */
+	for (i = 0; i < n; i++) {
+		r = atomic_load(&resolvers[i]);
+		if ((!ops || !strcmp(ops->name, r->kind)) && r->claims(fd, st0))
+			break;
+	}
+	if (i == n)
+		return NULL; /* *err stays -EINVAL: nobody's */
 	pthread_mutex_lock(&resolve_lock);
 	/* Another thread may have resolved the same token meanwhile. */
-	f = file_by_inode(fd, err);
+	f = file_by_inode_st(fd, err, &st);
 	if (f || *err != -EINVAL)
 		goto out;
-	if (fstat(fd, &st) < 0) {
-		*err = -EBADF;
-		goto out;
-	}
-	for (unsigned int i = 0; i < n && !f; i++) {
-		const struct fd_resolver_ops *r = atomic_load(&resolvers[i]);
-		int ret;
-
-		if (ops && strcmp(ops->name, r->kind))
-			continue;
-		ret = r->resolve(fd, &st, &f);
-		if (ret == -ENOENT)
-			continue; /* not this resolver's: @fd was left untouched */
+	{
+		int ret = r->resolve(fd, &st, &f);
 		if (ret) {
 			*err = ret;
 			f = NULL;
 			goto out;
 		}
-	}
-	if (!f) {
-		*err = -EINVAL;
-		goto out;
 	}
 	/* The resolver's reference moves to @fd; the caller gets its own. */
 	p2p_file_get(f);
@@ -429,10 +430,12 @@ P2P_API int p2p_file_from_fd(int fd, const struct p2p_file_ops *ops, struct p2p_
 	int err = 0;
 	struct p2p_file *f = file_by_tag(fd);
 
+	struct stat st;
+
 	if (!f)
-		f = file_by_inode(fd, &err);
+		f = file_by_inode_st(fd, &err, &st);
 	if (!f && err == -EINVAL)
-		f = file_resolve(fd, ops, &err); /* only on a miss: no cost for our own fds */
+		f = file_resolve(fd, &st, ops, &err); /* only on a miss: no cost for our own fds */
 	if (!f)
 		return err;
 	if (ops && f->ops != ops) {
@@ -657,12 +660,13 @@ P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
 P2P_API int p2p_fd_adopt(int fd)
 {
 	int err;
-	struct p2p_file *f = file_by_inode(fd, &err);
+	struct stat st;
+	struct p2p_file *f = file_by_inode_st(fd, &err, &st);
 	struct p2p_file *old;
 
 	if (!f && err == -EINVAL) {
 		/* A foreign fd a resolver claims is adopted by resolving it. */
-		f = file_resolve(fd, NULL, &err);
+		f = file_resolve(fd, &st, NULL, &err);
 		if (f)
 			p2p_file_put(f);
 		return f ? 0 : err;
