@@ -1251,6 +1251,12 @@ static void *token_main(void *arg)
 				cap = ncap;
 			}
 		}
+		if (!cap) {
+			/* No memory for the first array: try again shortly. */
+			pthread_mutex_unlock(&srv->tok_lock);
+			usleep(10000);
+			continue;
+		}
 		pfd[n++] = (struct pollfd){ .fd = srv->tok_pipe[0], .events = POLLIN };
 		for (struct vu_token *t = srv->tokens; t && n < cap; t = t->next) {
 			tv[n] = t;
