@@ -15,7 +15,7 @@ if [ "${1:-}" = --check ]; then
 	check=1
 	shift
 fi
-targets=${*:-vfio-ioctl vfio-ops iommufd heap devices uring door-config vfio-user}
+targets=${*:-vfio-ioctl vfio-ops iommufd heap devices uring door-config vfio-user vfio-user-token}
 dir=build-fuzz
 
 if [ -z "$(find /usr/lib/llvm-* -name 'libclang_rt.fuzzer-x86_64.a' 2>/dev/null | head -1)" ] ||

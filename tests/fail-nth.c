@@ -1141,6 +1141,8 @@ static int vu_reply(int s, uint16_t cmd, struct vu_rep *r, size_t *len)
 	if (poll(&pf, 1, 5000) != 1)
 		return VU_HANG;
 	n = recvmsg(s, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+	if (n < 0) /* the control buffer holds nothing of this call: no fds to take */
+		return errno == ECONNRESET ? VU_EOF : VU_BAD;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
 			for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
@@ -1152,7 +1154,7 @@ static int vu_reply(int s, uint16_t cmd, struct vu_rep *r, size_t *len)
 				else
 					close(fd);
 			}
-	if (n == 0 || (n < 0 && errno == ECONNRESET))
+	if (n == 0)
 		return VU_EOF;
 	if (n != sizeof(r->h) || r->h.msg_size < sizeof(r->h) ||
 	    r->h.msg_size - sizeof(r->h) > sizeof(r->p))

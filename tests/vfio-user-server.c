@@ -180,9 +180,20 @@ static int raw_recv(int s, struct rep *r)
 	ssize_t n = recvmsg(s, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
 	if (n != sizeof(r->h))
 		return -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_type == SCM_RIGHTS)
-			memcpy(&r->fd, CMSG_DATA(c), sizeof(int));
+	/* The first fd is kept; more (an export's token) are closed: we never pass them on. */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (r->fd < 0)
+				r->fd = f;
+			else
+				close(f);
+		}
+	}
 	r->len = r->h.msg_size - sizeof(r->h);
 	if (r->len > sizeof(r->p))
 		return -1;

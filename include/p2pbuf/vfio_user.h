@@ -159,6 +159,12 @@ P2P_API bool p2p_vfio_user_client_alive(struct p2p_vfio_user_client *c);
  * io_uring, passing it on), revoked locally (CPU zap, importers drained)
  * when the server says its export is revoked, before the client acks.
  *
+ * The fd is the export's token (a socket the server watches, see
+ * docs/vfio-user.md): passed to another process (SCM_RIGHTS), the
+ * library there resolves it to the same memory with its own connection
+ * and revocation; the server keeps the export until the last copy of the
+ * fd is closed in every process.
+ *
  * Return: a new dma-buf fd (close with p2p_close()), -EOPNOTSUPP (the
  * extension was not negotiated), -ENODEV (the server is gone), or the
  * server's errno (the kernel's for the ioctl).

@@ -11,6 +11,7 @@
 #ifndef P2PBUF_CORE_H
 #define P2PBUF_CORE_H
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <p2pbuf/dmabuf.h>
@@ -52,6 +53,41 @@ struct p2p_attachment {
 struct cpu_map;
 
 struct p2p_file;
+struct p2p_file;
+struct p2p_file_ops;
+/*
+ * p2p_file_create() with @token_fd >= 0: the file adopts @token_fd (owned by
+ * the file on success, the caller's on failure) as its token instead of a
+ * new memfd, so every fd on that inode (dups, fork and SCM_RIGHTS copies)
+ * is the file.  -EEXIST if a file of that token exists.
+ */
+int file_create(const struct p2p_file_ops *ops, void *priv, const char *name, int flags,
+		int token_fd, struct p2p_file **out);
+
+/**
+ * struct fd_resolver_ops - who may claim an fd that no file of this process is
+ * @kind:    the p2p_file_ops name of the files it creates ("dmabuf"): only
+ *           lookups that want that kind (or any) ask it
+ * @claims:  on the miss path of p2p_file_from_fd() and p2p_fd_adopt(), no
+ *           lock held, @st the fd's fstat(2): is @fd its own?  Cheap, and
+ *           writes nothing to @fd.
+ * @resolve: then, with resolve_lock held (docs/locking.md; it may block):
+ *           0 with *@out a new file (one reference, which moves to @fd)
+ *           whose token is a dup of @fd (file_create()), or -errno.
+ *
+ * Registered by a subsystem (the vfio-user client) with
+ * fd_resolver_register(); the core knows nothing of how fds are claimed.
+ */
+struct fd_resolver_ops {
+	const char *kind;
+	bool (*claims)(int fd, const struct stat *st);
+	int (*resolve)(int fd, const struct stat *st, struct p2p_file **out);
+};
+int fd_resolver_register(const struct fd_resolver_ops *ops);
+/* p2p_dmabuf_export() whose file adopts @token_fd (see file_create()); -1: a new token. */
+int dmabuf_export_token(const struct p2p_dmabuf_export_info *info, int token_fd,
+			struct p2p_dmabuf **out);
+
 /* The inode of the file's token, recorded at p2p_file_create() (src/core/file.c). */
 ino_t file_ino(const struct p2p_file *file);
 /*

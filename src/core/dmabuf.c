@@ -133,6 +133,12 @@ static const struct p2p_file_ops dmabuf_fops = {
 
 P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct p2p_dmabuf **out)
 {
+	return dmabuf_export_token(info, -1, out);
+}
+
+int dmabuf_export_token(const struct p2p_dmabuf_export_info *info, int token_fd,
+			struct p2p_dmabuf **out)
+{
 	const size_t known = sizeof(*info);
 	struct p2p_dmabuf *buf;
 	uint64_t size = 0;
@@ -196,8 +202,8 @@ P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct 
 	list_init(&buf->db_node);
 
 	/* dma_buf_getfile(): the file's flags are the access mode and O_NONBLOCK. */
-	ret = p2p_file_create(&dmabuf_fops, buf, buf->name, open_flags & (O_ACCMODE | O_NONBLOCK),
-			      &buf->file);
+	ret = file_create(&dmabuf_fops, buf, buf->name, open_flags & (O_ACCMODE | O_NONBLOCK),
+			  token_fd, &buf->file);
 	if (ret)
 		goto err_ranges;
 	pthread_mutex_lock(&db_lock);

@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -97,8 +98,10 @@ static struct fd_slot *fd_slot(int fd, bool create)
 	return &chunk[(unsigned int)fd % FD_CHUNK];
 }
 
-P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const char *name,
-			    int flags, struct p2p_file **out)
+static struct p2p_file *find_locked(dev_t dev, ino_t ino);
+
+int file_create(const struct p2p_file_ops *ops, void *priv, const char *name, int flags,
+		int token_fd, struct p2p_file **out)
 {
 	struct p2p_file *f;
 	char tname[96];
@@ -116,11 +119,15 @@ P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const ch
 	f->priv = priv;
 	f->flags = flags & ~O_CLOEXEC;
 	pthread_mutex_init(&f->pos_lock, NULL);
-	snprintf(tname, sizeof(tname), "%s:%s", ops->name, name ? name : "");
-	f->token_fd = token_fd_create(tname);
-	if (f->token_fd < 0) {
-		ret = f->token_fd;
-		goto err_free;
+	if (token_fd >= 0) {
+		f->token_fd = token_fd;
+	} else {
+		snprintf(tname, sizeof(tname), "%s:%s", ops->name, name ? name : "");
+		f->token_fd = token_fd_create(tname);
+		if (f->token_fd < 0) {
+			ret = f->token_fd;
+			goto err_free;
+		}
 	}
 	if (fstat(f->token_fd, &st) < 0) {
 		ret = -errno;
@@ -128,11 +135,26 @@ P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const ch
 	}
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
-	f->tag = FILE_TAG_BASE + (off_t)(atomic_fetch_add(&file_serial, 1) & ((1ull << 60) - 1));
-	if (lseek(f->token_fd, f->tag, SEEK_SET) != f->tag)
-		f->tag = -1; /* no fast path for this file: lookups take fstat(2) */
+	/*
+	 * An adopted token that cannot seek (a socket: ESPIPE) or whose
+	 * position is not ours to set has no tag: its fds resolve by fstat(2)
+	 * and the inode table, as do dups, fork and SCM_RIGHTS copies.
+	 */
+	f->tag = -1;
+	if (token_fd < 0) {
+		f->tag = FILE_TAG_BASE +
+			 (off_t)(atomic_fetch_add(&file_serial, 1) & ((1ull << 60) - 1));
+		if (lseek(f->token_fd, f->tag, SEEK_SET) != f->tag)
+			f->tag = -1; /* no fast path for this file: lookups take fstat(2) */
+	}
 	h = hash(f->dev, f->ino);
 	pthread_rwlock_wrlock(&tab_lock);
+	if (token_fd >= 0 && find_locked(f->dev, f->ino)) {
+		/* One file per token: the inode table must name one file. */
+		pthread_rwlock_unlock(&tab_lock);
+		ret = -EEXIST;
+		goto err_free;
+	}
 	f->hnext = buckets[h];
 	buckets[h] = f;
 	pthread_rwlock_unlock(&tab_lock);
@@ -140,11 +162,18 @@ P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const ch
 	return 0;
 
 err_close:
-	close(f->token_fd);
+	if (token_fd < 0)
+		close(f->token_fd);
 err_free:
 	pthread_mutex_destroy(&f->pos_lock);
 	free(f);
 	return ret;
+}
+
+P2P_API int p2p_file_create(const struct p2p_file_ops *ops, void *priv, const char *name,
+			    int flags, struct p2p_file **out)
+{
+	return file_create(ops, priv, name, flags, -1, out);
 }
 
 P2P_API struct p2p_file *p2p_file_get(struct p2p_file *file)
@@ -264,23 +293,30 @@ static struct p2p_file *find_locked(dev_t dev, ino_t ino)
 	return NULL;
 }
 
-/* The file of an open fd by inode, with a reference; NULL if it is none of ours. */
-static struct p2p_file *file_by_inode(int fd, int *err)
+/* file_by_inode() that leaves the fd's fstat(2) in *@st (for the miss path). */
+static struct p2p_file *file_by_inode_st(int fd, int *err, struct stat *st)
 {
 	struct p2p_file *f;
-	struct stat st;
 
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	if (fd < 0 || fstat(fd, st) < 0) {
 		*err = -EBADF;
 		return NULL;
 	}
 	pthread_rwlock_rdlock(&tab_lock);
-	f = find_locked(st.st_dev, st.st_ino);
+	f = find_locked(st->st_dev, st->st_ino);
 	if (f && !p2p_file_tryget(f))
 		f = NULL;
 	pthread_rwlock_unlock(&tab_lock);
 	*err = f ? 0 : -EINVAL;
 	return f;
+}
+
+/* The file of an open fd by inode, with a reference; NULL if it is none of ours. */
+static struct p2p_file *file_by_inode(int fd, int *err)
+{
+	struct stat st;
+
+	return file_by_inode_st(fd, err, &st);
 }
 
 /*
@@ -308,13 +344,98 @@ static struct p2p_file *file_by_tag(int fd)
 	return f;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Foreign fds                                                             */
+
+#define MAX_RESOLVERS 4
+static _Atomic(const struct fd_resolver_ops *) resolvers[MAX_RESOLVERS];
+static atomic_uint nr_resolvers;
+/* Serializes resolving (one file per token); taken before any other library lock. */
+static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int fd_resolver_register(const struct fd_resolver_ops *ops)
+{
+	unsigned int n;
+	int ret = 0;
+
+	if (!ops || !ops->claims || !ops->resolve || !ops->kind)
+		return -EINVAL;
+	pthread_mutex_lock(&resolve_lock);
+	n = atomic_load(&nr_resolvers);
+	for (unsigned int i = 0; i < n; i++)
+		if (atomic_load(&resolvers[i]) == ops)
+			goto out;
+	if (n == MAX_RESOLVERS) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	atomic_store(&resolvers[n], ops);
+	atomic_store_explicit(&nr_resolvers, n + 1, memory_order_release);
+out:
+	pthread_mutex_unlock(&resolve_lock);
+	return ret;
+}
+
+/*
+ * The miss path of a lookup: @fd is open and names no file of ours.  Each
+ * registered resolver whose kind is @ops's (any, for NULL) may claim it by
+ * creating a file whose token is a dup of @fd (file_create()); @fd then
+ * holds that file's first reference in the fd table, as after
+ * p2p_fd_adopt().  Return: the file with a reference for the caller, or
+ * NULL with *@err -EINVAL (nobody's) or the resolver's error.
+ */
+static struct p2p_file *file_resolve(int fd, const struct stat *st0,
+				     const struct p2p_file_ops *ops, int *err)
+{
+	unsigned int n = atomic_load_explicit(&nr_resolvers, memory_order_acquire);
+	struct p2p_file *f = NULL, *stale;
+	const struct fd_resolver_ops *r;
+	unsigned int i;
+	struct stat st;
+
+	/* Who claims it: a cheap look that writes nothing, no lock. */
+	for (i = 0; i < n; i++) {
+		r = atomic_load(&resolvers[i]);
+		if ((!ops || !strcmp(ops->name, r->kind)) && r->claims(fd, st0))
+			break;
+	}
+	if (i == n)
+		return NULL; /* *err stays -EINVAL: nobody's */
+	pthread_mutex_lock(&resolve_lock);
+	/* Another thread may have resolved the same token meanwhile. */
+	f = file_by_inode_st(fd, err, &st);
+	if (f || *err != -EINVAL)
+		goto out;
+	{
+		int ret = r->resolve(fd, &st, &f);
+		if (ret) {
+			*err = ret;
+			f = NULL;
+			goto out;
+		}
+	}
+	/* The resolver's reference moves to @fd; the caller gets its own. */
+	p2p_file_get(f);
+	if (!fd_table_set(fd, f, &stale))
+		p2p_file_put(f); /* no slot: the caller's reference is the last */
+	p2p_file_put(stale);
+	*err = 0;
+out:
+	pthread_mutex_unlock(&resolve_lock);
+	return f;
+}
+
 P2P_API int p2p_file_from_fd(int fd, const struct p2p_file_ops *ops, struct p2p_file **out)
 {
 	int err = 0;
 	struct p2p_file *f = file_by_tag(fd);
 
+	struct stat st;
+
 	if (!f)
-		f = file_by_inode(fd, &err);
+		f = file_by_inode_st(fd, &err, &st);
+	if (!f && err == -EINVAL)
+		f = file_resolve(fd, &st, ops, &err); /* only on a miss: no cost for our own fds */
 	if (!f)
 		return err;
 	if (ops && f->ops != ops) {
@@ -539,9 +660,17 @@ P2P_API int p2p_fd_dup3(int oldfd, int newfd, int flags)
 P2P_API int p2p_fd_adopt(int fd)
 {
 	int err;
-	struct p2p_file *f = file_by_inode(fd, &err);
+	struct stat st;
+	struct p2p_file *f = file_by_inode_st(fd, &err, &st);
 	struct p2p_file *old;
 
+	if (!f && err == -EINVAL) {
+		/* A foreign fd a resolver claims is adopted by resolving it. */
+		f = file_resolve(fd, &st, NULL, &err);
+		if (f)
+			p2p_file_put(f);
+		return f ? 0 : err;
+	}
 	if (!f)
 		return err;
 	if (!fd_table_set(fd, f, &old)) { /* f's reference moves to the fd */

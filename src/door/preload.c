@@ -1352,7 +1352,14 @@ EXPORT ssize_t recvmsg(int sock, struct msghdr *msg, int flags)
 			int fd;
 
 			memcpy(&fd, &fds[i], sizeof(fd));
-			p2p_fd_adopt(fd); /* -EINVAL: not a p2pbuf file, nothing to do */
+			/*
+			 * -EINVAL: not a p2pbuf file, nothing to do.  A foreign fd
+			 * the file layer's resolvers claim (another process's
+			 * exported dma-buf) is a p2pbuf file from now on.
+			 */
+			if (!p2p_fd_adopt(fd) &&
+			    !atomic_load_explicit(&door_active, memory_order_relaxed))
+				atomic_store_explicit(&door_active, true, memory_order_release);
 		}
 	}
 	return r;

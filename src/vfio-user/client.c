@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -99,6 +100,12 @@ struct p2p_vfio_user_client {
 	 */
 	uint32_t max_fds, max_xfer;
 	bool p2p;
+	/*
+	 * A connection attached through a token (vu_resolve()): no function,
+	 * one export; its threads are detached and hold a reference each, and
+	 * the export's release ends the connection.
+	 */
+	bool token_conn;
 	struct p2p_pci_dev *pdev;
 	struct vu_region regions[VU_MAX_REGIONS];
 	uint32_t nr_regions, dev_flags;
@@ -278,6 +285,8 @@ static void *reader_main(void *arg)
 			pthread_cond_broadcast(&c->cond); /* a caller came meanwhile: its role */
 	}
 	pthread_mutex_unlock(&c->lock);
+	if (c->token_conn)
+		client_put(c);
 	return NULL;
 }
 
@@ -463,11 +472,10 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	revoke = r.flags & VFIO_USER_P2P_REVOKE_F_REVOKED;
 	for_good = r.flags & VFIO_USER_P2P_REVOKE_F_FOR_GOOD;
 	pthread_mutex_lock(&c->lock);
-	if (!c->pdev) {
-		if (r.export_id == VFIO_USER_P2P_EXPORT_REGIONS)
-			c->early_regions = !revoke  ? P2P_PCI_BACKEND_OK :
-					   for_good ? P2P_PCI_BACKEND_GONE :
-						      P2P_PCI_BACKEND_REVOKED;
+	if (!c->pdev && r.export_id == VFIO_USER_P2P_EXPORT_REGIONS) {
+		c->early_regions = !revoke  ? P2P_PCI_BACKEND_OK :
+				   for_good ? P2P_PCI_BACKEND_GONE :
+					      P2P_PCI_BACKEND_REVOKED;
 		pthread_mutex_unlock(&c->lock);
 		if (revoke)
 			reply_to(c, &m->hdr, NULL, 0);
@@ -579,6 +587,8 @@ static void *worker_main(void *arg)
 	c->gone_done = true;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	if (c->token_conn)
+		client_put(c);
 	return NULL;
 }
 
@@ -933,6 +943,12 @@ static void exp_release(struct p2p_dmabuf *buf)
 	pthread_mutex_unlock(&c->lock);
 	if (tell)
 		vu_post_close(c, &cl);
+	if (c->token_conn) {
+		/* Its one export is gone: so is the connection (its threads drop theirs). */
+		pthread_mutex_lock(&c->lock);
+		mark_dead_locked(c);
+		pthread_mutex_unlock(&c->lock);
+	}
 	p2p_mem_put(e->mem);
 	free(e);
 	client_put(c);
@@ -946,6 +962,95 @@ static const struct p2p_dmabuf_ops exp_ops = {
 	.iommufd_map = exp_iommufd_map,
 };
 
+/*
+ * The local dma-buf of an export reply @r (struct vfio_user_p2p_dmabuf with
+ * @nr ranges, 0: as many as it says; the memory is fds[0]), with @token_fd
+ * (taken over on success; -1: a new token) as its file's token.  Return:
+ * 0 with *@out holding one reference, or -errno (the export closed).
+ */
+static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, uint32_t nr,
+			const char *name, uint32_t open_flags, int token_fd,
+			struct p2p_dmabuf **out)
+{
+	struct vfio_user_p2p_dmabuf rep;
+	struct p2p_phys_range *pr = NULL;
+	struct vu_export *e = NULL;
+	struct p2p_dmabuf *buf;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	int ret = -EPROTO;
+
+	if (r->size < sizeof(r->hdr) + sizeof(rep) || r->nr_fds < 1)
+		return -EPROTO;
+	memcpy(&rep, r->buf + sizeof(r->hdr), sizeof(rep));
+	if (!nr)
+		nr = rep.nr_ranges;
+	if (!rep.nr_ranges || rep.nr_ranges != nr || nr > 1024 ||
+	    r->size - sizeof(r->hdr) - sizeof(rep) < rep.nr_ranges * sizeof(rep.ranges[0]))
+		return -EPROTO;
+	pr = calloc(nr, sizeof(*pr));
+	e = calloc(1, sizeof(*e));
+	if (!pr || !e) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < nr; i++) {
+		struct vfio_user_p2p_dmabuf_range rg;
+
+		memcpy(&rg, r->buf + sizeof(r->hdr) + sizeof(rep) + i * sizeof(rg), sizeof(rg));
+		if (!rg.length || rg.fd_offset + rg.length < rg.fd_offset)
+			goto out;
+		lo = MIN(lo, rg.fd_offset);
+		hi = MAX(hi, rg.fd_offset + rg.length);
+		pr[i].offset = rg.fd_offset;
+		pr[i].length = rg.length;
+	}
+	lo &= ~(uint64_t)P2P_PAGE_MASK;
+	hi = ALIGN_UP(hi, P2P_PAGE_SIZE);
+	ret = p2p_mem_create_from_fd(r->fds[0], lo, hi - lo, 0, &e->mem);
+	if (ret)
+		goto out;
+	for (uint32_t i = 0; i < nr; i++) {
+		pr[i].mem = e->mem;
+		pr[i].offset -= lo;
+	}
+	e->c = c;
+	e->id = rep.export_id;
+	atomic_fetch_add(&c->refs, 1);
+	struct p2p_dmabuf_export_info info = {
+		.argsz = sizeof(info), .flags = P2P_EXPORT_OPEN_FLAGS, .name = name,
+		.ops = &exp_ops, .priv = e, .nr_ranges = nr, .ranges = pr,
+		.open_flags = open_flags,
+	};
+
+	if (rep.flags & VFIO_USER_P2P_DMABUF_F_REVOKED)
+		info.flags |= P2P_EXPORT_REVOKED;
+	list_init(&e->node);
+	ret = dmabuf_export_token(&info, token_fd, &buf);
+	if (ret) {
+		struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl), .export_id = e->id };
+
+		vu_post_close(c, &cl);
+		p2p_mem_put(e->mem);
+		client_put(c);
+		goto out;
+	}
+	e->buf = buf;
+	pthread_mutex_lock(&c->lock);
+	list_add_tail(&e->node, &c->exports);
+	pthread_mutex_unlock(&c->lock);
+	e = NULL;
+	/*
+	 * Revoked when the reply was made (DMABUF_GET): it starts revoked (for
+	 * good, too: no restore notice ever comes then).  No revoke here: the
+	 * resolver runs under the file layer's resolve_lock, below resv.
+	 */
+	*out = buf;
+out:
+	free(e);
+	free(pr);
+	return ret;
+}
+
 P2P_API int p2p_vfio_user_dmabuf_export(struct p2p_vfio_user_client *c, uint32_t bar,
 					const struct vfio_region_dma_range *ranges, uint32_t nr,
 					uint32_t open_flags)
@@ -954,91 +1059,35 @@ P2P_API int p2p_vfio_user_dmabuf_export(struct p2p_vfio_user_client *c, uint32_t
 						       VFIO_DEVICE_FEATURE_DMA_BUF };
 	struct vfio_device_feature_dma_buf d = { .region_index = bar, .open_flags = open_flags,
 						 .nr_ranges = nr };
-	struct vfio_user_p2p_dmabuf rep;
-	struct p2p_phys_range *pr = NULL;
-	struct vu_export *e = NULL;
 	struct p2p_dmabuf *buf;
 	struct vu_msg r;
-	uint64_t lo = UINT64_MAX, hi = 0;
-	int ret, fd = -1;
+	char name[64];
+	int ret, tok;
 
 	if (!c || (!ranges && nr) || nr > 1024)
 		return -EINVAL;
 	if (!vu_p2p(c))
 		return -EOPNOTSUPP;
-	f.argsz = (uint32_t)(sizeof(rep) + nr * sizeof(struct vfio_user_p2p_dmabuf_range));
+	f.argsz = (uint32_t)(sizeof(struct vfio_user_p2p_dmabuf) +
+			     nr * sizeof(struct vfio_user_p2p_dmabuf_range));
 	struct iovec iov[3] = { { &f, sizeof(f) }, { &d, sizeof(d) },
 				{ (void *)ranges, nr * sizeof(*ranges) } };
 
 	ret = vu_call(c, VFIO_USER_DEVICE_FEATURE, iov, nr ? 3 : 2, NULL, 0, &r);
 	if (ret)
 		return ret;
+	/* fds[1]: the export's token, our file's token (what a program passes on is the export). */
 	ret = -EPROTO;
-	if (r.size < sizeof(r.hdr) + sizeof(rep) || r.nr_fds != 1)
+	if (r.nr_fds != 2)
 		goto out;
-	memcpy(&rep, r.buf + sizeof(r.hdr), sizeof(rep));
-	if (!rep.nr_ranges || rep.nr_ranges != nr ||
-	    r.size - sizeof(r.hdr) - sizeof(rep) < rep.nr_ranges * sizeof(rep.ranges[0]))
-		goto out;
-	fd = r.fds[0];
-	pr = calloc(nr, sizeof(*pr));
-	e = calloc(1, sizeof(*e));
-	if (!pr || !e) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	for (uint32_t i = 0; i < nr; i++) {
-		struct vfio_user_p2p_dmabuf_range rg;
-
-		memcpy(&rg, r.buf + sizeof(r.hdr) + sizeof(rep) + i * sizeof(rg), sizeof(rg));
-		if (!rg.length || rg.fd_offset + rg.length < rg.fd_offset)
-			goto out_close;
-		lo = MIN(lo, rg.fd_offset);
-		hi = MAX(hi, rg.fd_offset + rg.length);
-		pr[i].offset = rg.fd_offset;
-		pr[i].length = rg.length;
-	}
-	lo &= ~(uint64_t)P2P_PAGE_MASK;
-	hi = ALIGN_UP(hi, P2P_PAGE_SIZE);
-	ret = p2p_mem_create_from_fd(fd, lo, hi - lo, 0, &e->mem);
-	if (ret)
-		goto out_close;
-	for (uint32_t i = 0; i < nr; i++) {
-		pr[i].mem = e->mem;
-		pr[i].offset -= lo;
-	}
-	e->c = c;
-	e->id = rep.export_id;
-	atomic_fetch_add(&c->refs, 1);
-	char name[64];
-
+	tok = r.fds[1];
 	snprintf(name, sizeof(name), "%s/bar%u@vfio-user", p2p_pci_dev_name(c->pdev), bar);
-	struct p2p_dmabuf_export_info info = {
-		.argsz = sizeof(info), .flags = P2P_EXPORT_OPEN_FLAGS, .name = name,
-		.ops = &exp_ops, .priv = e, .nr_ranges = nr, .ranges = pr,
-		.open_flags = open_flags,
-	};
-
-	list_init(&e->node);
-	ret = p2p_dmabuf_export(&info, &buf);
-	if (ret) {
-		struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl), .export_id = e->id };
-
-		vu_post_close(c, &cl);
-		p2p_mem_put(e->mem);
-		client_put(c);
-		goto out_close;
-	}
-	e->buf = buf;
-	pthread_mutex_lock(&c->lock);
-	list_add_tail(&e->node, &c->exports);
-	pthread_mutex_unlock(&c->lock);
-	e = NULL;
+	ret = export_local(c, &r, nr, name, open_flags, tok, &buf);
+	if (ret)
+		goto out;
+	r.fds[1] = -1; /* the file's now */
 	ret = p2p_dmabuf_fd_install(buf, (int)(open_flags & O_CLOEXEC));
 	p2p_dmabuf_put(buf); /* the fd holds the buffer (or it goes now, on an error) */
-out_close:
-	free(e);
-	free(pr);
 out:
 	vu_msg_release(&r);
 	return ret;
@@ -1290,26 +1339,22 @@ static void stop_threads(struct p2p_vfio_user_client *c)
 	}
 }
 
-P2P_API int p2p_vfio_user_connect(const char *socket_path,
-				  const struct p2p_vfio_user_connect_info *info,
-				  struct p2p_vfio_user_client **out)
+/*
+ * A client on connected socket @sock (taken over, closed on failure) with
+ * its reader and worker running.  A token connection's threads are
+ * detached, each holding a reference.
+ */
+static int client_new(int sock, uint32_t timeout_ms, bool token_conn,
+		      struct p2p_vfio_user_client **out)
 {
-	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci) };
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct p2p_vfio_user_client *c;
 	pthread_condattr_t ca;
-	int ret;
 
-	if (!socket_path || !out || strlen(socket_path) >= sizeof(sa.sun_path))
-		return -EINVAL;
-	if (info) {
-		if (info->argsz < sizeof(ci) || (info->flags & ~(P2P_VFIO_USER_NO_P2PBUF | P2P_VFIO_USER_TRAP_BARS)))
-			return -EINVAL;
-		ci = *info;
-	}
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		close(sock);
 		return -ENOMEM;
+	}
 	atomic_init(&c->refs, 1);
 	for (int i = 0; i < VU_MAX_REGIONS; i++)
 		c->regions[i].fd = -1;
@@ -1324,44 +1369,214 @@ P2P_API int p2p_vfio_user_connect(const char *socket_path,
 	list_init(&c->waiters);
 	list_init(&c->cmds);
 	list_init(&c->exports);
-	c->timeout_ms = ci.timeout_ms ? ci.timeout_ms : VU_DEFAULT_TIMEOUT_MS;
+	c->timeout_ms = timeout_ms ? timeout_ms : VU_DEFAULT_TIMEOUT_MS;
 	c->max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
-	c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->sock < 0) {
-		ret = -errno;
-		goto err;
-	}
-	strcpy(sa.sun_path, socket_path);
-	if (connect(c->sock, (struct sockaddr *)&sa, sizeof(sa))) {
-		ret = -errno;
-		goto err;
-	}
+	c->sock = sock;
+	c->token_conn = token_conn;
+	if (token_conn)
+		atomic_fetch_add(&c->refs, 1); /* the reader's */
 	if (pthread_create(&c->reader, NULL, reader_main, c)) {
-		ret = -EAGAIN;
-		goto err;
+		if (token_conn)
+			atomic_fetch_sub(&c->refs, 1);
+		client_put(c);
+		return -EAGAIN;
+	}
+	if (token_conn) {
+		pthread_detach(c->reader);
+		atomic_fetch_add(&c->refs, 1); /* the worker's */
 	}
 	if (pthread_create(&c->worker, NULL, worker_main, c)) {
+		if (token_conn)
+			atomic_fetch_sub(&c->refs, 1);
 		pthread_mutex_lock(&c->lock);
 		mark_dead_locked(c);
 		pthread_mutex_unlock(&c->lock);
-		pthread_join(c->reader, NULL);
-		ret = -EAGAIN;
-		goto err;
+		if (!token_conn)
+			pthread_join(c->reader, NULL);
+		client_put(c);
+		return -EAGAIN;
 	}
-	c->threads = true;
+	if (token_conn)
+		pthread_detach(c->worker);
+	else
+		c->threads = true;
+	*out = c;
+	return 0;
+}
+
+P2P_API int p2p_vfio_user_connect(const char *socket_path,
+				  const struct p2p_vfio_user_connect_info *info,
+				  struct p2p_vfio_user_client **out)
+{
+	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci) };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct p2p_vfio_user_client *c;
+	int ret, sock;
+
+	if (!socket_path || !out || strlen(socket_path) >= sizeof(sa.sun_path))
+		return -EINVAL;
+	if (info) {
+		if (info->argsz < sizeof(ci) || (info->flags & ~(P2P_VFIO_USER_NO_P2PBUF | P2P_VFIO_USER_TRAP_BARS)))
+			return -EINVAL;
+		ci = *info;
+	}
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return -errno;
+	strcpy(sa.sun_path, socket_path);
+	if (connect(sock, (struct sockaddr *)&sa, sizeof(sa))) {
+		ret = -errno;
+		close(sock);
+		return ret;
+	}
+	ret = client_new(sock, ci.timeout_ms, false, &c);
+	if (ret)
+		return ret;
 	ret = negotiate(c, !(ci.flags & P2P_VFIO_USER_NO_P2PBUF));
 	if (!ret)
 		ret = build_function(c, socket_path, &ci);
 	if (ret) {
 		stop_threads(c);
-		goto err;
+		client_put(c);
+		return ret;
 	}
 	*out = c;
 	return 0;
+}
 
-err:
-	client_put(c);
+/* ---------------------------------------------------------------------- */
+/* Tokens: an exported dma-buf's fd in another process                     */
+
+/*
+ * Is @fd an export's token?  Its peer's abstract name says so
+ * (VFIO_USER_P2P_TOKEN_PREFIX); getpeername(2) writes nothing to it.
+ */
+static bool is_token(int fd, const struct stat *st)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	const size_t pre = sizeof(VFIO_USER_P2P_TOKEN_PREFIX) - 1;
+
+	if (!S_ISSOCK(st->st_mode))
+		return false;
+	memset(&sa, 0, sizeof(sa));
+	if (getpeername(fd, (struct sockaddr *)&sa, &len) || sa.sun_family != AF_UNIX)
+		return false;
+	return len >= offsetof(struct sockaddr_un, sun_path) + 1 + pre && !sa.sun_path[0] &&
+	       !memcmp(sa.sun_path + 1, VFIO_USER_P2P_TOKEN_PREFIX, pre);
+}
+
+/* The attach datagram on token @fd: a new stream socket pair, one end to the server. */
+static int token_attach(int fd, int *sock)
+{
+	struct vfio_user_p2p_token_attach a = { .magic = VFIO_USER_P2P_TOKEN_MAGIC,
+						.version = VFIO_USER_P2P_TOKEN_VERSION };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = &a, .iov_len = sizeof(a) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm;
+	int sv[2];
+	ssize_t n;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	memset(u.buf, 0, sizeof(u.buf));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+	do
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	close(sv[1]);
+	if (n != (ssize_t)sizeof(a)) {
+		close(sv[0]);
+		/* The server let the export go (EPIPE, ECONNREFUSED) or is gone: no device. */
+		return -ENODEV;
+	}
+	*sock = sv[0];
+	return 0;
+}
+
+/*
+ * The fd resolver (struct fd_resolver_ops): a token received from another
+ * process becomes a local dma-buf here, exactly as our own exports: attach
+ * to the server through the token, DMABUF_GET the export on that
+ * connection (which then carries its revoke notices and our acks), and a
+ * file whose token is a dup of @fd.
+ */
+static int vu_resolve(int fd, const struct stat *st, struct p2p_file **out)
+{
+	struct vfio_user_p2p_dmabuf_get g = { .argsz = sizeof(struct vfio_user_p2p_dmabuf) };
+	struct vfio_user_p2p_dmabuf rep = { 0 };
+	struct p2p_vfio_user_client *c;
+	struct p2p_dmabuf *buf;
+	struct vu_msg r;
+	int ret, sock = -1, tok;
+	char name[64];
+
+	(void)st; /* is_token() said yes */
+	ret = token_attach(fd, &sock);
+	if (ret)
+		return ret;
+	ret = client_new(sock, 0, true, &c);
+	if (ret)
+		return ret;
+	ret = negotiate(c, true);
+	if (!ret && !vu_p2p(c))
+		ret = -EPROTO;
+	if (ret)
+		goto out;
+	for (int tries = 0;; tries++) {
+		ret = vu_call1(c, VFIO_USER_P2P_DMABUF_GET, &g, sizeof(g), NULL, 0, &r);
+		if (ret)
+			goto out;
+		memcpy(&rep, r.buf + sizeof(r.hdr), MIN(sizeof(rep), r.size - sizeof(r.hdr)));
+		if (tries || r.size - sizeof(r.hdr) < sizeof(rep) || r.nr_fds || rep.argsz <= g.argsz)
+			break;
+		g.argsz = rep.argsz; /* argsz retry: more ranges than one */
+		vu_msg_release(&r);
+	}
+	tok = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (tok < 0) {
+		ret = -errno;
+		vu_msg_release(&r);
+		goto out;
+	}
+	snprintf(name, sizeof(name), "bar%u@vfio-user-token", rep.region_index);
+	ret = export_local(c, &r, 0, name,
+			   (rep.flags & VFIO_USER_P2P_DMABUF_F_WRITE) ? O_RDWR : O_RDONLY, tok, &buf);
+	vu_msg_release(&r);
+	if (ret) {
+		close(tok);
+		goto out;
+	}
+	*out = buf->file;
+out:
+	if (ret) {
+		pthread_mutex_lock(&c->lock);
+		mark_dead_locked(c);
+		pthread_mutex_unlock(&c->lock);
+	}
+	client_put(c); /* the export holds the connection now */
 	return ret;
+}
+
+static const struct fd_resolver_ops vu_resolver = {
+	.kind = "dmabuf",
+	.claims = is_token,
+	.resolve = vu_resolve,
+};
+
+/* Any program linked with the library resolves tokens it receives. */
+__attribute__((constructor)) static void vu_resolver_init(void)
+{
+	fd_resolver_register(&vu_resolver);
 }
 
 P2P_API struct p2p_pci_dev *p2p_vfio_user_client_pci(struct p2p_vfio_user_client *c)

@@ -242,3 +242,51 @@ int vu_send_error(int sock, const struct vfio_user_header *req, int err)
 
 	return vu_msg_send(sock, &h, NULL, 0, NULL, 0);
 }
+
+int vu_token_recv(int sock, int *fd)
+{
+	struct vfio_user_p2p_token_attach a = { 0 };
+	uint8_t data[sizeof(a) + 1];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	int fds[VU_MAX_FDS];
+	unsigned int nr = 0;
+	int type = 0, dom = 0;
+	socklen_t sl = sizeof(type);
+	ssize_t n;
+
+	do
+		n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(f));
+			if (nr < VU_MAX_FDS)
+				fds[nr++] = f;
+			else
+				close(f);
+		}
+	}
+	if ((size_t)n >= sizeof(a))
+		memcpy(&a, data, sizeof(a));
+	if ((size_t)n != sizeof(a) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nr != 1 ||
+	    a.magic != VFIO_USER_P2P_TOKEN_MAGIC || a.version != VFIO_USER_P2P_TOKEN_VERSION ||
+	    getsockopt(fds[0], SOL_SOCKET, SO_DOMAIN, &dom, &sl) || dom != AF_UNIX ||
+	    getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &type, &sl) || type != SOCK_STREAM) {
+		close_fds(fds, &nr);
+		return -EINVAL;
+	}
+	*fd = fds[0];
+	return 0;
+}

@@ -88,4 +88,17 @@ int vu_msg_send(int sock, struct vfio_user_header *hdr, const void *payload, siz
 /** vu_send_error() - an error reply (header only) to @req */
 int vu_send_error(int sock, const struct vfio_user_header *req, int err);
 
+/**
+ * vu_token_recv() - take one datagram off an export's token (the server's end)
+ * @sock: the server's end of the token socketpair (SOCK_SEQPACKET)
+ * @fd:   on success, the stream socket the holder attached with
+ *
+ * Never blocks (MSG_DONTWAIT), never writes to @sock.  Anything but a
+ * struct vfio_user_p2p_token_attach with the right magic and version and
+ * exactly one fd, an AF_UNIX SOCK_STREAM socket, is junk: its fds are
+ * closed.
+ * Return: 0, -EAGAIN (nothing queued), -EINVAL (junk, dropped), -errno.
+ */
+int vu_token_recv(int sock, int *fd);
+
 #endif

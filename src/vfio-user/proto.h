@@ -51,6 +51,7 @@ enum vfio_user_command {
 	/* p2pbuf extension, only after "p2pbuf" was negotiated in VERSION */
 	VFIO_USER_P2P_DMABUF_CLOSE = 64, /* client -> server */
 	VFIO_USER_P2P_REVOKE = 65,       /* server -> client, the reply is the ack */
+	VFIO_USER_P2P_DMABUF_GET = 66,   /* client -> server, on a token's connection */
 };
 
 /* ---- Header (spec "Header") --------------------------------------------- */
@@ -381,8 +382,17 @@ _Static_assert(sizeof(struct vfio_user_mig_data) == 8, "mig data");
  * BAR; range i of the export is [ranges[i].fd_offset, + length) of that fd.
  * If argsz is too small: the reply is struct vfio_user_p2p_dmabuf alone with
  * argsz = the size needed, nr_ranges = 0, no fd, nothing exported.
- * The export lives until VFIO_USER_P2P_DMABUF_CLOSE or the client's
- * disconnect.
+ *
+ * A full reply carries a SECOND fd: the export's token, one end of a
+ * SOCK_SEQPACKET socketpair whose other end the server keeps, bound to the
+ * abstract name VFIO_USER_P2P_TOKEN_PREFIX "<pid>/<export id>/<random>", so
+ * that whoever holds a copy can tell it is a token with getpeername(2)
+ * without writing to it.  The client makes it its dma-buf's fd: the fd the
+ * program passes on (SCM_RIGHTS) IS the memory.  The server keeps the
+ * export while any copy of the token is open anywhere (fds in flight
+ * count), whatever becomes of the connection that made it; this
+ * connection's hold on it ends with VFIO_USER_P2P_DMABUF_CLOSE or its
+ * disconnect.  See struct vfio_user_p2p_token_attach for a holder.
  */
 struct vfio_user_p2p_dmabuf_range {
 	uint64_t fd_offset;
@@ -393,7 +403,7 @@ _Static_assert(sizeof(struct vfio_user_p2p_dmabuf_range) == 16, "p2p range");
 /**
  * struct vfio_user_p2p_dmabuf - reply to DEVICE_FEATURE GET | DMA_BUF
  * @argsz:        size of this reply payload (32 + 16 * nr_ranges)
- * @flags:        0
+ * @flags:        0 for feature 11; VFIO_USER_P2P_DMABUF_F_* for DMABUF_GET
  * @export_id:    server-chosen id, named in CLOSE and REVOKE
  * @size:         total bytes of the export (sum of the lengths)
  * @region_index: BAR index
@@ -436,6 +446,59 @@ struct vfio_user_p2p_revoke {
 	uint64_t export_id;
 } VFIO_USER_PACKED;
 _Static_assert(sizeof(struct vfio_user_p2p_revoke) == 16, "p2p revoke");
+
+/**
+ * VFIO_USER_P2P_TOKEN_PREFIX - the abstract socket name of every token's
+ * server end starts with this (after the leading NUL byte).
+ */
+#define VFIO_USER_P2P_TOKEN_PREFIX "p2pbuf-dmabuf/"
+
+/**
+ * struct vfio_user_p2p_token_attach - the one datagram a holder sends on a token
+ * @magic:   VFIO_USER_P2P_TOKEN_MAGIC
+ * @version: VFIO_USER_P2P_TOKEN_VERSION
+ *
+ * Sent on the token with exactly one fd (SCM_RIGHTS): one end of a new
+ * SOCK_STREAM Unix socketpair.  The server starts a vfio-user connection on
+ * it, bound to the token's export: the holder speaks the protocol on the
+ * other end (VERSION with the "p2pbuf" capability, then
+ * VFIO_USER_P2P_DMABUF_GET), gets that export's REVOKE notices and acks
+ * them as any client.  Anything else on the token (other sizes, no fd, more
+ * fds, not a stream socket) is dropped, its fds closed; nothing is ever
+ * sent back on the token.
+ */
+struct vfio_user_p2p_token_attach {
+	uint32_t magic;
+	uint32_t version;
+} VFIO_USER_PACKED;
+_Static_assert(sizeof(struct vfio_user_p2p_token_attach) == 8, "p2p token attach");
+
+#define VFIO_USER_P2P_TOKEN_MAGIC 0x70327062u /* "bp2p" little-endian */
+#define VFIO_USER_P2P_TOKEN_VERSION 1u
+
+/**
+ * struct vfio_user_p2p_dmabuf_get - VFIO_USER_P2P_DMABUF_GET (66) request
+ * @argsz: the largest reply payload accepted
+ * @flags: 0
+ *
+ * Only on a connection started from a token (struct
+ * vfio_user_p2p_token_attach), after VERSION negotiated "p2pbuf"; elsewhere
+ * EPERM.  The reply is the feature-11 reply for the token's export (struct
+ * vfio_user_p2p_dmabuf with this connection's own export id, and ONE fd:
+ * the memory; the holder has the token), with argsz retry as there, and
+ * @flags: VFIO_USER_P2P_DMABUF_F_* (revoked now, writable).  The
+ * connection holds the export until DMABUF_CLOSE or its disconnect.  An
+ * export the server already let go (every token copy closed): ENOENT.
+ */
+struct vfio_user_p2p_dmabuf_get {
+	uint32_t argsz;
+	uint32_t flags;
+} VFIO_USER_PACKED;
+_Static_assert(sizeof(struct vfio_user_p2p_dmabuf_get) == 8, "p2p dmabuf get");
+
+#define VFIO_USER_P2P_DMABUF_F_REVOKED (1u << 0)  /* revoked when the reply was made */
+#define VFIO_USER_P2P_DMABUF_F_FOR_GOOD (1u << 1) /* ... and for good */
+#define VFIO_USER_P2P_DMABUF_F_WRITE (1u << 2)    /* exported O_RDWR (else O_RDONLY) */
 
 #define VFIO_USER_P2P_REVOKE_F_REVOKED (1u << 0)
 #define VFIO_USER_P2P_REVOKE_F_FOR_GOOD (1u << 1)

@@ -40,8 +40,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -84,6 +87,23 @@ struct vu_export {
 	struct p2p_attachment *attach;
 };
 
+/*
+ * An export's token (proto.h): the server's end of the socketpair whose
+ * other end the client made its dma-buf fd.  It holds the export (a dup of
+ * the server's dma-buf fd) until every copy of the client's end, in every
+ * process, is closed: the token thread then sees POLLHUP and lets go.  An
+ * attach datagram on it starts a connection born from it (c->born).
+ */
+struct vu_token {
+	struct vu_token *next; /* srv->tokens, under tok_lock */
+	atomic_uint refs;      /* srv->tokens' (until HUP), each connection born from it */
+	struct vu_dev *dev;
+	int sock;	/* the server's end */
+	int buf_fd;	/* the hold: the server's dma-buf */
+	uint64_t id;
+	uint32_t region, open_flags, nr_ranges;
+};
+
 struct vu_pending {
 	struct vu_pending *next;
 	uint16_t msg_id;
@@ -112,6 +132,7 @@ struct vu_client {
 	struct vu_dev *dev;
 	int sock;
 	struct p2p_vfio_device *vdev;
+	struct vu_token *born; /* started from this token (a reference), or NULL */
 	pthread_t reader;
 
 	pthread_mutex_t lock;
@@ -169,10 +190,21 @@ struct p2p_vfio_user_server {
 	bool has_watchdog;
 	struct vu_dev *devs;
 	unsigned int nr_clients;
+	/* Export tokens and the thread that watches them; tok_lock is a leaf lock. */
+	pthread_mutex_t tok_lock;
+	struct vu_token *tokens;
+	unsigned int nr_tokens;
+	uint64_t next_token;
+	int tok_pipe[2];
+	bool tok_stop;
+	pthread_t tok_thread;
+	bool has_tok_thread;
 	uint32_t revoke_timeout_ms;
 	uint32_t max_clients;
 	bool stopping;
 };
+
+static int client_start(struct vu_dev *d, int fd, struct vu_token *born);
 
 /* ---------------------------------------------------------------------- */
 /* Sending                                                                 */
@@ -1088,7 +1120,235 @@ static struct vu_export *export_find(struct vu_client *c, uint64_t id)
 	return e;
 }
 
-/* Feature 11 GET: export BAR ranges as a dma-buf owned by this client. */
+/* ---------------------------------------------------------------------- */
+/* Tokens                                                                  */
+
+static void token_put(struct vu_token *t)
+{
+	if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+		return;
+	p2p_close(t->buf_fd);
+	free(t);
+}
+
+/* Wake the token thread: the set of tokens changed, or it is to stop. */
+static void token_kick(struct p2p_vfio_user_server *srv)
+{
+	ssize_t r = write(srv->tok_pipe[1], "t", 1);
+
+	(void)r; /* a full pipe is awake already */
+}
+
+/*
+ * The token of export @e: a socketpair, the server's end bound to
+ * VFIO_USER_P2P_TOKEN_PREFIX "<pid>/<id>/<random>" and watched; the other
+ * end (*@tok_end, the caller's to send and close) is the client's.
+ */
+static int token_new(struct vu_client *c, struct vu_export *e, uint32_t open_flags,
+		     int *tok_end)
+{
+	struct p2p_vfio_user_server *srv = c->srv;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct vu_token *t = calloc(1, sizeof(*t));
+	uint64_t rnd = 0;
+	unsigned int nr;
+	int sv[2], n, ret;
+
+	if (!t)
+		return -ENOMEM;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+		ret = -errno;
+		free(t);
+		return ret;
+	}
+	t->buf_fd = p2p_dup(e->fd);
+	if (t->buf_fd < 0) {
+		ret = t->buf_fd;
+		goto fail;
+	}
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd ^= (uint64_t)(uintptr_t)t ^ (uint64_t)time(NULL);
+	pthread_mutex_lock(&srv->tok_lock);
+	t->id = ++srv->next_token;
+	pthread_mutex_unlock(&srv->tok_lock);
+	n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1,
+		     VFIO_USER_P2P_TOKEN_PREFIX "%d/%llu/%016llx", (int)getpid(),
+		     (unsigned long long)t->id, (unsigned long long)rnd);
+	if (bind(sv[0], (struct sockaddr *)&sa,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n))) {
+		ret = -errno;
+		p2p_close(t->buf_fd);
+		goto fail;
+	}
+	atomic_init(&t->refs, 1);
+	t->dev = c->dev;
+	t->sock = sv[0];
+	t->region = e->bar;
+	t->open_flags = open_flags;
+	p2p_dmabuf_ranges(e->buf, &nr);
+	t->nr_ranges = nr;
+	pthread_mutex_lock(&srv->tok_lock);
+	t->next = srv->tokens;
+	srv->tokens = t;
+	srv->nr_tokens++;
+	pthread_mutex_unlock(&srv->tok_lock);
+	token_kick(srv);
+	*tok_end = sv[1];
+	return 0;
+fail:
+	close(sv[0]);
+	close(sv[1]);
+	free(t);
+	return ret;
+}
+
+/* Every copy of the token is closed: the export is let go (what the connections hold stays). */
+static void token_release(struct p2p_vfio_user_server *srv, struct vu_token *t)
+{
+	pthread_mutex_lock(&srv->tok_lock);
+	for (struct vu_token **pp = &srv->tokens; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			srv->nr_tokens--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&srv->tok_lock);
+	close(t->sock);
+	token_put(t);
+}
+
+/*
+ * The token thread: waits on every token's server end.  POLLIN: attach
+ * datagrams (one connection each, through client_start(): the same reader
+ * and worker as an accepted client); junk is dropped.  POLLHUP: released.
+ * Tokens leave the list only here (or after the thread stopped).
+ */
+static void *token_main(void *arg)
+{
+	struct p2p_vfio_user_server *srv = arg;
+	struct pollfd *pfd = NULL;
+	struct vu_token **tv = NULL;
+	unsigned int cap = 0;
+
+	for (;;) {
+		unsigned int n = 0;
+
+		pthread_mutex_lock(&srv->tok_lock);
+		if (srv->tok_stop) {
+			pthread_mutex_unlock(&srv->tok_lock);
+			break;
+		}
+		if (srv->nr_tokens + 1 > cap) {
+			unsigned int ncap = srv->nr_tokens + 16;
+			struct pollfd *np = realloc(pfd, ncap * sizeof(*np));
+			struct vu_token **nt = np ? realloc(tv, ncap * sizeof(*nt)) : NULL;
+
+			if (np)
+				pfd = np;
+			if (nt) {
+				tv = nt;
+				cap = ncap;
+			}
+		}
+		if (!cap) {
+			/* No memory for the first array: try again shortly. */
+			pthread_mutex_unlock(&srv->tok_lock);
+			usleep(10000);
+			continue;
+		}
+		pfd[n++] = (struct pollfd){ .fd = srv->tok_pipe[0], .events = POLLIN };
+		for (struct vu_token *t = srv->tokens; t && n < cap; t = t->next) {
+			tv[n] = t;
+			pfd[n++] = (struct pollfd){ .fd = t->sock, .events = POLLIN };
+		}
+		pthread_mutex_unlock(&srv->tok_lock);
+		if (poll(pfd, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			usleep(10000); /* ENOMEM: try again */
+			continue;
+		}
+		if (pfd[0].revents) {
+			char b[64];
+
+			while (read(srv->tok_pipe[0], b, sizeof(b)) > 0)
+				;
+		}
+		for (unsigned int i = 1; i < n; i++) {
+			struct vu_token *t = tv[i];
+
+			if (pfd[i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+				/* Nobody holds it: attach requests still queued died with their senders. */
+				token_release(srv, t);
+				continue;
+			}
+			/* At most a few datagrams per token per round: one token cannot starve others. */
+			for (int k = 0; k < 8 && (pfd[i].revents & POLLIN); k++) {
+				int fd, ret = vu_token_recv(t->sock, &fd);
+
+				if (ret == -EAGAIN || (ret && ret != -EINVAL))
+					break;
+				if (ret)
+					continue; /* junk, dropped */
+				atomic_fetch_add(&t->refs, 1);
+				if (client_start(t->dev, fd, t))
+					token_put(t); /* refused (stopping, too many clients): fd closed */
+			}
+		}
+	}
+	free(pfd);
+	free(tv);
+	return NULL;
+}
+
+/* The reply to feature 11 GET and DMABUF_GET: @e's ranges, its memory fd, @extra_fd if >= 0. */
+static int export_reply(struct vu_client *c, struct vu_msg *m, struct vu_export *e,
+			uint32_t flags, int extra_fd)
+{
+	struct vfio_user_p2p_dmabuf *r;
+	const struct p2p_phys_range *pr;
+	unsigned int nr;
+	int fds[2], ret;
+
+	pr = p2p_dmabuf_ranges(e->buf, &nr);
+	r = calloc(1, sizeof(*r) + nr * sizeof(r->ranges[0]));
+	if (!r || !nr) {
+		free(r);
+		return reply_err(c, m, ENOMEM);
+	}
+	r->argsz = (uint32_t)(sizeof(*r) + nr * sizeof(r->ranges[0]));
+	r->flags = flags;
+	r->export_id = e->id;
+	r->region_index = e->bar;
+	r->nr_ranges = nr;
+	for (unsigned int i = 0; i < nr; i++) {
+		r->ranges[i].fd_offset = p2p_mem_fd_offset(pr[i].mem) + pr[i].offset;
+		r->ranges[i].length = pr[i].length;
+		r->size += pr[i].length;
+	}
+	fds[0] = p2p_mem_fd(pr[0].mem);
+	fds[1] = extra_fd;
+	ret = reply(c, m, r, r->argsz, fds, extra_fd >= 0 ? 2 : 1);
+	free(r);
+	return ret;
+}
+
+/* Take @e off the client's list and free it (an export whose reply could not be made). */
+static void export_unlink_free(struct vu_client *c, struct vu_export *e)
+{
+	pthread_mutex_lock(&c->lock);
+	for (struct vu_export **pp = &c->exports; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	export_free(e);
+}
+
+/* Feature 11 GET: export BAR ranges as a dma-buf owned by this client, with its token. */
 static int feature_dmabuf(struct vu_client *c, struct vu_msg *m, uint32_t argsz, uint32_t flags)
 {
 	const uint8_t *p = (const uint8_t *)payload(m) + sizeof(struct vfio_user_device_feature);
@@ -1096,11 +1356,9 @@ static int feature_dmabuf(struct vu_client *c, struct vu_msg *m, uint32_t argsz,
 	struct vfio_device_feature_dma_buf db;
 	struct vfio_user_p2p_dmabuf *r;
 	struct vfio_device_feature *k;
-	const struct p2p_phys_range *pr;
 	struct vu_export *e;
-	unsigned int nr;
 	size_t need;
-	int fd, ret, memfd;
+	int fd, ret, tok = -1;
 
 	if (plen < sizeof(db))
 		return reply_err(c, m, EINVAL);
@@ -1128,25 +1386,61 @@ static int feature_dmabuf(struct vu_client *c, struct vu_msg *m, uint32_t argsz,
 	ret = export_add(c, fd, ++c->next_export, db.region_index, &e);
 	if (ret)
 		return reply_err(c, m, ret);
-	pr = p2p_dmabuf_ranges(e->buf, &nr);
-	r = calloc(1, sizeof(*r) + nr * sizeof(r->ranges[0]));
-	if (!r || !nr) {
-		free(r);
-		return reply_err(c, m, ENOMEM);
+	ret = token_new(c, e, db.open_flags, &tok);
+	if (ret) {
+		export_unlink_free(c, e);
+		return reply_err(c, m, ret);
 	}
-	r->argsz = (uint32_t)(sizeof(*r) + nr * sizeof(r->ranges[0]));
-	r->export_id = e->id;
-	r->region_index = db.region_index;
-	r->nr_ranges = nr;
-	for (unsigned int i = 0; i < nr; i++) {
-		r->ranges[i].fd_offset = p2p_mem_fd_offset(pr[i].mem) + pr[i].offset;
-		r->ranges[i].length = pr[i].length;
-		r->size += pr[i].length;
-	}
-	memfd = p2p_mem_fd(pr[0].mem);
-	ret = reply(c, m, r, r->argsz, &memfd, 1);
-	free(r);
+	ret = export_reply(c, m, e, 0, tok);
+	close(tok); /* the client's copy (or the one in flight) holds it now */
 	return ret;
+}
+
+/* DMABUF_GET: the export of the token this connection was born from. */
+static int cmd_dmabuf_get(struct vu_client *c, struct vu_msg *m)
+{
+	struct vfio_user_p2p_dmabuf_get a;
+	struct vu_token *t = c->born;
+	struct vu_export *e;
+	uint32_t flags = 0;
+	size_t need;
+	int fd, ret;
+
+	if (!c->p2p_dmabuf || payload_len(m) != sizeof(a) || m->nr_fds)
+		return reply_err(c, m, EINVAL);
+	memcpy(&a, payload(m), sizeof(a));
+	if (a.flags)
+		return reply_err(c, m, EINVAL);
+	if (!t)
+		return reply_err(c, m, EPERM);
+	need = sizeof(struct vfio_user_p2p_dmabuf) +
+	       (size_t)t->nr_ranges * sizeof(struct vfio_user_p2p_dmabuf_range);
+	if (a.argsz < need) {
+		struct vfio_user_p2p_dmabuf small = { .argsz = (uint32_t)need,
+						      .region_index = t->region };
+
+		return reply(c, m, &small, sizeof(small), NULL, 0);
+	}
+	fd = p2p_dup(t->buf_fd);
+	if (fd < 0)
+		return reply_err(c, m, fd);
+	ret = export_add(c, fd, ++c->next_export, t->region, &e);
+	if (ret)
+		return reply_err(c, m, ret);
+	/* After the attach: a revoke from here on reaches this connection with a notice. */
+	switch (p2p_dmabuf_status(e->buf)) {
+	case P2P_DMABUF_OK:
+		break;
+	case P2P_DMABUF_PERM_REVOKED:
+		flags |= VFIO_USER_P2P_DMABUF_F_FOR_GOOD;
+		/* fall through */
+	default:
+		flags |= VFIO_USER_P2P_DMABUF_F_REVOKED;
+		break;
+	}
+	if ((t->open_flags & O_ACCMODE) == O_RDWR)
+		flags |= VFIO_USER_P2P_DMABUF_F_WRITE;
+	return export_reply(c, m, e, flags, -1);
 }
 
 static int cmd_device_feature(struct vu_client *c, struct vu_msg *m)
@@ -1265,6 +1559,8 @@ static int dispatch(struct vu_client *c, struct vu_msg *m)
 		return cmd_device_feature(c, m);
 	case VFIO_USER_P2P_DMABUF_CLOSE:
 		return cmd_dmabuf_close(c, m);
+	case VFIO_USER_P2P_DMABUF_GET:
+		return cmd_dmabuf_get(c, m);
 	case VFIO_USER_DEVICE_GET_REGION_IO_FDS:
 	case VFIO_USER_MIG_DATA_READ:
 	case VFIO_USER_MIG_DATA_WRITE:
@@ -1311,6 +1607,7 @@ static void client_teardown(struct vu_client *c)
 	}
 	p2p_vfio_device_close(c->vdev);
 	close(c->sock);
+	token_put(c->born);
 
 	pthread_mutex_lock(&d->lock);
 	for (struct vu_client **pp = &d->clients; *pp; pp = &(*pp)->next) {
@@ -1623,7 +1920,11 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int client_start(struct vu_dev *d, int fd)
+/*
+ * A connection on @fd (accepted, added, or attached through token @born:
+ * its reference is the connection's on success, the caller's on failure).
+ */
+static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 {
 	struct p2p_vfio_user_server *srv = d->srv;
 	struct timeval tv = { .tv_sec = 2 };
@@ -1658,6 +1959,7 @@ static int client_start(struct vu_dev *d, int fd)
 	c->srv = srv;
 	c->dev = d;
 	c->sock = fd;
+	c->born = born;
 	c->qtail = &c->qhead;
 	c->peer_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	/* A client that stops reading cannot block a revoke or a reply for long. */
@@ -1742,7 +2044,7 @@ static void *acceptor_main(void *arg)
 			int fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (fd >= 0)
-				client_start(d, fd);
+				client_start(d, fd, NULL);
 		}
 	}
 	return NULL;
@@ -1768,7 +2070,23 @@ P2P_API int p2p_vfio_user_server_create(const struct p2p_vfio_user_server_info *
 	atomic_init(&srv->nr_async, 0);
 	srv->revoke_timeout_ms = info && info->revoke_timeout_ms ? info->revoke_timeout_ms : 1000;
 	srv->max_clients = info && info->max_clients ? info->max_clients : 64;
+	pthread_mutex_init(&srv->tok_lock, NULL);
+	srv->tok_pipe[0] = srv->tok_pipe[1] = -1;
+	if (pipe2(srv->tok_pipe, O_CLOEXEC | O_NONBLOCK) ||
+	    pthread_create(&srv->tok_thread, NULL, token_main, srv))
+		goto fail;
+	srv->has_tok_thread = true;
 	if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv)) {
+fail:
+		if (srv->has_tok_thread) {
+			srv->tok_stop = true;
+			token_kick(srv);
+			pthread_join(srv->tok_thread, NULL);
+		}
+		for (int i = 0; i < 2; i++)
+			if (srv->tok_pipe[i] >= 0)
+				close(srv->tok_pipe[i]);
+		pthread_mutex_destroy(&srv->tok_lock);
 		pthread_cond_destroy(&srv->wd_cond);
 		pthread_mutex_destroy(&srv->wd_lock);
 		pthread_cond_destroy(&srv->cond);
@@ -1922,7 +2240,7 @@ P2P_API int p2p_vfio_user_server_add_fd(struct p2p_vfio_user_server *srv, struct
 		}
 		dev_link(srv, d, pdev);
 	}
-	return client_start(d, fd);
+	return client_start(d, fd, NULL);
 }
 
 P2P_API unsigned int p2p_vfio_user_server_nr_clients(struct p2p_vfio_user_server *srv)
@@ -1952,6 +2270,12 @@ P2P_API void p2p_vfio_user_server_destroy(struct p2p_vfio_user_server *srv)
 			pthread_join(d->acceptor, NULL);
 		}
 	}
+	/* No new attaches through tokens either. */
+	pthread_mutex_lock(&srv->tok_lock);
+	srv->tok_stop = true;
+	pthread_mutex_unlock(&srv->tok_lock);
+	token_kick(srv);
+	pthread_join(srv->tok_thread, NULL);
 	/* Disconnect everyone; their workers drop what they held. */
 	for (d = srv->devs; d; d = d->next) {
 		pthread_mutex_lock(&d->lock);
@@ -1969,6 +2293,17 @@ P2P_API void p2p_vfio_user_server_destroy(struct p2p_vfio_user_server *srv)
 	pthread_mutex_unlock(&srv->wd_lock);
 	if (srv->has_watchdog)
 		pthread_join(srv->watchdog, NULL);
+	/* The exports the tokens held go (before their devices). */
+	while (srv->tokens) {
+		struct vu_token *t = srv->tokens;
+
+		srv->tokens = t->next;
+		close(t->sock);
+		token_put(t);
+	}
+	close(srv->tok_pipe[0]);
+	close(srv->tok_pipe[1]);
+	pthread_mutex_destroy(&srv->tok_lock);
 	while ((d = srv->devs)) {
 		srv->devs = d->next;
 		dev_free(d);
