@@ -108,9 +108,13 @@ static bool start_server(void)
 	return server > 0;
 }
 
+/* P2P_VFIO_USER_NO_TWIN for a second run of a test over one socket (default: twin_socket). */
+static uint32_t connect_flags;
+
 static struct p2p_vfio_user_client *connect_to(const char *bdf, const char *name)
 {
-	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci), .name = name };
+	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci), .name = name,
+						 .flags = connect_flags };
 	struct p2p_vfio_user_client *c = NULL;
 	char p[96];
 
@@ -162,10 +166,13 @@ static void test_copy_engine(void)
 	uint8_t *mem, *anon;
 	uint64_t iova;
 
-	t_section("copy-engine");
+	t_section(connect_flags & P2P_VFIO_USER_NO_TWIN ? "copy-engine (one socket, no twin_socket)"
+						       : "copy-engine (twin_socket)");
 	if (!c)
 		return;
 	CHECK_OK(p2p_vfio_device_open(p2p_vfio_user_client_pci(c), &v));
+	/* A fresh engine (the second run finds the first one's ring head). */
+	CHECK_OK(p2p_vfio_device_ioctl(v, VFIO_DEVICE_RESET, NULL));
 	CHECK(drv_reg_read(v, P2P_CE_REG_ID, 4) == P2P_CE_ID);
 	CHECK(mfd >= 0 && ftruncate(mfd, 4 * PG) == 0);
 	mem = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
@@ -674,6 +681,9 @@ int main(void)
 	CHECK_OK(p2p_vfio_device_open(p2p_vfio_user_client_pci(b), &vb));
 	test_bars(a, b, va, vb, &ma, &mb);
 	test_copy_engine();
+	connect_flags = P2P_VFIO_USER_NO_TWIN;
+	test_copy_engine();
+	connect_flags = 0;
 	test_export_revoke(a, vb, ma);
 	test_server_death(a, va, ma);
 	test_p2p();

@@ -444,6 +444,8 @@ static void serve_until(int s, volatile uint32_t *st, double secs)
 
 /* ---- tests --------------------------------------------------------------- */
 
+static int basics_twin = -1;
+
 static void test_basics(void)
 {
 	struct rep r;
@@ -480,7 +482,11 @@ static void test_basics(void)
 		CHECK(strstr((char *)r.p + 4, "\"max_data_xfer_size\":1048576") != NULL);
 		CHECK(strstr((char *)r.p + 4, "\"pgsizes\":4096") != NULL);
 		CHECK(strstr((char *)r.p + 4, "\"max_dma_maps\"") != NULL);
-		CHECK(strstr((char *)r.p + 4, "\"twin_socket\":{\"supported\":false}") != NULL);
+		/* twin_socket offered: the server's end of a new socketpair, at fd_index 0 */
+		CHECK(strstr((char *)r.p + 4,
+			     "\"twin_socket\":{\"supported\":true,\"fd_index\":0}") != NULL);
+		CHECK(r.fd >= 0);
+		basics_twin = r.fd; /* kept open: closing it ends the connection */
 		CHECK(strstr((char *)r.p + 4, "p2pbuf") == NULL); /* not asked for */
 	}
 	CHECK(vu_version(s, NULL) == EINVAL); /* twice */
@@ -635,6 +641,7 @@ static void test_basics(void)
 		CHECK(r.h.msg_id == next_id - 1); /* the NO_REPLY command got nothing */
 	}
 	close(s);
+	close(basics_twin);
 }
 
 static void test_malformed(void)
@@ -816,6 +823,103 @@ static void test_dma_fdless(void)
 	CHECK_VU(dma_unmap(s, 0, FDLESS_IOVA, size), 0);
 	CHECK_VU(dma_map(s, -1, 0, FDLESS_IOVA, size), 0); /* the range is free again */
 	CHECK_VU(dma_unmap(s, VFIO_USER_F_DMA_UNMAP_ALL, 0, 0), 0);
+	close(s);
+	dmem = NULL;
+	dmem_max = 1 << 20;
+	munmap(va, size);
+}
+
+/*
+ * twin_socket mode: the server's commands (DMA_READ/DMA_WRITE of memory
+ * mapped without an fd) come over the twin socket and are answered there;
+ * the main socket carries only our commands and their replies.  Closing
+ * the twin ends the connection.  A client that does not offer it (or says
+ * false) gets supported:false and no fd.
+ */
+static void test_twin(void)
+{
+	const char *js = "{\"capabilities\":{\"max_data_xfer_size\":16384,"
+			 "\"twin_socket\":{\"supported\":true}}}";
+	uint8_t buf[512];
+	struct vfio_user_version *v = (void *)buf;
+	size_t size = 1 << 20, len = 64 << 10;
+	volatile struct p2p_ce_compl *cp;
+	static struct rep r;
+	uint8_t *va;
+	int s, t, slot;
+
+	t_section("twin_socket: the server's DMA_READ/DMA_WRITE on the twin, replies there");
+	s = vu_connect(ce_path);
+	v->major = 0;
+	v->minor = 2;
+	memcpy(v->data, js, strlen(js) + 1);
+	CHECK_VU(vu_call(s, VFIO_USER_VERSION, buf, sizeof(*v) + strlen(js) + 1, &r), 0);
+	CHECK(strstr((char *)r.p + 4, "\"supported\":true,\"fd_index\":0") != NULL);
+	t = r.fd;
+	CHECK(t >= 0);
+	va = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(va != MAP_FAILED);
+	dmem = va;
+	dmem_iova = FDLESS_IOVA;
+	dmem_len = size;
+	dmem_max = 16384;
+	CHECK_VU(dma_map(s, -1, 0, FDLESS_IOVA, size), 0);
+	for (size_t i = 0; i < len; i++)
+		va[0x10000 + i] = (uint8_t)(i * 5 + 3);
+	n_dma_read = n_dma_write = n_dma_bad = 0;
+	slot = ce_run_at(s, va, FDLESS_IOVA, 1, 0x10000, 0x80000, len);
+	CHECK(slot >= 0);
+	CHECK(n_dma_read == 0 && n_dma_write == 0); /* nothing came on the main socket */
+	cp = (void *)(va + 0x1000 + 16 * (slot < 0 ? 0 : slot));
+	serve_until(t, &cp->status, 5);
+	printf("# %u DMA_READ, %u DMA_WRITE on the twin socket\n", n_dma_read, n_dma_write);
+	CHECK(cp->status == P2P_CE_OK && cp->bytes == len);
+	CHECK(!memcmp(va + 0x10000, va + 0x80000, len));
+	CHECK(n_dma_bad == 0 && n_dma_read >= len / 16384 && n_dma_write >= len / 16384);
+	{
+		struct pollfd p = { .fd = s, .events = POLLIN };
+
+		CHECK(poll(&p, 1, 0) == 0); /* still nothing on the main socket */
+	}
+	CHECK_VU(dma_unmap(s, VFIO_USER_F_DMA_UNMAP_ALL, 0, 0), 0);
+
+	t_section("twin_socket: a command from the client on the twin ends the connection");
+	{
+		struct vfio_user_header h = { .msg_id = 1, .cmd = VFIO_USER_DEVICE_GET_INFO,
+					      .msg_size = sizeof(h) };
+		struct pollfd p = { .fd = s, .events = POLLIN };
+		char c;
+
+		CHECK(write(t, &h, sizeof(h)) == (ssize_t)sizeof(h));
+		CHECK(poll(&p, 1, 2000) == 1);
+		CHECK(recv(s, &c, 1, 0) == 0); /* EOF: disconnected */
+	}
+	close(t);
+	close(s);
+
+	t_section("twin_socket: closing the twin ends the connection; not offered, not given");
+	s = vu_connect(ce_path);
+	CHECK_VU(vu_call(s, VFIO_USER_VERSION, buf, sizeof(*v) + strlen(js) + 1, &r), 0);
+	CHECK(r.fd >= 0);
+	close(r.fd);
+	{
+		struct pollfd p = { .fd = s, .events = POLLIN };
+		char c;
+
+		CHECK(poll(&p, 1, 2000) == 1);
+		CHECK(recv(s, &c, 1, 0) == 0);
+	}
+	close(s);
+	s = vu_connect(ce_path);
+	CHECK(vu_version(s, "{\"capabilities\":{\"twin_socket\":{\"supported\":1}}}") == EINVAL);
+	{
+		const char *no = "{\"capabilities\":{\"twin_socket\":{\"supported\":false}}}";
+
+		memcpy(v->data, no, strlen(no) + 1);
+		CHECK_VU(vu_call(s, VFIO_USER_VERSION, buf, sizeof(*v) + strlen(no) + 1, &r), 0);
+		CHECK(r.fd < 0);
+		CHECK(strstr((char *)r.p + 4, "\"twin_socket\":{\"supported\":false}") != NULL);
+	}
 	close(s);
 	dmem = NULL;
 	dmem_max = 1 << 20;
@@ -1409,6 +1513,7 @@ int main(void)
 	test_malformed();
 	test_dma();
 	test_dma_fdless();
+	test_twin();
 	test_dma_fdless_kill();
 	test_kill9();
 	test_many_clients();

@@ -95,6 +95,8 @@ enum {
 	P2P_VFIO_USER_NO_P2PBUF = 1u << 0, /* speak the specification only: no extension */
 	P2P_VFIO_USER_TRAP_BARS = 1u << 1, /* map no region fd: every BAR access is a
 					      REGION_READ/WRITE (no mmap, no dma-buf) */
+	P2P_VFIO_USER_NO_TWIN = 1u << 2,   /* do not offer twin_socket: the server's
+					      commands share the one socket */
 };
 
 /**

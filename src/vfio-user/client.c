@@ -58,6 +58,7 @@ struct vu_waiter {
 struct vu_cmd {
 	struct list_head node;
 	struct vu_msg msg;
+	bool twin; /* came over the twin socket: the reply goes there */
 };
 
 struct vu_export {
@@ -79,6 +80,15 @@ struct vu_region {
 struct p2p_vfio_user_client {
 	atomic_int refs; /* the user's, the function's */
 	int sock;
+	/*
+	 * twin_socket mode: the server's commands and our replies to them go
+	 * over @twin, read by @twin_reader (set by negotiate(), before any
+	 * command of the server can come there; -1 without).
+	 */
+	int twin;
+	pthread_t twin_reader;
+	bool twin_thread;
+	int reply_sock; /* worker-only: where the command being served came from */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;  /* callers, the reader thread: replies, the read role, the end */
 	pthread_cond_t wcond; /* the worker: commands, the end */
@@ -125,6 +135,8 @@ static void client_put(struct p2p_vfio_user_client *c)
 			close(c->regions[i].fd);
 	if (c->sock >= 0)
 		close(c->sock);
+	if (c->twin >= 0)
+		close(c->twin);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->wcond);
@@ -147,8 +159,11 @@ static void deadline_after(struct timespec *ts, uint32_t ms)
 /* The connection is over: wake everyone (c->lock held). */
 static void mark_dead_locked(struct p2p_vfio_user_client *c)
 {
-	if (!c->dead)
+	if (!c->dead) {
 		shutdown(c->sock, SHUT_RDWR);
+		if (c->twin >= 0)
+			shutdown(c->twin, SHUT_RDWR);
+	}
 	c->dead = true;
 	pthread_cond_broadcast(&c->cond);
 	pthread_cond_broadcast(&c->wcond);
@@ -165,6 +180,8 @@ static int send_msg(struct p2p_vfio_user_client *c, struct vfio_user_header *hdr
 	return ret;
 }
 
+static void queue_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, bool twin);
+
 /*
  * The read role.  Whoever holds it (c->reading) receives from the socket:
  * a caller waiting for its reply when nobody else reads (so the common
@@ -177,8 +194,6 @@ static int send_msg(struct p2p_vfio_user_client *c, struct vfio_user_header *hdr
  */
 static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m, const struct vu_waiter *self)
 {
-	struct vu_cmd *q;
-
 	if ((m->hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
 		struct vu_waiter *w;
 		bool found = false;
@@ -199,15 +214,23 @@ static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m, const stru
 			vu_msg_release(m); /* a late reply to a timed-out request */
 		return;
 	}
-	q = malloc(sizeof(*q));
+	queue_cmd(c, m, false);
+}
+
+/* A command of the server (from @sock, or @twin): to the worker. */
+static void queue_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, bool twin)
+{
+	struct vu_cmd *q = malloc(sizeof(*q));
+
 	if (!q) {
 		pthread_mutex_lock(&c->send_lock);
-		vu_send_error(c->sock, &m->hdr, ENOMEM);
+		vu_send_error(twin ? c->twin : c->sock, &m->hdr, ENOMEM);
 		pthread_mutex_unlock(&c->send_lock);
 		vu_msg_release(m);
 		return;
 	}
 	q->msg = *m;
+	q->twin = twin;
 	pthread_mutex_lock(&c->lock);
 	list_add_tail(&q->node, &c->cmds);
 	pthread_cond_signal(&c->wcond);
@@ -238,6 +261,35 @@ static int read_one(struct p2p_vfio_user_client *c, const struct vu_waiter *self
 static bool ts_before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * The twin socket's reader (twin_socket mode): the server's commands, to
+ * the worker.  The server sends nothing else there; anything else, or EOF,
+ * ends the connection.
+ */
+static void *twin_main(void *arg)
+{
+	struct p2p_vfio_user_client *c = arg;
+
+	for (;;) {
+		struct vu_msg m;
+		int ret = vu_msg_recv(c->twin, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
+
+		if (ret == -ETOOMANYREFS)
+			continue;
+		if (ret)
+			break;
+		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND) {
+			vu_msg_release(&m);
+			break;
+		}
+		queue_cmd(c, &m, true);
+	}
+	pthread_mutex_lock(&c->lock);
+	mark_dead_locked(c);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
 }
 
 /* The reader thread: the read role while no caller has it (or was recently reading). */
@@ -399,7 +451,9 @@ static void reply_to(struct p2p_vfio_user_client *c, const struct vfio_user_head
 
 	if (req->flags & VFIO_USER_F_NO_REPLY)
 		return;
-	send_msg(c, &hdr, iov, iovcnt, NULL, 0);
+	pthread_mutex_lock(&c->send_lock);
+	vu_msg_sendv(c->reply_sock, &hdr, iov, iovcnt, NULL, 0);
+	pthread_mutex_unlock(&c->send_lock);
 }
 
 static void reply_error(struct p2p_vfio_user_client *c, const struct vfio_user_header *req,
@@ -408,7 +462,7 @@ static void reply_error(struct p2p_vfio_user_client *c, const struct vfio_user_h
 	if (req->flags & VFIO_USER_F_NO_REPLY)
 		return;
 	pthread_mutex_lock(&c->send_lock);
-	vu_send_error(c->sock, req, err);
+	vu_send_error(c->reply_sock, req, err);
 	pthread_mutex_unlock(&c->send_lock);
 }
 
@@ -565,6 +619,7 @@ static void *worker_main(void *arg)
 		q = list_entry(c->cmds.next, struct vu_cmd, node);
 		list_del_init(&q->node);
 		pthread_mutex_unlock(&c->lock);
+		c->reply_sock = q->twin ? c->twin : c->sock;
 		switch (q->msg.hdr.cmd) {
 		case VFIO_USER_DMA_READ:
 		case VFIO_USER_DMA_WRITE:
@@ -1096,19 +1151,21 @@ out:
 /* ---------------------------------------------------------------------- */
 /* Connect                                                                 */
 
-static int negotiate(struct p2p_vfio_user_client *c, bool want_p2p)
+static int negotiate(struct p2p_vfio_user_client *c, bool want_p2p, bool want_twin)
 {
-	char json[256];
+	char json[320];
 	struct vfio_user_version v = { .major = VFIO_USER_MAJOR, .minor = VFIO_USER_MINOR };
-	struct json_object *root, *caps, *o, *p2p;
+	struct json_object *root, *caps, *o, *p2p, *twin;
 	uint32_t max_fds, max_xfer;
 	bool use_p2p = false;
+	int twin_idx = -1;
 	struct vu_msg r;
 	int ret, n;
 
 	n = snprintf(json, sizeof(json),
-		     "{\"capabilities\":{\"max_msg_fds\":%u,\"max_data_xfer_size\":%u%s}}",
+		     "{\"capabilities\":{\"max_msg_fds\":%u,\"max_data_xfer_size\":%u%s%s}}",
 		     VU_MAX_FDS, VU_OUR_XFER,
+		     want_twin ? ",\"twin_socket\":{\"supported\":true}" : "",
 		     want_p2p ? ",\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}" : "");
 	struct iovec iov[2] = { { &v, sizeof(v) }, { json, (size_t)n + 1 } };
 
@@ -1141,8 +1198,39 @@ static int negotiate(struct p2p_vfio_user_client *c, bool want_p2p)
 			    json_object_object_get_ex(p2p, VFIO_USER_CAP_P2PBUF_REVOKE, &o) &&
 			    json_object_get_int(o) == 1)
 				use_p2p = true;
+			/*
+			 * twin_socket: supported with a valid fd_index, or the
+			 * reply is inconsistent and the connection is dropped
+			 * (the specification); not supported: one socket.
+			 */
+			if (want_twin && json_object_object_get_ex(caps, VFIO_USER_CAP_TWIN_SOCKET, &twin) &&
+			    json_object_object_get_ex(twin, VFIO_USER_CAP_TWIN_SUPPORTED, &o) &&
+			    json_object_get_boolean(o)) {
+				int64_t idx = -1;
+
+				if (json_object_object_get_ex(twin, VFIO_USER_CAP_TWIN_FD_INDEX, &o) &&
+				    json_object_is_type(o, json_type_int))
+					idx = json_object_get_int64(o);
+				twin_idx = idx >= 0 && idx < (int64_t)r.nr_fds ? (int)idx : -2;
+			}
 		}
 		json_object_put(root);
+	}
+	if (twin_idx == -2) {
+		ret = -EPROTO;
+		goto out;
+	}
+	if (twin_idx >= 0) {
+		/* Ours now; the reader starts before anything can need it. */
+		pthread_mutex_lock(&c->lock); /* mark_dead_locked() reads it */
+		c->twin = r.fds[twin_idx];
+		pthread_mutex_unlock(&c->lock);
+		r.fds[twin_idx] = r.fds[--r.nr_fds];
+		if (pthread_create(&c->twin_reader, NULL, twin_main, c)) {
+			ret = -EAGAIN;
+			goto out;
+		}
+		c->twin_thread = true;
 	}
 	/* Never more than we said we accept, never less than a page. */
 	__atomic_store_n(&c->max_fds, max_fds, __ATOMIC_RELAXED);
@@ -1337,6 +1425,10 @@ static void stop_threads(struct p2p_vfio_user_client *c)
 		pthread_join(c->worker, NULL);
 		c->threads = false;
 	}
+	if (c->twin_thread) {
+		pthread_join(c->twin_reader, NULL);
+		c->twin_thread = false;
+	}
 }
 
 /*
@@ -1358,6 +1450,7 @@ static int client_new(int sock, uint32_t timeout_ms, bool token_conn,
 	atomic_init(&c->refs, 1);
 	for (int i = 0; i < VU_MAX_REGIONS; i++)
 		c->regions[i].fd = -1;
+	c->twin = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->dom_lock, NULL);
@@ -1416,7 +1509,9 @@ P2P_API int p2p_vfio_user_connect(const char *socket_path,
 	if (!socket_path || !out || strlen(socket_path) >= sizeof(sa.sun_path))
 		return -EINVAL;
 	if (info) {
-		if (info->argsz < sizeof(ci) || (info->flags & ~(P2P_VFIO_USER_NO_P2PBUF | P2P_VFIO_USER_TRAP_BARS)))
+		if (info->argsz < sizeof(ci) ||
+		    (info->flags & ~(P2P_VFIO_USER_NO_P2PBUF | P2P_VFIO_USER_TRAP_BARS |
+				     P2P_VFIO_USER_NO_TWIN)))
 			return -EINVAL;
 		ci = *info;
 	}
@@ -1432,7 +1527,7 @@ P2P_API int p2p_vfio_user_connect(const char *socket_path,
 	ret = client_new(sock, ci.timeout_ms, false, &c);
 	if (ret)
 		return ret;
-	ret = negotiate(c, !(ci.flags & P2P_VFIO_USER_NO_P2PBUF));
+	ret = negotiate(c, !(ci.flags & P2P_VFIO_USER_NO_P2PBUF), !(ci.flags & P2P_VFIO_USER_NO_TWIN));
 	if (!ret)
 		ret = build_function(c, socket_path, &ci);
 	if (ret) {
@@ -1527,7 +1622,7 @@ static int vu_resolve(int fd, const struct stat *st, struct p2p_file **out)
 	ret = client_new(sock, 0, true, &c);
 	if (ret)
 		return ret;
-	ret = negotiate(c, true);
+	ret = negotiate(c, true, false); /* no twin: its threads are detached */
 	if (!ret && !vu_p2p(c))
 		ret = -EPROTO;
 	if (ret)

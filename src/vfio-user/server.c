@@ -131,9 +131,16 @@ struct vu_client {
 	struct p2p_vfio_user_server *srv;
 	struct vu_dev *dev;
 	int sock;
+	/*
+	 * twin_socket mode: the server's commands (DMA_READ/WRITE, notices) and
+	 * the client's replies to them go over @twin, read by @twin_reader.
+	 * Set once by the worker (VERSION) under @lock, read with atomics.
+	 */
+	int twin;
 	struct p2p_vfio_device *vdev;
 	struct vu_token *born; /* started from this token (a reference), or NULL */
-	pthread_t reader;
+	pthread_t reader, twin_reader;
+	bool has_twin_reader; /* worker-only */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -209,23 +216,48 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born);
 /* ---------------------------------------------------------------------- */
 /* Sending                                                                 */
 
+static inline int client_twin(struct vu_client *c)
+{
+	return __atomic_load_n(&c->twin, __ATOMIC_ACQUIRE);
+}
+
 static void client_kill(struct vu_client *c)
 {
-	/* The reader sees EOF and the worker tears everything down. */
+	int twin = client_twin(c);
+
+	/* The readers see EOF and the worker tears everything down. */
 	shutdown(c->sock, SHUT_RDWR);
+	if (twin >= 0)
+		shutdown(twin, SHUT_RDWR);
+}
+
+/* The socket the server's own commands go over: the twin socket, if negotiated. */
+static inline int client_cmd_sock(struct vu_client *c)
+{
+	int twin = client_twin(c);
+
+	return twin >= 0 ? twin : c->sock;
+}
+
+/* Send on @sock (c->sock, or the twin socket for the server's commands). */
+static int client_sendv_on(struct vu_client *c, int sock, struct vfio_user_header *h,
+			   const struct iovec *iov, int iovcnt, const int *fds,
+			   unsigned int nr_fds)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->send_lock);
+	ret = vu_msg_sendv(sock, h, iov, iovcnt, fds, nr_fds);
+	pthread_mutex_unlock(&c->send_lock);
+	if (ret)
+		client_kill(c); /* a partial write leaves the stream unusable */
+	return ret;
 }
 
 static int client_sendv(struct vu_client *c, struct vfio_user_header *h, const struct iovec *iov,
 			int iovcnt, const int *fds, unsigned int nr_fds)
 {
-	int ret;
-
-	pthread_mutex_lock(&c->send_lock);
-	ret = vu_msg_sendv(c->sock, h, iov, iovcnt, fds, nr_fds);
-	pthread_mutex_unlock(&c->send_lock);
-	if (ret)
-		client_kill(c); /* a partial write leaves the stream unusable */
-	return ret;
+	return client_sendv_on(c, c->sock, h, iov, iovcnt, fds, nr_fds);
 }
 
 static int reply(struct vu_client *c, const struct vu_msg *req, const void *p, size_t len,
@@ -272,7 +304,7 @@ static void deadline_in(struct timespec *dl, uint32_t timeout_ms)
  */
 static void pending_added_locked(struct vu_client *c)
 {
-	if (!c->reading)
+	if (!c->reading && c->twin < 0)
 		pthread_cond_broadcast(&c->cond);
 }
 
@@ -300,7 +332,7 @@ static int client_call(struct vu_client *c, uint16_t cmd, const struct iovec *io
 	pending_added_locked(c);
 	pthread_mutex_unlock(&c->lock);
 
-	ret = client_sendv(c, &h, iov, iovcnt, NULL, 0);
+	ret = client_sendv_on(c, client_cmd_sock(c), &h, iov, iovcnt, NULL, 0);
 
 	deadline_in(&dl, timeout_ms);
 	pthread_mutex_lock(&c->lock);
@@ -393,7 +425,7 @@ static int notify_revoke_async(struct vu_client *c, uint64_t id, uint32_t flags,
 	pending_added_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	/* A failed send kills the client: its reader's exit completes the entry. */
-	client_sendv(c, &h, &iov, 1, NULL, 0);
+	client_sendv_on(c, client_cmd_sock(c), &h, &iov, 1, NULL, 0);
 	return 0;
 }
 
@@ -448,7 +480,7 @@ static void export_restore(struct p2p_attachment *attach)
 	h.msg_id = c->next_id++; /* its reply matches nothing: dropped */
 	pthread_mutex_unlock(&c->lock);
 	if (want)
-		client_sendv(c, &h, &iov, 1, NULL, 0);
+		client_sendv_on(c, client_cmd_sock(c), &h, &iov, 1, NULL, 0);
 }
 
 static const struct p2p_dmabuf_importer_ops export_importer = {
@@ -552,7 +584,8 @@ static int json_u64(struct json_object *o, const char *key, uint64_t *v, bool *p
 	return 0;
 }
 
-static int parse_caps(const char *json, uint32_t *max_xfer, bool *want_dmabuf, bool *want_revoke)
+static int parse_caps(const char *json, uint32_t *max_xfer, bool *want_dmabuf, bool *want_revoke,
+		      bool *want_twin)
 {
 	struct json_object *root, *caps, *x;
 	uint64_t v;
@@ -577,9 +610,17 @@ static int parse_caps(const char *json, uint32_t *max_xfer, bool *want_dmabuf, b
 	if (json_u64(caps, VFIO_USER_CAP_MAX_DMA_MAPS, &v, &present) ||
 	    json_u64(caps, VFIO_USER_CAP_PGSIZES, &v, &present))
 		goto out;
-	if (json_object_object_get_ex(caps, VFIO_USER_CAP_TWIN_SOCKET, &x) &&
-	    !json_object_is_type(x, json_type_object))
-		goto out;
+	if (json_object_object_get_ex(caps, VFIO_USER_CAP_TWIN_SOCKET, &x)) {
+		struct json_object *sup;
+
+		if (!json_object_is_type(x, json_type_object))
+			goto out;
+		if (json_object_object_get_ex(x, VFIO_USER_CAP_TWIN_SUPPORTED, &sup)) {
+			if (!json_object_is_type(sup, json_type_boolean))
+				goto out;
+			*want_twin = json_object_get_boolean(sup);
+		}
+	}
 	if (json_object_object_get_ex(caps, VFIO_USER_CAP_P2PBUF, &x)) {
 		if (!json_object_is_type(x, json_type_object))
 			goto out;
@@ -597,11 +638,44 @@ out:
 	return ret;
 }
 
+static void *twin_main(void *arg);
+
+/*
+ * twin_socket mode (the client offered it): a socketpair whose client end
+ * goes with the VERSION reply; the server's commands and their replies use
+ * it from then on, read by a thread of their own.  Return: the client end
+ * (its reader runs, c->twin is set), or -errno (the client gets no twin).
+ */
+static int twin_start(struct vu_client *c)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	struct timeval tv = { .tv_sec = 2 };
+
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	pthread_mutex_lock(&c->lock);
+	__atomic_store_n(&c->twin, sv[0], __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&c->lock);
+	if (pthread_create(&c->twin_reader, NULL, twin_main, c)) {
+		pthread_mutex_lock(&c->lock);
+		__atomic_store_n(&c->twin, -1, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&c->lock);
+		close(sv[0]);
+		close(sv[1]);
+		return -EAGAIN;
+	}
+	c->has_twin_reader = true;
+	return sv[1];
+}
+
 static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 {
 	const struct vfio_user_version *v = payload(m);
 	size_t len = payload_len(m);
-	bool want_dmabuf = false, want_revoke = false;
+	bool want_dmabuf = false, want_revoke = false, want_twin = false;
+	int twin_fd = -1;
 	uint32_t max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	struct vfio_user_version rv;
 	struct json_object *root, *caps, *twin, *p2p;
@@ -617,7 +691,8 @@ static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 	if (len > sizeof(*v)) {
 		if (!memchr(v->data, 0, len - sizeof(*v)))
 			return reply_err(c, m, EINVAL);
-		if (v->data[0] && parse_caps(v->data, &max_xfer, &want_dmabuf, &want_revoke))
+		if (v->data[0] &&
+		    parse_caps(v->data, &max_xfer, &want_dmabuf, &want_revoke, &want_twin))
 			return reply_err(c, m, EINVAL);
 	}
 	rv.major = VFIO_USER_MAJOR;
@@ -638,7 +713,12 @@ static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 	json_object_object_add(caps, VFIO_USER_CAP_MAX_DMA_MAPS,
 			       json_object_new_int64(VU_SERVER_MAX_DMA_MAPS));
 	json_object_object_add(caps, VFIO_USER_CAP_PGSIZES, json_object_new_int64(4096));
-	json_object_object_add(twin, VFIO_USER_CAP_TWIN_SUPPORTED, json_object_new_boolean(0));
+	if (want_twin && !(m->hdr.flags & VFIO_USER_F_NO_REPLY))
+		twin_fd = twin_start(c);
+	json_object_object_add(twin, VFIO_USER_CAP_TWIN_SUPPORTED,
+			       json_object_new_boolean(twin_fd >= 0));
+	if (twin_fd >= 0)
+		json_object_object_add(twin, VFIO_USER_CAP_TWIN_FD_INDEX, json_object_new_int(0));
 	json_object_object_add(caps, VFIO_USER_CAP_TWIN_SOCKET, twin);
 	if (want_dmabuf || want_revoke) {
 		p2p = json_object_new_object();
@@ -669,8 +749,11 @@ static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 		c->p2p_revoke = want_revoke;
 		c->peer_max_xfer = max_xfer; /* read by device threads (map_dma_rw()) */
 		pthread_mutex_unlock(&c->lock);
-		ret = (m->hdr.flags & VFIO_USER_F_NO_REPLY) ? 0 : client_sendv(c, &h, iov, 2, NULL, 0);
+		ret = (m->hdr.flags & VFIO_USER_F_NO_REPLY) ? 0 :
+		      client_sendv(c, &h, iov, 2, twin_fd >= 0 ? &twin_fd : NULL, twin_fd >= 0);
 	}
+	if (twin_fd >= 0)
+		close(twin_fd);
 	json_object_put(root);
 	return ret;
 }
@@ -1606,7 +1689,6 @@ static void client_teardown(struct vu_client *c)
 			p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_SET_IRQS, &k);
 	}
 	p2p_vfio_device_close(c->vdev);
-	close(c->sock);
 	token_put(c->born);
 
 	pthread_mutex_lock(&d->lock);
@@ -1618,6 +1700,13 @@ static void client_teardown(struct vu_client *c)
 	}
 	d->nr_clients--;
 	pthread_mutex_unlock(&d->lock);
+	/*
+	 * Closed only now that nobody can reach the client: the watchdog's
+	 * client_kill() (under d->lock) must not shut down a reused fd number.
+	 */
+	close(c->sock);
+	if (c->twin >= 0)
+		close(c->twin);
 
 	while (c->qhead) {
 		struct vu_qent *q = c->qhead;
@@ -1691,6 +1780,41 @@ static void client_end(struct vu_client *c)
 	}
 }
 
+/* A reply from the client (on its socket or its twin): its waiter, or dropped. */
+static void reply_in(struct vu_client *c, struct vu_msg *m)
+{
+	struct vu_pending *p;
+
+	pthread_mutex_lock(&c->lock);
+	for (p = c->pending; p; p = p->next)
+		if (p->msg_id == m->hdr.msg_id && p->cmd == m->hdr.cmd && !p->done)
+			break;
+	if (p && p->fence) {
+		/* An async notice: acked (an error reply counts: the client answered). */
+		for (struct vu_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
+			if (*pp == p) {
+				*pp = p->next;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		vu_msg_release(m);
+		async_done(c->srv, p);
+		return;
+	}
+	if (p) {
+		p->done = true;
+		p->err = (m->hdr.flags & VFIO_USER_F_ERROR) ? (int)m->hdr.error_no : 0;
+		if (p->err == 0 && (m->hdr.flags & VFIO_USER_F_ERROR))
+			p->err = EIO;
+		p->reply = *m;
+		pthread_cond_broadcast(&c->cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!p)
+		vu_msg_release(m); /* a reply to nothing: dropped */
+}
+
 /*
  * Receive one message, the read role held (c->reading, set by the caller;
  * this clears it).  A reply wakes its waiter; a command is queued for the
@@ -1718,36 +1842,7 @@ static int take_msg(struct vu_client *c, bool may_inline)
 	if (ret)
 		goto out;
 	if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
-		struct vu_pending *p;
-
-		pthread_mutex_lock(&c->lock);
-		for (p = c->pending; p; p = p->next)
-			if (p->msg_id == m.hdr.msg_id && p->cmd == m.hdr.cmd && !p->done)
-				break;
-		if (p && p->fence) {
-			/* An async notice: acked (an error reply counts: the client answered). */
-			for (struct vu_pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
-				if (*pp == p) {
-					*pp = p->next;
-					break;
-				}
-			}
-			pthread_mutex_unlock(&c->lock);
-			vu_msg_release(&m);
-			async_done(c->srv, p);
-			goto out;
-		}
-		if (p) {
-			p->done = true;
-			p->err = (m.hdr.flags & VFIO_USER_F_ERROR) ? (int)m.hdr.error_no : 0;
-			if (p->err == 0 && (m.hdr.flags & VFIO_USER_F_ERROR))
-				p->err = EIO;
-			p->reply = m;
-			pthread_cond_broadcast(&c->cond);
-		}
-		pthread_mutex_unlock(&c->lock);
-		if (!p)
-			vu_msg_release(&m); /* a reply to nothing: dropped */
+		reply_in(c, &m);
 		goto out;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -1819,6 +1914,35 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The twin socket's reader: replies to the server's commands.  The client
+ * sends nothing else there; a command, a bad message or EOF ends the
+ * connection (the client can no longer be told anything).
+ */
+static void *twin_main(void *arg)
+{
+	struct vu_client *c = arg;
+	int twin = client_twin(c);
+
+	for (;;) {
+		struct vu_msg m;
+		int ret = vu_msg_recv(twin, VU_SERVER_MAX_MSG, &m);
+
+		if (ret == -ETOOMANYREFS)
+			continue; /* read whole, its fds closed: a reply to drop */
+		if (ret)
+			break;
+		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_REPLY) {
+			vu_msg_release(&m);
+			break;
+		}
+		reply_in(c, &m);
+	}
+	client_kill(c);
+	client_end(c);
+	return NULL;
+}
+
 static bool ts_before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
@@ -1882,7 +2006,8 @@ static void *worker_main(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&c->lock);
-		while (!c->dead && !(c->qhead && !c->inflight) && !(c->pending && !c->reading))
+		while (!c->dead && !(c->qhead && !c->inflight) &&
+		       !(c->pending && !c->reading && c->twin < 0))
 			pthread_cond_wait(&c->cond, &c->lock);
 		if (c->dead) {
 			pthread_mutex_unlock(&c->lock);
@@ -1916,6 +2041,8 @@ static void *worker_main(void *arg)
 	}
 	client_kill(c);
 	pthread_join(c->reader, NULL);
+	if (c->has_twin_reader)
+		pthread_join(c->twin_reader, NULL);
 	client_teardown(c);
 	return NULL;
 }
@@ -1960,6 +2087,7 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 	c->dev = d;
 	c->sock = fd;
 	c->born = born;
+	c->twin = -1;
 	c->qtail = &c->qhead;
 	c->peer_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	/* A client that stops reading cannot block a revoke or a reply for long. */
