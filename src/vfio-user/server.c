@@ -1550,24 +1550,28 @@ static int cmd_device_feature(struct vu_client *c, struct vu_msg *m)
 	k->argsz = (uint32_t)(sizeof(*k) + len - sizeof(a));
 	k->flags = a.flags;
 	memcpy(k->data, (const uint8_t *)payload(m) + sizeof(a), len - sizeof(a));
-	if (feature == VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE && (a.flags & VFIO_USER_DEVICE_FEATURE_SET) &&
-	    !(a.flags & VFIO_USER_DEVICE_FEATURE_PROBE)) {
-		/* The fd would be the client's: it names one of its exports' ids instead. */
-		struct vfio_device_feature_dma_buf_revoke rv;
+	if ((feature == VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE ||
+	     feature == VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR) &&
+	    (a.flags & VFIO_USER_DEVICE_FEATURE_SET) && !(a.flags & VFIO_USER_DEVICE_FEATURE_PROBE)) {
+		/*
+		 * Both start with the dma-buf's fd, which would be the client's:
+		 * it names one of its own exports' ids instead (never a number
+		 * of the server's fd table: another client's dma-buf).
+		 */
 		struct vu_export *e;
+		int32_t id;
 
-		if (len - sizeof(a) < sizeof(rv)) {
+		if (len - sizeof(a) < sizeof(struct vfio_device_feature_dma_buf_revoke)) {
 			free(k);
 			return reply_err(c, m, EINVAL);
 		}
-		memcpy(&rv, k->data, sizeof(rv));
-		e = rv.dmabuf_fd >= 0 ? export_find(c, (uint64_t)rv.dmabuf_fd) : NULL;
+		memcpy(&id, k->data, sizeof(id));
+		e = id >= 0 ? export_find(c, (uint64_t)id) : NULL;
 		if (!e) {
 			free(k);
 			return reply_err(c, m, EBADF);
 		}
-		rv.dmabuf_fd = e->fd;
-		memcpy(k->data, &rv, sizeof(rv));
+		memcpy(k->data, &e->fd, sizeof(int32_t));
 	}
 	ret = p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_FEATURE, k);
 	free(k);
