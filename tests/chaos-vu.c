@@ -445,7 +445,7 @@ static int child_main(const char *dir, unsigned int slot, unsigned int spawn, do
 /* ---------------------------------------------------------------------- */
 /* The parent                                                              */
 
-static char dir[64], self[PATH_MAX], tools[PATH_MAX];
+static char dir[64], self[PATH_MAX];
 static int shfd;
 
 static pid_t spawn_child(unsigned int slot, unsigned int spawn, double seconds)
@@ -502,39 +502,12 @@ static int server_threads(pid_t pid)
 static pid_t serve(void)
 {
 	const char *rt = getenv("CHAOS_VU_REVOKE_MS"); /* debugging: a stuck ack stays stuck */
-	char cfg[128], p[128];
-	pid_t pid;
-	FILE *f;
+	const char *bdfs[] = { CE, GPU, NULL };
+	char conf[128];
 
-	snprintf(cfg, sizeof(cfg), "%s/devices.conf", dir);
-	f = fopen(cfg, "w");
-	if (!f)
-		return -1;
-	fprintf(f, "gpu %s group=1 bar0=16K bar2=4M,64,pf\ncopy-engine %s group=2\n", GPU, CE);
-	fclose(f);
-	pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		dup2(null, 1);
-		execl(tools, "p2pbuf", "serve", "--config", cfg, "--socket-dir", dir,
-		      "--revoke-timeout-ms", rt ? rt : "3000", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; pid > 0 && i < 1000; i++) {
-		struct stat st;
-
-		snprintf(p, sizeof(p), "%s/%s", dir, CE);
-		if (!stat(p, &st)) {
-			snprintf(p, sizeof(p), "%s/%s", dir, GPU);
-			if (!stat(p, &st))
-				return pid;
-		}
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			return -1;
-		usleep(10000);
-	}
-	return -1;
+	snprintf(conf, sizeof(conf), "gpu %s group=1 bar0=16K bar2=4M,64,pf\ncopy-engine %s group=2\n",
+		 GPU, CE);
+	return t_serve(dir, conf, bdfs, rt ? rt : "3000");
 }
 
 int main(int argc, char **argv)
@@ -549,7 +522,6 @@ int main(int argc, char **argv)
 	char p[128];
 	uint64_t seed = (uint64_t)time(NULL) | 1;
 	ssize_t n;
-	char *slash;
 
 	if (argc == 6 && !strcmp(argv[1], "child"))
 		return child_main(argv[2], (unsigned int)atoi(argv[3]), (unsigned int)atoi(argv[4]),
@@ -562,11 +534,6 @@ int main(int argc, char **argv)
 	if (n <= 0)
 		return T_EXIT_FAIL;
 	self[n] = 0;
-	/* build/tests/chaos-vu -> build/tools/p2pbuf */
-	snprintf(tools, sizeof(tools), "%s", self);
-	for (int i = 0; i < 2 && (slash = strrchr(tools, '/')); i++)
-		*slash = 0;
-	strncat(tools, "/tools/p2pbuf", sizeof(tools) - strlen(tools) - 1);
 	snprintf(dir, sizeof(dir), "/tmp/p2p-chaos-vu-XXXXXX");
 	if (!mkdtemp(dir))
 		t_skip("no temporary directory");
@@ -690,7 +657,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chaos-vu: the server ended with status %#x\n", st);
 		failures++;
 	}
-	const char *const files[] = { "devices.conf", "reset.lock", "engine.lock" };
+	const char *const files[] = { "devices.conf", "serve.log", "reset.lock", "engine.lock" };
 
 	close(reset_lock);
 	close(engine_lock);

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -553,4 +558,59 @@ bool t_maps_find(const void *va, uint64_t *off, const char *name, bool *named)
 	}
 	fclose(f);
 	return found;
+}
+
+void t_tool_path(char *out, size_t n)
+{
+	ssize_t r = readlink("/proc/self/exe", out, n - 32);
+	char *slash;
+
+	out[r > 0 ? r : 0] = 0;
+	/* build/tests/test-x -> build/tools/p2pbuf */
+	for (int i = 0; i < 2 && (slash = strrchr(out, '/')); i++)
+		*slash = 0;
+	strcat(out, "/tools/p2pbuf");
+}
+
+pid_t t_serve(const char *dir, const char *conf, const char *const *bdfs, const char *revoke_ms)
+{
+	extern char **environ;
+	char cfg[256], log[256], p[256], exe[512];
+	char *argv[] = { "p2pbuf", "serve", "--config", cfg, "--socket-dir", (char *)dir,
+			 "--revoke-timeout-ms", (char *)revoke_ms, NULL };
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	FILE *f;
+
+	snprintf(cfg, sizeof(cfg), "%s/devices.conf", dir);
+	snprintf(log, sizeof(log), "%s/serve.log", dir);
+	f = fopen(cfg, "w");
+	if (!f)
+		return -1;
+	fputs(conf, f);
+	fclose(f);
+	t_tool_path(exe, sizeof(exe));
+	if (posix_spawn_file_actions_init(&fa))
+		return -1;
+	/* Not our stdout: a server left behind by a dying test holds none of our pipes. */
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	if (posix_spawn(&pid, exe, &fa, NULL, argv, environ))
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	for (int i = 0; pid > 0 && i < 1000; i++) {
+		struct stat st;
+		bool up = true;
+
+		for (const char *const *b = bdfs; *b && up; b++) {
+			snprintf(p, sizeof(p), "%s/%s", dir, *b);
+			up = !stat(p, &st);
+		}
+		if (up)
+			return pid;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;
+		usleep(10000);
+	}
+	return -1;
 }

@@ -68,6 +68,17 @@ int t_count_fds(void);
  * prints and exits T_EXIT_FAIL if it cannot be made.
  */
 int t_tmpfile(const void *data, uint64_t len);
+/*
+ * `p2pbuf serve` of @conf (a door config text, written to @dir/devices.conf)
+ * on sockets in @dir, spawned (posix_spawn: safe in a threaded test) from
+ * the build's tools/p2pbuf, its output in @dir/serve.log, the revoke
+ * timeout @revoke_ms; it returns once the socket of each BDF in the
+ * NULL-terminated @bdfs exists.  Return: its pid, or -1.
+ */
+pid_t t_serve(const char *dir, const char *conf, const char *const *bdfs, const char *revoke_ms);
+/* The build's tools/p2pbuf, from this test's own path (build/tests/x). */
+void t_tool_path(char *out, size_t n);
+
 /* Print a reason and exit 77. */
 void t_skip(const char *reason) __attribute__((noreturn));
 /* Skip (77) unless CPU mappings can be revoked (p2p_library_init() succeeded). */

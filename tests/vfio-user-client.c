@@ -57,45 +57,9 @@ static void sock_path(char *out, size_t n, const char *bdf)
  */
 static pid_t serve(const char *d, const char *conf, const char *bdf)
 {
-	char cfg[128], p[128], log[128], exe[512], *slash;
-	char *argv[] = { "p2pbuf", "serve", "--config", cfg, "--socket-dir", (char *)d,
-			 "--revoke-timeout-ms", "2000", NULL };
-	posix_spawn_file_actions_t fa;
-	ssize_t n;
-	pid_t pid;
-	FILE *f;
+	const char *bdfs[] = { bdf, NULL };
 
-	snprintf(cfg, sizeof(cfg), "%s/devices.conf", d);
-	snprintf(log, sizeof(log), "%s/serve.log", d);
-	f = fopen(cfg, "w");
-	if (!f)
-		return -1;
-	fputs(conf, f);
-	fclose(f);
-	/* build/tests/test-x -> build/tools/p2pbuf */
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 32);
-	exe[n > 0 ? n : 0] = 0;
-	for (int i = 0; i < 2 && (slash = strrchr(exe, '/')); i++)
-		*slash = 0;
-	strcat(exe, "/tools/p2pbuf");
-	if (posix_spawn_file_actions_init(&fa))
-		return -1;
-	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	if (posix_spawn(&pid, exe, &fa, NULL, argv, environ))
-		pid = -1;
-	posix_spawn_file_actions_destroy(&fa);
-	for (int i = 0; pid > 0 && i < 500; i++) {
-		struct stat st;
-
-		snprintf(p, sizeof(p), "%s/%s", d, bdf);
-		if (!stat(p, &st))
-			return pid;
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			return -1;
-		usleep(10000);
-	}
-	return -1;
+	return t_serve(d, conf, bdfs, "2000");
 }
 
 static bool start_server(void)
@@ -699,8 +663,9 @@ out:
 		waitpid(server, NULL, 0);
 	}
 	/* A server killed with -9 leaves its sockets. */
-	for (int i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, i == 0 ? "devices.conf" : i == 1 ? GPU : CE);
+	for (int i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir,
+			 i == 0 ? "devices.conf" : i == 1 ? GPU : i == 2 ? CE : "serve.log");
 		unlink(p);
 	}
 	rmdir(dir);

@@ -69,53 +69,24 @@ static double now_s(void)
 /* The path of this program's sibling build/tools/p2pbuf (or this program). */
 static void exe_path(char *exe, size_t n, bool tool)
 {
-	ssize_t r = readlink("/proc/self/exe", exe, n - 32);
-	char *slash;
+	ssize_t r;
 
-	exe[r > 0 ? r : 0] = 0;
-	if (!tool)
+	if (tool) {
+		t_tool_path(exe, n);
 		return;
-	for (int i = 0; i < 2 && (slash = strrchr(exe, '/')); i++)
-		*slash = 0;
-	strcat(exe, "/tools/p2pbuf");
+	}
+	r = readlink("/proc/self/exe", exe, n - 1);
+	exe[r > 0 ? r : 0] = 0;
 }
 
 /* `p2pbuf serve` of a GPU in @dir; its pid, or -1. */
 static pid_t serve(void)
 {
-	char cfg[128], p[128], log[128], exe[512];
-	char *argv[] = { "p2pbuf", "serve", "--config", cfg, "--socket-dir", dir,
-			 "--revoke-timeout-ms", "2000", NULL };
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	FILE *f;
+	const char *bdfs[] = { GPU, NULL };
+	char conf[96];
 
-	snprintf(cfg, sizeof(cfg), "%s/devices.conf", dir);
-	snprintf(log, sizeof(log), "%s/serve.log", dir);
-	f = fopen(cfg, "w");
-	if (!f)
-		return -1;
-	fprintf(f, "gpu %s group=1 bar0=16K bar2=2M,64,pf\n", GPU);
-	fclose(f);
-	exe_path(exe, sizeof(exe), true);
-	if (posix_spawn_file_actions_init(&fa))
-		return -1;
-	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	if (posix_spawn(&pid, exe, &fa, NULL, argv, environ))
-		pid = -1;
-	posix_spawn_file_actions_destroy(&fa);
-	for (int i = 0; pid > 0 && i < 500; i++) {
-		struct stat st;
-
-		snprintf(p, sizeof(p), "%s/%s", dir, GPU);
-		if (!stat(p, &st))
-			return pid;
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			return -1;
-		usleep(10000);
-	}
-	return -1;
+	snprintf(conf, sizeof(conf), "gpu %s group=1 bar0=16K bar2=2M,64,pf\n", GPU);
+	return t_serve(dir, conf, bdfs, "2000");
 }
 
 /*
