@@ -1438,19 +1438,22 @@ static void test_export_errors(void)
 	close(r.fd);
 	{
 		/* feature 14 (memattr) SET names the client's export id, as feature 13 does */
-		struct {
-			struct vfio_user_device_feature f;
-			struct vfio_device_feature_dma_buf_memattr ma;
-		} ma = {
-			.f = { .argsz = sizeof(ma),
-			       .flags = VFIO_USER_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR },
-			.ma = { .dmabuf_fd = (int32_t)d.export_id,
-				.memattr = VFIO_DEVICE_FEATURE_DMA_BUF_ATTR_WC },
+		struct vfio_user_device_feature f = {
+			.argsz = sizeof(f) + sizeof(struct vfio_device_feature_dma_buf_memattr),
+			.flags = VFIO_USER_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR,
 		};
+		struct vfio_device_feature_dma_buf_memattr ma = {
+			.dmabuf_fd = (int32_t)d.export_id,
+			.memattr = VFIO_DEVICE_FEATURE_DMA_BUF_ATTR_WC,
+		};
+		uint8_t buf[sizeof(f) + sizeof(ma)];
 
-		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_FEATURE, &ma, sizeof(ma), NULL), 0);
-		ma.ma.dmabuf_fd = (int32_t)d.export_id + 100; /* not ours (nor a server fd number) */
-		CHECK(vu_call(s, VFIO_USER_DEVICE_FEATURE, &ma, sizeof(ma), NULL) == EBADF);
+		memcpy(buf, &f, sizeof(f));
+		memcpy(buf + sizeof(f), &ma, sizeof(ma));
+		CHECK_VU(vu_call(s, VFIO_USER_DEVICE_FEATURE, buf, sizeof(buf), NULL), 0);
+		ma.dmabuf_fd = (int32_t)d.export_id + 100; /* not ours (nor a server fd number) */
+		memcpy(buf + sizeof(f), &ma, sizeof(ma));
+		CHECK(vu_call(s, VFIO_USER_DEVICE_FEATURE, buf, sizeof(buf), NULL) == EBADF);
 	}
 	cl.export_id = d.export_id + 100;
 	CHECK(vu_call(s, VFIO_USER_P2P_DMABUF_CLOSE, &cl, sizeof(cl), NULL) == ENOENT);
