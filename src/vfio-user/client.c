@@ -1058,11 +1058,15 @@ static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, 
 	struct vu_export *e = NULL;
 	struct p2p_dmabuf *buf;
 	uint64_t lo = UINT64_MAX, hi = 0;
-	int ret = -EPROTO;
+	uint32_t dead = VFIO_USER_P2P_DMABUF_F_REVOKED | VFIO_USER_P2P_DMABUF_F_FOR_GOOD;
+	int ret = -EPROTO, memfd;
 
-	if (r->size < sizeof(r->hdr) + sizeof(rep) || r->nr_fds < 1)
+	if (r->size < sizeof(r->hdr) + sizeof(rep))
 		return -EPROTO;
 	memcpy(&rep, r->buf + sizeof(r->hdr), sizeof(rep));
+	/* No memory only for an export revoked for good before we came (DMABUF_GET). */
+	if (r->nr_fds < 1 && (!c->token_conn || (rep.flags & dead) != dead))
+		return -EPROTO;
 	if (!nr)
 		nr = rep.nr_ranges;
 	if (!rep.nr_ranges || rep.nr_ranges != nr || nr > 1024 ||
@@ -1087,7 +1091,17 @@ static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, 
 	}
 	lo &= ~(uint64_t)P2P_PAGE_MASK;
 	hi = ALIGN_UP(hi, P2P_PAGE_SIZE);
-	ret = p2p_mem_create_from_fd(r->fds[0], lo, hi - lo, 0, &e->mem);
+	if (r->nr_fds >= 1) {
+		ret = p2p_mem_create_from_fd(r->fds[0], lo, hi - lo, 0, &e->mem);
+	} else {
+		/* Dead from the start, never mapped: empty memory of its size stands in. */
+		memfd = memfd_create("p2pbuf-dead-export", MFD_CLOEXEC);
+		ret = memfd < 0 ? -errno : ftruncate(memfd, (off_t)hi) ? -errno : 0;
+		if (!ret)
+			ret = p2p_mem_create_from_fd(memfd, lo, hi - lo, 0, &e->mem);
+		if (memfd >= 0)
+			close(memfd);
+	}
 	if (ret)
 		goto out;
 	for (uint32_t i = 0; i < nr; i++) {
