@@ -154,7 +154,7 @@ static void *fake_main(void *arg)
 	struct vfio_user_header h;
 	uint8_t p[512];
 	struct cmsghdr *cm;
-	struct vfio_user_p2p_dmabuf d = { .argsz = sizeof(d) + sizeof(struct vfio_user_p2p_dmabuf_range),
+	struct vfio_user_p2p_dmabuf d = { .argsz = 32 + 16, /* one range */
 					  .export_id = EXPORT_ID, .size = LEN, .region_index = 2,
 					  .nr_ranges = 1 };
 	struct vfio_user_p2p_dmabuf_range rg = { .fd_offset = 0, .length = LEN };
@@ -189,9 +189,9 @@ static void *fake_main(void *arg)
 		break;
 	case REVOKE_BEFORE:
 	case FOR_GOOD_BEFORE:
-		notice(f, 1000, VFIO_USER_P2P_REVOKE_F_REVOKED |
-					(f->order == FOR_GOOD_BEFORE ? VFIO_USER_P2P_REVOKE_F_FOR_GOOD :
-								       0));
+		notice(f, 1000,
+		       VFIO_USER_P2P_REVOKE_F_REVOKED |
+			       (f->order == FOR_GOOD_BEFORE ? VFIO_USER_P2P_REVOKE_F_FOR_GOOD : 0));
 		f->acked = wait_ack(f, 1000);
 		break;
 	case RESTORE_AFTER:
@@ -348,8 +348,9 @@ static int raw_call(int s, uint16_t cmd, const void *req, size_t len, void *p, s
 		uint8_t pl[256];
 		size_t got = 0, want;
 
-		if (poll(&pf, 1, 10000) != 1 || recvmsg(s, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) !=
-							 (ssize_t)sizeof(h) || h.msg_size < sizeof(h))
+		if (poll(&pf, 1, 10000) != 1 ||
+		    recvmsg(s, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(h) ||
+		    h.msg_size < sizeof(h))
 			return -1;
 		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
 			int got_fds[2] = { -1, -1 };
@@ -400,9 +401,14 @@ static int raw_version(int s, bool p2p)
 /* Feature 11 on a raw connection: the export's id, its token in *@tok; -1 on failure. */
 static int64_t raw_export(int s, int *tok)
 {
+	/* (Plain fields: the uAPI structures end in flexible arrays.) */
 	struct {
-		struct vfio_user_device_feature f;
-		struct vfio_device_feature_dma_buf db;
+		struct {
+			uint32_t argsz, flags;
+		} f;
+		struct {
+			uint32_t region_index, open_flags, flags, nr_ranges;
+		} db;
 		struct vfio_region_dma_range r;
 	} __attribute__((packed)) req = {
 		.f = { .argsz = 48, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
@@ -438,7 +444,9 @@ static int raw_config_cmd(int s, uint16_t v)
 static void real_for_good(void)
 {
 	struct {
-		struct vfio_user_device_feature f;
+		struct {
+			uint32_t argsz, flags;
+		} f;
 		struct vfio_device_feature_dma_buf_revoke r;
 	} __attribute__((packed)) rv = {
 		.f = { .argsz = sizeof(rv),
