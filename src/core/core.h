@@ -84,7 +84,14 @@ struct fd_resolver_ops {
 	int (*resolve)(int fd, const struct stat *st, struct p2p_file **out);
 };
 int fd_resolver_register(const struct fd_resolver_ops *ops);
-/* p2p_dmabuf_export() whose file adopts @token_fd (see file_create()); -1: a new token. */
+/*
+ * p2p_dmabuf_export() whose file adopts @token_fd (see file_create()); -1: a new token.
+ * @info->flags may also hold DMABUF_EXPORT_PERM_REVOKED (this function only, not
+ * p2p_dmabuf_export()): the buffer starts revoked for good, as after
+ * p2p_dmabuf_revoke(PERM) of a buffer nobody used yet (a received export that its
+ * server revoked for good before we attached).
+ */
+#define DMABUF_EXPORT_PERM_REVOKED (1u << 31)
 int dmabuf_export_token(const struct p2p_dmabuf_export_info *info, int token_fd,
 			struct p2p_dmabuf **out);
 

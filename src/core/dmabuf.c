@@ -133,6 +133,8 @@ static const struct p2p_file_ops dmabuf_fops = {
 
 P2P_API int p2p_dmabuf_export(const struct p2p_dmabuf_export_info *info, struct p2p_dmabuf **out)
 {
+	if (info && (info->flags & DMABUF_EXPORT_PERM_REVOKED))
+		return -EINVAL; /* internal (dmabuf_export_token()) */
 	return dmabuf_export_token(info, -1, out);
 }
 
@@ -157,7 +159,8 @@ int dmabuf_export_token(const struct p2p_dmabuf_export_info *info, int token_fd,
 	}
 	if (!info->ops || !info->ops->map || !info->ops->unmap || !info->ops->release)
 		return -EINVAL;
-	if (info->flags & ~(P2P_EXPORT_REVOKED | P2P_EXPORT_OPEN_FLAGS))
+	if (info->flags &
+	    ~(P2P_EXPORT_REVOKED | P2P_EXPORT_OPEN_FLAGS | DMABUF_EXPORT_PERM_REVOKED))
 		return -EINVAL;
 	if (info->flags & P2P_EXPORT_OPEN_FLAGS) {
 		if (info->argsz < known)
@@ -186,8 +189,11 @@ int dmabuf_export_token(const struct p2p_dmabuf_export_info *info, int token_fd,
 	snprintf(buf->name, sizeof(buf->name), "%s", info->name ? info->name : "anon");
 	pthread_mutex_init(&buf->resv, NULL);
 	list_init(&buf->attachments);
-	atomic_init(&buf->status,
-		    (info->flags & P2P_EXPORT_REVOKED) ? P2P_DMABUF_TEMP_REVOKED : P2P_DMABUF_OK);
+	atomic_init(&buf->status, P2P_DMABUF_OK);
+	if (info->flags & DMABUF_EXPORT_PERM_REVOKED)
+		atomic_init(&buf->status, P2P_DMABUF_PERM_REVOKED);
+	else if (info->flags & P2P_EXPORT_REVOKED)
+		atomic_init(&buf->status, P2P_DMABUF_TEMP_REVOKED);
 	pthread_mutex_init(&buf->map_lock, NULL);
 	pthread_cond_init(&buf->map_cond, NULL);
 	pthread_mutex_init(&buf->cpu_lock, NULL);

@@ -116,6 +116,16 @@ struct p2p_vfio_user_client {
 	 * the export's release ends the connection.
 	 */
 	bool token_conn;
+	/*
+	 * A token connection's notices that came before its one export was
+	 * listed (see vu_resolve()), under @lock: @tok_state is the state
+	 * (enum p2p_dmabuf_status; -1: none) the latest of them says, for
+	 * export @tok_id; while @tok_building, export_local() makes the buffer
+	 * from that state and the worker waits (on @cond) instead of recording.
+	 */
+	int tok_state;
+	uint64_t tok_id;
+	bool tok_building;
 	struct p2p_pci_dev *pdev;
 	struct vu_region regions[VU_MAX_REGIONS];
 	uint32_t nr_regions, dev_flags;
@@ -542,11 +552,27 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 								    P2P_PCI_BACKEND_REVOKED);
 	} else {
 		pthread_mutex_lock(&c->lock);
+		/* A token connection's export being built: it is listed right after. */
+		while (c->tok_building && !c->dead)
+			pthread_cond_wait(&c->cond, &c->lock);
 		list_for_each_entry(e, &c->exports, node) {
 			if (e->id == r.export_id && dmabuf_tryget(e->buf)) {
 				buf = e->buf;
 				break;
 			}
+		}
+		/*
+		 * Not listed yet (the DMABUF_GET reply is on its way or being
+		 * read): recorded for export_local(), the latest wins but for
+		 * good is final.  A revoke is acked below, truly: no buffer of
+		 * ours exists yet, so nothing maps the memory.
+		 */
+		if (!buf && c->token_conn &&
+		    (c->tok_state != P2P_DMABUF_PERM_REVOKED || c->tok_id != r.export_id)) {
+			c->tok_id = r.export_id;
+			c->tok_state = !revoke	 ? P2P_DMABUF_OK :
+				       for_good ? P2P_DMABUF_PERM_REVOKED :
+						  P2P_DMABUF_TEMP_REVOKED;
 		}
 		pthread_mutex_unlock(&c->lock);
 		if (buf) {
@@ -1032,11 +1058,15 @@ static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, 
 	struct vu_export *e = NULL;
 	struct p2p_dmabuf *buf;
 	uint64_t lo = UINT64_MAX, hi = 0;
-	int ret = -EPROTO;
+	uint32_t dead = VFIO_USER_P2P_DMABUF_F_REVOKED | VFIO_USER_P2P_DMABUF_F_FOR_GOOD;
+	int ret = -EPROTO, memfd;
 
-	if (r->size < sizeof(r->hdr) + sizeof(rep) || r->nr_fds < 1)
+	if (r->size < sizeof(r->hdr) + sizeof(rep))
 		return -EPROTO;
 	memcpy(&rep, r->buf + sizeof(r->hdr), sizeof(rep));
+	/* No memory only for an export revoked for good before we came (DMABUF_GET). */
+	if (r->nr_fds < 1 && (!c->token_conn || (rep.flags & dead) != dead))
+		return -EPROTO;
 	if (!nr)
 		nr = rep.nr_ranges;
 	if (!rep.nr_ranges || rep.nr_ranges != nr || nr > 1024 ||
@@ -1061,7 +1091,17 @@ static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, 
 	}
 	lo &= ~(uint64_t)P2P_PAGE_MASK;
 	hi = ALIGN_UP(hi, P2P_PAGE_SIZE);
-	ret = p2p_mem_create_from_fd(r->fds[0], lo, hi - lo, 0, &e->mem);
+	if (r->nr_fds >= 1) {
+		ret = p2p_mem_create_from_fd(r->fds[0], lo, hi - lo, 0, &e->mem);
+	} else {
+		/* Dead from the start, never mapped: empty memory of its size stands in. */
+		memfd = memfd_create("p2pbuf-dead-export", MFD_CLOEXEC);
+		ret = memfd < 0 ? -errno : ftruncate(memfd, (off_t)hi) ? -errno : 0;
+		if (!ret)
+			ret = p2p_mem_create_from_fd(memfd, lo, hi - lo, 0, &e->mem);
+		if (memfd >= 0)
+			close(memfd);
+	}
 	if (ret)
 		goto out;
 	for (uint32_t i = 0; i < nr; i++) {
@@ -1077,28 +1117,56 @@ static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, 
 		.open_flags = open_flags,
 	};
 
-	if (rep.flags & VFIO_USER_P2P_DMABUF_F_REVOKED)
+	int state = !(rep.flags & VFIO_USER_P2P_DMABUF_F_REVOKED)  ? P2P_DMABUF_OK :
+		    !(rep.flags & VFIO_USER_P2P_DMABUF_F_FOR_GOOD) ? P2P_DMABUF_TEMP_REVOKED :
+								     P2P_DMABUF_PERM_REVOKED;
+
+	if (c->token_conn) {
+		/*
+		 * A token connection (DMABUF_GET): the state to start in is the
+		 * latest notice's if one came before the export is listed, else
+		 * the reply's; for good is final either way.  vu_resolve() says
+		 * why that is the server's state.  From here until it is listed
+		 * the worker holds the notices that come (tok_building).
+		 */
+		pthread_mutex_lock(&c->lock);
+		c->tok_building = true;
+		if (c->tok_state >= 0 && c->tok_id == rep.export_id &&
+		    state != P2P_DMABUF_PERM_REVOKED)
+			state = c->tok_state;
+		c->tok_state = -1;
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (state == P2P_DMABUF_TEMP_REVOKED)
 		info.flags |= P2P_EXPORT_REVOKED;
+	else if (state == P2P_DMABUF_PERM_REVOKED)
+		info.flags |= DMABUF_EXPORT_PERM_REVOKED;
 	list_init(&e->node);
 	ret = dmabuf_export_token(&info, token_fd, &buf);
 	if (ret) {
 		struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl), .export_id = e->id };
 
+		pthread_mutex_lock(&c->lock);
+		c->tok_building = false;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
 		vu_post_close(c, &cl);
 		p2p_mem_put(e->mem);
 		client_put(c);
 		goto out;
 	}
 	e->buf = buf;
+	/*
+	 * Listed: the worker applies the next notice to it.  It starts in its
+	 * state rather than being revoked here: the resolver runs under the
+	 * file layer's resolve_lock, below resv.
+	 */
 	pthread_mutex_lock(&c->lock);
 	list_add_tail(&e->node, &c->exports);
+	c->tok_building = false;
+	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	e = NULL;
-	/*
-	 * Revoked when the reply was made (DMABUF_GET): it starts revoked (for
-	 * good, too: no restore notice ever comes then).  No revoke here: the
-	 * resolver runs under the file layer's resolve_lock, below resv.
-	 */
 	*out = buf;
 out:
 	free(e);
@@ -1466,6 +1534,7 @@ static int client_new(int sock, uint32_t timeout_ms, bool token_conn,
 	c->max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	c->sock = sock;
 	c->token_conn = token_conn;
+	c->tok_state = -1;
 	if (token_conn)
 		atomic_fetch_add(&c->refs, 1); /* the reader's */
 	if (pthread_create(&c->reader, NULL, reader_main, c)) {
@@ -1604,6 +1673,30 @@ static int token_attach(int fd, int *sock)
  * to the server through the token, DMABUF_GET the export on that
  * connection (which then carries its revoke notices and our acks), and a
  * file whose token is a dup of @fd.
+ *
+ * The buffer ends in the server's state whatever the interleaving.  The
+ * server attaches this connection's importer to the export (T0), then reads
+ * the export's state for the reply's flags (T1), then sends the reply.
+ * Every state change from T0 on sends this connection a notice (revoke:
+ * REVOKED, plus FOR_GOOD; restore: 0), from under the buffer's resv, so in
+ * the order of the changes; all go over the one socket (no twin here), the
+ * reader hands them to the one worker in that order, and the last one says
+ * the state after the last change.  A change before T0 sent us nothing but
+ * is in the reply's state; one between T0 and T1 is in both.  So: the
+ * latest notice's state if any came, else the reply's.  Notices may come
+ * before the reply or after it, and the worker may see one before
+ * export_local() listed the buffer: serve_revoke() then records it on the
+ * connection (tok_state: it has exactly one export, the latest wins) and
+ * acks a revoke at once, truly, since no buffer of ours maps the memory
+ * yet.  export_local() marks the connection building (tok_building), starts
+ * the buffer in the recorded state if any, else the reply's, and lists it;
+ * meanwhile the worker waits with the next notice, which it applies to the
+ * listed buffer after.  So every notice is either in the start state or
+ * applied after it, in order, and a revoke notice acked before the buffer
+ * existed makes it start revoked.  Revoked for good (the reply's FOR_GOOD,
+ * or a FOR_GOOD notice) is final, as in the core: P2P_DMABUF_PERM_REVOKED.
+ * (A temporary revoke that the server's core turns into one for good sends
+ * no second notice: such a buffer stays temporarily revoked here.)
  */
 static int vu_resolve(int fd, const struct stat *st, struct p2p_file **out)
 {

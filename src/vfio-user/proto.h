@@ -488,7 +488,12 @@ _Static_assert(sizeof(struct vfio_user_p2p_token_attach) == 8, "p2p token attach
  * the memory; the holder has the token), with argsz retry as there, and
  * @flags: VFIO_USER_P2P_DMABUF_F_* (revoked now, writable).  The
  * connection holds the export until DMABUF_CLOSE or its disconnect.  An
- * export the server already let go (every token copy closed): ENOENT.
+ * export the server already let go (every token copy closed): ENOENT.  An
+ * export revoked for good before the attach: flags REVOKED | FOR_GOOD and
+ * NO fd (nothing is held, no notice ever comes); temporarily revoked at the
+ * attach: ENODEV (the exporter takes no importer while revoked).  Notices
+ * for the export may come before the reply: the latest one, if any, says
+ * the export's state, else the reply's flags (see vu_resolve()).
  */
 struct vfio_user_p2p_dmabuf_get {
 	uint32_t argsz;

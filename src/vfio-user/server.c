@@ -1385,9 +1385,12 @@ static void *token_main(void *arg)
 	return NULL;
 }
 
-/* The reply to feature 11 GET and DMABUF_GET: @e's ranges, its memory fd, @extra_fd if >= 0. */
+/*
+ * The reply to feature 11 GET and DMABUF_GET: @e's ranges, its memory fd
+ * (unless !@mem), @extra_fd if >= 0.
+ */
 static int export_reply(struct vu_client *c, struct vu_msg *m, struct vu_export *e,
-			uint32_t flags, int extra_fd)
+			uint32_t flags, bool mem, int extra_fd)
 {
 	struct vfio_user_p2p_dmabuf *r;
 	const struct p2p_phys_range *pr;
@@ -1412,7 +1415,10 @@ static int export_reply(struct vu_client *c, struct vu_msg *m, struct vu_export 
 	}
 	fds[0] = p2p_mem_fd(pr[0].mem);
 	fds[1] = extra_fd;
-	ret = reply(c, m, r, r->argsz, fds, extra_fd >= 0 ? 2 : 1);
+	if (!mem)
+		ret = reply(c, m, r, r->argsz, NULL, 0);
+	else
+		ret = reply(c, m, r, r->argsz, fds, extra_fd >= 0 ? 2 : 1);
 	free(r);
 	return ret;
 }
@@ -1474,8 +1480,37 @@ static int feature_dmabuf(struct vu_client *c, struct vu_msg *m, uint32_t argsz,
 		export_unlink_free(c, e);
 		return reply_err(c, m, ret);
 	}
-	ret = export_reply(c, m, e, 0, tok);
+	ret = export_reply(c, m, e, 0, true, tok);
 	close(tok); /* the client's copy (or the one in flight) holds it now */
+	return ret;
+}
+
+/*
+ * DMABUF_GET of an export revoked for good before this connection came (the
+ * exporter lets no importer attach to a revoked buffer, as the kernel's:
+ * ENODEV).  Nothing can change for it any more, so no importer is needed
+ * for notices: the reply says REVOKED | FOR_GOOD, with no fd (the memory is
+ * not handed out for a dead buffer), and the holder's buffer is dead from
+ * the start, as the exporter's.  A temporarily revoked export stays ENODEV:
+ * its restore could not be told without an importer.
+ */
+static int dmabuf_get_dead(struct vu_client *c, struct vu_msg *m, struct vu_token *t)
+{
+	struct vu_export e = { .client = c, .bar = t->region, .fd = -1 };
+	uint32_t flags = VFIO_USER_P2P_DMABUF_F_REVOKED | VFIO_USER_P2P_DMABUF_F_FOR_GOOD;
+	int ret;
+
+	if (p2p_dmabuf_get(t->buf_fd, &e.buf))
+		return reply_err(c, m, ENODEV);
+	if (p2p_dmabuf_status(e.buf) != P2P_DMABUF_PERM_REVOKED) {
+		p2p_dmabuf_put(e.buf);
+		return reply_err(c, m, ENODEV);
+	}
+	e.id = ++c->next_export; /* listed nowhere: a DMABUF_CLOSE of it is ENOENT */
+	if ((t->open_flags & O_ACCMODE) == O_RDWR)
+		flags |= VFIO_USER_P2P_DMABUF_F_WRITE;
+	ret = export_reply(c, m, &e, flags, false, -1);
+	p2p_dmabuf_put(e.buf);
 	return ret;
 }
 
@@ -1508,6 +1543,8 @@ static int cmd_dmabuf_get(struct vu_client *c, struct vu_msg *m)
 	if (fd < 0)
 		return reply_err(c, m, fd);
 	ret = export_add(c, fd, ++c->next_export, t->region, &e);
+	if (ret == -ENODEV)
+		return dmabuf_get_dead(c, m, t);
 	if (ret)
 		return reply_err(c, m, ret);
 	/* After the attach: a revoke from here on reaches this connection with a notice. */
@@ -1523,7 +1560,7 @@ static int cmd_dmabuf_get(struct vu_client *c, struct vu_msg *m)
 	}
 	if ((t->open_flags & O_ACCMODE) == O_RDWR)
 		flags |= VFIO_USER_P2P_DMABUF_F_WRITE;
-	return export_reply(c, m, e, flags, -1);
+	return export_reply(c, m, e, flags, true, -1);
 }
 
 static int cmd_device_feature(struct vu_client *c, struct vu_msg *m)
