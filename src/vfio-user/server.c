@@ -1701,6 +1701,20 @@ static int dispatch(struct vu_client *c, struct vu_msg *m)
 /* ---------------------------------------------------------------------- */
 /* Client threads                                                          */
 
+/* Take @c off its device's list: nobody (the watchdog, a stop) reaches it after. */
+static void dev_unlist(struct vu_dev *d, struct vu_client *c)
+{
+	pthread_mutex_lock(&d->lock);
+	for (struct vu_client **pp = &d->clients; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	d->nr_clients--;
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void client_teardown(struct vu_client *c)
 {
 	struct p2p_vfio_user_server *srv = c->srv;
@@ -1732,15 +1746,7 @@ static void client_teardown(struct vu_client *c)
 	p2p_vfio_device_close(c->vdev);
 	token_put(c->born);
 
-	pthread_mutex_lock(&d->lock);
-	for (struct vu_client **pp = &d->clients; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
-	d->nr_clients--;
-	pthread_mutex_unlock(&d->lock);
+	dev_unlist(d, c);
 	/*
 	 * Closed only now that nobody can reach the client: the watchdog's
 	 * client_kill() (under d->lock) must not shut down a reused fd number.
@@ -2166,15 +2172,7 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 	return 0;
 
 fail_list:
-	pthread_mutex_lock(&d->lock);
-	for (struct vu_client **pp = &d->clients; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
-	d->nr_clients--;
-	pthread_mutex_unlock(&d->lock);
+	dev_unlist(d, c);
 	p2p_vfio_device_close(c->vdev);
 fail_free:
 	if (c) {
