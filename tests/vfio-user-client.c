@@ -150,6 +150,8 @@ static void test_copy_engine(void)
 				   P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE |
 					   P2P_IOAS_MAP_WRITEABLE));
 	CHECK_OK(p2p_vfio_device_attach_ioas(v, ioas));
+	/* Attached again to the same IOAS: the server's mirror must survive it. */
+	CHECK_OK(p2p_vfio_device_attach_ioas(v, ioas));
 	iova = 0x20000;
 	CHECK_OK(p2p_ioas_map_file(ioas, mfd, 2 * PG, 2 * PG, &iova,
 				   P2P_IOAS_MAP_FIXED_IOVA | P2P_IOAS_MAP_READABLE |
@@ -169,15 +171,16 @@ static void test_copy_engine(void)
 	ring[2] = (struct p2p_ce_desc){ .src = 0x20000, .dst = 0x21c00, .len = 256, .id = 3,
 					.flags = P2P_CE_DESC_IRQ };
 	/* SET_IRQS with a local eventfd: the server signals it itself. */
-	uint8_t buf[sizeof(struct vfio_irq_set) + 4];
+	/* Vector 0 our eventfd, vector 1 none: de-assigning 1 must leave 0 set. */
+	uint8_t buf[sizeof(struct vfio_irq_set) + 8];
 	struct vfio_irq_set *irq = (struct vfio_irq_set *)buf;
-	int32_t e32 = efd;
+	int32_t e32[2] = { efd, -1 };
 
 	*irq = (struct vfio_irq_set){ .argsz = sizeof(buf), .index = VFIO_PCI_MSI_IRQ_INDEX,
 				      .flags = VFIO_IRQ_SET_DATA_EVENTFD |
 					       VFIO_IRQ_SET_ACTION_TRIGGER,
-				      .count = 1 };
-	memcpy(irq->data, &e32, 4);
+				      .count = 2 };
+	memcpy(irq->data, e32, 8);
 	CHECK_OK(p2p_vfio_device_ioctl(v, VFIO_DEVICE_SET_IRQS, irq));
 	CHECK_OK(drv_reg_write(v, P2P_CE_REG_RING, 0x10000, 8));
 	CHECK_OK(drv_reg_write(v, P2P_CE_REG_RING_SIZE, 4, 4));

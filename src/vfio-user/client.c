@@ -748,16 +748,17 @@ static int hook_set_irqs(struct p2p_pci_dev *dev, uint32_t index, uint32_t start
 		s.flags |= VFIO_USER_IRQ_SET_DATA_NONE;
 		return vu_call1(c, VFIO_USER_DEVICE_SET_IRQS, &s, sizeof(s), NULL, 0, NULL);
 	}
-	/* One vector per message: an fd to assign, or none (-1) to de-assign. */
+	/*
+	 * One vector per message: EVENTFD with count 1 and its fd to assign,
+	 * or with no fd (-1) to de-assign that vector alone.  (DATA_NONE with
+	 * count 0 would release every vector of the index.)
+	 */
 	s.flags |= VFIO_USER_IRQ_SET_DATA_EVENTFD;
+	s.count = 1;
 	for (uint32_t i = 0; i < count && !ret; i++) {
 		s.start = start + i;
-		s.count = fds[i] >= 0 ? 1 : 0;
-		if (!s.count)
-			s.flags = VFIO_USER_IRQ_SET_ACTION_TRIGGER | VFIO_USER_IRQ_SET_DATA_NONE;
 		ret = vu_call1(c, VFIO_USER_DEVICE_SET_IRQS, &s, sizeof(s), &fds[i],
 			       fds[i] >= 0 ? 1 : 0, NULL);
-		s.flags = VFIO_USER_IRQ_SET_ACTION_TRIGGER | VFIO_USER_IRQ_SET_DATA_EVENTFD;
 	}
 	return ret;
 }
