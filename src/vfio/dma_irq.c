@@ -99,7 +99,8 @@ static void set_ioas(struct vfio_pci_core *vc, struct p2p_ioas *ioas)
 	vc->ioas = ioas;
 	pthread_rwlock_unlock(&vc->dma_lock);
 	if (old) {
-		if (dev->ops && dev->ops->ioas_detach)
+		/* Attached to the same IOAS again: the backend's new mirror stays. */
+		if (old != ioas && dev->ops && dev->ops->ioas_detach)
 			dev->ops->ioas_detach(dev, old);
 		p2p_ioas_detach_device(old);
 		p2p_ioas_put(old);
