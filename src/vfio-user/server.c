@@ -722,6 +722,8 @@ static int cmd_version(struct vu_client *c, const struct vu_msg *m)
 	json_object_object_add(caps, VFIO_USER_CAP_TWIN_SOCKET, twin);
 	if (want_dmabuf || want_revoke) {
 		p2p = json_object_new_object();
+		if (!p2p)
+			want_dmabuf = want_revoke = false; /* not granted: as not offered */
 		if (p2p) {
 			json_object_object_add(p2p, VFIO_USER_CAP_P2PBUF_DMABUF,
 					       json_object_new_int(want_dmabuf));
@@ -1879,10 +1881,11 @@ static int take_msg(struct vu_client *c, bool may_inline)
 	int ret = vu_msg_recv(c->sock, VU_SERVER_MAX_MSG, &m);
 
 	if (ret == -ETOOMANYREFS) {
-		/* The message was read whole (in sync): refuse it. */
+		/* The message was read whole (in sync): refuse a command; a reply is dropped. */
 		struct vu_msg hm = { .hdr = m.hdr };
 
-		reply_err(c, &hm, EINVAL);
+		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_COMMAND)
+			reply_err(c, &hm, EINVAL);
 		ret = 0;
 		goto out;
 	}
