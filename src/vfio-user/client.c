@@ -1145,13 +1145,11 @@ static int export_local(struct p2p_vfio_user_client *c, const struct vu_msg *r, 
 	list_init(&e->node);
 	ret = dmabuf_export_token(&info, token_fd, &buf);
 	if (ret) {
-		struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl), .export_id = e->id };
-
+		/* The caller lets the server's export go (DMABUF_CLOSE, or the connection's end). */
 		pthread_mutex_lock(&c->lock);
 		c->tok_building = false;
 		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->lock);
-		vu_post_close(c, &cl);
 		p2p_mem_put(e->mem);
 		client_put(c);
 		goto out;
@@ -1212,7 +1210,19 @@ P2P_API int p2p_vfio_user_dmabuf_export(struct p2p_vfio_user_client *c, uint32_t
 	r.fds[1] = -1; /* the file's now */
 	ret = p2p_dmabuf_fd_install(buf, (int)(open_flags & O_CLOEXEC));
 	p2p_dmabuf_put(buf); /* the fd holds the buffer (or it goes now, on an error) */
+	vu_msg_release(&r);
+	return ret;
 out:
+	/* The server made an export that we could not take: let it go. */
+	if (r.size - sizeof(r.hdr) >= sizeof(struct vfio_user_p2p_dmabuf)) {
+		struct vfio_user_p2p_dmabuf_close cl = { .argsz = sizeof(cl) };
+		struct vfio_user_p2p_dmabuf rep;
+
+		memcpy(&rep, r.buf + sizeof(r.hdr), sizeof(rep));
+		cl.export_id = rep.export_id;
+		if (rep.export_id)
+			vu_post_close(c, &cl);
+	}
 	vu_msg_release(&r);
 	return ret;
 }
