@@ -5,7 +5,8 @@
 # 1. one program maps the served GPU's BAR2 and writes a pattern; 2. another
 # (two --connect) sees it, drives the copy engine served on its own socket
 # to DMA between its memory (fd-backed and anonymous) and into a dma-buf of
-# the GPU's BAR2, and a reset revokes that; 3. the server is killed while a
+# the GPU's BAR2, and a reset revokes that; examples/door-tour runs on the
+# served GPU; 3. the server is killed while a
 # program holds the GPU: the function is removed.  Exit 0 pass, 1 fail,
 # 77 skip.
 set -u
@@ -54,6 +55,11 @@ out=$(timeout 60 "$p2pbuf" exec -q --connect "$gpu" --connect "$ce" -- "$prog" d
 	bad "dma: $out"
 out=$(timeout 60 "$p2pbuf" exec -q --connect "$gpu" -- "$prog" check 2>&1) ||
 	bad "check: $out"
+# The README's example: the tour of the kernel uAPI on the served GPU (its
+# memory-off, restore and reset steps check the same mapping works again as
+# soon as the config write or the reset returns).
+out=$(timeout 60 "$p2pbuf" exec -q --connect "$gpu" -- "$build/examples/door-tour" 2>&1) ||
+	bad "door-tour: $(grep -m3 FAILED <<<"$out")"
 
 # The server dies under a program holding the GPU.
 mkfifo "$dir/in"

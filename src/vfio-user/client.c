@@ -27,6 +27,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/mman.h>
@@ -89,6 +90,13 @@ struct p2p_vfio_user_client {
 	pthread_t twin_reader;
 	bool twin_thread;
 	int reply_sock; /* worker-only: where the command being served came from */
+	/*
+	 * The server's commands queued for the worker and served by it, and
+	 * whether the twin reader holds a message not queued yet (under
+	 * @lock): notices_settle() waits for what came before a reply.
+	 */
+	uint64_t cmds_queued, cmds_done;
+	bool twin_busy;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;  /* callers, the reader thread: replies, the read role, the end */
 	pthread_cond_t wcond; /* the worker: commands, the end */
@@ -242,6 +250,7 @@ static void queue_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, bool twi
 	q->msg = *m;
 	q->twin = twin;
 	pthread_mutex_lock(&c->lock);
+	c->cmds_queued++;
 	list_add_tail(&q->node, &c->cmds);
 	pthread_cond_signal(&c->wcond);
 	pthread_mutex_unlock(&c->lock);
@@ -284,17 +293,28 @@ static void *twin_main(void *arg)
 
 	for (;;) {
 		struct vu_msg m;
-		int ret = vu_msg_recv(c->twin, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
+		char b;
+		int ret;
 
-		if (ret == -ETOOMANYREFS)
-			continue;
-		if (ret)
+		/* Busy from the first byte until the message is queued (notices_settle()). */
+		if (recv(c->twin, &b, 1, MSG_PEEK) <= 0)
 			break;
-		if ((m.hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND) {
+		pthread_mutex_lock(&c->lock);
+		c->twin_busy = true;
+		pthread_mutex_unlock(&c->lock);
+		ret = vu_msg_recv(c->twin, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
+		if (!ret && (m.hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND) {
 			vu_msg_release(&m);
-			break;
+			ret = -EPROTO;
 		}
-		queue_cmd(c, &m, true);
+		if (!ret)
+			queue_cmd(c, &m, true);
+		pthread_mutex_lock(&c->lock);
+		c->twin_busy = false;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		if (ret && ret != -ETOOMANYREFS)
+			break;
 	}
 	pthread_mutex_lock(&c->lock);
 	mark_dead_locked(c);
@@ -661,6 +681,8 @@ static void *worker_main(void *arg)
 		vu_msg_release(&q->msg);
 		free(q);
 		pthread_mutex_lock(&c->lock);
+		c->cmds_done++;
+		pthread_cond_broadcast(&c->cond);
 	}
 	pthread_mutex_unlock(&c->lock);
 	client_gone(c);
@@ -723,15 +745,64 @@ static int hook_bar_rw(struct p2p_pci_dev *dev, int bar, uint64_t offset, void *
 	return region_rw(p2p_pci_dev_priv(dev), (uint32_t)bar, offset, data, len, write);
 }
 
+/*
+ * After a command of ours that the server answered (a config write, a
+ * reset): let the worker apply the notices the server sent before its
+ * reply (the restore of memory decoding back on, say), so that, as on a
+ * local function, the mappings work again when the call returns.  On one
+ * socket they were queued before the reply was read; on the twin they
+ * were written before it, so they are unread there (FIONREAD), being read
+ * (twin_busy) or queued.  Bounded by the call timeout; no lock held.
+ */
+static void notices_settle(struct p2p_vfio_user_client *c)
+{
+	struct timespec dl;
+
+	deadline_after(&dl, c->timeout_ms);
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		int unread = 0;
+
+		if (c->twin >= 0 && ioctl(c->twin, FIONREAD, &unread))
+			unread = 0;
+		if (c->dead || (!unread && !c->twin_busy && c->cmds_done >= c->cmds_queued))
+			break;
+		struct timespec now, step;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!ts_before(&now, &dl))
+			break;
+		/* Unread twin bytes wake nobody here: look again after a moment. */
+		step = now;
+		step.tv_nsec += 200000;
+		if (step.tv_nsec >= 1000000000L) {
+			step.tv_sec++;
+			step.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&c->cond, &c->lock, &step);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 static int hook_config_write(struct p2p_pci_dev *dev, unsigned int off, const void *data,
 			     size_t len)
 {
-	return region_rw(p2p_pci_dev_priv(dev), VU_CONFIG_REGION, off, (void *)data, len, true);
+	struct p2p_vfio_user_client *c = p2p_pci_dev_priv(dev);
+	int ret = region_rw(c, VU_CONFIG_REGION, off, (void *)data, len, true);
+
+	if (!ret)
+		notices_settle(c);
+	return ret;
 }
 
 static int hook_reset_done(struct p2p_pci_dev *dev)
 {
-	return vu_call1(p2p_pci_dev_priv(dev), VFIO_USER_DEVICE_RESET, NULL, 0, NULL, 0, NULL);
+	struct p2p_vfio_user_client *c = p2p_pci_dev_priv(dev);
+	int ret = vu_call1(c, VFIO_USER_DEVICE_RESET, NULL, 0, NULL, 0, NULL);
+
+	if (!ret)
+		notices_settle(c);
+	return ret;
 }
 
 static int hook_set_irqs(struct p2p_pci_dev *dev, uint32_t index, uint32_t start, uint32_t count,
