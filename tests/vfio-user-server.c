@@ -17,9 +17,12 @@
  * disconnected after the timeout).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1500,6 +1503,120 @@ static void test_restore(void)
 	close(s);
 }
 
+/* ---- a server just starting ------------------------------------------- */
+
+static atomic_int spin_state; /* 0 spinning, 1 connected, -errno refused */
+static const char *spin_path;
+
+/* connect(2) as fast as it goes until the socket file is there and answers. */
+static void *spin_connect(void *arg)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	(void)arg;
+	strcpy(sa.sun_path, spin_path);
+	while (!atomic_load(&spin_state)) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			continue;
+		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+			/* The connection is served: a VERSION gets its reply. */
+			atomic_store(&spin_state, vu_version(fd, NULL) ? -EPROTO : 1);
+		} else if (errno != ENOENT) {
+			atomic_store(&spin_state, -errno);
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+/*
+ * A client that connects the moment the socket file appears (as one that
+ * waits for the file does) is served: the path appears only once the
+ * socket listens, and a connection accepted before the device is listed
+ * finds it whole (one used to crash the server).  In a child process, 40
+ * servers started afresh with a client spinning on each path.
+ */
+static int startup_child(void)
+{
+	struct p2p_vfio_user_server_info si = { .argsz = sizeof(si), .revoke_timeout_ms = REVOKE_MS };
+	struct p2p_pci_dev *ce;
+	char path[128];
+	int bad = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (p2p_library_init() || p2p_copy_engine_create(CE_BDF, NULL, 11, &ce))
+		return 2;
+	for (int i = 0; i < 40 && !bad; i++) {
+		struct p2p_vfio_user_server *srv;
+		pthread_t thr;
+		int ret;
+
+		snprintf(path, sizeof(path), "%s/start-%d", dir, i);
+		spin_path = path;
+		atomic_store(&spin_state, 0);
+		if (p2p_vfio_user_server_create(&si, &srv))
+			return 3;
+		if (pthread_create(&thr, NULL, spin_connect, NULL))
+			return 4;
+		ret = p2p_vfio_user_server_add(srv, ce, path);
+		if (ret)
+			atomic_store(&spin_state, ret);
+		pthread_join(thr, NULL);
+		if (atomic_load(&spin_state) != 1) {
+			fprintf(stderr, "round %d: %s\n", i, strerror(-atomic_load(&spin_state)));
+			bad = 1;
+		}
+		p2p_vfio_user_server_destroy(srv);
+		if (!access(path, F_OK)) {
+			fprintf(stderr, "round %d: %s left behind\n", i, path);
+			bad = 1;
+		}
+	}
+	/* bind(2)'s errno for a path that is taken, and nothing of ours left beside it. */
+	{
+		struct p2p_vfio_user_server *srv;
+		int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+
+		if (fd < 0 || p2p_vfio_user_server_create(&si, &srv))
+			return 5;
+		close(fd);
+		if (p2p_vfio_user_server_add(srv, ce, path) != -EADDRINUSE) {
+			fprintf(stderr, "taken path: not EADDRINUSE\n");
+			bad = 1;
+		}
+		p2p_vfio_user_server_destroy(srv);
+		unlink(path);
+	}
+	p2p_pci_dev_put(ce);
+	return bad;
+}
+
+static void test_startup(void)
+{
+	pid_t pid;
+	int st;
+
+	t_section("a client connecting as the socket appears is served (40 fresh servers)");
+	pid = fork();
+	if (pid == 0)
+		_exit(startup_child());
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	{
+		/* Nothing but the two device sockets in the directory. */
+		DIR *dp = opendir(dir);
+		int n = 0;
+
+		for (struct dirent *de; dp && (de = readdir(dp));)
+			n += de->d_name[0] != '.';
+		if (dp)
+			closedir(dp);
+		CHECK(n == 2);
+	}
+}
+
 int main(void)
 {
 	int ready[2], st;
@@ -1528,6 +1645,7 @@ int main(void)
 	}
 	close(ready[0]);
 
+	test_startup();
 	test_basics();
 	test_malformed();
 	test_dma();

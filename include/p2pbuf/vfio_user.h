@@ -51,12 +51,15 @@ P2P_API int p2p_vfio_user_server_create(const struct p2p_vfio_user_server_info *
  *
  * The server opens @dev (its own file, which keeps the function alive and
  * its state across client reconnects, as the specification asks), gives it
- * one IO address space that every client's DMA_MAPs go to, binds and listens
- * on @path (an existing socket file there is an error) and accepts clients
- * on its own thread; each client gets its own p2p_vfio_device_open().
+ * one IO address space that every client's DMA_MAPs go to, listens on @path
+ * (an existing file there is an error) and accepts clients on its own
+ * thread; each client gets its own p2p_vfio_device_open().  @path appears
+ * only once it takes connections (the socket listens under a temporary name
+ * beside it first), so a client may connect as soon as it sees the file.
  *
  * Return: 0, -EINVAL (NULL, path too long), -EEXIST (@dev already served),
- * -EADDRINUSE, errors of socket(2)/bind(2), p2p_vfio_device_open(), -ENOMEM.
+ * -EADDRINUSE, errors of socket(2)/bind(2)/link(2), p2p_vfio_device_open(),
+ * -ENOMEM.
  */
 P2P_API int p2p_vfio_user_server_add(struct p2p_vfio_user_server *srv, struct p2p_pci_dev *dev,
 				     const char *path);

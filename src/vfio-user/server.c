@@ -2321,6 +2321,11 @@ static int dev_new(struct p2p_vfio_user_server *srv, struct p2p_pci_dev *pdev, s
 	ret = p2p_vfio_device_open(pdev, &d->vdev);
 	if (ret)
 		goto fail;
+	/*
+	 * Set before any connection can start (the acceptor runs before
+	 * dev_link()): kept alive by d->vdev; the pointer identifies the device.
+	 */
+	d->pdev = pdev;
 	ret = p2p_iommufd_open(&d->ictx);
 	if (ret)
 		goto fail;
@@ -2340,19 +2345,53 @@ fail:
 	return ret;
 }
 
-static void dev_link(struct p2p_vfio_user_server *srv, struct vu_dev *d, struct p2p_pci_dev *pdev)
+static void dev_link(struct p2p_vfio_user_server *srv, struct vu_dev *d)
 {
-	d->pdev = pdev; /* kept alive by d->vdev; the pointer identifies the device */
 	pthread_mutex_lock(&srv->lock);
 	d->next = srv->devs;
 	srv->devs = d;
 	pthread_mutex_unlock(&srv->lock);
 }
 
+/*
+ * Bind @fd to @path and listen, so that the path appears only once it
+ * takes connections: a client that waits for the socket file (as QEMU's
+ * and our tests do) never meets ECONNREFUSED between bind(2) and
+ * listen(2).  The socket is bound to a temporary name beside @path, put
+ * to listening, then hard-linked to @path (EADDRINUSE if it exists, as
+ * bind(2) says) and the temporary name removed.  A path too long for a
+ * temporary name beside it is bound directly.
+ */
+static int listen_at(int fd, const char *path)
+{
+	static atomic_uint seq;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int n, ret = 0;
+
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.%u~", path, (int)getpid(),
+		     atomic_fetch_add(&seq, 1));
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
+			return -errno;
+		if (listen(fd, 64)) {
+			ret = -errno;
+			unlink(path);
+		}
+		return ret;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		return -errno;
+	if (listen(fd, 64) || link(sa.sun_path, path))
+		ret = errno == EEXIST ? -EADDRINUSE : -errno;
+	unlink(sa.sun_path);
+	return ret;
+}
+
 P2P_API int p2p_vfio_user_server_add(struct p2p_vfio_user_server *srv, struct p2p_pci_dev *pdev,
 				     const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa;
 	struct vu_dev *d;
 	int ret;
 
@@ -2363,16 +2402,14 @@ P2P_API int p2p_vfio_user_server_add(struct p2p_vfio_user_server *srv, struct p2
 	ret = dev_new(srv, pdev, &d);
 	if (ret)
 		return ret;
-	strcpy(sa.sun_path, path);
 	d->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (d->lfd < 0 || pipe2(d->stop_pipe, O_CLOEXEC)) {
 		ret = -errno;
 		goto fail;
 	}
-	if (bind(d->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(d->lfd, 64)) {
-		ret = -errno;
+	ret = listen_at(d->lfd, path);
+	if (ret)
 		goto fail;
-	}
 	d->path = strdup(path);
 	if (!d->path) {
 		unlink(path);
@@ -2383,7 +2420,7 @@ P2P_API int p2p_vfio_user_server_add(struct p2p_vfio_user_server *srv, struct p2
 	if (ret)
 		goto fail;
 	d->has_acceptor = true;
-	dev_link(srv, d, pdev);
+	dev_link(srv, d);
 	return 0;
 fail:
 	dev_free(d);
@@ -2408,7 +2445,7 @@ P2P_API int p2p_vfio_user_server_add_fd(struct p2p_vfio_user_server *srv, struct
 			close(fd);
 			return ret;
 		}
-		dev_link(srv, d, pdev);
+		dev_link(srv, d);
 	}
 	return client_start(d, fd, NULL);
 }
