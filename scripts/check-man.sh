@@ -6,7 +6,7 @@
 # the link's name.  Prints one line per problem and exits 1 if there is
 # one, else one summary line.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 # Names of the P2P_API functions: comments dropped, then the identifier
 # just before the first "(" after each P2P_API (declarations may span
@@ -23,7 +23,7 @@ page_names() {
 	awk '/^\.SH[ \t]+NAME/ { on = 1; next }
 		on && /^\.SH/ { exit }
 		on && !/^\.\\"/ { printf "%s ", $0 }' "$1" |
-		sed 's/\\-.*//' | tr ', ' '\n\n' | sed '/^$/d'
+		sed 's/\\-.*//' | tr -s ', ' '\n' | sed '/^$/d'
 }
 
 bad=0 pages=0
