@@ -1596,7 +1596,7 @@ static int startup_child(void)
 static void test_startup(void)
 {
 	pid_t pid;
-	int st;
+	int st = 0;
 
 	t_section("a client connecting as the socket appears is served (40 fresh servers)");
 	pid = fork();
