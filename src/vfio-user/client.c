@@ -89,7 +89,6 @@ struct p2p_vfio_user_client {
 	int twin;
 	pthread_t twin_reader;
 	bool twin_thread;
-	int reply_sock; /* worker-only: where the command being served came from */
 	/*
 	 * The server's commands queued for the worker and served by it, and
 	 * whether the twin reader holds a message not queued yet (under
@@ -282,10 +281,16 @@ static bool ts_before(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+static void serve_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, int sock);
+
 /*
- * The twin socket's reader (twin_socket mode): the server's commands, to
- * the worker.  The server sends nothing else there; anything else, or EOF,
- * ends the connection.
+ * The twin socket's reader (twin_socket mode): the server's commands.  It
+ * serves them itself, in order, one thread hop fewer on a revoke's path
+ * (notice -> zap -> ack) than handing them to the worker; should the
+ * worker still have commands (ones that came on the main socket before the
+ * twin was set up), it queues behind them instead, so that the order
+ * holds.  The server sends nothing else there; anything else, or EOF, ends
+ * the connection.
  */
 static void *twin_main(void *arg)
 {
@@ -293,13 +298,19 @@ static void *twin_main(void *arg)
 
 	for (;;) {
 		struct vu_msg m;
+		bool inline_serve;
 		char b;
 		int ret;
 
-		/* Busy from the first byte until the message is queued (notices_settle()). */
+		/* Busy from the first byte until the message is served or queued (notices_settle()). */
 		if (recv(c->twin, &b, 1, MSG_PEEK) <= 0)
 			break;
 		pthread_mutex_lock(&c->lock);
+		if (c->dead) {
+			/* The worker may be marking the function removed: serve nothing more. */
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
 		c->twin_busy = true;
 		pthread_mutex_unlock(&c->lock);
 		ret = vu_msg_recv(c->twin, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
@@ -307,8 +318,17 @@ static void *twin_main(void *arg)
 			vu_msg_release(&m);
 			ret = -EPROTO;
 		}
-		if (!ret)
-			queue_cmd(c, &m, true);
+		if (!ret) {
+			pthread_mutex_lock(&c->lock);
+			inline_serve = c->cmds_done == c->cmds_queued;
+			pthread_mutex_unlock(&c->lock);
+			if (inline_serve) {
+				serve_cmd(c, &m, c->twin);
+				vu_msg_release(&m);
+			} else {
+				queue_cmd(c, &m, true);
+			}
+		}
 		pthread_mutex_lock(&c->lock);
 		c->twin_busy = false;
 		pthread_cond_broadcast(&c->cond);
@@ -472,7 +492,7 @@ static inline bool vu_p2p(struct p2p_vfio_user_client *c)
 /* ---------------------------------------------------------------------- */
 /* Reader and worker                                                       */
 
-static void reply_to(struct p2p_vfio_user_client *c, const struct vfio_user_header *req,
+static void reply_to(struct p2p_vfio_user_client *c, int sock, const struct vfio_user_header *req,
 		     const struct iovec *iov, int iovcnt)
 {
 	struct vfio_user_header hdr = {
@@ -482,22 +502,22 @@ static void reply_to(struct p2p_vfio_user_client *c, const struct vfio_user_head
 	if (req->flags & VFIO_USER_F_NO_REPLY)
 		return;
 	pthread_mutex_lock(&c->send_lock);
-	vu_msg_sendv(c->reply_sock, &hdr, iov, iovcnt, NULL, 0);
+	vu_msg_sendv(sock, &hdr, iov, iovcnt, NULL, 0);
 	pthread_mutex_unlock(&c->send_lock);
 }
 
-static void reply_error(struct p2p_vfio_user_client *c, const struct vfio_user_header *req,
-			int err)
+static void reply_error(struct p2p_vfio_user_client *c, int sock,
+			const struct vfio_user_header *req, int err)
 {
 	if (req->flags & VFIO_USER_F_NO_REPLY)
 		return;
 	pthread_mutex_lock(&c->send_lock);
-	vu_send_error(c->reply_sock, req, err);
+	vu_send_error(sock, req, err);
 	pthread_mutex_unlock(&c->send_lock);
 }
 
 /* DMA_READ / DMA_WRITE: the device's DMA to memory mapped without an fd. */
-static void serve_dma(struct p2p_vfio_user_client *c, struct vu_msg *m)
+static void serve_dma(struct p2p_vfio_user_client *c, struct vu_msg *m, int sock)
 {
 	struct vfio_user_dma_region_access a;
 	size_t plen = m->size - sizeof(m->hdr);
@@ -506,13 +526,13 @@ static void serve_dma(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	int ret;
 
 	if (plen < sizeof(a) || !c->pdev) {
-		reply_error(c, &m->hdr, EINVAL);
+		reply_error(c, sock, &m->hdr, EINVAL);
 		return;
 	}
 	memcpy(&a, m->buf + sizeof(m->hdr), sizeof(a));
 	if (!a.count || a.count > vu_max_xfer(c) || (write && plen - sizeof(a) != a.count) ||
 	    (!write && plen != sizeof(a))) {
-		reply_error(c, &m->hdr, EINVAL);
+		reply_error(c, sock, &m->hdr, EINVAL);
 		return;
 	}
 	if (write) {
@@ -524,17 +544,17 @@ static void serve_dma(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	}
 	if (ret) {
 		free(data);
-		reply_error(c, &m->hdr, ret == -ENOENT ? EFAULT : -ret);
+		reply_error(c, sock, &m->hdr, ret == -ENOENT ? EFAULT : -ret);
 		return;
 	}
 	struct iovec iov[2] = { { &a, sizeof(a) }, { data, write ? 0 : a.count } };
 
-	reply_to(c, &m->hdr, iov, write ? 1 : 2);
+	reply_to(c, sock, &m->hdr, iov, write ? 1 : 2);
 	free(data);
 }
 
 /* A REVOKE notice: revoke locally (CPU zap, DMA drained), then ack. */
-static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
+static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m, int sock)
 {
 	struct vfio_user_p2p_revoke r;
 	struct vu_export *e;
@@ -543,7 +563,7 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	int ret = 0;
 
 	if (!vu_p2p(c) || m->size - sizeof(m->hdr) < sizeof(r)) {
-		reply_error(c, &m->hdr, vu_p2p(c) ? EINVAL : ENOSYS);
+		reply_error(c, sock, &m->hdr, vu_p2p(c) ? EINVAL : ENOSYS);
 		return;
 	}
 	/*
@@ -562,7 +582,7 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 					      P2P_PCI_BACKEND_REVOKED;
 		pthread_mutex_unlock(&c->lock);
 		if (revoke)
-			reply_to(c, &m->hdr, NULL, 0);
+			reply_to(c, sock, &m->hdr, NULL, 0);
 		return;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -608,9 +628,9 @@ static void serve_revoke(struct p2p_vfio_user_client *c, struct vu_msg *m)
 	/* The ack; a restore needs none, but a reply hurts no one who did not wait. */
 	if (revoke) {
 		if (ret)
-			reply_error(c, &m->hdr, -ret);
+			reply_error(c, sock, &m->hdr, -ret);
 		else
-			reply_to(c, &m->hdr, NULL, 0);
+			reply_to(c, sock, &m->hdr, NULL, 0);
 	}
 	/*
 	 * After the ack: if the user closed the dma-buf meanwhile, this is the
@@ -650,6 +670,23 @@ static void client_gone(struct p2p_vfio_user_client *c)
 	}
 }
 
+/* One command of the server, answered on @sock (where it came from). */
+static void serve_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, int sock)
+{
+	switch (m->hdr.cmd) {
+	case VFIO_USER_DMA_READ:
+	case VFIO_USER_DMA_WRITE:
+		serve_dma(c, m, sock);
+		break;
+	case VFIO_USER_P2P_REVOKE:
+		serve_revoke(c, m, sock);
+		break;
+	default:
+		reply_error(c, sock, &m->hdr, ENOSYS);
+		break;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct p2p_vfio_user_client *c = arg;
@@ -665,25 +702,16 @@ static void *worker_main(void *arg)
 		q = list_entry(c->cmds.next, struct vu_cmd, node);
 		list_del_init(&q->node);
 		pthread_mutex_unlock(&c->lock);
-		c->reply_sock = q->twin ? c->twin : c->sock;
-		switch (q->msg.hdr.cmd) {
-		case VFIO_USER_DMA_READ:
-		case VFIO_USER_DMA_WRITE:
-			serve_dma(c, &q->msg);
-			break;
-		case VFIO_USER_P2P_REVOKE:
-			serve_revoke(c, &q->msg);
-			break;
-		default:
-			reply_error(c, &q->msg.hdr, ENOSYS);
-			break;
-		}
+		serve_cmd(c, &q->msg, q->twin ? c->twin : c->sock);
 		vu_msg_release(&q->msg);
 		free(q);
 		pthread_mutex_lock(&c->lock);
 		c->cmds_done++;
 		pthread_cond_broadcast(&c->cond);
 	}
+	/* A command the twin reader is serving ends first (it serves no more: dead). */
+	while (c->twin_busy)
+		pthread_cond_wait(&c->cond, &c->lock);
 	pthread_mutex_unlock(&c->lock);
 	client_gone(c);
 	pthread_mutex_lock(&c->lock);
