@@ -1778,11 +1778,14 @@ static void client_teardown(struct vu_client *c)
 /*
  * Commands short enough to run on the reader thread when nothing of the
  * client is queued or running (the client's order is kept): the common
- * request then costs two wake-ups, as a raw request/reply.
+ * request then costs two wake-ups, as a raw request/reply.  A reset, like
+ * a config write turning memory decoding off, may wait for revoke acks,
+ * this client's included: the worker reads them meanwhile (take_msg()).
  */
 static bool cmd_inline_ok(uint16_t cmd)
 {
 	switch (cmd) {
+	case VFIO_USER_DEVICE_RESET:
 	case VFIO_USER_REGION_READ:
 	case VFIO_USER_REGION_WRITE:
 	case VFIO_USER_REGION_WRITE_MULTI:
