@@ -1531,6 +1531,70 @@ static void *spin_connect(void *arg)
 	return NULL;
 }
 
+static struct p2p_vfio_user_server *race_srv;
+static struct p2p_pci_dev *race_dev;
+static atomic_int race_go, race_ok, race_busy;
+
+/* One of 16 threads adding a connection at the same moment. */
+static void *add_racer(void *arg)
+{
+	int sv[2], ret;
+
+	(void)arg;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return NULL;
+	while (!atomic_load(&race_go))
+		;
+	ret = p2p_vfio_user_server_add_fd(race_srv, race_dev, sv[1]);
+	if (!ret)
+		atomic_fetch_add(&race_ok, 1);
+	else if (ret == -EBUSY)
+		atomic_fetch_add(&race_busy, 1);
+	/* Our end stays open until the count is checked: the connection lives. */
+	while (atomic_load(&race_go) == 1)
+		usleep(1000);
+	close(sv[0]);
+	return NULL;
+}
+
+/*
+ * max_clients 4, 16 connections added at once from 16 threads: 4 taken,
+ * 12 refused with EBUSY (the check and the count are one step).
+ */
+static int max_clients_race(void)
+{
+	struct p2p_vfio_user_server_info si = { .argsz = sizeof(si), .revoke_timeout_ms = REVOKE_MS,
+						.max_clients = 4 };
+	pthread_t thr[16];
+	int bad = 0;
+
+	for (int round = 0; round < 5 && !bad; round++) {
+		if (p2p_vfio_user_server_create(&si, &race_srv))
+			return 1;
+		atomic_store(&race_go, 0);
+		atomic_store(&race_ok, 0);
+		atomic_store(&race_busy, 0);
+		for (int i = 0; i < 16; i++)
+			pthread_create(&thr[i], NULL, add_racer, NULL);
+		usleep(20000);
+		atomic_store(&race_go, 1);
+		for (int w = 0; w < 500 && atomic_load(&race_ok) + atomic_load(&race_busy) < 16; w++)
+			usleep(10000);
+		if (atomic_load(&race_ok) != 4 || atomic_load(&race_busy) != 12 ||
+		    p2p_vfio_user_server_nr_clients(race_srv) != 4) {
+			fprintf(stderr, "max_clients 4: %d taken, %d EBUSY, %u clients\n",
+				atomic_load(&race_ok), atomic_load(&race_busy),
+				p2p_vfio_user_server_nr_clients(race_srv));
+			bad = 1;
+		}
+		atomic_store(&race_go, 2);
+		for (int i = 0; i < 16; i++)
+			pthread_join(thr[i], NULL);
+		p2p_vfio_user_server_destroy(race_srv);
+	}
+	return bad;
+}
+
 /*
  * A client that connects the moment the socket file appears (as one that
  * waits for the file does) is served: the path appears only once the
@@ -1589,6 +1653,8 @@ static int startup_child(void)
 		p2p_vfio_user_server_destroy(srv);
 		unlink(path);
 	}
+	race_dev = ce;
+	bad |= max_clients_race();
 	p2p_pci_dev_put(ce);
 	return bad;
 }
@@ -1598,7 +1664,8 @@ static void test_startup(void)
 	pid_t pid;
 	int st = 0;
 
-	t_section("a client connecting as the socket appears is served (40 fresh servers)");
+	t_section("a client connecting as the socket appears is served (40 fresh servers); "
+		  "max_clients holds against connections added at once");
 	pid = fork();
 	if (pid == 0)
 		_exit(startup_child());

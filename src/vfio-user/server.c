@@ -31,7 +31,10 @@
  * flag and the read role (reading, inflight); client->send_lock serializes
  * writes on the socket; dev->lock the device's client list and map list;
  * srv->lock the device list.  None is held across a call into the core,
- * except send_lock (socket writes only).
+ * except send_lock (socket writes only) and srv->add_lock, the outermost,
+ * which serializes finding or making a device in server_add()/add_fd()
+ * (opening it is a call into the core, which never calls back into
+ * anything that takes add_lock).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -187,6 +190,8 @@ struct vu_dev {
 
 struct p2p_vfio_user_server {
 	pthread_mutex_t lock;
+	/* Serializes finding or making a device (server_add(), add_fd()); taken before lock. */
+	pthread_mutex_t add_lock;
 	pthread_cond_t cond; /* a client went away */
 	/* The watchdog (revoke deadlines); wd_lock is a leaf lock. */
 	pthread_mutex_t wd_lock;
@@ -2123,8 +2128,11 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 	}
 	srv->nr_clients++;
 	pthread_mutex_unlock(&srv->lock);
+	/* The slot is taken with the check (two connections at once cannot both pass it). */
 	pthread_mutex_lock(&d->lock);
 	ret = d->nr_clients >= srv->max_clients ? -EBUSY : 0;
+	if (!ret)
+		d->nr_clients++;
 	pthread_mutex_unlock(&d->lock);
 	if (ret) {
 		c = NULL;
@@ -2134,7 +2142,7 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		ret = -ENOMEM;
-		goto fail_count;
+		goto fail_slot;
 	}
 	c->srv = srv;
 	c->dev = d;
@@ -2153,14 +2161,13 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 	pthread_condattr_destroy(&ca);
 	ret = p2p_vfio_device_open(d->pdev, &c->vdev);
 	if (ret)
-		goto fail_free;
+		goto fail_slot;
 	if (p2p_vfio_device_ioctl(c->vdev, VFIO_DEVICE_GET_INFO, &k) == 0)
 		c->num_regions = k.num_regions;
 
 	pthread_mutex_lock(&d->lock);
 	c->next = d->clients;
 	d->clients = c;
-	d->nr_clients++;
 	pthread_mutex_unlock(&d->lock);
 
 	ret = -pthread_create(&c->reader, NULL, reader_main, c);
@@ -2178,8 +2185,13 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 	return 0;
 
 fail_list:
-	dev_unlist(d, c);
+	dev_unlist(d, c); /* and its slot */
 	p2p_vfio_device_close(c->vdev);
+	goto fail_free;
+fail_slot:
+	pthread_mutex_lock(&d->lock);
+	d->nr_clients--;
+	pthread_mutex_unlock(&d->lock);
 fail_free:
 	if (c) {
 		pthread_mutex_destroy(&c->lock);
@@ -2237,6 +2249,7 @@ P2P_API int p2p_vfio_user_server_create(const struct p2p_vfio_user_server_info *
 	if (!srv)
 		return -ENOMEM;
 	pthread_mutex_init(&srv->lock, NULL);
+	pthread_mutex_init(&srv->add_lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	pthread_mutex_init(&srv->wd_lock, NULL);
 	pthread_cond_init(&srv->wd_cond, NULL);
@@ -2263,6 +2276,7 @@ fail:
 		pthread_cond_destroy(&srv->wd_cond);
 		pthread_mutex_destroy(&srv->wd_lock);
 		pthread_cond_destroy(&srv->cond);
+		pthread_mutex_destroy(&srv->add_lock);
 		pthread_mutex_destroy(&srv->lock);
 		free(srv);
 		return -EAGAIN;
@@ -2400,11 +2414,12 @@ P2P_API int p2p_vfio_user_server_add(struct p2p_vfio_user_server *srv, struct p2
 
 	if (!srv || !pdev || !path || strlen(path) >= sizeof(sa.sun_path))
 		return -EINVAL;
-	if (dev_find(srv, pdev))
-		return -EEXIST;
-	ret = dev_new(srv, pdev, &d);
-	if (ret)
+	pthread_mutex_lock(&srv->add_lock);
+	ret = dev_find(srv, pdev) ? -EEXIST : dev_new(srv, pdev, &d);
+	if (ret) {
+		pthread_mutex_unlock(&srv->add_lock);
 		return ret;
+	}
 	d->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (d->lfd < 0 || pipe2(d->stop_pipe, O_CLOEXEC)) {
 		ret = -errno;
@@ -2424,8 +2439,10 @@ P2P_API int p2p_vfio_user_server_add(struct p2p_vfio_user_server *srv, struct p2
 		goto fail;
 	d->has_acceptor = true;
 	dev_link(srv, d);
+	pthread_mutex_unlock(&srv->add_lock);
 	return 0;
 fail:
+	pthread_mutex_unlock(&srv->add_lock);
 	dev_free(d);
 	return ret;
 }
@@ -2441,15 +2458,19 @@ P2P_API int p2p_vfio_user_server_add_fd(struct p2p_vfio_user_server *srv, struct
 			close(fd);
 		return -EINVAL;
 	}
+	/* One device per function, however many connections are added at once. */
+	pthread_mutex_lock(&srv->add_lock);
 	d = dev_find(srv, pdev);
 	if (!d) {
 		ret = dev_new(srv, pdev, &d);
 		if (ret) {
+			pthread_mutex_unlock(&srv->add_lock);
 			close(fd);
 			return ret;
 		}
 		dev_link(srv, d);
 	}
+	pthread_mutex_unlock(&srv->add_lock);
 	return client_start(d, fd, NULL);
 }
 
@@ -2518,6 +2539,7 @@ P2P_API void p2p_vfio_user_server_destroy(struct p2p_vfio_user_server *srv)
 		srv->devs = d->next;
 		dev_free(d);
 	}
+	pthread_mutex_destroy(&srv->add_lock);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
 	pthread_cond_destroy(&srv->wd_cond);
