@@ -552,7 +552,8 @@ out:
 
 struct fake {
 	int lfd;
-	int mode; /* 0: close at once; 1: error reply to VERSION; 2: never answer; 3: garbage */
+	int mode; /* 0: close at once; 1: error reply to VERSION; 2: never answer; 3: garbage;
+		   * 4: a reply with too many fds */
 	pthread_t th;
 };
 
@@ -582,6 +583,29 @@ static void *fake_main(void *arg)
 			h.size = 8; /* below a header: the stream cannot be trusted */
 			h.flags = 1;
 			CHECK(write(s, &h, 16) == 16);
+		} else if (f->mode == 4) {
+			/* A reply with more fds than a message may carry (16 > VU_MAX_FDS). */
+			union {
+				struct cmsghdr a;
+				char b[CMSG_SPACE(sizeof(int) * 16)];
+			} cb;
+			struct iovec iov = { .iov_base = &h, .iov_len = 16 };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
+					     .msg_controllen = sizeof(cb.b) };
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			int fds[16];
+
+			h.size = 16;
+			h.flags = 1;
+			h.err = 0;
+			memset(&cb, 0, sizeof(cb));
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(fds));
+			for (int i = 0; i < 16; i++)
+				fds[i] = s;
+			memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+			CHECK(sendmsg(s, &mh, 0) == 16);
 		}
 	}
 	/* Wait for the client to give up. */
@@ -596,7 +620,8 @@ static void test_fake_server(void)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct p2p_vfio_user_connect_info ci = { .argsz = sizeof(ci), .timeout_ms = 300 };
 	struct p2p_vfio_user_client *c = NULL;
-	const int want[] = { -ENODEV, -EPROTONOSUPPORT, -ETIMEDOUT, -ENODEV };
+	/* Too many fds: refused at once (EPROTO), not left to the timeout. */
+	const int want[] = { -ENODEV, -EPROTONOSUPPORT, -ETIMEDOUT, -ENODEV, -EPROTO };
 
 	t_section("fake-server");
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/fake", dir);
@@ -605,7 +630,7 @@ static void test_fake_server(void)
 	ci.flags = 0x80;
 	CHECK_ERR(p2p_vfio_user_connect(sa.sun_path, &ci, &c), -EINVAL);
 	ci.flags = 0;
-	for (int mode = 0; mode < 4; mode++) {
+	for (int mode = 0; mode < 5; mode++) {
 		struct fake f = { .mode = mode };
 		double t0 = now_s();
 

@@ -234,6 +234,32 @@ static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m, const stru
 	queue_cmd(c, m, false);
 }
 
+/*
+ * A message read whole but with more fds than it may carry (closed): a
+ * reply ends its waiter with EPROTO at once (rather than at its timeout), a
+ * command is refused with EINVAL on @sock, where it came from.
+ */
+static void refuse_msg(struct p2p_vfio_user_client *c, const struct vfio_user_header *hdr,
+		       int sock)
+{
+	if ((hdr->flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
+		struct vu_msg m = { .hdr = *hdr };
+
+		m.hdr.flags |= VFIO_USER_F_ERROR;
+		m.hdr.error_no = EPROTO;
+		m.hdr.msg_size = sizeof(m.hdr);
+		for (int i = 0; i < VU_MAX_FDS; i++)
+			m.fds[i] = -1;
+		deliver(c, &m, NULL);
+		return;
+	}
+	if (hdr->flags & VFIO_USER_F_NO_REPLY)
+		return;
+	pthread_mutex_lock(&c->send_lock);
+	vu_send_error(sock, hdr, EINVAL);
+	pthread_mutex_unlock(&c->send_lock);
+}
+
 /* A command of the server (from @sock, or @twin): to the worker. */
 static void queue_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, bool twin)
 {
@@ -268,8 +294,10 @@ static int read_one(struct p2p_vfio_user_client *c, const struct vu_waiter *self
 	/* What we told the server we take (c->max_xfer, negotiated, is never more). */
 	int ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
 
-	if (ret == -ETOOMANYREFS)
+	if (ret == -ETOOMANYREFS) {
+		refuse_msg(c, &m.hdr, c->sock);
 		return 0;
+	}
 	if (ret)
 		return ret;
 	deliver(c, &m, self);
@@ -314,6 +342,9 @@ static void *twin_main(void *arg)
 		c->twin_busy = true;
 		pthread_mutex_unlock(&c->lock);
 		ret = vu_msg_recv(c->twin, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
+		if (ret == -ETOOMANYREFS &&
+		    (m.hdr.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_COMMAND)
+			refuse_msg(c, &m.hdr, c->twin);
 		if (!ret && (m.hdr.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND) {
 			vu_msg_release(&m);
 			ret = -EPROTO;
