@@ -50,9 +50,9 @@
 #include <p2pbuf/p2pbuf.h>
 
 #include "door.h"
+#include "../util/private.h"
 
 #define EXPORT __attribute__((visibility("default")))
-#define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* glibc's pre-2.33 stat entry points, still exported for old binaries. */
 int __xstat(int ver, const char *path, struct stat *buf);

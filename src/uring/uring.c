@@ -56,13 +56,6 @@
 
 #include "../util/private.h"
 
-#ifndef unlikely
-#define unlikely(x) __builtin_expect(!!(x), 0)
-#endif
-#ifndef likely
-#define likely(x) __builtin_expect(!!(x), 1)
-#endif
-
 #define MAX_SLOTS 1024
 #define REAL_PER_SLOT 16
 #define MAX_REAL 16384
