@@ -162,17 +162,6 @@ static void client_put(struct p2p_vfio_user_client *c)
 	free(c);
 }
 
-static void deadline_after(struct timespec *ts, uint32_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* The connection is over: wake everyone (c->lock held). */
 static void mark_dead_locked(struct p2p_vfio_user_client *c)
 {
@@ -304,11 +293,6 @@ static int read_one(struct p2p_vfio_user_client *c, const struct vu_waiter *self
 	return 0;
 }
 
-static bool ts_before(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 static void serve_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, int sock);
 
 /*
@@ -383,14 +367,10 @@ static void *reader_main(void *arg)
 		struct timespec now;
 
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (c->reading || !list_empty(&c->waiters) || ts_before(&now, &c->idle_at)) {
-			struct timespec dl = now;
+		if (c->reading || !list_empty(&c->waiters) || vu_ts_before(&now, &c->idle_at)) {
+			struct timespec dl;
 
-			dl.tv_nsec += VU_IDLE_NS;
-			if (dl.tv_nsec >= 1000000000L) {
-				dl.tv_sec++;
-				dl.tv_nsec -= 1000000000L;
-			}
+			vu_deadline_in(&dl, VU_IDLE_NS);
 			if (!c->reading && list_empty(&c->waiters))
 				dl = c->idle_at;
 			pthread_cond_timedwait(&c->cond, &c->lock, &dl);
@@ -399,7 +379,7 @@ static void *reader_main(void *arg)
 
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			list_for_each_entry(w, &c->waiters, node) {
-				if (!w->done && !w->expired && ts_before(&w->dl, &now)) {
+				if (!w->done && !w->expired && vu_ts_before(&w->dl, &now)) {
 					w->expired = true;
 					mark_dead_locked(c);
 				}
@@ -443,7 +423,7 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 		return -ENODEV;
 	}
 	w.id = hdr.msg_id = c->next_id++;
-	deadline_after(&dl, c->timeout_ms);
+	vu_deadline_in(&dl, (uint64_t)c->timeout_ms * 1000000ull);
 	w.dl = dl;
 	list_add_tail(&w.node, &c->waiters);
 	pthread_mutex_unlock(&c->lock);
@@ -481,12 +461,7 @@ static int vu_call(struct p2p_vfio_user_client *c, uint16_t cmd, const struct io
 	/* Another caller waits for a reply nobody reads now: it takes the role. */
 	if (!c->reading && !list_empty(&c->waiters))
 		pthread_cond_broadcast(&c->cond);
-	clock_gettime(CLOCK_MONOTONIC, &c->idle_at);
-	c->idle_at.tv_nsec += VU_IDLE_NS;
-	if (c->idle_at.tv_nsec >= 1000000000L) {
-		c->idle_at.tv_sec++;
-		c->idle_at.tv_nsec -= 1000000000L;
-	}
+	vu_deadline_in(&c->idle_at, VU_IDLE_NS);
 	pthread_mutex_unlock(&c->lock);
 	if (!w.done)
 		return ret == ETIMEDOUT || w.expired ? -ETIMEDOUT : -ENODEV;
@@ -817,7 +792,7 @@ static void notices_settle(struct p2p_vfio_user_client *c)
 {
 	struct timespec dl;
 
-	deadline_after(&dl, c->timeout_ms);
+	vu_deadline_in(&dl, (uint64_t)c->timeout_ms * 1000000ull);
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		int unread = 0;
@@ -829,15 +804,10 @@ static void notices_settle(struct p2p_vfio_user_client *c)
 		struct timespec now, step;
 
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (!ts_before(&now, &dl))
+		if (!vu_ts_before(&now, &dl))
 			break;
 		/* Unread twin bytes wake nobody here: look again after a moment. */
-		step = now;
-		step.tv_nsec += 200000;
-		if (step.tv_nsec >= 1000000000L) {
-			step.tv_sec++;
-			step.tv_nsec -= 1000000000L;
-		}
+		vu_deadline_in(&step, 200000);
 		pthread_cond_timedwait(&c->cond, &c->lock, &step);
 	}
 	pthread_mutex_unlock(&c->lock);

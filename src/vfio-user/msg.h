@@ -7,9 +7,11 @@
 #ifndef P2PBUF_VFIO_USER_MSG_H
 #define P2PBUF_VFIO_USER_MSG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "proto.h"
 
@@ -100,5 +102,11 @@ int vu_send_error(int sock, const struct vfio_user_header *req, int err);
  * Return: 0, -EAGAIN (nothing queued), -EINVAL (junk, dropped), -errno.
  */
 int vu_token_recv(int sock, int *fd);
+
+/** vu_deadline_in() - *@ts = CLOCK_MONOTONIC now + @ns (for pthread_cond_timedwait on that clock) */
+void vu_deadline_in(struct timespec *ts, uint64_t ns);
+
+/** vu_ts_before() - is @a before @b? */
+bool vu_ts_before(const struct timespec *a, const struct timespec *b);
 
 #endif

@@ -292,17 +292,6 @@ static int reply_err(struct vu_client *c, const struct vu_msg *req, int err)
 	return ret;
 }
 
-static void deadline_in(struct timespec *dl, uint32_t timeout_ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, dl);
-	dl->tv_sec += timeout_ms / 1000;
-	dl->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (dl->tv_nsec >= 1000000000L) {
-		dl->tv_sec++;
-		dl->tv_nsec -= 1000000000L;
-	}
-}
-
 /*
  * A reply is now awaited from the client: if nobody reads (the reader runs
  * a command inline, which may be what waits for it), the worker reads.
@@ -339,7 +328,7 @@ static int client_call(struct vu_client *c, uint16_t cmd, const struct iovec *io
 
 	ret = client_sendv_on(c, client_cmd_sock(c), &h, iov, iovcnt, NULL, 0);
 
-	deadline_in(&dl, timeout_ms);
+	vu_deadline_in(&dl, (uint64_t)timeout_ms * 1000000ull);
 	pthread_mutex_lock(&c->lock);
 	while (!ret && !p.done && !c->dead) {
 		if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) == ETIMEDOUT && !p.done)
@@ -411,7 +400,7 @@ static int notify_revoke_async(struct vu_client *c, uint64_t id, uint32_t flags,
 		return -ENOMEM;
 	p->cmd = VFIO_USER_P2P_REVOKE;
 	p->fence = fence;
-	deadline_in(&p->deadline, srv->revoke_timeout_ms);
+	vu_deadline_in(&p->deadline, (uint64_t)srv->revoke_timeout_ms * 1000000ull);
 	/* Only the leaf wd_lock: we run under the buffer's resv and the exporter's locks. */
 	pthread_mutex_lock(&srv->wd_lock);
 	atomic_fetch_add(&srv->nr_async, 1);
@@ -2001,11 +1990,6 @@ static void *twin_main(void *arg)
 	return NULL;
 }
 
-static bool ts_before(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 /*
  * The revoke deadline of async notices: a client that has not acked in
  * time is disconnected (its reader's exit then signals the fences, and the
@@ -2039,7 +2023,7 @@ static void *watchdog_main(void *arg)
 
 				pthread_mutex_lock(&c->lock);
 				for (struct vu_pending *p = c->pending; p; p = p->next) {
-					if (p->fence && !p->expired && ts_before(&p->deadline, &now)) {
+					if (p->fence && !p->expired && vu_ts_before(&p->deadline, &now)) {
 						p->expired = true;
 						kill = true;
 					}
