@@ -231,9 +231,11 @@ static int child_a(void)
 		close(sp[1]);
 		close(pp[0]);
 		close(pp[1]);
-		usleep(50000);
+		/* The server closes its copy once it has refused them all: wait for that (5 s at most). */
+		struct pollfd pf = { .fd = sp[0], .events = POLLIN };
 		char b;
 
+		CHECK(poll(&pf, 1, 5000) == 1);
 		CHECK(recv(sp[0], &b, 1, MSG_DONTWAIT) == 0); /* EOF: the server closed its copy */
 		close(sp[0]);
 	}
