@@ -86,12 +86,17 @@ EOF
 chmod +x "$tmp/qemu"
 
 t0=$(date +%s%N)
-P2P_QEMU=$tmp/qemu P2P_BOOT_LOG=$log P2P_BOOT_TIMEOUT=$tmo \
-P2P_APPEND="p2p.expect=1b36:0110,1b36:0111 p2p.gpu=1b36:0110 p2p.ce=1b36:0111 p2p.cetest=1" \
-	tests/guest/boot.sh "$guest" -m 256M \
-	-device vfio-pci,host=0000:01:00.0 -device vfio-pci,host=0000:02:00.0 \
-	-no-shutdown -chardev pipe,id=mon0,path="$tmp/mon" -mon chardev=mon0 \
-	>"$tmp/boot.out" 2>&1 &
+# boot.sh's status goes to a file: bash forgets a reaped child's status when
+# it forks another child that gets the same pid (wait: "not a child of this
+# shell", exit 127), and pid_max wraps fast on a busy machine.
+{
+	P2P_QEMU=$tmp/qemu P2P_BOOT_LOG=$log P2P_BOOT_TIMEOUT=$tmo \
+	P2P_APPEND="p2p.expect=1b36:0110,1b36:0111 p2p.gpu=1b36:0110 p2p.ce=1b36:0111 p2p.cetest=1" \
+		tests/guest/boot.sh "$guest" -m 256M \
+		-device vfio-pci,host=0000:01:00.0 -device vfio-pci,host=0000:02:00.0 \
+		-no-shutdown -chardev pipe,id=mon0,path="$tmp/mon" -mon chardev=mon0
+	echo $? >"$tmp/boot.rc"
+} >"$tmp/boot.out" 2>&1 &
 bootpid=$!
 
 # Wait for the guest to finish (it powers off; -no-shutdown keeps QEMU for
@@ -160,8 +165,8 @@ if kill -0 "$bootpid" 2>/dev/null; then
 	[ ${#checks[@]} -gt 0 ] && [ $nbad = 0 ] && hostcheck=ok
 	echo "host: monitor xp: $nok of ${#checks[@]} words as the guest left them"
 fi
-wait "$bootpid"
-bootrc=$?
+wait "$bootpid" 2>/dev/null
+bootrc=$(cat "$tmp/boot.rc" 2>/dev/null || echo "none (killed)")
 bootpid=
 ms=$(( (t1 - t0) / 1000000 ))
 cat "$tmp/boot.out"
@@ -169,7 +174,7 @@ echo "qemu-vfio: guest done in ${ms} ms (boot.sh rc=$bootrc)"
 
 # 5. What must be there.
 need() { printf '%s\n' "$lines" | grep -qE "$1" || fail "no guest line matching: $1"; }
-[ $bootrc = 0 ] || fail "boot.sh failed (rc $bootrc)"
+[ "$bootrc" = 0 ] || fail "boot.sh failed (rc $bootrc)"
 need '^P2P-GUEST: pci [0-9a-f:.]+ id=1b36:0110 class=0x030200 bar0=0x[0-9a-f]+,0x4000,mem32 bar2=0x[0-9a-f]+,0x10000000,mem64pf$'
 need '^P2P-GUEST: pci [0-9a-f:.]+ id=1b36:0111 class=0x088000 bar0=0x[0-9a-f]+,0x1000,mem32$'
 need '^P2P-GUEST: expect 1b36:0110 at '

@@ -396,6 +396,30 @@ static int ce_memfd(size_t size, uint8_t **va)
 }
 
 /*
+ * Wait until the engine has caught up with its tail (HEAD == DOORBELL), up
+ * to 10 s, serving its DMA commands meanwhile.  The engine writes a
+ * descriptor's completion before HEAD covers it: a driver that saw the
+ * completion and read HEAD at once could read the old one, build its ring
+ * there and ring the doorbell with the tail it already has (no new work).
+ */
+static int ce_wait_caught_up(int s)
+{
+	double t = now();
+	uint32_t head, tail;
+
+	for (;;) {
+		if (reg_read(s, 0, P2P_CE_REG_HEAD, &head, 4) ||
+		    reg_read(s, 0, P2P_CE_REG_DOORBELL, &tail, 4))
+			return -1;
+		if (head == tail)
+			return 0;
+		if (now() - t > 10)
+			return -1;
+		usleep(1000);
+	}
+}
+
+/*
  * Program the engine: @n descriptors copying @len bytes src -> dst, IRQ on
  * the last; the ring at @base (va), completions at @base + 0x1000.
  */
@@ -405,6 +429,8 @@ static int ce_run_at(int s, uint8_t *va, uint64_t base, uint32_t n, uint64_t src
 	struct p2p_ce_desc *ring = (void *)va;
 	uint32_t head;
 
+	if (ce_wait_caught_up(s))
+		return -1;
 	memset(va, 0, 0x2000);
 	for (uint32_t i = 0; i < n; i++)
 		ring[i] = (struct p2p_ce_desc){ .src = base + src, .dst = base + dst, .len = len,

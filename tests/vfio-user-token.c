@@ -231,9 +231,11 @@ static int child_a(void)
 		close(sp[1]);
 		close(pp[0]);
 		close(pp[1]);
-		usleep(50000);
+		/* The server closes its copy once it has refused them all: wait for that (5 s at most). */
+		struct pollfd pf = { .fd = sp[0], .events = POLLIN };
 		char b;
 
+		CHECK(poll(&pf, 1, 5000) == 1);
 		CHECK(recv(sp[0], &b, 1, MSG_DONTWAIT) == 0); /* EOF: the server closed its copy */
 		close(sp[0]);
 	}
@@ -477,10 +479,16 @@ static void test_not_a_token(void)
 		CHECK(!socketpair(AF_UNIX, (kind ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0,
 				  sv));
 		if (kind) {
-			/* Bound to a name that is not a token's. */
-			memcpy(sa.sun_path + 1, "p2pbuf-other/1", 14);
+			/*
+			 * Bound to a name that is not a token's (this process's
+			 * own: abstract names are per network namespace, and
+			 * another run of the test may hold a fixed one).
+			 */
+			int len = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1,
+					   "p2pbuf-other/%d", (int)getpid());
+
 			CHECK(!bind(sv[1], (struct sockaddr *)&sa,
-				    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 15)));
+				    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)));
 		}
 		CHECK_ERR(p2p_dmabuf_get(sv[0], &buf), -EINVAL);
 		CHECK_ERR(p2p_fd_mmap(sv[0], NULL, PG, PROT_READ, MAP_SHARED, 0, (void **)&buf),

@@ -145,8 +145,19 @@ struct p2p_vfio_user_client {
 
 static void client_put(struct p2p_vfio_user_client *c)
 {
+	struct vu_cmd *q, *n;
+
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
+	/*
+	 * Commands the server sent after the worker ended (the twin socket's
+	 * reader stops after it): the connection is over, nobody answers them.
+	 */
+	list_for_each_entry_safe(q, n, &c->cmds, node) {
+		list_del_init(&q->node);
+		vu_msg_release(&q->msg);
+		free(q);
+	}
 	for (int i = 0; i < VU_MAX_REGIONS; i++)
 		if (c->regions[i].fd >= 0)
 			close(c->regions[i].fd);

@@ -293,6 +293,19 @@ static int reply_err(struct vu_client *c, const struct vu_msg *req, int err)
 }
 
 /*
+ * Is a reply still awaited from the client?  A call's entry stays on the
+ * list, done, from its reply until its thread runs again and takes it off:
+ * that one is not awaited.  c->lock held.
+ */
+static bool reply_awaited_locked(const struct vu_client *c)
+{
+	for (const struct vu_pending *p = c->pending; p; p = p->next)
+		if (!p->done)
+			return true;
+	return false;
+}
+
+/*
  * A reply is now awaited from the client: if nobody reads (the reader runs
  * a command inline, which may be what waits for it), the worker reads.
  */
@@ -2048,8 +2061,15 @@ static void *worker_main(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&c->lock);
+		/*
+		 * Read only for a reply still awaited: that one comes (or the
+		 * timeout disconnects).  Reading for a call already answered
+		 * (its thread not yet back) would leave a command queued
+		 * meanwhile, behind an inline one, unrun until the client sends
+		 * something more, while it waits for that command's reply.
+		 */
 		while (!c->dead && !(c->qhead && !c->inflight) &&
-		       !(c->pending && !c->reading && c->twin < 0))
+		       !(reply_awaited_locked(c) && !c->reading && c->twin < 0))
 			pthread_cond_wait(&c->cond, &c->lock);
 		if (c->dead) {
 			pthread_mutex_unlock(&c->lock);
