@@ -104,6 +104,7 @@ struct p2p_vfio_user_client {
 	bool threads;
 	bool dead, stop;
 	bool reading; /* a thread holds the read role (receives from the socket) */
+	struct vu_rbuf rb; /* @sock's read-ahead: the read role's */
 	struct timespec idle_at; /* the reader thread takes the role back after it */
 	bool gone_done; /* the worker marked the function removed */
 	uint16_t next_id;
@@ -165,6 +166,7 @@ static void client_put(struct p2p_vfio_user_client *c)
 		close(c->sock);
 	if (c->twin >= 0)
 		close(c->twin);
+	vu_rbuf_release(&c->rb);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_cond_destroy(&c->wcond);
@@ -292,7 +294,8 @@ static int read_one(struct p2p_vfio_user_client *c, const struct vu_waiter *self
 {
 	struct vu_msg m;
 	/* What we told the server we take (c->max_xfer, negotiated, is never more). */
-	int ret = vu_msg_recv(c->sock, sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
+	int ret = vu_msg_recv_buffered(c->sock, &c->rb,
+				       sizeof(struct vfio_user_header) + 64 + VU_OUR_XFER, &m);
 
 	if (ret == -ETOOMANYREFS) {
 		refuse_msg(c, &m.hdr, c->sock);
@@ -1652,6 +1655,7 @@ static int client_new(int sock, uint32_t timeout_ms, bool token_conn,
 	list_init(&c->waiters);
 	list_init(&c->cmds);
 	list_init(&c->exports);
+	vu_rbuf_init(&c->rb);
 	c->timeout_ms = timeout_ms ? timeout_ms : VU_DEFAULT_TIMEOUT_MS;
 	c->max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	c->sock = sock;

@@ -152,6 +152,209 @@ fail:
 	return ret;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Buffered receive                                                        */
+
+#define VU_RBUF_MIN (16u << 10)
+
+void vu_rbuf_init(struct vu_rbuf *rb)
+{
+	memset(rb, 0, sizeof(*rb));
+}
+
+void vu_rbuf_release(struct vu_rbuf *rb)
+{
+	for (unsigned int i = 0; i < rb->nr_fdq; i++)
+		close_fds(rb->fdq[i].fds, &rb->fdq[i].nr);
+	free(rb->buf);
+	vu_rbuf_init(rb);
+}
+
+/*
+ * The stream offset of the last message that starts before @end (the end
+ * of the bytes just read): walk the headers from the first message not
+ * returned.  A header not whole yet, or not valid, ends the walk there.
+ */
+static uint64_t last_start(const struct vu_rbuf *rb, uint64_t end, size_t max)
+{
+	uint64_t at = rb->base + rb->head;
+
+	for (;;) {
+		struct vfio_user_header h;
+		size_t i = (size_t)(at - rb->base);
+
+		if (rb->tail - i < sizeof(h))
+			return at;
+		memcpy(&h, rb->buf + i, sizeof(h));
+		if (vu_hdr_check(&h, max) || at + h.msg_size >= end)
+			return at;
+		at += h.msg_size;
+	}
+}
+
+/* Queue the fds of one read for the message at stream offset @at. */
+static int fdq_add(struct vu_rbuf *rb, uint64_t at, const int *fds, unsigned int n, bool trunc)
+{
+	unsigned int q;
+
+	for (q = 0; q < rb->nr_fdq && rb->fdq[q].at != at; q++)
+		;
+	if (q == rb->nr_fdq) {
+		if (q == sizeof(rb->fdq) / sizeof(rb->fdq[0])) {
+			for (unsigned int i = 0; i < n; i++)
+				close(fds[i]);
+			return -EPROTO;
+		}
+		rb->fdq[q].at = at;
+		rb->fdq[q].nr = 0;
+		rb->fdq[q].trunc = false;
+		rb->nr_fdq++;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		if (rb->fdq[q].nr < VU_MAX_FDS) {
+			rb->fdq[q].fds[rb->fdq[q].nr++] = fds[i];
+		} else {
+			close(fds[i]);
+			rb->fdq[q].trunc = true;
+		}
+	}
+	rb->fdq[q].trunc |= trunc;
+	return 0;
+}
+
+/* Take the fds queued for the message at @at into @msg; *@trunc if some were dropped. */
+static void fdq_take(struct vu_rbuf *rb, uint64_t at, struct vu_msg *msg, bool *trunc)
+{
+	for (unsigned int q = 0; q < rb->nr_fdq;) {
+		if (rb->fdq[q].at > at) {
+			q++;
+			continue;
+		}
+		/* Its own, or (never for a sane sender) of a message already gone: closed. */
+		if (rb->fdq[q].at == at) {
+			memcpy(msg->fds, rb->fdq[q].fds, rb->fdq[q].nr * sizeof(int));
+			msg->nr_fds = rb->fdq[q].nr;
+			*trunc = rb->fdq[q].trunc;
+		} else {
+			close_fds(rb->fdq[q].fds, &rb->fdq[q].nr);
+		}
+		rb->fdq[q] = rb->fdq[--rb->nr_fdq];
+	}
+}
+
+/* Room for @need bytes from head on: move what is unread to the front, grow. */
+static int rbuf_room(struct vu_rbuf *rb, size_t need)
+{
+	size_t want = need > VU_RBUF_MIN ? need : VU_RBUF_MIN;
+
+	/* Moved to the front when what is left after head would not take @need, or is small. */
+	if (rb->head && rb->cap - rb->head < (need > VU_RBUF_MIN / 2 ? need : VU_RBUF_MIN / 2)) {
+		memmove(rb->buf, rb->buf + rb->head, rb->tail - rb->head);
+		rb->base += rb->head;
+		rb->tail -= rb->head;
+		rb->head = 0;
+	}
+	if (rb->cap < want) {
+		uint8_t *b = realloc(rb->buf, want);
+
+		if (!b)
+			return -ENOMEM;
+		rb->buf = b;
+		rb->cap = want;
+	}
+	return 0;
+}
+
+int vu_msg_recv_buffered(int sock, struct vu_rbuf *rb, size_t max, struct vu_msg *msg)
+{
+	int ret;
+
+	memset(msg, 0, sizeof(*msg));
+	for (int i = 0; i < VU_MAX_FDS; i++)
+		msg->fds[i] = -1;
+	for (;;) {
+		size_t avail = rb->tail - rb->head, need = sizeof(msg->hdr);
+
+		if (avail >= sizeof(msg->hdr)) {
+			memcpy(&msg->hdr, rb->buf + rb->head, sizeof(msg->hdr));
+			ret = vu_hdr_check(&msg->hdr, max);
+			if (ret)
+				return ret;
+			need = msg->hdr.msg_size;
+			if (avail >= need) {
+				uint64_t at = rb->base + rb->head;
+				bool trunc = false;
+
+				msg->buf = malloc(need);
+				if (!msg->buf)
+					return -ENOMEM;
+				memcpy(msg->buf, rb->buf + rb->head, need);
+				msg->size = need;
+				rb->head += need;
+				if (rb->head == rb->tail) {
+					rb->base += rb->head;
+					rb->head = rb->tail = 0;
+				}
+				fdq_take(rb, at, msg, &trunc);
+				if (trunc) {
+					vu_msg_release(msg);
+					return -ETOOMANYREFS;
+				}
+				return 0;
+			}
+		}
+		ret = rbuf_room(rb, need);
+		if (ret)
+			return ret;
+
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+		} cbuf;
+		struct iovec iov = { .iov_base = rb->buf + rb->tail, .iov_len = rb->cap - rb->tail };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+				     .msg_controllen = sizeof(cbuf.buf) };
+		ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		int fds[VU_MAX_FDS];
+		unsigned int nfd = 0;
+		bool over = mh.msg_flags & MSG_CTRUNC;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			unsigned int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			for (unsigned int i = 0; i < k; i++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (nfd < VU_MAX_FDS) {
+					fds[nfd++] = fd;
+				} else {
+					close(fd);
+					over = true;
+				}
+			}
+		}
+		if (n == 0) {
+			for (unsigned int i = 0; i < nfd; i++)
+				close(fds[i]);
+			return -ECONNRESET;
+		}
+		rb->tail += (size_t)n;
+		if (nfd || over) {
+			ret = fdq_add(rb, last_start(rb, rb->base + rb->tail, max), fds, nfd, over);
+			if (ret)
+				return ret;
+		}
+	}
+}
+
 void vu_msg_release(struct vu_msg *msg)
 {
 	free(msg->buf);

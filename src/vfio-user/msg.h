@@ -70,6 +70,48 @@ int vu_msg_parse(const void *data, size_t len, size_t max, struct vu_msg *msg);
  */
 int vu_msg_recv(int sock, size_t max, struct vu_msg *msg);
 
+/**
+ * struct vu_rbuf - a connection's read buffer (vu_msg_recv_buffered())
+ *
+ * Bytes read ahead of the message being returned, so that a message costs
+ * one recvmsg(2), not two (header, then payload), and messages queued
+ * together come in one.  The fds of a read belong to the last message that
+ * starts in it: the kernel ends a read of a Unix stream socket after the
+ * first segment that carries fds, and a sender's sendmsg() of one message
+ * is one such segment (its first).  Used by one reader at a time (the
+ * connection's read role); nothing else may read the socket, and poll(2)
+ * on it says nothing of what is buffered.
+ */
+struct vu_rbuf {
+	uint8_t *buf;
+	size_t cap, head, tail; /* [head, tail) read, not returned yet */
+	uint64_t base;		/* stream offset of buf[0] */
+	struct {
+		uint64_t at; /* stream offset of the message they came with */
+		int fds[VU_MAX_FDS];
+		unsigned int nr;
+		bool trunc;
+	} fdq[4];
+	unsigned int nr_fdq;
+};
+
+/** vu_rbuf_init() - an empty read buffer (no allocation until the first read) */
+void vu_rbuf_init(struct vu_rbuf *rb);
+
+/** vu_rbuf_release() - free it and close the fds of messages not returned */
+void vu_rbuf_release(struct vu_rbuf *rb);
+
+/**
+ * vu_msg_recv_buffered() - vu_msg_recv() through @rb
+ *
+ * As vu_msg_recv(), with the same errors, but it may read past the message
+ * (what follows stays in @rb for the next call); a message already whole
+ * in @rb is returned without a system call.  -EPROTO if the fds of a read
+ * cannot be matched to a message (more than 4 fd-carrying messages
+ * pending).
+ */
+int vu_msg_recv_buffered(int sock, struct vu_rbuf *rb, size_t max, struct vu_msg *msg);
+
 /** vu_msg_release() - free the buffer and close the fds not taken (set to -1) */
 void vu_msg_release(struct vu_msg *msg);
 

@@ -147,6 +147,7 @@ struct vu_client {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	struct vu_rbuf rb; /* c->sock's read-ahead: the read role's (reading) */
 	struct vu_qent *qhead, **qtail;
 	unsigned int qlen;
 	struct vu_pending *pending;
@@ -1763,6 +1764,7 @@ static void client_teardown(struct vu_client *c)
 	close(c->sock);
 	if (c->twin >= 0)
 		close(c->twin);
+	vu_rbuf_release(&c->rb);
 
 	while (c->qhead) {
 		struct vu_qent *q = c->qhead;
@@ -1888,7 +1890,7 @@ static int take_msg(struct vu_client *c, bool may_inline)
 {
 	struct vu_qent *q;
 	struct vu_msg m;
-	int ret = vu_msg_recv(c->sock, VU_SERVER_MAX_MSG, &m);
+	int ret = vu_msg_recv_buffered(c->sock, &c->rb, VU_SERVER_MAX_MSG, &m);
 
 	if (ret == -ETOOMANYREFS) {
 		/* The message was read whole (in sync): refuse a command; a reply is dropped. */
@@ -2154,6 +2156,7 @@ static int client_start(struct vu_dev *d, int fd, struct vu_token *born)
 	c->born = born;
 	c->twin = -1;
 	c->qtail = &c->qhead;
+	vu_rbuf_init(&c->rb);
 	c->peer_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE;
 	/* A client that stops reading cannot block a revoke or a reply for long. */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
