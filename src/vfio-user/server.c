@@ -2201,6 +2201,7 @@ fail_slot:
 	pthread_mutex_unlock(&d->lock);
 fail_free:
 	if (c) {
+		vu_rbuf_release(&c->rb); /* what a reader that ran read ahead */
 		pthread_mutex_destroy(&c->lock);
 		pthread_mutex_destroy(&c->send_lock);
 		pthread_cond_destroy(&c->cond);
