@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -613,4 +614,30 @@ pid_t t_serve(const char *dir, const char *conf, const char *const *bdfs, const 
 		usleep(10000);
 	}
 	return -1;
+}
+
+ssize_t t_sendmsg_fds(int s, const void *buf, size_t len, const int *fds, unsigned int nfds)
+{
+	union {
+		struct cmsghdr a;
+		char b[CMSG_SPACE(sizeof(int) * 16)];
+	} cb;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (nfds > 16)
+		return -1;
+	if (nfds) {
+		struct cmsghdr *c;
+
+		memset(&cb, 0, sizeof(cb));
+		mh.msg_control = cb.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	return sendmsg(s, &mh, MSG_NOSIGNAL);
 }

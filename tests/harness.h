@@ -19,6 +19,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/types.h>
 
 #include <p2pbuf/p2pbuf.h>
 
@@ -63,6 +64,11 @@ void t_begin(void);
 int t_end(void);
 /* The fds the process has open now (what t_begin() and t_end() compare), or -1. */
 int t_count_fds(void);
+/*
+ * One sendmsg(2) (MSG_NOSIGNAL) of the @len bytes at @buf with @nfds fds
+ * (SCM_RIGHTS, at most 16) on socket @s: what it returned.
+ */
+ssize_t t_sendmsg_fds(int s, const void *buf, size_t len, const int *fds, unsigned int nfds);
 /*
  * An unlinked temporary file (O_CLOEXEC) holding the @len bytes at @data;
  * prints and exits T_EXIT_FAIL if it cannot be made.

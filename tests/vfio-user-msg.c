@@ -26,40 +26,22 @@
 /* Send one message (one sendmsg) of @len bytes: header, then bytes @id, @id+1, ... */
 static void send_msg(int s, uint16_t id, size_t len, const int *fds, unsigned int nfds)
 {
-	union {
-		struct cmsghdr a;
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-	} cb;
 	uint8_t *buf = malloc(len);
 	struct vfio_user_header h = { .msg_id = id, .cmd = 1, .msg_size = (uint32_t)len,
 				      .flags = VFIO_USER_F_TYPE_COMMAND };
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	size_t done = 0;
 
 	memcpy(buf, &h, sizeof(h));
 	for (size_t i = sizeof(h); i < len; i++)
 		buf[i] = (uint8_t)(id + i);
-	if (nfds) {
-		memset(&cb, 0, sizeof(cb));
-		mh.msg_control = cb.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	/* The fds go with the first part; a large message may take several sends. */
 	while (done < len) {
-		ssize_t n = sendmsg(s, &mh, MSG_NOSIGNAL);
+		ssize_t n = t_sendmsg_fds(s, buf + done, len - done, done ? NULL : fds,
+					  done ? 0 : nfds);
 
 		if (n <= 0)
 			break;
 		done += (size_t)n;
-		iov.iov_base = buf + done;
-		iov.iov_len = len - done;
-		mh.msg_control = NULL;
-		mh.msg_controllen = 0;
 	}
 	CHECK(done == len);
 	free(buf);

@@ -136,24 +136,7 @@ static int vu_connect(const char *path)
 
 static int raw_send(int s, const void *buf, size_t len, const int *fds, int nfds)
 {
-	union {
-		struct cmsghdr a;
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-	} cb;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds) {
-		memset(&cb, 0, sizeof(cb));
-		mh.msg_control = cb.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	return sendmsg(s, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+	return t_sendmsg_fds(s, buf, len, fds, (unsigned int)nfds) == (ssize_t)len ? 0 : -1;
 }
 
 struct rep {

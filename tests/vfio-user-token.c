@@ -158,27 +158,9 @@ static struct p2p_vfio_user_client *connect_gpu(const char *name)
 /* One datagram on token @tok with up to two fds (-1: none). */
 static ssize_t send_junk(int tok, const void *p, size_t n, int fd0, int fd1)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 2)];
-		struct cmsghdr a;
-	} u;
 	int fds[2] = { fd0, fd1 };
-	unsigned int nfd = fd1 >= 0 ? 2 : fd0 >= 0 ? 1 : 0;
-	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (nfd) {
-		memset(u.b, 0, sizeof(u.b));
-		mh.msg_control = u.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfd);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfd);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfd);
-	}
-	return sendmsg(tok, &mh, MSG_NOSIGNAL);
+	return t_sendmsg_fds(tok, p, n, fds, fd1 >= 0 ? 2 : fd0 >= 0 ? 1 : 0);
 }
 
 static int child_a(void)
