@@ -1543,6 +1543,7 @@ static void *spin_connect(void *arg)
 static struct p2p_vfio_user_server *race_srv;
 static struct p2p_pci_dev *race_dev;
 static atomic_int race_go, race_ok, race_busy;
+static pthread_barrier_t race_start; /* the 16 racers and the test: released together */
 
 /* One of 16 threads adding a connection at the same moment. */
 static void *add_racer(void *arg)
@@ -1551,9 +1552,11 @@ static void *add_racer(void *arg)
 
 	(void)arg;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		sv[0] = sv[1] = -1;
+	/* Blocked, not spinning, until all are there (spinners would starve the server's threads). */
+	pthread_barrier_wait(&race_start);
+	if (sv[1] < 0)
 		return NULL;
-	while (!atomic_load(&race_go))
-		;
 	ret = p2p_vfio_user_server_add_fd(race_srv, race_dev, sv[1]);
 	if (!ret)
 		atomic_fetch_add(&race_ok, 1);
@@ -1580,13 +1583,13 @@ static int max_clients_race(void)
 	for (int round = 0; round < 5 && !bad; round++) {
 		if (p2p_vfio_user_server_create(&si, &race_srv))
 			return 1;
-		atomic_store(&race_go, 0);
 		atomic_store(&race_ok, 0);
 		atomic_store(&race_busy, 0);
+		pthread_barrier_init(&race_start, NULL, 17);
+		atomic_store(&race_go, 1);
 		for (int i = 0; i < 16; i++)
 			pthread_create(&thr[i], NULL, add_racer, NULL);
-		usleep(20000);
-		atomic_store(&race_go, 1);
+		pthread_barrier_wait(&race_start);
 		for (int w = 0; w < 500 && atomic_load(&race_ok) + atomic_load(&race_busy) < 16; w++)
 			usleep(10000);
 		if (atomic_load(&race_ok) != 4 || atomic_load(&race_busy) != 12 ||
@@ -1599,6 +1602,7 @@ static int max_clients_race(void)
 		atomic_store(&race_go, 2);
 		for (int i = 0; i < 16; i++)
 			pthread_join(thr[i], NULL);
+		pthread_barrier_destroy(&race_start);
 		p2p_vfio_user_server_destroy(race_srv);
 	}
 	return bad;
