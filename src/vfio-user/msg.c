@@ -61,6 +61,34 @@ static void close_fds(int *fds, unsigned int *n)
 }
 
 /*
+ * Take the fds of @mh's SCM_RIGHTS into @fds, which has room for
+ * VU_MAX_FDS and holds *@n already; those past the room are closed.
+ * Return: true if any fd was dropped (past the room, or by the kernel:
+ * MSG_CTRUNC).
+ */
+static bool take_fds(const struct msghdr *mh, int *fds, unsigned int *n)
+{
+	bool dropped = mh->msg_flags & MSG_CTRUNC;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(f));
+			if (*n < VU_MAX_FDS) {
+				fds[(*n)++] = f;
+			} else {
+				close(f);
+				dropped = true;
+			}
+		}
+	}
+	return dropped;
+}
+
+/*
  * Read exactly @len bytes, collecting the fds that come with them.
  * *@trunc is set if the kernel dropped fds (more than we had room for).
  */
@@ -87,25 +115,7 @@ static int recv_exact(int sock, void *buf, size_t len, struct vu_msg *msg, bool 
 				continue;
 			return errno == ECONNRESET ? -ECONNRESET : -errno;
 		}
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			unsigned int nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			int fds[VU_MAX_FDS];
-
-			if (nfd > VU_MAX_FDS)
-				nfd = VU_MAX_FDS;
-			memcpy(fds, CMSG_DATA(c), nfd * sizeof(int));
-			for (unsigned int i = 0; i < nfd; i++) {
-				if (msg->nr_fds < VU_MAX_FDS) {
-					msg->fds[msg->nr_fds++] = fds[i];
-				} else {
-					close(fds[i]);
-					*trunc = true;
-				}
-			}
-		}
-		if (mh.msg_flags & MSG_CTRUNC)
+		if (take_fds(&mh, msg->fds, &msg->nr_fds))
 			*trunc = true;
 		if (n == 0)
 			return -ECONNRESET;
@@ -317,30 +327,14 @@ int vu_msg_recv_buffered(int sock, struct vu_rbuf *rb, size_t max, struct vu_msg
 		ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 		int fds[VU_MAX_FDS];
 		unsigned int nfd = 0;
-		bool over = mh.msg_flags & MSG_CTRUNC;
+		bool over;
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			unsigned int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-			for (unsigned int i = 0; i < k; i++) {
-				int fd;
-
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (nfd < VU_MAX_FDS) {
-					fds[nfd++] = fd;
-				} else {
-					close(fd);
-					over = true;
-				}
-			}
-		}
+		over = take_fds(&mh, fds, &nfd);
 		if (n == 0) {
 			for (unsigned int i = 0; i < nfd; i++)
 				close(fds[i]);
@@ -468,19 +462,7 @@ int vu_token_recv(int sock, int *fd)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int f;
-
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(f));
-			if (nr < VU_MAX_FDS)
-				fds[nr++] = f;
-			else
-				close(f);
-		}
-	}
+	take_fds(&mh, fds, &nr); /* more than one is junk anyway */
 	if ((size_t)n >= sizeof(a))
 		memcpy(&a, data, sizeof(a));
 	if ((size_t)n != sizeof(a) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nr != 1 ||
