@@ -2391,25 +2391,20 @@ static int listen_at(int fd, const char *path)
 {
 	static atomic_uint seq;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int n, ret = 0;
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.%u~", path, (int)getpid(),
+			 atomic_fetch_add(&seq, 1));
+	bool tmp = n >= 0 && (size_t)n < sizeof(sa.sun_path);
+	int ret = 0;
 
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.%u~", path, (int)getpid(),
-		     atomic_fetch_add(&seq, 1));
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+	if (!tmp)
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
-			return -errno;
-		if (listen(fd, 64)) {
-			ret = -errno;
-			unlink(path);
-		}
-		return ret;
-	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		return -errno;
-	if (listen(fd, 64) || link(sa.sun_path, path))
+	if (listen(fd, 64) || (tmp && link(sa.sun_path, path)))
 		ret = errno == EEXIST ? -EADDRINUSE : -errno;
-	unlink(sa.sun_path);
+	/* The temporary name always goes; @path itself only if it does not listen. */
+	if (tmp || ret)
+		unlink(sa.sun_path);
 	return ret;
 }
 
