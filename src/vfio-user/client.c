@@ -236,6 +236,9 @@ static void deliver(struct p2p_vfio_user_client *c, struct vu_msg *m, const stru
 	queue_cmd(c, m, false);
 }
 
+static void reply_error(struct p2p_vfio_user_client *c, int sock,
+			const struct vfio_user_header *req, int err);
+
 /*
  * A message read whole but with more fds than it may carry (closed): a
  * reply ends its waiter with EPROTO at once (rather than at its timeout), a
@@ -255,11 +258,7 @@ static void refuse_msg(struct p2p_vfio_user_client *c, const struct vfio_user_he
 		deliver(c, &m, NULL);
 		return;
 	}
-	if (hdr->flags & VFIO_USER_F_NO_REPLY)
-		return;
-	pthread_mutex_lock(&c->send_lock);
-	vu_send_error(sock, hdr, EINVAL);
-	pthread_mutex_unlock(&c->send_lock);
+	reply_error(c, sock, hdr, EINVAL);
 }
 
 /* A command of the server (from @sock, or @twin): to the worker. */
@@ -268,9 +267,7 @@ static void queue_cmd(struct p2p_vfio_user_client *c, struct vu_msg *m, bool twi
 	struct vu_cmd *q = malloc(sizeof(*q));
 
 	if (!q) {
-		pthread_mutex_lock(&c->send_lock);
-		vu_send_error(twin ? c->twin : c->sock, &m->hdr, ENOMEM);
-		pthread_mutex_unlock(&c->send_lock);
+		reply_error(c, twin ? c->twin : c->sock, &m->hdr, ENOMEM);
 		vu_msg_release(m);
 		return;
 	}
