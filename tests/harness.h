@@ -65,6 +65,20 @@ int t_end(void);
 /* The fds the process has open now (what t_begin() and t_end() compare), or -1. */
 int t_count_fds(void);
 /*
+ * A vfio-user DEVICE_FEATURE GET | 11 request (dma-buf export) with one
+ * range, flat: the uAPI structures end in flexible arrays.
+ */
+struct t_vu_feat11 {
+	struct {
+		uint32_t argsz, flags;
+	} f;
+	struct {
+		uint32_t region_index, open_flags, flags, nr_ranges;
+	} db;
+	struct vfio_region_dma_range r;
+} __attribute__((packed));
+
+/*
  * One sendmsg(2) (MSG_NOSIGNAL) of the @len bytes at @buf with @nfds fds
  * (SCM_RIGHTS, at most 16) on socket @s: what it returned.
  */

@@ -60,17 +60,6 @@
 		}                                                                            \
 	} while (0)
 
-/* DEVICE_FEATURE GET | 11 with one range, flat (no flexible members inside) */
-struct feat11 {
-	struct {
-		uint32_t argsz, flags;
-	} f;
-	struct {
-		uint32_t region_index, open_flags, flags, nr_ranges;
-	} db;
-	struct vfio_region_dma_range r;
-} __attribute__((packed));
-
 static char dir[64], gpu_path[128], ce_path[128];
 
 /* ---- the server process -------------------------------------------------- */
@@ -1122,7 +1111,7 @@ static void test_many_clients(void)
 static void export_child(int rep, uint64_t off, bool ack)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}}}";
-	struct feat11 req = {
+	struct t_vu_feat11 req = {
 		.f = { .argsz = 64, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
 		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
 		.r = { .offset = off, .length = 65536 },
@@ -1360,7 +1349,7 @@ static void test_revoke_kill(void)
 static void test_revoke_inline_silent(void)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}}}";
-	struct feat11 req = {
+	struct t_vu_feat11 req = {
 		.f = { .argsz = 64, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
 		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
 		.r = { .offset = 0, .length = 65536 },
@@ -1418,7 +1407,7 @@ static void test_revoke_inline_silent(void)
 static void test_export_errors(void)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":0}}}";
-	struct feat11 req = {
+	struct t_vu_feat11 req = {
 		.f = { .argsz = 16, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
 		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
 		.r = { .offset = 0, .length = 4096 },
@@ -1479,7 +1468,7 @@ static void test_export_errors(void)
 static void test_restore(void)
 {
 	const char *js = "{\"capabilities\":{\"p2pbuf\":{\"dmabuf\":1,\"revoke\":1}}}";
-	struct feat11 req = {
+	struct t_vu_feat11 req = {
 		.f = { .argsz = 64, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
 		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
 		.r = { .offset = 0, .length = 65536 },

@@ -401,16 +401,7 @@ static int raw_version(int s, bool p2p)
 /* Feature 11 on a raw connection: the export's id, its token in *@tok; -1 on failure. */
 static int64_t raw_export(int s, int *tok)
 {
-	/* (Plain fields: the uAPI structures end in flexible arrays.) */
-	struct {
-		struct {
-			uint32_t argsz, flags;
-		} f;
-		struct {
-			uint32_t region_index, open_flags, flags, nr_ranges;
-		} db;
-		struct vfio_region_dma_range r;
-	} __attribute__((packed)) req = {
+	struct t_vu_feat11 req = {
 		.f = { .argsz = 48, .flags = VFIO_USER_DEVICE_FEATURE_GET | 11 },
 		.db = { .region_index = 2, .open_flags = O_RDWR, .nr_ranges = 1 },
 		.r = { .offset = 0, .length = LEN },
