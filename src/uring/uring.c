@@ -468,10 +468,6 @@ static int stash_push(struct p2p_uring *r, uint64_t user_data, int32_t res, uint
 	return 0;
 }
 
-/*
- * A real completion: gather the pieces of split requests.  Returns true
- * with the user's completion in *@out when one is due.  cq_lock held.
- */
 /* A request of @s completed (cq_lock: the only writer); true if none is left in flight. */
 static inline bool slot_done_one(struct uslot *s)
 {
@@ -481,6 +477,10 @@ static inline bool slot_done_one(struct uslot *s)
 	return atomic_load_explicit(&s->nsub, memory_order_acquire) == done;
 }
 
+/*
+ * A real completion: gather the pieces of split requests.  Returns true
+ * with the user's completion in *@out when one is due.  cq_lock held.
+ */
 static inline bool process_cqe(struct p2p_uring *r, const struct io_uring_cqe *cqe,
 			       struct io_uring_cqe *out)
 {
